@@ -1,0 +1,210 @@
+"""Checkpoints: safetensors weights (sharded when large) + a card (``card.json`` and ``README.md``).
+
+A checkpoint is a folder::
+
+    checkpoints/<name>/
+        card.json                 machine-readable card: architecture, config, labels, input spec,
+                                  data and splits, recipe, hardware, wall time, measured metrics,
+                                  and the sha256 of every weight file
+        README.md                 the same card for people (generated from card.json)
+        model.safetensors         or model-0000k-of-0000n.safetensors shards
+
+Loading checks the files' sha256, that the architecture is registered, that the stored tensors
+fit it exactly, and (when asked) that the model name and label set are the expected ones.
+safetensors never executes code, so a checkpoint from anywhere is safe to open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from ferx.data.labels import LabelSet, get_label_set
+from ferx.models import InputSpec, create_model, get_model_info
+
+FORMAT = "ferx-checkpoint/1"
+CARD = "card.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing, corrupt, or does not fit what was asked for."""
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    name: str
+    labels: LabelSet
+    input_spec: InputSpec
+    card: dict
+    path: Path
+
+    @property
+    def sha256(self) -> str:
+        """One hash for the whole checkpoint: the hash of its weight files' hashes."""
+        joined = "".join(self.card["weights"]["sha256"][f] for f in self.card["weights"]["files"])
+        return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _shards(state: dict[str, torch.Tensor], max_bytes: int | None) -> list[dict[str, torch.Tensor]]:
+    if max_bytes is None:
+        return [state]
+    shards, current, size = [], {}, 0
+    for key, t in state.items():
+        nbytes = t.numel() * t.element_size()
+        if current and size + nbytes > max_bytes:
+            shards.append(current)
+            current, size = {}, 0
+        current[key] = t
+        size += nbytes
+    return shards + [current] if current else shards
+
+
+def save_checkpoint(model: nn.Module, out_dir: str | Path, *, labels: LabelSet, input_spec: InputSpec | None = None,
+                    card: dict | None = None, dtype: torch.dtype = torch.float32,
+                    shard_mib: float | None = None) -> Path:
+    """Write ``model`` (built by :func:`ferx.models.create_model`) and its card into ``out_dir``.
+
+    ``card`` holds the provenance (data, recipe, hardware, wall time, metrics ...); the
+    architecture, labels, input spec and file hashes are filled in here.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = model.ferx_name
+    spec = input_spec or get_model_info(name).input_spec
+    if len(labels) != model.num_classes:
+        raise CheckpointError(f"{name} has {model.num_classes} outputs but the label set has {len(labels)} classes")
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
+    for old in out.glob("model*.safetensors"):
+        old.unlink()
+    shards = _shards(state, None if shard_mib is None else int(shard_mib * 2**20))
+    files = (["model.safetensors"] if len(shards) == 1
+             else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+    meta = {"format": FORMAT, "model": name, "labels": ",".join(labels.classes)}
+    for fname, shard in zip(files, shards):
+        save_file(shard, str(out / fname), metadata=meta)
+    full = {
+        "format": FORMAT,
+        "model": name,
+        "config": dict(model.ferx_config),
+        "labels": list(labels.classes),
+        "label_set": labels.name,
+        "input_spec": spec.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **(card or {}),
+        "weights": {"dtype": str(dtype).replace("torch.", ""), "files": files,
+                    "sha256": {f: sha256_file(out / f) for f in files}},
+    }
+    write_card(out, full)
+    return out
+
+
+def read_card(ckpt_dir: str | Path) -> dict:
+    path = Path(ckpt_dir) / CARD
+    if not path.is_file():
+        raise CheckpointError(f"{ckpt_dir} is not a ferx checkpoint: {CARD} not found")
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    if card.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: unsupported checkpoint format {card.get('format')!r} (expected {FORMAT})")
+    return card
+
+
+def write_card(ckpt_dir: str | Path, card: dict) -> None:
+    ckpt_dir = Path(ckpt_dir)
+    (ckpt_dir / CARD).write_text(json.dumps(card, indent=2) + "\n")
+    (ckpt_dir / "README.md").write_text(render_card(card))
+
+
+def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *, expect_model: str | None = None,
+                    expect_labels: LabelSet | None = None, verify_hash: bool = True) -> LoadedModel:
+    """Build the model of a checkpoint folder and load its weights, in eval mode on ``device``."""
+    ckpt_dir = Path(ckpt_dir)
+    card = read_card(ckpt_dir)
+    name = card["model"]
+    if expect_model and name != expect_model:
+        raise CheckpointError(f"{ckpt_dir} holds a {name!r} model, not {expect_model!r}")
+    labels = get_label_set(card["labels"])
+    if expect_labels and labels.classes != expect_labels.classes:
+        raise CheckpointError(f"{ckpt_dir} predicts {list(labels.classes)}, not {list(expect_labels.classes)}")
+    try:
+        get_model_info(name)
+    except KeyError as err:
+        raise CheckpointError(f"{ckpt_dir}: {err.args[0]}") from None
+    state: dict[str, torch.Tensor] = {}
+    for fname in card["weights"]["files"]:
+        path = ckpt_dir / fname
+        if not path.is_file():
+            raise CheckpointError(f"{ckpt_dir}: weight file {fname} is missing")
+        if verify_hash and sha256_file(path) != card["weights"]["sha256"][fname]:
+            raise CheckpointError(f"{path}: sha256 does not match the card (corrupt or replaced file)")
+        state.update(load_file(str(path)))
+    config = dict(card["config"])
+    num_classes = config.pop("num_classes")
+    if num_classes != len(labels):
+        raise CheckpointError(f"{ckpt_dir}: config says {num_classes} classes but the card lists {len(labels)} labels")
+    config.pop("backbone_weights", None)  # the checkpoint's own weights replace any pretrained init
+    model = create_model(name, num_classes=num_classes, **config)
+    model_state = model.state_dict()
+    missing = sorted(set(model_state) - set(state))
+    unexpected = sorted(set(state) - set(model_state))
+    wrong = [k for k in set(state) & set(model_state) if state[k].shape != model_state[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{ckpt_dir}: weights do not fit the {name!r} architecture — {len(missing)} missing "
+            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
+            f"{len(wrong)} with the wrong shape (e.g. {wrong[:2]})")
+    model.load_state_dict({k: v.to(model_state[k].dtype) for k, v in state.items()})
+    spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["input_spec"].items()})
+    return LoadedModel(model.to(device).eval(), name, labels, spec, card, ckpt_dir)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def render_card(card: dict) -> str:
+    """The human-readable card (README.md) of a checkpoint, generated from card.json."""
+    lines = [f"# {card.get('title', card['model'])}", ""]
+    if card.get("summary"):
+        lines += [card["summary"], ""]
+    lines += ["| field | value |", "|---|---|",
+              f"| architecture | `{card['model']}` {json.dumps(card['config'])} |",
+              f"| parameters | {card['parameters']:,} |",
+              f"| labels | {', '.join(card['labels'])} |",
+              f"| input | {card['input_spec']['size']}x{card['input_spec']['size']}, "
+              f"{card['input_spec']['channels']} channel(s), (x/255 - {card['input_spec']['mean']}) / {card['input_spec']['std']} |"]
+    for key in ("source", "licence", "data", "recipe", "hardware", "wall_time_s", "selection"):
+        if key in card:
+            value = card[key]
+            lines.append(f"| {key.replace('_', ' ')} | {json.dumps(value) if isinstance(value, (dict, list)) else value} |")
+    lines.append(f"| weights | {', '.join(card['weights']['files'])} ({card['weights']['dtype']}) |")
+    for f, h in card["weights"]["sha256"].items():
+        lines.append(f"| sha256 {f} | `{h}` |")
+    for run in card.get("metrics", []):
+        lines += ["", f"## Measured by `ferx evaluate`: {run['dataset']} / {run['split']} ({run['n']} images)", "",
+                  f"accuracy **{run['accuracy']:.4f}**, macro-F1 {run['macro_f1']:.4f}, ECE {run['ece']:.4f}"
+                  + (f"; {run['n_excluded']} images excluded (label not in the model's set)" if run.get("n_excluded") else ""),
+                  "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for cls, m in run["per_class"].items():
+            lines.append(f"| {cls} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | {m['support']} |")
+    if card.get("notes"):
+        lines += ["", "## Notes", "", *card["notes"]]
+    return "\n".join(lines) + "\n"

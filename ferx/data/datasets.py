@@ -1,0 +1,239 @@
+"""Loaders for the dataset layouts people actually download.
+
+Every loader returns a :class:`FaceSplit`: file paths, integer targets in the dataset's
+:class:`~ferx.data.labels.LabelSet`, and (FERPlus) soft targets from annotator votes. Pixels are
+read later, once, by :mod:`ferx.data.packed`.
+
+Split names are uniform: ``train``, ``val``, ``test`` (``all`` for everything).
+
+* FER-2013 — ``<root>/fer2013/<folder>/<class>/<Prefix>_<n>.jpg``. The split comes from the file
+  name prefix (Training -> train, PublicTest -> val, PrivateTest -> test), not the folder, so 2-
+  and 3-folder copies both work.
+* FERPlus — ``<root>/ferplus/data/FER2013{Train,Valid,Test}/label.csv`` + PNGs. Majority-vote
+  labels: the class with the most of the 10 votes; an image is *excluded* when the top count is
+  shared by two or more columns (a tie) or when the top column is ``unknown`` or ``NF`` (not a
+  face). Soft targets are the vote shares of the eight emotions.
+* CK+48 — ``<root>/ckplus48/CK+48/<class>/S<subject>_*.png``. Split by subject (never by image):
+  subjects are ordered by a hash of their id and filled into train / val / test until those hold
+  70 / 15 / 15 % of the images — deterministic, and no person is in two splits.
+* Image folder — ``<path>/<class>/*`` or ``<path>/<split>/<class>/*`` with class folders named
+  in the label vocabulary (``happy`` or ``happiness`` ...).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ferx.data.labels import CKPLUS_7, FER2013_7, FERPLUS_8, LabelSet, canonical_name, get_label_set
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm"}
+SPLITS = ("train", "val", "test", "all")
+
+
+class DatasetLayoutError(ValueError):
+    """The folder does not look like the dataset it was opened as."""
+
+
+@dataclass
+class FaceSplit:
+    dataset: str
+    split: str
+    root: Path
+    labels: LabelSet
+    paths: list[str]  # relative to root
+    targets: np.ndarray  # int64 indices into labels
+    soft_targets: np.ndarray | None = None  # float32 N x K, rows sum to 1
+    excluded: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def fingerprint(self) -> str:
+        """Changes whenever a file, its size, its label or the label set changes."""
+        h = hashlib.sha256(f"{self.dataset}|{self.split}|{','.join(self.labels.classes)}".encode())
+        for p, t in zip(self.paths, self.targets.tolist()):
+            h.update(f"{p}|{os.path.getsize(self.root / p)}|{t}\n".encode())
+        if self.soft_targets is not None:
+            h.update(np.ascontiguousarray(self.soft_targets).tobytes())
+        return h.hexdigest()
+
+    def subset(self, idx) -> "FaceSplit":
+        idx = np.asarray(idx, dtype=np.int64)
+        return FaceSplit(self.dataset, self.split, self.root, self.labels, [self.paths[i] for i in idx],
+                         self.targets[idx], None if self.soft_targets is None else self.soft_targets[idx],
+                         dict(self.excluded))
+
+
+def _check_split(split: str, allowed=SPLITS) -> None:
+    if split not in allowed:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(allowed)}")
+
+
+def _find(root: Path, *names: str) -> Path:
+    """``root/names`` if it exists (so both the data root and the dataset folder work)."""
+    candidate = root.joinpath(*names)
+    return candidate if candidate.is_dir() else root
+
+
+def _images(folder: Path):
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def _layout_error(dataset: str, root: Path, expected: str) -> DatasetLayoutError:
+    found = sorted(p.name for p in root.iterdir())[:12] if root.is_dir() else "nothing (folder does not exist)"
+    return DatasetLayoutError(f"{root} does not look like {dataset}: expected {expected}; found {found}. "
+                              f"Run `ferx data prepare` to unpack ../shared/datasets into the data root.")
+
+
+FER_PREFIX = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+
+
+def load_fer2013(root: str | Path, split: str = "test") -> FaceSplit:
+    _check_split(split)
+    root = _find(Path(root), "fer2013")
+    paths, targets = [], []
+    for dirpath, _, files in os.walk(root):
+        folder = Path(dirpath)
+        for name in files:
+            if Path(name).suffix.lower() not in IMAGE_EXTS:
+                continue
+            prefix = name.split("_", 1)[0]
+            if prefix not in FER_PREFIX:
+                raise _layout_error("FER-2013", root, f"file names Training_*/PublicTest_*/PrivateTest_*, got {folder / name}")
+            if split != "all" and FER_PREFIX[prefix] != split:
+                continue
+            try:
+                label = FER2013_7.index(folder.name)
+            except (KeyError, ValueError):
+                raise _layout_error("FER-2013", root, f"class folders {FER2013_7.classes}, got {folder}") from None
+            paths.append(str((folder / name).relative_to(root)))
+            targets.append(label)
+    if not paths:
+        raise _layout_error("FER-2013", root, "<split folder>/<class>/<Training|PublicTest|PrivateTest>_<n>.jpg")
+    order = np.argsort(paths)
+    return FaceSplit("fer2013", split, root, FER2013_7, [paths[i] for i in order], np.asarray(targets)[order])
+
+
+FERPLUS_FOLDERS = {"train": "FER2013Train", "val": "FER2013Valid", "test": "FER2013Test"}
+FERPLUS_COLUMNS = FERPLUS_8.classes + ("unknown", "NF")
+
+
+def ferplus_majority(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Majority labels for an N x 10 vote array -> (label or -1, reason code).
+
+    Reason: 0 kept, 1 tie for the top count, 2 top column is unknown / NF.
+    """
+    top = votes.max(1, keepdims=True)
+    tie = (votes == top).sum(1) > 1
+    arg = votes.argmax(1)
+    not_emotion = arg >= len(FERPLUS_8)
+    reason = np.where(tie, 1, np.where(not_emotion, 2, 0))
+    return np.where(reason == 0, arg, -1), reason
+
+
+def load_ferplus(root: str | Path, split: str = "test") -> FaceSplit:
+    _check_split(split)
+    root = _find(_find(Path(root), "ferplus"), "data")
+    splits = FERPLUS_FOLDERS if split == "all" else {split: FERPLUS_FOLDERS[split]}
+    paths, votes = [], []
+    for folder in splits.values():
+        label_csv = root / folder / "label.csv"
+        if not label_csv.is_file():
+            raise _layout_error("FERPlus", root, f"{folder}/label.csv (FERPlus repository layout after its data-generation step)")
+        with open(label_csv, newline="") as f:
+            for row in csv.reader(f):
+                if len(row) != 12:
+                    raise DatasetLayoutError(f"{label_csv}: expected 12 columns (name, box, 10 vote counts), got {len(row)}: {row[:3]}")
+                paths.append(f"{folder}/{row[0]}")
+                votes.append([int(v) for v in row[2:]])
+    votes_arr = np.asarray(votes, dtype=np.int64)
+    labels, reason = ferplus_majority(votes_arr)
+    keep = reason == 0
+    emotion_votes = votes_arr[keep, : len(FERPLUS_8)].astype(np.float32)
+    return FaceSplit("ferplus", split, root, FERPLUS_8, [p for p, k in zip(paths, keep) if k], labels[keep],
+                     emotion_votes / emotion_votes.sum(1, keepdims=True),
+                     {"tie": int((reason == 1).sum()), "unknown_or_not_face": int((reason == 2).sum())})
+
+
+def subject_splits(subjects: list[str], fractions=(0.70, 0.85)) -> dict[str, str]:
+    """Subject id -> split, filling splits in hash order by image count (one entry per image)."""
+    counts: dict[str, int] = {}
+    for s in subjects:
+        counts[s] = counts.get(s, 0) + 1
+    order = sorted(counts, key=lambda s: hashlib.sha1(s.encode()).hexdigest())
+    out, seen, total = {}, 0, len(subjects)
+    for s in order:
+        out[s] = "train" if seen < fractions[0] * total else "val" if seen < fractions[1] * total else "test"
+        seen += counts[s]
+    return out
+
+
+def load_ckplus(root: str | Path, split: str = "test") -> FaceSplit:
+    _check_split(split)
+    root = _find(_find(Path(root), "ckplus48"), "CK+48")
+    class_dirs = [d for d in sorted(root.iterdir()) if d.is_dir()] if root.is_dir() else []
+    if not class_dirs:
+        raise _layout_error("CK+48", root, "CK+48/<class>/S<subject>_<seq>_<frame>.png")
+    paths, targets = [], []
+    for d in class_dirs:
+        try:
+            label = CKPLUS_7.index(d.name)
+        except (KeyError, ValueError):
+            raise _layout_error("CK+48", root, f"class folders like {CKPLUS_7.classes}, got {d.name!r}") from None
+        paths += [f"{d.name}/{p.name}" for p in _images(d)]
+        targets += [label] * (len(paths) - len(targets))
+    subjects = [Path(p).name.split("_", 1)[0] for p in paths]
+    assignment = subject_splits(subjects)
+    keep = [i for i, s in enumerate(subjects) if split == "all" or assignment[s] == split]
+    return FaceSplit("ckplus", split, root, CKPLUS_7, [paths[i] for i in keep],
+                     np.asarray(targets, dtype=np.int64)[keep])
+
+
+def load_image_folder(root: str | Path, split: str = "all", labels: LabelSet | None = None) -> FaceSplit:
+    """``root/<class>/*`` (split ``all``) or ``root/<split>/<class>/*``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise _layout_error("an image folder", root, "<class>/<image> or <split>/<class>/<image>")
+    base = root / split if (root / split).is_dir() else root
+    class_dirs = [d for d in sorted(base.iterdir()) if d.is_dir()]
+    try:
+        names = [canonical_name(d.name) for d in class_dirs]
+    except KeyError as err:
+        raise _layout_error("an image folder", base, f"class folders named by expression ({err.args[0]})") from None
+    if not names:
+        raise _layout_error("an image folder", base, "one sub-folder per expression class")
+    if labels is None:  # a known label set when the folders match one, else the folders' order
+        matches = [s for s in (FER2013_7, FERPLUS_8, CKPLUS_7) if set(s.classes) == set(names)]
+        labels = matches[0] if matches else get_label_set(names)
+    paths, targets = [], []
+    for d, name in zip(class_dirs, names):
+        if name not in labels.classes:
+            raise DatasetLayoutError(f"{d}: class {name!r} is not in the label set {labels.classes}")
+        for p in _images(d):
+            paths.append(str(p.relative_to(root)))
+            targets.append(labels.classes.index(name))
+    if not paths:
+        raise _layout_error("an image folder", base, "images inside the class folders")
+    return FaceSplit(f"folder:{root.name}", split, root, labels, paths, np.asarray(targets, dtype=np.int64))
+
+
+LOADERS = {"fer2013": load_fer2013, "ferplus": load_ferplus, "ckplus": load_ckplus}
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("FERX_DATA_ROOT", "datasets"))
+
+
+def load_split(dataset: str, split: str, data_root: str | Path | None = None) -> FaceSplit:
+    """A named dataset (``fer2013``, ``ferplus``, ``ckplus``) under the data root, or a path to an image folder."""
+    if dataset in LOADERS:
+        return LOADERS[dataset](Path(data_root) if data_root else default_data_root(), split)
+    if Path(dataset).is_dir():
+        return load_image_folder(dataset, split)
+    raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(LOADERS)} or a path to an image folder")

@@ -1,0 +1,88 @@
+"""One label vocabulary for every dataset and model.
+
+Canonical names are lower-case adjectives (``happy``, ``angry``, ``sad`` ...). Each dataset or
+model has an ordered :class:`LabelSet`; :func:`label_mapping` maps indices between two sets by
+name, so a 7-class FER-2013 model can be scored on 8-class FERPlus (``contempt`` has no
+counterpart and maps to -1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CANONICAL = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt")
+
+# Spellings found in dataset folders and label files -> canonical name.
+ALIASES = {
+    "anger": "angry",
+    "angry": "angry",
+    "disgust": "disgust",
+    "disgusted": "disgust",
+    "fear": "fear",
+    "fearful": "fear",
+    "scared": "fear",
+    "happy": "happy",
+    "happiness": "happy",
+    "joy": "happy",
+    "sad": "sad",
+    "sadness": "sad",
+    "surprise": "surprise",
+    "surprised": "surprise",
+    "neutral": "neutral",
+    "contempt": "contempt",
+}
+
+
+def canonical_name(name: str) -> str:
+    """Return the canonical label for a folder or column name, or raise ``KeyError``."""
+    key = name.strip().lower()
+    if key not in ALIASES:
+        raise KeyError(f"unknown expression label {name!r}; known spellings: {sorted(ALIASES)}")
+    return ALIASES[key]
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    name: str
+    classes: tuple[str, ...]
+
+    def __post_init__(self):
+        unknown = [c for c in self.classes if c not in CANONICAL]
+        if unknown:
+            raise ValueError(f"label set {self.name!r} has non-canonical classes {unknown}")
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def index(self, name: str) -> int:
+        return self.classes.index(canonical_name(name))
+
+
+# FER-2013 order (Kaggle CSV label ids 0..6).
+FER2013_7 = LabelSet("fer2013", ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
+# FERPlus label.csv column order (first eight columns).
+FERPLUS_8 = LabelSet("ferplus", ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt"))
+# CK+48 folder names, alphabetical.
+CKPLUS_7 = LabelSet("ckplus", ("angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"))
+
+LABEL_SETS = {s.name: s for s in (FER2013_7, FERPLUS_8, CKPLUS_7)}
+
+
+def get_label_set(name_or_classes: str | list[str] | tuple[str, ...]) -> LabelSet:
+    """A registered label set by name, or an ad-hoc one from a list of class names."""
+    if isinstance(name_or_classes, str):
+        if name_or_classes not in LABEL_SETS:
+            raise KeyError(f"unknown label set {name_or_classes!r}; known: {sorted(LABEL_SETS)}")
+        return LABEL_SETS[name_or_classes]
+    classes = tuple(canonical_name(c) for c in name_or_classes)
+    for s in LABEL_SETS.values():
+        if s.classes == classes:
+            return s
+    return LabelSet("custom", classes)
+
+
+def label_mapping(src: LabelSet, dst: LabelSet) -> np.ndarray:
+    """``m[i]`` is the index in ``dst`` of ``src.classes[i]``, or -1 when ``dst`` lacks it."""
+    return np.array([dst.classes.index(c) if c in dst.classes else -1 for c in src.classes], dtype=np.int64)

@@ -1,0 +1,34 @@
+"""Per-model preprocessing, driven by the model's :class:`~ferx.models.InputSpec`.
+
+Works on batches of uint8 tensors (N x H x W gray or N x H x W x 3 RGB) on any device, so
+training can keep a whole packed split on the GPU and preprocess there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ferx.models import InputSpec
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
+
+
+def to_model_input(images: torch.Tensor | np.ndarray, spec: InputSpec) -> torch.Tensor:
+    """uint8 N x H x W (x 3) -> float N x C x size x size, scaled and normalised for the model."""
+    x = torch.as_tensor(images)
+    if x.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 images, got {x.dtype}")
+    x = x.float().div_(255)
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    if x.shape[1] == 1 and spec.channels == 3:
+        x = x.expand(-1, 3, -1, -1)  # gray faces replicated to RGB
+    elif x.shape[1] == 3 and spec.channels == 1:
+        x = (x * x.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    if x.shape[-2:] != (spec.size, spec.size):
+        downscale = x.shape[-1] > spec.size
+        x = F.interpolate(x, size=(spec.size, spec.size), mode="bilinear", align_corners=False, antialias=downscale)
+    mean = x.new_tensor(spec.mean).view(1, -1, 1, 1)
+    std = x.new_tensor(spec.std).view(1, -1, 1, 1)
+    return (x - mean) / std

@@ -1,0 +1,73 @@
+"""``ferx evaluate``: score a checkpoint on a dataset split."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+from ferx.analysis.metrics import classification_metrics
+from ferx.checkpoint import LoadedModel, load_checkpoint, read_card, write_card
+from ferx.data.datasets import load_split
+from ferx.data.labels import label_mapping
+from ferx.data.packed import PackedSplit, pack_split
+from ferx.device import resolve_device
+from ferx.inference import predict_probs
+
+
+def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256, progress: bool = False) -> dict:
+    """Metrics of a loaded checkpoint on packed images, in the model's label space.
+
+    When the dataset's labels differ from the model's (a 7-class FER-2013 model on 8-class
+    FERPlus), targets are mapped by name and samples whose class the model lacks are excluded
+    and counted in ``n_excluded``.
+    """
+    to_model = label_mapping(packed.labels, loaded.labels)
+    targets = to_model[packed.targets]
+    keep = targets >= 0
+    probs = predict_probs(loaded.model, loaded.input_spec, packed.images[keep], batch_size, progress)
+    metrics = classification_metrics(targets[keep], probs, loaded.labels.classes)
+    metrics["n_excluded"] = int((~keep).sum())
+    return metrics
+
+
+def evaluate_checkpoint(checkpoint: str | Path, dataset: str, split: str = "test", data_root: str | Path | None = None,
+                        device: str = "auto", limit: int | None = None, batch_size: int = 256,
+                        progress: bool = True) -> dict:
+    dev = resolve_device(device)
+    loaded = load_checkpoint(checkpoint, dev)
+    mode = "L" if loaded.input_spec.channels == 1 else "RGB"
+    packed = pack_split(load_split(dataset, split, data_root), mode=mode, progress=progress).head(limit)
+    start = time.perf_counter()
+    metrics = score_packed(loaded, packed, batch_size, progress)
+    return {"checkpoint": str(checkpoint), "checkpoint_sha256": loaded.sha256, "model": loaded.name,
+            "dataset": packed.dataset, "split": packed.split, "limit": limit, "dataset_fingerprint": packed.fingerprint,
+            "unreadable_skipped": packed.skipped, "device": str(dev),
+            "seconds": round(time.perf_counter() - start, 2), **metrics}
+
+
+CARD_METRIC_KEYS = ("dataset", "split", "n", "n_excluded", "accuracy", "macro_f1", "ece", "per_class",
+                    "confusion_matrix", "dataset_fingerprint")
+
+
+def record_on_card(checkpoint: str | Path, result: dict) -> None:
+    """Store a full-split evaluation on the checkpoint's card (replacing the same dataset/split)."""
+    if result.get("limit") is not None:
+        raise ValueError("only full-split evaluations go on a card (drop --limit)")
+    card = read_card(checkpoint)
+    runs = [m for m in card.get("metrics", []) if (m["dataset"], m["split"]) != (result["dataset"], result["split"])]
+    entry = {k: result[k] for k in CARD_METRIC_KEYS}
+    entry["measured_with"] = f"ferx evaluate {checkpoint} --dataset {result['dataset']} --split {result['split']}"
+    card["metrics"] = runs + [entry]
+    write_card(checkpoint, card)
+
+
+def summary_line(result: dict) -> str:
+    recall = ", ".join(f"{c} {m['recall']:.3f}" for c, m in result["per_class"].items())
+    excluded = f" ({result['n_excluded']} excluded: class not in the model's label set)" if result["n_excluded"] else ""
+    return (f"{result['model']} on {result['dataset']}/{result['split']}: {result['n']} images{excluded}\n"
+            f"  accuracy {100 * result['accuracy']:.2f} %  macro-F1 {result['macro_f1']:.4f}  ECE {result['ece']:.4f}\n"
+            f"  recall: {recall}")
+
+
+__all__ = ["evaluate_checkpoint", "record_on_card", "score_packed", "summary_line"]

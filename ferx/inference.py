@@ -1,0 +1,30 @@
+"""Batched inference over packed images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from ferx.data.preprocess import to_model_input
+from ferx.models import InputSpec
+
+
+def predict_logits(model: nn.Module, spec: InputSpec, images: np.ndarray | torch.Tensor, batch_size: int = 256,
+                   progress: bool = False, desc: str = "predicting") -> torch.Tensor:
+    """Logits (float32, on CPU) for uint8 images, in batches on the model's device."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
+            batch = torch.as_tensor(images[start:start + batch_size]).to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model(to_model_input(batch, spec))
+            out.append(logits.float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, getattr(model, "num_classes", 0))
+
+
+def predict_probs(model: nn.Module, spec: InputSpec, images, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    return torch.softmax(predict_logits(model, spec, images, batch_size, progress), 1).numpy()

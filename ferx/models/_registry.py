@@ -1,0 +1,77 @@
+"""Model registry: every network is registered with its input spec and explainability hooks.
+
+``create_model(name, num_classes=..., **cfg)`` builds a network; ``get_model_info(name)`` gives
+what the rest of ferx needs to know about it without building it (input size, channels,
+normalisation, default label set, Grad-CAM target layers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a model wants its pixels: square ``size``, ``channels`` (1 gray, 3 RGB), and
+    ``(x/255 - mean) / std`` per channel."""
+
+    size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return {"size": self.size, "channels": self.channels, "mean": list(self.mean), "std": list(self.std)}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    builder: Callable[..., nn.Module]
+    input_spec: InputSpec
+    default_labels: str
+    description: str
+    # Dotted module paths (relative to the model) whose outputs Grad-CAM should use; the first
+    # is the default. All of them produce NCHW feature maps, so no reshape transform is needed.
+    cam_target_layers: tuple[str, ...] = field(default_factory=tuple)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, *, input_spec: InputSpec, default_labels: str, description: str,
+                   cam_target_layers: tuple[str, ...]):
+    def wrap(builder):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelInfo(name, builder, input_spec, default_labels, description, cam_target_layers)
+        return builder
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_model_info(name: str) -> ModelInfo:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int = 7, **config) -> nn.Module:
+    model = get_model_info(name).builder(num_classes=num_classes, **config)
+    model.ferx_name = name
+    model.ferx_config = {"num_classes": num_classes, **config}
+    return model
+
+
+
+def cam_target_layers(model: nn.Module) -> list[nn.Module]:
+    """The default Grad-CAM target layer(s) of a registered model instance."""
+    info = get_model_info(model.ferx_name)
+    return [model.get_submodule(info.cam_target_layers[0])]

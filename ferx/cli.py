@@ -1,0 +1,197 @@
+"""The ``ferx`` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import ferx  # noqa: F401  (torchvision compatibility before anything imports timm)
+
+
+def _cmd_data_prepare(args) -> int:
+    from ferx.data.prepare import prepare_datasets
+
+    for folder in prepare_datasets(args.data_root, args.source, args.names or None):
+        print(f"ready: {folder}")
+    return 0
+
+
+def _cmd_data_info(args) -> int:
+    import numpy as np
+
+    from ferx.data.datasets import load_split
+
+    for split in args.splits:
+        data = load_split(args.dataset, split, args.data_root)
+        counts = np.bincount(data.targets, minlength=len(data.labels))
+        per_class = ", ".join(f"{c} {n}" for c, n in zip(data.labels.classes, counts))
+        excluded = f"; excluded {data.excluded}" if data.excluded else ""
+        print(f"{data.dataset}/{split}: {len(data)} images ({per_class}){excluded}")
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from ferx.checkpoint import save_checkpoint
+    from ferx.data.labels import FER2013_7
+    from ferx.models import create_model
+    from ferx.models.mini_xception import convert_keras_h5
+
+    model = create_model("mini_xception", num_classes=7)
+    model.load_state_dict(convert_keras_h5(args.h5))
+    card = {
+        "title": "mini-Xception trained on FER-2013 (ported from Keras)",
+        "summary": "Trained by O. Arriaga, M. Valdenegro-Toro and P. Plöger (face_classification, 2017) on "
+                   "FER-2013; converted to PyTorch by `ferx convert mini-xception` (h5py, no TensorFlow). "
+                   "A reference model for checking every pipeline, not one of ours.",
+        "source": {"file": Path(args.h5).name, "project": "https://github.com/oarriaga/face_classification",
+                   "trained_by": "face_classification authors (not ferx)"},
+        "licence": "MIT (face_classification), see LICENSE-face_classification.txt",
+        "data": {"dataset": "fer2013", "train_split": "train (Training_*) per the original project",
+                 "test_split": "test (PrivateTest_*)"},
+        "recipe": "unknown beyond the original project's train_emotion_classifier.py (Adam, batch 32, augmentation)",
+        "hardware": "unknown (trained by the original authors)",
+        "wall_time_s": "unknown",
+    }
+    out = save_checkpoint(model, args.out, labels=FER2013_7, card=card)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from ferx.train import train
+
+    summary = train(args.recipe, args.dataset, args.out, data_root=args.data_root, device=args.device,
+                    epochs=args.epochs, batch_size=args.batch_size, limit_train=args.limit_train,
+                    limit_val=args.limit_val, resume=args.resume, checkpoint_dir=args.checkpoint_dir, seed=args.seed)
+    print(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f}); checkpoint: "
+          f"{summary['checkpoint']}\nmeasure it with: ferx evaluate {summary['checkpoint']} --dataset {args.dataset} "
+          f"--split test --update-card")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from ferx.evaluate import evaluate_checkpoint, record_on_card, summary_line
+
+    result = evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_root, args.device, args.limit,
+                                 args.batch_size)
+    print(summary_line(result))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    else:
+        print(json.dumps(result, indent=2))
+    if args.update_card:
+        record_on_card(args.checkpoint, result)
+        print(f"recorded on the card of {args.checkpoint}")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from ferx.checkpoint import CheckpointError, read_card
+    from ferx.models import get_model_info, list_models
+
+    print("registered architectures:")
+    for name in list_models():
+        info = get_model_info(name)
+        s = info.input_spec
+        print(f"  {name:14s} {s.size}x{s.size}x{s.channels}  {info.description}")
+    root = Path(args.checkpoints)
+    print(f"checkpoints in {root}:")
+    for card_path in sorted(root.glob("*/card.json")):
+        try:
+            card = read_card(card_path.parent)
+        except CheckpointError as err:
+            print(f"  {card_path.parent.name}: unusable ({err})")
+            continue
+        measured = "; ".join(f"{m['dataset']}/{m['split']} acc {100 * m['accuracy']:.2f} %" for m in card.get("metrics", []))
+        print(f"  {card_path.parent.name:28s} {card['model']:14s} {len(card['labels'])} classes  {measured or 'not evaluated'}")
+    return 0
+
+
+def _cmd_app(args) -> int:
+    print("The ferx web UI is not built yet (it is the 'Gradio web app' issue). Today ferx offers the command line: "
+          "`ferx models`, `ferx evaluate`, `ferx train`, `ferx data`.", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ferx", description="Facial-expression-recognition analysis workbench")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True)
+    data_root = dict(default=None, help="dataset root (default: $FERX_DATA_ROOT or ./datasets)")
+
+    data = sub.add_parser("data", help="unpack and inspect datasets").add_subparsers(dest="data_command", required=True)
+    prep = data.add_parser("prepare", help="unpack the ../shared/datasets archives into the data root")
+    prep.add_argument("names", nargs="*", help="fer2013, ferplus, ckplus (default: all)")
+    prep.add_argument("--source", default=None, help="folder holding the .tar archives (default: ../shared/datasets)")
+    prep.add_argument("--data-root", default="datasets")
+    prep.set_defaults(func=_cmd_data_prepare)
+    info = data.add_parser("info", help="image and class counts of a dataset's splits")
+    info.add_argument("dataset", help="fer2013, ferplus, ckplus, or a path to an image folder")
+    info.add_argument("--splits", nargs="+", default=["train", "val", "test"])
+    info.add_argument("--data-root", **data_root)
+    info.set_defaults(func=_cmd_data_info)
+
+    conv = sub.add_parser("convert", help="convert third-party weights into a ferx checkpoint")
+    conv.add_argument("kind", choices=["mini-xception"])
+    conv.add_argument("h5", help="Keras .hdf5 file")
+    conv.add_argument("--out", default="checkpoints/mini_xception_fer2013")
+    conv.set_defaults(func=_cmd_convert)
+
+    tr = sub.add_parser("train", help="train a recipe; selects on the validation split only")
+    tr.add_argument("--recipe", required=True, help="lanmsff, convcut or mini_xception")
+    tr.add_argument("--dataset", required=True)
+    tr.add_argument("--out", required=True, help="run folder (metrics.jsonl, state.pt, checkpoint/)")
+    tr.add_argument("--checkpoint-dir", default=None, help="where to export the best checkpoint (default: OUT/checkpoint)")
+    tr.add_argument("--epochs", type=int, default=None)
+    tr.add_argument("--batch-size", type=int, default=None)
+    tr.add_argument("--limit-train", type=int, default=None, help="random subset of the training split (smoke tests)")
+    tr.add_argument("--limit-val", type=int, default=None)
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--data-root", **data_root)
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class metrics, confusion matrix and ECE as JSON")
+    ev.add_argument("checkpoint", help="checkpoint folder")
+    ev.add_argument("--dataset", required=True)
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--limit", type=int, default=None, help="score only the first N images (a fixed slice)")
+    ev.add_argument("--batch-size", type=int, default=256)
+    ev.add_argument("--out", default=None, help="write the JSON here (default: print it)")
+    ev.add_argument("--update-card", action="store_true", help="record the result on the checkpoint's card")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--data-root", **data_root)
+    ev.set_defaults(func=_cmd_evaluate)
+
+    mo = sub.add_parser("models", help="registered architectures and available checkpoints")
+    mo.add_argument("--checkpoints", default="checkpoints")
+    mo.set_defaults(func=_cmd_models)
+
+    app = sub.add_parser("app", help="the web UI (not built yet)")
+    app.set_defaults(func=_cmd_app)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    if getattr(args, "source", "unset") is None:
+        from ferx.data.prepare import DEFAULT_SOURCE
+        args.source = DEFAULT_SOURCE
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:  # user errors: one clear line, no traceback
+        if args.verbose:
+            raise
+        print(f"ferx {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

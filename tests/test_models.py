@@ -1,0 +1,134 @@
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ferx.models import cam_target_layers, create_model, get_model_info, list_models
+from ferx.models.convcut import ConvCut
+from ferx.models.lanmsff import pwfs
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def test_registry_lists_the_three_networks():
+    assert list_models() == ["convcut", "lanmsff", "mini_xception"]
+    with pytest.raises(KeyError, match="registered models"):
+        get_model_info("resnet")
+
+
+@pytest.mark.parametrize("classes, trainable", [(7, 356_294), (8, 356_451)])
+def test_lanmsff_parameter_counts(classes, trainable):
+    model = create_model("lanmsff", num_classes=classes)
+    assert n_params(model) == trainable
+    running = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
+    assert running == 2_112
+
+
+def test_lanmsff_block_shapes_and_attention_maps():
+    model = create_model("lanmsff").eval()
+    x = torch.randn(2, 1, 64, 64)
+    f1 = model.block1(x)
+    f2 = model.block2(f1)
+    f3 = model.block3(f2)
+    f4 = model.block4(f3)
+    assert [tuple(f.shape[1:]) for f in (f1, f2, f3, f4)] == [(66, 32, 32), (72, 16, 16), (78, 8, 8), (84, 4, 4)]
+    assert model.forward_features(x).shape == (2, 156)
+    with torch.inference_mode():
+        out = model.forward_attention(x)
+        assert torch.allclose(out["logits"], model(x), atol=1e-6)  # same network, same numbers
+    assert out["block2"]["channel"].shape == (2, 72) and out["block2"]["spatial"].shape == (2, 32, 32)
+    assert out["block4"]["channel"].shape == (2, 84) and out["block4"]["spatial"].shape == (2, 8, 8)
+    for block in ("block2", "block4"):
+        for kind in ("channel", "spatial"):
+            m = out[block][kind]
+            assert (m > 0).all() and (m < 1).all()  # sigmoid maps
+
+
+def test_massatt_spatial_branch_has_281_parameters_and_needs_multiples_of_4():
+    att = create_model("lanmsff").block2.att
+    assert n_params(att.spatial) == 281
+    with pytest.raises(ValueError, match="divisible by 4"):
+        att(torch.randn(1, 72, 30, 30))
+
+
+def test_pwfs_is_mean_of_max_and_median_of_channel_thirds():
+    x = torch.randn(3, 66, 5, 5)
+    a, b, c = x.chunk(3, dim=1)
+    stacked = torch.stack([a, b, c])
+    expected = 0.5 * (stacked.max(0).values + stacked.median(0).values)
+    assert torch.allclose(pwfs(x), expected, atol=1e-6)
+
+
+def test_mini_xception_parameter_count_matches_keras():
+    model = create_model("mini_xception")
+    stats = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
+    assert n_params(model) + stats == 58_423  # Keras counts moving means and variances as parameters
+
+
+@pytest.fixture(scope="module")
+def convcut():
+    return create_model("convcut", num_classes=8).eval()
+
+
+def test_convcut_truncation_and_det(convcut):
+    assert n_params(convcut.backbone) == 51_640_448
+    assert n_params(convcut.det) == 206_336
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        feats = convcut.backbone(x)
+        assert feats.shape == (1, 512, 14, 14)
+        assert convcut.det(feats).shape == (1, 256, 2, 2)
+        assert convcut.forward_head(convcut.forward_features(x), pre_logits=True).shape == (1, 32)
+
+
+def test_convcut_is_batch_independent_and_exposes_a_spatial_heatmap(convcut):
+    torch.manual_seed(0)
+    batch = torch.randn(4, 3, 224, 224)
+    with torch.inference_mode():
+        together = convcut(batch)
+        alone = convcut(batch[2:3])
+        out = convcut.forward_attention(batch[:2])
+    assert torch.allclose(alone, together[2:3], atol=1e-4)
+    assert not torch.allclose(together[0], together[1], atol=1e-4)  # different images, different logits
+    assert torch.allclose(out["logits"], together[:2], atol=1e-4)
+    assert out["heatmap"].shape == (2, 14, 14)
+    assert torch.allclose(out["heatmap"].sum((1, 2)), torch.ones(2), atol=1e-4)
+
+
+def test_convcut_backbone_weights_from_a_local_file(tmp_path):
+    import timm
+
+    reference = timm.create_model("convnext_base", pretrained=False)
+    path = tmp_path / "convnext_base.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    model = ConvCut(num_classes=7, backbone_weights=str(path))
+    assert torch.equal(model.backbone.stem[0].weight, reference.stem[0].weight)
+    assert torch.equal(model.backbone.tail.conv_dw.weight, reference.stages[2].blocks[23].conv_dw.weight)
+
+
+def test_convcut_backbone_weights_errors_are_clear(tmp_path, caplog):
+    with pytest.raises(FileNotFoundError, match="backbone weights not found"):
+        ConvCut(backbone_weights=str(tmp_path / "missing.safetensors"))
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"fc.weight": torch.zeros(2, 2)}, str(wrong))
+    with pytest.raises(ValueError, match="not a convnext_base state dict"):
+        ConvCut(backbone_weights=str(wrong))
+    ConvCut(backbone_weights="hub")  # offline in tests: warns and falls back to random init
+    assert "not available from the hub" in caplog.text
+
+
+@pytest.mark.parametrize("name, size, channels", [("lanmsff", 64, 1), ("mini_xception", 64, 1), ("convcut", 224, 3)])
+def test_every_model_declares_input_embedding_and_cam_layers(name, size, channels):
+    info = get_model_info(name)
+    assert (info.input_spec.size, info.input_spec.channels) == (size, channels)
+    assert len(info.input_spec.mean) == len(info.input_spec.std) == channels
+    model = create_model(name).eval()
+    captured = []
+    layer = cam_target_layers(model)[0]
+    handle = layer.register_forward_hook(lambda m, i, o: captured.append(o))
+    with torch.inference_mode():
+        emb = model.forward_head(model.forward_features(torch.randn(2, channels, size, size)), pre_logits=True)
+    handle.remove()
+    assert emb.ndim == 2 and emb.shape[0] == 2
+    assert captured[0].ndim == 4 and captured[0].shape[-1] > 1  # an NCHW map, ready for Grad-CAM

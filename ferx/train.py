@@ -191,8 +191,11 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         val_data = _subset(val_data, rng.choice(len(val_data), limit_val, replace=False))
     labels = train_data.labels
 
-    model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config)
-    model = model.to(dev, memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
+    model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config).to(dev)
+    # channels-last only on CUDA: on CPU, torch 2.13 crashes in the weight gradient of strided 1x1
+    # convolutions in that format (see ferx.inference.channels_last)
+    memory_format = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     optimizer = _make_optimizer(model, recipe)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=recipe.plateau_factor,
                                                          patience=recipe.plateau_patience)
@@ -231,7 +234,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                 x = lam * x + (1 - lam) * x[perm]
                 y1 = F.one_hot(y, len(labels)).float() if y.ndim == 1 else y
                 y = lam * y1 + (1 - lam) * y1[perm]
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=memory_format)
             if recipe.schedule == "cosine":
                 for group in optimizer.param_groups:
                     group["lr"] = _cosine_lr(recipe, state["step"], steps_per_epoch)

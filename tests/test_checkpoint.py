@@ -1,0 +1,68 @@
+import json
+
+import pytest
+import torch
+
+from ferx.checkpoint import CheckpointError, load_checkpoint, read_card, save_checkpoint
+from ferx.data import FER2013_7, FERPLUS_8
+from ferx.models import create_model
+
+
+@pytest.fixture
+def lanmsff_ckpt(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("lanmsff", num_classes=8).eval()
+    path = save_checkpoint(model, tmp_path / "lan", labels=FERPLUS_8, card={"data": {"dataset": "ferplus"}})
+    return model, path
+
+
+def test_round_trip_keeps_outputs_and_card(lanmsff_ckpt):
+    model, path = lanmsff_ckpt
+    loaded = load_checkpoint(path)
+    x = torch.randn(3, 1, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(loaded.model(x), model(x), atol=1e-6)
+    card = read_card(path)
+    assert card["model"] == "lanmsff" and card["labels"] == list(FERPLUS_8.classes)
+    assert card["parameters"] == 356_451 and card["data"] == {"dataset": "ferplus"}
+    assert "sha256 model.safetensors" in (path / "README.md").read_text()
+    assert len(loaded.sha256) == 64
+
+
+def test_sharded_save_loads_and_each_shard_is_small(tmp_path):
+    model = create_model("lanmsff", num_classes=7).eval()
+    path = save_checkpoint(model, tmp_path / "sharded", labels=FER2013_7, shard_mib=0.25, dtype=torch.float16)
+    files = read_card(path)["weights"]["files"]
+    assert len(files) >= 3 and all((path / f).stat().st_size <= 0.25 * 2**20 + 65536 for f in files)
+    loaded = load_checkpoint(path)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(loaded.model(x), model(x), atol=5e-2)  # fp16 storage
+
+
+def test_corrupt_or_mismatched_checkpoints_are_refused(lanmsff_ckpt, tmp_path):
+    _, path = lanmsff_ckpt
+    with pytest.raises(CheckpointError, match="holds a 'lanmsff' model, not 'convcut'"):
+        load_checkpoint(path, expect_model="convcut")
+    with pytest.raises(CheckpointError, match="predicts"):
+        load_checkpoint(path, expect_labels=FER2013_7)
+    with pytest.raises(CheckpointError, match="not a ferx checkpoint"):
+        load_checkpoint(tmp_path / "nowhere")
+
+    card = json.loads((path / "card.json").read_text())
+    card["model"] = "mini_xception"  # weights of one architecture, card of another
+    (path / "card.json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="do not fit the 'mini_xception' architecture"):
+        load_checkpoint(path)
+
+    weights = path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256 does not match"):
+        load_checkpoint(path)
+
+
+def test_label_count_must_match_the_model(tmp_path):
+    with pytest.raises(CheckpointError, match="7 outputs but the label set has 8"):
+        save_checkpoint(create_model("lanmsff", num_classes=7), tmp_path / "x", labels=FERPLUS_8)

@@ -1,0 +1,168 @@
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from ferx.data import (CKPLUS_7, FER2013_7, FERPLUS_8, DatasetLayoutError, get_label_set, label_mapping, load_ckplus,
+                       load_fer2013, load_ferplus, load_image_folder, load_split, pack_split, to_model_input)
+from ferx.data.datasets import ferplus_majority
+from ferx.data.labels import canonical_name
+from ferx.data.packed import PackedSplit
+from ferx.models import get_model_info
+
+
+# ------------------------------------------------------------------ labels
+
+def test_label_aliases_and_mappings():
+    assert canonical_name("Happiness") == canonical_name("happy") == "happy"
+    assert canonical_name("anger") == "angry" and canonical_name("sadness") == "sad"
+    with pytest.raises(KeyError, match="unknown expression label"):
+        canonical_name("smirk")
+    to_fer = label_mapping(FERPLUS_8, FER2013_7)
+    assert [FER2013_7.classes[i] if i >= 0 else None for i in to_fer] == [
+        "neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", None]
+    assert label_mapping(FER2013_7, FERPLUS_8).min() >= 0  # every FER-2013 class exists in FERPlus
+    assert get_label_set(["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"]) is CKPLUS_7
+
+
+# ------------------------------------------------------------------ real archives
+
+def test_fer2013_counts(data_root):
+    counts = {s: len(load_fer2013(data_root, s)) for s in ("train", "val", "test", "all")}
+    assert counts == {"train": 28_709, "val": 3_589, "test": 3_589, "all": 35_887}
+    every = load_fer2013(data_root, "all")
+    per_class = dict(zip(FER2013_7.classes, np.bincount(every.targets).tolist()))
+    assert per_class == {"angry": 4953, "disgust": 547, "fear": 5121, "happy": 8989, "sad": 6077,
+                         "surprise": 4002, "neutral": 6198}
+    assert all(p.split("/")[-1].startswith("PrivateTest_") for p in load_fer2013(data_root, "test").paths)
+
+
+def test_fer2013_split_comes_from_the_file_name_in_two_folder_copies(data_root, tmp_path):
+    """Many copies have only train/ and test/ (PublicTest + PrivateTest together)."""
+    src = data_root / "fer2013"
+    for folder, prefixes in (("train", ("Training",)), ("test", ("PublicTest", "PrivateTest"))):
+        for prefix in prefixes:
+            origin = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}[prefix]
+            for f in sorted((src / origin / "happy").glob(f"{prefix}_*"))[:5]:
+                dest = tmp_path / "fer2013" / folder / "happy"
+                dest.mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, dest)
+    assert [len(load_fer2013(tmp_path, s)) for s in ("train", "val", "test")] == [5, 5, 5]
+    assert all("PublicTest_" in p for p in load_fer2013(tmp_path, "val").paths)
+
+
+def test_ferplus_counts_and_majority_votes(data_root):
+    raw = {"train": 28_558, "val": 3_579, "test": 3_573}
+    kept = {"train": 26_940, "val": 3_396, "test": 3_371}
+    for split in raw:
+        data = load_ferplus(data_root, split)
+        assert len(data) == kept[split]
+        assert len(data) + sum(data.excluded.values()) == raw[split]
+        assert np.allclose(data.soft_targets.sum(1), 1)
+        assert (data.soft_targets.argmax(1) == data.targets).all()
+    test = load_ferplus(data_root, "test")
+    assert test.excluded == {"tie": 174, "unknown_or_not_face": 28}
+    assert np.bincount(test.targets).tolist() == [1160, 908, 424, 424, 312, 20, 96, 27]
+
+
+def test_ferplus_majority_rule():
+    votes = np.array([[6, 0, 0, 0, 4, 0, 0, 0, 0, 0],   # neutral
+                      [4, 4, 0, 0, 0, 0, 0, 0, 2, 0],   # tie -> excluded
+                      [2, 0, 0, 0, 0, 0, 0, 0, 5, 3],   # unknown majority -> excluded
+                      [0, 0, 0, 0, 0, 0, 0, 6, 0, 4]])  # contempt
+    labels, reason = ferplus_majority(votes)
+    assert labels.tolist() == [0, -1, -1, 7] and reason.tolist() == [0, 1, 2, 0]
+
+
+def test_ckplus_counts_and_subject_wise_split(data_root):
+    splits = {s: load_ckplus(data_root, s) for s in ("train", "val", "test")}
+    assert sum(len(d) for d in splits.values()) == len(load_ckplus(data_root, "all")) == 981
+    assert [len(d) for d in splits.values()] == [690, 147, 144]
+    subjects = {s: {p.split("/")[-1].split("_")[0] for p in d.paths} for s, d in splits.items()}
+    assert not (subjects["train"] & subjects["val"]) and not (subjects["train"] & subjects["test"])
+    assert not (subjects["val"] & subjects["test"])
+
+
+def test_load_split_by_name_and_layout_errors(data_root, tmp_path):
+    assert len(load_split("ckplus", "all", data_root)) == 981
+    with pytest.raises(DatasetLayoutError, match="does not look like FER-2013"):
+        load_fer2013(tmp_path, "test")
+    with pytest.raises(DatasetLayoutError, match="FERPlus"):
+        load_ferplus(data_root / "fer2013", "test")
+    with pytest.raises(ValueError, match="unknown split"):
+        load_fer2013(data_root, "validation")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_split("affectnet", "test", data_root)
+
+
+# ------------------------------------------------------------------ image folders and packing
+
+def _write_folder(root, data_root):
+    """A user folder with alias class names, a corrupt file and a non-image."""
+    src = data_root / "ckplus48" / "CK+48"
+    for name, origin in (("happiness", "happy"), ("anger", "anger"), ("surprised", "surprise")):
+        (root / name).mkdir(parents=True)
+        for f in sorted((src / origin).iterdir())[:4]:
+            shutil.copy(f, root / name)
+    (root / "anger" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (root / "anger" / "notes.txt").write_text("not an image")
+
+
+def test_image_folder_with_aliases_and_unreadable_files(data_root, tmp_path, caplog):
+    _write_folder(tmp_path / "faces", data_root)
+    data = load_image_folder(tmp_path / "faces")
+    assert data.labels.classes == ("angry", "happy", "surprise") and len(data) == 13  # the .txt is not listed
+    with caplog.at_level(logging.WARNING):
+        packed = pack_split(data, cache_dir=tmp_path / "cache", progress=False)
+    assert len(packed) == 12 and packed.skipped == 1
+    assert "1 unreadable image(s) skipped" in caplog.text and "broken.png" in caplog.text
+    (tmp_path / "bad" / "smiles").mkdir(parents=True)
+    with pytest.raises(DatasetLayoutError, match="class folders named by expression"):
+        load_image_folder(tmp_path / "bad")
+
+
+def test_packed_cache_is_reused_and_rebuilt_when_corrupt(data_root, tmp_path, monkeypatch, caplog):
+    split = load_ckplus(data_root, "test")
+    first = pack_split(split, cache_dir=tmp_path, progress=False)
+    assert first.images.shape == (144, 48, 48) and first.images.dtype == np.uint8
+    (cache_file,) = tmp_path.glob("*.npz")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a cached pack must not decode images again")
+
+    monkeypatch.setattr("ferx.data.packed.read_image", no_decoding)
+    again = pack_split(split, cache_dir=tmp_path, progress=False)
+    assert np.array_equal(again.images, first.images) and list(again.paths) == list(first.paths)
+
+    monkeypatch.undo()
+    cache_file.write_bytes(b"garbage")
+    with caplog.at_level(logging.WARNING):
+        rebuilt = pack_split(split, cache_dir=tmp_path, progress=False)
+    assert "rebuilding" in caplog.text and np.array_equal(rebuilt.images, first.images)
+    assert isinstance(PackedSplit.load(cache_file), PackedSplit)
+
+
+def test_fer2013_training_split_packs_small_enough_to_travel(data_root, tmp_path):
+    packed = pack_split(load_fer2013(data_root, "train"), cache_dir=tmp_path, progress=False)
+    assert packed.images.shape == (28_709, 48, 48)
+    (cache_file,) = tmp_path.glob("*.npz")
+    assert cache_file.stat().st_size < 60 * 2**20
+
+
+def test_preprocessing_follows_each_models_input_spec():
+    gray = torch.full((2, 48, 48), 255, dtype=torch.uint8)
+    lan = to_model_input(gray, get_model_info("lanmsff").input_spec)
+    assert lan.shape == (2, 1, 64, 64) and torch.allclose(lan, torch.ones_like(lan))
+    mini = to_model_input(gray, get_model_info("mini_xception").input_spec)
+    assert torch.allclose(mini, torch.ones_like(mini))  # (1 - 0.5) / 0.5
+    conv = to_model_input(gray, get_model_info("convcut").input_spec)
+    assert conv.shape == (2, 3, 224, 224)
+    expected = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(conv[0, :, 100, 100], expected, atol=1e-5)
+    rgb = torch.zeros((1, 96, 96, 3), dtype=torch.uint8)
+    rgb[..., 1] = 255  # pure green -> luma 0.587
+    assert torch.allclose(to_model_input(rgb, get_model_info("lanmsff").input_spec), torch.tensor(0.587), atol=1e-3)
+    with pytest.raises(TypeError, match="uint8"):
+        to_model_input(torch.zeros(1, 48, 48), get_model_info("lanmsff").input_spec)

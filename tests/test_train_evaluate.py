@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from ferx.analysis.metrics import classification_metrics, expected_calibration_error
+from ferx.checkpoint import read_card
+from ferx.cli import main
+from ferx.evaluate import evaluate_checkpoint
+from ferx.train import train
+
+from conftest import CHECKPOINTS
+
+MINI = CHECKPOINTS / "mini_xception_fer2013"
+
+
+def test_mini_xception_port_scores_on_the_whole_fer2013_private_test(data_root):
+    result = evaluate_checkpoint(MINI, "fer2013", "test", data_root, device="cpu", progress=False)
+    assert result["n"] == 3_589 and result["n_excluded"] == 0
+    assert result["accuracy"] >= 0.60  # a correct port gives ~0.609
+    card_entry = next(m for m in read_card(MINI)["metrics"] if (m["dataset"], m["split"]) == ("fer2013", "test"))
+    assert abs(result["accuracy"] - card_entry["accuracy"]) < 0.005
+    assert np.sum(result["confusion_matrix"]) == 3_589
+
+
+def test_seven_class_model_on_ferplus_excludes_contempt(data_root):
+    result = evaluate_checkpoint(MINI, "ferplus", "test", data_root, device="cpu", progress=False)
+    assert result["n_excluded"] == 27 and result["n"] == 3_371 - 27
+    assert result["accuracy"] > 0.6
+
+
+def test_metrics_agree_with_scikit_learn():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(7), size=500)
+    y = rng.integers(0, 7, 500)
+    m = classification_metrics(y, probs, [str(i) for i in range(7)])
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, probs.argmax(1)))
+    assert m["macro_f1"] == pytest.approx(f1_score(y, probs.argmax(1), average="macro"))
+    assert sum(c["support"] for c in m["per_class"].values()) == 500
+    # a perfectly confident, always-right model is perfectly calibrated; always-wrong is maximally not
+    onehot = np.eye(3)[[0, 1, 2, 1]]
+    assert expected_calibration_error(onehot, np.array([0, 1, 2, 1])) == 0.0
+    assert expected_calibration_error(onehot, np.array([1, 2, 0, 0])) == pytest.approx(1.0)
+
+
+def test_short_real_training_lowers_the_loss_and_resumes(data_root, tmp_path):
+    kwargs = dict(data_root=data_root, device="cpu", limit_train=512, limit_val=256, progress=False)
+    first = train("mini_xception", "fer2013", tmp_path / "run", epochs=1, **kwargs)
+    assert first["epochs_run"] == 1
+    resumed = train("mini_xception", "fer2013", tmp_path / "run", epochs=2, resume=True, **kwargs)
+    losses = [row["train_loss"] for row in resumed["history"]]
+    assert resumed["epochs_run"] == 2 and len(losses) == 2
+    assert losses[1] < losses[0]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    card = read_card(resumed["checkpoint"])
+    assert card["data"]["val_split"] == "val" and "test split was not used" in card["selection"]
+    assert card["data"]["train_images"] == 512 and card["wall_time_s"] > 0
+
+
+def test_cli_evaluate_writes_json_and_reports_errors(data_root, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    code = main(["evaluate", str(MINI), "--dataset", "fer2013", "--split", "test", "--limit", "300",
+                 "--data-root", str(data_root), "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 300 and set(result["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert len(result["confusion_matrix"]) == 7 and 0 <= result["ece"] <= 1
+    assert main(["evaluate", str(tmp_path / "missing"), "--dataset", "fer2013"]) == 1
+    assert "not a ferx checkpoint" in capsys.readouterr().err
+    assert main(["app"]) == 2

@@ -23,11 +23,13 @@ def channels_last(model: nn.Module):
     """
     weight = next((m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[-1] > 1), None)
     was_channels_last = weight is not None and not weight.is_contiguous()
-    model.to(memory_format=torch.channels_last)
+    with torch.inference_mode(False):  # converted parameters must stay usable by autograd later
+        model.to(memory_format=torch.channels_last)
     try:
         yield model
     finally:
-        model.to(memory_format=torch.channels_last if was_channels_last else torch.contiguous_format)
+        with torch.inference_mode(False):
+            model.to(memory_format=torch.channels_last if was_channels_last else torch.contiguous_format)
 
 
 def predict_logits(model: nn.Module, spec: InputSpec, images: np.ndarray | torch.Tensor, batch_size: int = 256,
@@ -36,7 +38,7 @@ def predict_logits(model: nn.Module, spec: InputSpec, images: np.ndarray | torch
     device = next(model.parameters()).device
     model.eval()
     out = []
-    with torch.inference_mode(), channels_last(model):
+    with channels_last(model), torch.inference_mode():
         for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
             batch = torch.as_tensor(images[start:start + batch_size]).to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):

@@ -70,3 +70,20 @@ def test_cli_evaluate_writes_json_and_reports_errors(data_root, tmp_path, capsys
     assert main(["evaluate", str(tmp_path / "missing"), "--dataset", "fer2013"]) == 1
     assert "not a ferx checkpoint" in capsys.readouterr().err
     assert main(["app"]) == 2
+
+
+def test_batched_inference_leaves_the_model_ready_for_gradients():
+    """predict_logits runs channels-last; afterwards backward (Grad-CAM, training) must still work on CPU."""
+    import torch
+
+    from ferx.inference import predict_logits
+    from ferx.models import create_model, get_model_info
+
+    model = create_model("mini_xception").eval()
+    images = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    logits = predict_logits(model, get_model_info("mini_xception").input_spec, images, batch_size=4)
+    assert logits.shape == (8, 7)
+    assert model.blocks[0].shortcut[0].weight.is_contiguous()
+    x = torch.randn(2, 1, 64, 64, requires_grad=True)
+    model(x).sum().backward()
+    assert x.grad is not None and model.blocks[0].shortcut[0].weight.grad is not None

@@ -187,17 +187,22 @@ def render_card(card: dict) -> str:
         lines += [card["summary"], ""]
     lines += ["| field | value |", "|---|---|",
               f"| architecture | `{card['model']}` {json.dumps(card['config'])} |",
-              f"| parameters | {card['parameters']:,} |",
+              f"| trainable parameters | {card['parameters']:,} |",
               f"| labels | {', '.join(card['labels'])} |",
               f"| input | {card['input_spec']['size']}x{card['input_spec']['size']}, "
               f"{card['input_spec']['channels']} channel(s), (x/255 - {card['input_spec']['mean']}) / {card['input_spec']['std']} |"]
-    for key in ("source", "licence", "data", "recipe", "hardware", "wall_time_s", "selection"):
+    for key in ("licence", "hardware", "wall_time_s", "selection"):
         if key in card:
-            value = card[key]
-            lines.append(f"| {key.replace('_', ' ')} | {json.dumps(value) if isinstance(value, (dict, list)) else value} |")
+            lines.append(f"| {key.replace('_', ' ')} | {card[key]} |")
     lines.append(f"| weights | {', '.join(card['weights']['files'])} ({card['weights']['dtype']}) |")
     for f, h in card["weights"]["sha256"].items():
         lines.append(f"| sha256 {f} | `{h}` |")
+    for key in ("source", "data", "recipe"):
+        if isinstance(card.get(key), dict):
+            lines += ["", f"## {key.capitalize()}", ""]
+            lines += [f"- **{k}**: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in card[key].items()]
+        elif key in card:
+            lines += ["", f"## {key.capitalize()}", "", str(card[key])]
     for run in card.get("metrics", []):
         lines += ["", f"## Measured by `ferx evaluate`: {run['dataset']} / {run['split']} ({run['n']} images)", "",
                   f"accuracy **{run['accuracy']:.4f}**, macro-F1 {run['macro_f1']:.4f}, ECE {run['ece']:.4f}"

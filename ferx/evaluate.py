@@ -36,8 +36,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, split: str = "test
                         progress: bool = True) -> dict:
     dev = resolve_device(device)
     loaded = load_checkpoint(checkpoint, dev)
-    mode = "L" if loaded.input_spec.channels == 1 else "RGB"
-    packed = pack_split(load_split(dataset, split, data_root), mode=mode, progress=progress).head(limit)
+    packed = pack_split(load_split(dataset, split, data_root), progress=progress).head(limit)
     start = time.perf_counter()
     metrics = score_packed(loaded, packed, batch_size, progress)
     return {"checkpoint": str(checkpoint), "checkpoint_sha256": loaded.sha256, "model": loaded.name,

@@ -181,14 +181,13 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
 
     info = get_model_info(recipe.model)
     spec = info.input_spec if recipe.input_size is None else replace(info.input_spec, size=recipe.input_size)
-    mode = "L" if spec.channels == 1 else "RGB"
-    train_data = pack_split(load_split(dataset, train_split, data_root), mode=mode, progress=progress)
-    val_data = pack_split(load_split(dataset, val_split, data_root), mode=mode, progress=progress)
+    train_data = pack_split(load_split(dataset, train_split, data_root), progress=progress)
+    val_data = pack_split(load_split(dataset, val_split, data_root), progress=progress)
     rng = np.random.default_rng(seed)
     if limit_train and limit_train < len(train_data):
-        train_data = _subset(train_data, rng.choice(len(train_data), limit_train, replace=False))
+        train_data = train_data.take(np.sort(rng.choice(len(train_data), limit_train, replace=False)))
     if limit_val and limit_val < len(val_data):
-        val_data = _subset(val_data, rng.choice(len(val_data), limit_val, replace=False))
+        val_data = val_data.take(np.sort(rng.choice(len(val_data), limit_val, replace=False)))
     labels = train_data.labels
 
     model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config).to(dev)
@@ -289,9 +288,3 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     return {"checkpoint": str(ckpt), "best_epoch": state["best_epoch"], "best_val_acc": state["best_val_acc"],
             "epochs_run": state["epoch"], "history": state["history"], "wall_time_s": state["wall_time_s"]}
 
-
-def _subset(packed: PackedSplit, idx: np.ndarray) -> PackedSplit:
-    idx = np.sort(idx)
-    return PackedSplit(packed.dataset, packed.split, packed.fingerprint + f"+subset{len(idx)}", packed.classes,
-                       packed.images[idx], packed.targets[idx], packed.paths[idx],
-                       None if packed.soft_targets is None else packed.soft_targets[idx], packed.skipped)

@@ -118,6 +118,7 @@ def test_image_folder_with_aliases_and_unreadable_files(data_root, tmp_path, cap
         packed = pack_split(data, cache_dir=tmp_path / "cache", progress=False)
     assert len(packed) == 12 and packed.skipped == 1
     assert "1 unreadable image(s) skipped" in caplog.text and "broken.png" in caplog.text
+    assert data.mode == "L"  # CK+ frames are gray
     (tmp_path / "bad" / "smiles").mkdir(parents=True)
     with pytest.raises(DatasetLayoutError, match="class folders named by expression"):
         load_image_folder(tmp_path / "bad")
@@ -166,3 +167,16 @@ def test_preprocessing_follows_each_models_input_spec():
     assert torch.allclose(to_model_input(rgb, get_model_info("lanmsff").input_spec), torch.tensor(0.587), atol=1e-3)
     with pytest.raises(TypeError, match="uint8"):
         to_model_input(torch.zeros(1, 48, 48), get_model_info("lanmsff").input_spec)
+
+
+def test_colour_image_folders_are_packed_in_rgb(tmp_path):
+    from PIL import Image
+
+    for name in ("happy", "sad"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.new("RGB", (120, 90), (200, 30 * i, 10)).save(tmp_path / name / f"{i}.jpg")
+    data = load_image_folder(tmp_path)
+    assert data.mode == "RGB"
+    packed = pack_split(data, size=64, cache_dir=tmp_path / "cache", progress=False)
+    assert packed.images.shape == (6, 64, 64, 3)

@@ -45,10 +45,11 @@ def test_metrics_agree_with_scikit_learn():
 
 
 def test_short_real_training_lowers_the_loss_and_resumes(data_root, tmp_path):
-    kwargs = dict(data_root=data_root, device="cpu", limit_train=512, limit_val=256, progress=False)
-    first = train("mini_xception", "fer2013", tmp_path / "run", epochs=1, **kwargs)
+    """The LANMSFF recipe on 256 real FER-2013 faces: one epoch, then resumed for a second."""
+    kwargs = dict(data_root=data_root, device="cpu", limit_train=256, limit_val=128, progress=False)
+    first = train("lanmsff", "fer2013", tmp_path / "run", epochs=1, **kwargs)
     assert first["epochs_run"] == 1
-    resumed = train("mini_xception", "fer2013", tmp_path / "run", epochs=2, resume=True, **kwargs)
+    resumed = train("lanmsff", "fer2013", tmp_path / "run", epochs=2, resume=True, **kwargs)
     losses = [row["train_loss"] for row in resumed["history"]]
     assert resumed["epochs_run"] == 2 and len(losses) == 2
     assert losses[1] < losses[0]
@@ -56,7 +57,17 @@ def test_short_real_training_lowers_the_loss_and_resumes(data_root, tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     card = read_card(resumed["checkpoint"])
     assert card["data"]["val_split"] == "val" and "test split was not used" in card["selection"]
-    assert card["data"]["train_images"] == 512 and card["wall_time_s"] > 0
+    assert card["data"]["train_images"] == 256 and card["wall_time_s"] > 0 and card["parameters"] == 356_294
+
+
+def test_convcut_recipe_runs_end_to_end_on_gray_ferplus(data_root, tmp_path):
+    """AdamW + cosine warm-up + strong augmentation + mixup + label smoothing, 16 faces, one step each."""
+    result = train("convcut", "ferplus", tmp_path / "cc", data_root=data_root, device="cpu", epochs=1, batch_size=8,
+                   limit_train=16, limit_val=8, progress=False)
+    row = result["history"][0]
+    assert np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"])
+    card = read_card(result["checkpoint"])
+    assert card["model"] == "convcut" and len(card["labels"]) == 8 and card["input_spec"]["channels"] == 3
 
 
 def test_cli_evaluate_writes_json_and_reports_errors(data_root, tmp_path, capsys):

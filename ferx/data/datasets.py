@@ -50,6 +50,7 @@ class FaceSplit:
     targets: np.ndarray  # int64 indices into labels
     soft_targets: np.ndarray | None = None  # float32 N x K, rows sum to 1
     excluded: dict[str, int] = field(default_factory=dict)  # reason -> count
+    mode: str = "L"  # colour of the source images: "L" (gray) or "RGB"
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -67,7 +68,7 @@ class FaceSplit:
         idx = np.asarray(idx, dtype=np.int64)
         return FaceSplit(self.dataset, self.split, self.root, self.labels, [self.paths[i] for i in idx],
                          self.targets[idx], None if self.soft_targets is None else self.soft_targets[idx],
-                         dict(self.excluded))
+                         dict(self.excluded), self.mode)
 
 
 def _check_split(split: str, allowed=SPLITS) -> None:
@@ -220,7 +221,22 @@ def load_image_folder(root: str | Path, split: str = "all", labels: LabelSet | N
             targets.append(labels.classes.index(name))
     if not paths:
         raise _layout_error("an image folder", base, "images inside the class folders")
-    return FaceSplit(f"folder:{root.name}", split, root, labels, paths, np.asarray(targets, dtype=np.int64))
+    return FaceSplit(f"folder:{root.name}", split, root, labels, paths, np.asarray(targets, dtype=np.int64),
+                     mode=_colour_mode(root, paths))
+
+
+def _colour_mode(root: Path, paths: list[str], sample: int = 32) -> str:
+    """'RGB' if any of an evenly spaced sample of images is in colour, else 'L'."""
+    from PIL import Image
+
+    for rel in paths[:: max(1, len(paths) // sample)]:
+        try:
+            with Image.open(root / rel) as im:
+                if im.mode not in ("1", "L", "LA", "I", "I;16", "F"):
+                    return "RGB"
+        except OSError:
+            continue  # unreadable files are reported when the split is packed
+    return "L"
 
 
 LOADERS = {"fer2013": load_fer2013, "ferplus": load_ferplus, "ckplus": load_ckplus}

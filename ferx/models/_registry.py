@@ -70,7 +70,6 @@ def create_model(name: str, num_classes: int = 7, **config) -> nn.Module:
     return model
 
 
-
 def cam_target_layers(model: nn.Module) -> list[nn.Module]:
     """The default Grad-CAM target layer(s) of a registered model instance."""
     info = get_model_info(model.ferx_name)

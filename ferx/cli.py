@@ -90,6 +90,58 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_analyze(args) -> int:
+    import itertools
+
+    import pandas as pd
+
+    from ferx.analysis import (agreement, analyze, confusion_frame, cross_model_frame, disagreements, failures,
+                               per_class_table, reliability, summary_table)
+    from ferx.analysis.embeddings import project
+    from ferx.analysis.figures import confusion_figure, embedding_figure, reliability_figure, write_figure
+    from ferx.analysis.tables import FAILURE_KINDS
+
+    runs = analyze(args.checkpoints, args.dataset, args.split, data_root=args.data_root, device=args.device,
+                   batch_size=args.batch_size, calibrate=args.calibrate)
+    pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
+    cached = ", ".join(f"{r.name}: {'cache' if r.from_cache else 'computed'}" for r in runs)
+    print(f"{runs[0].dataset}/{runs[0].split}: {len(runs[0])} faces ({cached})\n")
+    print(summary_table([r.with_temperature(1.0) for r in runs]).to_string(), "\n")
+    if args.calibrate:
+        print("after temperature scaling fitted on the val split:")
+        print(summary_table(runs).to_string(), "\n")
+    for run in runs:
+        print(f"{run.name} per class:\n{per_class_table(run).to_string()}\n")
+        print(f"{run.name} confusion (rows true, columns predicted):\n{confusion_frame(run).to_string()}\n")
+        for kind in FAILURE_KINDS:
+            print(f"{run.name} {kind.replace('_', ' ')} (top {args.top}):\n"
+                  f"{failures(run, kind, args.top)[['path', 'true', 'pred', 'confidence', 'loss']].to_string()}\n")
+    pairs = list(itertools.combinations(runs, 2))
+    for a, b in pairs:
+        print(f"{a.name} vs {b.name}: agreement {agreement(a, b):.4f}\n{cross_model_frame(a, b).to_string()}\n")
+        print(f"disagreements (top {args.top}):\n{disagreements(a, b, args.top).to_string()}\n")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        summary_table(runs).to_csv(out / "summary.csv")
+        figures = {"reliability": reliability_figure({r.name: reliability(r) for r in runs})}
+        for run in runs:
+            run.frame().to_csv(out / f"samples_{run.name}.csv")
+            per_class_table(run).to_csv(out / f"per_class_{run.name}.csv")
+            figures[f"confusion_{run.name}"] = confusion_figure(confusion_frame(run), confusion_frame(run, True),
+                                                               f"{run.name} on {run.dataset}/{run.split}")
+            for method in args.embeddings:
+                figures[f"{method}_{run.name}"] = embedding_figure(project(run, method), run, args.color_by, method)
+        for a, b in pairs:
+            figures[f"cross_{a.name}_vs_{b.name}"] = confusion_figure(
+                cross_model_frame(a, b), title=f"{a.name} vs {b.name}: agreement {agreement(a, b):.3f}")
+        for name, fig in figures.items():
+            for fmt in args.format:
+                write_figure(fig, out / f"{name}.{fmt}")
+        print(f"wrote tables and {len(figures)} figure(s) ({', '.join(args.format)}) to {out}")
+    return 0
+
+
 def _cmd_models(args) -> int:
     from ferx.checkpoint import CheckpointError, read_card
     from ferx.models import get_model_info, list_models
@@ -169,6 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-root", **data_root)
     ev.set_defaults(func=_cmd_evaluate)
 
+    an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")
+    an.add_argument("checkpoints", nargs="+", help="one or more checkpoint folders")
+    an.add_argument("--dataset", required=True, help="fer2013, ferplus, ckplus, or a path to an image folder or zip")
+    an.add_argument("--split", default="test")
+    an.add_argument("--calibrate", action="store_true", help="fit a temperature on the val split and apply it")
+    an.add_argument("--embeddings", nargs="*", default=["pca"], choices=["pca", "tsne", "umap"],
+                    help="2-D projections to draw (cached); default: pca")
+    an.add_argument("--color-by", default="true", choices=["true", "pred", "correct"])
+    an.add_argument("--top", type=int, default=10, help="failure cases listed per ranking")
+    an.add_argument("--out", default=None, help="folder for CSV tables and figures")
+    an.add_argument("--format", nargs="+", default=["html"], choices=["html", "png"])
+    an.add_argument("--batch-size", type=int, default=256)
+    an.add_argument("--device", default="auto")
+    an.add_argument("--data-root", **data_root)
+    an.set_defaults(func=_cmd_analyze)
+
     mo = sub.add_parser("models", help="registered architectures and available checkpoints")
     mo.add_argument("--checkpoints", default="checkpoints")
     mo.set_defaults(func=_cmd_models)
@@ -180,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    # ferx's own messages at INFO; third-party libraries (kaleido, numba ...) only when they warn
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ferx").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if getattr(args, "source", "unset") is None:
         from ferx.data.prepare import DEFAULT_SOURCE
         args.source = DEFAULT_SOURCE

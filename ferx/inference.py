@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,19 +33,39 @@ def channels_last(model: nn.Module):
             model.to(memory_format=torch.channels_last if was_channels_last else torch.contiguous_format)
 
 
-def predict_logits(model: nn.Module, spec: InputSpec, images: np.ndarray | torch.Tensor, batch_size: int = 256,
-                   progress: bool = False, desc: str = "predicting") -> torch.Tensor:
-    """Logits (float32, on CPU) for uint8 images, in batches on the model's device."""
+def _run_batches(model: nn.Module, spec: InputSpec, images, batch_size: int, progress: bool, desc: str,
+                 forward: Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
+    """Apply ``forward`` to preprocessed batches of uint8 ``images``; concatenated float32 CPU outputs."""
     device = next(model.parameters()).device
     model.eval()
-    out = []
+    outputs: list[list[torch.Tensor]] = []
     with channels_last(model), torch.inference_mode():
         for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
             batch = torch.as_tensor(images[start:start + batch_size]).to(device, non_blocking=True)
+            x = to_model_input(batch, spec).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(to_model_input(batch, spec).contiguous(memory_format=torch.channels_last))
-            out.append(logits.float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, getattr(model, "num_classes", 0))
+                outputs.append([t.float().cpu() for t in forward(model, x)])
+    if not outputs:
+        raise ValueError("no images to run the model on")
+    return [torch.cat(parts) for parts in zip(*outputs)]
+
+
+def predict_logits(model: nn.Module, spec: InputSpec, images: np.ndarray | torch.Tensor, batch_size: int = 256,
+                   progress: bool = False, desc: str = "predicting") -> torch.Tensor:
+    """Logits (float32, on CPU) for uint8 images, in batches on the model's device."""
+    return _run_batches(model, spec, images, batch_size, progress, desc, lambda m, x: (m(x),))[0]
+
+
+def _logits_and_embedding(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    features = model.forward_features(x)
+    return model.forward_head(features), model.forward_head(features, pre_logits=True)
+
+
+def predict_logits_and_embeddings(model: nn.Module, spec: InputSpec, images, batch_size: int = 256,
+                                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and the model's embedding (``forward_head(..., pre_logits=True)``) in one pass."""
+    logits, embeddings = _run_batches(model, spec, images, batch_size, progress, "analysing", _logits_and_embedding)
+    return logits, embeddings
 
 
 def predict_probs(model: nn.Module, spec: InputSpec, images, batch_size: int = 256, progress: bool = False) -> np.ndarray:

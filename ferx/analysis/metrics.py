@@ -38,3 +38,36 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: tuple
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "classes": list(classes),
     }
+
+
+def reliability_table(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> "pd.DataFrame":
+    """Per confidence bin: mean confidence, accuracy and count (the reliability curve)."""
+    import pandas as pd
+
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y_true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        mask = bins == b
+        rows.append({"lower": edges[b], "upper": edges[b + 1], "count": int(mask.sum()),
+                     "confidence": float(conf[mask].mean()) if mask.any() else np.nan,
+                     "accuracy": float(correct[mask].mean()) if mask.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def negative_log_likelihood(logits: np.ndarray, y_true: np.ndarray, temperature: float = 1.0) -> float:
+    z = logits / temperature
+    z = z - z.max(1, keepdims=True)
+    log_probs = z - np.log(np.exp(z).sum(1, keepdims=True))
+    return float(-log_probs[np.arange(len(y_true)), y_true].mean())
+
+
+def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimising validation NLL of softmax(logits / T)."""
+    from scipy.optimize import minimize_scalar
+
+    result = minimize_scalar(lambda log_t: negative_log_likelihood(logits, y_true, float(np.exp(log_t))),
+                             bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))

@@ -247,9 +247,25 @@ def default_data_root() -> Path:
 
 
 def load_split(dataset: str, split: str, data_root: str | Path | None = None) -> FaceSplit:
-    """A named dataset (``fer2013``, ``ferplus``, ``ckplus``) under the data root, or a path to an image folder."""
+    """A named dataset (``fer2013``, ``ferplus``, ``ckplus``) under the data root, or a path to an
+    image folder or to a zip of one (unpacked safely, once, into the cache)."""
     if dataset in LOADERS:
         return LOADERS[dataset](Path(data_root) if data_root else default_data_root(), split)
-    if Path(dataset).is_dir():
+    path = Path(dataset)
+    if path.is_file() and path.suffix.lower() == ".zip":
+        from ferx.cache import cache_dir
+        from ferx.data.archive import extract_images, zip_digest
+
+        dest = cache_dir("zips") / zip_digest(path)[:24]
+        marker = dest.with_suffix(".root")
+        if not marker.is_file():
+            root, skipped = extract_images(path, dest)
+            marker.write_text(f"{root.relative_to(dest)}\n{skipped}\n")
+        rel, skipped = marker.read_text().splitlines()
+        split_data = load_image_folder(dest / rel, split)
+        split_data.dataset = f"zip:{path.stem}"
+        split_data.excluded = {"non_image_files": int(skipped)} if int(skipped) else {}
+        return split_data
+    if path.is_dir():
         return load_image_folder(dataset, split)
-    raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(LOADERS)} or a path to an image folder")
+    raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(LOADERS)}, or a path to an image folder or zip")

@@ -2,7 +2,7 @@
 
 Training and evaluation read a :class:`PackedSplit` (N x S x S gray, or N x S x S x 3 RGB) instead
 of decoding tens of thousands of small files per epoch. Packs are cached as ``.npz`` under
-``<data root>/.cache/packed/``, named by the split's fingerprint (files, sizes, labels), the
+``<data root>/.cache/packed/`` (or ``$FERX_CACHE_DIR/packed``), named by the split's fingerprint (files, sizes, labels), the
 size and the colour mode, so a changed dataset is packed again and a stale or corrupt cache file
 is rebuilt, never trusted. Images are stored as horizontal differences (mod 256) before zlib, as
 PNG's 'Sub' filter does: FER-2013's training split (28,709 faces at 48x48, 63 MiB in memory)
@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ferx.data.datasets import FaceSplit, default_data_root
+from ferx.cache import cache_dir as default_cache_dir
+from ferx.data.datasets import FaceSplit
 from ferx.data.labels import get_label_set
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', got {mode!r}")
     fingerprint = split.fingerprint()
-    cache_dir = Path(cache_dir) if cache_dir else default_data_root() / ".cache" / "packed"
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir("packed")
     safe_name = split.dataset.replace(":", "_").replace("/", "_")
     path = cache_dir / f"{safe_name}-{split.split}-{size}{mode}-{fingerprint[:16]}.npz"
     if path.is_file():

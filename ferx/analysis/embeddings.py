@@ -1,0 +1,82 @@
+"""2-D projections of model embeddings: PCA (instant), t-SNE and UMAP (computed once, cached).
+
+UMAP compiles its numba kernels on first use (~25 s); ``NUMBA_CACHE_DIR`` is pointed at the ferx
+cache so the compiled code is reused by later processes, and :func:`warm_up_umap` lets a server
+pay that cost at start-up instead of inside a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ferx.analysis.runs import ModelRun
+from ferx.cache import cache_dir as default_cache_dir
+from ferx.cache import cache_key
+
+log = logging.getLogger(__name__)
+METHODS = ("pca", "tsne", "umap")
+
+
+def _numba_cache() -> None:
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(default_cache_dir("numba")))
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(0)) / (x.std(0) + 1e-8)
+
+
+def compute_projection(embeddings: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
+    """N x 2 coordinates of standardised embeddings."""
+    x = _standardise(embeddings.astype(np.float64))
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(2, random_state=seed).fit_transform(x)
+    if method == "tsne":
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+
+        if x.shape[1] > 50:  # the usual PCA pre-reduction: same neighbourhoods, much faster
+            x = PCA(50, random_state=seed).fit_transform(x)
+        return TSNE(2, perplexity=min(30, max(5, (len(x) - 1) // 3)), init="pca", random_state=seed).fit_transform(x)
+    if method == "umap":
+        _numba_cache()
+        import umap
+
+        return umap.UMAP(n_neighbors=min(15, len(x) - 1), min_dist=0.1, random_state=seed).fit_transform(x)
+    raise ValueError(f"unknown projection {method!r}; expected one of {METHODS}")
+
+
+def project(run: ModelRun, method: str = "pca", seed: int = 0, cache_dir: str | Path | None = None) -> np.ndarray:
+    """The cached 2-D projection of a run's embeddings (keyed by the run's own cache key)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown projection {method!r}; expected one of {METHODS}")
+    path = Path(cache_dir or default_cache_dir("embeddings")) / f"{cache_key(run.key, method, seed)[:32]}.npy"
+    if path.is_file():
+        try:
+            coords = np.load(path, allow_pickle=False)
+            if coords.shape == (len(run), 2):
+                return coords
+        except (OSError, ValueError) as err:
+            log.warning("embedding cache %s unreadable (%s); recomputing", path, err)
+    start = time.perf_counter()
+    coords = compute_projection(run.embeddings, method, seed).astype(np.float32)
+    log.info("%s of %s (%d points) took %.1f s", method, run.name, len(run), time.perf_counter() - start)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, coords)
+    except OSError as err:
+        log.warning("could not write embedding cache %s: %s", path, err)
+    return coords
+
+
+def warm_up_umap() -> float:
+    """Compile (or load from the numba cache) UMAP's kernels on a tiny problem; returns seconds."""
+    start = time.perf_counter()
+    compute_projection(np.random.default_rng(0).normal(size=(64, 8)), "umap")
+    return time.perf_counter() - start

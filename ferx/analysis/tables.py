@@ -1,0 +1,121 @@
+"""pandas tables over :class:`~ferx.analysis.runs.ModelRun` results: metrics, confusion, failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ferx.analysis.metrics import classification_metrics, negative_log_likelihood, reliability_table
+from ferx.analysis.runs import ModelRun
+
+
+def _scored(run: ModelRun):
+    keep = run.scored
+    return run.model_targets[keep], run.probs[keep], run.logits[keep]
+
+
+def summary_table(runs: list[ModelRun]) -> pd.DataFrame:
+    """One row per model: images scored and left out, accuracy, macro-F1, NLL, ECE, temperature."""
+    rows = []
+    for run in runs:
+        y, probs, logits = _scored(run)
+        m = classification_metrics(y, probs, run.model_classes)
+        rows.append({"model": run.name, "n": m["n"], "n_excluded": int((~run.scored).sum()),
+                     "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                     "nll": negative_log_likelihood(logits, y, run.temperature), "ece": m["ece"],
+                     "temperature": run.temperature})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def per_class_table(run: ModelRun) -> pd.DataFrame:
+    y, probs, _ = _scored(run)
+    m = classification_metrics(y, probs, run.model_classes)
+    return pd.DataFrame(m["per_class"]).T.rename_axis("class")
+
+
+def reliability(run: ModelRun, n_bins: int = 15) -> pd.DataFrame:
+    y, probs, _ = _scored(run)
+    return reliability_table(probs, y, n_bins)
+
+
+# ------------------------------------------------------------------ confusion matrices
+
+def confusion_frame(run: ModelRun, normalize: bool = False) -> pd.DataFrame:
+    """Rows: true class, columns: predicted class (model label space); row-normalised on request."""
+    k = len(run.model_classes)
+    y, _, _ = _scored(run)
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (y, run.preds[run.scored]), 1)
+    frame = pd.DataFrame(counts, index=pd.Index(run.model_classes, name="true"),
+                         columns=pd.Index(run.model_classes, name="predicted"))
+    if normalize:
+        return frame.div(frame.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
+    return frame
+
+
+def cell_samples(run: ModelRun, true: str, predicted: str) -> np.ndarray:
+    """Sample ids in one confusion-matrix cell."""
+    t, p = run.model_classes.index(true), run.model_classes.index(predicted)
+    return np.flatnonzero(run.scored & (run.model_targets == t) & (run.preds == p))
+
+
+def _check_aligned(a: ModelRun, b: ModelRun) -> None:
+    if a.dataset_fingerprint != b.dataset_fingerprint or not np.array_equal(a.paths, b.paths):
+        raise ValueError(f"{a.name} and {b.name} were not run on the same split; run both on one dataset split")
+
+
+def cross_model_frame(a: ModelRun, b: ModelRun) -> pd.DataFrame:
+    """Rows: model A's prediction, columns: model B's prediction, counts over every sample."""
+    _check_aligned(a, b)
+    counts = np.zeros((len(a.model_classes), len(b.model_classes)), dtype=np.int64)
+    np.add.at(counts, (a.preds, b.preds), 1)
+    return pd.DataFrame(counts, index=pd.Index(a.model_classes, name=f"{a.name} predicted"),
+                        columns=pd.Index(b.model_classes, name=f"{b.name} predicted"))
+
+
+def predicted_names(run: ModelRun) -> np.ndarray:
+    return np.asarray(run.model_classes)[run.preds]
+
+
+def agreement(a: ModelRun, b: ModelRun) -> float:
+    """Share of samples where both models predict the same class (compared by name)."""
+    _check_aligned(a, b)
+    return float((predicted_names(a) == predicted_names(b)).mean())
+
+
+def cross_cell_samples(a: ModelRun, b: ModelRun, pred_a: str, pred_b: str) -> np.ndarray:
+    _check_aligned(a, b)
+    return np.flatnonzero((predicted_names(a) == pred_a) & (predicted_names(b) == pred_b))
+
+
+# ------------------------------------------------------------------ failure cases
+
+FAILURE_KINDS = ("confident_mistakes", "highest_loss", "lowest_margin")
+
+
+def failures(run: ModelRun, kind: str, k: int = 50) -> pd.DataFrame:
+    """Ranked samples: ``confident_mistakes`` (wrong, most confident first), ``highest_loss``,
+    ``lowest_margin`` (closest call between the top two classes)."""
+    frame = run.frame()[run.scored]
+    if kind == "confident_mistakes":
+        ranked = frame[~frame["correct"]].sort_values("confidence", ascending=False, kind="stable")
+    elif kind == "highest_loss":
+        ranked = frame.sort_values("loss", ascending=False, kind="stable")
+    elif kind == "lowest_margin":
+        ranked = frame.sort_values("margin", ascending=True, kind="stable")
+    else:
+        raise ValueError(f"unknown failure kind {kind!r}; expected one of {FAILURE_KINDS}")
+    return ranked.head(k)
+
+
+def disagreements(a: ModelRun, b: ModelRun, k: int = 50) -> pd.DataFrame:
+    """Samples the two models label differently, those where both are most sure of themselves first."""
+    _check_aligned(a, b)
+    differ = predicted_names(a) != predicted_names(b)
+    frame = pd.DataFrame({
+        "path": a.paths, "true": np.asarray(a.dataset_classes)[a.targets],
+        f"pred_{a.name}": predicted_names(a), f"confidence_{a.name}": a.confidence,
+        f"pred_{b.name}": predicted_names(b), f"confidence_{b.name}": b.confidence,
+        "min_confidence": np.minimum(a.confidence, b.confidence),
+    }).rename_axis("sample")[differ]
+    return frame.sort_values("min_confidence", ascending=False, kind="stable").head(k)

@@ -1,0 +1,197 @@
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from ferx.analysis import (agreement, analyze, cell_samples, confusion_frame, cross_cell_samples, cross_model_frame,
+                           disagreements, failures, fit_temperature, per_class_table, summary_table)
+from ferx.analysis.embeddings import project
+from ferx.analysis.figures import confusion_figure, embedding_figure, write_figure
+from ferx.analysis.metrics import negative_log_likelihood
+from ferx.checkpoint import save_checkpoint
+from ferx.data import FERPLUS_8, load_split
+from ferx.data.archive import ArchiveError, extract_images
+from ferx.models import create_model
+
+from conftest import CHECKPOINTS
+
+MINI = CHECKPOINTS / "mini_xception_fer2013"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("analysis-cache")
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    """An 8-class mini-Xception with random weights: a second, different model (and label set) for the
+    cross-model views, cheap enough to run over the whole split."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "untrained8"
+    return save_checkpoint(create_model("mini_xception", num_classes=8), path, labels=FERPLUS_8,
+                           card={"title": "mini-Xception with random weights (untrained, for tests)"})
+
+
+@pytest.fixture(scope="module")
+def ferplus_runs(data_root, cache, untrained):
+    return analyze([MINI, untrained], "ferplus", "test", data_root=data_root, device="cpu",
+                   progress=False, cache_dir=cache)
+
+
+def test_metrics_on_real_ferplus_agree_with_scikit_learn(ferplus_runs):
+    mini = ferplus_runs[0]
+    assert len(mini) == 3_371 and (~mini.scored).sum() == 27  # contempt has no FER-2013 counterpart
+    y, pred = mini.model_targets[mini.scored], mini.preds[mini.scored]
+    summary = summary_table([mini]).loc["mini_xception_fer2013"]
+    assert summary["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert summary["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro", labels=range(7)))
+    assert summary["accuracy"] > 0.6
+    frame = confusion_frame(mini)
+    assert (frame.values == confusion_matrix(y, pred, labels=range(7))).all()
+    table = per_class_table(mini)
+    assert table.loc["happy", "support"] == 908 and table.loc["happy", "recall"] == pytest.approx(795 / 908, abs=0.02)
+
+
+def test_every_confusion_cell_resolves_to_its_samples(ferplus_runs):
+    mini = ferplus_runs[0]
+    frame = confusion_frame(mini)
+    for true in frame.index:
+        for pred in frame.columns:
+            ids = cell_samples(mini, true, pred)
+            assert len(ids) == frame.loc[true, pred]
+    ids = cell_samples(mini, "neutral", "sad")
+    rows = mini.frame().loc[ids]
+    assert (rows["true"] == "neutral").all() and (rows["pred"] == "sad").all()
+    assert np.allclose(confusion_frame(mini, normalize=True).sum(axis=1), 1)
+
+
+def test_cross_model_matrix_and_disagreements(ferplus_runs):
+    mini, lan = ferplus_runs
+    cross = cross_model_frame(mini, lan)
+    assert cross.shape == (7, 8) and cross.values.sum() == len(mini)
+    assert len(cross_cell_samples(mini, lan, "happy", "neutral")) == cross.loc["happy", "neutral"]
+    rate = agreement(mini, lan)
+    names_a = np.asarray(mini.model_classes)[mini.preds]
+    names_b = np.asarray(lan.model_classes)[lan.preds]
+    assert rate == pytest.approx((names_a == names_b).mean())
+    diff = disagreements(mini, lan, k=20)
+    assert len(diff) == 20 and (diff["pred_mini_xception_fer2013"] != diff["pred_untrained8"]).all()
+    assert diff["min_confidence"].is_monotonic_decreasing
+
+
+def test_failure_rankings(ferplus_runs):
+    mini = ferplus_runs[0]
+    confident = failures(mini, "confident_mistakes", 25)
+    assert (~confident["correct"]).all() and confident["confidence"].is_monotonic_decreasing
+    assert failures(mini, "highest_loss", 25)["loss"].is_monotonic_decreasing
+    assert failures(mini, "lowest_margin", 25)["margin"].is_monotonic_increasing
+    with pytest.raises(ValueError, match="unknown failure kind"):
+        failures(mini, "prettiest", 5)
+
+
+def test_second_run_is_served_from_the_cache_and_corrupt_entries_are_rebuilt(ferplus_runs, data_root, cache,
+                                                                             untrained, monkeypatch):
+    assert not any(r.from_cache for r in ferplus_runs)
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("a cached analysis must not run the model")
+
+    monkeypatch.setattr("ferx.analysis.runs.predict_logits_and_embeddings", no_inference)
+    again = analyze([MINI, untrained], "ferplus", "test", data_root=data_root, device="cpu",
+                    progress=False, cache_dir=cache)
+    assert all(r.from_cache for r in again)
+    assert np.array_equal(again[0].logits, ferplus_runs[0].logits)
+    monkeypatch.undo()
+    entry = cache / f"{ferplus_runs[0].key[:32]}.json"
+    meta = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**meta, "version": -1}))  # stale format
+    rebuilt = analyze([MINI], "ferplus", "test", data_root=data_root, device="cpu", progress=False, cache_dir=cache)
+    assert not rebuilt[0].from_cache and np.allclose(rebuilt[0].logits, ferplus_runs[0].logits)
+
+
+def test_temperature_fitted_on_validation_lowers_test_nll(data_root, cache):
+    (run,) = analyze([MINI], "ferplus", "test", data_root=data_root, device="cpu", calibrate=True, progress=False,
+                     cache_dir=cache)
+    assert run.temperature != 1.0
+    keep = run.scored
+    nll_raw = negative_log_likelihood(run.logits[keep], run.model_targets[keep])
+    nll_cal = negative_log_likelihood(run.logits[keep], run.model_targets[keep], run.temperature)
+    assert nll_cal < nll_raw
+    rng = np.random.default_rng(0)  # labels drawn from softmax(logits); logits x 3 are over-confident by T = 3
+    logits = 2 * rng.normal(size=(4000, 5))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y = np.array([rng.choice(5, p=p) for p in probs])
+    assert fit_temperature(logits * 3, y) == pytest.approx(3, rel=0.1)
+
+
+def test_embeddings_are_cached_and_figures_carry_sample_ids(ferplus_runs, tmp_path):
+    mini = ferplus_runs[0]
+    coords = project(mini, "pca", cache_dir=tmp_path)
+    assert coords.shape == (len(mini), 2)
+    assert np.array_equal(project(mini, "pca", cache_dir=tmp_path), coords) and len(list(tmp_path.glob("*.npy"))) == 1
+    fig = embedding_figure(coords, mini, "correct", "pca")
+    ids = np.concatenate([np.asarray(trace.customdata)[:, 0].astype(int) for trace in fig.data])
+    assert sorted(ids) == list(range(len(mini)))
+    html = write_figure(confusion_figure(confusion_frame(mini)), tmp_path / "cm.html")
+    assert html.stat().st_size > 100_000  # self-contained: plotly.js is inside
+
+
+def test_tsne_and_umap_on_a_small_real_slice(ferplus_runs, tmp_path):
+    mini = ferplus_runs[0]
+    small = mini.with_temperature(1.0)
+    small.embeddings, small.paths, small.targets, small.logits = (mini.embeddings[:300], mini.paths[:300],
+                                                                  mini.targets[:300], mini.logits[:300])
+    small.key = "slice300"
+    for method in ("tsne", "umap"):
+        coords = project(small, method, cache_dir=tmp_path)
+        assert coords.shape == (300, 2) and np.isfinite(coords).all()
+
+
+def test_png_export_when_a_browser_is_present(ferplus_runs, tmp_path):
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("google-chrome") or shutil.which("chrome")):
+        pytest.skip("PNG export needs Chrome or Chromium (Debian package 'chromium'); HTML export is tested above")
+    png = write_figure(confusion_figure(confusion_frame(ferplus_runs[0])), tmp_path / "cm.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_user_zip_is_unpacked_safely(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    src = data_root / "ckplus48" / "CK+48"
+    good = tmp_path / "faces.zip"
+    with zipfile.ZipFile(good, "w") as z:
+        for cls in ("happy", "surprise"):
+            for f in sorted((src / cls).iterdir())[:6]:
+                z.write(f, f"my_faces/{cls}/{f.name}")
+        z.writestr("my_faces/README.txt", "not an image")
+        z.writestr("__MACOSX/my_faces/._x.png", "resource fork")
+    split = load_split(str(good), "all")
+    assert len(split) == 12 and split.labels.classes == ("happy", "surprise")
+    assert split.excluded == {"non_image_files": 2}
+    assert len(load_split(str(good), "all")) == 12  # second time from the unpacked copy
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../../escape.png", b"x")
+    with pytest.raises(ArchiveError, match="unsafe path"):
+        extract_images(evil, tmp_path / "out")
+    assert not (tmp_path.parent / "escape.png").exists()
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a/happy/big.png", b"\0" * (3 * 2**20))
+    with pytest.raises(ArchiveError, match="unpacks to"):
+        extract_images(bomb, tmp_path / "out", max_total_bytes=2**20)
+    with pytest.raises(ArchiveError, match="not a readable zip"):
+        extract_images(_write(tmp_path / "fake.zip", b"PK nonsense"),
+                       tmp_path / "out")
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path

@@ -66,6 +66,8 @@ def test_every_confusion_cell_resolves_to_its_samples(ferplus_runs):
     ids = cell_samples(mini, "neutral", "sad")
     rows = mini.frame().loc[ids]
     assert (rows["true"] == "neutral").all() and (rows["pred"] == "sad").all()
+    assert np.allclose(rows[[f"p_{c}" for c in mini.model_classes]].sum(axis=1), 1, atol=1e-5)
+    assert (rows["p_sad"] == rows["confidence"]).all()
     assert np.allclose(confusion_frame(mini, normalize=True).sum(axis=1), 1)
 
 

@@ -108,7 +108,8 @@ class ModelRun:
         return ModelRun(**{**fields, "temperature": float(temperature)})
 
     def frame(self) -> pd.DataFrame:
-        """One row per sample, indexed by sample id (its position in the split)."""
+        """One row per sample, indexed by sample id (its position in the split), with the full
+        probability vector as ``p_<class>`` columns."""
         names = np.asarray(self.model_classes)
         return pd.DataFrame({
             "path": self.paths,
@@ -120,6 +121,7 @@ class ModelRun:
             "loss": self.loss,
             "correct": self.correct,
             "scored": self.scored,
+            **{f"p_{c}": self.probs[:, i] for i, c in enumerate(self.model_classes)},
         }).rename_axis("sample")
 
     # ---- cache

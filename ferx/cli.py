@@ -165,9 +165,14 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_app(args) -> int:
-    print("The ferx web UI is not built yet (it is the 'Gradio web app' issue). Today ferx offers the command line: "
-          "`ferx models`, `ferx evaluate`, `ferx train`, `ferx data`.", file=sys.stderr)
-    return 2
+    from webapp.app import launch
+    from webapp.config import AppConfig
+
+    overrides = {k: v for k, v in (("data_root", args.data_root), ("checkpoints", args.checkpoints),
+                                   ("device", args.device), ("host", args.host), ("port", args.port)) if v is not None}
+    cfg = AppConfig(**{k: Path(v) if k in ("data_root", "checkpoints") else v for k, v in overrides.items()})
+    launch(cfg)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,7 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--checkpoints", default="checkpoints")
     mo.set_defaults(func=_cmd_models)
 
-    app = sub.add_parser("app", help="the web UI (not built yet)")
+    app = sub.add_parser("app", help="the Gradio web UI (defaults from $FERX_* environment variables)")
+    app.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT or ./datasets)")
+    app.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
+    app.add_argument("--device", default=None, help="auto, cpu or cuda (default: auto)")
+    app.add_argument("--host", default=None, help="default 127.0.0.1; 0.0.0.0 to serve the network")
+    app.add_argument("--port", type=int, default=None, help="default 7860")
     app.set_defaults(func=_cmd_app)
     return p
 

@@ -6,27 +6,19 @@ from pathlib import Path
 
 from ferx.analysis.metrics import fit_temperature
 from ferx.analysis.runs import ModelRun, run_model
-from ferx.checkpoint import load_checkpoint
+from ferx.checkpoint import LoadedModel, load_checkpoint
 from ferx.data.datasets import load_split
-from ferx.data.packed import pack_split
+from ferx.data.packed import PackedSplit, pack_split
 from ferx.device import resolve_device
 
 
-def analyze(checkpoints: list[str | Path], dataset: str, split: str = "test", *, data_root: str | Path | None = None,
-            device: str = "auto", batch_size: int = 256, calibrate: bool = False, val_split: str = "val",
-            progress: bool = True, cache_dir: str | Path | None = None) -> list[ModelRun]:
-    """One :class:`ModelRun` per checkpoint on ``dataset``/``split`` (cached).
-
-    With ``calibrate``, each model is also run on ``val_split`` and a temperature fitted there
-    (never on the split being analysed) is applied to the returned runs; ``run.with_temperature(1)``
-    gives the uncalibrated view back.
-    """
-    dev = resolve_device(device)
-    packed = pack_split(load_split(dataset, split, data_root), progress=progress)
-    val = pack_split(load_split(dataset, val_split, data_root), progress=progress) if calibrate else None
+def analyze_packed(models: list[LoadedModel], packed: PackedSplit, val: PackedSplit | None = None, *,
+                   batch_size: int = 256, progress: bool = True, cache_dir: str | Path | None = None) -> list[ModelRun]:
+    """One :class:`ModelRun` per loaded model on ``packed`` (cached). With ``val``, a temperature
+    fitted there (never on the split being analysed) is applied; ``run.with_temperature(1)`` gives
+    the uncalibrated view back."""
     runs = []
-    for ckpt in checkpoints:
-        loaded = load_checkpoint(ckpt, dev)
+    for loaded in models:
         run = run_model(loaded, packed, batch_size=batch_size, progress=progress, cache_dir=cache_dir)
         if val is not None:
             val_run = run_model(loaded, val, batch_size=batch_size, progress=progress, cache_dir=cache_dir)
@@ -34,3 +26,15 @@ def analyze(checkpoints: list[str | Path], dataset: str, split: str = "test", *,
             run = run.with_temperature(fit_temperature(val_run.logits[keep], val_run.model_targets[keep]))
         runs.append(run)
     return runs
+
+
+def analyze(checkpoints: list[str | Path], dataset: str, split: str = "test", *, data_root: str | Path | None = None,
+            device: str = "auto", batch_size: int = 256, calibrate: bool = False, val_split: str = "val",
+            progress: bool = True, cache_dir: str | Path | None = None) -> list[ModelRun]:
+    """Load ``checkpoints`` and analyse them on ``dataset``/``split``; ``calibrate`` fits a
+    temperature per model on ``val_split``."""
+    dev = resolve_device(device)
+    packed = pack_split(load_split(dataset, split, data_root), progress=progress)
+    val = pack_split(load_split(dataset, val_split, data_root), progress=progress) if calibrate else None
+    models = [load_checkpoint(ckpt, dev) for ckpt in checkpoints]
+    return analyze_packed(models, packed, val, batch_size=batch_size, progress=progress, cache_dir=cache_dir)

@@ -1,0 +1,1 @@
+"""The ferx web UI (Gradio). It composes :mod:`ferx`; it never re-implements it."""

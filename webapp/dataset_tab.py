@@ -1,0 +1,263 @@
+"""Dataset tab: run the analysis on a split or an uploaded zip, then browse it.
+
+Every view resolves to faces: a confusion cell, a model-vs-model cell, a band of the embedding
+plot or a failure ranking fills the gallery; a gallery face opens in the Explain tab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ferx.analysis import (agreement, analyze_packed, cell_samples, confusion_frame, cross_cell_samples,
+                           cross_model_frame, disagreements, failures, per_class_table, reliability, summary_table)
+from ferx.analysis.embeddings import project
+from ferx.analysis.figures import confusion_figure, reliability_figure
+from ferx.analysis.runs import ModelRun
+from ferx.data.datasets import load_split
+from ferx.data.packed import PackedSplit, pack_split
+from webapp.config import AppConfig
+from webapp.errors import user_errors
+from webapp.model_bank import ModelBank
+
+KNOWN = {"fer2013": "fer2013", "ferplus": "ferplus", "ckplus": "ckplus48"}
+FAILURE_VIEWS = {"Confident mistakes": "confident_mistakes", "Highest loss": "highest_loss",
+                 "Lowest margin": "lowest_margin", "Model A vs B disagreement": "disagreement"}
+GALLERY_LIMIT = 60
+HELP = {
+    "confusion": "Rows are the true class, columns the predicted one; the diagonal is correct. Click a cell to see "
+                 "its faces.",
+    "cross": "Rows: model A's prediction, columns: model B's. Off-diagonal cells are faces the models disagree on; "
+             "click one to see them.",
+    "embedding": "Each point is a face placed by its embedding (similar faces land close). Drag across the plot to "
+                 "select a band of points; narrow it with the y range.",
+    "reliability": "If the model is calibrated, faces predicted with 70 % confidence are right 70 % of the time: the "
+                   "curve follows the diagonal. Below it means over-confident.",
+}
+
+
+@dataclass
+class Analysis:
+    """Per-session result: the runs and the packed faces they refer to."""
+    runs: list[ModelRun]
+    packed: PackedSplit
+
+    def run(self, name: str) -> ModelRun:
+        return next(r for r in self.runs if r.name == name)
+
+
+def available_datasets(data_root: Path) -> list[str]:
+    return [name for name, folder in KNOWN.items() if (data_root / folder).is_dir()]
+
+
+def face_thumbnail(image: np.ndarray, size: int = 112) -> np.ndarray:
+    mode = "L" if image.ndim == 2 else "RGB"
+    return np.asarray(Image.fromarray(image, mode).resize((size, size), Image.Resampling.BICUBIC).convert("RGB"))
+
+
+def gallery_items(analysis: Analysis, run: ModelRun, ids) -> list[tuple[np.ndarray, str]]:
+    frame = run.frame()
+    items = []
+    for i in list(ids)[:GALLERY_LIMIT]:
+        row = frame.loc[int(i)]
+        items.append((face_thumbnail(analysis.packed.images[int(i)]),
+                      f"#{int(i)} true {row['true']} · {run.name}: {row['pred']} {row['confidence']:.2f}"))
+    return items
+
+
+def matrix_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A matrix as a table whose first column holds the row labels (so cell clicks map back)."""
+    table = frame.copy()
+    table.insert(0, f"{frame.index.name} \\ {frame.columns.name}", frame.index)
+    return table.reset_index(drop=True)
+
+
+def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str) -> pd.DataFrame:
+    run = analysis.run(model)
+    coords = project(run, method)
+    frame = run.frame()
+    colour = frame["correct"].map({True: "correct", False: "wrong"}) if color_by == "correct" else frame[color_by]
+    return pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "group": colour.values, "sample": frame.index,
+                         "true": frame["true"].values, "pred": frame["pred"].values,
+                         "confidence": frame["confidence"].round(3).values})
+
+
+def build_dataset_tab(bank: ModelBank, cfg: AppConfig, open_face: gr.Image, tabs: gr.Tabs):
+    state = gr.State(None)
+    choices = available_datasets(cfg.data_root)
+    gr.Markdown("Run every chosen model over a dataset split (GPU when present; results are cached, so a "
+                "repeated run appears at once), then follow any number back to the faces behind it.")
+    with gr.Row():
+        dataset = gr.Dropdown(choices, value=choices[0] if choices else None, label="Dataset (configured)")
+        split = gr.Dropdown(["test", "val", "train"], value="test", label="Split")
+        upload = gr.File(label="…or upload a zip of class folders (happy/, sad/, …)", file_types=[".zip"])
+    with gr.Row():
+        models = gr.CheckboxGroup(bank.names, value=bank.names, label="Models (trained checkpoints only)")
+        calibrate = gr.Checkbox(False, label="Temperature scaling (fitted on the val split)")
+        run_button = gr.Button("Run analysis", variant="primary")
+    status = gr.Markdown()
+    summary = gr.Dataframe(label="Metrics (scored faces; classes a model lacks are left out)", interactive=False)
+    with gr.Row():
+        matrix_model = gr.Dropdown(bank.names, label="Confusion matrix of")
+        normalise = gr.Checkbox(False, label="Row-normalised")
+    gr.Markdown(HELP["confusion"])
+    confusion = gr.Dataframe(label="Confusion matrix (click a cell)", interactive=False, elem_id="confusion-matrix")
+    per_class = gr.Dataframe(label="Per class", interactive=False)
+    with gr.Row():
+        model_a = gr.Dropdown(bank.names, label="Model A")
+        model_b = gr.Dropdown(bank.names, label="Model B")
+    gr.Markdown(HELP["cross"])
+    cross = gr.Dataframe(label="Model A × model B predictions (click a cell)", interactive=False)
+    with gr.Row():
+        method = gr.Radio(["pca", "tsne", "umap"], value="pca", label="Embedding projection")
+        colour = gr.Radio(["true", "pred", "correct"], value="true", label="Colour by")
+        emb_model = gr.Dropdown(bank.names, label="Embedding of")
+    gr.Markdown(HELP["embedding"])
+    embedding = gr.ScatterPlot(x="x", y="y", color="group", tooltip=["sample", "true", "pred", "confidence"],
+                               label="Embedding (drag to select)", height=480)
+    with gr.Row():
+        y_min = gr.Number(label="y from")
+        y_max = gr.Number(label="y to")
+    gr.Markdown(HELP["reliability"])
+    reliability_plot = gr.Plot(label="Reliability")
+    confusion_plot = gr.Plot(label="Confusion matrix (figure)")
+    with gr.Row():
+        failure_kind = gr.Radio(list(FAILURE_VIEWS), value="Confident mistakes", label="Failure gallery")
+        failure_button = gr.Button("Show failures")
+    gallery_title = gr.Markdown("Faces appear here.")
+    gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=8, height=420,
+                         elem_id="dataset-gallery", allow_preview=False)
+    gallery_ids = gr.State([])
+
+    @user_errors
+    def run_analysis(name, split_name, zip_file, chosen, calib, progress=gr.Progress(track_tqdm=True)):
+        if not chosen:
+            raise gr.Error("Choose at least one model.")
+        source = zip_file if zip_file else name
+        if not source:
+            raise gr.Error("Choose a configured dataset or upload a zip.")
+        progress(0, desc="reading faces")
+        packed = pack_split(load_split(str(source), "all" if zip_file else split_name, cfg.data_root))
+        val = None
+        if calib and not zip_file:
+            val = pack_split(load_split(name, "val", cfg.data_root))
+        runs = analyze_packed([bank.models[m] for m in chosen], packed, val)
+        analysis = Analysis(runs, packed)
+        cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
+        table = summary_table(runs).round(4).reset_index()
+        first = runs[0].name
+        second = runs[1].name if len(runs) > 1 else first
+        return (analysis, f"**{packed.dataset}/{packed.split}**: {len(packed)} faces — {cached}", table,
+                gr.update(choices=chosen, value=first), gr.update(choices=chosen, value=first),
+                gr.update(choices=chosen, value=second), gr.update(choices=chosen, value=first))
+
+    analysed = run_button.click(run_analysis, [dataset, split, upload, models, calibrate],
+                                [state, status, summary, matrix_model, model_a, model_b, emb_model],
+                                concurrency_limit=1)
+
+    def show_matrix(analysis, name, norm):
+        if analysis is None or not name:
+            return None, None, None, None
+        run = analysis.run(name)
+        counts = confusion_frame(run)
+        shown = confusion_frame(run, normalize=True).round(3) if norm else counts
+        figure = confusion_figure(counts, title=f"{name} on {run.dataset}/{run.split}")
+        return (matrix_table(shown), per_class_table(run).round(4).reset_index(), figure,
+                reliability_figure({r.name: reliability(r) for r in analysis.runs}))
+
+    matrix_io = ([state, matrix_model, normalise], [confusion, per_class, confusion_plot, reliability_plot])
+    analysed = analysed.success(show_matrix, *matrix_io)
+    for trigger in (matrix_model.input, normalise.input):
+        trigger(show_matrix, *matrix_io)
+
+    def show_cross(analysis, a, b):
+        if analysis is None or not a or not b:
+            return None
+        frame = cross_model_frame(analysis.run(a), analysis.run(b))
+        frame.columns.name = f"B {b}, agreement {agreement(analysis.run(a), analysis.run(b)):.3f}"
+        return matrix_table(frame)
+
+    analysed = analysed.then(show_cross, [state, model_a, model_b], cross)
+    for trigger in (model_a.input, model_b.input):
+        trigger(show_cross, [state, model_a, model_b], cross)
+
+    @user_errors
+    def show_embedding(analysis, name, how, colour_by, progress=gr.Progress(track_tqdm=True)):
+        if analysis is None or not name:
+            return None, None, None
+        progress(0, desc=f"{how.upper()} (computed once, then cached)")
+        frame = embedding_frame(analysis, name, how, colour_by)
+        return frame, round(float(frame["y"].min()) - 0.01, 2), round(float(frame["y"].max()) + 0.01, 2)
+
+    embedding_io = ([state, emb_model, method, colour], [embedding, y_min, y_max])
+    analysed.then(show_embedding, *embedding_io)
+    for trigger in (emb_model.input, method.input, colour.input):
+        trigger(show_embedding, *embedding_io)
+
+    def confusion_click(analysis, name, evt: gr.SelectData):
+        row, col = evt.index
+        run = analysis.run(name)
+        if col == 0:
+            return gr.skip(), gr.skip(), gr.skip()
+        true, pred = run.model_classes[row], run.model_classes[col - 1]
+        ids = cell_samples(run, true, pred)
+        return (gallery_items(analysis, run, ids), ids.tolist(),
+                f"**{len(ids)}** faces of true class *{true}* that {name} predicts as *{pred}*"
+                + (f" (first {GALLERY_LIMIT} shown)" if len(ids) > GALLERY_LIMIT else ""))
+
+    confusion.select(confusion_click, [state, matrix_model], [gallery, gallery_ids, gallery_title])
+
+    def cross_click(analysis, a, b, evt: gr.SelectData):
+        row, col = evt.index
+        if col == 0:
+            return gr.skip(), gr.skip(), gr.skip()
+        run_a, run_b = analysis.run(a), analysis.run(b)
+        pa, pb = run_a.model_classes[row], run_b.model_classes[col - 1]
+        ids = cross_cell_samples(run_a, run_b, pa, pb)
+        return (gallery_items(analysis, run_a, ids), ids.tolist(),
+                f"**{len(ids)}** faces: {a} says *{pa}*, {b} says *{pb}*")
+
+    cross.select(cross_click, [state, model_a, model_b], [gallery, gallery_ids, gallery_title])
+
+    def embedding_select(analysis, name, how, colour_by, lo, hi, evt: gr.SelectData):
+        frame = embedding_frame(analysis, name, how, colour_by)
+        x0, x1 = evt.index
+        keep = (frame["x"] >= x0) & (frame["x"] <= x1)
+        if lo is not None:
+            keep &= frame["y"] >= lo
+        if hi is not None:
+            keep &= frame["y"] <= hi
+        ids = frame.loc[keep, "sample"].to_numpy()
+        return (gallery_items(analysis, analysis.run(name), ids), ids.tolist(),
+                f"**{len(ids)}** faces with x in [{x0:.2f}, {x1:.2f}]")
+
+    embedding.select(embedding_select, [state, emb_model, method, colour, y_min, y_max],
+                     [gallery, gallery_ids, gallery_title])
+
+    def show_failures(analysis, kind, name, a, b):
+        if analysis is None:
+            raise gr.Error("Run an analysis first.")
+        key = FAILURE_VIEWS[kind]
+        if key == "disagreement":
+            if a == b:
+                raise gr.Error("Choose two different models (Model A and Model B) to see their disagreements.")
+            table = disagreements(analysis.run(a), analysis.run(b), GALLERY_LIMIT)
+            return (gallery_items(analysis, analysis.run(a), table.index), table.index.tolist(),
+                    f"Faces {a} and {b} label differently, both most confident first")
+        table = failures(analysis.run(name), key, GALLERY_LIMIT)
+        return (gallery_items(analysis, analysis.run(name), table.index), table.index.tolist(),
+                f"{kind} of {name}")
+
+    failure_button.click(show_failures, [state, failure_kind, matrix_model, model_a, model_b],
+                         [gallery, gallery_ids, gallery_title])
+
+    def open_in_explain(analysis, ids, evt: gr.SelectData):
+        sample = ids[evt.index]
+        return face_thumbnail(analysis.packed.images[sample], 192), gr.Tabs(selected="explain")
+
+    gallery.select(open_in_explain, [state, gallery_ids], [open_face, tabs])

@@ -1,0 +1,36 @@
+"""Every failure a user can cause becomes a visible ``gr.Error``, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+
+import gradio as gr
+
+from ferx.checkpoint import CheckpointError
+from ferx.data.archive import ArchiveError
+from ferx.data.datasets import DatasetLayoutError
+
+log = logging.getLogger(__name__)
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, CheckpointError, ArchiveError, DatasetLayoutError, OSError)
+
+
+def user_errors(fn):
+    """Turn known user-caused errors into ``gr.Error`` with their message; log anything else and
+    show a short message instead of a stack trace."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except USER_ERRORS as err:
+            raise gr.Error(str(err).strip("'\"")) from None
+        except Exception as err:  # a bug: keep the server up, log the trace, tell the user
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"Something went wrong ({type(err).__name__}); the server log has details.") from None
+
+    wrapper.__signature__ = inspect.signature(fn)  # gradio reads it (gr.Progress defaults)
+    return wrapper

@@ -1,0 +1,50 @@
+"""The checkpoints the app can offer, loaded once at start-up.
+
+Only checkpoints with measured metrics on their card are offered as predictors; registered
+architectures without such a checkpoint are listed in the Models tab as "no trained weights".
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ferx.checkpoint import CheckpointError, LoadedModel, load_checkpoint, read_card
+from ferx.device import resolve_device
+from ferx.models import get_model_info, list_models
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelBank:
+    models: dict[str, LoadedModel] = field(default_factory=dict)  # checkpoint folder name -> model
+    unusable: dict[str, str] = field(default_factory=dict)  # checkpoint folder name -> why
+
+    @classmethod
+    def load(cls, checkpoints: Path, device: str = "auto") -> "ModelBank":
+        bank, dev = cls(), resolve_device(device)
+        for card_path in sorted(Path(checkpoints).glob("*/card.json")):
+            name = card_path.parent.name
+            try:
+                card = read_card(card_path.parent)
+                if not card.get("metrics"):
+                    bank.unusable[name] = "no measured metrics on its card (never evaluated), so not offered"
+                    continue
+                bank.models[name] = load_checkpoint(card_path.parent, dev)
+            except CheckpointError as err:
+                bank.unusable[name] = str(err)
+                log.warning("checkpoint %s not offered: %s", name, err)
+        return bank
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.models)
+
+    def untrained_architectures(self) -> list[str]:
+        trained = {m.name for m in self.models.values()}
+        return [a for a in list_models() if a not in trained]
+
+    def describe(self, architecture: str) -> str:
+        return get_model_info(architecture).description

@@ -1,0 +1,27 @@
+"""Models tab: the cards of the loaded checkpoints, and what has no trained weights."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ferx.checkpoint import render_card
+from ferx.models import get_model_info
+from webapp.model_bank import ModelBank
+
+
+def models_markdown(bank: ModelBank) -> str:
+    parts = ["Measured figures below come from `ferx evaluate` on the full split named; numbers a paper "
+             "reports are quoted as the paper's."]
+    for name, loaded in bank.models.items():
+        parts += [f"---\n### Checkpoint `{name}` — offered as a predictor", render_card(loaded.card).split("\n", 2)[2]]
+    for arch in bank.untrained_architectures():
+        parts += [f"---\n### `{arch}` — no trained weights: not offered as a predictor",
+                  get_model_info(arch).description + ". Its architecture is implemented and tested; a trained "
+                  "checkpoint will appear here once one has been trained and evaluated."]
+    for name, why in bank.unusable.items():
+        parts += [f"---\n### Checkpoint `{name}` — not offered", why]
+    return "\n\n".join(parts)
+
+
+def build_models_tab(bank: ModelBank) -> None:
+    gr.Markdown(models_markdown(bank))

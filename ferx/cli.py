@@ -142,6 +142,16 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
+def _cmd_bundle(args) -> int:
+    from ferx.analysis.bundle import build_bundle
+
+    out = build_bundle(args.checkpoints, args.dataset, args.split, args.out, data_root=args.data_root,
+                       methods=args.embeddings)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"wrote {out} ({size / 2**20:.1f} MiB): start the app with FERX_CACHE_DIR={out} (spaces/app.py does)")
+    return 0
+
+
 def _cmd_models(args) -> int:
     from ferx.checkpoint import CheckpointError, read_card
     from ferx.models import get_model_info, list_models
@@ -241,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--device", default="auto")
     an.add_argument("--data-root", **data_root)
     an.set_defaults(func=_cmd_analyze)
+
+    bu = sub.add_parser("bundle", help="precompute a Dataset-tab bundle (faces, runs, projections) for a Space")
+    bu.add_argument("checkpoints", nargs="+")
+    bu.add_argument("--dataset", required=True)
+    bu.add_argument("--split", default="test")
+    bu.add_argument("--out", default="spaces/bundle")
+    bu.add_argument("--embeddings", nargs="*", default=["pca", "tsne", "umap"], choices=["pca", "tsne", "umap"])
+    bu.add_argument("--data-root", **data_root)
+    bu.set_defaults(func=_cmd_bundle)
 
     mo = sub.add_parser("models", help="registered architectures and available checkpoints")
     mo.add_argument("--checkpoints", default="checkpoints")

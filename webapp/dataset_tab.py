@@ -16,9 +16,11 @@ from PIL import Image
 
 from ferx.analysis import (agreement, analyze_packed, cell_samples, confusion_frame, cross_cell_samples,
                            cross_model_frame, disagreements, failures, per_class_table, reliability, summary_table)
+from ferx.analysis.bundle import bundled_splits
 from ferx.analysis.embeddings import project
 from ferx.analysis.figures import confusion_figure, reliability_figure
 from ferx.analysis.runs import ModelRun
+from ferx.cache import cache_dir
 from ferx.data.datasets import load_split
 from ferx.data.packed import PackedSplit, pack_split
 from webapp.config import AppConfig
@@ -52,7 +54,17 @@ class Analysis:
 
 
 def available_datasets(data_root: Path) -> list[str]:
-    return [name for name, folder in KNOWN.items() if (data_root / folder).is_dir()]
+    """Configured datasets present under the data root, then precomputed bundles (``bundle:ferplus/test``)."""
+    return ([name for name, folder in KNOWN.items() if (data_root / folder).is_dir()]
+            + [f"bundle:{name}" for name in bundled_splits(cache_dir("")).keys()])
+
+
+def read_faces(source: str, split: str, data_root: Path, zip_file: str | None) -> PackedSplit:
+    if zip_file:
+        return pack_split(load_split(str(zip_file), "all", data_root))
+    if source.startswith("bundle:"):
+        return PackedSplit.load(bundled_splits(cache_dir(""))[source.removeprefix("bundle:")])
+    return pack_split(load_split(source, split, data_root))
 
 
 def face_thumbnail(image: np.ndarray, size: int = 112) -> np.ndarray:
@@ -94,7 +106,7 @@ def build_dataset_tab(bank: ModelBank, cfg: AppConfig, open_face: gr.Image, tabs
                 "repeated run appears at once), then follow any number back to the faces behind it.")
     with gr.Row():
         dataset = gr.Dropdown(choices, value=choices[0] if choices else None, label="Dataset (configured)")
-        split = gr.Dropdown(["test", "val", "train"], value="test", label="Split")
+        split = gr.Dropdown(["test", "val", "train"], value="test", label="Split (configured datasets)")
         upload = gr.File(label="…or upload a zip of class folders (happy/, sad/, …)", file_types=[".zip"])
     with gr.Row():
         models = gr.CheckboxGroup(bank.names, value=bank.names, label="Models (trained checkpoints only)")
@@ -103,35 +115,43 @@ def build_dataset_tab(bank: ModelBank, cfg: AppConfig, open_face: gr.Image, tabs
     status = gr.Markdown()
     summary = gr.Dataframe(label="Metrics (scored faces; classes a model lacks are left out)", interactive=False)
     with gr.Row():
-        matrix_model = gr.Dropdown(bank.names, label="Confusion matrix of")
-        normalise = gr.Checkbox(False, label="Row-normalised")
-    gr.Markdown(HELP["confusion"])
-    confusion = gr.Dataframe(label="Confusion matrix (click a cell)", interactive=False, elem_id="confusion-matrix")
-    per_class = gr.Dataframe(label="Per class", interactive=False)
-    with gr.Row():
-        model_a = gr.Dropdown(bank.names, label="Model A")
-        model_b = gr.Dropdown(bank.names, label="Model B")
-    gr.Markdown(HELP["cross"])
-    cross = gr.Dataframe(label="Model A × model B predictions (click a cell)", interactive=False)
-    with gr.Row():
-        method = gr.Radio(["pca", "tsne", "umap"], value="pca", label="Embedding projection")
-        colour = gr.Radio(["true", "pred", "correct"], value="true", label="Colour by")
-        emb_model = gr.Dropdown(bank.names, label="Embedding of")
-    gr.Markdown(HELP["embedding"])
-    embedding = gr.ScatterPlot(x="x", y="y", color="group", tooltip=["sample", "true", "pred", "confidence"],
-                               label="Embedding (drag to select)", height=480)
-    with gr.Row():
-        y_min = gr.Number(label="y from")
-        y_max = gr.Number(label="y to")
-    gr.Markdown(HELP["reliability"])
-    reliability_plot = gr.Plot(label="Reliability")
-    confusion_plot = gr.Plot(label="Confusion matrix (figure)")
-    with gr.Row():
-        failure_kind = gr.Radio(list(FAILURE_VIEWS), value="Confident mistakes", label="Failure gallery")
-        failure_button = gr.Button("Show failures")
-    gallery_title = gr.Markdown("Faces appear here.")
-    gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=8, height=420,
-                         elem_id="dataset-gallery", allow_preview=False)
+        with gr.Column(scale=3):
+            with gr.Row():
+                matrix_model = gr.Dropdown(bank.names, label="Confusion matrix of")
+                normalise = gr.Checkbox(False, label="Row-normalised")
+            gr.Markdown(HELP["confusion"])
+            confusion = gr.Dataframe(label="Confusion matrix (click a cell)", interactive=False,
+                                     elem_id="confusion-matrix")
+            with gr.Row():
+                model_a = gr.Dropdown(bank.names, label="Model A")
+                model_b = gr.Dropdown(bank.names, label="Model B")
+            gr.Markdown(HELP["cross"])
+            cross = gr.Dataframe(label="Model A × model B predictions (click a cell)", interactive=False,
+                                 elem_id="cross-matrix")
+            with gr.Row():
+                method = gr.Radio(["pca", "tsne", "umap"], value="pca", label="Embedding projection")
+                colour = gr.Radio(["true", "pred", "correct"], value="true", label="Colour by")
+                emb_model = gr.Dropdown(bank.names, label="Embedding of")
+            gr.Markdown(HELP["embedding"])
+            embedding = gr.ScatterPlot(x="x", y="y", color="group", tooltip=["sample", "true", "pred", "confidence"],
+                                       label="Embedding (drag to select)", height=460)
+            with gr.Row():
+                y_min = gr.Number(label="y from")
+                y_max = gr.Number(label="y to")
+        with gr.Column(scale=2):
+            with gr.Row():
+                failure_kind = gr.Dropdown(list(FAILURE_VIEWS), value="Confident mistakes", label="Failure gallery")
+                failure_button = gr.Button("Show failures")
+            gallery_title = gr.Markdown("Click a matrix cell, select embedding points or show failures: the faces "
+                                        "appear here.")
+            gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=5, height=640,
+                                 elem_id="dataset-gallery", allow_preview=False)
+    with gr.Accordion("Per-class metrics, reliability and the confusion figure", open=False):
+        per_class = gr.Dataframe(label="Per class", interactive=False)
+        gr.Markdown(HELP["reliability"])
+        with gr.Row():
+            reliability_plot = gr.Plot(label="Reliability")
+            confusion_plot = gr.Plot(label="Confusion matrix (figure)")
     gallery_ids = gr.State([])
 
     @user_errors
@@ -142,9 +162,9 @@ def build_dataset_tab(bank: ModelBank, cfg: AppConfig, open_face: gr.Image, tabs
         if not source:
             raise gr.Error("Choose a configured dataset or upload a zip.")
         progress(0, desc="reading faces")
-        packed = pack_split(load_split(str(source), "all" if zip_file else split_name, cfg.data_root))
+        packed = read_faces(name, split_name, cfg.data_root, zip_file)
         val = None
-        if calib and not zip_file:
+        if calib and not zip_file and name in KNOWN:
             val = pack_split(load_split(name, "val", cfg.data_root))
         runs = analyze_packed([bank.models[m] for m in chosen], packed, val)
         analysis = Analysis(runs, packed)
@@ -158,7 +178,7 @@ def build_dataset_tab(bank: ModelBank, cfg: AppConfig, open_face: gr.Image, tabs
 
     analysed = run_button.click(run_analysis, [dataset, split, upload, models, calibrate],
                                 [state, status, summary, matrix_model, model_a, model_b, emb_model],
-                                concurrency_limit=1)
+                                concurrency_limit=1, api_name="analyze")
 
     def show_matrix(analysis, name, norm):
         if analysis is None or not name:

@@ -25,6 +25,7 @@ and ``model_pixels(spec)`` / ``model_input(spec)``: exactly what a model scores.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,8 +98,11 @@ def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MA
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
             im = Image.open(data)
-    except Image.DecompressionBombError as err:
-        raise ImageError(f"{name}: refusing to decode a possible decompression bomb ({err})") from None
+    except Image.DecompressionBombError as err:  # Pillow's own limit (2 x 89 MP) fired first
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        declared = f"declares {int(found.group(1)) / 1e6:.0f} MP" if found else str(err)
+        raise ImageError(f"{name}: {declared}, above the {max_pixels / 1e6:.0f} MP limit; refusing to decode it "
+                         "(possible decompression bomb)") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
     except OSError as err:
@@ -132,7 +136,8 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int) -> Phot
         f = work_side / max(rgb.shape[:2])
         size = (max(1, round(rgb.shape[1] * f)), max(1, round(rgb.shape[0] * f)))
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
-    return Photo(np.ascontiguousarray(rgb), name, file_format, file_mode, original, orientation not in (1, None))
+    rgb = np.ascontiguousarray(rgb) if rgb.flags.writeable else np.array(rgb)  # PIL's arrays are read-only
+    return Photo(rgb, name, file_format, file_mode, original, orientation not in (1, None))
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:

@@ -174,6 +174,60 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_explain(args) -> int:
+    import torch
+
+    from ferx.explain.panel import render_panel
+    from ferx.explain.report import canonical_method, explain_face, open_model
+    from ferx.faces import find_faces, load_photo
+
+    methods = [canonical_method(m) for m in (args.method or ["native", "gradcam"])]
+    models = [open_model(m, untrained=args.untrained, device=args.device) for m in args.model]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    search = find_faces(load_photo(args.photo), whole_image=args.whole_image, margin=args.margin)
+    if search.no_face:
+        raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
+    if not 0 <= args.face < len(search.faces):
+        raise ValueError(f"--face {args.face}: {len(search.faces)} face(s) found (0 is the largest)")
+    face = search.faces[args.face]
+    rows = []
+    for em in models:
+        target = contrast = None
+        if args.target is not None:
+            target = _class_index(args.target, em.classes, "--target")
+        if args.contrast is not None:
+            contrast = _class_index(args.contrast, em.classes, "--contrast")
+            if target is None:
+                raise ValueError("--contrast needs --target (explain TARGET over CONTRAST)")
+        rows.append(explain_face(em, face, methods, target=target, contrast=contrast,
+                                 faithfulness=not args.no_faithfulness, baseline=args.baseline,
+                                 deletion_steps=args.deletion_steps, n_random=args.random_maps,
+                                 ig_steps=args.ig_steps))
+    out = Path(args.out) if args.out else Path(f"{Path(args.photo).stem}_explain.png")
+    render_panel(out, search, args.face, rows, scale=args.scale, clip_percentile=args.clip_percentile,
+                 alpha=args.alpha, cmap=args.cmap)
+    report = {"photo": search.photo.to_dict(), "no_face": search.no_face,
+              "faces": [f.to_dict() for f in search.faces], "face": args.face,
+              "methods": methods, "scale": args.scale, "models": [row.to_dict() for row in rows]}
+    json_path = out.with_suffix(".json")
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    for row in rows:
+        top = row.classes[row.predicted]
+        print(f"{row.model}: {top} {row.probs[row.predicted]:.3f}; "
+              + "; ".join(f"{m.method} {m.elapsed_s * 1000:.0f} ms" for m in row.maps))
+    print(f"wrote {out} and {json_path}")
+    return 0
+
+
+def _class_index(value: str, classes, flag: str) -> int:
+    if value.isdigit() and int(value) < len(classes):
+        return int(value)
+    if value in classes:
+        return classes.index(value)
+    raise ValueError(f"{flag} {value!r}: not a class of this model ({', '.join(classes)})")
+
+
 def _cmd_app(args) -> int:
     from webapp.app import launch
     from webapp.config import AppConfig
@@ -264,6 +318,39 @@ def build_parser() -> argparse.ArgumentParser:
     mo = sub.add_parser("models", help="registered architectures and available checkpoints")
     mo.add_argument("--checkpoints", default="checkpoints")
     mo.set_defaults(func=_cmd_models)
+
+    ex = sub.add_parser("explain", help="explain a photo: faces, maps and faithfulness as a PNG panel and JSON")
+    ex.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
+    ex.add_argument("--model", action="append", required=True,
+                    help="checkpoint folder, or a registry name with --untrained; repeat for several models")
+    ex.add_argument("--untrained", action="store_true",
+                    help="build registry names with random weights (outputs are labelled UNTRAINED)")
+    ex.add_argument("--method", action="append", default=None,
+                    help="native, gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam, eigencam, "
+                         "eigengradcam, ig, saliency, input_x_gradient, occlusion, guided_backprop, gradient_shap; "
+                         "repeat for several (default: native and gradcam)")
+    ex.add_argument("--target", default=None, help="class to explain (name or index; default: the prediction)")
+    ex.add_argument("--contrast", default=None, help="explain --target over this class")
+    ex.add_argument("--face", type=int, default=0, help="which face (0 = the largest)")
+    ex.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
+    ex.add_argument("--margin", type=float, default=0.1, help="crop margin, a fraction of the face box per side")
+    ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",
+                    help="colour scale per map, or shared by each method across models")
+    ex.add_argument("--clip-percentile", type=float, default=99.0)
+    ex.add_argument("--alpha", type=float, default=0.5, help="map opacity")
+    ex.add_argument("--cmap", default=None, help="matplotlib colormap (default: jet, RdBu_r for signed maps)")
+    ex.add_argument("--baseline", choices=["blur", "black", "mean"], default="blur",
+                    help="what deleted pixels become in the deletion/insertion test")
+    ex.add_argument("--deletion-steps", type=int, default=None,
+                    help="deletion/insertion steps (default 32; 16 for Conv-cut-sized models)")
+    ex.add_argument("--random-maps", type=int, default=None,
+                    help="random maps the deletion/insertion scores are compared with (default 3; 1 for Conv-cut)")
+    ex.add_argument("--ig-steps", type=int, default=32)
+    ex.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion (faster)")
+    ex.add_argument("--out", default=None, help="PNG path (default: PHOTO_explain.png here); the JSON goes beside it")
+    ex.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ex.add_argument("--device", default="cpu")
+    ex.set_defaults(func=_cmd_explain)
 
     app = sub.add_parser("app", help="the Gradio web UI (defaults from $FERX_* environment variables)")
     app.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT or ./datasets)")

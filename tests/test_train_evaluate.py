@@ -80,7 +80,6 @@ def test_cli_evaluate_writes_json_and_reports_errors(data_root, tmp_path, capsys
     assert len(result["confusion_matrix"]) == 7 and 0 <= result["ece"] <= 1
     assert main(["evaluate", str(tmp_path / "missing"), "--dataset", "fer2013"]) == 1
     assert "not a ferx checkpoint" in capsys.readouterr().err
-    assert main(["app"]) == 2
 
 
 def test_batched_inference_leaves_the_model_ready_for_gradients():

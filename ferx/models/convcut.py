@@ -96,10 +96,11 @@ class DetailExtraction(nn.Module):
         super().__init__()
         self.sep1 = SepConv(cin, c, k=4, stride=4, padding=0)
         self.sep2 = SepConv(c, c, k=2, stride=2, padding=0)
+        self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()  # modules, so guided backprop can find them
 
     def forward(self, x):
-        x = F.relu(self.sep1(pad_tf_same(x, 4, 4)))
-        return F.relu(self.sep2(x))
+        x = self.relu1(self.sep1(pad_tf_same(x, 4, 4)))
+        return self.relu2(self.sep2(x))
 
 
 class ConvCut(nn.Module):
@@ -113,6 +114,7 @@ class ConvCut(nn.Module):
         self.spatial_drop = nn.Dropout2d(drop_rate)
         self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(256, 32)
+        self.relu = nn.ReLU()
         self.bn = nn.BatchNorm1d(32)
         self.num_features = 32
         self.head = nn.Linear(32, num_classes)
@@ -123,7 +125,7 @@ class ConvCut(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.drop(self.spatial_drop(x).mean((2, 3)))
-        x = self.bn(F.relu(self.fc(x)))  # the 32-d embedding
+        x = self.bn(self.relu(self.fc(x)))  # the 32-d embedding
         return x if pre_logits else self.head(self.drop(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

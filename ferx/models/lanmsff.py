@@ -33,10 +33,11 @@ class PoolOut(nn.Module):
     def __init__(self, c: int):
         super().__init__()
         self.bn = nn.BatchNorm2d(c, **BN_KW)
+        self.relu = nn.ReLU()  # ReLUs are modules so guided backprop can find them
         self.drop = nn.Dropout(DROP)
 
     def forward(self, x):
-        return self.drop(F.relu(F.max_pool2d(self.bn(x), 2)))
+        return self.drop(self.relu(F.max_pool2d(self.bn(x), 2)))
 
 
 class ConvBlock(nn.Module):
@@ -87,6 +88,7 @@ class MassAtt(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(c, c // ratio)
         self.fc2 = nn.Linear(c // ratio, c)
+        self.relu = nn.ReLU()
         self.spatial = nn.Sequential(
             nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.ReLU(inplace=True),
@@ -97,7 +99,7 @@ class MassAtt(nn.Module):
     def maps(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if t.shape[-1] % 4 or t.shape[-2] % 4:
             raise ValueError(f"MassAtt needs H and W divisible by 4, got {tuple(t.shape[-2:])}")
-        m_c = torch.sigmoid(self.fc2(F.relu(self.fc1(t.mean((2, 3))))))  # N x C
+        m_c = torch.sigmoid(self.fc2(self.relu(self.fc1(t.mean((2, 3))))))  # N x C
         m_s = self.spatial(t.mean(1, keepdim=True))  # N x 1 x H x W
         return m_c, m_s
 

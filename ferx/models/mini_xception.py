@@ -34,10 +34,11 @@ class ResidualModule(nn.Module):
         super().__init__()
         self.shortcut = nn.Sequential(nn.Conv2d(cin, c, 1, stride=2, bias=False), _bn(c))
         self.sep1, self.bn1 = SepConv(cin, c, bias=False), _bn(c)
+        self.relu = nn.ReLU()  # a module, so guided backprop can find it
         self.sep2, self.bn2 = SepConv(c, c, bias=False), _bn(c)
 
     def forward(self, x):
-        y = F.relu(self.bn1(self.sep1(x)))
+        y = self.relu(self.bn1(self.sep1(x)))
         y = max_pool_same(self.bn2(self.sep2(y)))
         return y + self.shortcut(x)
 

@@ -1,0 +1,94 @@
+"""Maps drawn over faces: colormap, opacity, percentile clipping and a scale maps can share.
+
+A :class:`MapScale` fixes which value is the bottom and which the top of the colormap. Per map
+(``map_scale([m])``) every map uses its full range, which makes any map look confident; shared
+(``map_scale(maps)``) one range covers several maps, so "hotter" means "larger" across them — use
+it for maps in the same units (one method on two models, or on two classes). The top is a
+percentile of the values (99th by default), so one extreme pixel cannot wash the rest out.
+
+Unsigned maps run from 0 (transparent end of ``inferno``/``jet``) to the top; signed maps are
+symmetric around 0 on a diverging colormap (``RdBu_r``: red for the target, blue against), and
+their opacity follows |value| so regions without evidence show the face unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from ferx.explain.maps import ExplanationMap
+
+DEFAULT_CMAP = "jet"
+DEFAULT_SIGNED_CMAP = "RdBu_r"
+
+
+@dataclass(frozen=True)
+class MapScale:
+    vmin: float
+    vmax: float
+    signed: bool
+    clip_percentile: float
+
+    def normalise(self, values: np.ndarray) -> np.ndarray:
+        """Values -> [0, 1] (signed: 0.5 is zero), clipped."""
+        span = max(self.vmax - self.vmin, 1e-12)
+        return np.clip((np.asarray(values, dtype=np.float32) - self.vmin) / span, 0.0, 1.0)
+
+    def to_dict(self) -> dict:
+        return {"vmin": self.vmin, "vmax": self.vmax, "signed": self.signed, "clip_percentile": self.clip_percentile}
+
+
+def _values(m) -> np.ndarray:
+    return m.values if isinstance(m, ExplanationMap) else np.asarray(m, dtype=np.float32)
+
+
+def map_scale(maps: Iterable[ExplanationMap | np.ndarray], clip_percentile: float = 99.0,
+              signed: bool | None = None) -> MapScale:
+    """One scale for all of ``maps``: unsigned [0 (or the minimum if below), p-th percentile];
+    signed [-p, p] with p the percentile of |value|."""
+    maps = list(maps)
+    if not maps:
+        raise ValueError("map_scale needs at least one map")
+    if signed is None:
+        signed = any(m.signed for m in maps if isinstance(m, ExplanationMap))
+    flat = np.concatenate([_values(m).reshape(-1) for m in maps])
+    if signed:
+        top = float(np.percentile(np.abs(flat), clip_percentile))
+        top = top if top > 0 else 1.0
+        return MapScale(-top, top, True, clip_percentile)
+    low = min(0.0, float(flat.min()))
+    top = float(np.percentile(flat, clip_percentile))
+    if top <= low:
+        top = low + 1.0 if flat.max() <= low else float(flat.max())
+    return MapScale(low, top, False, clip_percentile)
+
+
+def colormap(name: str):
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
+def overlay(image: np.ndarray, values: np.ndarray, scale: MapScale | None = None, *, cmap: str | None = None,
+            alpha: float = 0.5) -> np.ndarray:
+    """``values`` (H x W, the image's size) coloured and blended over ``image`` (uint8 H x W or
+    H x W x 3). Returns uint8 H x W x 3."""
+    values = np.asarray(values, dtype=np.float32)
+    rgb = np.asarray(image)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    if rgb.shape[:2] != values.shape:
+        raise ValueError(f"map {values.shape} and image {rgb.shape[:2]} differ in size; resize the map first "
+                         "(ExplanationMap.at_size / with_crop)")
+    scale = scale or map_scale([values])
+    cmap = cmap or (DEFAULT_SIGNED_CMAP if scale.signed else DEFAULT_CMAP)
+    norm = scale.normalise(values)
+    colour = colormap(cmap)(norm)[..., :3]
+    if scale.signed:
+        weight = alpha * np.abs(norm - 0.5)[..., None] * 2  # no evidence -> no colour
+    else:
+        weight = np.full(values.shape + (1,), alpha, dtype=np.float32)
+    out = (1 - weight) * (rgb.astype(np.float32) / 255) + weight * colour
+    return np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)

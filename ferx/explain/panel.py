@@ -1,0 +1,128 @@
+"""The PNG panel of ``ferx explain``: the photo and its faces, then one row per model — the
+pixels the model scored, every map over the photo crop with its colour bar and faithfulness, and
+the class probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, colormap, map_scale, overlay
+from ferx.explain.report import ModelExplanation
+
+KIND_TEXT = {"native": "native attention", "cam": "post-hoc CAM", "attribution": "post-hoc attribution",
+             "random": "random"}
+
+
+def map_scales(rows: list[ModelExplanation], scale: str = "per-map", clip_percentile: float = 99.0):
+    """A :class:`MapScale` per (row, map): each map its own (``per-map``), or one per method
+    across all rows (``shared``: the same method on several models is drawn on one scale)."""
+    if scale not in ("per-map", "shared"):
+        raise ValueError(f"scale must be 'per-map' or 'shared', got {scale!r}")
+    if scale == "shared":
+        by_method = {}
+        for row in rows:
+            for m in row.maps:
+                by_method.setdefault(m.method, []).append(m)
+        shared = {k: map_scale(v, clip_percentile) for k, v in by_method.items()}
+        return [[shared[m.method] for m in row.maps] for row in rows]
+    return [[map_scale([m], clip_percentile) for m in row.maps] for row in rows]
+
+
+def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExplanation], *, scale: str = "per-map",
+                 clip_percentile: float = 99.0, alpha: float = 0.5, cmap: str | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
+
+    face = search.faces[face_index]
+    maps = [m for row in rows for m in row.maps]  # columns: one per method, the models' own attention first
+    methods = list(dict.fromkeys([m.method for m in maps if m.kind == "native"] + [m.method for m in maps]))
+    has_channels = any(row.channel_weights for row in rows)
+    ncols = 1 + len(methods) + 1 + int(has_channels)
+    nrows = 1 + len(rows)
+    fig = plt.figure(figsize=(2.7 * max(ncols, 4), 3.0 * nrows), dpi=110)
+    grid = fig.add_gridspec(nrows, max(ncols, 4), hspace=0.55, wspace=0.35)
+    scales = map_scales(rows, scale, clip_percentile)
+
+    # header: the photo with every face found, the explained one in red
+    ax = fig.add_subplot(grid[0, 0:2])
+    ax.imshow(search.photo.rgb)
+    s = search.photo.scale
+    for i, f in enumerate(search.faces):
+        x0, y0, x1, y1 = (v * s for v in f.crop_box)
+        colour = "red" if i == face_index else "yellow"
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.5))
+        ax.text(x0, y0, f" {i}", color=colour, fontsize=8, va="bottom")
+    ax.set_title(f"{Path(search.photo.name).name}: {len(search.faces)} face(s); face {face_index} explained",
+                 fontsize=8)
+    ax.axis("off")
+    ax = fig.add_subplot(grid[0, 2:])
+    ax.axis("off")
+    lines = [f"face {face_index}: " + ("the whole image, scored as a face" if face.whole_image else
+                                       f"box {list(face.box)}, crop {list(face.crop_box)} ({face.crop_size} px)")]
+    for row in rows:
+        top = np.argsort(-row.probs)[:3]
+        lines.append(f"{row.model}: " + ", ".join(f"{row.classes[k]} {row.probs[k]:.2f}" for k in top))
+        lines += [f"  note: {n}" for n in row.notes]
+        if not row.trained:
+            lines.append("  UNTRAINED — random weights: these maps show an untrained network, not a model")
+    lines.append(f"scale: {scale} ({clip_percentile:g}th percentile clip); faithfulness: deletion AUC lower is "
+                 "better, insertion higher; 'rnd' = random map")
+    ax.text(0, 1, "\n".join(lines), va="top", fontsize=7.5, family="monospace", wrap=True)
+
+    for r, row in enumerate(rows, start=1):
+        ax = fig.add_subplot(grid[r, 0])
+        px = row.model_pixels
+        ax.imshow(px, cmap="gray" if px.ndim == 2 else None, vmin=0, vmax=255)
+        size = px.shape[0]
+        ax.set_title(f"{row.model}\nas scored: {size}x{size} {'gray' if px.ndim == 2 else 'RGB'}", fontsize=7,
+                     color="black" if row.trained else "red")
+        ax.axis("off")
+        for m, sc, faith in zip(row.maps, scales[r - 1], row.faithfulness):
+            ax = fig.add_subplot(grid[r, 1 + methods.index(m.method)])
+            values = m.crop_values if m.crop_values is not None else m.at_size(face.crop_size)
+            cm = cmap or (DEFAULT_SIGNED_CMAP if sc.signed else DEFAULT_CMAP)
+            ax.imshow(overlay(face.crop, values, sc, cmap=cm, alpha=alpha))
+            title = f"{m.title}\n{KIND_TEXT[m.kind]}, {m.source_shape[0]}x{m.source_shape[1]}"
+            if faith is not None:
+                title += (f"\ndel {faith.deletion_auc:.2f} (rnd {faith.random_deletion_auc:.2f}) "
+                          f"ins {faith.insertion_auc:.2f} (rnd {faith.random_insertion_auc:.2f})")
+            ax.set_title(title, fontsize=6.5)
+            ax.axis("off")
+            bar = fig.colorbar(ScalarMappable(Normalize(sc.vmin, sc.vmax), colormap(cm)), ax=ax, fraction=0.046,
+                               pad=0.02)
+            bar.ax.tick_params(labelsize=5)
+        for method in methods:
+            if not any(m.method == method for m in row.maps):
+                ax = fig.add_subplot(grid[r, 1 + methods.index(method)])
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center", fontsize=8, color="gray")
+                ax.axis("off")
+        ax = fig.add_subplot(grid[r, 1 + len(methods)])
+        colours = ["tab:red" if k == row.predicted else "tab:blue" for k in range(len(row.classes))]
+        ax.barh(range(len(row.classes)), row.probs, color=colours)
+        ax.set_yticks(range(len(row.classes)), row.classes, fontsize=6.5)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.tick_params(axis="x", labelsize=6)
+        ax.set_title("probabilities" + ("" if row.trained else " (UNTRAINED)"), fontsize=7,
+                     color="black" if row.trained else "red")
+        if row.channel_weights:
+            ax = fig.add_subplot(grid[r, 2 + len(methods)])
+            for block, w in row.channel_weights.items():
+                ax.plot(np.arange(len(w)), w, marker=".", markersize=2, linewidth=0.8, label=block)
+            ax.set_ylim(0, 1)
+            ax.set_title("MassAtt channel weights", fontsize=7)
+            ax.set_xlabel("channel", fontsize=6)
+            ax.tick_params(labelsize=5.5)
+            ax.legend(fontsize=5.5)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path

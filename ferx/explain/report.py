@@ -1,0 +1,162 @@
+"""One face, one model, several methods: probabilities, maps at crop resolution, faithfulness.
+
+The glue between the photo pipeline (:mod:`ferx.faces`) and the methods, used by ``ferx explain``
+and the benchmark. Method names: ``native`` (all of a model's own attention maps), the CAM family
+(:data:`ferx.explain.cam.CAM_METHODS`) and the Captum attributions
+(:data:`ferx.explain.attributions.ATTRIBUTION_METHODS`, also ``ig``, ``gbp`` ...).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ferx.explain._common import SMALL_MODEL, fast_logits
+from ferx.explain.attributions import ALIASES, ATTRIBUTION_METHODS, attribution_maps, canonical_attribution
+from ferx.explain.cam import CAM_METHODS, cam_maps
+from ferx.explain.faithfulness import Faithfulness, deletion_insertion, map_agreement
+from ferx.explain.maps import ExplanationMap
+from ferx.explain.native import has_native_attention, native_attention
+
+METHOD_NAMES = ("native", *CAM_METHODS, *ATTRIBUTION_METHODS, *ALIASES)
+
+
+def canonical_method(method: str) -> str:
+    method = method.lower()
+    if method == "native" or method in CAM_METHODS:
+        return method
+    try:
+        return canonical_attribution(method)
+    except ValueError:
+        raise ValueError(f"unknown method {method!r}; choose from native, {', '.join(CAM_METHODS)}, "
+                         f"{', '.join(ATTRIBUTION_METHODS)} (aliases: {', '.join(ALIASES)})") from None
+
+
+@dataclass
+class ExplainableModel:
+    """A model ready to explain, with the honesty label every output carries."""
+
+    model: nn.Module
+    name: str  # registry name
+    classes: tuple[str, ...]
+    spec: object  # InputSpec
+    trained: bool
+    source: str  # checkpoint folder, or "random weights"
+
+    @property
+    def display(self) -> str:
+        if self.trained:
+            return f"{self.name} ({Path(self.source).name})"
+        return f"{self.name} (UNTRAINED: random weights)"
+
+
+def open_model(model: str, *, untrained: bool = False, seed: int = 0, device: str = "cpu") -> ExplainableModel:
+    """A checkpoint folder (its trained weights), or — only with ``untrained=True`` — a registry name
+    built with random weights (seeded), labelled untrained everywhere it is shown."""
+    from ferx.checkpoint import load_checkpoint
+    from ferx.data.labels import get_label_set
+    from ferx.models import create_model, get_model_info, list_models
+
+    path = Path(model)
+    if (path / "card.json").is_file():  # a checkpoint is always its trained weights; untrained= is for names
+        loaded = load_checkpoint(path, device)
+        return ExplainableModel(loaded.model.eval(), loaded.name, tuple(loaded.labels.classes), loaded.input_spec,
+                                True, str(path))
+    if model not in list_models():
+        hint = f"{model} is a folder without card.json" if path.is_dir() else f"unknown model {model!r}"
+        raise ValueError(f"{hint}: give a checkpoint folder (e.g. checkpoints/mini_xception_fer2013) or a registry "
+                         f"name ({', '.join(list_models())}) with --untrained")
+    if not untrained:
+        raise ValueError(f"{model} is an architecture, not a trained model: give a checkpoint folder, or add "
+                         "--untrained to explain random weights (outputs are labelled untrained)")
+    info = get_model_info(model)
+    labels = get_label_set(info.default_labels)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = create_model(model, num_classes=len(labels)).to(device).eval()
+    return ExplainableModel(net, model, tuple(labels.classes), info.input_spec, False, "random weights")
+
+
+@dataclass
+class ModelExplanation:
+    model: str  # display name (says UNTRAINED for random weights)
+    name: str
+    trained: bool
+    classes: tuple[str, ...]
+    probs: np.ndarray
+    model_pixels: np.ndarray  # what the model scored (size x size, gray or RGB)
+    maps: list[ExplanationMap] = field(default_factory=list)
+    faithfulness: list[Faithfulness | None] = field(default_factory=list)
+    channel_weights: dict[str, np.ndarray] = field(default_factory=dict)
+    agreement: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    predict_s: float = 0.0
+
+    @property
+    def predicted(self) -> int:
+        return int(np.argmax(self.probs))
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "architecture": self.name, "trained": self.trained,
+            "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, self.probs)},
+            "predicted": self.classes[self.predicted], "predict_s": round(self.predict_s, 6),
+            "maps": [{**m.to_dict(), "faithfulness": None if f is None else f.to_dict()}
+                     for m, f in zip(self.maps, self.faithfulness)],
+            "channel_weights": {k: [round(float(v), 5) for v in w] for k, w in self.channel_weights.items()},
+            "agreement": self.agreement, "notes": self.notes,
+        }
+
+
+def explain_face(em: ExplainableModel, face, methods, *, target: int | None = None, contrast: int | None = None,
+                 faithfulness: bool = True, baseline: str = "blur", deletion_steps: int | None = None,
+                 n_random: int | None = None, ig_steps: int = 32) -> ModelExplanation:
+    """Every requested map of ``face`` (a :class:`ferx.faces.Face`) for one model, each with its
+    deletion/insertion scores next to random maps', and the pairwise agreement of the maps.
+
+    Deletion/insertion defaults: 32 steps and 3 random maps; for models of 5 M parameters or more
+    (Conv-cut: each step is a 12.6 G multiply-add forward pass) 16 steps and 1 random map.
+    """
+    methods = list(dict.fromkeys(canonical_method(m) for m in methods))  # unique, in order
+    big = sum(p.numel() for p in em.model.parameters()) >= SMALL_MODEL
+    deletion_steps = deletion_steps or (16 if big else 32)
+    n_random = n_random if n_random is not None else (1 if big else 3)
+    x = face.model_input(em.spec)
+    maps, channel_weights, notes = [], {}, []
+    if "native" in methods and has_native_attention(em.model):
+        native = native_attention(em.model, x)[0]  # the same pass gives the prediction
+        logits, predict_s = native.logits, native.elapsed_s
+        maps += native.maps
+        channel_weights.update(native.channel_weights)
+    else:
+        start = time.perf_counter()
+        logits = fast_logits(em.model, x)[0].numpy()
+        predict_s = time.perf_counter() - start
+        if "native" in methods:
+            notes.append(f"{em.name} has no native attention; native maps skipped")
+    probs = np.exp(logits - logits.max())
+    out = ModelExplanation(em.display, em.name, em.trained, em.classes, probs / probs.sum(),
+                           face.model_pixels(em.spec), channel_weights=channel_weights, notes=notes,
+                           predict_s=predict_s)
+    for method in methods:
+        if method in CAM_METHODS:
+            maps += cam_maps(em.model, x, method, targets=target, contrast=contrast)
+        elif method != "native":
+            maps += attribution_maps(em.model, x, method, targets=target, contrast=contrast, n_steps=ig_steps)
+    for m in maps:
+        m.model = em.display
+        m.with_labels(em.classes).with_crop(face.crop_size)
+        out.maps.append(m)
+        out.faithfulness.append(deletion_insertion(em.model, x, m, target=target, baseline=baseline,
+                                                   n_steps=deletion_steps, n_random=n_random, spec=em.spec)
+                                if faithfulness else None)
+    for i in range(len(out.maps)):
+        for j in range(i + 1, len(out.maps)):
+            out.agreement.append({"a": out.maps[i].method, "b": out.maps[j].method,
+                                  **map_agreement(out.maps[i], out.maps[j])})
+    return out

@@ -1,0 +1,297 @@
+"""The photo pipeline: any user photo -> RGB pixels -> faces -> the crop each model scores.
+
+``load_photo`` decodes JPEG/PNG/WebP/BMP/GIF/TIFF whatever their mode (EXIF rotation applied; alpha
+and palette transparency composited on white; 16-bit, CMYK, grayscale converted to 8-bit RGB). It
+checks the declared size *before* decoding pixels, so a decompression bomb (say a 50 kB PNG that
+declares 20,000 x 20,000) is refused without allocating anything, and it decodes huge but legal
+photos at a reduced working resolution (JPEG DCT scaling, then a resize), so memory stays bounded.
+Every failure — missing, empty, not an image, truncated, too large — is one :class:`ImageError`
+whose message names the file and the problem.
+
+Face detector: OpenCV's Haar cascade (``haarcascade_frontalface_default.xml``), whose weights ship
+inside ``opencv-python-headless`` 4.x, so nothing is downloaded at run time. It takes ~10-40 ms on
+a 1,024-pixel photo on 2 CPU cores, and needs no torch version of its own. MTCNN from
+``facenet-pytorch`` was the alternative: better on profiles, but its only wheel (2.6.0) pins
+``torch<2.3``, ``numpy<2`` and ``Pillow<10.3``, which cannot install beside ferx's torch 2.13.
+Haar finds near-frontal faces, which is what FER models are trained on; a profile or a tightly
+cropped face (FER-2013 style) may be missed — then ``no_face`` is set and the caller can choose
+to score the whole image as a face (``whole_image=True``).
+
+``find_faces`` returns every face, largest first, each with its detection box, the square crop
+(detection box plus a margin on every side, padded by edge replication where it leaves the photo)
+and ``model_pixels(spec)`` / ``model_input(spec)``: exactly what a model scores.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Refused before decoding: more pixels than any camera makes (48 MP phones: 8000 x 6000).
+MAX_PIXELS = 60_000_000
+# Working resolution: photos are decoded/resized so their longer side is at most this.
+WORK_SIDE = 2048
+DETECT_SIDE = 1024  # faces are searched for on a copy at most this large (speed)
+CROP_SIDE = 512  # crops larger than this are stored downscaled (maps are shown at this resolution)
+DEFAULT_MARGIN = 0.1  # fraction of the detection box added on each side
+
+
+class ImageError(ValueError):
+    """A photo cannot be used: missing, empty, not an image, truncated, or too large."""
+
+
+@dataclass
+class Photo:
+    """A decoded photo at working resolution, upright, 8-bit RGB."""
+
+    rgb: np.ndarray  # uint8 H x W x 3
+    name: str
+    format: str | None  # "JPEG", "PNG", ...
+    mode: str  # PIL mode of the file ("RGB", "CMYK", "I;16", "P", ...)
+    original_size: tuple[int, int]  # (width, height) after EXIF rotation, before downscaling
+    exif_rotated: bool
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+    @property
+    def scale(self) -> float:
+        """Working pixels per original pixel (1.0 unless the photo was downscaled)."""
+        return self.rgb.shape[1] / self.original_size[0]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "format": self.format, "mode": self.mode, "original_size": list(self.original_size),
+                "working_size": list(self.size), "exif_rotated": self.exif_rotated}
+
+
+def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MAX_PIXELS,
+               work_side: int = WORK_SIDE, name: str | None = None) -> Photo:
+    """Decode ``source`` (a path, the file's bytes, or a PIL image) into an upright RGB :class:`Photo`.
+
+    Raises :class:`ImageError` for anything that is not a usable image.
+    """
+    if isinstance(source, Image.Image):
+        return _decode(source, name or "image", max_pixels, work_side)
+    if isinstance(source, (bytes, bytearray)):
+        name = name or "uploaded image"
+        data = io.BytesIO(bytes(source))
+        if not source:
+            raise ImageError(f"{name}: empty file")
+    else:
+        path = Path(source)
+        name = name or str(path)
+        if not path.exists():
+            raise ImageError(f"{name}: file not found")
+        if not path.is_file():
+            raise ImageError(f"{name}: not a file")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name}: empty file")
+        data = path
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
+            im = Image.open(data)
+    except Image.DecompressionBombError as err:  # Pillow's own limit (2 x 89 MP) fired first
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        declared = f"declares {int(found.group(1)) / 1e6:.0f} MP" if found else str(err)
+        raise ImageError(f"{name}: {declared}, above the {max_pixels / 1e6:.0f} MP limit; refusing to decode it "
+                         "(possible decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
+    except OSError as err:
+        raise ImageError(f"{name}: cannot open ({err})") from None
+    with im:
+        return _decode(im, name, max_pixels, work_side)
+
+
+def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int) -> Photo:
+    width, height = im.size  # read from the header; no pixels decoded yet
+    if width < 1 or height < 1:
+        raise ImageError(f"{name}: image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: declares {width}x{height} = {width * height / 1e6:.0f} MP, above the "
+                         f"{max_pixels / 1e6:.0f} MP limit; refusing to decode it (possible decompression bomb)")
+    file_format, file_mode = im.format, im.mode
+    try:
+        if file_format == "JPEG":
+            im.draft("RGB", (work_side, work_side))  # decode big JPEGs at 1/2, 1/4 or 1/8 scale directly
+        im.load()
+        orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag
+        upright = ImageOps.exif_transpose(im)
+        rgb = _to_rgb(upright)
+    except ImageError:
+        raise
+    except Exception as err:  # Pillow plugins raise OSError, SyntaxError, ValueError, zlib.error, ...
+        raise ImageError(f"{name}: cannot decode ({type(err).__name__}: {err}) — truncated or corrupt file?") from None
+    rotated = orientation in (5, 6, 7, 8)
+    original = (height, width) if rotated else (width, height)
+    if max(rgb.shape[:2]) > work_side:
+        f = work_side / max(rgb.shape[:2])
+        size = (max(1, round(rgb.shape[1] * f)), max(1, round(rgb.shape[0] * f)))
+        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+    rgb = np.ascontiguousarray(rgb) if rgb.flags.writeable else np.array(rgb)  # PIL's arrays are read-only
+    return Photo(rgb, name, file_format, file_mode, original, orientation not in (1, None))
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> uint8 H x W x 3. Transparent pixels become white."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im).astype(np.float64)
+        # 16-bit files use 0..65535; a 32-bit 'I' image that stays within 0..255 is already 8-bit
+        a = a / 257.0 if (mode.startswith("I;16") or a.max(initial=0) > 255) else a
+        return np.repeat(np.clip(np.rint(a), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        a = a * 255.0 if a.max(initial=0) <= 1.0 else a
+        return np.repeat(np.clip(np.rint(a), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info) \
+        or (mode in ("L", "RGB") and "transparency" in im.info)
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(im.convert("RGB"))  # L, 1, P, CMYK, YCbCr, LAB, HSV, RGB
+
+
+@dataclass
+class Face:
+    """One face of a photo. Boxes are (x0, y0, x1, y1) in the original photo's pixels."""
+
+    box: tuple[int, int, int, int]  # the detector's box (the whole image when scored as a face)
+    crop_box: tuple[int, int, int, int]  # the square that was cropped (may extend past the photo's edges)
+    crop: np.ndarray  # uint8 S x S x 3, the square crop (downscaled to at most CROP_SIDE)
+    score: float | None  # detector confidence (Haar level weight); None for a whole-image face
+    whole_image: bool = False
+    padded: bool = False  # the crop reached past the photo and was padded by edge replication
+
+    @property
+    def crop_size(self) -> int:
+        return self.crop.shape[0]
+
+    def model_input(self, spec):
+        """The normalised 1 x C x size x size tensor a model with input ``spec`` scores."""
+        from ferx.data.preprocess import to_model_input
+
+        return to_model_input(self.crop[None], spec)
+
+    def model_pixels(self, spec) -> np.ndarray:
+        """What the model sees, as uint8 pixels (size x size, gray or RGB): ``model_input`` undone."""
+        x = self.model_input(spec)[0]
+        mean = x.new_tensor(spec.mean).view(-1, 1, 1)
+        std = x.new_tensor(spec.std).view(-1, 1, 1)
+        px = ((x * std + mean) * 255).round().clamp(0, 255).byte()
+        return px[0].numpy() if px.shape[0] == 1 else px.permute(1, 2, 0).numpy()
+
+    def to_dict(self) -> dict:
+        return {"box": list(self.box), "crop_box": list(self.crop_box), "score": self.score,
+                "whole_image": self.whole_image, "padded": self.padded, "crop_size": self.crop_size}
+
+
+@dataclass
+class FaceSearch:
+    photo: Photo
+    faces: list[Face] = field(default_factory=list)  # largest first
+    no_face: bool = False  # the detector found nothing (and the whole image was not asked for)
+
+    def to_dict(self) -> dict:
+        return {"photo": self.photo.to_dict(), "no_face": self.no_face, "faces": [f.to_dict() for f in self.faces]}
+
+
+_CASCADE = None
+
+
+def _cascade():
+    global _CASCADE
+    if _CASCADE is None:
+        import cv2
+
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        cascade = cv2.CascadeClassifier(str(path))
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV's face cascade could not be loaded from {path}; "
+                               "is opencv-python-headless 4.x installed (5.x has no Haar cascades)?")
+        _CASCADE = cascade
+    return _CASCADE
+
+
+def detect_faces(rgb: np.ndarray, *, min_face_frac: float = 0.08, min_neighbors: int = 5) -> list[tuple[np.ndarray, float]]:
+    """Haar-cascade face boxes ``(x0, y0, x1, y1)`` in ``rgb``'s pixels with their level weights,
+    largest first. Faces smaller than ``min_face_frac`` of the shorter side are ignored."""
+    import cv2
+
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    h, w = gray.shape
+    # Search a copy resized so the shorter side is >= 240 px (tiny photos: the cascade's window is
+    # 24 px and needs context) and the longer side <= DETECT_SIDE (speed). A 12 % border of
+    # replicated pixels lets faces that touch the edge be found.
+    f = max(240 / min(h, w), 1.0)
+    f = min(f, DETECT_SIDE / max(h, w)) if max(h, w) * f > DETECT_SIDE else f
+    if f != 1.0:
+        gray = cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))),
+                          interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    pad = round(0.12 * max(gray.shape))
+    gray = cv2.equalizeHist(cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE))
+    min_side = max(24, round(min_face_frac * min(h, w) * f))
+    rects, _, weights = _cascade().detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=min_neighbors,
+                                                     minSize=(min_side, min_side), outputRejectLevels=True)
+    found = []
+    for (x, y, bw, bh), weight in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+        box = (np.array([x, y, x + bw, y + bh], dtype=np.float64) - pad) / f
+        box = np.clip(box, 0, [w, h, w, h])
+        if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
+            found.append((box, float(weight)))
+    return sorted(found, key=lambda bw: -(bw[0][2] - bw[0][0]) * (bw[0][3] - bw[0][1]))
+
+
+def square_crop(rgb: np.ndarray, box, margin: float = DEFAULT_MARGIN, max_side: int = CROP_SIDE):
+    """The square around ``box`` (x0, y0, x1, y1) enlarged by ``margin`` of its size on each side.
+    Returns the crop (edge-replicated where it leaves the image), the integer square and whether
+    padding was needed."""
+    import cv2
+
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    side = max(1, round(side))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    sx0, sy0 = round(cx - side / 2), round(cy - side / 2)
+    sx1, sy1 = sx0 + side, sy0 + side
+    h, w = rgb.shape[:2]
+    pads = (max(0, -sy0), max(0, sy1 - h), max(0, -sx0), max(0, sx1 - w))
+    crop = rgb[max(0, sy0):min(h, sy1), max(0, sx0):min(w, sx1)]
+    if any(pads):
+        crop = cv2.copyMakeBorder(np.ascontiguousarray(crop), *pads, cv2.BORDER_REPLICATE)
+    if side > max_side:
+        crop = cv2.resize(crop, (max_side, max_side), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(crop), (sx0, sy0, sx1, sy1), any(pads)
+
+
+def find_faces(photo: Photo, *, whole_image: bool = False, margin: float = DEFAULT_MARGIN,
+               min_face_frac: float = 0.08) -> FaceSearch:
+    """Every face of ``photo``, largest first, each with the square crop models score.
+
+    ``whole_image=True`` skips detection and scores the whole image (padded to a square) as one
+    face — the explicit choice for photos that are already a face crop, or where no face is found.
+    """
+    rgb, inv = photo.rgb, 1.0 / photo.scale
+
+    def to_original(b):
+        return tuple(int(round(v * inv)) for v in b)
+
+    if whole_image:
+        h, w = rgb.shape[:2]
+        crop, square, padded = square_crop(rgb, (0, 0, w, h), margin=0.0)
+        face = Face(to_original((0, 0, w, h)), to_original(square), crop, None, whole_image=True, padded=padded)
+        return FaceSearch(photo, [face])
+    faces = []
+    for box, weight in detect_faces(rgb, min_face_frac=min_face_frac):
+        crop, square, padded = square_crop(rgb, box, margin)
+        faces.append(Face(to_original(box), to_original(square), crop, weight, padded=padded))
+    return FaceSearch(photo, faces, no_face=not faces)

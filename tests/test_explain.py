@@ -1,0 +1,207 @@
+"""Explanations on real FER-2013 test faces with the trained mini-Xception, and on LANMSFF /
+Conv-cut with random weights (no trained checkpoints exist for them yet)."""
+
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import scale_cam_image
+
+from ferx.checkpoint import load_checkpoint
+from ferx.data import load_fer2013, pack_split, to_model_input
+from ferx.explain import (attribution_maps, cam_maps, deletion_insertion, map_agreement, map_scale,
+                          native_attention, overlay)
+from ferx.explain._common import LogitTarget
+from ferx.explain.native import NoNativeAttention
+from ferx.models import create_model
+
+from conftest import CHECKPOINTS
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return load_checkpoint(CHECKPOINTS / "mini_xception_fer2013")
+
+
+@pytest.fixture(scope="module")
+def faces(data_root, mini):
+    """100 FER-2013 test faces (a fixed random sample) as mini-Xception inputs."""
+    split = pack_split(load_fer2013(data_root, "test"), progress=False)
+    idx = np.random.default_rng(0).choice(len(split), 100, replace=False)
+    return to_model_input(split.images[idx], mini.input_spec)
+
+
+@pytest.fixture(scope="module")
+def lanmsff():
+    torch.manual_seed(0)
+    return create_model("lanmsff").eval()
+
+
+@pytest.fixture(scope="module")
+def convcut():
+    torch.manual_seed(0)
+    return create_model("convcut", num_classes=8).eval()
+
+
+def hooks_and_grads(model):
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+                + len(m._backward_pre_hooks) for m in model.modules())
+    grads = sum(p.grad is not None for p in model.parameters())
+    return hooks, grads
+
+
+def test_gradcam_beats_a_random_map_on_deletion_over_100_real_faces(mini, faces):
+    """The model's probability for its predicted class falls faster when Grad-CAM's top pixels are
+    blurred away than when an equally smooth random map's are. Can fail: a misplaced or inverted map
+    (e.g. ranking pixels lowest-first) does worse than random."""
+    maps = cam_maps(mini.model, faces, "gradcam")
+    scores = [deletion_insertion(mini.model, faces[i:i + 1], maps[i], n_steps=16, n_random=1, seed=i)
+              for i in range(len(faces))]
+    deletion = np.mean([s.deletion_auc for s in scores])
+    random_deletion = np.mean([s.random_deletion_auc for s in scores])
+    insertion = np.mean([s.insertion_auc for s in scores])
+    random_insertion = np.mean([s.random_insertion_auc for s in scores])
+    assert deletion < random_deletion - 0.02, (deletion, random_deletion)
+    assert insertion > random_insertion + 0.02, (insertion, random_insertion)
+    inverted = [deletion_insertion(mini.model, faces[i:i + 1], -maps[i].values, target=maps[i].target, n_steps=16,
+                                   n_random=0) for i in range(20)]
+    assert np.mean([s.deletion_auc for s in inverted]) > np.mean([s.deletion_auc for s in scores[:20]])
+
+
+def test_deletion_and_insertion_curves_run_between_the_image_and_its_baseline(mini, faces):
+    x = faces[:1]
+    m = cam_maps(mini.model, x, "gradcam")[0]
+    f = deletion_insertion(mini.model, x, m, n_steps=8, n_random=2)
+    probs = torch.softmax(mini.model(x), 1)[0].detach()
+    assert f.deletion_curve[0] == pytest.approx(float(probs[f.target]), abs=1e-4)
+    assert f.insertion_curve[-1] == pytest.approx(float(probs[f.target]), abs=1e-4)
+    assert f.deletion_curve[-1] == pytest.approx(f.insertion_curve[0], abs=1e-6)  # all pixels = the baseline
+    assert len(f.deletion_curve) == 9 and "blur" in f.baseline and 0 <= f.deletion_auc <= 1
+
+
+def test_cam_family_on_the_trained_mini_xception(mini, faces):
+    x = faces[:3]
+    for method in ("gradcam", "gradcam++", "hirescam", "scorecam", "eigencam", "layercam", "xgradcam"):
+        maps = cam_maps(mini.model, x, method, batch_size=128)
+        assert len(maps) == 3
+        for m in maps:
+            assert m.raw.shape == (4, 4) and m.values.shape == (64, 64) and (m.values >= 0).all()
+            assert m.kind == "cam" and m.params["target_layers"] == ["blocks.3"] and m.elapsed_s > 0
+        assert (maps[0].target is None) == (method == "eigencam")
+    happy = cam_maps(mini.model, x, "gradcam", targets=3)
+    assert [m.target for m in happy] == [3, 3, 3]
+    with pytest.raises(ValueError, match="out of range"):
+        cam_maps(mini.model, x, "gradcam", targets=7)
+
+
+def test_raw_gradcam_equals_pytorch_grad_cam_after_its_normalisation(mini, lanmsff, faces):
+    """Stopping gradients at the target layer and keeping raw values changes nothing but the scale."""
+    for model, x in ((mini.model, faces[:4]), (lanmsff, torch.rand(4, 1, 64, 64))):
+        ours = cam_maps(model, x, "gradcam", targets=[0, 1, 2, 3])
+        layer = model.get_submodule(ours[0].params["target_layers"][0])
+        with GradCAM(model, [layer]) as cam:
+            theirs = cam(x, [LogitTarget(k) for k in range(4)])
+        model.zero_grad(set_to_none=True)
+        # pytorch-grad-cam: min-max at the layer's resolution, resize, min-max again
+        ours_scaled = scale_cam_image(scale_cam_image(np.stack([m.raw for m in ours]), (x.shape[-1], x.shape[-2])))
+        assert np.allclose(ours_scaled, theirs, atol=1e-4)
+
+
+def test_convcut_cam_layers_native_heatmap_and_no_leftovers(convcut):
+    x = torch.randn(1, 3, 224, 224)
+    default = cam_maps(convcut, x, "gradcam")[0]
+    assert default.params["target_layers"] == ["attention"] and default.raw.shape == (14, 14)
+    assert default.values.shape == (224, 224)
+    inside = cam_maps(convcut, x, "gradcam", target_layers="backbone.blocks.22.mlp")[0]  # a channels-last ConvNeXt layer
+    assert inside.raw.shape == (14, 14) and inside.params["activation_shape"] == [512, 14, 14]
+    native = native_attention(convcut, x)[0]
+    (heat,) = native.maps
+    assert heat.method == "convcut_attention" and heat.raw.shape == (14, 14)
+    assert heat.raw.sum() == pytest.approx(1.0, abs=1e-4) and "mean over 8 heads" in heat.params["aggregation"]
+    assert hooks_and_grads(convcut) == (0, 0)
+    assert all(p.requires_grad for p in convcut.parameters())
+
+
+def test_lanmsff_native_maps_match_the_forward_pass(lanmsff):
+    x = torch.rand(2, 1, 64, 64)
+    results = native_attention(lanmsff, x)
+    with torch.inference_mode():
+        logits = lanmsff(x)
+    for i, r in enumerate(results):
+        assert np.allclose(r.logits, logits[i].numpy(), atol=1e-5)
+        assert [m.method for m in r.maps] == ["massatt_block2_spatial", "massatt_block4_spatial"]
+        assert [m.raw.shape for m in r.maps] == [(32, 32), (8, 8)]
+        assert all(m.kind == "native" and m.values.shape == (64, 64) for m in r.maps)
+        assert r.channel_weights["block2"].shape == (72,) and r.channel_weights["block4"].shape == (84,)
+        assert all(((w > 0) & (w < 1)).all() for w in r.channel_weights.values())
+    with pytest.raises(NoNativeAttention, match="no native attention"):
+        native_attention(create_model("mini_xception"), x)
+
+
+def test_captum_methods_signed_and_complete(mini, faces):
+    x = faces[:2]
+    for method in ("integrated_gradients", "saliency", "input_x_gradient", "occlusion", "guided_backprop"):
+        maps = attribution_maps(mini.model, x, method, n_steps=16)
+        for m in maps:
+            assert m.values.shape == (64, 64) and m.kind == "attribution"
+            if method == "saliency":
+                assert not m.signed and (m.values >= 0).all()
+            else:
+                assert m.signed
+        if method in ("integrated_gradients", "input_x_gradient", "occlusion"):
+            assert any((m.values < 0).any() and (m.values > 0).any() for m in maps)  # sign kept
+    # IG completeness: attributions sum to logit(x) - logit(baseline) (black baseline)
+    ig = attribution_maps(mini.model, x[:1], "ig", targets=3, n_steps=256, internal_batch_size=128)[0]
+    black = torch.full_like(x[:1], (0 - 0.5) / 0.5)
+    with torch.no_grad():
+        gap = float(mini.model(x[:1])[0, 3] - mini.model(black)[0, 3])
+    assert ig.values.sum() == pytest.approx(gap, rel=0.03, abs=0.02)
+
+
+def test_contrastive_maps_explain_a_over_b(mini, faces):
+    x = faces[:2]
+    a, b = 3, 4  # happy over sad
+    ig_a = attribution_maps(mini.model, x, "ig", targets=a, n_steps=16)
+    ig_b = attribution_maps(mini.model, x, "ig", targets=b, n_steps=16)
+    ig_ab = attribution_maps(mini.model, x, "ig", targets=a, contrast=b, n_steps=16)
+    for pa, pb, pab in zip(ig_a, ig_b, ig_ab):  # IG is linear in the explained output
+        assert np.allclose(pab.values, pa.values - pb.values, atol=1e-4)
+        assert pab.contrast == b and pab.target == a
+    cam_ab = cam_maps(mini.model, x, "gradcam", targets=a, contrast=b)
+    cam_a = cam_maps(mini.model, x, "gradcam", targets=a)
+    assert cam_ab[0].contrast == b and not np.allclose(cam_ab[0].raw, cam_a[0].raw)
+
+
+def test_1000_explanations_leave_no_hooks_and_no_gradients(mini, faces):
+    model = mini.model
+    x = faces[:1]
+    for i in range(1000):
+        cam_maps(model, x, "gradcam")
+    for i in range(50):
+        attribution_maps(model, x, "guided_backprop")
+        attribution_maps(model, x, "saliency")
+        native_attention(create_model("lanmsff").eval(), torch.rand(1, 1, 64, 64)) if i == 0 else None
+    assert hooks_and_grads(model) == (0, 0)
+    assert all(p.requires_grad for p in model.parameters())
+    assert not torch.nn.modules.module._global_forward_hooks and not torch.nn.modules.module._global_backward_hooks
+
+
+def test_agreement_and_overlay_scales():
+    rng = np.random.default_rng(0)
+    a = rng.random((64, 64)).astype(np.float32)
+    assert map_agreement(a, a) == {"spearman": pytest.approx(1.0), "top_k": 0.1, "top_k_iou": 1.0}
+    opposite = map_agreement(a, -a)
+    assert opposite["spearman"] == pytest.approx(-1.0) and opposite["top_k_iou"] == 0.0
+    spiky = a.copy()
+    spiky[0, 0] = 1000.0
+    assert map_scale([spiky], clip_percentile=99).vmax < 2  # one outlier does not set the top
+    shared = map_scale([a, 2 * a])
+    face = np.full((64, 64), 128, np.uint8)
+    assert not np.array_equal(overlay(face, a, shared), overlay(face, 2 * a, shared))  # shared: 2x looks hotter
+    assert np.array_equal(overlay(face, a, map_scale([a])), overlay(face, 2 * a, map_scale([2 * a])))  # per map: same
+    signed = map_scale([a - 0.5])
+    assert signed.signed is False and map_scale([a - 0.5], signed=True).vmin == -map_scale([a - 0.5], signed=True).vmax
+    zero = np.zeros((64, 64), np.float32)
+    assert np.array_equal(overlay(face, zero, map_scale([a - 0.5], signed=True))[..., 0], face)  # no evidence, no colour
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay(face, np.zeros((8, 8)))

@@ -1,0 +1,169 @@
+"""The photo pipeline on malformed, unusual and real photos (faces from FER-2013's test split)."""
+
+import io
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferx.data import load_fer2013, pack_split, to_model_input
+from ferx.faces import ImageError, find_faces, load_photo
+from ferx.models import get_model_info
+
+
+@pytest.fixture(scope="module")
+def fer_test(data_root):
+    return pack_split(load_fer2013(data_root, "test"), progress=False)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def write_png_bomb(path, side: int = 20_000) -> int:
+    """A valid 1-bit PNG of side x side black pixels (400 MP for 20k): ~50 kB on disk, 400 MB or
+    more once decoded. Built row by row with zlib so the test itself never holds the pixels."""
+    row = b"\x00" + bytes((side + 7) // 8)  # filter byte + packed bits
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b""))
+    return path.stat().st_size
+
+
+def face_rgb(fer_test, i=0, size=96):
+    return Image.fromarray(fer_test.images[i]).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+
+
+def test_malformed_files_each_raise_one_clear_error(tmp_path, fer_test):
+    bad = {}
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    bad["empty.jpg"] = "empty file"
+    (tmp_path / "notes.jpg").write_text("this is not a picture\n" * 20)
+    bad["notes.jpg"] = "not an image"
+    buf = io.BytesIO()
+    face_rgb(fer_test, 1, 256).save(buf, "JPEG", quality=95)
+    (tmp_path / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    bad["truncated.jpg"] = "truncated or corrupt"
+    (tmp_path / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(4000))
+    bad["garbage.png"] = "cannot|not an image"
+    bomb_bytes = write_png_bomb(tmp_path / "bomb.png")
+    assert bomb_bytes < 200_000  # tiny on disk ...
+    bad["bomb.png"] = "declares 400 MP.*decompression bomb"  # ... 400 MP declared
+    for name, message in bad.items():
+        start = time.perf_counter()
+        with pytest.raises(ImageError, match=message) as err:
+            load_photo(tmp_path / name)
+        assert name in str(err.value)
+        assert time.perf_counter() - start < 1.0  # refused, never decoded (the bomb would take seconds)
+    with pytest.raises(ImageError, match="file not found"):
+        load_photo(tmp_path / "missing.png")
+
+
+def test_a_folder_of_odd_and_broken_files_never_crashes(tmp_path, fer_test):
+    """Every file is either read (and searched for faces) or refused with an ImageError."""
+    face = face_rgb(fer_test, 2)
+    face.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray((np.asarray(face.convert("L")).astype(np.uint16) * 257)).save(tmp_path / "gray16.png")
+    face.save(tmp_path / "face.webp")
+    face.save(tmp_path / "face.bmp")
+    face.convert("L").save(tmp_path / "gray.jpg")
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(tmp_path / "tiny.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("hello")
+    write_png_bomb(tmp_path / "bomb.png", 12_000)
+    outcomes = {}
+    for path in sorted(tmp_path.iterdir()):
+        try:
+            search = find_faces(load_photo(path))
+            outcomes[path.name] = "no face" if search.no_face else f"{len(search.faces)} face(s)"
+        except ImageError as err:
+            outcomes[path.name] = f"error: {err}"
+    assert outcomes["empty.png"].startswith("error") and outcomes["text.jpg"].startswith("error")
+    assert outcomes["bomb.png"].startswith("error") and "144 MP" in outcomes["bomb.png"]
+    assert outcomes["tiny.png"] == "no face"
+    assert all(not outcomes[n].startswith("error") for n in ("cmyk.jpg", "gray16.png", "face.webp", "face.bmp", "gray.jpg"))
+
+
+def test_cmyk_16bit_palette_alpha_and_gray_become_the_same_rgb(tmp_path, fer_test):
+    face = face_rgb(fer_test, 3)
+    gray = np.asarray(face.convert("L"))
+    face.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=98)
+    cmyk = load_photo(tmp_path / "cmyk.jpg")
+    assert cmyk.mode == "CMYK" and cmyk.rgb.shape == (96, 96, 3)
+    assert np.abs(cmyk.rgb.astype(int) - np.asarray(face, dtype=int)).mean() < 6
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "gray16.png")
+    g16 = load_photo(tmp_path / "gray16.png")
+    assert g16.mode.startswith("I") and np.array_equal(g16.rgb[..., 0], gray)  # 16-bit scaled, not clipped
+    pal = Image.new("P", (20, 10))
+    pal.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    pal.paste(1, (10, 0, 20, 10))  # right half palette index 1 (blue) ...
+    pal.save(tmp_path / "palette.png", transparency=0)  # ... left half index 0, transparent
+    p = load_photo(tmp_path / "palette.png")
+    assert (p.rgb[:, :10] == 255).all() and (p.rgb[:, 10:] == [0, 0, 255]).all()  # transparent -> white
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[..., 0], rgba[:5, :, 3], rgba[5:, :, 3] = 255, 255, 0
+    Image.fromarray(rgba).save(tmp_path / "alpha.png")
+    a = load_photo(tmp_path / "alpha.png")
+    assert (a.rgb[:5] == [255, 0, 0]).all() and (a.rgb[5:] == 255).all()
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    im = np.zeros((40, 60, 3), np.uint8)  # landscape, a white mark top-left
+    im[:8, :8] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    Image.fromarray(im).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    photo = load_photo(tmp_path / "rotated.jpg")
+    assert photo.exif_rotated and photo.rgb.shape == (60, 40, 3) and photo.original_size == (40, 60)
+    assert photo.rgb[:8, -8:].mean() > 200 and photo.rgb[:8, :8].mean() < 50  # the mark moved top-right
+
+
+def test_huge_but_legal_photo_is_decoded_downscaled(tmp_path):
+    Image.new("RGB", (6000, 4000), (90, 120, 150)).save(tmp_path / "big.jpg", quality=80)
+    photo = load_photo(tmp_path / "big.jpg")
+    assert photo.original_size == (6000, 4000)
+    assert max(photo.rgb.shape[:2]) <= 2048 and photo.rgb.shape[1] / photo.rgb.shape[0] == pytest.approx(1.5, abs=0.01)
+
+
+def test_no_face_is_flagged_and_the_whole_image_can_be_scored(fer_test):
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    search = find_faces(load_photo(noise))
+    assert search.no_face and search.faces == []
+    whole = find_faces(load_photo(noise), whole_image=True)
+    assert not whole.no_face and len(whole.faces) == 1 and whole.faces[0].whole_image
+    assert whole.faces[0].crop.shape[0] == whole.faces[0].crop.shape[1]  # padded to a square, nothing cut off
+
+
+def test_whole_image_face_is_scored_exactly_like_the_dataset_image(fer_test):
+    spec = get_model_info("mini_xception").input_spec
+    face = find_faces(load_photo(Image.fromarray(fer_test.images[5])), whole_image=True).faces[0]
+    expected = to_model_input(fer_test.images[5:6], spec)
+    assert np.allclose(face.model_input(spec).numpy(), expected.numpy(), atol=1e-6)
+    assert face.model_pixels(spec).shape == (64, 64)
+
+
+def test_several_faces_all_found_largest_first(fer_test):
+    """Two real FER-2013 test faces pasted at different sizes on a synthetic background."""
+    yy, xx = np.mgrid[0:900, 0:1200]
+    bg = np.stack([120 + 60 * xx / 1200, 140 - 40 * yy / 900, 110 + 30 * np.sin(xx / 90)], -1).astype(np.uint8)
+    canvas = Image.fromarray(bg)
+    pasted = [(1074, 150, 200, 380), (3173, 800, 300, 240)]  # (test index, x, y, size): a happy and a surprised face
+    for i, x, y, s in pasted:
+        canvas.paste(face_rgb(fer_test, i, s), (x, y))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=90)
+    search = find_faces(load_photo(buf.getvalue()))
+    assert len(search.faces) == 2
+    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in search.faces]
+    assert areas[0] > areas[1]
+    for face, (_, x, y, s) in zip(search.faces, pasted):
+        cx, cy = x + s / 2, y + s / 2
+        x0, y0, x1, y1 = face.box
+        assert x0 < cx < x1 and y0 < cy < y1  # each box sits on its face
+        c0, d0, c1, d1 = face.crop_box
+        assert c1 - c0 == d1 - d0 and c0 <= x0 and d0 <= y0 and c1 >= x1 and d1 >= y1  # square, with margin

@@ -99,7 +99,8 @@ def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str) 
                          "confidence": frame["confidence"].round(3).values})
 
 
-def build_dataset_tab(bank: ModelBank, cfg: AppConfig, open_face: gr.Image, tabs: gr.Tabs):
+def build_dataset_tab(bank: ModelBank, cfg: AppConfig, explain_image: gr.Image, explain_whole: gr.Checkbox,
+                      tabs: gr.Tabs):
     state = gr.State(None)
     choices = available_datasets(cfg.data_root)
     gr.Markdown("Run every chosen model over a dataset split (GPU when present; results are cached, so a "
@@ -126,6 +127,7 @@ def build_dataset_tab(bank: ModelBank, cfg: AppConfig, open_face: gr.Image, tabs
                 model_a = gr.Dropdown(bank.names, label="Model A")
                 model_b = gr.Dropdown(bank.names, label="Model B")
             gr.Markdown(HELP["cross"])
+            agreement_line = gr.Markdown()
             cross = gr.Dataframe(label="Model A × model B predictions (click a cell)", interactive=False,
                                  elem_id="cross-matrix")
             with gr.Row():
@@ -197,14 +199,15 @@ def build_dataset_tab(bank: ModelBank, cfg: AppConfig, open_face: gr.Image, tabs
 
     def show_cross(analysis, a, b):
         if analysis is None or not a or not b:
-            return None
+            return None, ""
         frame = cross_model_frame(analysis.run(a), analysis.run(b))
-        frame.columns.name = f"B {b}, agreement {agreement(analysis.run(a), analysis.run(b)):.3f}"
-        return matrix_table(frame)
+        frame.index.name, frame.columns.name = "A", "B"
+        rate = agreement(analysis.run(a), analysis.run(b))
+        return matrix_table(frame), f"A = **{a}**, B = **{b}**: they agree on **{rate:.1%}** of the faces."
 
-    analysed = analysed.then(show_cross, [state, model_a, model_b], cross)
+    analysed = analysed.then(show_cross, [state, model_a, model_b], [cross, agreement_line])
     for trigger in (model_a.input, model_b.input):
-        trigger(show_cross, [state, model_a, model_b], cross)
+        trigger(show_cross, [state, model_a, model_b], [cross, agreement_line])
 
     @user_errors
     def show_embedding(analysis, name, how, colour_by, progress=gr.Progress(track_tqdm=True)):
@@ -277,7 +280,7 @@ def build_dataset_tab(bank: ModelBank, cfg: AppConfig, open_face: gr.Image, tabs
                          [gallery, gallery_ids, gallery_title])
 
     def open_in_explain(analysis, ids, evt: gr.SelectData):
-        sample = ids[evt.index]
-        return face_thumbnail(analysis.packed.images[sample], 192), gr.Tabs(selected="explain")
+        sample = ids[evt.index]  # a dataset face is already a face crop: score it whole
+        return face_thumbnail(analysis.packed.images[sample], 192), True, gr.Tabs(selected="explain")
 
-    gallery.select(open_in_explain, [state, gallery_ids], [open_face, tabs])
+    gallery.select(open_in_explain, [state, gallery_ids], [explain_image, explain_whole, tabs])

@@ -1,13 +1,15 @@
 """Precomputed analysis bundles, so the Dataset tab works instantly where no dataset is (a Space).
 
-A bundle folder holds the packed faces of one split (``packed/<dataset>-<split>.npz``) and, as a
-ferx cache (``analysis/``, ``embeddings/``), every model's run and 2-D projections on it. An app
+A bundle folder holds a manifest (``bundle.json``), the packed faces of each split
+(``faces/<dataset>-<split>.npz``) and, as a ferx cache (``analysis/``, ``embeddings/``), every
+model's run and 2-D projections on them. An app
 started with ``FERX_CACHE_DIR`` pointing at the bundle finds them exactly as if it had computed
 them: the keys are the same checkpoint hashes and dataset fingerprint.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,10 +34,15 @@ def _cache_at(folder: Path):
             os.environ["FERX_CACHE_DIR"] = old
 
 
+MANIFEST = "bundle.json"
+
+
 def bundled_splits(bundle: str | Path) -> dict[str, Path]:
-    """``{"ferplus/test": path}`` for every packed split in a bundle folder."""
-    folder = Path(bundle) / "packed"
-    return {p.stem.replace("-", "/", 1): p for p in sorted(folder.glob("*.npz"))} if folder.is_dir() else {}
+    """``{"ferplus/test": path}`` for every split listed in a bundle's manifest (none if no manifest)."""
+    manifest = Path(bundle) / MANIFEST
+    if not manifest.is_file():
+        return {}
+    return {name: Path(bundle) / rel for name, rel in json.loads(manifest.read_text())["splits"].items()}
 
 
 def build_bundle(checkpoints: list[str | Path], dataset: str, split: str, out: str | Path, *,
@@ -47,5 +54,10 @@ def build_bundle(checkpoints: list[str | Path], dataset: str, split: str, out: s
         for run in analyze_packed(models, packed):
             for method in methods:
                 project(run, method)
-    PackedSplit.save(packed, out / "packed" / f"{packed.dataset}-{packed.split}.npz")
+    rel = f"faces/{packed.dataset.replace(':', '_')}-{packed.split}.npz"
+    PackedSplit.save(packed, out / rel)
+    manifest = out / MANIFEST
+    splits = json.loads(manifest.read_text())["splits"] if manifest.is_file() else {}
+    splits[f"{packed.dataset}/{packed.split}"] = rel
+    manifest.write_text(json.dumps({"splits": splits, "checkpoints": [str(c) for c in checkpoints]}, indent=1))
     return out

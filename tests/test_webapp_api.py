@@ -1,0 +1,62 @@
+"""The app's API as a client sees it: gradio_client against the real server on loopback."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferx.data import load_fer2013, pack_split
+from webapp_server import running_app
+
+
+@pytest.fixture(scope="module")
+def server(data_root):
+    with running_app(data_root) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def face_png(data_root, tmp_path_factory):
+    packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    path = tmp_path_factory.mktemp("faces") / "happy_face.png"
+    happy = int(np.flatnonzero(packed.targets == 3)[0])
+    Image.fromarray(packed.images[happy]).resize((192, 192), Image.Resampling.BICUBIC).save(path)
+    return path
+
+
+def test_predict_and_explain_endpoints(server, face_png, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    status, boxes, crops, probs, summary, native, gradcam = client.predict(
+        handle_file(str(face_png)), True, 0, api_name="/predict")
+    assert "scoring face 0 (whole image)" in status
+    confidences = {c["label"]: c["confidence"] for c in probs["confidences"]}
+    assert set(confidences) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert sum(confidences.values()) == pytest.approx(1, abs=1e-3)
+    assert "margin" in summary and gradcam is not None and native is None  # mini-Xception has no native attention
+
+    out = client.predict(handle_file(str(face_png)), True, 0, ["mini_xception_fer2013"], True, ["gradcam"],
+                         ["saliency"], "happy", "none", 0.5, "auto", 99, True, True, "blur", api_name="/explain")
+    status, gallery, readings, numbers = out[:4]
+    assert len(gallery) == 2
+    maps = numbers["models"][0]["maps"]
+    assert [m["method"] for m in maps] == ["gradcam", "saliency"] and all(m["target_label"] == "happy" for m in maps)
+    assert all(m["faithfulness"]["deletion_auc"] >= 0 for m in maps)
+    assert "deletion AUC" in readings
+
+
+def test_bad_inputs_become_clear_errors_and_the_server_survives(server, face_png, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    fake = tmp_path / "not_an_image.png"
+    fake.write_text("this is text, not a picture")
+    with pytest.raises(Exception, match="(?i)image"):
+        client.predict(handle_file(str(fake)), True, 0, api_name="/predict")
+    with pytest.raises(Exception, match="Upload a photo"):
+        client.predict(None, True, 0, api_name="/predict")
+    with pytest.raises(Exception, match="contempt is not in the list of choices"):
+        client.predict(handle_file(str(face_png)), True, 0, ["mini_xception_fer2013"], False, ["gradcam"], [],
+                       "contempt", "none", 0.5, "auto", 99, True, False, "blur", api_name="/explain")
+    status = client.predict(handle_file(str(face_png)), True, 0, api_name="/predict")[0]
+    assert "scoring face 0" in status  # still answering

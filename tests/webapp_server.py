@@ -1,0 +1,30 @@
+"""Start the real app in-process on a free loopback port (for the API and browser tests)."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+
+from conftest import CHECKPOINTS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(data_root: Path):
+    from webapp.app import build_app, launch_options
+    from webapp.config import AppConfig
+
+    port = free_port()
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS, device="cpu", host="127.0.0.1", port=port)
+    app = build_app(cfg)
+    app.launch(**launch_options(cfg), prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()

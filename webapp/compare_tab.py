@@ -60,8 +60,11 @@ def build_compare_tab(bank: ModelBank, examples: list[str]):
         if index >= len(search.faces):
             raise gr.Error(f"There are {len(search.faces)} face(s); choose 0 to {len(search.faces) - 1}.")
         face = search.faces[index]
-        explanations = [explain_face(explainable(n, bank.models[n]), face, ["native", "gradcam"], faithfulness=False)
-                        for n in bank.names]
+        explanations = []
+        for name in bank.names:
+            with bank.using(name) as loaded:
+                explanations.append(explain_face(explainable(name, loaded), face, ["native", "gradcam"],
+                                                 faithfulness=False))
         scales = scales_for(explanations, shared=True, clip=99.0)
         outputs = []
         for ex, sc in zip(explanations, scales):

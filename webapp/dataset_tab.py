@@ -6,6 +6,7 @@ plot or a failure ranking fills the gallery; a gallery face opens in the Explain
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,7 +169,9 @@ def build_dataset_tab(bank: ModelBank, cfg: AppConfig, explain_image: gr.Image, 
         val = None
         if calib and not zip_file and name in KNOWN:
             val = pack_split(load_split(name, "val", cfg.data_root))
-        runs = analyze_packed([bank.models[m] for m in chosen], packed, val)
+        with ExitStack() as stack:  # the models are ours alone while the batches run
+            models = [stack.enter_context(bank.using(m)) for m in chosen]
+            runs = analyze_packed(models, packed, val)
         analysis = Analysis(runs, packed)
         cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
         table = summary_table(runs).round(4).reset_index()

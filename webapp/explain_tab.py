@@ -78,14 +78,14 @@ def build_explain_tab(bank: ModelBank):
         for i, name in enumerate(chosen):
             progress(i / len(chosen), desc=f"{name}: {', '.join(methods)}"
                      + (" (slow methods take several seconds)" if HEAVY & set(methods) else ""))
-            loaded = bank.models[name]
-            labels = loaded.labels.classes
+            labels = bank.models[name].labels.classes
             t = None if target_name == "predicted" else _class_index(labels, target_name, name)
             c = None if contrast_name == "none" else _class_index(labels, contrast_name, name)
             if c is not None and t is None:
                 raise gr.Error("A contrastive explanation needs an explicit target class (A over B).")
-            explanations.append(explain_face(explainable(name, loaded), face, methods, target=t, contrast=c,
-                                             faithfulness=bool(faithfulness), baseline=baseline_kind))
+            with bank.using(name) as loaded:
+                explanations.append(explain_face(explainable(name, loaded), face, methods, target=t, contrast=c,
+                                                 faithfulness=bool(faithfulness), baseline=baseline_kind))
         scales = scales_for(explanations, bool(shared_scale), float(clip_pct))
         cm = None if colormap_name == "auto" else colormap_name
         tiles, lines = [], []

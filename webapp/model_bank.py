@@ -7,6 +7,8 @@ architectures without such a checkpoint are listed in the Models tab as "no trai
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 class ModelBank:
     models: dict[str, LoadedModel] = field(default_factory=dict)  # checkpoint folder name -> model
     unusable: dict[str, str] = field(default_factory=dict)  # checkpoint folder name -> why
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
 
     @classmethod
     def load(cls, checkpoints: Path, device: str = "auto") -> "ModelBank":
@@ -37,6 +40,15 @@ class ModelBank:
                 bank.unusable[name] = str(err)
                 log.warning("checkpoint %s not offered: %s", name, err)
         return bank
+
+    @contextmanager
+    def using(self, name: str):
+        """Exclusive use of one model. Explanations change a model in place while they run (memory
+        format for fast inference, hooks, gradient flags), so two requests must not share a model
+        at the same moment; different models still run in parallel."""
+        lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
+            yield self.models[name]
 
     @property
     def names(self) -> list[str]:

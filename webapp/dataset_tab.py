@@ -170,8 +170,8 @@ def build_dataset_tab(bank: ModelBank, cfg: AppConfig, explain_image: gr.Image, 
         if calib and not zip_file and name in KNOWN:
             val = pack_split(load_split(name, "val", cfg.data_root))
         with ExitStack() as stack:  # the models are ours alone while the batches run
-            models = [stack.enter_context(bank.using(m)) for m in chosen]
-            runs = analyze_packed(models, packed, val)
+            held = {m: stack.enter_context(bank.using(m)) for m in sorted(chosen)}  # one global order: no deadlock
+            runs = analyze_packed([held[m] for m in chosen], packed, val)
         analysis = Analysis(runs, packed)
         cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
         table = summary_table(runs).round(4).reset_index()

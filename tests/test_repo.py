@@ -13,3 +13,17 @@ def test_no_dataset_pixels_are_tracked():
 
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
     assert not [f for f in tracked if f.startswith("datasets/") and f != "datasets/README.md"]
+
+
+def test_space_requirements_match_the_package_dependencies():
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = [line.strip() for line in (REPO / "spaces" / "requirements.txt").read_text().splitlines()]
+    assert [line for line in lines if line and not line.startswith("#")] == deps
+
+
+def test_space_readme_has_the_spaces_yaml_header():
+    head = (REPO / "spaces" / "README.md").read_text().split("---")[1]
+    for key in ("sdk: gradio", "app_file: app.py", "sdk_version:"):
+        assert key in head

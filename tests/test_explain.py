@@ -1,6 +1,8 @@
 """Explanations on real FER-2013 test faces with the trained mini-Xception, and on LANMSFF /
 Conv-cut with random weights (no trained checkpoints exist for them yet)."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -172,11 +174,19 @@ def test_contrastive_maps_explain_a_over_b(mini, faces):
     assert cam_ab[0].contrast == b and not np.allclose(cam_ab[0].raw, cam_a[0].raw)
 
 
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def test_1000_explanations_leave_no_hooks_and_no_gradients(mini, faces):
     model = mini.model
     x = faces[:1]
     for i in range(1000):
         cam_maps(model, x, "gradcam")
+        if i == 199:
+            rss_after_200 = rss_mib()
+    assert rss_mib() - rss_after_200 < 25  # 800 more calls: no growth beyond allocator noise
     for i in range(50):
         attribution_maps(model, x, "guided_backprop")
         attribution_maps(model, x, "saliency")

@@ -215,3 +215,19 @@ def test_agreement_and_overlay_scales():
     assert np.array_equal(overlay(face, zero, map_scale([a - 0.5], signed=True))[..., 0], face)  # no evidence, no colour
     with pytest.raises(ValueError, match="differ in size"):
         overlay(face, np.zeros((8, 8)))
+
+
+def test_gradients_never_run_on_a_channels_last_model(lanmsff):
+    """torch 2.13 on CPU corrupts the heap in the backward of a strided 1x1 conv in channels-last: a
+    model left in channels-last is switched to contiguous for the explanation and back after."""
+    from ferx.explain._common import gradient_safe
+
+    convs = [m.weight for m in lanmsff.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1]
+    lanmsff.to(memory_format=torch.channels_last)
+    try:
+        with gradient_safe(lanmsff):
+            assert all(w.is_contiguous() for w in convs) and not any(p.requires_grad for p in lanmsff.parameters())
+        assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+        assert all(p.requires_grad for p in lanmsff.parameters())
+    finally:
+        lanmsff.to(memory_format=torch.contiguous_format)

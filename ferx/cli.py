@@ -178,7 +178,7 @@ def _cmd_explain(args) -> int:
     import torch
 
     from ferx.explain.panel import render_panel
-    from ferx.explain.report import canonical_method, explain_face, open_model
+    from ferx.explain.report import canonical_method, cross_model_agreement, explain_face, open_model
     from ferx.faces import find_faces, load_photo
 
     methods = [canonical_method(m) for m in (args.method or ["native", "gradcam"])]
@@ -209,7 +209,8 @@ def _cmd_explain(args) -> int:
                  alpha=args.alpha, cmap=args.cmap)
     report = {"photo": search.photo.to_dict(), "no_face": search.no_face,
               "faces": [f.to_dict() for f in search.faces], "face": args.face,
-              "methods": methods, "scale": args.scale, "models": [row.to_dict() for row in rows]}
+              "methods": methods, "scale": args.scale, "models": [row.to_dict() for row in rows],
+              "agreement_across_models": cross_model_agreement(rows)}
     json_path = out.with_suffix(".json")
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     for row in rows:
@@ -221,10 +222,14 @@ def _cmd_explain(args) -> int:
 
 
 def _class_index(value: str, classes, flag: str) -> int:
+    """A class name (any spelling: 'happiness', 'Happy') or an index into this model's classes."""
+    from ferx.data.labels import ALIASES
+
     if value.isdigit() and int(value) < len(classes):
         return int(value)
-    if value in classes:
-        return classes.index(value)
+    name = ALIASES.get(value.strip().lower())
+    if name in classes:
+        return classes.index(name)
     raise ValueError(f"{flag} {value!r}: not a class of this model ({', '.join(classes)})")
 
 
@@ -329,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="native, gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam, eigencam, "
                          "eigengradcam, ig, saliency, input_x_gradient, occlusion, guided_backprop, gradient_shap; "
                          "repeat for several (default: native and gradcam)")
-    ex.add_argument("--target", default=None, help="class to explain (name or index; default: the prediction)")
+    ex.add_argument("--target", default=None,
+                    help="class to explain, by name (every model) or index (default: each model's prediction)")
     ex.add_argument("--contrast", default=None, help="explain --target over this class")
     ex.add_argument("--face", type=int, default=0, help="which face (0 = the largest)")
     ex.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")

@@ -231,14 +231,15 @@ def detect_faces(rgb: np.ndarray, *, min_face_frac: float = 0.08, min_neighbors:
     h, w = gray.shape
     # Search a copy resized so the shorter side is >= 240 px (tiny photos: the cascade's window is
     # 24 px and needs context) and the longer side <= DETECT_SIDE (speed). A 12 % border of
-    # replicated pixels lets faces that touch the edge be found.
+    # replicated pixels lets faces that touch the edge be found. No histogram equalisation: on
+    # photos with flat backgrounds it loosened boxes to 1.5x the face, for no gain in recall.
     f = max(240 / min(h, w), 1.0)
     f = min(f, DETECT_SIDE / max(h, w)) if max(h, w) * f > DETECT_SIDE else f
     if f != 1.0:
         gray = cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))),
                           interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
     pad = round(0.12 * max(gray.shape))
-    gray = cv2.equalizeHist(cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE))
+    gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     min_side = max(24, round(min_face_frac * min(h, w) * f))
     rects, _, weights = _cascade().detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=min_neighbors,
                                                      minSize=(min_side, min_side), outputRejectLevels=True)

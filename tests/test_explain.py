@@ -1,6 +1,8 @@
 """Explanations on real FER-2013 test faces with the trained mini-Xception, and on LANMSFF /
 Conv-cut with random weights (no trained checkpoints exist for them yet)."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -172,11 +174,19 @@ def test_contrastive_maps_explain_a_over_b(mini, faces):
     assert cam_ab[0].contrast == b and not np.allclose(cam_ab[0].raw, cam_a[0].raw)
 
 
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def test_1000_explanations_leave_no_hooks_and_no_gradients(mini, faces):
     model = mini.model
     x = faces[:1]
     for i in range(1000):
         cam_maps(model, x, "gradcam")
+        if i == 199:
+            rss_after_200 = rss_mib()
+    assert rss_mib() - rss_after_200 < 25  # 800 more calls: no growth beyond allocator noise
     for i in range(50):
         attribution_maps(model, x, "guided_backprop")
         attribution_maps(model, x, "saliency")
@@ -205,3 +215,19 @@ def test_agreement_and_overlay_scales():
     assert np.array_equal(overlay(face, zero, map_scale([a - 0.5], signed=True))[..., 0], face)  # no evidence, no colour
     with pytest.raises(ValueError, match="differ in size"):
         overlay(face, np.zeros((8, 8)))
+
+
+def test_gradients_never_run_on_a_channels_last_model(lanmsff):
+    """torch 2.13 on CPU corrupts the heap in the backward of a strided 1x1 conv in channels-last: a
+    model left in channels-last is switched to contiguous for the explanation and back after."""
+    from ferx.explain._common import gradient_safe
+
+    convs = [m.weight for m in lanmsff.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1]
+    lanmsff.to(memory_format=torch.channels_last)
+    try:
+        with gradient_safe(lanmsff):
+            assert all(w.is_contiguous() for w in convs) and not any(p.requires_grad for p in lanmsff.parameters())
+        assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+        assert all(p.requires_grad for p in lanmsff.parameters())
+    finally:
+        lanmsff.to(memory_format=torch.contiguous_format)

@@ -51,12 +51,15 @@ def test_explain_writes_a_panel_and_the_numbers(photo, tmp_path, capsys):
         assert 0 <= f["deletion_auc"] <= 1 and "blur" in f["baseline"] and f["n_steps"] == 8
     assert len(lan["channel_weights"]["block4"]) == 84
     assert {"a", "b", "spearman", "top_k_iou"} <= set(mini["agreement"][0])
+    (cross,) = [a for a in report["agreement_across_models"] if a["method"] == "gradcam"]
+    assert -1 <= cross["spearman"] <= 1 and "UNTRAINED" in cross["b"]
     assert "UNTRAINED" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "lanmsff"], "--untrained"),
     (["--model", MINI, "--target", "bored"], "not a class"),
+    (["--model", MINI, "--target", "happiness", "--contrast", "sadness", "--face", "3"], "1 face(s) found"),
     (["--model", MINI, "--method", "magic"], "unknown method"),
 ])
 def test_explain_user_errors_are_one_line(photo, tmp_path, capsys, args, message):
@@ -76,3 +79,11 @@ def test_explain_no_face_and_broken_files(tmp_path, capsys):
     broken.write_text("not a jpeg")
     assert main(["explain", str(broken), "--model", MINI, "--out", str(tmp_path / "b.png")]) == 1
     assert "not an image" in capsys.readouterr().err
+
+
+def test_explain_a_contrast_by_class_names(photo, tmp_path):
+    out = tmp_path / "c.png"
+    assert main(["explain", str(photo), "--model", MINI, "--method", "gradcam", "--target", "happiness",
+                 "--contrast", "Sad", "--no-faithfulness", "--out", str(out)]) == 0
+    (m,) = json.loads(out.with_suffix(".json").read_text())["models"][0]["maps"]
+    assert (m["target_label"], m["contrast_label"], m["faithfulness"]) == ("happy", "sad", None)

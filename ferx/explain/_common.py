@@ -87,7 +87,9 @@ def gradient_safe(model: nn.Module):
     """
     was_training = model.training
     flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
-    conv = next((m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[-1] > 1), None)
+    # a weight whose layout tells the formats apart (one input channel looks contiguous in both)
+    conv = next((m.weight for m in model.modules()
+                 if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1 and m.weight.shape[-1] > 1), None)
     was_channels_last = conv is not None and not conv.is_contiguous()
     with torch.inference_mode(False):
         if was_channels_last:

@@ -140,20 +140,24 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
         with stop, CAM_METHODS[method](model, layers, reshape_transform=to_nchw) as cam:
             if method == "scorecam":
                 cam.batch_size = batch_size
-            with torch.set_grad_enabled(cam.uses_gradients):
-                logits = cam.activations_and_grads(x)
-            resolved = [int(p) if t is None else t for t, p in zip(targets_in, logits.argmax(1).tolist())]
-            cam_targets = [LogitTarget(t) if c is None else ContrastTarget(t, c) for t, c in zip(resolved, contrasts)]
-            if cam.uses_gradients:
-                sum(target(out) for target, out in zip(cam_targets, logits)).backward()
-            activations = [a.numpy() for a in cam.activations_and_grads.activations[:len(layers)]]
-            grads = [g.numpy() for g in cam.activations_and_grads.gradients]
-            per_layer = []
-            for i, layer in enumerate(layers):
-                layer_map = cam.get_cam_image(x, layer, cam_targets, activations[i], grads[i] if grads else None,
-                                              eigen_smooth=False)
-                per_layer.append(np.maximum(layer_map, 0))
-            del logits
+            try:
+                with torch.set_grad_enabled(cam.uses_gradients):
+                    logits = cam.activations_and_grads(x)
+                resolved = [int(p) if t is None else t for t, p in zip(targets_in, logits.argmax(1).tolist())]
+                cam_targets = [LogitTarget(t) if c is None else ContrastTarget(t, c)
+                               for t, c in zip(resolved, contrasts)]
+                if cam.uses_gradients:
+                    sum(target(out) for target, out in zip(cam_targets, logits)).backward()
+                activations = [a.numpy() for a in cam.activations_and_grads.activations[:len(layers)]]
+                grads = [g.numpy() for g in cam.activations_and_grads.gradients]
+                per_layer = []
+                for i, layer in enumerate(layers):
+                    layer_map = cam.get_cam_image(x, layer, cam_targets, activations[i],
+                                                  grads[i] if grads else None, eigen_smooth=False)
+                    per_layer.append(np.maximum(layer_map, 0))
+                del logits
+            except IndexError as err:  # BaseCAM.__exit__ would swallow an IndexError and print it
+                raise ValueError(f"{method} failed: {err}") from err
     elapsed = (time.perf_counter() - start) / n
     name = getattr(model, "ferx_name", type(model).__name__)
     results = []

@@ -47,7 +47,7 @@ def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExpl
     ncols = 1 + len(methods) + 1 + int(has_channels)
     nrows = 1 + len(rows)
     fig = plt.figure(figsize=(2.7 * max(ncols, 4), 3.0 * nrows), dpi=110)
-    grid = fig.add_gridspec(nrows, max(ncols, 4), hspace=0.55, wspace=0.35)
+    grid = fig.add_gridspec(nrows, max(ncols, 4), hspace=0.55, wspace=0.6)
     scales = map_scales(rows, scale, clip_percentile)
 
     # header: the photo with every face found, the explained one in red
@@ -98,6 +98,8 @@ def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExpl
             bar = fig.colorbar(ScalarMappable(Normalize(sc.vmin, sc.vmax), colormap(cm)), ax=ax, fraction=0.046,
                                pad=0.02)
             bar.ax.tick_params(labelsize=5)
+            bar.formatter.set_powerlimits((-3, 4))
+            bar.ax.yaxis.get_offset_text().set_fontsize(5)
         for method in methods:
             if not any(m.method == method for m in row.maps):
                 ax = fig.add_subplot(grid[r, 1 + methods.index(method)])

@@ -160,3 +160,17 @@ def explain_face(em: ExplainableModel, face, methods, *, target: int | None = No
             out.agreement.append({"a": out.maps[i].method, "b": out.maps[j].method,
                                   **map_agreement(out.maps[i], out.maps[j])})
     return out
+
+
+def cross_model_agreement(rows: list[ModelExplanation], top_k: float = 0.1) -> list[dict]:
+    """Agreement of the same method on two models, compared on the photo crop (both maps are
+    registered to it, whatever each model's input size)."""
+    out = []
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            for a in rows[i].maps:
+                b = next((m for m in rows[j].maps if m.method == a.method), None)
+                if b is not None and a.crop_values is not None and b.crop_values is not None:
+                    out.append({"method": a.method, "a": rows[i].model, "b": rows[j].model,
+                                **map_agreement(a.crop_values, b.crop_values, top_k)})
+    return out

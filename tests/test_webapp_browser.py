@@ -41,9 +41,11 @@ def test_upload_a_face_shows_probabilities_and_maps(page, data_root, tmp_path):
     face = tmp_path / "face.png"
     Image.fromarray(packed.images[int(np.flatnonzero(packed.targets == 3)[0])]).resize((240, 240)).save(face)
     page.get_by_label("Score the whole image as a face (skip face detection)").first.check()
+    start = time.perf_counter()
     page.locator("#compare-photo input[type=file]").set_input_files(str(face))
     page.get_by_text("scoring face 0").wait_for()
     page.locator(".compare-probs").first.get_by_text("happy").first.wait_for()
+    print(f"upload to probabilities and maps on screen: {time.perf_counter() - start:.2f} s")
     images = page.locator("img[src*='/file=']")
     assert images.count() >= 3  # photo with box, crop, Grad-CAM
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)

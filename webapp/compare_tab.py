@@ -9,7 +9,8 @@ import gradio as gr
 
 from ferx.explain.report import explain_face
 from webapp.errors import user_errors
-from webapp.explaining import annotate, explainable, scales_for, search_faces, tile, verdict
+from webapp.explaining import (annotate, explainable, photo_inputs, pick_face, scales_for, search_faces, tile,
+                               verdict)
 from webapp.model_bank import ModelBank
 
 HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are found with OpenCV's Haar "
@@ -22,10 +23,7 @@ def build_compare_tab(bank: ModelBank, examples: list[str]):
     gr.Markdown(HELP)
     with gr.Row():
         with gr.Column(scale=2):
-            photo = gr.Image(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"],
-                             elem_id="compare-photo", height=360)
-            whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)")
-            face_index = gr.Number(0, precision=0, minimum=0, label="Face to score (0 = largest)")
+            photo, whole, face_index = photo_inputs("Photo", "compare-photo", 360)
             button = gr.Button("Compare models", variant="primary")
             if examples:
                 gr.Examples(examples, inputs=photo, label="Examples (FER-2013 test faces from the data root)")
@@ -56,9 +54,7 @@ def build_compare_tab(bank: ModelBank, examples: list[str]):
             gr.Warning("No face found. Tick 'Score the whole image as a face' to score it anyway.")
             return ["No face found in this photo. Tick **Score the whole image as a face** to score it anyway.",
                     annotate(search), []] + [None] * (4 * len(columns))
-        index = int(index or 0)
-        if index >= len(search.faces):
-            raise gr.Error(f"There are {len(search.faces)} face(s); choose 0 to {len(search.faces) - 1}.")
+        index = pick_face(search, index)
         face = search.faces[index]
         explanations = []
         for name in bank.names:

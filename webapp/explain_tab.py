@@ -8,8 +8,8 @@ import gradio as gr
 from ferx.explain.faithfulness import describe_baseline
 from ferx.explain.report import explain_face
 from webapp.errors import user_errors
-from webapp.explaining import (CAM_CHOICES, CAPTUM_CHOICES, HEAVY, READING, explainable, faithfulness_line, scales_for,
-                               search_faces, tile, verdict)
+from webapp.explaining import (CAM_CHOICES, CAPTUM_CHOICES, HEAVY, READING, explainable, faithfulness_line,
+                               photo_inputs, pick_face, scales_for, search_faces, tile, verdict)
 from webapp.model_bank import ModelBank
 
 HELP = ("Pick models and methods. **Native** maps are the networks' own attention; CAM and Captum maps are "
@@ -24,10 +24,7 @@ def build_explain_tab(bank: ModelBank):
     gr.Markdown(HELP)
     with gr.Row():
         with gr.Column(scale=2):
-            image = gr.Image(label="Photo or face", type="filepath", sources=["upload", "webcam", "clipboard"],
-                             elem_id="explain-photo", height=300)
-            whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)")
-            face_index = gr.Number(0, precision=0, minimum=0, label="Face (0 = largest)")
+            image, whole, face_index = photo_inputs("Photo or face", "explain-photo", 300)
             models = gr.CheckboxGroup(bank.names, value=bank.names[:2], label="Models")
             native = gr.Checkbox(True, label="Native attention (LANMSFF MassAtt, Conv-cut self-attention)")
             cams = gr.CheckboxGroup(CAM_CHOICES, value=["gradcam"], label="CAM family (pytorch-grad-cam)")
@@ -70,9 +67,7 @@ def build_explain_tab(bank: ModelBank):
         search = search_faces(path, bool(whole_image))
         if search.no_face:
             raise gr.Error("No face found. Tick 'Score the whole image as a face' to explain it anyway.")
-        index = int(index or 0)
-        if index >= len(search.faces):
-            raise gr.Error(f"There are {len(search.faces)} face(s); choose 0 to {len(search.faces) - 1}.")
+        index = pick_face(search, index)
         face = search.faces[index]
         explanations = []
         for i, name in enumerate(chosen):

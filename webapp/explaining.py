@@ -60,6 +60,25 @@ def search_faces(path: str, whole_image: bool) -> FaceSearch:
     return find_faces(load_photo(path), whole_image=whole_image)
 
 
+def photo_inputs(label: str, elem_id: str, height: int):
+    """The photo, the "whole image" switch and the face number, as both tabs take them."""
+    import gradio as gr
+
+    image = gr.Image(label=label, type="filepath", sources=["upload", "webcam", "clipboard"], elem_id=elem_id,
+                     height=height)
+    whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)")
+    index = gr.Number(0, precision=0, minimum=0, label="Face to score (0 = largest)")
+    return image, whole, index
+
+
+def pick_face(search: FaceSearch, index) -> int:
+    """The chosen face's number, or a ``ValueError`` saying which numbers exist."""
+    index = int(index or 0)
+    if not 0 <= index < len(search.faces):
+        raise ValueError(f"There are {len(search.faces)} face(s); choose 0 to {len(search.faces) - 1}.")
+    return index
+
+
 def annotate(search: FaceSearch, selected: int = 0) -> np.ndarray:
     """The photo with numbered face boxes; the face being scored in orange, others in blue."""
     img = search.photo.rgb.copy()

@@ -9,7 +9,7 @@ import gradio as gr
 
 from ferx.explain.report import explain_face
 from webapp.errors import user_errors
-from webapp.explaining import (annotate, explainable, photo_inputs, pick_face, scales_for, search_faces, tile,
+from webapp.explaining import (READING, annotate, explainable, photo_inputs, pick_face, scales_for, search_faces, tile,
                                verdict)
 from webapp.model_bank import ModelBank
 
@@ -17,6 +17,9 @@ HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are
         "detector (largest first); each model scores the square crop shown. **Native** maps are the network's own "
         "attention (part of how it predicts); **Grad-CAM** is an after-the-fact explanation of the predicted "
         "class. Each method uses one colour scale for all models, so their maps can be compared.")
+
+
+NATIVE_LINE = {"lanmsff": READING["massatt_block2_spatial"], "convcut": READING["convcut_attention"]}
 
 
 def build_compare_tab(bank: ModelBank, examples: list[str]):
@@ -41,7 +44,9 @@ def build_compare_tab(bank: ModelBank, examples: list[str]):
                                  elem_classes=["compare-probs"])
                 summary = gr.Markdown()
                 native = gr.Image(label="Native attention", interactive=False, height=220)
+                gr.Markdown(NATIVE_LINE.get(bank.models[name].name, "This architecture has no attention of its own."))
                 gradcam = gr.Image(label="Grad-CAM (predicted class)", interactive=False, height=220)
+                gr.Markdown(READING["gradcam"])
                 columns.append((label, summary, native, gradcam))
 
     @user_errors

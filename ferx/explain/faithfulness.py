@@ -116,7 +116,7 @@ def deletion_insertion(model: nn.Module, x: torch.Tensor, explanation: Explanati
     counts = torch.from_numpy(np.round(np.linspace(0, h * w, n_steps + 1)).astype(np.int64))
     # only the inner steps differ between maps: step 0 and the last step are shared
     inner = counts[1:-1]
-    masks = (ranks[:, None] < inner[None, :, None, None]).unsqueeze(2).to(x.dtype)  # M x S-1 x 1 x H x W
+    masks = (ranks[:, None] < inner[None, :, None, None]).unsqueeze(2).to(x.device, x.dtype)  # M x S-1 x 1 x H x W
     deleted = x * (1 - masks) + ref * masks
     inserted = ref * (1 - masks) + x * masks
     m, s = masks.shape[:2]

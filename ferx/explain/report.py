@@ -126,7 +126,7 @@ def explain_face(em: ExplainableModel, face, methods, *, target: int | None = No
     big = sum(p.numel() for p in em.model.parameters()) >= SMALL_MODEL
     deletion_steps = deletion_steps or (16 if big else 32)
     n_random = n_random if n_random is not None else (1 if big else 3)
-    x = face.model_input(em.spec)
+    x = face.model_input(em.spec).to(next(em.model.parameters()).device)
     maps, channel_weights, notes = [], {}, []
     if "native" in methods and has_native_attention(em.model):
         native = native_attention(em.model, x)[0]  # the same pass gives the prediction
@@ -135,7 +135,7 @@ def explain_face(em: ExplainableModel, face, methods, *, target: int | None = No
         channel_weights.update(native.channel_weights)
     else:
         start = time.perf_counter()
-        logits = fast_logits(em.model, x)[0].numpy()
+        logits = fast_logits(em.model, x)[0].cpu().numpy()
         predict_s = time.perf_counter() - start
         if "native" in methods:
             notes.append(f"{em.name} has no native attention; native maps skipped")

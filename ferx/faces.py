@@ -25,6 +25,7 @@ and ``model_pixels(spec)`` / ``model_input(spec)``: exactly what a model scores.
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -120,8 +121,10 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int) -> Phot
                          f"{max_pixels / 1e6:.0f} MP limit; refusing to decode it (possible decompression bomb)")
     file_format, file_mode = im.format, im.mode
     try:
-        if file_format == "JPEG":
-            im.draft("RGB", (work_side, work_side))  # decode big JPEGs at 1/2, 1/4 or 1/8 scale directly
+        if file_format == "JPEG" and max(width, height) > work_side:
+            # decode big JPEGs at 1/2, 1/4 or 1/8 scale directly (draft keeps both sides >= the request)
+            f = work_side / max(width, height)
+            im.draft("RGB", (math.ceil(width * f), math.ceil(height * f)))
         im.load()
         orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag
         upright = ImageOps.exif_transpose(im)

@@ -45,6 +45,17 @@ def convcut():
     return create_model("convcut", num_classes=8).eval()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small batches of small models: one thread is about as fast as two on an idle machine, and
+    3-20x faster when another process holds the second core (OpenMP threads wait on each other),
+    so these tests' durations do not depend on the neighbours."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def hooks_and_grads(model):
     hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
                 + len(m._backward_pre_hooks) for m in model.modules())

@@ -14,6 +14,17 @@ from conftest import CHECKPOINTS
 MINI = str(CHECKPOINTS / "mini_xception_fer2013")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """As in test_explain.py: durations that do not depend on a neighbour holding the other core."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def photo(data_root, tmp_path_factory):
     """A 1200x900 'photo': a real happy face (FER-2013 test) pasted at 380 px on a smooth background."""

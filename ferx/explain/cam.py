@@ -19,8 +19,8 @@ Two departures from calling the CAM objects directly, both for speed and compara
   layer maps are each scaled to [0, 1] and averaged, as pytorch-grad-cam does.
 * Gradients are taken only down to the first target layer: its output is detached into a leaf
   that requires grad, and parameters are frozen. Grad-CAM needs no more (d score / d activation),
-  and the backward no longer runs through the backbone: for Conv-cut that is the difference
-  between ~0.3 s and ~1.5 s on 2 CPU cores.
+  and the backward no longer runs through the backbone: Conv-cut Grad-CAM at batch 1 takes
+  0.18 s instead of the 0.66 s of a plain ``GradCAM`` call (2 CPU cores, median of 5).
 
 Hooks: each call builds its CAM object in a ``with`` block (pytorch-grad-cam's own cleanup) and
 removes its own detaching hook; nothing stays registered, and no parameter keeps a ``.grad``.

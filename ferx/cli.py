@@ -244,6 +244,12 @@ def _cmd_app(args) -> int:
     return 0
 
 
+def _inference_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT or ./datasets)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ferx", description="Facial-expression-recognition analysis workbench")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -288,11 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", required=True)
     ev.add_argument("--split", default="test")
     ev.add_argument("--limit", type=int, default=None, help="score only the first N images (a fixed slice)")
-    ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--out", default=None, help="write the JSON here (default: print it)")
     ev.add_argument("--update-card", action="store_true", help="record the result on the checkpoint's card")
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--data-root", **data_root)
+    _inference_options(ev)
     ev.set_defaults(func=_cmd_evaluate)
 
     an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")
@@ -306,9 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--top", type=int, default=10, help="failure cases listed per ranking")
     an.add_argument("--out", default=None, help="folder for CSV tables and figures")
     an.add_argument("--format", nargs="+", default=["html"], choices=["html", "png"])
-    an.add_argument("--batch-size", type=int, default=256)
-    an.add_argument("--device", default="auto")
-    an.add_argument("--data-root", **data_root)
+    _inference_options(an)
     an.set_defaults(func=_cmd_analyze)
 
     bu = sub.add_parser("bundle", help="precompute a Dataset-tab bundle (faces, runs, projections) for a Space")

@@ -14,6 +14,14 @@ from ferx.data.preprocess import to_model_input
 from ferx.models import InputSpec
 
 
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether ``model``'s convolutions are stored channels-last. Judged on a weight whose layout
+    tells the formats apart: with one input channel or a 1x1 kernel, both layouts look contiguous."""
+    weight = next((m.weight for m in model.modules()
+                   if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1 and m.weight.shape[-1] > 1), None)
+    return weight is not None and not weight.is_contiguous()
+
+
 @contextmanager
 def channels_last(model: nn.Module):
     """Run ``model`` in channels-last memory format, then restore its previous format.
@@ -22,8 +30,7 @@ def channels_last(model: nn.Module):
     back afterwards because, on CPU, torch 2.13 corrupts the heap computing the weight gradient
     of a strided 1x1 convolution in channels-last (training, Grad-CAM); inference has no backward.
     """
-    weight = next((m.weight for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[-1] > 1), None)
-    was_channels_last = weight is not None and not weight.is_contiguous()
+    was_channels_last = is_channels_last(model)
     with torch.inference_mode(False):  # converted parameters must stay usable by autograd later
         model.to(memory_format=torch.channels_last)
     try:

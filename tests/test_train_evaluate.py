@@ -97,3 +97,21 @@ def test_batched_inference_leaves_the_model_ready_for_gradients():
     x = torch.randn(2, 1, 64, 64, requires_grad=True)
     model(x).sum().backward()
     assert x.grad is not None and model.blocks[0].shortcut[0].weight.grad is not None
+
+
+def test_channels_last_is_detected_and_restored_on_models_with_a_one_channel_stem():
+    """LANMSFF's first conv has one input channel, which looks contiguous in both layouts."""
+    import torch
+
+    from ferx.inference import channels_last, is_channels_last
+    from ferx.models import create_model
+
+    model = create_model("lanmsff").eval()
+    assert not is_channels_last(model)
+    with channels_last(model):
+        assert is_channels_last(model)
+    assert not is_channels_last(model)
+    model.to(memory_format=torch.channels_last)  # as trained on CUDA
+    with channels_last(model):
+        pass
+    assert is_channels_last(model)  # restored to what it was, not forced to contiguous

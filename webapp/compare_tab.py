@@ -7,9 +7,9 @@ import time
 
 import gradio as gr
 
-from ferx.explain.report import explain_face
+from ferx.explain.report import ExplainableModel, explain_face
 from webapp.errors import user_errors
-from webapp.explaining import (READING, annotate, explainable, photo_inputs, pick_face, scales_for, search_faces, tile,
+from webapp.explaining import (READING, annotate, photo_inputs, pick_face, scales_for, search_faces, tile,
                                verdict)
 from webapp.model_bank import ModelBank
 
@@ -64,7 +64,7 @@ def build_compare_tab(bank: ModelBank, examples: list[str]):
         explanations = []
         for name in bank.names:
             with bank.using(name) as loaded:
-                explanations.append(explain_face(explainable(name, loaded), face, ["native", "gradcam"],
+                explanations.append(explain_face(ExplainableModel.from_loaded(loaded), face, ["native", "gradcam"],
                                                  faithfulness=False))
         scales = scales_for(explanations, shared=True, clip=99.0)
         outputs = []

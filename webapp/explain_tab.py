@@ -6,9 +6,9 @@ from __future__ import annotations
 import gradio as gr
 
 from ferx.explain.faithfulness import describe_baseline
-from ferx.explain.report import explain_face
+from ferx.explain.report import ExplainableModel, explain_face
 from webapp.errors import user_errors
-from webapp.explaining import (CAM_CHOICES, CAPTUM_CHOICES, HEAVY, READING, explainable, faithfulness_line,
+from webapp.explaining import (CAM_CHOICES, CAPTUM_CHOICES, HEAVY, READING, faithfulness_line,
                                photo_inputs, pick_face, scales_for, search_faces, tile, verdict)
 from webapp.model_bank import ModelBank
 
@@ -79,8 +79,8 @@ def build_explain_tab(bank: ModelBank):
             if c is not None and t is None:
                 raise gr.Error("A contrastive explanation needs an explicit target class (A over B).")
             with bank.using(name) as loaded:
-                explanations.append(explain_face(explainable(name, loaded), face, methods, target=t, contrast=c,
-                                                 faithfulness=bool(faithfulness), baseline=baseline_kind))
+                explanations.append(explain_face(ExplainableModel.from_loaded(loaded), face, methods, target=t,
+                                                 contrast=c, faithfulness=bool(faithfulness), baseline=baseline_kind))
         scales = scales_for(explanations, bool(shared_scale), float(clip_pct))
         cm = None if colormap_name == "auto" else colormap_name
         tiles, lines = [], []

@@ -6,14 +6,11 @@ Only composition and drawing live here; faces, maps, scales and faithfulness com
 
 from __future__ import annotations
 
-import io
-
 import cv2
 import numpy as np
 
-from ferx.checkpoint import LoadedModel
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, map_scale, overlay
-from ferx.explain.report import ExplainableModel, ModelExplanation
+from ferx.explain.report import ModelExplanation
 from ferx.faces import FaceSearch, find_faces, load_photo
 
 UNCERTAIN_MARGIN = 0.15  # top-1 minus top-2 probability below this: the model hesitates
@@ -48,11 +45,6 @@ READING = {
 CAM_CHOICES = ["gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam"]
 CAPTUM_CHOICES = ["integrated_gradients", "saliency", "input_x_gradient", "occlusion", "guided_backprop"]
 HEAVY = {"scorecam", "integrated_gradients", "occlusion"}
-
-
-def explainable(name: str, loaded: LoadedModel) -> ExplainableModel:
-    return ExplainableModel(loaded.model, loaded.name, tuple(loaded.labels.classes), loaded.input_spec, True,
-                            str(loaded.path))
 
 
 def search_faces(path: str, whole_image: bool) -> FaceSearch:
@@ -139,11 +131,3 @@ def faithfulness_line(f) -> str:
     better = "better" if f.deletion_auc < f.random_deletion_auc else "**no better**"
     return (f"deletion AUC {f.deletion_auc:.3f} vs random {f.random_deletion_auc:.3f} ({better} than random; lower is "
             f"better) · insertion AUC {f.insertion_auc:.3f} vs random {f.random_insertion_auc:.3f}")
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ferx.checkpoint import CheckpointError, LoadedModel, load_checkpoint, read_card
 from ferx.device import resolve_device
-from ferx.models import get_model_info, list_models
+from ferx.models import list_models
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,3 @@ class ModelBank:
     def untrained_architectures(self) -> list[str]:
         trained = {m.name for m in self.models.values()}
         return [a for a in list_models() if a not in trained]
-
-    def describe(self, architecture: str) -> str:
-        return get_model_info(architecture).description

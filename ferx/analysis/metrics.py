@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 
@@ -40,10 +41,8 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: tuple
     }
 
 
-def reliability_table(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> "pd.DataFrame":
+def reliability_table(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> pd.DataFrame:
     """Per confidence bin: mean confidence, accuracy and count (the reliability curve)."""
-    import pandas as pd
-
     conf = probs.max(1)
     correct = probs.argmax(1) == y_true
     edges = np.linspace(0.0, 1.0, n_bins + 1)

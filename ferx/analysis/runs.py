@@ -27,7 +27,7 @@ import torch
 from ferx.cache import cache_dir as default_cache_dir
 from ferx.cache import cache_key
 from ferx.checkpoint import LoadedModel
-from ferx.data.labels import label_mapping
+from ferx.data.labels import get_label_set, label_mapping
 from ferx.data.packed import PackedSplit
 from ferx.inference import predict_logits_and_embeddings
 
@@ -61,7 +61,7 @@ class ModelRun:
     @cached_property
     def model_targets(self) -> np.ndarray:
         """The true label in the model's label space; -1 where the model lacks the class."""
-        mapping = label_mapping(_labelset(self.dataset_classes), _labelset(self.model_classes))
+        mapping = label_mapping(get_label_set(list(self.dataset_classes)), get_label_set(list(self.model_classes)))
         return mapping[self.targets]
 
     @property
@@ -148,12 +148,6 @@ class ModelRun:
             raise ValueError("cache arrays do not match their description")
         meta = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.items() if k not in ("version", "n")}
         return cls(**meta, **arrays, from_cache=True)
-
-
-def _labelset(classes):
-    from ferx.data.labels import get_label_set
-
-    return get_label_set(list(classes))
 
 
 def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = 256, progress: bool = True,

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ferx.inference import channels_last
+from ferx.inference import channels_last, is_channels_last
 
 # Channels-last makes small-channel CNNs (LANMSFF, mini-Xception) 2-5x faster on CPU; for Conv-cut
 # it gains nothing and converting 52 M parameters twice per call costs.
@@ -87,10 +87,7 @@ def gradient_safe(model: nn.Module):
     """
     was_training = model.training
     flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
-    # a weight whose layout tells the formats apart (one input channel looks contiguous in both)
-    conv = next((m.weight for m in model.modules()
-                 if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1 and m.weight.shape[-1] > 1), None)
-    was_channels_last = conv is not None and not conv.is_contiguous()
+    was_channels_last = is_channels_last(model)
     with torch.inference_mode(False):
         if was_channels_last:
             model.to(memory_format=torch.contiguous_format)

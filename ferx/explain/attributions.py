@@ -24,7 +24,6 @@ import time
 import warnings
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 from captum.attr import (GradientShap, GuidedBackprop, InputXGradient, IntegratedGradients, Occlusion,

@@ -48,6 +48,12 @@ class ExplainableModel:
     trained: bool
     source: str  # checkpoint folder, or "random weights"
 
+    @classmethod
+    def from_loaded(cls, loaded) -> "ExplainableModel":
+        """A checkpoint's trained model (a :class:`ferx.checkpoint.LoadedModel`)."""
+        return cls(loaded.model.eval(), loaded.name, tuple(loaded.labels.classes), loaded.input_spec, True,
+                   str(loaded.path))
+
     @property
     def display(self) -> str:
         if self.trained:
@@ -64,9 +70,7 @@ def open_model(model: str, *, untrained: bool = False, seed: int = 0, device: st
 
     path = Path(model)
     if (path / "card.json").is_file():  # a checkpoint is always its trained weights; untrained= is for names
-        loaded = load_checkpoint(path, device)
-        return ExplainableModel(loaded.model.eval(), loaded.name, tuple(loaded.labels.classes), loaded.input_spec,
-                                True, str(path))
+        return ExplainableModel.from_loaded(load_checkpoint(path, device))
     if model not in list_models():
         hint = f"{model} is a folder without card.json" if path.is_dir() else f"unknown model {model!r}"
         raise ValueError(f"{hint}: give a checkpoint folder (e.g. checkpoints/mini_xception_fer2013) or a registry "

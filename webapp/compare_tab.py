@@ -9,7 +9,7 @@ import gradio as gr
 
 from ferx.explain.report import ExplainableModel, explain_face
 from webapp.errors import user_errors
-from webapp.explaining import (READING, annotate, photo_inputs, pick_face, scales_for, search_faces, tile,
+from webapp.explaining import (READING, annotate, crop_strip, photo_inputs, pick_face, scales_for, search_faces, tile,
                                verdict)
 from webapp.model_bank import ModelBank
 
@@ -33,8 +33,8 @@ def build_compare_tab(bank: ModelBank, examples: list[str]):
         with gr.Column(scale=3):
             status = gr.Markdown()
             boxes = gr.Image(label="Detected faces (orange: the one scored)", interactive=False, height=300)
-            crops = gr.Gallery(label="Face crops, as cropped for the models", columns=6, height=160,
-                               allow_preview=False, object_fit="contain")
+            crops = gr.Image(label="Face crops, as cropped for the models (numbered)", interactive=False,
+                             height=160)
     columns = []
     with gr.Row():
         for name in bank.names:
@@ -58,7 +58,7 @@ def build_compare_tab(bank: ModelBank, examples: list[str]):
         if search.no_face:
             gr.Warning("No face found. Tick 'Score the whole image as a face' to score it anyway.")
             return ["No face found in this photo. Tick **Score the whole image as a face** to score it anyway.",
-                    annotate(search), []] + [None] * (4 * len(columns))
+                    annotate(search), None] + [None] * (4 * len(columns))
         index = pick_face(search, index)
         face = search.faces[index]
         explanations = []
@@ -77,7 +77,7 @@ def build_compare_tab(bank: ModelBank, examples: list[str]):
                         native_img, tile(face.crop, ex.maps[cam].crop_values, sc[cam], None, 0.5)]
         note = (f"{len(search.faces)} face(s) found; scoring face {index}"
                 + (" (whole image)" if face.whole_image else "") + f" · {time.perf_counter() - start:.2f} s")
-        return [note, annotate(search, index), [(f.crop, str(i)) for i, f in enumerate(search.faces)]] + outputs
+        return [note, annotate(search, index), crop_strip(search)] + outputs
 
     outputs = [status, boxes, crops] + [c for col in columns for c in col]
     button.click(compare, [photo, whole, face_index], outputs, api_name="predict")

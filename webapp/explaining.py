@@ -85,6 +85,16 @@ def annotate(search: FaceSearch, selected: int = 0) -> np.ndarray:
     return img
 
 
+def crop_strip(search: FaceSearch, side: int = 128) -> np.ndarray:
+    """Every face crop, numbered, side by side at one size: what each model was given."""
+    tiles = []
+    for i, face in enumerate(search.faces):
+        tile_img = cv2.resize(face.crop, (side, side), interpolation=cv2.INTER_AREA).copy()
+        cv2.putText(tile_img, str(i), (4, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 140, 0), 2, cv2.LINE_AA)
+        tiles += [tile_img, np.full((side, 6, 3), 255, np.uint8)]
+    return np.concatenate(tiles[:-1], 1)
+
+
 def verdict(ex: ModelExplanation) -> str:
     order = np.argsort(ex.probs)[::-1]
     top, second = ex.probs[order[0]], ex.probs[order[1]]

@@ -65,7 +65,8 @@ def _cmd_train(args) -> int:
 
     summary = train(args.recipe, args.dataset, args.out, data_root=args.data_root, device=args.device,
                     epochs=args.epochs, batch_size=args.batch_size, limit_train=args.limit_train,
-                    limit_val=args.limit_val, resume=args.resume, checkpoint_dir=args.checkpoint_dir, seed=args.seed)
+                    limit_val=args.limit_val, resume=args.resume, checkpoint_dir=args.checkpoint_dir, seed=args.seed,
+                    time_budget_min=args.time_budget)
     print(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f}); checkpoint: "
           f"{summary['checkpoint']}\nmeasure it with: ferx evaluate {summary['checkpoint']} --dataset {args.dataset} "
           f"--split test --update-card")
@@ -275,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.set_defaults(func=_cmd_convert)
 
     tr = sub.add_parser("train", help="train a recipe; selects on the validation split only")
-    tr.add_argument("--recipe", required=True, help="lanmsff, convcut or mini_xception")
+    tr.add_argument("--recipe", required=True, help="lanmsff, lanmsff_short, convcut or mini_xception")
     tr.add_argument("--dataset", required=True)
     tr.add_argument("--out", required=True, help="run folder (metrics.jsonl, state.pt, checkpoint/)")
     tr.add_argument("--checkpoint-dir", default=None, help="where to export the best checkpoint (default: OUT/checkpoint)")
@@ -285,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--limit-val", type=int, default=None)
     tr.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                    help="stop before an epoch that would not fit, export the best epoch so far, keep state for --resume")
     tr.add_argument("--device", default="auto")
     tr.add_argument("--data-root", **data_root)
     tr.set_defaults(func=_cmd_train)

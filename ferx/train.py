@@ -26,7 +26,7 @@ from ferx.data.datasets import load_split
 from ferx.data.packed import PackedSplit, pack_split
 from ferx.data.preprocess import to_model_input
 from ferx.device import describe_hardware, resolve_device
-from ferx.inference import predict_logits
+from ferx.inference import predict_logits, training_memory_format
 from ferx.models import create_model, get_model_info
 
 
@@ -41,7 +41,7 @@ class Recipe:
     lr: float
     weight_decay: float = 0.0
     schedule: str = "plateau"  # plateau (on val loss) | cosine (per step, after linear warm-up)
-    warmup_epochs: int = 0
+    warmup_epochs: float = 0
     plateau_factor: float = 0.1
     plateau_patience: int = 9
     early_stop_patience: int | None = 14  # epochs without val-loss improvement
@@ -60,6 +60,13 @@ RECIPES = {r.name: r for r in (
            "augmentation is applied online: each image, each epoch, is one of original / horizontal flip / "
            "rotation by an integer angle in [-15, 15] then resize 72 + centre crop 64 / resize 72 + random 64 crop.",
            epochs=100, batch_size=32, optimizer="adam", lr=1e-3),
+    Recipe("lanmsff_short", "lanmsff",
+           "Short schedule for a fixed CPU budget (not the authors' 100-epoch recipe): Adam 2e-3, batch 64, "
+           "half an epoch of linear warm-up then cosine decay to 0 over the run, the authors' 4x augmentation "
+           "applied online, FERPlus vote distributions as targets where the dataset has them (majority-vote "
+           "class indices otherwise), no early stopping.",
+           epochs=10, batch_size=64, optimizer="adam", lr=2e-3, schedule="cosine", warmup_epochs=0.5,
+           early_stop_patience=None, soft_labels=True),
     Recipe("convcut", "convcut",
            "From-scratch ConvNeXt recipe: AdamW 1e-3 (wd 0.05), 5 warm-up epochs then cosine, batch 128, "
            "random resized crop (scale 0.7-1), flip, rotation +-15 deg, random erasing 0.25, label smoothing "
@@ -166,12 +173,17 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
           train_split: str = "train", val_split: str = "val", device: str = "auto", epochs: int | None = None,
           batch_size: int | None = None, limit_train: int | None = None, limit_val: int | None = None,
           resume: bool = False, checkpoint_dir: str | Path | None = None, seed: int = 0,
-          progress: bool = True) -> dict:
+          time_budget_min: float | None = None, progress: bool = True) -> dict:
     """Train ``recipe`` on ``dataset`` and export the best-on-validation epoch as a checkpoint.
 
     Returns a summary with the per-epoch history. ``limit_train`` / ``limit_val`` take a fixed
-    random subset (for smoke tests); the card records them.
+    random subset (for smoke tests); the card records them. With ``time_budget_min`` the run stops
+    before an epoch that would not finish inside the budget (judged on the last epoch's duration),
+    or abandons an epoch that overruns it; either way the best epoch so far is exported and
+    ``state.pt`` (the last finished epoch) lets ``resume=True`` continue in a later call.
     """
+    session_start = time.perf_counter()
+    budget_s = None if time_budget_min is None else time_budget_min * 60
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size)
     out = Path(out_dir)
@@ -191,9 +203,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     labels = train_data.labels
 
     model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config).to(dev)
-    # channels-last only on CUDA: on CPU, torch 2.13 crashes in the weight gradient of strided 1x1
-    # convolutions in that format (see ferx.inference.channels_last)
-    memory_format = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
+    memory_format = training_memory_format(model, dev)
     model = model.to(memory_format=memory_format)
     optimizer = _make_optimizer(model, recipe)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=recipe.plateau_factor,
@@ -216,14 +226,22 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         state = json.loads(saved["progress"])
     autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
+    stopped = None
+    last_epoch_s = 0.0
     while state["epoch"] < recipe.epochs:
         started = time.perf_counter()
+        if budget_s is not None and started - session_start + last_epoch_s > budget_s:
+            stopped = f"time budget: another epoch (~{last_epoch_s / 60:.1f} min) would not fit in {time_budget_min} min"
+            break
         model.train()
         order = torch.randperm(len(images), generator=gen, device=dev)
         losses = []
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {state['epoch'] + 1}/{recipe.epochs}", disable=not progress,
                    leave=False)
         for i in bar:
+            if budget_s is not None and time.perf_counter() - session_start > budget_s:
+                stopped = f"time budget of {time_budget_min} min reached inside epoch {state['epoch'] + 1} (discarded)"
+                break
             idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
             x = augment(to_model_input(images[idx], spec), gen)
             y = targets[idx]
@@ -245,11 +263,14 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
             state["step"] += 1
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if stopped:
+            break
         metrics = validate(model, spec, val_data)
         if recipe.schedule == "plateau":
             plateau.step(metrics["val_loss"])
         state["epoch"] += 1
-        state["wall_time_s"] += time.perf_counter() - started
+        last_epoch_s = time.perf_counter() - started
+        state["wall_time_s"] += last_epoch_s
         row = {"epoch": state["epoch"], "train_loss": float(np.mean(losses)), **metrics,
                "lr": optimizer.param_groups[0]["lr"], "wall_time_s": round(state["wall_time_s"], 1)}
         state["history"].append(row)
@@ -268,8 +289,13 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
             print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
                   f"val acc {row['val_acc']:.4f}  lr {row['lr']:.2e}")
         if recipe.early_stop_patience and state["bad_epochs"] >= recipe.early_stop_patience:
+            stopped = f"early stopping: {state['bad_epochs']} epochs without a lower validation loss"
             break
 
+    if not best_path.is_file():
+        raise RuntimeError(f"no epoch finished inside the time budget of {time_budget_min} min: nothing to export")
+    if stopped and progress:
+        print(f"stopped: {stopped}")
     model.load_state_dict(torch.load(best_path, map_location=dev, weights_only=True))
     model = model.to(memory_format=torch.contiguous_format)
     card = {
@@ -278,7 +304,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                  "train_images": len(train_data), "val_images": len(val_data),
                  "limit_train": limit_train, "limit_val": limit_val,
                  "train_fingerprint": train_data.fingerprint, "val_fingerprint": val_data.fingerprint},
-        "recipe": {**asdict(recipe), "epochs_run": state["epoch"], "seed": seed},
+        "recipe": {**asdict(recipe), "epochs_run": state["epoch"], "seed": seed,
+                   "memory_format": "channels_last" if memory_format == torch.channels_last else "contiguous",
+                   "stopped": stopped or f"completed {recipe.epochs} epochs"},
         "selection": f"epoch {state['best_epoch']} of {state['epoch']}: best validation accuracy "
                      f"{state['best_val_acc']:.4f} ({val_split} split); the test split was not used",
         "hardware": describe_hardware(dev),
@@ -286,5 +314,6 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     }
     ckpt = save_checkpoint(model, checkpoint_dir or out / "checkpoint", labels=labels, input_spec=spec, card=card)
     return {"checkpoint": str(ckpt), "best_epoch": state["best_epoch"], "best_val_acc": state["best_val_acc"],
-            "epochs_run": state["epoch"], "history": state["history"], "wall_time_s": state["wall_time_s"]}
+            "epochs_run": state["epoch"], "history": state["history"], "wall_time_s": state["wall_time_s"],
+            "stopped": stopped}
 

@@ -1,6 +1,7 @@
 """Explanation latency per model on this machine: batch 1, median of repeated runs.
 
     python bench/bench_explain.py [--repeats 20] [--heavy-repeats 3] [--models lanmsff convcut mini_xception]
+                                  [--device cpu|cuda|auto]
 
 Per model: predict; the native attention pass (every native map and the prediction come from
 this one pass); Grad-CAM; Integrated Gradients (32 steps, one internal batch); deletion + insertion
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from ferx.data.preprocess import to_model_input
-from ferx.device import describe_hardware
+from ferx.device import describe_hardware, resolve_device
 from ferx.explain import attribution_maps, cam_maps, deletion_insertion, has_native_attention, native_attention
 from ferx.explain._common import fast_logits
 from ferx.models import create_model, get_model_info
@@ -37,10 +38,17 @@ def median_ms(fn, repeats: int, warmup: int = 2) -> float:
         fn()
     times = []
     for _ in range(repeats):
+        _sync()
         start = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def a_face() -> np.ndarray:
@@ -68,16 +76,19 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=20, help="runs per figure (the cheap ones)")
     p.add_argument("--heavy-repeats", type=int, default=3, help="runs for IG and deletion/insertion on Conv-cut")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"hardware: {describe_hardware(torch.device('cpu'))}; load average {os.getloadavg()[0]:.2f}")
+    device = resolve_device(args.device)
+    print(f"hardware: {describe_hardware(device)}; load average {os.getloadavg()[0]:.2f}")
     print("batch 1, median of repeated runs, milliseconds")
     face = a_face()
     for name in args.models:
         model, weights = open_bench_model(name)
+        model = model.to(device)
         spec = get_model_info(name).input_spec
-        x = to_model_input(face, spec)
+        x = to_model_input(torch.as_tensor(face).to(device), spec)
         big = name == "convcut"
         reps = max(3, args.repeats // 4) if big else args.repeats
         heavy = args.heavy_repeats if big else args.repeats

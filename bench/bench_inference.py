@@ -1,10 +1,11 @@
 """Inference throughput of every registered model on this machine, next to its multiply-adds.
 
-    python bench/bench_inference.py [--device cpu] [--repeats 5]
+    python bench/bench_inference.py [--device cpu|cuda|auto] [--repeats 5] [--batches 1 64]
 
 Prints, per model: parameters, multiply-adds per image (counted by torch's FlopCounterMode,
-multiply-adds = FLOPs / 2), and images/s at batch 1 and batch 64 (median of the repeats, after
-one warm-up), through the same channels-last inference path as ``ferx evaluate``.
+multiply-adds = FLOPs / 2), and images/s at each batch size (median of the repeats, after
+one warm-up), through the same channels-last inference path as ``ferx evaluate`` (bf16 autocast
+on CUDA, as there).
 Weights are random: throughput does not depend on their values.
 """
 
@@ -33,7 +34,8 @@ def multiply_adds(model, spec) -> float:
 def images_per_second(model, spec, batch: int, repeats: int, device) -> float:
     x = torch.randn(batch, spec.channels, spec.size, spec.size, device=device).contiguous(memory_format=torch.channels_last)
     times = []
-    with channels_last(model), torch.inference_mode():
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with channels_last(model), torch.inference_mode(), autocast:
         model(x)  # warm-up
         for _ in range(repeats):
             if device.type == "cuda":
@@ -51,20 +53,23 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--models", nargs="+", default=list_models())
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 64])
     args = p.parse_args()
     device = resolve_device(args.device)
     print(f"hardware: {describe_hardware(device)}")
-    print(f"{'model':14s} {'input':>9s} {'params':>12s} {'GMACs/img':>10s} {'img/s b=1':>10s} {'img/s b=64':>11s}")
+    print(f"{'model':14s} {'input':>9s} {'params':>12s} {'GMACs/img':>10s} "
+          + " ".join(f"{f'img/s b={b}':>12s}" for b in args.batches))
     for name in args.models:
         spec = get_model_info(name).input_spec
         model = create_model(name).eval()
         macs = multiply_adds(model, spec)
         model = model.to(device)
-        b1 = images_per_second(model, spec, 1, max(args.repeats, 20), device)
-        b64 = images_per_second(model, spec, 64, args.repeats if name != "convcut" else min(args.repeats, 2), device)
+        slow = name == "convcut" and device.type == "cpu"
+        rates = [images_per_second(model, spec, b, max(args.repeats, 20) if b == 1 else
+                                   (min(args.repeats, 2) if slow else args.repeats), device) for b in args.batches]
         params = sum(p.numel() for p in model.parameters())
-        print(f"{name:14s} {spec.size:>4d}x{spec.size}x{spec.channels} {params:>12,d} {macs / 1e9:>10.3f} {b1:>10.1f} {b64:>11.1f}",
-              flush=True)
+        print(f"{name:14s} {spec.size:>4d}x{spec.size}x{spec.channels} {params:>12,d} {macs / 1e9:>10.3f} "
+              + " ".join(f"{r:>12.1f}" for r in rates), flush=True)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,26 @@ def _cmd_data_info(args) -> int:
     return 0
 
 
+def _cmd_data_carry(args) -> int:
+    import numpy as np
+
+    from ferx.data.carry import write_carry
+    from ferx.data.datasets import load_split
+    from ferx.data.packed import pack_split
+
+    rng = np.random.default_rng(args.seed)
+    packs = []
+    for split in args.splits:
+        packed = pack_split(load_split(args.dataset, split, args.data_root))
+        if args.limit and args.limit < len(packed):  # a fixed random subset, recorded in the fingerprint
+            packed = packed.take(np.sort(rng.choice(len(packed), args.limit, replace=False)))
+        packs.append(packed)
+    path = write_carry(packs, args.out)
+    sizes = ", ".join(f"{p.split} {len(p)}" for p in packs)
+    print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB ({args.dataset}: {sizes} faces)")
+    return 0
+
+
 def _cmd_convert(args) -> int:
     from ferx.checkpoint import save_checkpoint
     from ferx.data.labels import FER2013_7
@@ -66,7 +86,8 @@ def _cmd_train(args) -> int:
     summary = train(args.recipe, args.dataset, args.out, data_root=args.data_root, device=args.device,
                     epochs=args.epochs, batch_size=args.batch_size, limit_train=args.limit_train,
                     limit_val=args.limit_val, resume=args.resume, checkpoint_dir=args.checkpoint_dir, seed=args.seed,
-                    time_budget_min=args.time_budget)
+                    time_budget_min=args.time_budget, carried=args.carried, export_dtype=args.export_dtype,
+                    input_size=args.input_size)
     print(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f}); checkpoint: "
           f"{summary['checkpoint']}\nmeasure it with: ferx evaluate {summary['checkpoint']} --dataset {args.dataset} "
           f"--split test --update-card")
@@ -269,6 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--data-root", **data_root)
     info.set_defaults(func=_cmd_data_info)
 
+    carry = data.add_parser("carry", help="pack splits into one lossless file for a machine without the datasets "
+                                          "(ferx train --carried)")
+    carry.add_argument("dataset")
+    carry.add_argument("--splits", nargs="+", default=["train", "val"])
+    carry.add_argument("--out", required=True)
+    carry.add_argument("--limit", type=int, default=None, help="a fixed random subset of each split (dry runs)")
+    carry.add_argument("--seed", type=int, default=0)
+    carry.add_argument("--data-root", **data_root)
+    carry.set_defaults(func=_cmd_data_carry)
+
     conv = sub.add_parser("convert", help="convert third-party weights into a ferx checkpoint")
     conv.add_argument("kind", choices=["mini-xception"])
     conv.add_argument("h5", help="Keras .hdf5 file")
@@ -290,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop before an epoch that would not fit, export the best epoch so far, keep state for --resume")
     tr.add_argument("--device", default="auto")
     tr.add_argument("--data-root", **data_root)
+    tr.add_argument("--carried", default=None, metavar="FILE",
+                    help="read the train and val splits from a carry file (ferx data carry) instead of the data root")
+    tr.add_argument("--input-size", type=int, default=None,
+                    help="train at this input size instead of the model's (e.g. 112 for Conv-cut; the card records it)")
+    tr.add_argument("--export-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                    help="dtype of the exported weights (float16 halves a large model; loading upcasts)")
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class metrics, confusion matrix and ECE as JSON")

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ferx.checkpoint import save_checkpoint
+from ferx.data.carry import read_carry
 from ferx.data.datasets import load_split
 from ferx.data.packed import PackedSplit, pack_split
 from ferx.data.preprocess import to_model_input
@@ -143,6 +144,17 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch
     return F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
 
 
+def _packed_splits(dataset: str, splits: tuple[str, ...], data_root, carried, progress: bool) -> list[PackedSplit]:
+    if carried is None:
+        return [pack_split(load_split(dataset, split, data_root), progress=progress) for split in splits]
+    packs = read_carry(carried)
+    missing = [s for s in splits if s not in packs]
+    if missing or any(p.dataset != dataset for p in packs.values()):
+        raise ValueError(f"{Path(carried).name} holds {sorted(packs)} of {next(iter(packs.values())).dataset}; "
+                         f"asked for {list(splits)} of {dataset}")
+    return [packs[s] for s in splits]
+
+
 def validate(model: nn.Module, spec, val: PackedSplit, batch_size: int = 512) -> dict:
     logits = predict_logits(model, spec, val.images, batch_size)
     targets = torch.as_tensor(val.targets)
@@ -173,7 +185,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
           train_split: str = "train", val_split: str = "val", device: str = "auto", epochs: int | None = None,
           batch_size: int | None = None, limit_train: int | None = None, limit_val: int | None = None,
           resume: bool = False, checkpoint_dir: str | Path | None = None, seed: int = 0,
-          time_budget_min: float | None = None, progress: bool = True) -> dict:
+          time_budget_min: float | None = None, carried: str | Path | None = None, export_dtype: str = "float32",
+          input_size: int | None = None, progress: bool = True) -> dict:
     """Train ``recipe`` on ``dataset`` and export the best-on-validation epoch as a checkpoint.
 
     Returns a summary with the per-epoch history. ``limit_train`` / ``limit_val`` take a fixed
@@ -181,11 +194,15 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     before an epoch that would not finish inside the budget (judged on the last epoch's duration),
     or abandons an epoch that overruns it; either way the best epoch so far is exported and
     ``state.pt`` (the last finished epoch) lets ``resume=True`` continue in a later call.
+    ``carried`` reads both splits from a carry file (:mod:`ferx.data.carry`) instead of the data root.
+    The checkpoint is written in ``export_dtype`` (``float16`` halves Conv-cut's 212 MB) in safetensors
+    shards of at most 15 MiB, the largest file a GPU machine can send back.
     """
     session_start = time.perf_counter()
     budget_s = None if time_budget_min is None else time_budget_min * 60
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
-    recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size)
+    recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size,
+                     input_size=input_size or recipe.input_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -193,8 +210,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
 
     info = get_model_info(recipe.model)
     spec = info.input_spec if recipe.input_size is None else replace(info.input_spec, size=recipe.input_size)
-    train_data = pack_split(load_split(dataset, train_split, data_root), progress=progress)
-    val_data = pack_split(load_split(dataset, val_split, data_root), progress=progress)
+    train_data, val_data = _packed_splits(dataset, (train_split, val_split), data_root, carried, progress)
     rng = np.random.default_rng(seed)
     if limit_train and limit_train < len(train_data):
         train_data = train_data.take(np.sort(rng.choice(len(train_data), limit_train, replace=False)))
@@ -301,6 +317,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     card = {
         "title": f"{recipe.model} trained on {dataset} ({recipe.name} recipe)",
         "data": {"dataset": dataset, "train_split": train_split, "val_split": val_split,
+                 "source": f"carry file {Path(carried).name}" if carried else "data root",
                  "train_images": len(train_data), "val_images": len(val_data),
                  "limit_train": limit_train, "limit_val": limit_val,
                  "train_fingerprint": train_data.fingerprint, "val_fingerprint": val_data.fingerprint},
@@ -312,7 +329,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         "hardware": describe_hardware(dev),
         "wall_time_s": round(state["wall_time_s"], 1),
     }
-    ckpt = save_checkpoint(model, checkpoint_dir or out / "checkpoint", labels=labels, input_spec=spec, card=card)
+    ckpt = save_checkpoint(model, checkpoint_dir or out / "checkpoint", labels=labels, input_spec=spec, card=card,
+                           dtype=getattr(torch, export_dtype), shard_mib=15)
     return {"checkpoint": str(ckpt), "best_epoch": state["best_epoch"], "best_val_acc": state["best_val_acc"],
             "epochs_run": state["epoch"], "history": state["history"], "wall_time_s": state["wall_time_s"],
             "stopped": stopped}

@@ -15,6 +15,12 @@ CHECKPOINTS = REPO / "checkpoints"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# FERX_TEST_DEVICE=cuda moves the core's tests to a GPU (bench/gpu_train.sh tests): tensors and models the
+# tests create land there by default, and tests that name a device use DEVICE. The app tests stay on CPU.
+DEVICE = os.environ.get("FERX_TEST_DEVICE", "cpu")
+if DEVICE != "cpu":
+    torch.set_default_device(DEVICE)
+
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:

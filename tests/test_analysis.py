@@ -16,7 +16,7 @@ from ferx.data import FERPLUS_8, load_split
 from ferx.data.archive import ArchiveError, extract_images
 from ferx.models import create_model
 
-from conftest import CHECKPOINTS
+from conftest import CHECKPOINTS, DEVICE
 
 MINI = CHECKPOINTS / "mini_xception_fer2013"
 
@@ -38,7 +38,7 @@ def untrained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ferplus_runs(data_root, cache, untrained):
-    return analyze([MINI, untrained], "ferplus", "test", data_root=data_root, device="cpu",
+    return analyze([MINI, untrained], "ferplus", "test", data_root=data_root, device=DEVICE,
                    progress=False, cache_dir=cache)
 
 
@@ -103,7 +103,7 @@ def test_second_run_is_served_from_the_cache_and_corrupt_entries_are_rebuilt(fer
         raise AssertionError("a cached analysis must not run the model")
 
     monkeypatch.setattr("ferx.analysis.runs.predict_logits_and_embeddings", no_inference)
-    again = analyze([MINI, untrained], "ferplus", "test", data_root=data_root, device="cpu",
+    again = analyze([MINI, untrained], "ferplus", "test", data_root=data_root, device=DEVICE,
                     progress=False, cache_dir=cache)
     assert all(r.from_cache for r in again)
     assert np.array_equal(again[0].logits, ferplus_runs[0].logits)
@@ -111,12 +111,12 @@ def test_second_run_is_served_from_the_cache_and_corrupt_entries_are_rebuilt(fer
     entry = cache / f"{ferplus_runs[0].key[:32]}.json"
     meta = json.loads(entry.read_text())
     entry.write_text(json.dumps({**meta, "version": -1}))  # stale format
-    rebuilt = analyze([MINI], "ferplus", "test", data_root=data_root, device="cpu", progress=False, cache_dir=cache)
+    rebuilt = analyze([MINI], "ferplus", "test", data_root=data_root, device=DEVICE, progress=False, cache_dir=cache)
     assert not rebuilt[0].from_cache and np.allclose(rebuilt[0].logits, ferplus_runs[0].logits)
 
 
 def test_temperature_fitted_on_validation_lowers_test_nll(data_root, cache):
-    (run,) = analyze([MINI], "ferplus", "test", data_root=data_root, device="cpu", calibrate=True, progress=False,
+    (run,) = analyze([MINI], "ferplus", "test", data_root=data_root, device=DEVICE, calibrate=True, progress=False,
                      cache_dir=cache)
     assert run.temperature != 1.0
     keep = run.scored

@@ -10,13 +10,13 @@ from ferx.cli import main
 from ferx.evaluate import evaluate_checkpoint
 from ferx.train import train
 
-from conftest import CHECKPOINTS
+from conftest import CHECKPOINTS, DEVICE
 
 MINI = CHECKPOINTS / "mini_xception_fer2013"
 
 
 def test_mini_xception_port_scores_on_the_whole_fer2013_private_test(data_root):
-    result = evaluate_checkpoint(MINI, "fer2013", "test", data_root, device="cpu", progress=False)
+    result = evaluate_checkpoint(MINI, "fer2013", "test", data_root, device=DEVICE, progress=False)
     assert result["n"] == 3_589 and result["n_excluded"] == 0
     assert result["accuracy"] >= 0.60  # a correct port gives ~0.609
     card_entry = next(m for m in read_card(MINI)["metrics"] if (m["dataset"], m["split"]) == ("fer2013", "test"))
@@ -25,7 +25,7 @@ def test_mini_xception_port_scores_on_the_whole_fer2013_private_test(data_root):
 
 
 def test_seven_class_model_on_ferplus_excludes_contempt(data_root):
-    result = evaluate_checkpoint(MINI, "ferplus", "test", data_root, device="cpu", progress=False)
+    result = evaluate_checkpoint(MINI, "ferplus", "test", data_root, device=DEVICE, progress=False)
     assert result["n_excluded"] == 27 and result["n"] == 3_371 - 27
     assert result["accuracy"] > 0.6
 
@@ -46,7 +46,7 @@ def test_metrics_agree_with_scikit_learn():
 
 def test_short_real_training_lowers_the_loss_and_resumes(data_root, tmp_path):
     """The LANMSFF recipe on 256 real FER-2013 faces: one epoch, then resumed for a second."""
-    kwargs = dict(data_root=data_root, device="cpu", limit_train=256, limit_val=128, progress=False)
+    kwargs = dict(data_root=data_root, device=DEVICE, limit_train=256, limit_val=128, progress=False)
     first = train("lanmsff", "fer2013", tmp_path / "run", epochs=1, **kwargs)
     assert first["epochs_run"] == 1
     resumed = train("lanmsff", "fer2013", tmp_path / "run", epochs=2, resume=True, **kwargs)
@@ -62,7 +62,7 @@ def test_short_real_training_lowers_the_loss_and_resumes(data_root, tmp_path):
 
 def test_convcut_recipe_runs_end_to_end_on_gray_ferplus(data_root, tmp_path):
     """AdamW + cosine warm-up + strong augmentation + mixup + label smoothing, 16 faces, one step each."""
-    result = train("convcut", "ferplus", tmp_path / "cc", data_root=data_root, device="cpu", epochs=1, batch_size=8,
+    result = train("convcut", "ferplus", tmp_path / "cc", data_root=data_root, device=DEVICE, epochs=1, batch_size=8,
                    limit_train=16, limit_val=8, progress=False)
     row = result["history"][0]
     assert np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"])
@@ -73,7 +73,7 @@ def test_convcut_recipe_runs_end_to_end_on_gray_ferplus(data_root, tmp_path):
 def test_cli_evaluate_writes_json_and_reports_errors(data_root, tmp_path, capsys):
     out = tmp_path / "eval.json"
     code = main(["evaluate", str(MINI), "--dataset", "fer2013", "--split", "test", "--limit", "300",
-                 "--data-root", str(data_root), "--device", "cpu", "--out", str(out)])
+                 "--data-root", str(data_root), "--device", DEVICE, "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     assert result["n"] == 300 and set(result["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}

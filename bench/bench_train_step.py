@@ -1,0 +1,74 @@
+"""Training-step throughput of a model at one or more input sizes, to choose a size that fits a budget.
+
+    python bench/bench_train_step.py --model convcut --sizes 224 112 --batch 128 [--device auto] [--steps 10]
+
+One step = forward, loss, backward and an AdamW update on random inputs, in the layout and precision
+``ferx train`` uses on that device (channels-last where safe, bf16 autocast on CUDA). Prints
+images/s (median over the steps after two warm-ups), seconds per epoch of FERPlus train
+(26,940 faces) and, on CUDA, the peak GPU memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import ferx  # noqa: F401  (torchvision compatibility before timm)
+import torch
+import torch.nn.functional as F
+
+from ferx.device import describe_hardware, resolve_device
+from ferx.inference import training_memory_format
+from ferx.models import create_model, get_model_info
+
+FERPLUS_TRAIN = 26_940
+
+
+def step_rate(name: str, size: int, batch: int, steps: int, device: torch.device) -> tuple[float, float]:
+    spec = get_model_info(name).input_spec
+    model = create_model(name, num_classes=8).to(device).train()
+    fmt = training_memory_format(model, device)
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, spec.channels, size, size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 8, (batch,), device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(steps + 2):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return batch / statistics.median(times), peak
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="convcut")
+    p.add_argument("--sizes", nargs="+", type=int, default=[224, 112])
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--device", default="auto")
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    print(f"hardware: {describe_hardware(device)}")
+    print(f"{args.model}, batch {args.batch}, {args.steps} timed steps")
+    for size in args.sizes:
+        rate, peak = step_rate(args.model, size, args.batch, args.steps, device)
+        print(f"  {size}x{size}: {rate:9.1f} img/s  {FERPLUS_TRAIN / rate:8.1f} s per FERPlus epoch  "
+              f"peak GPU memory {peak:.1f} GiB", flush=True)
+
+
+if __name__ == "__main__":
+    main()

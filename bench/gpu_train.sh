@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The GPU plan (issue 10): steps that can be fired on a bare GPU machine that has torch, torchvision
+# and timm but no network and no datasets. Each device call runs one or more steps, in order:
+#
+#     bash bench/gpu_train.sh STEP [STEP ...]
+#
+# Once, here on the CPU machine (needs the datasets and the package registry):
+#   prepare                      .carry/ferplus.zip and .carry/fer2013.zip (train + val, lossless, ~47 and
+#                                ~56 MiB: one dataset per call), .carry/wheels/ (the pure-Python packages the
+#                                GPU image lacks: captum, grad-cam, ttach, umap-learn, pynndescent)
+# There (carry: .carry/wheels plus the one carry file the call's steps name):
+#   check                        GPU, versions, ferx imports
+#   tests                        the core's test suite on CUDA (FERX_TEST_DEVICE=cuda); tests needing ../shared skip
+#   bench                        inference img/s at batch 1 and 256, explanation latency (Grad-CAM, native maps)
+#   probe                        one Conv-cut training step at 224 and 112 px (img/s, seconds per epoch, memory)
+#   train:RECIPE:DATASET:MIN[:SIZE]  ferx train --resume --time-budget MIN from .carry/DATASET.zip; the best
+#                                epoch so far is exported each call; state stays in runs/gpu/ (ignored: a warm
+#                                machine keeps it for a call chained within ~30 s; a bare one starts over)
+#   fetch:RECIPE:DATASET:FROM:TO bring back weight shards FROM..TO (1-based) of a sharded (Conv-cut) checkpoint
+#
+# Everything a step makes goes to $OUT/<recipe>_<dataset>/ (card.json, model weights or shards,
+# metrics.jsonl, curves.png) and every step's output to $OUT/log.txt: at most 8 files come back per call.
+# Suggested calls (30 minutes of device time, 10 at most per call):
+#   1. check tests bench train:lanmsff:ferplus:5                 carry .carry/wheels .carry/ferplus.zip
+#   2. train:lanmsff:ferplus:3 probe train:convcut:ferplus:5:112 carry .carry/wheels .carry/ferplus.zip
+#   3. train:convcut:ferplus:9:112 fetch:convcut:ferplus:1:4     carry .carry/wheels .carry/ferplus.zip
+#   4. fetch:convcut:ferplus:5:8 train:lanmsff:fer2013:7         carry .carry/wheels .carry/fer2013.zip
+# Dry run on CPU: GPU_PLAN_DEVICE=cpu GPU_PLAN_EPOCHS=1 (tests/test_gpu_plan.py does this with a tiny carry file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+CARRY=${GPU_PLAN_CARRY:-$REPO/.carry}
+RUNS=${GPU_PLAN_RUNS:-$REPO/runs/gpu}
+OUT=${OUT:-$REPO/runs/gpu_out}
+DEVICE=${GPU_PLAN_DEVICE:-cuda}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT" "$RUNS"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+
+setup_python() {  # the repository itself, plus carried wheels where there are some
+    if [ "$DEVICE" = cuda ] && [ -d "$CARRY/wheels" ] && [ ! -d /tmp/ferx-site ]; then
+        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/ferx-site "$CARRY"/wheels/*.whl
+    fi
+    export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+    [ -d /tmp/ferx-site ] && export PYTHONPATH="$PYTHONPATH:/tmp/ferx-site"
+    return 0
+}
+
+step_prepare() {
+    mkdir -p "$CARRY/wheels"
+    ferx data carry ferplus --out "$CARRY/ferplus.zip"
+    ferx data carry fer2013 --out "$CARRY/fer2013.zip"
+    $PY -m pip wheel -q --no-deps -w "$CARRY/wheels" captum==0.9.0 grad-cam==1.5.7 ttach==0.0.3 umap-learn==0.5.12 \
+        pynndescent==0.7.0
+    du -sh "$CARRY"/* "$CARRY"/wheels
+    local tree; tree=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
+    for d in ferplus fer2013; do
+        local total=$(( tree + $(du -cb "$CARRY/$d.zip" "$CARRY/wheels" | tail -1 | cut -f1) ))
+        echo "a call carrying .carry/$d.zip + .carry/wheels sends $((total / 1048576)) MiB (limit 64)"
+        [ "$total" -lt $((62 * 1048576)) ] || { echo "too large for one device call" >&2; return 1; }
+    done
+}
+
+step_check() {
+    nvidia-smi || true
+    $PY -c "import ferx, torch, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpu',
+torch.cuda.get_device_name() if torch.cuda.is_available() else None, 'timm', timm.__version__, 'ferx', ferx.__file__)"
+}
+
+step_tests() {
+    FERX_TEST_DEVICE=$DEVICE $PY -m pytest -q -p no:cacheprovider -rs tests/test_models.py tests/test_explain.py \
+        tests/test_analysis.py tests/test_train_evaluate.py tests/test_checkpoint.py
+}
+
+step_bench() {
+    $PY bench/bench_inference.py --device "$DEVICE" --batches 1 256
+    $PY bench/bench_explain.py --device "$DEVICE" --models lanmsff convcut mini_xception
+}
+
+step_probe() {
+    $PY bench/bench_train_step.py --model convcut --sizes 224 112 --batch "${GPU_PLAN_PROBE_BATCH:-128}" \
+        --steps "${GPU_PLAN_PROBE_STEPS:-10}" --device "$DEVICE"
+}
+
+step_train() {  # RECIPE DATASET MINUTES [SIZE]
+    local recipe=$1 dataset=$2 minutes=$3 size=${4:-} run="$RUNS/$1_$2" dest="$OUT/$1_$2"
+    local extra=()
+    [ -n "$size" ] && extra+=(--input-size "$size")
+    [ -n "${GPU_PLAN_EPOCHS:-}" ] && extra+=(--epochs "$GPU_PLAN_EPOCHS")
+    [[ $recipe == convcut* ]] && extra+=(--export-dtype float16)
+    $PY -m ferx.cli train --recipe "$recipe" --dataset "$dataset" --carried "$CARRY/$dataset.zip" --out "$run" \
+        --resume --time-budget "$minutes" --device "$DEVICE" "${extra[@]}"
+    mkdir -p "$dest"
+    cp "$run/metrics.jsonl" "$run/checkpoint/card.json" "$dest/"
+    $PY bench/plot_curves.py "$run/metrics.jsonl" "$dest/curves.png" --title "$recipe on $dataset"
+    if [ -f "$run/checkpoint/model.safetensors" ]; then
+        cp "$run/checkpoint/model.safetensors" "$dest/"
+    else
+        echo "sharded checkpoint: bring it back with fetch:$recipe:$dataset:FROM:TO"; ls -l "$run/checkpoint"
+    fi
+}
+
+step_fetch() {  # RECIPE DATASET FROM TO
+    local run="$RUNS/$1_$2" dest="$OUT/$1_$2"
+    mkdir -p "$dest"
+    cp "$run/checkpoint/card.json" "$dest/"
+    local i=0
+    for shard in "$run"/checkpoint/model-*-of-*.safetensors; do
+        i=$((i + 1))
+        if [ "$i" -ge "$3" ] && [ "$i" -le "$4" ]; then cp "$shard" "$dest/"; fi
+    done
+    (cd "$dest" && sha256sum ./*.safetensors)
+}
+
+[ $# -gt 0 ] || { sed -n '2,30p' "$0"; exit 2; }
+setup_python
+for spec in "$@"; do
+    IFS=: read -r name a b c d <<<"$spec"
+    echo "=== $spec ($(date -u +%H:%M:%S))" | tee -a "$OUT/log.txt"
+    case $name in
+        prepare|check|tests|bench|probe) "step_$name" 2>&1 | tee -a "$OUT/log.txt" ;;
+        train|fetch) "step_$name" "$a" "$b" "$c" "$d" 2>&1 | tee -a "$OUT/log.txt" ;;
+        *) echo "unknown step $spec" >&2; exit 2 ;;
+    esac
+done

@@ -15,12 +15,16 @@ from ferx.device import resolve_device
 from ferx.inference import predict_probs
 
 
+CHECK_SLICE = 500
+
+
 def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256, progress: bool = False) -> dict:
     """Metrics of a loaded checkpoint on packed images, in the model's label space.
 
     When the dataset's labels differ from the model's (a 7-class FER-2013 model on 8-class
     FERPlus), targets are mapped by name and samples whose class the model lacks are excluded
-    and counted in ``n_excluded``.
+    and counted in ``n_excluded``. ``check_slice`` is the accuracy on the split's first
+    ``CHECK_SLICE`` images: the card keeps it so a test can re-measure a checkpoint in seconds.
     """
     to_model = label_mapping(packed.labels, loaded.labels)
     targets = to_model[packed.targets]
@@ -28,6 +32,10 @@ def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256
     probs = predict_probs(loaded.model, loaded.input_spec, packed.images[keep], batch_size, progress)
     metrics = classification_metrics(targets[keep], probs, loaded.labels.classes)
     metrics["n_excluded"] = int((~keep).sum())
+    in_slice = keep.nonzero()[0] < CHECK_SLICE
+    correct = probs.argmax(1)[in_slice] == targets[keep][in_slice]
+    metrics["check_slice"] = {"first_images": min(CHECK_SLICE, len(packed)), "n": int(in_slice.sum()),
+                              "accuracy": float(correct.mean()) if len(correct) else float("nan")}
     return metrics
 
 
@@ -46,7 +54,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, split: str = "test
 
 
 CARD_METRIC_KEYS = ("dataset", "split", "n", "n_excluded", "accuracy", "macro_f1", "ece", "per_class",
-                    "confusion_matrix", "dataset_fingerprint")
+                    "confusion_matrix", "dataset_fingerprint", "check_slice")
 
 
 def record_on_card(checkpoint: str | Path, result: dict) -> None:
@@ -69,4 +77,4 @@ def summary_line(result: dict) -> str:
             f"  recall: {recall}")
 
 
-__all__ = ["evaluate_checkpoint", "record_on_card", "score_packed", "summary_line"]
+__all__ = ["CHECK_SLICE", "evaluate_checkpoint", "record_on_card", "score_packed", "summary_line"]

@@ -115,3 +115,29 @@ def test_channels_last_is_detected_and_restored_on_models_with_a_one_channel_ste
     with channels_last(model):
         pass
     assert is_channels_last(model)  # restored to what it was, not forced to contiguous
+
+
+def test_cpu_training_is_channels_last_only_where_its_backward_is_safe():
+    """torch 2.13 on CPU corrupts the heap in the weight gradient of strided 1x1 convs in channels-last;
+    LANMSFF has none, so it trains channels-last (faster) with the same gradients."""
+    import torch
+    import torch.nn.functional as F
+
+    from ferx.inference import training_memory_format
+    from ferx.models import create_model
+
+    cpu = torch.device("cpu")
+    assert training_memory_format(create_model("mini_xception"), cpu) == torch.contiguous_format
+    assert training_memory_format(create_model("lanmsff"), cpu) == torch.channels_last
+    torch.manual_seed(0)
+    x, y = torch.rand(8, 1, 64, 64), torch.arange(8) % 7
+    grads = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(1)
+        model = create_model("lanmsff").eval().to(memory_format=fmt)  # eval: dropout masks follow memory order
+        F.cross_entropy(model(x.contiguous(memory_format=fmt)), y).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    largest = max(g.norm().item() for g in grads[0].values())
+    for name, g in grads[0].items():
+        if g.norm().item() > 1e-3 * largest:  # near-zero gradients differ only by summation order
+            assert (g - grads[1][name]).norm().item() <= 0.05 * g.norm().item(), name

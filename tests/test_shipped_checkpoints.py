@@ -1,0 +1,33 @@
+"""Every committed checkpoint: its card is complete, and it still scores what its card says.
+
+Each card metric was measured by ``ferx evaluate --update-card`` on a full test split; the card
+also keeps the accuracy on that split's first 500 images, re-measured here in seconds."""
+
+import pytest
+
+from ferx.checkpoint import read_card
+from ferx.evaluate import CHECK_SLICE, evaluate_checkpoint
+
+from conftest import CHECKPOINTS, DEVICE
+
+SHIPPED = sorted(p for p in CHECKPOINTS.iterdir() if (p / "card.json").is_file())
+MEASURED = [(p, m["dataset"], m["split"]) for p in SHIPPED for m in read_card(p).get("metrics", [])]
+
+
+@pytest.mark.parametrize("ckpt", SHIPPED, ids=lambda p: p.name)
+def test_card_says_where_the_checkpoint_comes_from_and_what_it_scores(ckpt):
+    card = read_card(ckpt)
+    for key in ("data", "recipe", "hardware", "wall_time_s", "metrics"):
+        assert card.get(key) not in (None, "", []), f"{ckpt.name}: card has no {key}"
+    for entry in card["metrics"]:
+        assert entry["split"] == "test" and entry["n"] > 1000  # full test splits only
+        assert {"accuracy", "macro_f1", "per_class", "check_slice"} <= set(entry)
+        assert all("recall" in c for c in entry["per_class"].values())
+
+
+@pytest.mark.parametrize("ckpt,dataset,split", MEASURED, ids=lambda v: getattr(v, "name", v))
+def test_checkpoint_scores_its_card_on_a_fixed_slice(ckpt, dataset, split, data_root):
+    entry = next(m for m in read_card(ckpt)["metrics"] if (m["dataset"], m["split"]) == (dataset, split))
+    result = evaluate_checkpoint(ckpt, dataset, split, data_root, device=DEVICE, limit=CHECK_SLICE, progress=False)
+    assert result["n"] == entry["check_slice"]["n"]
+    assert abs(result["accuracy"] - entry["check_slice"]["accuracy"]) <= 0.005

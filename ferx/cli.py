@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import ferx  # noqa: F401  (torchvision compatibility before anything imports timm)
+from ferx.data.datasets import list_datasets
 
 
 def _cmd_data_prepare(args) -> int:
@@ -259,12 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="unpack and inspect datasets").add_subparsers(dest="data_command", required=True)
     prep = data.add_parser("prepare", help="unpack the ../shared/datasets archives into the data root")
-    prep.add_argument("names", nargs="*", help="fer2013, ferplus, ckplus (default: all)")
+    datasets = ", ".join(list_datasets())
+    prep.add_argument("names", nargs="*", help=f"{datasets} (default: all)")
     prep.add_argument("--source", default=None, help="folder holding the .tar archives (default: ../shared/datasets)")
     prep.add_argument("--data-root", default="datasets")
     prep.set_defaults(func=_cmd_data_prepare)
     info = data.add_parser("info", help="image and class counts of a dataset's splits")
-    info.add_argument("dataset", help="fer2013, ferplus, ckplus, or a path to an image folder")
+    info.add_argument("dataset", help=f"{datasets}, or a path to an image folder or zip")
     info.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     info.add_argument("--data-root", **data_root)
     info.set_defaults(func=_cmd_data_info)
@@ -304,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")
     an.add_argument("checkpoints", nargs="+", help="one or more checkpoint folders")
-    an.add_argument("--dataset", required=True, help="fer2013, ferplus, ckplus, or a path to an image folder or zip")
+    an.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
     an.add_argument("--split", default="test")
     an.add_argument("--calibrate", action="store_true", help="fit a temperature on the val split and apply it")
     an.add_argument("--embeddings", nargs="*", default=["pca"], choices=["pca", "tsne", "umap"],

@@ -21,14 +21,13 @@ from ferx.analysis.bundle import bundled_splits
 from ferx.analysis.embeddings import project
 from ferx.analysis.figures import confusion_figure, reliability_figure
 from ferx.analysis.runs import ModelRun
-from ferx.cache import cache_dir
-from ferx.data.datasets import load_split
+from ferx.data.datasets import available_datasets, list_datasets, load_split
 from ferx.data.packed import PackedSplit, pack_split
+from ferx.paths import cache_root
 from webapp.config import AppConfig
 from webapp.errors import user_errors
 from webapp.model_bank import ModelBank
 
-KNOWN = {"fer2013": "fer2013", "ferplus": "ferplus", "ckplus": "ckplus48"}
 FAILURE_VIEWS = {"Confident mistakes": "confident_mistakes", "Highest loss": "highest_loss",
                  "Lowest margin": "lowest_margin", "Model A vs B disagreement": "disagreement"}
 GALLERY_LIMIT = 60
@@ -54,17 +53,16 @@ class Analysis:
         return next(r for r in self.runs if r.name == name)
 
 
-def available_datasets(data_root: Path) -> list[str]:
-    """Configured datasets present under the data root, then precomputed bundles (``bundle:ferplus/test``)."""
-    return ([name for name, folder in KNOWN.items() if (data_root / folder).is_dir()]
-            + [f"bundle:{name}" for name in bundled_splits(cache_dir("")).keys()])
+def dataset_choices(data_root: Path) -> list[str]:
+    """Registered datasets present under the data root, then precomputed bundles (``bundle:ferplus/test``)."""
+    return available_datasets(data_root) + [f"bundle:{name}" for name in bundled_splits(cache_root())]
 
 
 def read_faces(source: str, split: str, data_root: Path, zip_file: str | None) -> PackedSplit:
     if zip_file:
         return pack_split(load_split(str(zip_file), "all", data_root))
     if source.startswith("bundle:"):
-        return PackedSplit.load(bundled_splits(cache_dir(""))[source.removeprefix("bundle:")])
+        return PackedSplit.load(bundled_splits(cache_root())[source.removeprefix("bundle:")])
     return pack_split(load_split(source, split, data_root))
 
 
@@ -103,7 +101,7 @@ def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str) 
 def build_dataset_tab(bank: ModelBank, cfg: AppConfig, explain_image: gr.Image, explain_whole: gr.Checkbox,
                       tabs: gr.Tabs):
     state = gr.State(None)
-    choices = available_datasets(cfg.data_root)
+    choices = dataset_choices(cfg.data_root)
     gr.Markdown("Run every chosen model over a dataset split (GPU when present; results are cached, so a "
                 "repeated run appears at once), then follow any number back to the faces behind it.")
     with gr.Row():
@@ -167,7 +165,7 @@ def build_dataset_tab(bank: ModelBank, cfg: AppConfig, explain_image: gr.Image, 
         progress(0, desc="reading faces")
         packed = read_faces(name, split_name, cfg.data_root, zip_file)
         val = None
-        if calib and not zip_file and name in KNOWN:
+        if calib and not zip_file and name in list_datasets():
             val = pack_split(load_split(name, "val", cfg.data_root))
         with ExitStack() as stack:  # the models are ours alone while the batches run
             held = {m: stack.enter_context(bank.using(m)) for m in sorted(chosen)}  # one global order: no deadlock

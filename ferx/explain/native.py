@@ -23,7 +23,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ferx.explain._common import as_batch, fast_inference
+from ferx.explain._common import as_batch
+from ferx.memory_format import fast_inference
 from ferx.explain.maps import ExplanationMap, make_map
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ferx.explain._common import SMALL_MODEL, fast_logits
+from ferx.explain._common import fast_logits
+from ferx.memory_format import SMALL_MODEL
 from ferx.explain.attributions import ALIASES, ATTRIBUTION_METHODS, attribution_maps, canonical_attribution
 from ferx.explain.cam import CAM_METHODS, cam_maps
 from ferx.explain.faithfulness import Faithfulness, deletion_insertion, map_agreement

@@ -40,6 +40,7 @@ import numpy as np
 from ferx.data.archive import extract_images, zip_digest
 from ferx.data.labels import CKPLUS_7, FER2013_7, FERPLUS_8, LabelSet, canonical_name, get_label_set
 from ferx.paths import IMAGE_EXTS, cache_dir, default_data_root
+from ferx.registry import Registry
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -109,7 +110,7 @@ class DatasetInfo:
     loader: Callable[[Path, str], FaceSplit]  # (data root or the dataset's own folder, split)
 
 
-_DATASETS: dict[str, DatasetInfo] = {}
+DATASETS: Registry[DatasetInfo] = Registry("dataset", "datasets", missing=ValueError)
 
 
 def register_dataset(name: str, *, folder: str, archive: str, title: str):
@@ -122,28 +123,20 @@ def register_dataset(name: str, *, folder: str, archive: str, title: str):
             _check_split(split)
             return inner(_find(Path(root), folder), split)
 
-        if name in _DATASETS:
-            raise ValueError(f"dataset {name!r} registered twice")
-        _DATASETS[name] = DatasetInfo(name, folder, archive, title, loader)
+        DATASETS.add(name, DatasetInfo(name, folder, archive, title, loader))
         return loader
 
     return wrap
 
 
-def list_datasets() -> list[str]:
-    return list(_DATASETS)
-
-
-def get_dataset_info(name: str) -> DatasetInfo:
-    if name not in _DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(_DATASETS)}")
-    return _DATASETS[name]
+list_datasets = DATASETS.names  # registration order: the order of the CLI help and the app's list
+get_dataset_info = DATASETS.get
 
 
 def available_datasets(data_root: str | Path | None = None) -> list[str]:
     """Registered datasets whose folder is present under the data root."""
     root = Path(data_root) if data_root else default_data_root()
-    return [name for name, info in _DATASETS.items() if (root / info.folder).is_dir()]
+    return [info.name for info in DATASETS.records() if (root / info.folder).is_dir()]
 
 
 FER_PREFIX = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
@@ -295,8 +288,8 @@ def _colour_mode(root: Path, paths: list[str], sample: int = 32) -> str:
 def load_split(dataset: str, split: str, data_root: str | Path | None = None) -> FaceSplit:
     """A registered dataset (:func:`list_datasets`) under the data root, or a path to an image
     folder or to a zip of one (unpacked safely, once, into the cache)."""
-    if dataset in _DATASETS:
-        return _DATASETS[dataset].loader(Path(data_root) if data_root else default_data_root(), split)
+    if dataset in DATASETS:
+        return DATASETS.get(dataset).loader(Path(data_root) if data_root else default_data_root(), split)
     path = Path(dataset)
     if path.is_file() and path.suffix.lower() == ".zip":
         dest = cache_dir("zips") / zip_digest(path)[:24]
@@ -311,5 +304,5 @@ def load_split(dataset: str, split: str, data_root: str | Path | None = None) ->
         return split_data
     if path.is_dir():
         return load_image_folder(dataset, split)
-    raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(_DATASETS)}, or a path to an image folder "
+    raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}, or a path to an image folder "
                      "or zip")

@@ -47,7 +47,7 @@ from ferx.explain.maps import ExplanationMap, make_map, resize_map
 from ferx.explain.methods import ExplanationMethod, get_method, register_method
 from ferx.models import get_model_info
 
-CAM_METHODS: dict[str, type] = {}  # name -> pytorch-grad-cam class
+_CAM_CLASSES: dict[str, type] = {}  # name -> pytorch-grad-cam class
 GRADIENT_FREE: set[str] = set()  # methods that need no backward pass
 BATCHED: set[str] = set()  # methods that score masked inputs, ``batch_size`` forward passes at a time
 
@@ -56,7 +56,7 @@ def register_cam(name: str, cam_class: type, title: str, reading: str, *, cost: 
                  class_agnostic: bool = False, gradient_free: bool = False, batched: bool = False,
                  offered: bool = True) -> None:
     """One pytorch-grad-cam class as a ferx explanation method (maps are unsigned: ReLU'd CAMs)."""
-    CAM_METHODS[name] = cam_class
+    _CAM_CLASSES[name] = cam_class
     if gradient_free:
         GRADIENT_FREE.add(name)
     if batched:
@@ -136,8 +136,8 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
     ``targets``: class per image (or one for all); default the predicted class. ``contrast``:
     explain target *over* this class. ``batch_size`` is ScoreCAM's forward batch.
     """
-    if method not in CAM_METHODS:
-        raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
+    if method not in _CAM_CLASSES:
+        raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(_CAM_CLASSES)}")
     agnostic = get_method(method).class_agnostic
     x = as_batch(x)
     n, size = x.shape[0], x.shape[-1]
@@ -148,7 +148,7 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
     start = time.perf_counter()
     with gradient_safe(model):
         stop = _gradients_stop_at(layers) if method not in GRADIENT_FREE else nullcontext()
-        with stop, CAM_METHODS[method](model, layers, reshape_transform=to_nchw) as cam:
+        with stop, _CAM_CLASSES[method](model, layers, reshape_transform=to_nchw) as cam:
             if method in BATCHED:
                 cam.batch_size = batch_size
             try:

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from ferx.explain.maps import ExplanationMap
+from ferx.registry import Registry
 
 FAMILIES = {"native": "Native attention", "cam": "CAM family (pytorch-grad-cam)", "captum": "Captum attributions"}
 
@@ -53,22 +54,21 @@ class ExplanationMethod:
         return self.run(model, x, targets=targets, contrast=contrast, options=options)
 
 
-_METHODS: dict[str, ExplanationMethod] = {}
-_ALIASES: dict[str, str] = {}
+METHODS: Registry[ExplanationMethod] = Registry("explanation method", "methods", missing=ValueError)
+_ALIASES: Registry[str] = Registry("explanation method alias", "aliases", missing=ValueError)  # alias -> name
 
 
 def register_method(method: ExplanationMethod) -> ExplanationMethod:
-    for key in (method.name, *method.aliases):
-        if key in _METHODS or key in _ALIASES:
-            raise ValueError(f"explanation method name {key!r} registered twice")
-    _METHODS[method.name] = method
-    _ALIASES.update({alias: method.name for alias in method.aliases})
-    return method
+    for alias in method.aliases:
+        if alias in METHODS:
+            raise ValueError(f"alias {alias!r} of {method.name} is another method's name")
+        _ALIASES.add(alias, method.name)
+    return METHODS.add(method.name, method)
 
 
 def _in_order() -> list[ExplanationMethod]:
     """Family by family (native, CAM, Captum), each in registration order."""
-    return sorted(_METHODS.values(), key=lambda m: list(FAMILIES).index(m.family))
+    return sorted(METHODS.records(), key=lambda m: list(FAMILIES).index(m.family))
 
 
 def list_methods(family: str | None = None, *, offered: bool | None = None, cost: str | None = None) -> list[str]:
@@ -80,10 +80,10 @@ def list_methods(family: str | None = None, *, offered: bool | None = None, cost
 def get_method(name: str) -> ExplanationMethod:
     """The record of a method by name or alias (any case)."""
     key = name.lower()
-    key = _ALIASES.get(key, key)
-    if key not in _METHODS:
+    key = _ALIASES.get(key) if key in _ALIASES else key
+    if key not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {method_help()}")
-    return _METHODS[key]
+    return METHODS.get(key)
 
 
 def method_help() -> str:
@@ -93,8 +93,8 @@ def method_help() -> str:
 
 def reading(map_method: str) -> str:
     """How to read a map: its method's reading, or for a native map the reading its model declares."""
-    if map_method in _METHODS:
-        return _METHODS[map_method].reading
+    if map_method in METHODS:
+        return METHODS.get(map_method).reading
     from ferx.models import get_model_info, list_models
 
     for model in list_models():

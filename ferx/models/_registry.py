@@ -18,6 +18,8 @@ from typing import Callable, TypedDict
 import torch
 import torch.nn as nn
 
+from ferx.registry import Registry
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -65,29 +67,25 @@ class ModelInfo:
     native_maps: tuple[NativeMap, ...] = ()  # empty: no attention of its own (no forward_attention)
 
 
-_REGISTRY: dict[str, ModelInfo] = {}
+MODELS: Registry[ModelInfo] = Registry("model", "models")
 
 
 def register_model(name: str, *, input_spec: InputSpec, default_labels: str, description: str,
                    cam_target_layers: tuple[str, ...], native_maps: tuple[NativeMap, ...] = ()):
     def wrap(builder):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelInfo(name, builder, input_spec, default_labels, description, cam_target_layers,
-                                    native_maps)
+        MODELS.add(name, ModelInfo(name, builder, input_spec, default_labels, description, cam_target_layers,
+                                   native_maps))
         return builder
 
     return wrap
 
 
 def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(MODELS)
 
 
 def get_model_info(name: str) -> ModelInfo:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
-    return _REGISTRY[name]
+    return MODELS.get(name)
 
 
 def create_model(name: str, num_classes: int = 7, **config) -> nn.Module:

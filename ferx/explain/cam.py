@@ -38,8 +38,8 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from pytorch_grad_cam import (EigenCAM, EigenGradCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM,
-                              XGradCAM)
+from pytorch_grad_cam import (EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM,
+                              LayerCAM, ScoreCAM, XGradCAM)
 from pytorch_grad_cam import score_cam as _score_cam
 
 from ferx.explain._common import ContrastTarget, LogitTarget, as_batch, check_classes, gradient_safe, per_image
@@ -194,6 +194,9 @@ register_cam("gradcam++", GradCAMPlusPlus, "Grad-CAM++",
              "Grad-CAM++: like Grad-CAM with higher-order gradient weights; better with several evidence regions.")
 register_cam("hirescam", HiResCAM, "HiResCAM",
              "HiResCAM: gradient × activation per location (no averaging); faithful to the last conv layer.")
+register_cam("gradcam_elementwise", GradCAMElementWise, "Grad-CAM element-wise",
+             "Grad-CAM element-wise: ReLU of gradient × activation per location and channel, summed over channels; "
+             "keeps evidence that channel-averaged weights cancel out.")
 register_cam("xgradcam", XGradCAM, "XGrad-CAM", "XGrad-CAM: Grad-CAM with activation-normalised weights.",
              offered=False)
 register_cam("layercam", LayerCAM, "LayerCAM",

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
-from captum.attr import (GradientShap, GuidedBackprop, InputXGradient, IntegratedGradients, Occlusion,
+from captum.attr import (GradientShap, GuidedBackprop, InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion,
                          Saliency)
 
 from ferx.explain._common import ContrastModel, as_batch, gradient_safe, per_image, resolve_targets
@@ -176,6 +176,15 @@ def _gradient_shap(forward, x, target, ref, s: Settings) -> torch.Tensor:
         return GradientShap(forward).attribute(x, baselines=refs, target=target, n_samples=s.n_samples)
 
 
+def _smoothgrad(forward, x, target, ref, s: Settings) -> torch.Tensor:
+    sigma = 0.15 * float(x.max() - x.min())  # Smilkov et al.: noise of 10-20 % of the input range
+    with torch.random.fork_rng():  # reproducible noise without touching the caller's RNG
+        torch.manual_seed(s.seed)
+        return NoiseTunnel(Saliency(forward)).attribute(x, nt_type="smoothgrad", nt_samples=s.n_samples,
+                                                        nt_samples_batch_size=s.n_samples, stdevs=sigma, target=target,
+                                                        abs=True)
+
+
 register_captum(
     "integrated_gradients", "Integrated Gradients",
     "Integrated Gradients (signed): each pixel's contribution along a path from a baseline image; red adds "
@@ -212,3 +221,10 @@ register_captum(
     _gradient_shap, cost="heavy", uses_baseline=True, aliases=("gradientshap",), offered=False,
     params=lambda s, model: {"n_samples": s.n_samples, "baseline": f"{s.baseline} and the image's blur",
                              "seed": s.seed})
+register_captum(
+    "smoothgrad", "SmoothGrad",
+    "SmoothGrad: Saliency averaged over noisy copies of the image (Captum's NoiseTunnel); the same question as "
+    "Saliency with less pixel noise.",
+    _smoothgrad, signed=False, cost="heavy", aliases=("noisetunnel",),
+    params=lambda s, model: {"n_samples": s.n_samples, "noise": "15 % of the input range", "abs": True,
+                             "channel_reduction": "max", "seed": s.seed})

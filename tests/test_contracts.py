@@ -21,16 +21,9 @@ from ferx.models import NativeMap, create_model, get_model_info, list_models
 from ferx.models._registry import MODELS, InputSpec, register_model
 
 from conftest import REPO, SHARED
+from test_explain_cli import one_thread  # noqa: F401  (autouse: one thread, durations independent of neighbours)
 
 KIND = {"native": "native", "cam": "cam", "captum": "attribution"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

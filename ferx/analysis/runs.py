@@ -14,7 +14,6 @@ have the expected shapes; anything else is rebuilt, never trusted.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -30,7 +29,6 @@ from ferx.data.packed import PackedSplit
 from ferx.inference import predict_logits_and_embeddings
 from ferx.paths import cache_dir as default_cache_dir
 
-log = logging.getLogger(__name__)
 ANALYSIS_VERSION = 1
 
 

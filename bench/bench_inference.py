@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import ferx  # noqa: F401
 from ferx.device import describe_hardware, resolve_device
-from ferx.inference import channels_last
+from ferx.memory_format import channels_last
 from ferx.models import create_model, get_model_info, list_models
 
 

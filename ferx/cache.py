@@ -1,20 +1,60 @@
-"""Where ferx keeps derived files: ``$FERX_CACHE_DIR`` or ``<data root>/.cache``."""
+"""Derived files: one key scheme, one atomic write, one "unreadable or stale -> rebuild" policy.
+
+Every cache in ferx (packed splits, analysis runs, 2-D projections) goes through :func:`cached`:
+an entry is used only when it loads *and* passes the caller's checks (``load`` raises otherwise);
+anything else is logged and rebuilt, never trusted. Entries are written under a temporary name and
+renamed into place, so a crash never leaves a half-written file under the real name; a folder that
+cannot be written only costs the rebuild next time.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, TypeVar
 
-
-def cache_dir(kind: str) -> Path:
-    from ferx.data.datasets import default_data_root
-
-    root = Path(os.environ["FERX_CACHE_DIR"]) if os.environ.get("FERX_CACHE_DIR") else default_data_root() / ".cache"
-    return root / kind
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# what a damaged, truncated, stale or foreign entry raises while loading
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 
 
 def cache_key(*parts) -> str:
     """A stable hash of JSON-serialisable parts (checkpoint hash, dataset fingerprint, parameters ...)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """A temporary path beside ``path`` (same suffix, so numpy adds none) that replaces ``path``
+    once the block has written it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cached(path: Path, load: Callable[[Path], T], build: Callable[[], T], save: Callable[[T, Path], None], *,
+           what: str, use_cache: bool = True) -> T:
+    """``load(path)`` when the entry exists and is valid (``load`` raises one of :data:`UNREADABLE`
+    otherwise), else ``build()``, written with ``save(value, path)`` for next time."""
+    path = Path(path)
+    if use_cache and path.is_file():
+        try:
+            return load(path)
+        except UNREADABLE as err:
+            log.warning("%s cache %s is unusable (%s); rebuilding", what, path, err)
+    value = build()
+    try:
+        save(value, path)
+    except OSError as err:  # a read-only cache still works, only slower next time
+        log.warning("could not write %s cache %s: %s", what, path, err)
+    return value

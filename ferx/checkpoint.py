@@ -38,12 +38,28 @@ class CheckpointError(ValueError):
 
 @dataclass
 class LoadedModel:
+    """A model ready for inference and explanation, with the honesty label every output carries:
+    a checkpoint's trained weights (``path``), or random weights (``path`` None: UNTRAINED)."""
+
     model: nn.Module
-    name: str
+    name: str  # registry name
     labels: LabelSet
     input_spec: InputSpec
     card: dict
-    path: Path
+    path: Path | None  # the checkpoint folder; None for random weights
+
+    @property
+    def trained(self) -> bool:
+        return self.path is not None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.labels.classes)
+
+    @property
+    def display(self) -> str:
+        """How outputs name the model: ``lanmsff (lanmsff_fer2013)``, or ``lanmsff (UNTRAINED: random weights)``."""
+        return f"{self.name} ({self.path.name})" if self.trained else f"{self.name} (UNTRAINED: random weights)"
 
     @property
     def sha256(self) -> str:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import ferx  # noqa: F401  (torchvision compatibility before anything imports timm)
+from ferx.data.datasets import list_datasets
 
 
 def _cmd_data_prepare(args) -> int:
@@ -200,7 +201,7 @@ def _cmd_explain(args) -> int:
     import torch
 
     from ferx.explain.panel import render_panel
-    from ferx.explain.report import canonical_method, cross_model_agreement, explain_face, open_model
+    from ferx.explain.report import canonical_method, explain_photo, open_model
     from ferx.faces import find_faces, load_photo
 
     methods = [canonical_method(m) for m in (args.method or ["native", "gradcam"])]
@@ -210,49 +211,20 @@ def _cmd_explain(args) -> int:
     search = find_faces(load_photo(args.photo), whole_image=args.whole_image, margin=args.margin)
     if search.no_face:
         raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
-    if not 0 <= args.face < len(search.faces):
-        raise ValueError(f"--face {args.face}: {len(search.faces)} face(s) found (0 is the largest)")
-    face = search.faces[args.face]
-    rows = []
-    for em in models:
-        target = contrast = None
-        if args.target is not None:
-            target = _class_index(args.target, em.classes, "--target")
-        if args.contrast is not None:
-            contrast = _class_index(args.contrast, em.classes, "--contrast")
-            if target is None:
-                raise ValueError("--contrast needs --target (explain TARGET over CONTRAST)")
-        rows.append(explain_face(em, face, methods, target=target, contrast=contrast,
-                                 faithfulness=not args.no_faithfulness, baseline=args.baseline,
-                                 deletion_steps=args.deletion_steps, n_random=args.random_maps,
-                                 ig_steps=args.ig_steps))
+    result = explain_photo(models, search, args.face, methods, target=args.target, contrast=args.contrast,
+                           faithfulness=not args.no_faithfulness, baseline=args.baseline,
+                           deletion_steps=args.deletion_steps, n_random=args.random_maps, ig_steps=args.ig_steps)
     out = Path(args.out) if args.out else Path(f"{Path(args.photo).stem}_explain.png")
-    render_panel(out, search, args.face, rows, scale=args.scale, clip_percentile=args.clip_percentile,
+    render_panel(out, search, result.face, result.rows, scale=args.scale, clip_percentile=args.clip_percentile,
                  alpha=args.alpha, cmap=args.cmap)
-    report = {"photo": search.photo.to_dict(), "no_face": search.no_face,
-              "faces": [f.to_dict() for f in search.faces], "face": args.face,
-              "methods": methods, "scale": args.scale, "models": [row.to_dict() for row in rows],
-              "agreement_across_models": cross_model_agreement(rows)}
     json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    for row in rows:
+    json_path.write_text(json.dumps(result.to_dict(args.scale), indent=2) + "\n")
+    for row in result.rows:
         top = row.classes[row.predicted]
         print(f"{row.model}: {top} {row.probs[row.predicted]:.3f}; "
               + "; ".join(f"{m.method} {m.elapsed_s * 1000:.0f} ms" for m in row.maps))
     print(f"wrote {out} and {json_path}")
     return 0
-
-
-def _class_index(value: str, classes, flag: str) -> int:
-    """A class name (any spelling: 'happiness', 'Happy') or an index into this model's classes."""
-    from ferx.data.labels import ALIASES
-
-    if value.isdigit() and int(value) < len(classes):
-        return int(value)
-    name = ALIASES.get(value.strip().lower())
-    if name in classes:
-        return classes.index(name)
-    raise ValueError(f"{flag} {value!r}: not a class of this model ({', '.join(classes)})")
 
 
 def _cmd_app(args) -> int:
@@ -264,6 +236,19 @@ def _cmd_app(args) -> int:
     cfg = AppConfig(**{k: Path(v) if k in ("data_root", "checkpoints") else v for k, v in overrides.items()})
     launch(cfg)
     return 0
+
+
+class _RegistryHelp(argparse.HelpFormatter):
+    """Fills ``{methods}`` with the registered explanation methods when help is shown (listing them
+    imports torch, Captum and pytorch-grad-cam, which plain commands need not wait for)."""
+
+    def _get_help_string(self, action):
+        text = super()._get_help_string(action)
+        if "{methods}" in text:
+            from ferx.explain.methods import method_help
+
+            text = text.replace("{methods}", method_help())
+        return text
 
 
 def _inference_options(parser: argparse.ArgumentParser) -> None:
@@ -280,12 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="unpack and inspect datasets").add_subparsers(dest="data_command", required=True)
     prep = data.add_parser("prepare", help="unpack the ../shared/datasets archives into the data root")
-    prep.add_argument("names", nargs="*", help="fer2013, ferplus, ckplus (default: all)")
+    datasets = ", ".join(list_datasets())
+    prep.add_argument("names", nargs="*", help=f"{datasets} (default: all)")
     prep.add_argument("--source", default=None, help="folder holding the .tar archives (default: ../shared/datasets)")
     prep.add_argument("--data-root", default="datasets")
     prep.set_defaults(func=_cmd_data_prepare)
     info = data.add_parser("info", help="image and class counts of a dataset's splits")
-    info.add_argument("dataset", help="fer2013, ferplus, ckplus, or a path to an image folder")
+    info.add_argument("dataset", help=f"{datasets}, or a path to an image folder or zip")
     info.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     info.add_argument("--data-root", **data_root)
     info.set_defaults(func=_cmd_data_info)
@@ -341,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")
     an.add_argument("checkpoints", nargs="+", help="one or more checkpoint folders")
-    an.add_argument("--dataset", required=True, help="fer2013, ferplus, ckplus, or a path to an image folder or zip")
+    an.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
     an.add_argument("--split", default="test")
     an.add_argument("--calibrate", action="store_true", help="fit a temperature on the val split and apply it")
     an.add_argument("--embeddings", nargs="*", default=["pca"], choices=["pca", "tsne", "umap"],
@@ -366,16 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--checkpoints", default="checkpoints")
     mo.set_defaults(func=_cmd_models)
 
-    ex = sub.add_parser("explain", help="explain a photo: faces, maps and faithfulness as a PNG panel and JSON")
+    ex = sub.add_parser("explain", help="explain a photo: faces, maps and faithfulness as a PNG panel and JSON",
+                        formatter_class=_RegistryHelp)
     ex.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
     ex.add_argument("--model", action="append", required=True,
                     help="checkpoint folder, or a registry name with --untrained; repeat for several models")
     ex.add_argument("--untrained", action="store_true",
                     help="build registry names with random weights (outputs are labelled UNTRAINED)")
     ex.add_argument("--method", action="append", default=None,
-                    help="native, gradcam, gradcam++, hirescam, xgradcam, layercam, scorecam, eigencam, "
-                         "eigengradcam, ig, saliency, input_x_gradient, occlusion, guided_backprop, gradient_shap; "
-                         "repeat for several (default: native and gradcam)")
+                    help="{methods}; repeat for several (default: native and gradcam)")
     ex.add_argument("--target", default=None,
                     help="class to explain, by name (every model) or index (default: each model's prediction)")
     ex.add_argument("--contrast", default=None, help="explain --target over this class")

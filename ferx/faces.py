@@ -207,6 +207,14 @@ class FaceSearch:
     def to_dict(self) -> dict:
         return {"photo": self.photo.to_dict(), "no_face": self.no_face, "faces": [f.to_dict() for f in self.faces]}
 
+    def pick(self, index) -> int:
+        """The face number ``index`` (None is 0) checked against the faces found."""
+        index = int(index or 0)
+        if not 0 <= index < len(self.faces):
+            raise ValueError(f"face {index}: {len(self.faces)} face(s) found; choose 0 to {len(self.faces) - 1} "
+                             "(0 is the largest)")
+        return index
+
 
 _CASCADE = None
 

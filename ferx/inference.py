@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
@@ -11,47 +10,8 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ferx.data.preprocess import to_model_input
+from ferx.memory_format import channels_last
 from ferx.models import InputSpec
-
-
-def is_channels_last(model: nn.Module) -> bool:
-    """Whether ``model``'s convolutions are stored channels-last. Judged on a weight whose layout
-    tells the formats apart: with one input channel or a 1x1 kernel, both layouts look contiguous."""
-    weight = next((m.weight for m in model.modules()
-                   if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1 and m.weight.shape[-1] > 1), None)
-    return weight is not None and not weight.is_contiguous()
-
-
-def has_strided_pointwise_conv(model: nn.Module) -> bool:
-    """Whether ``model`` has a strided 1x1 convolution: on CPU, torch 2.13 corrupts the heap computing
-    that layer's weight gradient in channels-last (mini-Xception's residual shortcuts have them)."""
-    return any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) for m in model.modules())
-
-
-def training_memory_format(model: nn.Module, device: torch.device) -> torch.memory_format:
-    """Channels-last for training wherever its backward is safe: always on CUDA; on CPU only for models
-    without a strided 1x1 convolution (LANMSFF: 47 vs 33 img/s at batch 64 on 2 cores, same gradients)."""
-    if device.type == "cuda" or not has_strided_pointwise_conv(model):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
-@contextmanager
-def channels_last(model: nn.Module):
-    """Run ``model`` in channels-last memory format, then restore its previous format.
-
-    Channels-last makes these small-channel convolutions 2-5x faster on CPU. The model is put
-    back afterwards because, on CPU, torch 2.13 corrupts the heap computing the weight gradient
-    of a strided 1x1 convolution in channels-last (training, Grad-CAM); inference has no backward.
-    """
-    was_channels_last = is_channels_last(model)
-    with torch.inference_mode(False):  # converted parameters must stay usable by autograd later
-        model.to(memory_format=torch.channels_last)
-    try:
-        yield model
-    finally:
-        with torch.inference_mode(False):
-            model.to(memory_format=torch.channels_last if was_channels_last else torch.contiguous_format)
 
 
 def _run_batches(model: nn.Module, spec: InputSpec, images, batch_size: int, progress: bool, desc: str,

@@ -27,7 +27,8 @@ from ferx.data.datasets import load_split
 from ferx.data.packed import PackedSplit, pack_split
 from ferx.data.preprocess import to_model_input
 from ferx.device import describe_hardware, resolve_device
-from ferx.inference import predict_logits, training_memory_format
+from ferx.inference import predict_logits
+from ferx.memory_format import training_memory_format
 from ferx.models import create_model, get_model_info
 
 

@@ -37,12 +37,11 @@ def test_lanmsff_block_shapes_and_attention_maps():
     with torch.inference_mode():
         out = model.forward_attention(x)
         assert torch.allclose(out["logits"], model(x), atol=1e-6)  # same network, same numbers
-    assert out["block2"]["channel"].shape == (2, 72) and out["block2"]["spatial"].shape == (2, 32, 32)
-    assert out["block4"]["channel"].shape == (2, 84) and out["block4"]["spatial"].shape == (2, 8, 8)
-    for block in ("block2", "block4"):
-        for kind in ("channel", "spatial"):
-            m = out[block][kind]
-            assert (m > 0).all() and (m < 1).all()  # sigmoid maps
+    spatial, channel = out["maps"], out["channel_weights"]
+    assert channel["block2"].shape == (2, 72) and spatial["massatt_block2_spatial"].shape == (2, 32, 32)
+    assert channel["block4"].shape == (2, 84) and spatial["massatt_block4_spatial"].shape == (2, 8, 8)
+    for m in [*spatial.values(), *channel.values()]:
+        assert (m > 0).all() and (m < 1).all()  # sigmoid maps
 
 
 def test_massatt_spatial_branch_has_281_parameters_and_needs_multiples_of_4():
@@ -92,8 +91,9 @@ def test_convcut_is_batch_independent_and_exposes_a_spatial_heatmap(convcut):
     assert torch.allclose(alone, together[2:3], atol=1e-4)
     assert not torch.allclose(together[0], together[1], atol=1e-4)  # different images, different logits
     assert torch.allclose(out["logits"], together[:2], atol=1e-4)
-    assert out["heatmap"].shape == (2, 14, 14)
-    assert torch.allclose(out["heatmap"].sum((1, 2)), torch.ones(2), atol=1e-4)
+    heatmap = out["maps"]["convcut_attention"]
+    assert heatmap.shape == (2, 14, 14)
+    assert torch.allclose(heatmap.sum((1, 2)), torch.ones(2), atol=1e-4)
 
 
 def test_convcut_backbone_weights_from_a_local_file(tmp_path):

@@ -13,6 +13,8 @@ def test_no_dataset_pixels_are_tracked():
 
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
     assert not [f for f in tracked if f.startswith("datasets/") and f != "datasets/README.md"]
+    # nor a data root or pixel cache made elsewhere (a run from another working directory creates one there)
+    assert not [f for f in tracked if "/datasets/" in f or "/.cache/" in f or f.endswith(".npz")]
 
 
 def test_space_requirements_match_the_package_dependencies():

@@ -103,7 +103,7 @@ def test_channels_last_is_detected_and_restored_on_models_with_a_one_channel_ste
     """LANMSFF's first conv has one input channel, which looks contiguous in both layouts."""
     import torch
 
-    from ferx.inference import channels_last, is_channels_last
+    from ferx.memory_format import channels_last, is_channels_last
     from ferx.models import create_model
 
     model = create_model("lanmsff").eval()

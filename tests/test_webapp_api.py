@@ -28,15 +28,17 @@ def test_predict_and_explain_endpoints(server, face_png, tmp_path):
 
     client = Client(server, verbose=False)
     status, boxes, crops, probs, summary, native, gradcam = client.predict(
-        handle_file(str(face_png)), True, 0, api_name="/predict")
+        path=handle_file(str(face_png)), whole_image=True, index=0, api_name="/predict")
     assert "scoring face 0 (whole image)" in status
     confidences = {c["label"]: c["confidence"] for c in probs["confidences"]}
     assert set(confidences) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
     assert sum(confidences.values()) == pytest.approx(1, abs=1e-3)
     assert "margin" in summary and gradcam is not None and native is None  # mini-Xception has no native attention
 
-    out = client.predict(handle_file(str(face_png)), True, 0, ["mini_xception_fer2013"], True, ["gradcam"],
-                         ["saliency"], "happy", "none", 0.5, "auto", 99, True, True, "blur", api_name="/explain")
+    out = client.predict(path=handle_file(str(face_png)), whole_image=True, index=0, chosen=["mini_xception_fer2013"],
+                         use_native=True, cam_methods=["gradcam"], captum_methods=["saliency"], target_name="happy",
+                         contrast_name="none", opacity=0.5, colormap_name="auto", clip_pct=99, shared_scale=True,
+                         faithfulness=True, baseline_kind="blur", api_name="/explain")
     status, gallery, readings, numbers = out[:4]
     assert len(gallery) == 2
     maps = numbers["models"][0]["maps"]
@@ -52,11 +54,13 @@ def test_bad_inputs_become_clear_errors_and_the_server_survives(server, face_png
     fake = tmp_path / "not_an_image.png"
     fake.write_text("this is text, not a picture")
     with pytest.raises(Exception, match="(?i)image"):
-        client.predict(handle_file(str(fake)), True, 0, api_name="/predict")
+        client.predict(path=handle_file(str(fake)), whole_image=True, index=0, api_name="/predict")
     with pytest.raises(Exception, match="Upload a photo"):
-        client.predict(None, True, 0, api_name="/predict")
+        client.predict(path=None, whole_image=True, index=0, api_name="/predict")
     with pytest.raises(Exception, match="contempt is not in the list of choices"):
-        client.predict(handle_file(str(face_png)), True, 0, ["mini_xception_fer2013"], False, ["gradcam"], [],
-                       "contempt", "none", 0.5, "auto", 99, True, False, "blur", api_name="/explain")
-    status = client.predict(handle_file(str(face_png)), True, 0, api_name="/predict")[0]
+        client.predict(path=handle_file(str(face_png)), whole_image=True, index=0, chosen=["mini_xception_fer2013"],
+                       use_native=False, cam_methods=["gradcam"], captum_methods=[], target_name="contempt",
+                       contrast_name="none", opacity=0.5, colormap_name="auto", clip_pct=99, shared_scale=True,
+                       faithfulness=False, baseline_kind="blur", api_name="/explain")
+    status = client.predict(path=handle_file(str(face_png)), whole_image=True, index=0, api_name="/predict")[0]
     assert "scoring face 0" in status  # still answering

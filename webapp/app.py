@@ -1,16 +1,18 @@
-"""``ferx app``: the Gradio Blocks app, composed from the ferx core."""
+"""``ferx app``: the Gradio Blocks app, composed from the ferx core.
+
+The tabs are listed once, in :data:`TABS`; each builder takes an :class:`AppContext`. A new tab
+is a module with a ``build_*_tab(ctx)`` function and one line here.
+"""
 
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Callable
 
 import gradio as gr
-from PIL import Image
 
-from ferx.data.datasets import load_fer2013
-from ferx.data.packed import pack_split
+from webapp.app_context import AppContext
 from webapp.compare_tab import build_compare_tab
 from webapp.config import AppConfig
 from webapp.dataset_tab import build_dataset_tab
@@ -23,22 +25,21 @@ log = logging.getLogger(__name__)
 INTRO = ("# ferx — facial-expression recognition, explained\n"
          "Compare models on a photo, see what each one looked at, and analyse whole datasets. "
          "Uploaded images are processed in memory; the server's copies are deleted within two minutes.")
-EXAMPLE_SAMPLES = (0, 7, 19, 42)  # fixed FER-2013 PrivateTest faces
 
 
-def example_photos(data_root: Path) -> list[str]:
-    """A few FER-2013 test faces as example inputs, written to a temp folder (pixels never enter the repo)."""
-    try:
-        packed = pack_split(load_fer2013(data_root, "test"), progress=False)
-    except (ValueError, OSError):
-        return []
-    folder = Path(tempfile.mkdtemp(prefix="ferx-examples-"))
-    paths = []
-    for i in EXAMPLE_SAMPLES:
-        path = folder / f"fer2013_test_{i}_{packed.classes[packed.targets[i]]}.png"
-        Image.fromarray(packed.images[i]).resize((192, 192), Image.Resampling.BICUBIC).save(path)
-        paths.append(str(path))
-    return paths
+@dataclass(frozen=True)
+class Tab:
+    label: str
+    id: str  # gr.Tabs(selected=id) switches to it
+    build: Callable[[AppContext], None]
+
+
+TABS = (
+    Tab("Compare", "compare", build_compare_tab),
+    Tab("Explain", "explain", build_explain_tab),
+    Tab("Dataset", "dataset", build_dataset_tab),  # after Explain: it opens faces there
+    Tab("Models", "models", build_models_tab),
+)
 
 
 def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
@@ -49,14 +50,10 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
     with gr.Blocks(title="ferx", delete_cache=(60, 60)) as app:
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
-            with gr.Tab("Compare", id="compare"):
-                build_compare_tab(bank, example_photos(cfg.data_root))
-            with gr.Tab("Explain", id="explain"):
-                explain_image, explain_whole = build_explain_tab(bank)
-            with gr.Tab("Dataset", id="dataset"):
-                build_dataset_tab(bank, cfg, explain_image, explain_whole, tabs)
-            with gr.Tab("Models", id="models"):
-                build_models_tab(bank)
+            ctx = AppContext(bank, cfg, tabs)
+            for tab in TABS:
+                with gr.Tab(tab.label, id=tab.id):
+                    tab.build(ctx)
     app.queue(default_concurrency_limit=cfg.concurrency, max_size=64)
     return app
 

@@ -3,31 +3,90 @@ side by side, each method drawn on one colour scale shared by the models."""
 
 from __future__ import annotations
 
+import functools
+import tempfile
 import time
+from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
-from ferx.explain.report import ExplainableModel, explain_face
+from ferx.data.datasets import load_fer2013
+from ferx.data.packed import pack_split
+from ferx.explain.methods import reading
+from ferx.explain.overlay import map_scales
+from ferx.explain.report import explain_photo
+from ferx.models import get_model_info
+from webapp.app_context import AppContext
 from webapp.errors import user_errors
-from webapp.explaining import (READING, annotate, crop_strip, photo_inputs, pick_face, scales_for, search_faces, tile,
-                               verdict)
+from webapp.explaining import annotate, crop_strip, photo_inputs, search_faces, tile, verdict
 from webapp.model_bank import ModelBank
 
 HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are found with OpenCV's Haar "
         "detector (largest first); each model scores the square crop shown. **Native** maps are the network's own "
         "attention (part of how it predicts); **Grad-CAM** is an after-the-fact explanation of the predicted "
         "class. Each method uses one colour scale for all models, so their maps can be compared.")
+POST_HOC = "gradcam"
+EXAMPLE_SAMPLES = (0, 7, 19, 42)  # fixed FER-2013 PrivateTest faces
 
 
-NATIVE_LINE = {"lanmsff": READING["massatt_block2_spatial"], "convcut": READING["convcut_attention"]}
+def example_photos(data_root: Path) -> list[str]:
+    """A few FER-2013 test faces as example inputs, written to a temp folder (pixels never enter the repo)."""
+    try:
+        packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    except (ValueError, OSError):
+        return []
+    folder = Path(tempfile.mkdtemp(prefix="ferx-examples-"))
+    paths = []
+    for i in EXAMPLE_SAMPLES:
+        path = folder / f"fer2013_test_{i}_{packed.classes[packed.targets[i]]}.png"
+        Image.fromarray(packed.images[i]).resize((192, 192), Image.Resampling.BICUBIC).save(path)
+        paths.append(str(path))
+    return paths
 
 
-def build_compare_tab(bank: ModelBank, examples: list[str]):
+def native_line(architecture: str) -> str:
+    """How to read the model's first native map, as its registration declares it."""
+    native = get_model_info(architecture).native_maps
+    return native[0].reading if native else "This architecture has no attention of its own."
+
+
+@user_errors
+def compare(bank: ModelBank, path, whole_image, index):
+    """Score face ``index`` of a photo with every model: status, the photo with its face boxes, the
+    crops, then per model its probabilities, verdict, native attention map and Grad-CAM."""
+    if not path:
+        raise gr.Error("Upload a photo, use the webcam or pick an example first.")
+    start = time.perf_counter()
+    search = search_faces(path, bool(whole_image))
+    if search.no_face:
+        gr.Warning("No face found. Tick 'Score the whole image as a face' to score it anyway.")
+        return ["No face found in this photo. Tick **Score the whole image as a face** to score it anyway.",
+                annotate(search), None] + [None] * (4 * len(bank.names))
+    result = explain_photo(bank.names, search, index, ["native", POST_HOC], using=bank.using, faithfulness=False)
+    crop = search.faces[result.face].crop
+    outputs = []
+    for ex, sc in zip(result.rows, map_scales(result.rows, "shared")):
+        native = next((i for i, m in enumerate(ex.maps) if m.kind == "native"), None)
+        cam = next(i for i, m in enumerate(ex.maps) if m.method == POST_HOC)
+        outputs += [{c: float(p) for c, p in zip(ex.classes, ex.probs)},
+                    verdict(ex) + ("" if native is not None else "<br>*no native attention in this architecture*"),
+                    None if native is None else tile(crop, ex.maps[native].crop_values, sc[native], None, 0.5),
+                    tile(crop, ex.maps[cam].crop_values, sc[cam], None, 0.5)]
+    note = (f"{len(search.faces)} face(s) found; scoring face {result.face}"
+            + (" (whole image)" if search.faces[result.face].whole_image else "")
+            + f" · {time.perf_counter() - start:.2f} s")
+    return [note, annotate(search, result.face), crop_strip(search)] + outputs
+
+
+def build_compare_tab(ctx: AppContext) -> None:
+    bank = ctx.bank
     gr.Markdown(HELP)
     with gr.Row():
         with gr.Column(scale=2):
             photo, whole, face_index = photo_inputs("Photo", "compare-photo", 360)
             button = gr.Button("Compare models", variant="primary")
+            examples = example_photos(ctx.cfg.data_root)
             if examples:
                 gr.Examples(examples, inputs=photo, label="Examples (FER-2013 test faces from the data root)")
         with gr.Column(scale=3):
@@ -44,42 +103,12 @@ def build_compare_tab(bank: ModelBank, examples: list[str]):
                                  elem_classes=["compare-probs"])
                 summary = gr.Markdown()
                 native = gr.Image(label="Native attention", interactive=False, height=220)
-                gr.Markdown(NATIVE_LINE.get(bank.models[name].name, "This architecture has no attention of its own."))
+                gr.Markdown(native_line(bank.models[name].name))
                 gradcam = gr.Image(label="Grad-CAM (predicted class)", interactive=False, height=220)
-                gr.Markdown(READING["gradcam"])
-                columns.append((label, summary, native, gradcam))
-
-    @user_errors
-    def compare(path, whole_image, index):
-        if not path:
-            raise gr.Error("Upload a photo, use the webcam or pick an example first.")
-        start = time.perf_counter()
-        search = search_faces(path, bool(whole_image))
-        if search.no_face:
-            gr.Warning("No face found. Tick 'Score the whole image as a face' to score it anyway.")
-            return ["No face found in this photo. Tick **Score the whole image as a face** to score it anyway.",
-                    annotate(search), None] + [None] * (4 * len(columns))
-        index = pick_face(search, index)
-        face = search.faces[index]
-        explanations = []
-        for name in bank.names:
-            with bank.using(name) as loaded:
-                explanations.append(explain_face(ExplainableModel.from_loaded(loaded), face, ["native", "gradcam"],
-                                                 faithfulness=False))
-        scales = scales_for(explanations, shared=True, clip=99.0)
-        outputs = []
-        for ex, sc in zip(explanations, scales):
-            native = next((i for i, m in enumerate(ex.maps) if m.kind == "native"), None)
-            cam = next(i for i, m in enumerate(ex.maps) if m.method == "gradcam")
-            native_img = None if native is None else tile(face.crop, ex.maps[native].crop_values, sc[native], None, 0.5)
-            outputs += [{c: float(p) for c, p in zip(ex.classes, ex.probs)}, verdict(ex)
-                        + ("" if native is not None else "<br>*no native attention in this architecture*"),
-                        native_img, tile(face.crop, ex.maps[cam].crop_values, sc[cam], None, 0.5)]
-        note = (f"{len(search.faces)} face(s) found; scoring face {index}"
-                + (" (whole image)" if face.whole_image else "") + f" · {time.perf_counter() - start:.2f} s")
-        return [note, annotate(search, index), crop_strip(search)] + outputs
-
-    outputs = [status, boxes, crops] + [c for col in columns for c in col]
-    button.click(compare, [photo, whole, face_index], outputs, api_name="predict")
-    photo.upload(compare, [photo, whole, face_index], outputs, api_visibility="undocumented")
-    return photo
+                gr.Markdown(reading(POST_HOC))
+                columns += [label, summary, native, gradcam]
+    handler = functools.partial(compare, bank)
+    inputs = dict(path=photo, whole_image=whole, index=face_index)
+    outputs = [status, boxes, crops] + columns
+    button.click(handler, inputs_kwargs=inputs, outputs=outputs, api_name="predict")
+    photo.upload(handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")

@@ -6,9 +6,11 @@ plot or a failure ranking fills the gallery; a gallery face opens in the Explain
 
 from __future__ import annotations
 
+import functools
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -21,14 +23,13 @@ from ferx.analysis.bundle import bundled_splits
 from ferx.analysis.embeddings import project
 from ferx.analysis.figures import confusion_figure, reliability_figure
 from ferx.analysis.runs import ModelRun
-from ferx.cache import cache_dir
-from ferx.data.datasets import load_split
+from ferx.data.datasets import available_datasets, list_datasets, load_split
 from ferx.data.packed import PackedSplit, pack_split
-from webapp.config import AppConfig
+from ferx.paths import cache_root
+from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.model_bank import ModelBank
 
-KNOWN = {"fer2013": "fer2013", "ferplus": "ferplus", "ckplus": "ckplus48"}
 FAILURE_VIEWS = {"Confident mistakes": "confident_mistakes", "Highest loss": "highest_loss",
                  "Lowest margin": "lowest_margin", "Model A vs B disagreement": "disagreement"}
 GALLERY_LIMIT = 60
@@ -54,17 +55,16 @@ class Analysis:
         return next(r for r in self.runs if r.name == name)
 
 
-def available_datasets(data_root: Path) -> list[str]:
-    """Configured datasets present under the data root, then precomputed bundles (``bundle:ferplus/test``)."""
-    return ([name for name, folder in KNOWN.items() if (data_root / folder).is_dir()]
-            + [f"bundle:{name}" for name in bundled_splits(cache_dir("")).keys()])
+def dataset_choices(data_root: Path) -> list[str]:
+    """Registered datasets present under the data root, then precomputed bundles (``bundle:ferplus/test``)."""
+    return available_datasets(data_root) + [f"bundle:{name}" for name in bundled_splits(cache_root())]
 
 
 def read_faces(source: str, split: str, data_root: Path, zip_file: str | None) -> PackedSplit:
     if zip_file:
         return pack_split(load_split(str(zip_file), "all", data_root))
     if source.startswith("bundle:"):
-        return PackedSplit.load(bundled_splits(cache_dir(""))[source.removeprefix("bundle:")])
+        return PackedSplit.load(bundled_splits(cache_root())[source.removeprefix("bundle:")])
     return pack_split(load_split(source, split, data_root))
 
 
@@ -100,10 +100,117 @@ def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str) 
                          "confidence": frame["confidence"].round(3).values})
 
 
-def build_dataset_tab(bank: ModelBank, cfg: AppConfig, explain_image: gr.Image, explain_whole: gr.Checkbox,
-                      tabs: gr.Tabs):
-    state = gr.State(None)
-    choices = available_datasets(cfg.data_root)
+@user_errors
+def run_analysis(bank: ModelBank, data_root: Path, name, split_name, zip_file, chosen, calib,
+                 progress=gr.Progress(track_tqdm=True)):
+    """Run the ``chosen`` models over a configured dataset split (``name``, ``split_name``) or an
+    uploaded zip (cached); ``calib`` fits a temperature on the val split."""
+    if not chosen:
+        raise gr.Error("Choose at least one model.")
+    if not (zip_file or name):
+        raise gr.Error("Choose a configured dataset or upload a zip.")
+    progress(0, desc="reading faces")
+    packed = read_faces(name, split_name, data_root, zip_file)
+    val = None
+    if calib and not zip_file and name in list_datasets():
+        val = pack_split(load_split(name, "val", data_root))
+    with ExitStack() as stack:  # the models are ours alone while the batches run
+        held = {m: stack.enter_context(bank.using(m)) for m in sorted(chosen)}  # one global order: no deadlock
+        runs = analyze_packed([held[m] for m in chosen], packed, val)
+    cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
+    first = runs[0].name
+    second = runs[1].name if len(runs) > 1 else first
+    return (Analysis(runs, packed), f"**{packed.dataset}/{packed.split}**: {len(packed)} faces — {cached}",
+            summary_table(runs).round(4).reset_index(), gr.update(choices=chosen, value=first),
+            gr.update(choices=chosen, value=first), gr.update(choices=chosen, value=second),
+            gr.update(choices=chosen, value=first))
+
+
+def show_matrix(analysis, name, norm):
+    if analysis is None or not name:
+        return None, None, None, None
+    run = analysis.run(name)
+    counts = confusion_frame(run)
+    shown = confusion_frame(run, normalize=True).round(3) if norm else counts
+    figure = confusion_figure(counts, title=f"{name} on {run.dataset}/{run.split}")
+    return (matrix_table(shown), per_class_table(run).round(4).reset_index(), figure,
+            reliability_figure({r.name: reliability(r) for r in analysis.runs}))
+
+
+def show_cross(analysis, a, b):
+    if analysis is None or not a or not b:
+        return None, ""
+    frame = cross_model_frame(analysis.run(a), analysis.run(b))
+    frame.index.name, frame.columns.name = "A", "B"
+    rate = agreement(analysis.run(a), analysis.run(b))
+    return matrix_table(frame), f"A = **{a}**, B = **{b}**: they agree on **{rate:.1%}** of the faces."
+
+
+@user_errors
+def show_embedding(analysis, name, how, colour_by, progress=gr.Progress(track_tqdm=True)):
+    if analysis is None or not name:
+        return None, None, None
+    progress(0, desc=f"{how.upper()} (computed once, then cached)")
+    frame = embedding_frame(analysis, name, how, colour_by)
+    return frame, round(float(frame["y"].min()) - 0.01, 2), round(float(frame["y"].max()) + 0.01, 2)
+
+
+def confusion_click(analysis, name, evt: gr.SelectData):
+    row, col = evt.index
+    if col == 0:
+        return gr.skip(), gr.skip(), gr.skip()
+    run = analysis.run(name)
+    true, pred = run.model_classes[row], run.model_classes[col - 1]
+    ids = cell_samples(run, true, pred)
+    return (gallery_items(analysis, run, ids), ids.tolist(),
+            f"**{len(ids)}** faces of true class *{true}* that {name} predicts as *{pred}*"
+            + (f" (first {GALLERY_LIMIT} shown)" if len(ids) > GALLERY_LIMIT else ""))
+
+
+def cross_click(analysis, a, b, evt: gr.SelectData):
+    row, col = evt.index
+    if col == 0:
+        return gr.skip(), gr.skip(), gr.skip()
+    run_a, run_b = analysis.run(a), analysis.run(b)
+    pa, pb = run_a.model_classes[row], run_b.model_classes[col - 1]
+    ids = cross_cell_samples(run_a, run_b, pa, pb)
+    return gallery_items(analysis, run_a, ids), ids.tolist(), f"**{len(ids)}** faces: {a} says *{pa}*, {b} says *{pb}*"
+
+
+def embedding_select(analysis, name, how, colour_by, lo, hi, evt: gr.SelectData):
+    frame = embedding_frame(analysis, name, how, colour_by)
+    x0, x1 = evt.index
+    keep = (frame["x"] >= x0) & (frame["x"] <= x1)
+    if lo is not None:
+        keep &= frame["y"] >= lo
+    if hi is not None:
+        keep &= frame["y"] <= hi
+    ids = frame.loc[keep, "sample"].to_numpy()
+    return (gallery_items(analysis, analysis.run(name), ids), ids.tolist(),
+            f"**{len(ids)}** faces with x in [{x0:.2f}, {x1:.2f}]")
+
+
+def show_failures(analysis, kind, name, a, b):
+    if analysis is None:
+        raise gr.Error("Run an analysis first.")
+    key = FAILURE_VIEWS[kind]
+    if key == "disagreement":
+        if a == b:
+            raise gr.Error("Choose two different models (Model A and Model B) to see their disagreements.")
+        table = disagreements(analysis.run(a), analysis.run(b), GALLERY_LIMIT)
+        return (gallery_items(analysis, analysis.run(a), table.index), table.index.tolist(),
+                f"Faces {a} and {b} label differently, both most confident first")
+    table = failures(analysis.run(name), key, GALLERY_LIMIT)
+    return gallery_items(analysis, analysis.run(name), table.index), table.index.tolist(), f"{kind} of {name}"
+
+
+def open_in_explain(analysis, ids, evt: gr.SelectData):
+    sample = ids[evt.index]  # a dataset face is already a face crop: score it whole
+    return face_thumbnail(analysis.packed.images[sample], 192), True, gr.Tabs(selected="explain")
+
+
+def _source_inputs(names: list[str], data_root: Path) -> SimpleNamespace:
+    choices = dataset_choices(data_root)
     gr.Markdown("Run every chosen model over a dataset split (GPU when present; results are cached, so a "
                 "repeated run appears at once), then follow any number back to the faces behind it.")
     with gr.Row():
@@ -111,179 +218,95 @@ def build_dataset_tab(bank: ModelBank, cfg: AppConfig, explain_image: gr.Image, 
         split = gr.Dropdown(["test", "val", "train"], value="test", label="Split (configured datasets)")
         upload = gr.File(label="…or upload a zip of class folders (happy/, sad/, …)", file_types=[".zip"])
     with gr.Row():
-        models = gr.CheckboxGroup(bank.names, value=bank.names, label="Models (trained checkpoints only)")
+        models = gr.CheckboxGroup(names, value=names, label="Models (trained checkpoints only)")
         calibrate = gr.Checkbox(False, label="Temperature scaling (fitted on the val split)")
         run_button = gr.Button("Run analysis", variant="primary")
     status = gr.Markdown()
     summary = gr.Dataframe(label="Metrics (scored faces; classes a model lacks are left out)", interactive=False)
+    return SimpleNamespace(dataset=dataset, split=split, upload=upload, models=models, calibrate=calibrate,
+                           run_button=run_button, status=status, summary=summary)
+
+
+def _matrix_views(names: list[str]) -> SimpleNamespace:
     with gr.Row():
-        with gr.Column(scale=3):
-            with gr.Row():
-                matrix_model = gr.Dropdown(bank.names, label="Confusion matrix of")
-                normalise = gr.Checkbox(False, label="Row-normalised")
-            gr.Markdown(HELP["confusion"])
-            confusion = gr.Dataframe(label="Confusion matrix (click a cell)", interactive=False,
-                                     elem_id="confusion-matrix")
-            with gr.Row():
-                model_a = gr.Dropdown(bank.names, label="Model A")
-                model_b = gr.Dropdown(bank.names, label="Model B")
-            gr.Markdown(HELP["cross"])
-            agreement_line = gr.Markdown()
-            cross = gr.Dataframe(label="Model A × model B predictions (click a cell)", interactive=False,
-                                 elem_id="cross-matrix")
-            with gr.Row():
-                method = gr.Radio(["pca", "tsne", "umap"], value="pca", label="Embedding projection")
-                colour = gr.Radio(["true", "pred", "correct"], value="true", label="Colour by")
-                emb_model = gr.Dropdown(bank.names, label="Embedding of")
-            gr.Markdown(HELP["embedding"])
-            embedding = gr.ScatterPlot(x="x", y="y", color="group", tooltip=["sample", "true", "pred", "confidence"],
-                                       label="Embedding (drag to select)", height=460)
-            with gr.Row():
-                y_min = gr.Number(label="y from")
-                y_max = gr.Number(label="y to")
-        with gr.Column(scale=2):
-            with gr.Row():
-                failure_kind = gr.Dropdown(list(FAILURE_VIEWS), value="Confident mistakes", label="Failure gallery")
-                failure_button = gr.Button("Show failures")
-            gallery_title = gr.Markdown("Click a matrix cell, select embedding points or show failures: the faces "
-                                        "appear here.")
-            gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=5, height=640,
-                                 elem_id="dataset-gallery", allow_preview=False)
+        matrix_model = gr.Dropdown(names, label="Confusion matrix of")
+        normalise = gr.Checkbox(False, label="Row-normalised")
+    gr.Markdown(HELP["confusion"])
+    confusion = gr.Dataframe(label="Confusion matrix (click a cell)", interactive=False, elem_id="confusion-matrix")
+    with gr.Row():
+        model_a = gr.Dropdown(names, label="Model A")
+        model_b = gr.Dropdown(names, label="Model B")
+    gr.Markdown(HELP["cross"])
+    agreement_line = gr.Markdown()
+    cross = gr.Dataframe(label="Model A × model B predictions (click a cell)", interactive=False,
+                         elem_id="cross-matrix")
+    with gr.Row():
+        method = gr.Radio(["pca", "tsne", "umap"], value="pca", label="Embedding projection")
+        colour = gr.Radio(["true", "pred", "correct"], value="true", label="Colour by")
+        emb_model = gr.Dropdown(names, label="Embedding of")
+    gr.Markdown(HELP["embedding"])
+    embedding = gr.ScatterPlot(x="x", y="y", color="group", tooltip=["sample", "true", "pred", "confidence"],
+                               label="Embedding (drag to select)", height=460)
+    with gr.Row():
+        y_min = gr.Number(label="y from")
+        y_max = gr.Number(label="y to")
+    return SimpleNamespace(matrix_model=matrix_model, normalise=normalise, confusion=confusion, model_a=model_a,
+                           model_b=model_b, agreement_line=agreement_line, cross=cross, method=method, colour=colour,
+                           emb_model=emb_model, embedding=embedding, y_min=y_min, y_max=y_max)
+
+
+def _gallery_views() -> SimpleNamespace:
+    with gr.Row():
+        failure_kind = gr.Dropdown(list(FAILURE_VIEWS), value="Confident mistakes", label="Failure gallery")
+        failure_button = gr.Button("Show failures")
+    title = gr.Markdown("Click a matrix cell, select embedding points or show failures: the faces appear here.")
+    gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=5, height=640,
+                         elem_id="dataset-gallery", allow_preview=False)
+    return SimpleNamespace(failure_kind=failure_kind, failure_button=failure_button, title=title, gallery=gallery)
+
+
+def _detail_views() -> SimpleNamespace:
     with gr.Accordion("Per-class metrics, reliability and the confusion figure", open=False):
         per_class = gr.Dataframe(label="Per class", interactive=False)
         gr.Markdown(HELP["reliability"])
         with gr.Row():
             reliability_plot = gr.Plot(label="Reliability")
             confusion_plot = gr.Plot(label="Confusion matrix (figure)")
-    gallery_ids = gr.State([])
+    return SimpleNamespace(per_class=per_class, reliability_plot=reliability_plot, confusion_plot=confusion_plot)
 
-    @user_errors
-    def run_analysis(name, split_name, zip_file, chosen, calib, progress=gr.Progress(track_tqdm=True)):
-        if not chosen:
-            raise gr.Error("Choose at least one model.")
-        source = zip_file if zip_file else name
-        if not source:
-            raise gr.Error("Choose a configured dataset or upload a zip.")
-        progress(0, desc="reading faces")
-        packed = read_faces(name, split_name, cfg.data_root, zip_file)
-        val = None
-        if calib and not zip_file and name in KNOWN:
-            val = pack_split(load_split(name, "val", cfg.data_root))
-        with ExitStack() as stack:  # the models are ours alone while the batches run
-            held = {m: stack.enter_context(bank.using(m)) for m in sorted(chosen)}  # one global order: no deadlock
-            runs = analyze_packed([held[m] for m in chosen], packed, val)
-        analysis = Analysis(runs, packed)
-        cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
-        table = summary_table(runs).round(4).reset_index()
-        first = runs[0].name
-        second = runs[1].name if len(runs) > 1 else first
-        return (analysis, f"**{packed.dataset}/{packed.split}**: {len(packed)} faces — {cached}", table,
-                gr.update(choices=chosen, value=first), gr.update(choices=chosen, value=first),
-                gr.update(choices=chosen, value=second), gr.update(choices=chosen, value=first))
 
-    analysed = run_button.click(run_analysis, [dataset, split, upload, models, calibrate],
-                                [state, status, summary, matrix_model, model_a, model_b, emb_model],
-                                concurrency_limit=1, api_name="analyze")
+def build_dataset_tab(ctx: AppContext) -> None:
+    """Layout, then wiring: every view's handler is a module-level function above."""
+    bank, state, ids = ctx.bank, gr.State(None), gr.State([])
+    src = _source_inputs(bank.names, ctx.cfg.data_root)
+    with gr.Row():
+        with gr.Column(scale=3):
+            mx = _matrix_views(bank.names)
+        with gr.Column(scale=2):
+            gal = _gallery_views()
+    det = _detail_views()
+    to_gallery = [gal.gallery, ids, gal.title]
 
-    def show_matrix(analysis, name, norm):
-        if analysis is None or not name:
-            return None, None, None, None
-        run = analysis.run(name)
-        counts = confusion_frame(run)
-        shown = confusion_frame(run, normalize=True).round(3) if norm else counts
-        figure = confusion_figure(counts, title=f"{name} on {run.dataset}/{run.split}")
-        return (matrix_table(shown), per_class_table(run).round(4).reset_index(), figure,
-                reliability_figure({r.name: reliability(r) for r in analysis.runs}))
-
-    matrix_io = ([state, matrix_model, normalise], [confusion, per_class, confusion_plot, reliability_plot])
-    analysed = analysed.success(show_matrix, *matrix_io)
-    for trigger in (matrix_model.input, normalise.input):
-        trigger(show_matrix, *matrix_io)
-
-    def show_cross(analysis, a, b):
-        if analysis is None or not a or not b:
-            return None, ""
-        frame = cross_model_frame(analysis.run(a), analysis.run(b))
-        frame.index.name, frame.columns.name = "A", "B"
-        rate = agreement(analysis.run(a), analysis.run(b))
-        return matrix_table(frame), f"A = **{a}**, B = **{b}**: they agree on **{rate:.1%}** of the faces."
-
-    analysed = analysed.then(show_cross, [state, model_a, model_b], [cross, agreement_line])
-    for trigger in (model_a.input, model_b.input):
-        trigger(show_cross, [state, model_a, model_b], [cross, agreement_line])
-
-    @user_errors
-    def show_embedding(analysis, name, how, colour_by, progress=gr.Progress(track_tqdm=True)):
-        if analysis is None or not name:
-            return None, None, None
-        progress(0, desc=f"{how.upper()} (computed once, then cached)")
-        frame = embedding_frame(analysis, name, how, colour_by)
-        return frame, round(float(frame["y"].min()) - 0.01, 2), round(float(frame["y"].max()) + 0.01, 2)
-
-    embedding_io = ([state, emb_model, method, colour], [embedding, y_min, y_max])
-    analysed.then(show_embedding, *embedding_io)
-    for trigger in (emb_model.input, method.input, colour.input):
-        trigger(show_embedding, *embedding_io)
-
-    def confusion_click(analysis, name, evt: gr.SelectData):
-        row, col = evt.index
-        run = analysis.run(name)
-        if col == 0:
-            return gr.skip(), gr.skip(), gr.skip()
-        true, pred = run.model_classes[row], run.model_classes[col - 1]
-        ids = cell_samples(run, true, pred)
-        return (gallery_items(analysis, run, ids), ids.tolist(),
-                f"**{len(ids)}** faces of true class *{true}* that {name} predicts as *{pred}*"
-                + (f" (first {GALLERY_LIMIT} shown)" if len(ids) > GALLERY_LIMIT else ""))
-
-    confusion.select(confusion_click, [state, matrix_model], [gallery, gallery_ids, gallery_title])
-
-    def cross_click(analysis, a, b, evt: gr.SelectData):
-        row, col = evt.index
-        if col == 0:
-            return gr.skip(), gr.skip(), gr.skip()
-        run_a, run_b = analysis.run(a), analysis.run(b)
-        pa, pb = run_a.model_classes[row], run_b.model_classes[col - 1]
-        ids = cross_cell_samples(run_a, run_b, pa, pb)
-        return (gallery_items(analysis, run_a, ids), ids.tolist(),
-                f"**{len(ids)}** faces: {a} says *{pa}*, {b} says *{pb}*")
-
-    cross.select(cross_click, [state, model_a, model_b], [gallery, gallery_ids, gallery_title])
-
-    def embedding_select(analysis, name, how, colour_by, lo, hi, evt: gr.SelectData):
-        frame = embedding_frame(analysis, name, how, colour_by)
-        x0, x1 = evt.index
-        keep = (frame["x"] >= x0) & (frame["x"] <= x1)
-        if lo is not None:
-            keep &= frame["y"] >= lo
-        if hi is not None:
-            keep &= frame["y"] <= hi
-        ids = frame.loc[keep, "sample"].to_numpy()
-        return (gallery_items(analysis, analysis.run(name), ids), ids.tolist(),
-                f"**{len(ids)}** faces with x in [{x0:.2f}, {x1:.2f}]")
-
-    embedding.select(embedding_select, [state, emb_model, method, colour, y_min, y_max],
-                     [gallery, gallery_ids, gallery_title])
-
-    def show_failures(analysis, kind, name, a, b):
-        if analysis is None:
-            raise gr.Error("Run an analysis first.")
-        key = FAILURE_VIEWS[kind]
-        if key == "disagreement":
-            if a == b:
-                raise gr.Error("Choose two different models (Model A and Model B) to see their disagreements.")
-            table = disagreements(analysis.run(a), analysis.run(b), GALLERY_LIMIT)
-            return (gallery_items(analysis, analysis.run(a), table.index), table.index.tolist(),
-                    f"Faces {a} and {b} label differently, both most confident first")
-        table = failures(analysis.run(name), key, GALLERY_LIMIT)
-        return (gallery_items(analysis, analysis.run(name), table.index), table.index.tolist(),
-                f"{kind} of {name}")
-
-    failure_button.click(show_failures, [state, failure_kind, matrix_model, model_a, model_b],
-                         [gallery, gallery_ids, gallery_title])
-
-    def open_in_explain(analysis, ids, evt: gr.SelectData):
-        sample = ids[evt.index]  # a dataset face is already a face crop: score it whole
-        return face_thumbnail(analysis.packed.images[sample], 192), True, gr.Tabs(selected="explain")
-
-    gallery.select(open_in_explain, [state, gallery_ids], [explain_image, explain_whole, tabs])
+    analysed = src.run_button.click(
+        functools.partial(run_analysis, bank, ctx.cfg.data_root),
+        inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen=src.models,
+                           calib=src.calibrate),
+        outputs=[state, src.status, src.summary, mx.matrix_model, mx.model_a, mx.model_b, mx.emb_model],
+        concurrency_limit=1, api_name="analyze")
+    matrix_io = ([state, mx.matrix_model, mx.normalise], [mx.confusion, det.per_class, det.confusion_plot,
+                                                          det.reliability_plot])
+    cross_io = ([state, mx.model_a, mx.model_b], [mx.cross, mx.agreement_line])
+    embedding_io = ([state, mx.emb_model, mx.method, mx.colour], [mx.embedding, mx.y_min, mx.y_max])
+    analysed.success(show_matrix, *matrix_io).then(show_cross, *cross_io).then(show_embedding, *embedding_io)
+    for handler, io, triggers in ((show_matrix, matrix_io, (mx.matrix_model, mx.normalise)),
+                                  (show_cross, cross_io, (mx.model_a, mx.model_b)),
+                                  (show_embedding, embedding_io, (mx.emb_model, mx.method, mx.colour))):
+        for trigger in triggers:
+            trigger.input(handler, *io)
+    mx.confusion.select(confusion_click, [state, mx.matrix_model], to_gallery)
+    mx.cross.select(cross_click, [state, mx.model_a, mx.model_b], to_gallery)
+    mx.embedding.select(embedding_select, [state, mx.emb_model, mx.method, mx.colour, mx.y_min, mx.y_max], to_gallery)
+    gal.failure_button.click(show_failures, [state, gal.failure_kind, mx.matrix_model, mx.model_a, mx.model_b],
+                             to_gallery)
+    explain_image, explain_whole = ctx.shared["explain_photo"]
+    gal.gallery.select(open_in_explain, [state, ids], [explain_image, explain_whole, ctx.tabs])

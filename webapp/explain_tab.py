@@ -1,34 +1,119 @@
 """Explain tab: chosen models × chosen methods on one face, with overlay controls, a shared scale,
-faithfulness beside every map, and a slider to compare two maps."""
+faithfulness beside every map, and a slider to compare two maps.
+
+The method choices, their readings and which of them are slow come from the method registry
+(:mod:`ferx.explain.methods`); the loop and its JSON are :func:`ferx.explain.report.explain_photo`'s.
+"""
 
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 
-from ferx.explain.faithfulness import describe_baseline
-from ferx.explain.report import ExplainableModel, explain_face
+from ferx.explain.methods import FAMILIES, get_method, list_methods, reading
+from ferx.explain.overlay import map_scales
+from ferx.explain.report import explain_photo
+from ferx.models import get_model_info, list_models
 from webapp.errors import user_errors
-from webapp.explaining import (CAM_CHOICES, CAPTUM_CHOICES, HEAVY, READING, faithfulness_line,
-                               photo_inputs, pick_face, scales_for, search_faces, tile, verdict)
-from webapp.model_bank import ModelBank
+from webapp.explaining import (baseline_line, faithfulness_line, photo_inputs, search_faces, tile,
+                               verdict)
 
-HELP = ("Pick models and methods. **Native** maps are the networks' own attention; CAM and Captum maps are "
-        "post-hoc explanations of the target class. Beside each map, *deletion AUC* (remove the most important "
-        "pixels first: a faithful map makes the score fall fast, so lower is better) is compared with the same "
-        "test on random maps. Slow methods (Score-CAM, Integrated Gradients, Occlusion) run only when chosen.")
 COLORMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "RdBu_r", "coolwarm"]
 
 
-def build_explain_tab(bank: ModelBank):
+def help_text() -> str:
+    slow = ", ".join(get_method(m).title for m in list_methods(offered=True, cost="heavy"))
+    return ("Pick models and methods. **Native** maps are the networks' own attention; CAM and Captum maps are "
+            "post-hoc explanations of the target class. Beside each map, *deletion AUC* (remove the most important "
+            "pixels first: a faithful map makes the score fall fast, so lower is better) is compared with the same "
+            f"test on random maps. Slow methods ({slow}) run only when chosen.")
+
+
+def native_label() -> str:
+    with_attention = [m for m in list_models() if get_model_info(m).native_maps]
+    return f"{FAMILIES['native']} ({', '.join(with_attention)})"
+
+
+@user_errors
+def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, captum_methods, target_name,
+            contrast_name, opacity, colormap_name, clip_pct, shared_scale, faithfulness, baseline_kind,
+            progress=gr.Progress(track_tqdm=True)):
+    """Explain face ``index`` of a photo with the ``chosen`` models and methods.
+
+    Returns the status line, the captioned map tiles, the readings (with faithfulness), the numbers
+    (the JSON of ``ferx explain``) and the slider's state. ``target_name`` is a class name or
+    "predicted"; ``contrast_name`` a class name or "none".
+    """
+    if not path:
+        raise gr.Error("Upload a photo (or open a face from the Dataset tab) first.")
+    if not chosen:
+        raise gr.Error("Choose at least one model.")
+    methods = (["native"] if use_native else []) + list(cam_methods) + list(captum_methods)
+    if not methods:
+        raise gr.Error("Choose at least one method.")
+    search = search_faces(path, bool(whole_image))
+    if search.no_face:
+        raise gr.Error("No face found. Tick 'Score the whole image as a face' to explain it anyway.")
+    slow = " (slow methods take several seconds)" if set(methods) & set(list_methods(cost="heavy")) else ""
+
+    def using(name):
+        progress(chosen.index(name) / len(chosen), desc=f"{name}: {', '.join(methods)}{slow}")
+        return bank.using(name)
+
+    scale = "shared" if shared_scale else "per-map"
+    result = explain_photo(chosen, search, index, methods, using=using,
+                           target=None if target_name == "predicted" else target_name,
+                           contrast=None if contrast_name == "none" else contrast_name,
+                           faithfulness=bool(faithfulness), baseline=baseline_kind)
+    scales = map_scales(result.rows, scale, float(clip_pct))
+    crop = search.faces[result.face].crop
+    cmap = None if colormap_name == "auto" else colormap_name
+    tiles, lines = [], []
+    for name, ex, sc in zip(chosen, result.rows, scales):
+        lines.append(f"**{name}** — {verdict(ex)}" + "".join(f" _{n}_" for n in ex.notes))
+        for m, f, s in zip(ex.maps, ex.faithfulness, sc):
+            caption = f"{name} · {m.title}"
+            tiles.append((tile(crop, m.crop_values, s, cmap, float(opacity)), caption))
+            lines.append(f"- *{caption}* ({m.kind}, {m.elapsed_s * 1000:.0f} ms): {reading(m.method)}"
+                         f"<br>{faithfulness_line(f)}")
+    lines.append(baseline_line(result.rows))
+    names = [caption for _, caption in tiles]
+    second = names[1] if len(names) > 1 else names[0]
+    return (f"{len(search.faces)} face(s); explaining face {result.face}", tiles, "\n".join(lines),
+            result.to_dict(scale), tiles, gr.update(choices=names, value=names[0]),
+            gr.update(choices=names, value=second), (tiles[0][0], tiles[1][0] if len(tiles) > 1 else tiles[0][0]))
+
+
+def compare_two(tiles, a, b):
+    lookup = {caption: img for img, caption in tiles}
+    if a not in lookup or b not in lookup:
+        return gr.skip()
+    return lookup[a], lookup[b]
+
+
+def show_faces(path, whole_image):
+    if not path:
+        return gr.skip()
+    try:
+        search = search_faces(path, bool(whole_image))
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
+    return f"{len(search.faces)} face(s) found" if not search.no_face else "No face found: tick 'whole image'."
+
+
+def build_explain_tab(ctx) -> None:
+    """The tab's layout and wiring; offers its photo inputs to later tabs as ``ctx.shared["explain_photo"]``."""
+    bank = ctx.bank
     classes = sorted({c for m in bank.models.values() for c in m.labels.classes})
-    gr.Markdown(HELP)
+    gr.Markdown(help_text())
     with gr.Row():
         with gr.Column(scale=2):
             image, whole, face_index = photo_inputs("Photo or face", "explain-photo", 300)
             models = gr.CheckboxGroup(bank.names, value=bank.names[:2], label="Models")
-            native = gr.Checkbox(True, label="Native attention (LANMSFF MassAtt, Conv-cut self-attention)")
-            cams = gr.CheckboxGroup(CAM_CHOICES, value=["gradcam"], label="CAM family (pytorch-grad-cam)")
-            captum = gr.CheckboxGroup(CAPTUM_CHOICES, value=[], label="Captum attributions")
+            native = gr.Checkbox(True, label=native_label())
+            cams = gr.CheckboxGroup(list_methods("cam", offered=True), value=["gradcam"], label=FAMILIES["cam"])
+            captum = gr.CheckboxGroup(list_methods("captum", offered=True), value=[], label=FAMILIES["captum"])
             with gr.Row():
                 target = gr.Dropdown(["predicted"] + classes, value="predicted", label="Target class")
                 contrast = gr.Dropdown(["none"] + classes, value="none", label="…over (contrastive)")
@@ -52,83 +137,12 @@ def build_explain_tab(bank: ModelBank):
             slider = gr.ImageSlider(label="Compare two maps (drag)", height=360)
             numbers = gr.JSON(label="Numbers", visible=True)
     tiles_state = gr.State([])
-
-    @user_errors
-    def explain(path, whole_image, index, chosen, use_native, cam_methods, captum_methods, target_name, contrast_name,
-                opacity, colormap_name, clip_pct, shared_scale, faithfulness, baseline_kind,
-                progress=gr.Progress(track_tqdm=True)):
-        if not path:
-            raise gr.Error("Upload a photo (or open a face from the Dataset tab) first.")
-        if not chosen:
-            raise gr.Error("Choose at least one model.")
-        methods = (["native"] if use_native else []) + list(cam_methods) + list(captum_methods)
-        if not methods:
-            raise gr.Error("Choose at least one method.")
-        search = search_faces(path, bool(whole_image))
-        if search.no_face:
-            raise gr.Error("No face found. Tick 'Score the whole image as a face' to explain it anyway.")
-        index = pick_face(search, index)
-        face = search.faces[index]
-        explanations = []
-        for i, name in enumerate(chosen):
-            progress(i / len(chosen), desc=f"{name}: {', '.join(methods)}"
-                     + (" (slow methods take several seconds)" if HEAVY & set(methods) else ""))
-            labels = bank.models[name].labels.classes
-            t = None if target_name == "predicted" else _class_index(labels, target_name, name)
-            c = None if contrast_name == "none" else _class_index(labels, contrast_name, name)
-            if c is not None and t is None:
-                raise gr.Error("A contrastive explanation needs an explicit target class (A over B).")
-            with bank.using(name) as loaded:
-                explanations.append(explain_face(ExplainableModel.from_loaded(loaded), face, methods, target=t,
-                                                 contrast=c, faithfulness=bool(faithfulness), baseline=baseline_kind))
-        scales = scales_for(explanations, bool(shared_scale), float(clip_pct))
-        cm = None if colormap_name == "auto" else colormap_name
-        tiles, lines = [], []
-        for name, ex, sc in zip(chosen, explanations, scales):
-            lines.append(f"**{name}** — {verdict(ex)}" + "".join(f" _{n}_" for n in ex.notes))
-            for m, f, s in zip(ex.maps, ex.faithfulness, sc):
-                caption = f"{name} · {m.title}"
-                tiles.append((tile(face.crop, m.crop_values, s, cm, float(opacity)), caption))
-                lines.append(f"- *{caption}* ({m.kind}, {m.elapsed_s * 1000:.0f} ms): {READING.get(m.method, '')}"
-                             f"<br>{faithfulness_line(f)}")
-        if faithfulness:
-            lines.append(f"\nDeletion/insertion baseline — {describe_baseline(baseline_kind, 64)}; score: softmax "
-                         "probability of the target class.")
-        numbers = {"face": face.to_dict(), "models": [ex.to_dict() for ex in explanations]}
-        names = [caption for _, caption in tiles]
-        second = names[1] if len(names) > 1 else names[0]
-        return (f"{len(search.faces)} face(s); explaining face {index}", tiles, "\n".join(lines), numbers, tiles,
-                gr.update(choices=names, value=names[0]), gr.update(choices=names, value=second),
-                (tiles[0][0], tiles[1][0] if len(tiles) > 1 else tiles[0][0]))
-
-    button.click(explain, [image, whole, face_index, models, native, cams, captum, target, contrast, alpha, cmap, clip,
-                           shared, faithful, baseline],
-                 [status, gallery, readings, numbers, tiles_state, pick_a, pick_b, slider], api_name="explain")
-
-    def compare_two(tiles, a, b):
-        lookup = {caption: img for img, caption in tiles}
-        if a not in lookup or b not in lookup:
-            return gr.skip()
-        return lookup[a], lookup[b]
-
+    button.click(functools.partial(explain, bank), inputs_kwargs=dict(
+        path=image, whole_image=whole, index=face_index, chosen=models, use_native=native, cam_methods=cams,
+        captum_methods=captum, target_name=target, contrast_name=contrast, opacity=alpha, colormap_name=cmap,
+        clip_pct=clip, shared_scale=shared, faithfulness=faithful, baseline_kind=baseline),
+        outputs=[status, gallery, readings, numbers, tiles_state, pick_a, pick_b, slider], api_name="explain")
     for picker in (pick_a, pick_b):
         picker.input(compare_two, [tiles_state, pick_a, pick_b], slider, api_visibility="undocumented")
-
-    def show_faces(path, whole_image):
-        if not path:
-            return gr.skip()
-        try:
-            search = search_faces(path, bool(whole_image))
-        except ValueError as err:
-            raise gr.Error(str(err)) from None
-        return f"{len(search.faces)} face(s) found" if not search.no_face else "No face found: tick 'whole image'."
-
     image.upload(show_faces, [image, whole], status, api_visibility="undocumented")
-    return image, whole
-
-
-def _class_index(classes, name: str, model: str) -> int:
-    if name not in classes:
-        raise gr.Error(f"{model} has no class '{name}' (its classes: {', '.join(classes)}).")
-    return classes.index(name)
-
+    ctx.shared["explain_photo"] = (image, whole)

@@ -1,7 +1,7 @@
 """Shared by the Compare and Explain tabs: photo → faces, explanations → captioned tiles.
 
-Only composition and drawing live here; faces, maps, scales and faithfulness come from
-:mod:`ferx.faces` and :mod:`ferx.explain`.
+Only composition and drawing live here; faces, maps, scales, readings and faithfulness come
+from :mod:`ferx.faces` and :mod:`ferx.explain`.
 """
 
 from __future__ import annotations
@@ -9,43 +9,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, map_scale, overlay
+from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, overlay
 from ferx.explain.report import ModelExplanation
 from ferx.faces import FaceSearch, find_faces, load_photo
 
 UNCERTAIN_MARGIN = 0.15  # top-1 minus top-2 probability below this: the model hesitates
-
-# One line under every map: what it is and how to read it (teaching aid).
-READING = {
-    "massatt_block2_spatial": "LANMSFF's own spatial attention (MassAtt, block 2, native): the 0–1 weight the "
-                              "network multiplies each location by. Part of the prediction, not an explanation of it.",
-    "massatt_block4_spatial": "LANMSFF's own spatial attention (MassAtt, block 4, native, 8×8): coarse; bright = "
-                              "kept, dark = suppressed before the last block.",
-    "convcut_attention": "Conv-cut's own self-attention (native): how much attention each of the 14×14 locations "
-                         "receives, averaged over heads and queries.",
-    "gradcam": "Grad-CAM: feature maps of the last conv block weighted by the gradient of the target score; "
-               "warm = regions whose features raise it.",
-    "gradcam++": "Grad-CAM++: like Grad-CAM with higher-order gradient weights; better with several evidence regions.",
-    "hirescam": "HiResCAM: gradient × activation per location (no averaging); faithful to the last conv layer.",
-    "xgradcam": "XGrad-CAM: Grad-CAM with activation-normalised weights.",
-    "layercam": "LayerCAM: positive gradients × activations per location; sharper than Grad-CAM.",
-    "scorecam": "Score-CAM: masks the input with each feature map and weighs it by the score change (no gradients; "
-                "slow).",
-    "eigencam": "Eigen-CAM: first principal component of the feature maps; class-agnostic.",
-    "eigengradcam": "Eigen-Grad-CAM: principal component of gradient × activations.",
-    "integrated_gradients": "Integrated Gradients (signed): each pixel's contribution along a path from a baseline "
-                            "image; red adds evidence for the target, blue removes it.",
-    "saliency": "Saliency: |gradient| of the target score per pixel; where a small change would matter most.",
-    "input_x_gradient": "Input × Gradient (signed): gradient times pixel value; red for, blue against.",
-    "occlusion": "Occlusion (signed): score drop when a patch is covered; red = covering it hurts the target.",
-    "guided_backprop": "Guided Backprop (signed): gradients with negative signals stopped at ReLUs; edges, not "
-                       "evidence — fails sanity checks, read with care.",
-    "gradient_shap": "GradientSHAP (signed): expected gradients over noisy baselines; red for, blue against.",
-}
-CAM_CHOICES = ["gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam"]
-CAPTUM_CHOICES = ["integrated_gradients", "saliency", "input_x_gradient", "occlusion", "guided_backprop"]
-HEAVY = {"scorecam", "integrated_gradients", "occlusion"}
-
 
 def search_faces(path: str, whole_image: bool) -> FaceSearch:
     """Decode an upload (our robust loader, not the browser's) and find its faces."""
@@ -61,14 +29,6 @@ def photo_inputs(label: str, elem_id: str, height: int):
     whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)")
     index = gr.Number(0, precision=0, minimum=0, label="Face to score (0 = largest)")
     return image, whole, index
-
-
-def pick_face(search: FaceSearch, index) -> int:
-    """The chosen face's number, or a ``ValueError`` saying which numbers exist."""
-    index = int(index or 0)
-    if not 0 <= index < len(search.faces):
-        raise ValueError(f"There are {len(search.faces)} face(s); choose 0 to {len(search.faces) - 1}.")
-    return index
 
 
 def annotate(search: FaceSearch, selected: int = 0) -> np.ndarray:
@@ -105,19 +65,6 @@ def verdict(ex: ModelExplanation) -> str:
             f"· {state}")
 
 
-def scales_for(explanations: list[ModelExplanation], shared: bool, clip: float) -> list[list[MapScale]]:
-    """Per map, the colour scale: its own, or one per method shared across models (so the same
-    method on two models is drawn on one scale)."""
-    if not shared:
-        return [[map_scale([m], clip) for m in ex.maps] for ex in explanations]
-    by_method: dict[str, list] = {}
-    for ex in explanations:
-        for m in ex.maps:
-            by_method.setdefault(m.method, []).append(m)
-    common = {k: map_scale(v, clip) for k, v in by_method.items()}
-    return [[common[m.method] for m in ex.maps] for ex in explanations]
-
-
 def tile(crop: np.ndarray, values: np.ndarray, scale: MapScale, cmap: str | None, alpha: float) -> np.ndarray:
     """The map over the crop with a colour bar on its right (labelled with the scale's range)."""
     over = overlay(crop, values, scale, cmap=cmap, alpha=alpha)
@@ -133,6 +80,14 @@ def tile(crop: np.ndarray, values: np.ndarray, scale: MapScale, cmap: str | None
         cv2.putText(labels, text, (3, y), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA)
     gap = np.full((h, 4, 3), 255, np.uint8)
     return np.concatenate([over, gap, bar, labels], 1)
+
+
+def baseline_line(rows: list[ModelExplanation]) -> str:
+    """What deleted pixels became, as each result records it (the blur depends on the input size)."""
+    baselines = dict.fromkeys(f.baseline for row in rows for f in row.faithfulness if f is not None)
+    if not baselines:
+        return ""
+    return f"\nDeletion/insertion baseline — {'; '.join(baselines)}; score: softmax probability of the target class."
 
 
 def faithfulness_line(f) -> str:

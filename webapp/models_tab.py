@@ -23,5 +23,5 @@ def models_markdown(bank: ModelBank) -> str:
     return "\n\n".join(parts)
 
 
-def build_models_tab(bank: ModelBank) -> None:
-    gr.Markdown(models_markdown(bank))
+def build_models_tab(ctx) -> None:
+    gr.Markdown(models_markdown(ctx.bank))

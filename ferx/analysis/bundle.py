@@ -10,8 +10,6 @@ them: the keys are the same checkpoint hashes and dataset fingerprint.
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 from ferx.analysis.analyze import analyze_packed
@@ -19,19 +17,6 @@ from ferx.analysis.embeddings import METHODS, project
 from ferx.checkpoint import load_checkpoint
 from ferx.data.datasets import load_split
 from ferx.data.packed import PackedSplit, pack_split
-
-
-@contextmanager
-def _cache_at(folder: Path):
-    old = os.environ.get("FERX_CACHE_DIR")
-    os.environ["FERX_CACHE_DIR"] = str(folder)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("FERX_CACHE_DIR")
-        else:
-            os.environ["FERX_CACHE_DIR"] = old
 
 
 MANIFEST = "bundle.json"
@@ -49,11 +34,10 @@ def build_bundle(checkpoints: list[str | Path], dataset: str, split: str, out: s
                  data_root: str | Path | None = None, methods=METHODS, device: str = "cpu") -> Path:
     out = Path(out)
     packed = pack_split(load_split(dataset, split, data_root))
-    with _cache_at(out):
-        models = [load_checkpoint(c, device) for c in checkpoints]
-        for run in analyze_packed(models, packed):
-            for method in methods:
-                project(run, method)
+    models = [load_checkpoint(c, device) for c in checkpoints]
+    for run in analyze_packed(models, packed, cache_dir=out / "analysis"):  # the app's cache_dir("analysis")
+        for method in methods:
+            project(run, method, cache_dir=out / "embeddings")
     rel = f"faces/{packed.dataset.replace(':', '_')}-{packed.split}.npz"
     PackedSplit.save(packed, out / rel)
     manifest = out / MANIFEST

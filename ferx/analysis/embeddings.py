@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ferx.analysis.runs import ModelRun
-from ferx.cache import cache_dir as default_cache_dir
-from ferx.cache import cache_key
+from ferx.cache import atomic_path, cache_key, cached
+from ferx.paths import cache_dir as default_cache_dir
 
 log = logging.getLogger(__name__)
 METHODS = ("pca", "tsne", "umap")
@@ -57,22 +57,25 @@ def project(run: ModelRun, method: str = "pca", seed: int = 0, cache_dir: str | 
     if method not in METHODS:
         raise ValueError(f"unknown projection {method!r}; expected one of {METHODS}")
     path = Path(cache_dir or default_cache_dir("embeddings")) / f"{cache_key(run.key, method, seed)[:32]}.npy"
-    if path.is_file():
-        try:
-            coords = np.load(path, allow_pickle=False)
-            if coords.shape == (len(run), 2):
-                return coords
-        except (OSError, ValueError) as err:
-            log.warning("embedding cache %s unreadable (%s); recomputing", path, err)
-    start = time.perf_counter()
-    coords = compute_projection(run.embeddings, method, seed).astype(np.float32)
-    log.info("%s of %s (%d points) took %.1f s", method, run.name, len(run), time.perf_counter() - start)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, coords)
-    except OSError as err:
-        log.warning("could not write embedding cache %s: %s", path, err)
-    return coords
+
+    def load(p: Path) -> np.ndarray:
+        coords = np.load(p, allow_pickle=False)
+        if coords.shape != (len(run), 2):
+            raise ValueError(f"{coords.shape[0]} points cached for a run of {len(run)}")
+        return coords
+
+    def build() -> np.ndarray:
+        start = time.perf_counter()
+        coords = compute_projection(run.embeddings, method, seed).astype(np.float32)
+        log.info("%s of %s (%d points) took %.1f s", method, run.name, len(run), time.perf_counter() - start)
+        return coords
+
+    return cached(path, load, build, _save, what="embedding")
+
+
+def _save(coords: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        np.save(tmp, coords)
 
 
 def warm_up_umap() -> float:

@@ -14,8 +14,6 @@ have the expected shapes; anything else is rebuilt, never trusted.
 from __future__ import annotations
 
 import json
-import logging
-import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,14 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ferx.cache import cache_dir as default_cache_dir
-from ferx.cache import cache_key
+from ferx.cache import atomic_path, cache_key, cached
 from ferx.checkpoint import LoadedModel
 from ferx.data.labels import get_label_set, label_mapping
 from ferx.data.packed import PackedSplit
 from ferx.inference import predict_logits_and_embeddings
+from ferx.paths import cache_dir as default_cache_dir
 
-log = logging.getLogger(__name__)
 ANALYSIS_VERSION = 1
 
 
@@ -126,15 +123,15 @@ class ModelRun:
 
     # ---- cache
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, paths=self.paths.astype(str), targets=self.targets, logits=self.logits,
-                            embeddings=self.embeddings)
-        tmp.replace(path)
+        """The arrays, then their description (``.json``, written last: an entry without it is incomplete)."""
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, paths=self.paths.astype(str), targets=self.targets, logits=self.logits,
+                                embeddings=self.embeddings)
         meta = {k: getattr(self, k) for k in ("name", "checkpoint", "checkpoint_sha256", "model_classes", "dataset",
                                               "split", "dataset_fingerprint", "dataset_classes", "key")}
         meta.update(version=ANALYSIS_VERSION, n=len(self))
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, path: Path, key: str) -> "ModelRun":
@@ -156,19 +153,14 @@ def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = 256
     key = cache_key(ANALYSIS_VERSION, loaded.sha256, packed.fingerprint, loaded.input_spec.to_dict(),
                     list(packed.images.shape[1:]))
     path = Path(cache_dir or default_cache_dir("analysis")) / f"{key[:32]}.npz"
-    if use_cache and path.is_file():
-        try:
-            return ModelRun.load(path, key)
-        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError, zipfile.BadZipFile, EOFError) as err:
-            log.warning("analysis cache %s is unusable (%s); recomputing", path, err)
+    return cached(path, lambda p: ModelRun.load(p, key), lambda: _compute(loaded, packed, key, batch_size, progress),
+                  ModelRun.save, what="analysis", use_cache=use_cache)
+
+
+def _compute(loaded: LoadedModel, packed: PackedSplit, key: str, batch_size: int, progress: bool) -> ModelRun:
     logits, embeddings = predict_logits_and_embeddings(loaded.model, loaded.input_spec, packed.images, batch_size,
                                                        progress)
-    run = ModelRun(name=loaded.path.name, checkpoint=str(loaded.path), checkpoint_sha256=loaded.sha256,
-                   model_classes=loaded.labels.classes, dataset=packed.dataset, split=packed.split,
-                   dataset_fingerprint=packed.fingerprint, dataset_classes=packed.classes, paths=packed.paths,
-                   targets=packed.targets, logits=logits.numpy(), embeddings=embeddings.numpy(), key=key)
-    try:
-        run.save(path)
-    except OSError as err:
-        log.warning("could not write analysis cache %s: %s", path, err)
-    return run
+    return ModelRun(name=loaded.path.name, checkpoint=str(loaded.path), checkpoint_sha256=loaded.sha256,
+                    model_classes=loaded.labels.classes, dataset=packed.dataset, split=packed.split,
+                    dataset_fingerprint=packed.fingerprint, dataset_classes=packed.classes, paths=packed.paths,
+                    targets=packed.targets, logits=logits.numpy(), embeddings=embeddings.numpy(), key=key)

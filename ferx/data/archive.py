@@ -13,7 +13,7 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from ferx.data.datasets import IMAGE_EXTS
+from ferx.paths import IMAGE_EXTS
 
 MAX_FILES = 100_000
 MAX_TOTAL_BYTES = 2 * 2**30

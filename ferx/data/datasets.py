@@ -18,6 +18,11 @@ Split names are uniform: ``train``, ``val``, ``test`` (``all`` for everything).
   70 / 15 / 15 % of the images — deterministic, and no person is in two splits.
 * Image folder — ``<path>/<class>/*`` or ``<path>/<split>/<class>/*`` with class folders named
   in the label vocabulary (``happy`` or ``happiness`` ...).
+
+Named datasets are registered with :func:`register_dataset`: its name, the folder it occupies
+under the data root and the archive that holds that folder. Everything else — :func:`load_split`,
+``ferx data prepare``, the app's dataset list, the CLI help — reads the registry, so a new
+dataset is one decorated loader here (and its card in ``datasets/README.md``).
 """
 
 from __future__ import annotations
@@ -25,14 +30,18 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from ferx.data.archive import extract_images, zip_digest
 from ferx.data.labels import CKPLUS_7, FER2013_7, FERPLUS_8, LabelSet, canonical_name, get_label_set
+from ferx.paths import IMAGE_EXTS, cache_dir, default_data_root
+from ferx.registry import Registry
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm"}
 SPLITS = ("train", "val", "test", "all")
 
 
@@ -92,12 +101,49 @@ def _layout_error(dataset: str, root: Path, expected: str) -> DatasetLayoutError
                               f"Run `ferx data prepare` to unpack ../shared/datasets into the data root.")
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str  # what users type: ``load_split("ckplus", ...)``, ``ferx data prepare ckplus``
+    folder: str  # its folder under the data root
+    archive: str  # the archive (in ../shared/datasets) whose top-level folder is ``folder``
+    title: str
+    loader: Callable[[Path, str], FaceSplit]  # (data root or the dataset's own folder, split)
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset", "datasets", missing=ValueError)
+
+
+def register_dataset(name: str, *, folder: str, archive: str, title: str):
+    """Register a loader of the layout *inside* ``folder``; the registered (and returned) loader
+    also accepts the data root, which holds ``folder``."""
+
+    def wrap(inner: Callable[[Path, str], FaceSplit]):
+        @functools.wraps(inner)
+        def loader(root: str | Path, split: str = "test") -> FaceSplit:
+            _check_split(split)
+            return inner(_find(Path(root), folder), split)
+
+        DATASETS.add(name, DatasetInfo(name, folder, archive, title, loader))
+        return loader
+
+    return wrap
+
+
+list_datasets = DATASETS.names  # registration order: the order of the CLI help and the app's list
+get_dataset_info = DATASETS.get
+
+
+def available_datasets(data_root: str | Path | None = None) -> list[str]:
+    """Registered datasets whose folder is present under the data root."""
+    root = Path(data_root) if data_root else default_data_root()
+    return [info.name for info in DATASETS.records() if (root / info.folder).is_dir()]
+
+
 FER_PREFIX = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 
 
-def load_fer2013(root: str | Path, split: str = "test") -> FaceSplit:
-    _check_split(split)
-    root = _find(Path(root), "fer2013")
+@register_dataset("fer2013", folder="fer2013", archive="fer2013.tar", title="FER-2013")
+def load_fer2013(root: Path, split: str) -> FaceSplit:
     paths, targets = [], []
     for dirpath, _, files in os.walk(root):
         folder = Path(dirpath)
@@ -138,9 +184,9 @@ def ferplus_majority(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(reason == 0, arg, -1), reason
 
 
-def load_ferplus(root: str | Path, split: str = "test") -> FaceSplit:
-    _check_split(split)
-    root = _find(_find(Path(root), "ferplus"), "data")
+@register_dataset("ferplus", folder="ferplus", archive="ferplus.tar", title="FERPlus")
+def load_ferplus(root: Path, split: str) -> FaceSplit:
+    root = _find(root, "data")
     splits = FERPLUS_FOLDERS if split == "all" else {split: FERPLUS_FOLDERS[split]}
     paths, votes = [], []
     for folder in splits.values():
@@ -175,9 +221,9 @@ def subject_splits(subjects: list[str], fractions=(0.70, 0.85)) -> dict[str, str
     return out
 
 
-def load_ckplus(root: str | Path, split: str = "test") -> FaceSplit:
-    _check_split(split)
-    root = _find(_find(Path(root), "ckplus48"), "CK+48")
+@register_dataset("ckplus", folder="ckplus48", archive="ckplus48.tar", title="CK+48")
+def load_ckplus(root: Path, split: str) -> FaceSplit:
+    root = _find(root, "CK+48")
     class_dirs = [d for d in sorted(root.iterdir()) if d.is_dir()] if root.is_dir() else []
     if not class_dirs:
         raise _layout_error("CK+48", root, "CK+48/<class>/S<subject>_<seq>_<frame>.png")
@@ -239,23 +285,13 @@ def _colour_mode(root: Path, paths: list[str], sample: int = 32) -> str:
     return "L"
 
 
-LOADERS = {"fer2013": load_fer2013, "ferplus": load_ferplus, "ckplus": load_ckplus}
-
-
-def default_data_root() -> Path:
-    return Path(os.environ.get("FERX_DATA_ROOT", "datasets"))
-
-
 def load_split(dataset: str, split: str, data_root: str | Path | None = None) -> FaceSplit:
-    """A named dataset (``fer2013``, ``ferplus``, ``ckplus``) under the data root, or a path to an
-    image folder or to a zip of one (unpacked safely, once, into the cache)."""
-    if dataset in LOADERS:
-        return LOADERS[dataset](Path(data_root) if data_root else default_data_root(), split)
+    """A registered dataset (:func:`list_datasets`) under the data root, or a path to an image
+    folder or to a zip of one (unpacked safely, once, into the cache)."""
+    if dataset in DATASETS:
+        return DATASETS.get(dataset).loader(Path(data_root) if data_root else default_data_root(), split)
     path = Path(dataset)
     if path.is_file() and path.suffix.lower() == ".zip":
-        from ferx.cache import cache_dir
-        from ferx.data.archive import extract_images, zip_digest
-
         dest = cache_dir("zips") / zip_digest(path)[:24]
         marker = dest.with_suffix(".root")
         if not marker.is_file():
@@ -268,4 +304,5 @@ def load_split(dataset: str, split: str, data_root: str | Path | None = None) ->
         return split_data
     if path.is_dir():
         return load_image_folder(dataset, split)
-    raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(LOADERS)}, or a path to an image folder or zip")
+    raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}, or a path to an image folder "
+                     "or zip")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +21,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from ferx.cache import cache_dir as default_cache_dir
+from ferx.cache import atomic_path, cached
 from ferx.data.datasets import FaceSplit
 from ferx.data.labels import get_label_set
+from ferx.paths import cache_dir as default_cache_dir
 
 log = logging.getLogger(__name__)
 PACK_VERSION = 2
@@ -62,15 +62,13 @@ class PackedSplit:
         return self if n is None or n >= len(self) else self.take(np.arange(n))
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
         arrays = dict(images_dx=_delta_encode(self.images), targets=self.targets, paths=self.paths.astype(str),
                       classes=np.asarray(self.classes), meta=np.asarray([PACK_VERSION, self.skipped]),
                       ident=np.asarray([self.dataset, self.split, self.fingerprint]))
         if self.soft_targets is not None:
             arrays["soft_targets"] = self.soft_targets
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(path)  # atomic: a crash never leaves a half-written cache under the real name
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> "PackedSplit":
@@ -114,14 +112,17 @@ def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir("packed")
     safe_name = split.dataset.replace(":", "_").replace("/", "_")
     path = cache_dir / f"{safe_name}-{split.split}-{size}{mode}-{fingerprint[:16]}.npz"
-    if path.is_file():
-        try:
-            packed = PackedSplit.load(path)
-            if packed.fingerprint == fingerprint:
-                return packed
-            log.warning("packed cache %s belongs to other data; rebuilding", path)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
-            log.warning("packed cache %s is unreadable (%s); rebuilding", path, err)
+
+    def load(p: Path) -> PackedSplit:
+        packed = PackedSplit.load(p)
+        if packed.fingerprint != fingerprint:
+            raise ValueError("it belongs to other data")
+        return packed
+
+    return cached(path, load, lambda: _decode(split, size, mode, fingerprint, progress), PackedSplit.save, what="packed")
+
+
+def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: bool) -> PackedSplit:
     images, keep, bad = [], [], []
     for i, rel in enumerate(tqdm(split.paths, desc=f"packing {split.dataset}/{split.split}", disable=not progress,
                                  leave=False)):
@@ -137,11 +138,6 @@ def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_
         raise ValueError(f"no readable images in {split.root} ({split.dataset}/{split.split})")
     sub = split.subset(keep)
     shape = (0, size, size) if mode == "L" else (0, size, size, 3)
-    packed = PackedSplit(split.dataset, split.split, fingerprint, split.labels.classes,
-                         np.stack(images) if images else np.zeros(shape, np.uint8), sub.targets,
-                         np.asarray(sub.paths), sub.soft_targets, len(bad))
-    try:
-        packed.save(path)
-    except OSError as err:  # a read-only data root still works, only slower next time
-        log.warning("could not write packed cache %s: %s", path, err)
-    return packed
+    return PackedSplit(split.dataset, split.split, fingerprint, split.labels.classes,
+                       np.stack(images) if images else np.zeros(shape, np.uint8), sub.targets,
+                       np.asarray(sub.paths), sub.soft_targets, len(bad))

@@ -1,12 +1,16 @@
-"""Unpack the dataset archives of ``../shared/datasets`` into the (git-ignored) data root."""
+"""Unpack the dataset archives of ``../shared/datasets`` into the (git-ignored) data root.
+
+Which archive holds which folder is declared with each dataset's loader
+(:func:`ferx.data.datasets.register_dataset`).
+"""
 
 from __future__ import annotations
 
 import tarfile
 from pathlib import Path
 
-ARCHIVES = {"fer2013": "fer2013.tar", "ferplus": "ferplus.tar", "ckplus": "ckplus48.tar"}
-UNPACKS_TO = {"fer2013": "fer2013", "ferplus": "ferplus", "ckplus": "ckplus48"}
+from ferx.data.datasets import get_dataset_info, list_datasets
+
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 
 
@@ -15,19 +19,18 @@ def prepare_datasets(data_root: str | Path, source: str | Path = DEFAULT_SOURCE,
     """Extract each archive unless its folder is already there; returns the dataset folders."""
     data_root, source = Path(data_root), Path(source)
     out = []
-    for name in names or list(ARCHIVES):
-        if name not in ARCHIVES:
-            raise ValueError(f"unknown dataset {name!r}; known: {', '.join(ARCHIVES)}")
-        target = data_root / UNPACKS_TO[name]
+    for name in names or list_datasets():
+        info = get_dataset_info(name)
+        target = data_root / info.folder
         if not target.is_dir():
-            archive = source / ARCHIVES[name]
+            archive = source / info.archive
             if not archive.is_file():
-                raise FileNotFoundError(f"{archive} not found: pass --source pointing at the folder with {ARCHIVES[name]}")
+                raise FileNotFoundError(f"{archive} not found: pass --source pointing at the folder with {info.archive}")
             data_root.mkdir(parents=True, exist_ok=True)
-            tmp = data_root / f".{UNPACKS_TO[name]}.partial"
+            tmp = data_root / f".{info.folder}.partial"
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")  # 'data' filter: no absolute paths, links or traversal
-            (tmp / UNPACKS_TO[name]).rename(target)
+            (tmp / info.folder).rename(target)
             tmp.rmdir()
         out.append(target)
     return out

@@ -1,4 +1,5 @@
-"""What every gradient-based method needs: targets, clean gradients, a safe memory format."""
+"""What every gradient-based method needs: targets, clean gradients, a safe memory format
+(:mod:`ferx.memory_format`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ferx.inference import channels_last, is_channels_last
-
-# Channels-last makes small-channel CNNs (LANMSFF, mini-Xception) 2-5x faster on CPU; for Conv-cut
-# it gains nothing and converting 52 M parameters twice per call costs.
-SMALL_MODEL = 5_000_000
+from ferx.memory_format import contiguous_for_backward, fast_inference
 
 
 def as_batch(x: torch.Tensor) -> torch.Tensor:
@@ -20,7 +17,7 @@ def as_batch(x: torch.Tensor) -> torch.Tensor:
         x = x[None]
     if x.ndim != 4:
         raise ValueError(f"expected an N x C x H x W (or C x H x W) model input, got shape {tuple(x.shape)}")
-    return x.detach().contiguous()  # never channels-last where a backward will run (torch 2.13 CPU bug)
+    return x.detach().contiguous()  # a backward may run on it: see ferx.memory_format
 
 
 def per_image(value, n: int, name: str) -> list:
@@ -55,20 +52,6 @@ def resolve_targets(model: nn.Module, x: torch.Tensor, targets: int | Sequence[i
     return targets
 
 
-@contextmanager
-def fast_inference(model: nn.Module, x: torch.Tensor):
-    """No-grad forward passes of ``model`` on ``x`` (yields the input to use): inference mode, and
-    channels-last for small models on CPU. Only for passes without backward (torch 2.13 CPU bug)."""
-    model.eval()
-    small = x.device.type == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_MODEL
-    if small:
-        with channels_last(model), torch.inference_mode():
-            yield x.contiguous(memory_format=torch.channels_last)
-    else:
-        with torch.inference_mode():
-            yield x
-
-
 def fast_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with fast_inference(model, x) as xi:
         return model(xi).float()
@@ -76,34 +59,26 @@ def fast_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def gradient_safe(model: nn.Module):
-    """Eval mode, parameters frozen and contiguous for the duration of one explanation.
-
-    * Frozen parameters: backward then computes only the activation/input gradients a method
-      needs (no weight gradients: faster) and leaves no ``.grad`` on any parameter.
-    * Contiguous memory format: on CPU, torch 2.13 corrupts the heap in the backward of a strided
-      1x1 convolution in channels-last, so a channels-last model is converted for the call and
-      converted back afterwards.
-    Restores ``requires_grad``, the training flag and the memory format on exit.
+    """Eval mode, parameters frozen and contiguous (:func:`ferx.memory_format.contiguous_for_backward`)
+    for the duration of one explanation. Frozen parameters: backward then computes only the
+    activation/input gradients a method needs (no weight gradients: faster) and leaves no ``.grad``
+    on any parameter. Restores ``requires_grad``, the training flag and the memory format on exit.
     """
     was_training = model.training
     flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
-    was_channels_last = is_channels_last(model)
-    with torch.inference_mode(False):
-        if was_channels_last:
-            model.to(memory_format=torch.contiguous_format)
-        model.eval()
-        for p, _, _ in flags:
-            p.requires_grad_(False)
-    try:
-        with torch.enable_grad():
-            yield model
-    finally:
-        for p, flag, grad in flags:
-            p.requires_grad_(flag)
-            p.grad = grad  # frozen parameters gained none; put back whatever a caller had
-        model.train(was_training)
-        if was_channels_last:
-            model.to(memory_format=torch.channels_last)
+    with contiguous_for_backward(model):
+        with torch.inference_mode(False):
+            model.eval()
+            for p, _, _ in flags:
+                p.requires_grad_(False)
+        try:
+            with torch.enable_grad():
+                yield model
+        finally:
+            for p, flag, grad in flags:
+                p.requires_grad_(flag)
+                p.grad = grad  # frozen parameters gained none; put back whatever a caller had
+            model.train(was_training)
 
 
 class LogitTarget:

@@ -16,35 +16,76 @@ Internal batching: IG evaluates its ``n_steps`` path points ``internal_batch_siz
 Occlusion ``perturbations_per_eval`` windows at a time. GuidedBackprop overrides the gradient of
 ``nn.ReLU`` modules only (ferx's networks use ReLU modules everywhere; Conv-cut's ConvNeXt
 backbone uses GELU, which guided backprop leaves alone — recorded as ``guided_relus``).
+
+Each method is one :func:`register_captum` call at the bottom of this module: the Captum call,
+the parameters it records, and its record in :mod:`ferx.explain.methods`.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
-from captum.attr import (GradientShap, GuidedBackprop, InputXGradient, IntegratedGradients, Occlusion,
+from captum.attr import (GradientShap, GuidedBackprop, InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion,
                          Saliency)
 
 from ferx.explain._common import ContrastModel, as_batch, gradient_safe, per_image, resolve_targets
 from ferx.explain.maps import ExplanationMap, make_map
+from ferx.explain.methods import ExplanationMethod, get_method, list_methods, register_method
 
-ATTRIBUTION_METHODS = ("integrated_gradients", "saliency", "input_x_gradient", "occlusion", "guided_backprop",
-                       "gradient_shap")
-ALIASES = {"ig": "integrated_gradients", "inputxgradient": "input_x_gradient", "ixg": "input_x_gradient",
-           "guidedbackprop": "guided_backprop", "gbp": "guided_backprop", "gradientshap": "gradient_shap"}
-UNSIGNED = {"saliency"}
 BASELINES = ("black", "blur", "mean")
 
 
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of :func:`attribution_maps`; each method reads the ones it has."""
+
+    baseline: str
+    n_steps: int
+    internal_batch_size: int
+    window: int
+    stride: int
+    perturbations_per_eval: int
+    n_samples: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class _Captum:
+    attribute: Callable[..., torch.Tensor]  # (forward, x, target, reference image or None, settings)
+    params: Callable[[Settings, nn.Module], dict]  # what the map records in ``params``
+    uses_baseline: bool
+
+
+_CAPTUM: dict[str, _Captum] = {}
+
+
+def register_captum(name: str, title: str, reading: str, attribute, *, signed: bool = True, cost: str = "light",
+                    uses_baseline: bool = False, params=lambda settings, model: {}, aliases: tuple[str, ...] = (),
+                    offered: bool = True) -> None:
+    """One Captum method. ``attribute(forward, x, target, ref, settings)`` returns N x C x H x W
+    attributions; signed maps sum the channels, unsigned ones take the maximum of |value|."""
+    _CAPTUM[name] = _Captum(attribute, params, uses_baseline)
+    register_method(ExplanationMethod(name, "captum", title, signed=signed, class_agnostic=False, cost=cost,
+                                      reading=reading, run=functools.partial(_run, name), aliases=aliases,
+                                      offered=offered))
+
+
+def _run(method: str, model, x, *, targets=None, contrast=None, options=None) -> list[ExplanationMap]:
+    steps = {} if options is None else {"n_steps": options.ig_steps}
+    return attribution_maps(model, x, method, targets=targets, contrast=contrast, **steps)
+
+
 def canonical_attribution(method: str) -> str:
-    method = ALIASES.get(method, method)
-    if method not in ATTRIBUTION_METHODS:
-        raise ValueError(f"unknown attribution method {method!r}; choose from {', '.join(ATTRIBUTION_METHODS)}")
-    return method
+    name = get_method(method).name
+    if name not in _CAPTUM:
+        raise ValueError(f"{method!r} is not a Captum attribution; choose from {', '.join(list_methods('captum'))}")
+    return name
 
 
 def pixel_baseline(x: torch.Tensor, spec, kind: str = "black") -> torch.Tensor:
@@ -90,31 +131,20 @@ def attribution_maps(model: nn.Module, x: torch.Tensor, method: str = "integrate
     (default window/2), ``perturbations_per_eval`` at a time. GradientSHAP: ``n_samples``.
     """
     method = canonical_attribution(method)
+    captum, signed = _CAPTUM[method], get_method(method).signed
     x = as_batch(x)
     n, size = x.shape[0], x.shape[-1]
     name = getattr(model, "ferx_name", type(model).__name__)
-    spec = _spec_of(model)
+    window = window or max(2, size // 8)
+    settings = Settings(baseline, n_steps, internal_batch_size, window, stride or max(1, window // 2),
+                        perturbations_per_eval, n_samples, seed)
     contrasts = per_image(contrast, n, "contrast")
     start = time.perf_counter()
     with gradient_safe(model), warnings.catch_warnings():
         # Captum warns that it sets requires_grad on inputs and hooks ReLUs: expected, not news
         warnings.simplefilter("ignore", UserWarning)
         targets = resolve_targets(model, x, targets)
-        ref = pixel_baseline(x, spec, baseline) if method in ("integrated_gradients", "occlusion", "gradient_shap") else None
-        params: dict = {}
-        if method == "integrated_gradients":
-            params = {"n_steps": n_steps, "internal_batch_size": internal_batch_size, "baseline": baseline}
-        elif method == "occlusion":
-            window = window or max(2, size // 8)
-            stride = stride or max(1, window // 2)
-            params = {"window": window, "stride": stride, "baseline": baseline,
-                      "perturbations_per_eval": perturbations_per_eval}
-        elif method == "gradient_shap":
-            params = {"n_samples": n_samples, "baseline": f"{baseline} and the image's blur", "seed": seed}
-        elif method == "guided_backprop":
-            params = {"guided_relus": sum(isinstance(m, nn.ReLU) for m in model.modules())}
-        elif method == "saliency":
-            params = {"abs": True, "channel_reduction": "max"}
+        ref = pixel_baseline(x, _spec_of(model), baseline) if captum.uses_baseline else None
         out = torch.empty_like(x)
         # contrastive maps explain one scalar per image through a wrapper: group images by (target, contrast)
         for key in sorted(set(zip(targets, contrasts)), key=str):
@@ -122,40 +152,79 @@ def attribution_maps(model: nn.Module, x: torch.Tensor, method: str = "integrate
             target, other = key
             forward = model if other is None else ContrastModel(model, target, other)
             captum_target = target if other is None else 0
-            xi = x[idx]
             refi = None if ref is None else ref[idx]
-            out[idx] = _attribute(method, forward, xi, captum_target, refi, n_steps, internal_batch_size,
-                                  window, stride, perturbations_per_eval, n_samples, seed).detach()
+            out[idx] = captum.attribute(forward, x[idx], captum_target, refi, settings).detach()
     elapsed = (time.perf_counter() - start) / n
-    if method in UNSIGNED:
-        maps = out.abs().amax(1)
-    else:
-        maps = out.sum(1)
-    maps = maps.float().cpu().numpy()
+    maps = (out.sum(1) if signed else out.abs().amax(1)).float().cpu().numpy()
+    params = captum.params(settings, model)
     return [make_map(maps[i], size, method=method, kind="attribution", model=name, target=targets[i],
-                     contrast=contrasts[i], signed=method not in UNSIGNED, elapsed_s=elapsed, params=params)
+                     contrast=contrasts[i], signed=signed, elapsed_s=elapsed, params=params)
             for i in range(n)]
 
 
-def _attribute(method, forward, x, target, ref, n_steps, internal_batch_size, window, stride,
-               perturbations_per_eval, n_samples, seed) -> torch.Tensor:
-    if method == "integrated_gradients":
-        return IntegratedGradients(forward).attribute(x, baselines=ref, target=target, n_steps=n_steps,
-                                                      internal_batch_size=internal_batch_size)
-    if method == "saliency":
-        return Saliency(forward).attribute(x, target=target, abs=True)
-    if method == "input_x_gradient":
-        return InputXGradient(forward).attribute(x, target=target)
-    if method == "guided_backprop":
-        return GuidedBackprop(forward).attribute(x, target=target)
-    if method == "occlusion":
-        c = x.shape[1]
-        return Occlusion(forward).attribute(x, sliding_window_shapes=(c, window, window), strides=(c, stride, stride),
-                                            baselines=ref, target=target,
-                                            perturbations_per_eval=perturbations_per_eval)
-    if method == "gradient_shap":
-        refs = torch.cat([ref, gaussian_blur(x, x.shape[-1] / 16)])
-        with torch.random.fork_rng():  # reproducible noise without touching the caller's RNG
-            torch.manual_seed(seed)
-            return GradientShap(forward).attribute(x, baselines=refs, target=target, n_samples=n_samples)
-    raise AssertionError(method)
+def _occlusion(forward, x, target, ref, s: Settings) -> torch.Tensor:
+    c = x.shape[1]
+    return Occlusion(forward).attribute(x, sliding_window_shapes=(c, s.window, s.window),
+                                        strides=(c, s.stride, s.stride), baselines=ref, target=target,
+                                        perturbations_per_eval=s.perturbations_per_eval)
+
+
+def _gradient_shap(forward, x, target, ref, s: Settings) -> torch.Tensor:
+    refs = torch.cat([ref, gaussian_blur(x, x.shape[-1] / 16)])
+    with torch.random.fork_rng():  # reproducible noise without touching the caller's RNG
+        torch.manual_seed(s.seed)
+        return GradientShap(forward).attribute(x, baselines=refs, target=target, n_samples=s.n_samples)
+
+
+def _smoothgrad(forward, x, target, ref, s: Settings) -> torch.Tensor:
+    sigma = 0.15 * float(x.max() - x.min())  # Smilkov et al.: noise of 10-20 % of the input range
+    with torch.random.fork_rng():  # reproducible noise without touching the caller's RNG
+        torch.manual_seed(s.seed)
+        return NoiseTunnel(Saliency(forward)).attribute(x, nt_type="smoothgrad", nt_samples=s.n_samples,
+                                                        nt_samples_batch_size=s.n_samples, stdevs=sigma, target=target,
+                                                        abs=True)
+
+
+register_captum(
+    "integrated_gradients", "Integrated Gradients",
+    "Integrated Gradients (signed): each pixel's contribution along a path from a baseline image; red adds "
+    "evidence for the target, blue removes it.",
+    lambda f, x, t, ref, s: IntegratedGradients(f).attribute(x, baselines=ref, target=t, n_steps=s.n_steps,
+                                                             internal_batch_size=s.internal_batch_size),
+    cost="heavy", uses_baseline=True, aliases=("ig",),
+    params=lambda s, model: {"n_steps": s.n_steps, "internal_batch_size": s.internal_batch_size,
+                             "baseline": s.baseline})
+register_captum(
+    "saliency", "Saliency",
+    "Saliency: |gradient| of the target score per pixel; where a small change would matter most.",
+    lambda f, x, t, ref, s: Saliency(f).attribute(x, target=t, abs=True),
+    signed=False, params=lambda s, model: {"abs": True, "channel_reduction": "max"})
+register_captum(
+    "input_x_gradient", "Input × Gradient",
+    "Input × Gradient (signed): gradient times pixel value; red for, blue against.",
+    lambda f, x, t, ref, s: InputXGradient(f).attribute(x, target=t), aliases=("inputxgradient", "ixg"))
+register_captum(
+    "occlusion", "Occlusion",
+    "Occlusion (signed): score drop when a patch is covered; red = covering it hurts the target.",
+    _occlusion, cost="heavy", uses_baseline=True,
+    params=lambda s, model: {"window": s.window, "stride": s.stride, "baseline": s.baseline,
+                             "perturbations_per_eval": s.perturbations_per_eval})
+register_captum(
+    "guided_backprop", "Guided Backprop",
+    "Guided Backprop (signed): gradients with negative signals stopped at ReLUs; edges, not evidence — fails "
+    "sanity checks, read with care.",
+    lambda f, x, t, ref, s: GuidedBackprop(f).attribute(x, target=t), aliases=("guidedbackprop", "gbp"),
+    params=lambda s, model: {"guided_relus": sum(isinstance(m, nn.ReLU) for m in model.modules())})
+register_captum(
+    "gradient_shap", "GradientSHAP",
+    "GradientSHAP (signed): expected gradients over noisy baselines; red for, blue against.",
+    _gradient_shap, cost="heavy", uses_baseline=True, aliases=("gradientshap",), offered=False,
+    params=lambda s, model: {"n_samples": s.n_samples, "baseline": f"{s.baseline} and the image's blur",
+                             "seed": s.seed})
+register_captum(
+    "smoothgrad", "SmoothGrad",
+    "SmoothGrad: Saliency averaged over noisy copies of the image (Captum's NoiseTunnel); the same question as "
+    "Saliency with less pixel noise.",
+    _smoothgrad, signed=False, cost="heavy", aliases=("noisetunnel",),
+    params=lambda s, model: {"n_samples": s.n_samples, "noise": "15 % of the input range", "abs": True,
+                             "channel_reduction": "max", "seed": s.seed})

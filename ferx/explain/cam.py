@@ -28,6 +28,7 @@ removes its own detaching hook; nothing stays registered, and no parameter keeps
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import types
@@ -37,26 +38,35 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from pytorch_grad_cam import (EigenCAM, EigenGradCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM,
-                              XGradCAM)
+from pytorch_grad_cam import (EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM,
+                              LayerCAM, ScoreCAM, XGradCAM)
 from pytorch_grad_cam import score_cam as _score_cam
 
 from ferx.explain._common import ContrastTarget, LogitTarget, as_batch, check_classes, gradient_safe, per_image
 from ferx.explain.maps import ExplanationMap, make_map, resize_map
+from ferx.explain.methods import ExplanationMethod, get_method, register_method
 from ferx.models import get_model_info
 
-CAM_METHODS = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "hirescam": HiResCAM,
-    "xgradcam": XGradCAM,
-    "layercam": LayerCAM,
-    "scorecam": ScoreCAM,
-    "eigencam": EigenCAM,
-    "eigengradcam": EigenGradCAM,
-}
-CLASS_AGNOSTIC = {"eigencam"}  # first principal component of the activations: no target class
-GRADIENT_FREE = {"scorecam", "eigencam"}
+_CAM_CLASSES: dict[str, type] = {}  # name -> pytorch-grad-cam class
+GRADIENT_FREE: set[str] = set()  # methods that need no backward pass
+BATCHED: set[str] = set()  # methods that score masked inputs, ``batch_size`` forward passes at a time
+
+
+def register_cam(name: str, cam_class: type, title: str, reading: str, *, cost: str = "light",
+                 class_agnostic: bool = False, gradient_free: bool = False, batched: bool = False,
+                 offered: bool = True) -> None:
+    """One pytorch-grad-cam class as a ferx explanation method (maps are unsigned: ReLU'd CAMs)."""
+    _CAM_CLASSES[name] = cam_class
+    if gradient_free:
+        GRADIENT_FREE.add(name)
+    if batched:
+        BATCHED.add(name)
+    register_method(ExplanationMethod(name, "cam", title, signed=False, class_agnostic=class_agnostic, cost=cost,
+                                      reading=reading, run=functools.partial(_run, name), offered=offered))
+
+
+def _run(method: str, model, x, *, targets=None, contrast=None, options=None) -> list[ExplanationMap]:
+    return cam_maps(model, x, method, targets=targets, contrast=contrast)
 
 # ScoreCAM draws a tqdm bar per image; ferx runs it in batches and headless, so it stays quiet.
 _score_cam.tqdm = types.SimpleNamespace(tqdm=lambda iterable, *args, **kwargs: iterable)
@@ -126,8 +136,9 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
     ``targets``: class per image (or one for all); default the predicted class. ``contrast``:
     explain target *over* this class. ``batch_size`` is ScoreCAM's forward batch.
     """
-    if method not in CAM_METHODS:
-        raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(CAM_METHODS)}")
+    if method not in _CAM_CLASSES:
+        raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(_CAM_CLASSES)}")
+    agnostic = get_method(method).class_agnostic
     x = as_batch(x)
     n, size = x.shape[0], x.shape[-1]
     layers, layer_names = resolve_target_layers(model, target_layers)
@@ -137,8 +148,8 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
     start = time.perf_counter()
     with gradient_safe(model):
         stop = _gradients_stop_at(layers) if method not in GRADIENT_FREE else nullcontext()
-        with stop, CAM_METHODS[method](model, layers, reshape_transform=to_nchw) as cam:
-            if method == "scorecam":
+        with stop, _CAM_CLASSES[method](model, layers, reshape_transform=to_nchw) as cam:
+            if method in BATCHED:
                 cam.batch_size = batch_size
             try:
                 with torch.set_grad_enabled(cam.uses_gradients):
@@ -167,11 +178,34 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
         else:  # layers of different resolution and scale: each to [0, 1] at input size, then the mean
             scaled = [resize_map(m[i], size) for m in per_layer]
             raw = np.mean([s / (s.max() + 1e-12) for s in scaled], axis=0)
-        agnostic = method in CLASS_AGNOSTIC
         results.append(make_map(
             raw, size, method=method, kind="cam", model=name, signed=False, elapsed_s=elapsed,
             target=None if agnostic else resolved[i], contrast=None if agnostic else contrasts[i],
             params={"target_layers": layer_names, "activation_shape": list(activations[0].shape[1:]),
-                    **({"batch_size": batch_size} if method == "scorecam" else {}),
+                    **({"batch_size": batch_size} if method in BATCHED else {}),
                     **({"class_agnostic": True} if agnostic else {})}))
     return results
+
+
+register_cam("gradcam", GradCAM, "Grad-CAM",
+             "Grad-CAM: feature maps of the last conv block weighted by the gradient of the target score; warm = "
+             "regions whose features raise it.")
+register_cam("gradcam++", GradCAMPlusPlus, "Grad-CAM++",
+             "Grad-CAM++: like Grad-CAM with higher-order gradient weights; better with several evidence regions.")
+register_cam("hirescam", HiResCAM, "HiResCAM",
+             "HiResCAM: gradient × activation per location (no averaging); faithful to the last conv layer.")
+register_cam("gradcam_elementwise", GradCAMElementWise, "Grad-CAM element-wise",
+             "Grad-CAM element-wise: ReLU of gradient × activation per location and channel, summed over channels; "
+             "keeps evidence that channel-averaged weights cancel out.")
+register_cam("xgradcam", XGradCAM, "XGrad-CAM", "XGrad-CAM: Grad-CAM with activation-normalised weights.",
+             offered=False)
+register_cam("layercam", LayerCAM, "LayerCAM",
+             "LayerCAM: positive gradients × activations per location; sharper than Grad-CAM.")
+register_cam("eigencam", EigenCAM, "Eigen-CAM",
+             "Eigen-CAM: first principal component of the feature maps; class-agnostic.",
+             class_agnostic=True, gradient_free=True)
+register_cam("scorecam", ScoreCAM, "Score-CAM",
+             "Score-CAM: masks the input with each feature map and weighs it by the score change (no gradients; "
+             "slow).", cost="heavy", gradient_free=True, batched=True)
+register_cam("eigengradcam", EigenGradCAM, "Eigen-Grad-CAM",
+             "Eigen-Grad-CAM: principal component of gradient × activations.", offered=False)

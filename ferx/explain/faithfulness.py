@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ferx.explain._common import as_batch, check_classes, fast_inference, fast_logits
+from ferx.explain._common import as_batch, check_classes, fast_logits
+from ferx.memory_format import fast_inference
 from ferx.explain.attributions import pixel_baseline
 from ferx.explain.maps import ExplanationMap, resize_map
 

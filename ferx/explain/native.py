@@ -3,15 +3,11 @@
 A native map shows what the network *weights*, not what its decision *depends on*; ferx labels
 these maps ``kind="native"`` and scores them with the same faithfulness test as post-hoc maps.
 
-* LANMSFF: MassAtt of blocks 2 and 4. The spatial map M_s (32 x 32 and 8 x 8, in (0, 1)) scales
-  every position of the block's features; the channel map M_c (72 and 84 values in (0, 1)) scales
-  every channel. M_s is returned as a map, M_c as ``channel_weights``.
-* Conv-cut: the self-attention over the 14 x 14 backbone tokens. The heat-map is the attention
-  each location *receives*: the attention weights averaged over the 8 heads and over all 196
-  query tokens (each query's weights sum to 1, so the map sums to 1; uniform attention is 1/196
-  everywhere). Averaging over queries answers "which locations does the layer read from", the
-  question a face overlay can show; per-query maps would be 196 maps per head.
-* mini-Xception has no attention: :class:`NoNativeAttention` is raised.
+Which maps a model has is declared in the model registry (``ModelInfo.native_maps``, e.g.
+LANMSFF's MassAtt spatial maps with their channel weights, Conv-cut's self-attention heat-map);
+``forward_attention(x)`` returns them in one shape for every model
+(:class:`ferx.models.AttentionOutput`). This module knows no model by name. A model that declares
+no maps (mini-Xception) raises :class:`NoNativeAttention`.
 """
 
 from __future__ import annotations
@@ -23,8 +19,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ferx.explain._common import as_batch, fast_inference
+from ferx.explain._common import as_batch
 from ferx.explain.maps import ExplanationMap, make_map
+from ferx.explain.methods import ExplanationMethod, register_method
+from ferx.memory_format import fast_inference
+from ferx.models import get_model_info
 
 
 class NoNativeAttention(ValueError):
@@ -47,16 +46,17 @@ class NativeAttention:
 
 
 def has_native_attention(model: nn.Module) -> bool:
-    return hasattr(model, "forward_attention")
+    name = getattr(model, "ferx_name", None)
+    return name is not None and bool(get_model_info(name).native_maps)
 
 
 def native_attention(model: nn.Module, x: torch.Tensor) -> list[NativeAttention]:
     """Logits and native maps for every image of ``x`` (N x C x H x W, normalised), one pass, no grad."""
-    if not has_native_attention(model):
-        raise NoNativeAttention(f"{getattr(model, 'ferx_name', type(model).__name__)} has no native attention maps "
-                                "(use a post-hoc method such as gradcam)")
-    x = as_batch(x)
     name = getattr(model, "ferx_name", type(model).__name__)
+    if not has_native_attention(model):
+        raise NoNativeAttention(f"{name} has no native attention maps (use a post-hoc method such as gradcam)")
+    declared = get_model_info(name).native_maps
+    x = as_batch(x)
     size = x.shape[-1]
     start = time.perf_counter()
     with fast_inference(model, x) as xi:
@@ -65,16 +65,21 @@ def native_attention(model: nn.Module, x: torch.Tensor) -> list[NativeAttention]
     results = []
     for i in range(x.shape[0]):
         maps, channels = [], {}
-        common = dict(kind="native", model=name, target=None, signed=False, elapsed_s=elapsed)
-        if "heatmap" in out:  # Conv-cut
-            heads = out["attention"].shape[1]
-            maps.append(make_map(out["heatmap"][i].float().cpu().numpy(), size, method="convcut_attention",
-                                 params={"aggregation": f"mean over {heads} heads and all queries (attention received)",
-                                         "tokens": list(out["heatmap"].shape[-2:])}, **common))
-        for block in ("block2", "block4"):  # LANMSFF
-            if block in out:
-                maps.append(make_map(out[block]["spatial"][i].float().cpu().numpy(), size,
-                                     method=f"massatt_{block}_spatial", params={"block": block}, **common))
-                channels[block] = out[block]["channel"][i].float().cpu().numpy()
+        for native in declared:
+            maps.append(make_map(out["maps"][native.name][i].float().cpu().numpy(), size, method=native.name,
+                                 kind="native", model=name, target=None, signed=False, elapsed_s=elapsed,
+                                 params=out["params"].get(native.name, {})))
+            if native.channel_weights:
+                channels[native.channel_weights] = out["channel_weights"][native.channel_weights][i].float().cpu().numpy()
         results.append(NativeAttention(out["logits"][i].float().cpu().numpy(), maps, channels, elapsed))
     return results
+
+
+def _native_maps(model, x, *, targets=None, contrast=None, options=None) -> list[ExplanationMap]:
+    """Every native map of every image (the target and contrast do not change what a network attends to)."""
+    return [m for result in native_attention(model, x) for m in result.maps]
+
+
+register_method(ExplanationMethod(
+    "native", "native", "Native attention", signed=False, class_agnostic=True, cost="light", run=_native_maps,
+    reading="The network's own attention, computed as part of its prediction (each model declares its maps)."))

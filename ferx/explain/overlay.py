@@ -65,6 +65,22 @@ def map_scale(maps: Iterable[ExplanationMap | np.ndarray], clip_percentile: floa
     return MapScale(low, top, False, clip_percentile)
 
 
+def map_scales(rows, scale: str = "per-map", clip_percentile: float = 99.0) -> list[list[MapScale]]:
+    """A :class:`MapScale` per (row, map) of rows that each hold ``.maps`` (one row per model):
+    each map its own (``per-map``), or one per method across all rows (``shared``: the same method
+    on several models is drawn on one scale)."""
+    if scale not in ("per-map", "shared"):
+        raise ValueError(f"scale must be 'per-map' or 'shared', got {scale!r}")
+    if scale == "per-map":
+        return [[map_scale([m], clip_percentile) for m in row.maps] for row in rows]
+    by_method: dict[str, list] = {}
+    for row in rows:
+        for m in row.maps:
+            by_method.setdefault(m.method, []).append(m)
+    shared = {k: map_scale(v, clip_percentile) for k, v in by_method.items()}
+    return [[shared[m.method] for m in row.maps] for row in rows]
+
+
 def colormap(name: str):
     import matplotlib
 

@@ -8,26 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, colormap, map_scale, overlay
+from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, colormap, map_scales, overlay
 from ferx.explain.report import ModelExplanation
 
 KIND_TEXT = {"native": "native attention", "cam": "post-hoc CAM", "attribution": "post-hoc attribution",
              "random": "random"}
-
-
-def map_scales(rows: list[ModelExplanation], scale: str = "per-map", clip_percentile: float = 99.0):
-    """A :class:`MapScale` per (row, map): each map its own (``per-map``), or one per method
-    across all rows (``shared``: the same method on several models is drawn on one scale)."""
-    if scale not in ("per-map", "shared"):
-        raise ValueError(f"scale must be 'per-map' or 'shared', got {scale!r}")
-    if scale == "shared":
-        by_method = {}
-        for row in rows:
-            for m in row.maps:
-                by_method.setdefault(m.method, []).append(m)
-        shared = {k: map_scale(v, clip_percentile) for k, v in by_method.items()}
-        return [[shared[m.method] for m in row.maps] for row in rows]
-    return [[map_scale([m], clip_percentile) for m in row.maps] for row in rows]
 
 
 def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExplanation], *, scale: str = "per-map",

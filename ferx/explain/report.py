@@ -1,67 +1,52 @@
-"""One face, one model, several methods: probabilities, maps at crop resolution, faithfulness.
+"""One face, several models, several methods: probabilities, maps at crop resolution, faithfulness.
 
-The glue between the photo pipeline (:mod:`ferx.faces`) and the methods, used by ``ferx explain``
-and the benchmark. Method names: ``native`` (all of a model's own attention maps), the CAM family
-(:data:`ferx.explain.cam.CAM_METHODS`) and the Captum attributions
-(:data:`ferx.explain.attributions.ATTRIBUTION_METHODS`, also ``ig``, ``gbp`` ...).
+:func:`explain_photo` is the one "explain these models on this face" loop — ``ferx explain`` and
+the app's Explain and Compare tabs call it — and :meth:`PhotoExplanation.to_dict`
+its one JSON shape (the one ``ferx explain`` writes). It takes the target and contrast classes
+once, by name in any spelling or by index, and resolves them for each model's own label set.
+Method names come from the registry (:mod:`ferx.explain.methods`).
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
-import torch.nn as nn
 
-from ferx.explain._common import SMALL_MODEL, fast_logits
-from ferx.explain.attributions import ALIASES, ATTRIBUTION_METHODS, attribution_maps, canonical_attribution
-from ferx.explain.cam import CAM_METHODS, cam_maps
+from ferx.checkpoint import LoadedModel
+from ferx.data.labels import ALIASES as LABEL_ALIASES
+from ferx.explain._common import fast_logits
 from ferx.explain.faithfulness import Faithfulness, deletion_insertion, map_agreement
 from ferx.explain.maps import ExplanationMap
+from ferx.explain.methods import MethodOptions, get_method
 from ferx.explain.native import has_native_attention, native_attention
-
-METHOD_NAMES = ("native", *CAM_METHODS, *ATTRIBUTION_METHODS, *ALIASES)
+from ferx.memory_format import SMALL_MODEL
 
 
 def canonical_method(method: str) -> str:
-    method = method.lower()
-    if method == "native" or method in CAM_METHODS:
-        return method
-    try:
-        return canonical_attribution(method)
-    except ValueError:
-        raise ValueError(f"unknown method {method!r}; choose from native, {', '.join(CAM_METHODS)}, "
-                         f"{', '.join(ATTRIBUTION_METHODS)} (aliases: {', '.join(ALIASES)})") from None
+    return get_method(method).name
 
 
-@dataclass
-class ExplainableModel:
-    """A model ready to explain, with the honesty label every output carries."""
-
-    model: nn.Module
-    name: str  # registry name
-    classes: tuple[str, ...]
-    spec: object  # InputSpec
-    trained: bool
-    source: str  # checkpoint folder, or "random weights"
-
-    @classmethod
-    def from_loaded(cls, loaded) -> "ExplainableModel":
-        """A checkpoint's trained model (a :class:`ferx.checkpoint.LoadedModel`)."""
-        return cls(loaded.model.eval(), loaded.name, tuple(loaded.labels.classes), loaded.input_spec, True,
-                   str(loaded.path))
-
-    @property
-    def display(self) -> str:
-        if self.trained:
-            return f"{self.name} ({Path(self.source).name})"
-        return f"{self.name} (UNTRAINED: random weights)"
+def resolve_class(value: str | int | None, classes, what: str = "target", model: str = "this model") -> int | None:
+    """``None``, an index (int or digits) into ``classes``, or a class name in any spelling
+    ('happiness', 'Happy') -> the index in ``classes``."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.isdigit() and int(text) < len(classes):
+        return int(text)
+    name = LABEL_ALIASES.get(text.lower())
+    if name in classes:
+        return list(classes).index(name)
+    raise ValueError(f"{what} {value!r}: not a class of {model} ({', '.join(classes)})")
 
 
-def open_model(model: str, *, untrained: bool = False, seed: int = 0, device: str = "cpu") -> ExplainableModel:
+def open_model(model: str, *, untrained: bool = False, seed: int = 0, device: str = "cpu") -> LoadedModel:
     """A checkpoint folder (its trained weights), or — only with ``untrained=True`` — a registry name
     built with random weights (seeded), labelled untrained everywhere it is shown."""
     from ferx.checkpoint import load_checkpoint
@@ -70,7 +55,7 @@ def open_model(model: str, *, untrained: bool = False, seed: int = 0, device: st
 
     path = Path(model)
     if (path / "card.json").is_file():  # a checkpoint is always its trained weights; untrained= is for names
-        return ExplainableModel.from_loaded(load_checkpoint(path, device))
+        return load_checkpoint(path, device)
     if model not in list_models():
         hint = f"{model} is a folder without card.json" if path.is_dir() else f"unknown model {model!r}"
         raise ValueError(f"{hint}: give a checkpoint folder (e.g. checkpoints/mini_xception_fer2013) or a registry "
@@ -83,7 +68,7 @@ def open_model(model: str, *, untrained: bool = False, seed: int = 0, device: st
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         net = create_model(model, num_classes=len(labels)).to(device).eval()
-    return ExplainableModel(net, model, tuple(labels.classes), info.input_spec, False, "random weights")
+    return LoadedModel(net, model, labels, info.input_spec, {}, None)
 
 
 @dataclass
@@ -117,7 +102,7 @@ class ModelExplanation:
         }
 
 
-def explain_face(em: ExplainableModel, face, methods, *, target: int | None = None, contrast: int | None = None,
+def explain_face(em: LoadedModel, face, methods, *, target: int | None = None, contrast: int | None = None,
                  faithfulness: bool = True, baseline: str = "blur", deletion_steps: int | None = None,
                  n_random: int | None = None, ig_steps: int = 32) -> ModelExplanation:
     """Every requested map of ``face`` (a :class:`ferx.faces.Face`) for one model, each with its
@@ -126,13 +111,14 @@ def explain_face(em: ExplainableModel, face, methods, *, target: int | None = No
     Deletion/insertion defaults: 32 steps and 3 random maps; for models of 5 M parameters or more
     (Conv-cut: each step is a 12.6 G multiply-add forward pass) 16 steps and 1 random map.
     """
-    methods = list(dict.fromkeys(canonical_method(m) for m in methods))  # unique, in order
+    methods = [get_method(m) for m in dict.fromkeys(canonical_method(m) for m in methods)]  # unique, in order
+    native_asked = any(m.family == "native" for m in methods)
     big = sum(p.numel() for p in em.model.parameters()) >= SMALL_MODEL
     deletion_steps = deletion_steps or (16 if big else 32)
     n_random = n_random if n_random is not None else (1 if big else 3)
-    x = face.model_input(em.spec).to(next(em.model.parameters()).device)
+    x = face.model_input(em.input_spec).to(next(em.model.parameters()).device)
     maps, channel_weights, notes = [], {}, []
-    if "native" in methods and has_native_attention(em.model):
+    if native_asked and has_native_attention(em.model):
         native = native_attention(em.model, x)[0]  # the same pass gives the prediction
         logits, predict_s = native.logits, native.elapsed_s
         maps += native.maps
@@ -141,23 +127,21 @@ def explain_face(em: ExplainableModel, face, methods, *, target: int | None = No
         start = time.perf_counter()
         logits = fast_logits(em.model, x)[0].cpu().numpy()
         predict_s = time.perf_counter() - start
-        if "native" in methods:
+        if native_asked:
             notes.append(f"{em.name} has no native attention; native maps skipped")
     probs = np.exp(logits - logits.max())
     out = ModelExplanation(em.display, em.name, em.trained, em.classes, probs / probs.sum(),
-                           face.model_pixels(em.spec), channel_weights=channel_weights, notes=notes,
+                           face.model_pixels(em.input_spec), channel_weights=channel_weights, notes=notes,
                            predict_s=predict_s)
     for method in methods:
-        if method in CAM_METHODS:
-            maps += cam_maps(em.model, x, method, targets=target, contrast=contrast)
-        elif method != "native":
-            maps += attribution_maps(em.model, x, method, targets=target, contrast=contrast, n_steps=ig_steps)
+        if method.family != "native":  # native maps came with the prediction
+            maps += method(em.model, x, targets=target, contrast=contrast, options=MethodOptions(ig_steps=ig_steps))
     for m in maps:
         m.model = em.display
         m.with_labels(em.classes).with_crop(face.crop_size)
         out.maps.append(m)
         out.faithfulness.append(deletion_insertion(em.model, x, m, target=target, baseline=baseline,
-                                                   n_steps=deletion_steps, n_random=n_random, spec=em.spec)
+                                                   n_steps=deletion_steps, n_random=n_random, spec=em.input_spec)
                                 if faithfulness else None)
     for i in range(len(out.maps)):
         for j in range(i + 1, len(out.maps)):
@@ -178,3 +162,42 @@ def cross_model_agreement(rows: list[ModelExplanation], top_k: float = 0.1) -> l
                     out.append({"method": a.method, "a": rows[i].model, "b": rows[j].model,
                                 **map_agreement(a.crop_values, b.crop_values, top_k)})
     return out
+
+
+@dataclass
+class PhotoExplanation:
+    """Every model's explanation of one face of a photo."""
+
+    search: object  # ferx.faces.FaceSearch
+    face: int  # which of search.faces
+    methods: list[str]
+    rows: list[ModelExplanation]
+
+    def to_dict(self, scale: str = "per-map") -> dict:
+        """The JSON of ``ferx explain`` (README, "Explanations")."""
+        return {"photo": self.search.photo.to_dict(), "no_face": self.search.no_face,
+                "faces": [f.to_dict() for f in self.search.faces], "face": self.face, "methods": self.methods,
+                "scale": scale, "models": [row.to_dict() for row in self.rows],
+                "agreement_across_models": cross_model_agreement(self.rows)}
+
+
+def explain_photo(models: Iterable, search, face: int | None, methods, *, target: str | int | None = None,
+                  contrast: str | int | None = None, using: Callable = nullcontext, **options) -> PhotoExplanation:
+    """Explain face number ``face`` of ``search`` (a :class:`ferx.faces.FaceSearch`) with every model.
+
+    ``models``: :class:`LoadedModel` objects, or any handles that ``using(handle)`` — a context
+    manager — turns into one for as long as it is explained (the app's exclusive model lock).
+    ``target`` / ``contrast``: a class name in any spelling or an index, resolved per model; a
+    contrast ("target over contrast") needs a target. ``options`` go to :func:`explain_face`.
+    """
+    methods = list(dict.fromkeys(canonical_method(m) for m in methods))
+    if contrast is not None and target is None:
+        raise ValueError("a contrast class needs a target class (explain TARGET over CONTRAST)")
+    index = search.pick(face)
+    rows = []
+    for handle in models:
+        with using(handle) as em:
+            rows.append(explain_face(em, search.faces[index], methods,
+                                     target=resolve_class(target, em.classes, "target", em.display),
+                                     contrast=resolve_class(contrast, em.classes, "contrast", em.display), **options))
+    return PhotoExplanation(search, index, methods, rows)

@@ -2,15 +2,23 @@
 
 ``create_model(name, num_classes=..., **cfg)`` builds a network; ``get_model_info(name)`` gives
 what the rest of ferx needs to know about it without building it (input size, channels,
-normalisation, default label set, Grad-CAM target layers).
+normalisation, default label set, Grad-CAM target layers, its own attention maps).
+
+A model with attention of its own declares its maps here (:class:`NativeMap`, as timm declares
+``feature_info``) and implements ``forward_attention(x)``, which returns one shape for every
+model (:class:`AttentionOutput`); generic code (:mod:`ferx.explain.native`, the app) reads only
+the declaration and that shape.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TypedDict
 
+import torch
 import torch.nn as nn
+
+from ferx.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,25 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class NativeMap:
+    """One attention map a model computes as part of its prediction."""
+
+    name: str  # key in forward_attention(x)["maps"]; the map's method name in explanations
+    shape: tuple[int, int]  # H x W at the registered input size
+    reading: str  # what it shows, in one line (the app prints it under the map)
+    channel_weights: str | None = None  # key in forward_attention(x)["channel_weights"] drawn beside it
+
+
+class AttentionOutput(TypedDict):
+    """What ``forward_attention(x)`` returns, for every model."""
+
+    logits: torch.Tensor  # N x K, the same as forward(x)
+    maps: dict[str, torch.Tensor]  # NativeMap.name -> N x H x W
+    channel_weights: dict[str, torch.Tensor]  # NativeMap.channel_weights -> N x C
+    params: dict[str, dict]  # NativeMap.name -> how this pass made it (JSON-ready); may be empty
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     name: str
     builder: Callable[..., nn.Module]
@@ -37,30 +64,28 @@ class ModelInfo:
     # Dotted module paths (relative to the model) whose outputs Grad-CAM should use; the first
     # is the default. All of them produce NCHW feature maps, so no reshape transform is needed.
     cam_target_layers: tuple[str, ...] = field(default_factory=tuple)
+    native_maps: tuple[NativeMap, ...] = ()  # empty: no attention of its own (no forward_attention)
 
 
-_REGISTRY: dict[str, ModelInfo] = {}
+MODELS: Registry[ModelInfo] = Registry("model", "models")
 
 
 def register_model(name: str, *, input_spec: InputSpec, default_labels: str, description: str,
-                   cam_target_layers: tuple[str, ...]):
+                   cam_target_layers: tuple[str, ...], native_maps: tuple[NativeMap, ...] = ()):
     def wrap(builder):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelInfo(name, builder, input_spec, default_labels, description, cam_target_layers)
+        MODELS.add(name, ModelInfo(name, builder, input_spec, default_labels, description, cam_target_layers,
+                                   native_maps))
         return builder
 
     return wrap
 
 
 def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(MODELS)
 
 
 def get_model_info(name: str) -> ModelInfo:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
-    return _REGISTRY[name]
+    return MODELS.get(name)
 
 
 def create_model(name: str, num_classes: int = 7, **config) -> nn.Module:

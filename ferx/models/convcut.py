@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ferx.models._layers import SepConv, pad_tf_same
-from ferx.models._registry import InputSpec, register_model
+from ferx.models._registry import AttentionOutput, InputSpec, NativeMap, register_model
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +131,17 @@ class ConvCut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def forward_attention(self, x: torch.Tensor) -> dict:
-        """Logits plus ``attention`` (N x heads x HW x HW weights) and ``heatmap`` (N x H x W:
-        attention received per location, averaged over heads and queries; sums to 1)."""
+    def forward_attention(self, x: torch.Tensor) -> AttentionOutput:
+        """Logits plus the ``convcut_attention`` heat-map (N x H x W): the attention each location
+        receives, the N x heads x HW x HW weights averaged over heads and queries (sums to 1)."""
         feats = self.backbone(x)
         h, w = feats.shape[-2:]
         feats, weights = self.attention(feats, return_weights=True)
         logits = self.forward_head(self.det(feats))
         heatmap = weights.mean(dim=(1, 2)).reshape(-1, h, w)
-        return {"logits": logits, "attention": weights, "heatmap": heatmap}
+        aggregation = f"mean over {weights.shape[1]} heads and all queries (attention received)"
+        return {"logits": logits, "maps": {"convcut_attention": heatmap}, "channel_weights": {},
+                "params": {"convcut_attention": {"aggregation": aggregation, "tokens": [h, w]}}}
 
 
 def _build_convnext(backbone_weights: str | None, drop_path_rate: float) -> nn.Module:
@@ -181,6 +183,9 @@ def _build_convnext(backbone_weights: str | None, drop_path_rate: float) -> nn.M
     default_labels="ferplus",
     description="Conv-cut (Nan et al. 2025): truncated ConvNeXt-Base + spatial self-attention + DET, 224x224 RGB",
     cam_target_layers=("attention", "backbone.tail"),
+    native_maps=(NativeMap("convcut_attention", (14, 14),
+                           reading="Conv-cut's own self-attention (native): how much attention each of the 14×14 "
+                                   "locations receives, averaged over heads and queries."),),
 )
 def convcut(num_classes: int = 7, **kwargs) -> ConvCut:
     return ConvCut(num_classes=num_classes, **kwargs)

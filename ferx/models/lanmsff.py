@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ferx.models._layers import SepConv
-from ferx.models._registry import InputSpec, register_model
+from ferx.models._registry import AttentionOutput, InputSpec, NativeMap, register_model
 
 BN_KW = dict(momentum=0.01, eps=1e-3)  # Keras BatchNormalization defaults
 DROP = 0.4
@@ -168,13 +168,14 @@ class LANMSFF(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def forward_attention(self, x: torch.Tensor) -> dict:
-        """Logits plus the MassAtt maps: ``{"logits", "block2": {"channel": N×72, "spatial":
-        N×32×32}, "block4": {"channel": N×84, "spatial": N×8×8}}`` (spatial maps at the
-        resolution of their block's input, values in (0, 1))."""
-        maps: dict = {}
-        maps["logits"] = self.forward_head(self._features(x, maps))
-        return maps
+    def forward_attention(self, x: torch.Tensor) -> AttentionOutput:
+        """Logits plus the MassAtt maps of blocks 2 and 4: spatial maps M_s (N×32×32, N×8×8, at the
+        resolution of their block's input) and channel maps M_c (N×72, N×84), values in (0, 1)."""
+        taps: dict = {}
+        logits = self.forward_head(self._features(x, taps))
+        return {"logits": logits, "maps": {f"massatt_{b}_spatial": t["spatial"] for b, t in taps.items()},
+                "channel_weights": {b: t["channel"] for b, t in taps.items()},
+                "params": {f"massatt_{b}_spatial": {"block": b} for b in taps}}
 
 
 @register_model(
@@ -183,6 +184,14 @@ class LANMSFF(nn.Module):
     default_labels="fer2013",
     description="LANMSFF (Ezati et al. 2024): 356k-parameter CNN with MassAtt attention and PWFS fusion, 64x64 gray",
     cam_target_layers=("block4.conv", "block3.conv3", "block2.conv"),
+    native_maps=(
+        NativeMap("massatt_block2_spatial", (32, 32), channel_weights="block2",
+                  reading="LANMSFF's own spatial attention (MassAtt, block 2, native): the 0–1 weight the network "
+                          "multiplies each location by. Part of the prediction, not an explanation of it."),
+        NativeMap("massatt_block4_spatial", (8, 8), channel_weights="block4",
+                  reading="LANMSFF's own spatial attention (MassAtt, block 4, native, 8×8): coarse; bright = kept, "
+                          "dark = suppressed before the last block."),
+    ),
 )
 def lanmsff(num_classes: int = 7, **kwargs) -> LANMSFF:
     return LANMSFF(num_classes=num_classes, **kwargs)

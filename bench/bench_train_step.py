@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ferx.device import describe_hardware, resolve_device
-from ferx.inference import training_memory_format
+from ferx.memory_format import training_memory_format
 from ferx.models import create_model, get_model_info
 
 FERPLUS_TRAIN = 26_940

@@ -123,7 +123,7 @@ def test_cpu_training_is_channels_last_only_where_its_backward_is_safe():
     import torch
     import torch.nn.functional as F
 
-    from ferx.inference import training_memory_format
+    from ferx.memory_format import training_memory_format
     from ferx.models import create_model
 
     cpu = torch.device("cpu")

@@ -15,7 +15,9 @@ from ferx.data.datasets import list_datasets
 def _cmd_data_prepare(args) -> int:
     from ferx.data.prepare import prepare_datasets
 
-    for folder in prepare_datasets(args.data_root, args.source, args.names or None):
+    from ferx.paths import default_data_root
+
+    for folder in prepare_datasets(args.data_root or default_data_root(), args.source, args.names or None):
         print(f"ready: {folder}")
     return 0
 
@@ -184,7 +186,9 @@ def _cmd_models(args) -> int:
         info = get_model_info(name)
         s = info.input_spec
         print(f"  {name:14s} {s.size}x{s.size}x{s.channels}  {info.description}")
-    root = Path(args.checkpoints)
+    from ferx.paths import default_checkpoints
+
+    root = Path(args.checkpoints) if args.checkpoints else default_checkpoints()
     print(f"checkpoints in {root}:")
     for card_path in sorted(root.glob("*/card.json")):
         try:
@@ -261,14 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ferx", description="Facial-expression-recognition analysis workbench")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = p.add_subparsers(dest="command", required=True)
-    data_root = dict(default=None, help="dataset root (default: $FERX_DATA_ROOT or ./datasets)")
+    data_root = dict(default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
 
     data = sub.add_parser("data", help="unpack and inspect datasets").add_subparsers(dest="data_command", required=True)
     prep = data.add_parser("prepare", help="unpack the ../shared/datasets archives into the data root")
     datasets = ", ".join(list_datasets())
     prep.add_argument("names", nargs="*", help=f"{datasets} (default: all)")
     prep.add_argument("--source", default=None, help="folder holding the .tar archives (default: ../shared/datasets)")
-    prep.add_argument("--data-root", default="datasets")
+    prep.add_argument("--data-root", **data_root)
     prep.set_defaults(func=_cmd_data_prepare)
     info = data.add_parser("info", help="image and class counts of a dataset's splits")
     info.add_argument("dataset", help=f"{datasets}, or a path to an image folder or zip")
@@ -349,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     bu.set_defaults(func=_cmd_bundle)
 
     mo = sub.add_parser("models", help="registered architectures and available checkpoints")
-    mo.add_argument("--checkpoints", default="checkpoints")
+    mo.add_argument("--checkpoints", default=None, help="default: $FERX_CHECKPOINTS, else the project's checkpoints/")
     mo.set_defaults(func=_cmd_models)
 
     ex = sub.add_parser("explain", help="explain a photo: faces, maps and faithfulness as a PNG panel and JSON",
@@ -386,8 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=_cmd_explain)
 
     app = sub.add_parser("app", help="the Gradio web UI (defaults from $FERX_* environment variables)")
-    app.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT or ./datasets)")
-    app.add_argument("--checkpoints", default=None, help="checkpoint folder (default: ./checkpoints)")
+    app.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
+    app.add_argument("--checkpoints", default=None,
+                     help="checkpoint folder (default: $FERX_CHECKPOINTS, else the project's checkpoints/)")
     app.add_argument("--device", default=None, help="auto, cpu or cuda (default: auto)")
     app.add_argument("--host", default=None, help="default 127.0.0.1; 0.0.0.0 to serve the network")
     app.add_argument("--port", type=int, default=None, help="default 7860")

@@ -4,7 +4,9 @@ A leaf module (it imports nothing from ferx), so every other module can ask it w
 import circle.
 
 * Data root: the ``data_root`` argument where a function takes one, else ``$FERX_DATA_ROOT``,
-  else ``./datasets``.
+  else the project checkout's ``datasets/`` (the folder ``ferx data prepare`` fills), whatever the
+  working directory; ``./datasets`` only where ferx is installed without its checkout.
+* Checkpoints: ``$FERX_CHECKPOINTS``, else the checkout's ``checkpoints/`` (likewise).
 * Cache: ``$FERX_CACHE_DIR``, else ``<data root>/.cache``; one sub-folder per kind of derived file
   (``packed``, ``analysis``, ``embeddings``, ``zips``, ``numba``). Functions that cache take a
   ``cache_dir=`` argument that replaces ``cache_dir(kind)``.
@@ -18,8 +20,23 @@ from pathlib import Path
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm"})
 
 
+# the checkout ferx runs from (an editable install or ``python -m`` in the repository), if any
+_CHECKOUT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = _CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else None
+
+
+def _project_folder(env: str, name: str) -> Path:
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    return PROJECT_ROOT / name if PROJECT_ROOT else Path(name)
+
+
 def default_data_root() -> Path:
-    return Path(os.environ.get("FERX_DATA_ROOT", "datasets"))
+    return _project_folder("FERX_DATA_ROOT", "datasets")
+
+
+def default_checkpoints() -> Path:
+    return _project_folder("FERX_CHECKPOINTS", "checkpoints")
 
 
 def cache_root() -> Path:

@@ -51,6 +51,15 @@ def native_line(architecture: str) -> str:
     return native[0].reading if native else "This architecture has no attention of its own."
 
 
+def untrained_line(bank: ModelBank) -> str:
+    """Which registered architectures the comparison lacks, and why."""
+    missing = bank.untrained_architectures()
+    if not missing:
+        return ""
+    return (f"Also implemented, but without trained weights yet (so not compared here): "
+            f"{', '.join(f'`{a}`' for a in missing)} — see the Models tab.")
+
+
 @user_errors
 def compare(bank: ModelBank, path, whole_image, index):
     """Score face ``index`` of a photo with every model: status, the photo with its face boxes, the
@@ -70,7 +79,7 @@ def compare(bank: ModelBank, path, whole_image, index):
         native = next((i for i, m in enumerate(ex.maps) if m.kind == "native"), None)
         cam = next(i for i, m in enumerate(ex.maps) if m.method == POST_HOC)
         outputs += [{c: float(p) for c, p in zip(ex.classes, ex.probs)},
-                    verdict(ex) + ("" if native is not None else "<br>*no native attention in this architecture*"),
+                    verdict(ex),
                     None if native is None else tile(crop, ex.maps[native].crop_values, sc[native], None, 0.5),
                     tile(crop, ex.maps[cam].crop_values, sc[cam], None, 0.5)]
     note = (f"{len(search.faces)} face(s) found; scoring face {result.face}"
@@ -97,16 +106,20 @@ def build_compare_tab(ctx: AppContext) -> None:
     columns = []
     with gr.Row():
         for name in bank.names:
+            has_native = bool(get_model_info(bank.models[name].name).native_maps)
             with gr.Column():
                 gr.Markdown(f"### {name}")
                 label = gr.Label(num_top_classes=len(bank.models[name].labels), label="Probabilities",
                                  elem_classes=["compare-probs"])
                 summary = gr.Markdown()
-                native = gr.Image(label="Native attention", interactive=False, height=220)
-                gr.Markdown(native_line(bank.models[name].name))
+                # no empty panel for an architecture without attention of its own
+                native = gr.Image(label="Native attention", interactive=False, height=220, visible=has_native)
+                gr.Markdown(native_line(bank.models[name].name), visible=has_native)
                 gradcam = gr.Image(label="Grad-CAM (predicted class)", interactive=False, height=220)
                 gr.Markdown(reading(POST_HOC))
                 columns += [label, summary, native, gradcam]
+    if untrained_line(bank):
+        gr.Markdown(untrained_line(bank), elem_id="compare-untrained")
     handler = functools.partial(compare, bank)
     inputs = dict(path=photo, whole_image=whole, index=face_index)
     outputs = [status, boxes, crops] + columns

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from ferx.paths import default_checkpoints, default_data_root
 
 
 @dataclass(frozen=True)
 class AppConfig:
-    data_root: Path = Path(os.environ.get("FERX_DATA_ROOT", "datasets"))
-    checkpoints: Path = Path(os.environ.get("FERX_CHECKPOINTS", "checkpoints"))
+    data_root: Path = field(default_factory=default_data_root)  # never relative to the working directory
+    checkpoints: Path = field(default_factory=default_checkpoints)
     device: str = os.environ.get("FERX_DEVICE", "auto")
     host: str = os.environ.get("FERX_HOST", "127.0.0.1")
     port: int = int(os.environ.get("FERX_PORT", "7860"))

@@ -111,7 +111,9 @@ def build_explain_tab(ctx) -> None:
         with gr.Column(scale=2):
             image, whole, face_index = photo_inputs("Photo or face", "explain-photo", 300)
             models = gr.CheckboxGroup(bank.names, value=bank.names[:2], label="Models")
-            native = gr.Checkbox(True, label=native_label())
+            # ticked and shown only when an offered model has attention of its own (else it would always be skipped)
+            any_native = any(get_model_info(m.name).native_maps for m in bank.models.values())
+            native = gr.Checkbox(any_native, label=native_label(), visible=any_native)
             cams = gr.CheckboxGroup(list_methods("cam", offered=True), value=["gradcam"], label=FAMILIES["cam"])
             captum = gr.CheckboxGroup(list_methods("captum", offered=True), value=[], label=FAMILIES["captum"])
             with gr.Row():

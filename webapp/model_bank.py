@@ -28,6 +28,9 @@ class ModelBank:
     @classmethod
     def load(cls, checkpoints: Path, device: str = "auto") -> "ModelBank":
         bank, dev = cls(), resolve_device(device)
+        if not Path(checkpoints).is_dir():  # a wrong path must not read as "no trained weights"
+            raise FileNotFoundError(f"checkpoint folder {Path(checkpoints).resolve()} not found: pass --checkpoints "
+                                    "DIR or set FERX_CHECKPOINTS")
         for card_path in sorted(Path(checkpoints).glob("*/card.json")):
             name = card_path.parent.name
             try:

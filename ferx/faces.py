@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ferx.text import plural
+
 # Refused before decoding: more pixels than any camera makes (48 MP phones: 8000 x 6000).
 MAX_PIXELS = 60_000_000
 # Working resolution: photos are decoded/resized so their longer side is at most this.
@@ -211,8 +213,10 @@ class FaceSearch:
         """The face number ``index`` (None is 0) checked against the faces found."""
         index = int(index or 0)
         if not 0 <= index < len(self.faces):
-            raise ValueError(f"face {index}: {len(self.faces)} face(s) found; choose 0 to {len(self.faces) - 1} "
-                             "(0 is the largest)")
+            n = len(self.faces)
+            choice = ("there is no face to choose" if n == 0 else "it is face 0" if n == 1
+                      else f"choose 0 to {n - 1} (0 is the largest)")
+            raise ValueError(f"face {index}: {plural(n, 'face')} found; {choice}")
         return index
 
 

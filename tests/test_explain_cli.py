@@ -70,7 +70,7 @@ def test_explain_writes_a_panel_and_the_numbers(photo, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--model", "lanmsff"], "--untrained"),
     (["--model", MINI, "--target", "bored"], "not a class"),
-    (["--model", MINI, "--target", "happiness", "--contrast", "sadness", "--face", "3"], "1 face(s) found"),
+    (["--model", MINI, "--target", "happiness", "--contrast", "sadness", "--face", "3"], "1 face found; it is face 0"),
     (["--model", MINI, "--method", "magic"], "unknown method"),
 ])
 def test_explain_user_errors_are_one_line(photo, tmp_path, capsys, args, message):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from conftest import REPO
 from ferx.data import load_fer2013, pack_split
+from ferx.text import plural
 from webapp_server import running_app
 
 SHOTS = REPO / "runs" / "screenshots"
@@ -62,6 +63,6 @@ def test_dataset_analysis_renders_and_a_cell_click_fills_the_gallery(page):
     expected = int(cells.nth(8 * 4 + 5).inner_text())
     assert expected > 0
     cells.nth(8 * 4 + 5).click()
-    page.get_by_text(f"{expected} faces of true class").wait_for()
+    page.get_by_text(f"{plural(expected, 'face')} of true class").wait_for()
     assert page.locator("#dataset-gallery img").count() == min(expected, 60)
     page.screenshot(path=str(SHOTS / "dataset.png"), full_page=True)

@@ -63,5 +63,17 @@ def launch_options(cfg: AppConfig) -> dict:
     return dict(server_name=cfg.host, server_port=cfg.port, max_file_size=f"{cfg.max_upload_mb}mb", show_error=True)
 
 
+def first_run_data(cfg: AppConfig) -> None:
+    """A fresh checkout has no unpacked data: unpack what ../shared/datasets holds, so the quick start
+    opens with examples and datasets (once; later starts find the folders)."""
+    from ferx.data.datasets import available_datasets
+    from ferx.data.prepare import DEFAULT_SOURCE, prepare_available
+
+    if not available_datasets(cfg.data_root) and DEFAULT_SOURCE.is_dir():
+        log.warning("no datasets under %s yet: unpacking the archives of %s (once)", cfg.data_root, DEFAULT_SOURCE)
+        prepare_available(cfg.data_root)
+
+
 def launch(cfg: AppConfig) -> None:
+    first_run_data(cfg)
     build_app(cfg).launch(**launch_options(cfg))

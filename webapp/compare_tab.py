@@ -17,6 +17,7 @@ from ferx.explain.methods import reading
 from ferx.explain.overlay import map_scales
 from ferx.explain.report import explain_photo
 from ferx.models import get_model_info
+from ferx.text import plural
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.explaining import annotate, crop_strip, photo_inputs, search_faces, tile, verdict
@@ -82,7 +83,7 @@ def compare(bank: ModelBank, path, whole_image, index):
                     verdict(ex),
                     None if native is None else tile(crop, ex.maps[native].crop_values, sc[native], None, 0.5),
                     tile(crop, ex.maps[cam].crop_values, sc[cam], None, 0.5)]
-    note = (f"{len(search.faces)} face(s) found; scoring face {result.face}"
+    note = (f"{plural(len(search.faces), 'face')} found; scoring face {result.face}"
             + (" (whole image)" if search.faces[result.face].whole_image else "")
             + f" · {time.perf_counter() - start:.2f} s")
     return [note, annotate(search, result.face), crop_strip(search)] + outputs

@@ -26,6 +26,7 @@ from ferx.analysis.runs import ModelRun
 from ferx.data.datasets import available_datasets, list_datasets, load_split
 from ferx.data.packed import PackedSplit, pack_split
 from ferx.paths import cache_root
+from ferx.text import plural
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.model_bank import ModelBank
@@ -108,7 +109,7 @@ def run_analysis(bank: ModelBank, data_root: Path, name, split_name, zip_file, c
     if not chosen:
         raise gr.Error("Choose at least one model.")
     if not (zip_file or name):
-        raise gr.Error("Choose a configured dataset or upload a zip.")
+        raise gr.Error(no_dataset_text(data_root))
     progress(0, desc="reading faces")
     packed = read_faces(name, split_name, data_root, zip_file)
     val = None
@@ -163,7 +164,7 @@ def confusion_click(analysis, name, evt: gr.SelectData):
     true, pred = run.model_classes[row], run.model_classes[col - 1]
     ids = cell_samples(run, true, pred)
     return (gallery_items(analysis, run, ids), ids.tolist(),
-            f"**{len(ids)}** faces of true class *{true}* that {name} predicts as *{pred}*"
+            f"**{plural(len(ids), 'face')}** of true class *{true}* that {name} predicts as *{pred}*"
             + (f" (first {GALLERY_LIMIT} shown)" if len(ids) > GALLERY_LIMIT else ""))
 
 
@@ -209,8 +210,16 @@ def open_in_explain(analysis, ids, evt: gr.SelectData):
     return face_thumbnail(analysis.packed.images[sample], 192), True, gr.Tabs(selected="explain")
 
 
+def no_dataset_text(data_root: Path) -> str:
+    return (f"No dataset is unpacked under {data_root}. Run `ferx data prepare` (it unpacks FER-2013, FERPlus and "
+            "CK+48 from ../shared/datasets) and restart the app, or upload a zip of class folders "
+            "(happy/, sad/, …) below.")
+
+
 def _source_inputs(names: list[str], data_root: Path) -> SimpleNamespace:
     choices = dataset_choices(data_root)
+    if not choices:
+        gr.Markdown(f"**{no_dataset_text(data_root)}**", elem_id="dataset-empty")
     gr.Markdown("Run every chosen model over a dataset split (GPU when present; results are cached, so a "
                 "repeated run appears at once), then follow any number back to the faces behind it.")
     with gr.Row():

@@ -15,6 +15,7 @@ from ferx.explain.methods import FAMILIES, get_method, list_methods, reading
 from ferx.explain.overlay import map_scales
 from ferx.explain.report import explain_photo
 from ferx.models import get_model_info, list_models
+from ferx.text import plural
 from webapp.errors import user_errors
 from webapp.explaining import (baseline_line, faithfulness_line, photo_inputs, search_faces, tile,
                                verdict)
@@ -80,7 +81,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     lines.append(baseline_line(result.rows))
     names = [caption for _, caption in tiles]
     second = names[1] if len(names) > 1 else names[0]
-    return (f"{len(search.faces)} face(s); explaining face {result.face}", tiles, "\n".join(lines),
+    return (f"{plural(len(search.faces), 'face')} found; explaining face {result.face}", tiles, "\n".join(lines),
             result.to_dict(scale), tiles, gr.update(choices=names, value=names[0]),
             gr.update(choices=names, value=second), (tiles[0][0], tiles[1][0] if len(tiles) > 1 else tiles[0][0]))
 
@@ -99,7 +100,7 @@ def show_faces(path, whole_image):
         search = search_faces(path, bool(whole_image))
     except ValueError as err:
         raise gr.Error(str(err)) from None
-    return f"{len(search.faces)} face(s) found" if not search.no_face else "No face found: tick 'whole image'."
+    return f"{plural(len(search.faces), 'face')} found" if not search.no_face else "No face found: tick 'whole image'."
 
 
 def build_explain_tab(ctx) -> None:

@@ -34,3 +34,10 @@ def prepare_datasets(data_root: str | Path, source: str | Path = DEFAULT_SOURCE,
             tmp.rmdir()
         out.append(target)
     return out
+
+
+def prepare_available(data_root: str | Path, source: str | Path = DEFAULT_SOURCE) -> list[Path]:
+    """Unpack whichever registered archives ``source`` holds (none there: nothing to do)."""
+    source = Path(source)
+    present = [n for n in list_datasets() if (source / get_dataset_info(n).archive).is_file()]
+    return prepare_datasets(data_root, source, present) if present else []

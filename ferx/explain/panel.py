@@ -10,6 +10,7 @@ import numpy as np
 
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, colormap, map_scales, overlay
 from ferx.explain.report import ModelExplanation
+from ferx.text import plural
 
 KIND_TEXT = {"native": "native attention", "cam": "post-hoc CAM", "attribution": "post-hoc attribution",
              "random": "random"}
@@ -44,7 +45,7 @@ def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExpl
         colour = "red" if i == face_index else "yellow"
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.5))
         ax.text(x0, y0, f" {i}", color=colour, fontsize=8, va="bottom")
-    ax.set_title(f"{Path(search.photo.name).name}: {len(search.faces)} face(s); face {face_index} explained",
+    ax.set_title(f"{Path(search.photo.name).name}: {plural(len(search.faces), 'face')}; face {face_index} explained",
                  fontsize=8)
     ax.axis("off")
     ax = fig.add_subplot(grid[0, 2:])

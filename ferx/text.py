@@ -1,0 +1,8 @@
+"""Wording shared by the CLI, the panels and the app."""
+
+from __future__ import annotations
+
+
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """'1 face', '3 faces', '0 faces'."""
+    return f"{n:,} {noun if n == 1 else plural_form or noun + 's'}"

@@ -269,7 +269,7 @@ def _gallery_views() -> SimpleNamespace:
         failure_kind = gr.Dropdown(list(FAILURE_VIEWS), value="Confident mistakes", label="Failure gallery")
         failure_button = gr.Button("Show failures")
     title = gr.Markdown("Click a matrix cell, select embedding points or show failures: the faces appear here.")
-    gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=5, height=640,
+    gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=4, height=640, object_fit="contain",
                          elem_id="dataset-gallery", allow_preview=False)
     return SimpleNamespace(failure_kind=failure_kind, failure_button=failure_button, title=title, gallery=gallery)
 

@@ -132,7 +132,8 @@ def build_explain_tab(ctx) -> None:
                 baseline = gr.Dropdown(["blur", "black", "mean"], value="blur", label="Deleted pixels become")
             button = gr.Button("Explain", variant="primary")
             status = gr.Markdown()
-            gallery = gr.Gallery(label="Maps", columns=3, height=520, elem_id="explain-gallery")
+            gallery = gr.Gallery(label="Maps", columns=2, height="auto", object_fit="contain",
+                                 elem_id="explain-gallery")  # whole tiles: face, colour bar and its numbers
             readings = gr.Markdown()
             with gr.Row():
                 pick_a = gr.Dropdown([], label="Slider: map A")

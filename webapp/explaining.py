@@ -65,9 +65,14 @@ def verdict(ex: ModelExplanation) -> str:
             f"· {state}")
 
 
+TILE_MIN = 256  # pixels: the smallest side a map tile is shown at
+
+
 def tile(crop: np.ndarray, values: np.ndarray, scale: MapScale, cmap: str | None, alpha: float) -> np.ndarray:
     """The map over the crop with a colour bar on its right (labelled with the scale's range)."""
     over = overlay(crop, values, scale, cmap=cmap, alpha=alpha)
+    if over.shape[0] < TILE_MIN:  # a 48-px FER face: enlarge, or the map is too small to read
+        over = cv2.resize(over, (TILE_MIN, TILE_MIN), interpolation=cv2.INTER_CUBIC)
     h = over.shape[0]
     bar_w = max(12, h // 20)
     gradient = np.linspace(1, 0, h)[:, None].repeat(bar_w, 1)

@@ -224,6 +224,10 @@ def test_agreement_and_overlay_scales():
     assert signed.signed is False and map_scale([a - 0.5], signed=True).vmin == -map_scale([a - 0.5], signed=True).vmax
     zero = np.zeros((64, 64), np.float32)
     assert np.array_equal(overlay(face, zero, map_scale([a - 0.5], signed=True))[..., 0], face)  # no evidence, no colour
+    gate = 0.45 + 0.03 * a  # a MassAtt-like sigmoid gate that never closes: its contrast must still show
+    assert map_scale([gate]).vmin == pytest.approx(float(gate.min()))
+    coloured = overlay(face, gate, map_scale([gate]))
+    assert coloured.reshape(-1, 3).std(0).max() > 10
     with pytest.raises(ValueError, match="differ in size"):
         overlay(face, np.zeros((8, 8)))
 

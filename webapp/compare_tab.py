@@ -26,7 +26,8 @@ from webapp.model_bank import ModelBank
 HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are found with OpenCV's Haar "
         "detector (largest first); each model scores the square crop shown. **Native** maps are the network's own "
         "attention (part of how it predicts); **Grad-CAM** is an after-the-fact explanation of the predicted "
-        "class. Each method uses one colour scale for all models, so their maps can be compared.")
+        "class. Each map is coloured from its own minimum to its 99th percentile (the numbers on its colour bar): "
+        "compare where models look, not raw magnitudes, which differ between networks.")
 POST_HOC = "gradcam"
 EXAMPLE_SAMPLES = (0, 7, 19, 42)  # fixed FER-2013 PrivateTest faces
 
@@ -76,7 +77,8 @@ def compare(bank: ModelBank, path, whole_image, index):
     result = explain_photo(bank.names, search, index, ["native", POST_HOC], using=bank.using, faithfulness=False)
     crop = search.faces[result.face].crop
     outputs = []
-    for ex, sc in zip(result.rows, map_scales(result.rows, "shared")):
+    # each map on its own scale: raw CAM magnitudes of different networks are not comparable
+    for ex, sc in zip(result.rows, map_scales(result.rows, "per-map")):
         native = next((i for i, m in enumerate(ex.maps) if m.kind == "native"), None)
         cam = next(i for i, m in enumerate(ex.maps) if m.method == POST_HOC)
         outputs += [{c: float(p) for c, p in zip(ex.classes, ex.probs)},

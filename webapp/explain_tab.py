@@ -8,6 +8,7 @@ The method choices, their readings and which of them are slow come from the meth
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import gradio as gr
 
@@ -17,7 +18,7 @@ from ferx.explain.report import explain_photo
 from ferx.models import get_model_info, list_models
 from ferx.text import plural
 from webapp.errors import user_errors
-from webapp.explaining import (baseline_line, faithfulness_line, photo_inputs, search_faces, tile,
+from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, photo_inputs, search_faces, tile,
                                verdict)
 
 COLORMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "RdBu_r", "coolwarm"]
@@ -78,11 +79,15 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
             tiles.append((tile(crop, m.crop_values, s, cmap, float(opacity)), caption))
             lines.append(f"- *{caption}* ({m.kind}, {m.elapsed_s * 1000:.0f} ms): {reading(m.method)}"
                          f"<br>{faithfulness_line(f)}")
+        if ex.channel_weights:  # the channel half of MassAtt, beside its spatial maps
+            tiles.append((channel_tile(ex.channel_weights), f"{name} · MassAtt channel weights"))
     lines.append(baseline_line(result.rows))
     names = [caption for _, caption in tiles]
+    numbers = result.to_dict(scale)
+    numbers["photo"]["name"] = Path(numbers["photo"]["name"]).name  # the user's file name, never a server path
     second = names[1] if len(names) > 1 else names[0]
     return (f"{plural(len(search.faces), 'face')} found; explaining face {result.face}", tiles, "\n".join(lines),
-            result.to_dict(scale), tiles, gr.update(choices=names, value=names[0]),
+            numbers, tiles, gr.update(choices=names, value=names[0]),
             gr.update(choices=names, value=second), (tiles[0][0], tiles[1][0] if len(tiles) > 1 else tiles[0][0]))
 
 
@@ -132,7 +137,7 @@ def build_explain_tab(ctx) -> None:
                 baseline = gr.Dropdown(["blur", "black", "mean"], value="blur", label="Deleted pixels become")
             button = gr.Button("Explain", variant="primary")
             status = gr.Markdown()
-            gallery = gr.Gallery(label="Maps", columns=2, height="auto", object_fit="contain",
+            gallery = gr.Gallery(label="Maps", columns=2, height=980, object_fit="contain",
                                  elem_id="explain-gallery")  # whole tiles: face, colour bar and its numbers
             readings = gr.Markdown()
             with gr.Row():

@@ -46,7 +46,7 @@ def _values(m) -> np.ndarray:
 
 def map_scale(maps: Iterable[ExplanationMap | np.ndarray], clip_percentile: float = 99.0,
               signed: bool | None = None) -> MapScale:
-    """One scale for all of ``maps``: unsigned [0 (or the minimum if below), p-th percentile];
+    """One scale for all of ``maps``: unsigned [minimum, p-th percentile];
     signed [-p, p] with p the percentile of |value|."""
     maps = list(maps)
     if not maps:
@@ -58,7 +58,9 @@ def map_scale(maps: Iterable[ExplanationMap | np.ndarray], clip_percentile: floa
         top = float(np.percentile(np.abs(flat), clip_percentile))
         top = top if top > 0 else 1.0
         return MapScale(-top, top, True, clip_percentile)
-    low = min(0.0, float(flat.min()))
+    # 0 where the maps reach it (ReLU'd CAMs); else their minimum, so a gate that never closes (MassAtt's
+    # sigmoid, ~0.45-0.5 everywhere) shows its contrast instead of one flat colour
+    low = float(flat.min())
     top = float(np.percentile(flat, clip_percentile))
     if top <= low:
         top = low + 1.0 if flat.max() <= low else float(flat.max())

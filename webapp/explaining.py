@@ -6,8 +6,12 @@ from :mod:`ferx.faces` and :mod:`ferx.explain`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
+import gradio as gr
 import numpy as np
+from gradio.processing_utils import save_base64_to_cache
 
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, overlay
 from ferx.explain.report import ModelExplanation
@@ -16,16 +20,38 @@ from ferx.faces import FaceSearch, find_faces, load_photo
 UNCERTAIN_MARGIN = 0.15  # top-1 minus top-2 probability below this: the model hesitates
 
 def search_faces(path: str, whole_image: bool) -> FaceSearch:
-    """Decode an upload (our robust loader, not the browser's) and find its faces."""
-    return find_faces(load_photo(path), whole_image=whole_image)
+    """Decode an upload (our robust loader, not the browser's) and find its faces. Messages name
+    the file as the user named it (gradio keeps that name as the upload's), never the server path."""
+    return find_faces(load_photo(path, name=Path(path).name), whole_image=whole_image)
+
+
+class PhotoInput(gr.Image):
+    """``gr.Image(type="filepath")`` whose upload reaches the handler as the uploaded file itself.
+
+    ``gr.Image`` opens every upload with Pillow before the handler runs, and converts (decodes)
+    any whose mode differs from ``image_mode``: a 374 kB 13,300² gray+alpha PNG cost 1.26 GB
+    before ferx's size check, 16-bit gray arrived clipped to white, transparency became black, and
+    an unreadable file failed with gradio's "Could not preprocess" and a server path. Here nothing
+    is opened: :func:`ferx.faces.load_photo` is the only decoder (size checked before decoding,
+    transparency on white, 16-bit scaled). A base64 payload is written to the cache undecoded.
+    The browser side is gr.Image's own (``is_template``)."""
+
+    is_template = True
+
+    def __init__(self, **kwargs):
+        super().__init__(type="filepath", image_mode=None, **kwargs)
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return save_base64_to_cache(payload.url, self.GRADIO_CACHE)
+        return None if payload.path is None else str(payload.path)
 
 
 def photo_inputs(label: str, elem_id: str, height: int):
     """The photo, the "whole image" switch and the face number, as both tabs take them."""
-    import gradio as gr
-
-    image = gr.Image(label=label, type="filepath", sources=["upload", "webcam", "clipboard"], elem_id=elem_id,
-                     height=height)
+    image = PhotoInput(label=label, sources=["upload", "webcam", "clipboard"], elem_id=elem_id, height=height)
     whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)")
     index = gr.Number(0, precision=0, minimum=0, label="Face to score (0 = largest)")
     return image, whole, index

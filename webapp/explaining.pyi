@@ -1,0 +1,130 @@
+"""Shared by the Compare and Explain tabs: photo → faces, explanations → captioned tiles.
+
+Only composition and drawing live here; faces, maps, scales, readings and faithfulness come
+from :mod:`ferx.faces` and :mod:`ferx.explain`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import gradio as gr
+import numpy as np
+from gradio.processing_utils import save_base64_to_cache
+
+from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, overlay
+from ferx.explain.report import ModelExplanation
+from ferx.faces import FaceSearch, find_faces, load_photo
+
+UNCERTAIN_MARGIN = 0.15  # top-1 minus top-2 probability below this: the model hesitates
+
+def search_faces(path: str, whole_image: bool) -> FaceSearch:
+    """Decode an upload (our robust loader, not the browser's) and find its faces. Messages name
+    the file as the user named it (gradio keeps that name as the upload's), never the server path."""
+    return find_faces(load_photo(path, name=Path(path).name), whole_image=whole_image)
+
+from gradio.events import Dependency
+
+class PhotoInput(gr.Image):
+    """``gr.Image(type="filepath")`` whose upload reaches the handler as the uploaded file itself.
+
+    ``gr.Image`` opens every upload with Pillow before the handler runs, and converts (decodes)
+    any whose mode differs from ``image_mode``: a 374 kB 13,300² gray+alpha PNG cost 1.26 GB
+    before ferx's size check, 16-bit gray arrived clipped to white, transparency became black, and
+    an unreadable file failed with gradio's "Could not preprocess" and a server path. Here nothing
+    is opened: :func:`ferx.faces.load_photo` is the only decoder (size checked before decoding,
+    transparency on white, 16-bit scaled). A base64 payload is written to the cache undecoded.
+    The browser side is gr.Image's own (``is_template``)."""
+
+    is_template = True
+
+    def __init__(self, **kwargs):
+        super().__init__(type="filepath", image_mode=None, **kwargs)
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return save_base64_to_cache(payload.url, self.GRADIO_CACHE)
+        return None if payload.path is None else str(payload.path)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def photo_inputs(label: str, elem_id: str, height: int):
+    """The photo, the "whole image" switch and the face number, as both tabs take them."""
+    image = PhotoInput(label=label, sources=["upload", "webcam", "clipboard"], elem_id=elem_id, height=height)
+    whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)")
+    index = gr.Number(0, precision=0, minimum=0, label="Face to score (0 = largest)")
+    return image, whole, index
+
+
+def annotate(search: FaceSearch, selected: int = 0) -> np.ndarray:
+    """The photo with numbered face boxes; the face being scored in orange, others in blue."""
+    img = search.photo.rgb.copy()
+    scale = search.photo.scale
+    thickness = max(2, int(round(max(img.shape[:2]) / 300)))
+    for i, face in enumerate(search.faces):
+        x0, y0, x1, y1 = (int(round(v * scale)) for v in face.box)
+        colour = (255, 140, 0) if i == selected else (40, 120, 255)
+        cv2.rectangle(img, (x0, y0), (x1, y1), colour, thickness)
+        cv2.putText(img, str(i), (x0 + 4, y0 + 8 + 10 * thickness), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, colour,
+                    thickness)
+    return img
+
+
+def crop_strip(search: FaceSearch, side: int = 128) -> np.ndarray:
+    """Every face crop, numbered, side by side at one size: what each model was given."""
+    tiles = []
+    for i, face in enumerate(search.faces):
+        tile_img = cv2.resize(face.crop, (side, side), interpolation=cv2.INTER_AREA).copy()
+        cv2.putText(tile_img, str(i), (4, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 140, 0), 2, cv2.LINE_AA)
+        tiles += [tile_img, np.full((side, 6, 3), 255, np.uint8)]
+    return np.concatenate(tiles[:-1], 1)
+
+
+def verdict(ex: ModelExplanation) -> str:
+    order = np.argsort(ex.probs)[::-1]
+    top, second = ex.probs[order[0]], ex.probs[order[1]]
+    margin = top - second
+    state = ("**uncertain** — the top two classes are close" if margin < UNCERTAIN_MARGIN
+             else "confident" if top >= 0.6 else "leaning")
+    return (f"**{ex.classes[order[0]]}** {top:.0%} · then {ex.classes[order[1]]} {second:.0%} · margin {margin:.2f} "
+            f"· {state}")
+
+
+def tile(crop: np.ndarray, values: np.ndarray, scale: MapScale, cmap: str | None, alpha: float) -> np.ndarray:
+    """The map over the crop with a colour bar on its right (labelled with the scale's range)."""
+    over = overlay(crop, values, scale, cmap=cmap, alpha=alpha)
+    h = over.shape[0]
+    bar_w = max(12, h // 20)
+    gradient = np.linspace(1, 0, h)[:, None].repeat(bar_w, 1)
+    cm = colormap(cmap or (DEFAULT_SIGNED_CMAP if scale.signed else DEFAULT_CMAP))
+    bar = (cm(gradient)[..., :3] * 255).astype(np.uint8)
+    label_w = max(48, h // 6)
+    labels = np.full((h, label_w, 3), 255, np.uint8)
+    font = 0.3 + h / 1400
+    for text, y in ((f"{scale.vmax:.3g}", int(14 * font / 0.4)), (f"{scale.vmin:.3g}", h - 6)):
+        cv2.putText(labels, text, (3, y), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA)
+    gap = np.full((h, 4, 3), 255, np.uint8)
+    return np.concatenate([over, gap, bar, labels], 1)
+
+
+def baseline_line(rows: list[ModelExplanation]) -> str:
+    """What deleted pixels became, as each result records it (the blur depends on the input size)."""
+    baselines = dict.fromkeys(f.baseline for row in rows for f in row.faithfulness if f is not None)
+    if not baselines:
+        return ""
+    return f"\nDeletion/insertion baseline — {'; '.join(baselines)}; score: softmax probability of the target class."
+
+
+def faithfulness_line(f) -> str:
+    if f is None:
+        return "faithfulness not computed"
+    better = "better" if f.deletion_auc < f.random_deletion_auc else "**no better**"
+    return (f"deletion AUC {f.deletion_auc:.3f} vs random {f.random_deletion_auc:.3f} ({better} than random; lower is "
+            f"better) · insertion AUC {f.insertion_auc:.3f} vs random {f.random_insertion_auc:.3f}")

@@ -6,6 +6,7 @@ from :mod:`ferx.faces` and :mod:`ferx.explain`.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import cv2
@@ -25,33 +26,28 @@ def search_faces(path: str, whole_image: bool) -> FaceSearch:
     return find_faces(load_photo(path, name=Path(path).name), whole_image=whole_image)
 
 
-class PhotoInput(gr.Image):
-    """``gr.Image(type="filepath")`` whose upload reaches the handler as the uploaded file itself.
+def undecoded_upload(image: gr.Image, payload):
+    """What a photo input hands its handler: the uploaded file itself, never opened.
 
-    ``gr.Image`` opens every upload with Pillow before the handler runs, and converts (decodes)
-    any whose mode differs from ``image_mode``: a 374 kB 13,300² gray+alpha PNG cost 1.26 GB
-    before ferx's size check, 16-bit gray arrived clipped to white, transparency became black, and
-    an unreadable file failed with gradio's "Could not preprocess" and a server path. Here nothing
-    is opened: :func:`ferx.faces.load_photo` is the only decoder (size checked before decoding,
-    transparency on white, 16-bit scaled). A base64 payload is written to the cache undecoded.
-    The browser side is gr.Image's own (``is_template``)."""
-
-    is_template = True
-
-    def __init__(self, **kwargs):
-        super().__init__(type="filepath", image_mode=None, **kwargs)
-
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        if payload.url and payload.url.startswith("data:"):
-            return save_base64_to_cache(payload.url, self.GRADIO_CACHE)
-        return None if payload.path is None else str(payload.path)
+    ``gr.Image.preprocess`` opens every upload with Pillow before the handler runs, and converts
+    (decodes) any whose mode differs from ``image_mode``: a 344 kB 13,300² gray+alpha PNG cost
+    1.35 GB before ferx's size check, 16-bit gray arrived clipped to white, transparency became
+    black, and an unreadable file failed with gradio's "Could not preprocess" and a server path.
+    Here :func:`ferx.faces.load_photo` is the only decoder (size checked before decoding,
+    transparency on white, 16-bit scaled). A base64 payload is written to the cache undecoded."""
+    if payload is None or (payload.path is None and not payload.url):
+        return None
+    if payload.url and payload.url.startswith("data:"):
+        return save_base64_to_cache(payload.url, image.GRADIO_CACHE)
+    return str(payload.path)
 
 
 def photo_inputs(label: str, elem_id: str, height: int):
     """The photo, the "whole image" switch and the face number, as both tabs take them."""
-    image = PhotoInput(label=label, sources=["upload", "webcam", "clipboard"], elem_id=elem_id, height=height)
+    image = gr.Image(label=label, type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                     elem_id=elem_id, height=height)
+    # on this one instance (a gr.Image subclass would make gradio write a .pyi stub into the package)
+    image.preprocess = functools.partial(undecoded_upload, image)
     whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)")
     index = gr.Number(0, precision=0, minimum=0, label="Face to score (0 = largest)")
     return image, whole, index

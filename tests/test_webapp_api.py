@@ -1,6 +1,8 @@
 """The app's API as a client sees it: gradio_client against the real server on loopback."""
 
+import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +122,43 @@ def test_the_app_scores_the_pixels_the_cli_scores(server, face_png, tmp_path):
 
     assert probs("face16.png") == pytest.approx(probs(None), abs=1e-6)
     assert probs("transparent_frame.png") == pytest.approx(probs("white_frame.png"), abs=1e-6)
+
+
+def test_an_uploaded_zip_is_analysed_by_split_and_leaves_no_faces_on_disk(server, data_root, tmp_path):
+    """A ``<split>/<class>/`` zip (which the CLI accepts) is analysed by the chosen split; its faces are
+    unpacked and packed in a scratch folder that is gone when the answer arrives; a damaged zip is
+    named in one message without 'ferx data prepare' advice."""
+    import tempfile
+    import zipfile
+
+    from gradio_client import Client, handle_file
+
+    from ferx.paths import cache_dir
+
+    packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    path = tmp_path / "my_faces.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for split, first in (("train", 0), ("test", 100)):
+            for i in range(first, first + 12):
+                buf = io.BytesIO()
+                Image.fromarray(packed.images[i]).save(buf, "PNG")
+                z.writestr(f"{split}/{packed.classes[packed.targets[i]]}/{i}.png", buf.getvalue())
+    before = set(cache_dir("zips").glob("*")), set(cache_dir("packed").glob("*zip*"))
+    scratch_before = set(Path(tempfile.gettempdir()).glob("ferx-upload-*"))
+    client = Client(server, verbose=False)
+    out = client.predict(name=None, split_name="test", zip_file=handle_file(str(path)),
+                         chosen=["mini_xception_fer2013"], calib=False, api_name="/analyze")
+    assert "**zip:my_faces/test**: 12 faces" in out[0]
+    assert (set(cache_dir("zips").glob("*")), set(cache_dir("packed").glob("*zip*"))) == before
+    assert set(Path(tempfile.gettempdir()).glob("ferx-upload-*")) == scratch_before
+
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(damaged, "w") as z:
+        z.writestr("happy/a.pgm", b"P5 4 4 255\n" + bytes(range(16)))
+    damaged.write_bytes(damaged.read_bytes().replace(bytes(range(16)), bytes(range(1, 17))))
+    with pytest.raises(Exception) as err:
+        client.predict(name=None, split_name="test", zip_file=handle_file(str(damaged)),
+                       chosen=["mini_xception_fer2013"], calib=False, api_name="/analyze")
+    message = str(err.value)
+    assert "damaged.zip: 'happy/a.pgm' is damaged" in message
+    assert "prepare" not in message and "Something went wrong" not in message and "/tmp" not in message

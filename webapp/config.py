@@ -18,3 +18,6 @@ class AppConfig:
     port: int = int(os.environ.get("FERX_PORT", "7860"))
     concurrency: int = int(os.environ.get("FERX_CONCURRENCY", "2"))
     max_upload_mb: int = int(os.environ.get("FERX_MAX_UPLOAD_MB", "200"))
+    # files one uploaded zip may hold: bounds the work one user can start (100,000 tiny PNGs kept the server
+    # busy for 12 minutes); the CLI's limit is ferx.data.archive.MAX_FILES
+    max_zip_files: int = int(os.environ.get("FERX_MAX_ZIP_FILES", "10000"))

@@ -38,7 +38,9 @@ def undecoded_upload(image: gr.Image, payload):
     if payload is None or (payload.path is None and not payload.url):
         return None
     if payload.url and payload.url.startswith("data:"):
-        return save_base64_to_cache(payload.url, image.GRADIO_CACHE)
+        path = save_base64_to_cache(payload.url, image.GRADIO_CACHE)
+        image.temp_files.add(path)  # deleted with the other uploads (webapp/uploads.py)
+        return path
     return str(payload.path)
 
 

@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from ferx.data.archive import extract_images, zip_digest
+from ferx.data.archive import MAX_FILES, extract_images, zip_digest
 from ferx.data.labels import CKPLUS_7, FER2013_7, FERPLUS_8, LabelSet, canonical_name, get_label_set
 from ferx.cache import atomic_path, cached
 from ferx.paths import IMAGE_EXTS, IMAGE_FORMATS, default_data_root
@@ -294,21 +294,22 @@ def _colour_mode(root: Path, paths: list[str], sample: int = 32) -> str:
 
 
 def load_split(dataset: str, split: str, data_root: str | Path | None = None,
-               cache_dir: str | Path | None = None) -> FaceSplit:
+               cache_dir: str | Path | None = None, max_files: int = MAX_FILES) -> FaceSplit:
     """A registered dataset (:func:`list_datasets`) under the data root, or a path to an image
-    folder or to a zip of one (unpacked safely, once, into ``cache_dir`` or ``cache_dir("zips")``)."""
+    folder or to a zip of one (unpacked safely, once, into ``cache_dir`` or ``cache_dir("zips")``;
+    ``max_files``: the most files a zip may hold)."""
     if dataset in DATASETS:
         return DATASETS.get(dataset).loader(Path(data_root) if data_root else default_data_root(), split)
     path = Path(dataset)
     if path.is_file() and path.suffix.lower() == ".zip":
-        return _load_zip(path, split, Path(cache_dir) if cache_dir else default_cache_dir("zips"))
+        return _load_zip(path, split, Path(cache_dir) if cache_dir else default_cache_dir("zips"), max_files)
     if path.is_dir():
         return load_image_folder(dataset, split)
     raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}, or a path to an image folder "
                      "or zip")
 
 
-def _load_zip(path: Path, split: str, cache_dir: Path) -> FaceSplit:
+def _load_zip(path: Path, split: str, cache_dir: Path, max_files: int) -> FaceSplit:
     """A user zip, unpacked once per content into ``cache_dir``; its marker (``.json``: the root
     inside, the files skipped) is a cache entry like any other: a damaged one is rebuilt."""
     dest = cache_dir / zip_digest(path)[:24]
@@ -320,7 +321,7 @@ def _load_zip(path: Path, split: str, cache_dir: Path) -> FaceSplit:
         return found
 
     def build() -> dict:
-        root, skipped = extract_images(path, dest)
+        root, skipped = extract_images(path, dest, max_files=max_files)
         return {"root": str(root.relative_to(dest)), "skipped": skipped}
 
     def save(found: dict, marker: Path) -> None:

@@ -308,3 +308,33 @@ def test_cli_names_a_damaged_zip_in_one_line(tmp_path, monkeypatch, capsys):
     assert main(["analyze", str(MINI), "--dataset", str(path), "--split", "all", "--device", "cpu"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("ferx analyze: error: faces.zip: 'happy/a.pgm' is damaged") and "\n" not in err
+
+
+def test_the_model_is_held_batch_by_batch_so_other_requests_get_in(tmp_path):
+    """analyze_packed takes the app's model lock around each batch, not around the whole split (a
+    request waiting on the lock waits for one batch), and the results do not change."""
+    import threading
+    from contextlib import contextmanager
+
+    from ferx.analysis import analyze_packed
+    from ferx.checkpoint import load_checkpoint
+    from ferx.data.packed import PackedSplit
+
+    loaded = load_checkpoint(MINI, "cpu")
+    rng = np.random.default_rng(0)
+    packed = PackedSplit("random", "all", "random-faces", loaded.labels.classes,
+                         rng.integers(0, 256, (20, 48, 48), dtype=np.uint8), np.zeros(20, np.int64),
+                         np.asarray([f"{i}.png" for i in range(20)]))
+    lock, batches = threading.Lock(), []
+
+    @contextmanager
+    def hold(model):
+        with lock:
+            batches.append(model)
+            yield
+        assert not lock.locked()  # free between batches
+
+    (held,) = analyze_packed([loaded], packed, batch_size=8, progress=False, cache_dir=tmp_path, hold=hold)
+    assert batches == [loaded] * 3  # 20 faces in batches of 8: the lock was taken three times
+    (plain,) = analyze_packed([loaded], packed, batch_size=20, progress=False, cache_dir=tmp_path / "plain")
+    assert np.allclose(held.logits, plain.logits, atol=1e-5)

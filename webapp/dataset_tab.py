@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -118,15 +117,16 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     if not (zip_file or name):
         raise gr.Error("Choose a configured dataset or upload a zip.")
     progress(0, desc="reading faces")
-    with ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ferx-upload-")))
+    with tempfile.TemporaryDirectory(prefix="ferx-upload-") as scratch:
+        scratch = Path(scratch)
         packed = read_faces(name, split_name, cfg.data_root, zip_file, scratch, cfg.max_zip_files)
         val = None
         if calib and not zip_file and name in list_datasets():
             val = pack_split(load_split(name, "val", cfg.data_root))
-        # the models are ours alone while the batches run
-        held = {m: stack.enter_context(bank.using(m)) for m in sorted(chosen)}  # one global order: no deadlock
-        runs = analyze_packed([held[m] for m in chosen], packed, val, cache_dir=scratch if zip_file else None)
+        # each model is ours alone for one batch at a time: /predict and /explain wait for a batch, not a dataset
+        names = {id(bank.models[m]): m for m in chosen}
+        runs = analyze_packed([bank.models[m] for m in chosen], packed, val, cache_dir=scratch if zip_file else None,
+                              hold=lambda loaded: bank.using(names[id(loaded)]))
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first

@@ -63,7 +63,7 @@ def launch_options(cfg: AppConfig) -> dict:
     # show_error: a gr.Error's message (what went wrong with the user's input) reaches API clients too
     # lifespan: uploads and generated images are deleted within two minutes (webapp/uploads.py)
     return dict(server_name=cfg.host, server_port=cfg.port, max_file_size=f"{cfg.max_upload_mb}mb", show_error=True,
-                app_kwargs={"lifespan": sweeping})
+                app_kwargs={"lifespan": sweeping}, state_session_capacity=cfg.max_sessions)
 
 
 def launch(cfg: AppConfig) -> None:

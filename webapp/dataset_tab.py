@@ -288,7 +288,8 @@ def _detail_views() -> SimpleNamespace:
 
 def build_dataset_tab(ctx: AppContext) -> None:
     """Layout, then wiring: every view's handler is a module-level function above."""
-    bank, state, ids = ctx.bank, gr.State(None), gr.State([])
+    ttl = ctx.cfg.state_ttl_s
+    bank, state, ids = ctx.bank, gr.State(None, time_to_live=ttl), gr.State([], time_to_live=ttl)
     src = _source_inputs(bank.names, ctx.cfg.data_root)
     with gr.Row():
         with gr.Column(scale=3):

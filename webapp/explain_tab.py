@@ -138,7 +138,7 @@ def build_explain_tab(ctx) -> None:
                 pick_b = gr.Dropdown([], label="Slider: map B")
             slider = gr.ImageSlider(label="Compare two maps (drag)", height=360)
             numbers = gr.JSON(label="Numbers", visible=True)
-    tiles_state = gr.State([])
+    tiles_state = gr.State([], time_to_live=ctx.cfg.state_ttl_s)
     button.click(functools.partial(explain, bank), inputs_kwargs=dict(
         path=image, whole_image=whole, index=face_index, chosen=models, use_native=native, cam_methods=cams,
         captum_methods=captum, target_name=target, contrast_name=contrast, opacity=alpha, colormap_name=cmap,

@@ -338,3 +338,22 @@ def test_the_model_is_held_batch_by_batch_so_other_requests_get_in(tmp_path):
     assert batches == [loaded] * 3  # 20 faces in batches of 8: the lock was taken three times
     (plain,) = analyze_packed([loaded], packed, batch_size=20, progress=False, cache_dir=tmp_path / "plain")
     assert np.allclose(held.logits, plain.logits, atol=1e-5)
+
+
+def test_an_unwritable_cache_costs_only_speed_or_one_line(tmp_path, monkeypatch, capsys):
+    """A cache that cannot be written (here a path below a file: what root cannot chmod away): a folder
+    dataset is analysed all the same; a zip, which must be unpacked, is refused in one line."""
+    from ferx.cli import main
+
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    rng = np.random.default_rng(0)
+    faces = {f"{c}/{i}.png": rng.integers(0, 256, (48, 48), dtype=np.uint8) for c in ("happy", "sad") for i in range(3)}
+    path = _face_zip(tmp_path / "faces.zip", faces)
+    zipfile.ZipFile(path).extractall(tmp_path / "faces")
+    assert main(["analyze", str(MINI), "--dataset", str(tmp_path / "faces"), "--split", "all", "--device", "cpu"]) == 0
+    assert "6 faces" in capsys.readouterr().out
+    assert main(["analyze", str(MINI), "--dataset", str(path), "--split", "all", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ferx analyze: error: cannot unpack faces.zip into") and "FERX_CACHE_DIR" in err
+    assert "\n" not in err

@@ -89,7 +89,7 @@ def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MA
         return _decode(source, name or "image", max_pixels, work_side)
     if isinstance(source, (bytes, bytearray)):
         name = name or "uploaded image"
-        data = io.BytesIO(bytes(source))
+        data, nbytes = io.BytesIO(bytes(source)), len(source)
         if not source:
             raise ImageError(f"{name}: empty file")
     else:
@@ -99,9 +99,9 @@ def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MA
             raise ImageError(f"{name}: file not found")
         if not path.is_file():
             raise ImageError(f"{name}: not a file")
-        if path.stat().st_size == 0:
+        data, nbytes = path, path.stat().st_size
+        if nbytes == 0:
             raise ImageError(f"{name}: empty file")
-        data = path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
@@ -116,16 +116,21 @@ def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MA
     except Exception as err:  # OSError, or a plugin's ValueError (a PNG text chunk too large to decompress ...)
         raise ImageError(f"{name}: cannot read it ({_reason(err)})") from None
     with im:
-        return _decode(im, name, max_pixels, work_side)
+        return _decode(im, name, max_pixels, work_side, nbytes)
 
 
-def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int) -> Photo:
+def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes: int | None = None) -> Photo:
     width, height = im.size  # read from the header; no pixels decoded yet
     if width < 1 or height < 1:
         raise ImageError(f"{name}: image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise ImageError(f"{name}: declares {width}x{height} = {width * height / 1e6:.0f} MP, above the "
                          f"{max_pixels / 1e6:.0f} MP limit; refusing to decode it (possible decompression bomb)")
+    blocks = math.ceil(width / 8) * math.ceil(height / 8)
+    if im.format == "JPEG" and nbytes is not None and nbytes * 8 < blocks:
+        # every 8x8 block costs a JPEG at least one bit; libjpeg fills what is missing with gray and only warns
+        raise ImageError(f"{name}: declares {width}x{height} in {nbytes:,} bytes, less than one bit per 8x8 block "
+                         "— truncated or corrupt file")
     file_format, file_mode = im.format, im.mode
     try:
         if file_format == "JPEG" and max(width, height) > work_side:

@@ -51,6 +51,11 @@ def test_malformed_files_each_raise_one_clear_error(tmp_path, fer_test):
     face_rgb(fer_test, 1, 256).save(buf, "JPEG", quality=95)
     (tmp_path / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     bad["truncated.jpg"] = "truncated or corrupt"
+    small = bytearray(buf.getvalue())  # a complete 256-pixel JPEG whose header claims 8000 x 7000:
+    sof = small.find(b"\xff\xc0")     # libjpeg would fill the missing 99.9 % with gray and only warn
+    small[sof + 5:sof + 9] = struct.pack(">HH", 7000, 8000)
+    (tmp_path / "claims_8000x7000.jpg").write_bytes(bytes(small))
+    bad["claims_8000x7000.jpg"] = "declares 8000x7000 in .* bytes, less than one bit per 8x8 block — truncated"
     (tmp_path / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(4000))
     bad["garbage.png"] = "cannot|not an image"
     bomb_bytes = write_png_bomb(tmp_path / "bomb.png")

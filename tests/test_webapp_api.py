@@ -76,7 +76,7 @@ def _predict(client, path):
     return client.predict(path=handle_file(str(path)), whole_image=True, index=0, api_name="/predict")
 
 
-def test_every_bad_photo_gets_one_message_naming_it_and_no_server_path(server, tmp_path):
+def test_every_bad_photo_gets_one_message_naming_it_and_no_server_path(server, tmp_path, capfd):
     """Nothing is decoded before ferx's own check: the 13,300² gray+alpha PNG (344 kB; gradio's RGB
     conversion cost 1.3 GB before it) is refused by its declared size, as is every other bad file,
     by its own name."""
@@ -101,6 +101,7 @@ def test_every_bad_photo_gets_one_message_naming_it_and_no_server_path(server, t
         message = str(err.value)
         assert re.search(f"{re.escape(name)}: {problem}", message), message
         assert "Could not preprocess" not in message and "/tmp" not in message and "gradio" not in message
+    assert "Traceback" not in capfd.readouterr().err  # an ordinary user error is no trace in the server log
 
 
 def test_the_app_scores_the_pixels_the_cli_scores(server, face_png, tmp_path):

@@ -130,7 +130,8 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first
-    return (Analysis(runs, packed), f"**{packed.dataset}/{packed.split}**: {len(packed)} faces — {cached}",
+    skipped = f" ({packed.skipped} unreadable image(s) skipped)" if packed.skipped else ""
+    return (Analysis(runs, packed), f"**{packed.dataset}/{packed.split}**: {len(packed)} faces{skipped} — {cached}",
             summary_table(runs).round(4).reset_index(), gr.update(choices=chosen, value=first),
             gr.update(choices=chosen, value=first), gr.update(choices=chosen, value=second),
             gr.update(choices=chosen, value=first))
@@ -200,6 +201,7 @@ def embedding_select(analysis, name, how, colour_by, lo, hi, evt: gr.SelectData)
             f"**{len(ids)}** faces with x in [{x0:.2f}, {x1:.2f}]")
 
 
+@user_errors
 def show_failures(analysis, kind, name, a, b):
     if analysis is None:
         raise gr.Error("Run an analysis first.")

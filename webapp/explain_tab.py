@@ -92,13 +92,11 @@ def compare_two(tiles, a, b):
     return lookup[a], lookup[b]
 
 
+@user_errors
 def show_faces(path, whole_image):
     if not path:
         return gr.skip()
-    try:
-        search = search_faces(path, bool(whole_image))
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
+    search = search_faces(path, bool(whole_image))
     return f"{len(search.faces)} face(s) found" if not search.no_face else "No face found: tick 'whole image'."
 
 

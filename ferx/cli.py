@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         args.source = DEFAULT_SOURCE
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:  # user errors: one clear line, no traceback
+    except (ValueError, OSError, KeyError, RuntimeError) as err:  # user errors (a read-only folder too): one line
         if args.verbose:
             raise
         print(f"ferx {args.command}: error: {err}", file=sys.stderr)

@@ -1,12 +1,14 @@
 """The photo pipeline: any user photo -> RGB pixels -> faces -> the crop each model scores.
 
-``load_photo`` decodes JPEG/PNG/WebP/BMP/GIF/TIFF whatever their mode (EXIF rotation applied; alpha
+``load_photo`` decodes JPEG/PNG/WebP/BMP/GIF/TIFF/PGM — only those decoders ever see the bytes
+(:data:`ferx.paths.IMAGE_FORMATS`) — whatever their mode (EXIF rotation applied; alpha
 and palette transparency composited on white; 16-bit, CMYK, grayscale converted to 8-bit RGB). It
 checks the declared size *before* decoding pixels, so a decompression bomb (say a 50 kB PNG that
 declares 20,000 x 20,000) is refused without allocating anything, and it decodes huge but legal
 photos at a reduced working resolution (JPEG DCT scaling, then a resize), so memory stays bounded.
-Every failure — missing, empty, not an image, truncated, too large — is one :class:`ImageError`
-whose message names the file and the problem.
+Every failure — missing, empty, not an image, truncated, too large, float pixels without a
+brightness scale — is one :class:`ImageError` whose message names the file (``name=``: the app
+passes the upload's own name, never its server path) and the problem.
 
 Face detector: OpenCV's Haar cascade (``haarcascade_frontalface_default.xml``), whose weights ship
 inside ``opencv-python-headless`` 4.x, so nothing is downloaded at run time. It takes ~10-40 ms on
@@ -34,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ferx.paths import IMAGE_FORMATS
 from ferx.text import plural
 
 # Refused before decoding: more pixels than any camera makes (48 MP phones: 8000 x 6000).
@@ -43,6 +46,9 @@ WORK_SIDE = 2048
 DETECT_SIDE = 1024  # faces are searched for on a copy at most this large (speed)
 CROP_SIDE = 512  # crops larger than this are stored downscaled (maps are shown at this resolution)
 DEFAULT_MARGIN = 0.1  # fraction of the detection box added on each side
+
+
+READABLE = "JPEG, PNG, WebP, BMP, GIF, TIFF or PGM"  # what ferx.paths.IMAGE_FORMATS decodes, for messages
 
 
 class ImageError(ValueError):
@@ -84,7 +90,7 @@ def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MA
         return _decode(source, name or "image", max_pixels, work_side)
     if isinstance(source, (bytes, bytearray)):
         name = name or "uploaded image"
-        data = io.BytesIO(bytes(source))
+        data, nbytes = io.BytesIO(bytes(source)), len(source)
         if not source:
             raise ImageError(f"{name}: empty file")
     else:
@@ -94,33 +100,38 @@ def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MA
             raise ImageError(f"{name}: file not found")
         if not path.is_file():
             raise ImageError(f"{name}: not a file")
-        if path.stat().st_size == 0:
+        data, nbytes = path, path.stat().st_size
+        if nbytes == 0:
             raise ImageError(f"{name}: empty file")
-        data = path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
-            im = Image.open(data)
+            im = Image.open(data, formats=IMAGE_FORMATS)  # no other decoder ever sees the bytes
     except Image.DecompressionBombError as err:  # Pillow's own limit (2 x 89 MP) fired first
         found = re.search(r"\((\d+) pixels\)", str(err))
         declared = f"declares {int(found.group(1)) / 1e6:.0f} MP" if found else str(err)
         raise ImageError(f"{name}: {declared}, above the {max_pixels / 1e6:.0f} MP limit; refusing to decode it "
                          "(possible decompression bomb)") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
-    except OSError as err:
-        raise ImageError(f"{name}: cannot open ({err})") from None
+        raise ImageError(f"{name}: not an image ferx reads ({READABLE})") from None
+    except Exception as err:  # OSError, or a plugin's ValueError (a PNG text chunk too large to decompress ...)
+        raise ImageError(f"{name}: cannot read it ({_reason(err)})") from None
     with im:
-        return _decode(im, name, max_pixels, work_side)
+        return _decode(im, name, max_pixels, work_side, nbytes)
 
 
-def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int) -> Photo:
+def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes: int | None = None) -> Photo:
     width, height = im.size  # read from the header; no pixels decoded yet
     if width < 1 or height < 1:
         raise ImageError(f"{name}: image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise ImageError(f"{name}: declares {width}x{height} = {width * height / 1e6:.0f} MP, above the "
                          f"{max_pixels / 1e6:.0f} MP limit; refusing to decode it (possible decompression bomb)")
+    blocks = math.ceil(width / 8) * math.ceil(height / 8)
+    if im.format == "JPEG" and nbytes is not None and nbytes * 8 < blocks:
+        # every 8x8 block costs a JPEG at least one bit; libjpeg fills what is missing with gray and only warns
+        raise ImageError(f"{name}: declares {width}x{height} in {nbytes:,} bytes, less than one bit per 8x8 block "
+                         "— truncated or corrupt file")
     file_format, file_mode = im.format, im.mode
     try:
         if file_format == "JPEG" and max(width, height) > work_side:
@@ -130,11 +141,11 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int) -> Phot
         im.load()
         orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag
         upright = ImageOps.exif_transpose(im)
-        rgb = _to_rgb(upright)
+        rgb = _to_rgb(upright, name)
     except ImageError:
         raise
     except Exception as err:  # Pillow plugins raise OSError, SyntaxError, ValueError, zlib.error, ...
-        raise ImageError(f"{name}: cannot decode ({type(err).__name__}: {err}) — truncated or corrupt file?") from None
+        raise ImageError(f"{name}: cannot decode ({_reason(err)}) — truncated or corrupt file?") from None
     rotated = orientation in (5, 6, 7, 8)
     original = (height, width) if rotated else (width, height)
     if max(rgb.shape[:2]) > work_side:
@@ -145,7 +156,12 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int) -> Phot
     return Photo(rgb, name, file_format, file_mode, original, orientation not in (1, None))
 
 
-def _to_rgb(im: Image.Image) -> np.ndarray:
+def _reason(err: Exception) -> str:
+    """What went wrong, without the server-side path an OSError carries in its text."""
+    return f"{type(err).__name__}: {err.strerror if isinstance(err, OSError) and err.strerror else err}"
+
+
+def _to_rgb(im: Image.Image, name: str) -> np.ndarray:
     """Any Pillow mode -> uint8 H x W x 3. Transparent pixels become white."""
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -153,9 +169,14 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
         # 16-bit files use 0..65535; a 32-bit 'I' image that stays within 0..255 is already 8-bit
         a = a / 257.0 if (mode.startswith("I;16") or a.max(initial=0) > 255) else a
         return np.repeat(np.clip(np.rint(a), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-    if mode == "F":
+    if mode == "F":  # floating-point TIFF: 0..1 or 0..255; anything else has no brightness scale to trust
         a = np.asarray(im, dtype=np.float64)
-        a = a * 255.0 if a.max(initial=0) <= 1.0 else a
+        if not np.isfinite(a).all():
+            raise ImageError(f"{name}: floating-point pixels with NaN or infinite values")
+        lo, hi = a.min(initial=0), a.max(initial=0)
+        if lo < 0 or hi > 255:
+            raise ImageError(f"{name}: floating-point pixels from {lo:.3g} to {hi:.3g}; expected 0..1 or 0..255")
+        a = a * 255.0 if hi <= 1.0 else a
         return np.repeat(np.clip(np.rint(a), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info) \
         or (mode in ("L", "RGB") and "transparency" in im.info)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import nullcontext
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -15,13 +16,17 @@ from ferx.models import InputSpec
 
 
 def _run_batches(model: nn.Module, spec: InputSpec, images, batch_size: int, progress: bool, desc: str,
-                 forward: Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
-    """Apply ``forward`` to preprocessed batches of uint8 ``images``; concatenated float32 CPU outputs."""
+                 forward: Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, ...]],
+                 hold: Callable[[], ContextManager] = nullcontext) -> list[torch.Tensor]:
+    """Apply ``forward`` to preprocessed batches of uint8 ``images``; concatenated float32 CPU outputs.
+
+    ``hold()`` is entered around each batch (the app's model lock): between batches the model is
+    free, so an interactive request waits for one batch, not for a whole dataset."""
     device = next(model.parameters()).device
-    model.eval()
     outputs: list[list[torch.Tensor]] = []
-    with channels_last(model), torch.inference_mode():
-        for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
+        with hold(), channels_last(model), torch.inference_mode():
+            model.eval()
             batch = torch.as_tensor(images[start:start + batch_size]).to(device, non_blocking=True)
             x = to_model_input(batch, spec).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -43,9 +48,12 @@ def _logits_and_embedding(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
 
 
 def predict_logits_and_embeddings(model: nn.Module, spec: InputSpec, images, batch_size: int = 256,
-                                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and the model's embedding (``forward_head(..., pre_logits=True)``) in one pass."""
-    logits, embeddings = _run_batches(model, spec, images, batch_size, progress, "analysing", _logits_and_embedding)
+                                  progress: bool = False, hold: Callable[[], ContextManager] = nullcontext,
+                                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and the model's embedding (``forward_head(..., pre_logits=True)``) in one pass;
+    ``hold()`` is entered around each batch."""
+    logits, embeddings = _run_batches(model, spec, images, batch_size, progress, "analysing", _logits_and_embedding,
+                                      hold)
     return logits, embeddings
 
 

@@ -18,6 +18,10 @@ import os
 from pathlib import Path
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm"})
+# The Pillow decoders those files need, and the only ones ferx lets ``Image.open`` try: untrusted
+# bytes never reach PostScript (Ghostscript), PDF, ICO or any other exotic plugin, whatever the
+# file's name says. PPM reads .pgm; phones' multi-picture JPEGs open through JPEG.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM")
 
 
 # the checkout ferx runs from (an editable install or ``python -m`` in the repository), if any

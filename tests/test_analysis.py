@@ -1,4 +1,6 @@
+import io
 import json
+import struct
 import zipfile
 
 import numpy as np
@@ -12,7 +14,9 @@ from ferx.analysis.embeddings import project
 from ferx.analysis.figures import confusion_figure, embedding_figure, write_figure
 from ferx.analysis.metrics import negative_log_likelihood
 from ferx.checkpoint import save_checkpoint
-from ferx.data import FERPLUS_8, load_split
+from PIL import Image
+
+from ferx.data import FERPLUS_8, DatasetLayoutError, load_split, pack_split
 from ferx.data.archive import ArchiveError, extract_images
 from ferx.models import create_model
 
@@ -197,3 +201,159 @@ def test_user_zip_is_unpacked_safely(data_root, tmp_path, monkeypatch):
 def _write(path, data):
     path.write_bytes(data)
     return path
+
+
+def _face_zip(path, faces, extra=()):
+    """A zip of ``faces`` ({'happy/a.png': uint8 array}) plus ``extra`` (name, bytes) entries."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, pixels in faces.items():
+            buf = io.BytesIO()
+            Image.fromarray(pixels).save(buf, "PNG")
+            z.writestr(name, buf.getvalue())
+        for name, data in extra:
+            z.writestr(name, data)
+    return path
+
+
+def _patch(path, old: bytes, new: bytes, count: int = 1):
+    data = path.read_bytes()
+    assert data.count(old) >= count
+    path.write_bytes(data.replace(old, new, count))
+    return path
+
+
+def test_hostile_zips_are_refused_by_name_and_leave_nothing_behind(tmp_path):
+    """Bad CRC, a size that lies (small or huge), encryption, Deflate64, a 1 GiB member in a 1 MB zip:
+    one ArchiveError each, naming the zip and the entry; no .partial folder and no file is left."""
+    face = np.full((48, 48), 128, np.uint8)
+    out = tmp_path / "cache"
+
+    def refused(zip_path, message, **limits):
+        with pytest.raises(ArchiveError, match=message) as err:
+            extract_images(zip_path, out / zip_path.stem, **limits)
+        assert zip_path.name in str(err.value)
+        assert not out.exists() or not any(out.rglob("*.png"))  # nothing extracted stays
+        assert not out.exists() or not any(p.name.endswith(".partial") for p in out.iterdir())
+
+    stored = tmp_path / "crc.zip"
+    with zipfile.ZipFile(stored, "w") as z:  # stored: the pixels' bytes sit in the zip as they are
+        z.writestr("happy/a.pgm", b"P5 4 4 255\n" + bytes(range(16)))
+    refused(_patch(stored, bytes(range(16)), bytes(range(1, 17))), "'happy/a.pgm' is damaged.*CRC")
+
+    lying = _face_zip(tmp_path / "lying.zip", {"happy/a.png": face})
+    info = zipfile.ZipFile(lying).getinfo("happy/a.png")
+    size = struct.pack("<I", info.file_size)
+    refused(_patch(lying, size, struct.pack("<I", info.file_size - 10), 2), "damaged")  # local + central header
+    lying = _face_zip(tmp_path / "lying_big.zip", {"happy/a.png": face})
+    refused(_patch(lying, size, struct.pack("<I", info.file_size + 5000), 2), "damaged")
+
+    encrypted = _face_zip(tmp_path / "encrypted.zip", {"happy/a.png": face})
+    flags = zipfile.ZipFile(encrypted).getinfo("happy/a.png").flag_bits
+    data = bytearray(encrypted.read_bytes())
+    for sig, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # the flag word of both headers
+        i = data.find(sig)
+        data[i + at:i + at + 2] = struct.pack("<H", flags | 1)
+    encrypted.write_bytes(bytes(data))
+    refused(encrypted, "'happy/a.png' is encrypted")
+
+    deflate64 = _face_zip(tmp_path / "deflate64.zip", {"happy/a.png": face})
+    data = bytearray(deflate64.read_bytes())
+    for sig, at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # compression method 9 = Deflate64
+        i = data.find(sig)
+        data[i + at:i + at + 2] = struct.pack("<H", 9)
+    deflate64.write_bytes(bytes(data))
+    refused(deflate64, "compressed with .*which ferx cannot read")
+
+    big = tmp_path / "one_big_file.zip"  # 2 MiB of zeros declared honestly: over a 1 MiB per-file limit
+    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("happy/a.png", bytes(2 * 2**20))
+    assert big.stat().st_size < 20_000
+    refused(big, "'happy/a.png' unpacks to 2 MiB; the limit is 1 MiB per file", max_file_bytes=2**20)
+    # the header says 100 bytes, the data inflates to 2 MiB: the bytes are counted as they are written
+    refused(_patch(big, struct.pack("<I", 2 * 2**20), struct.pack("<I", 100), 2), "damaged|unpacks to more",
+            max_file_bytes=2**20)
+
+
+def test_a_zip_with_a_bomb_image_skips_and_counts_it(tmp_path, monkeypatch):
+    """One bad image (a 177 MP PNG that Pillow would decode) is skipped and counted, not fatal; an
+    unreadable or foreign marker is rebuilt; a zip of split folders loads by split."""
+    from test_faces import write_png_bomb
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    write_png_bomb(tmp_path / "bomb.png", 13_300, "LA")
+    rng = np.random.default_rng(0)
+    faces = {f"{s}/{c}/{i}.png": rng.integers(0, 256, (48, 48), dtype=np.uint8)
+             for s, n in (("train", 2), ("test", 3)) for c in ("happy", "sad") for i in range(n)}
+    path = _face_zip(tmp_path / "faces.zip", faces, [("test/happy/bomb.png", (tmp_path / "bomb.png").read_bytes())])
+    with pytest.raises(DatasetLayoutError, match="faces.zip does not look like an image folder: expected a split"):
+        load_split(str(path), "all")
+    split = load_split(str(path), "test")
+    assert len(split) == 7 and split.labels.classes == ("happy", "sad")
+    packed = pack_split(split, progress=False)
+    assert len(packed) == 6 and packed.skipped == 1
+    for marker in (tmp_path / "cache" / "zips").glob("*.json"):
+        for damage in ("", "garbage", '{"root": "gone", "skipped": 0}'):
+            marker.write_text(damage)
+            assert len(load_split(str(path), "test")) == 7  # rebuilt, not "not enough values to unpack"
+
+
+def test_cli_names_a_damaged_zip_in_one_line(tmp_path, monkeypatch, capsys):
+    from ferx.cli import main
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "faces.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("happy/a.pgm", b"P5 4 4 255\n" + bytes(range(16)))
+    _patch(path, bytes(range(16)), bytes(range(1, 17)))
+    assert main(["analyze", str(MINI), "--dataset", str(path), "--split", "all", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ferx analyze: error: faces.zip: 'happy/a.pgm' is damaged") and "\n" not in err
+
+
+def test_the_model_is_held_batch_by_batch_so_other_requests_get_in(tmp_path):
+    """analyze_packed takes the app's model lock around each batch, not around the whole split (a
+    request waiting on the lock waits for one batch), and the results do not change."""
+    import threading
+    from contextlib import contextmanager
+
+    from ferx.analysis import analyze_packed
+    from ferx.checkpoint import load_checkpoint
+    from ferx.data.packed import PackedSplit
+
+    loaded = load_checkpoint(MINI, "cpu")
+    rng = np.random.default_rng(0)
+    packed = PackedSplit("random", "all", "random-faces", loaded.labels.classes,
+                         rng.integers(0, 256, (20, 48, 48), dtype=np.uint8), np.zeros(20, np.int64),
+                         np.asarray([f"{i}.png" for i in range(20)]))
+    lock, batches = threading.Lock(), []
+
+    @contextmanager
+    def hold(model):
+        with lock:
+            batches.append(model)
+            yield
+        assert not lock.locked()  # free between batches
+
+    (held,) = analyze_packed([loaded], packed, batch_size=8, progress=False, cache_dir=tmp_path, hold=hold)
+    assert batches == [loaded] * 3  # 20 faces in batches of 8: the lock was taken three times
+    (plain,) = analyze_packed([loaded], packed, batch_size=20, progress=False, cache_dir=tmp_path / "plain")
+    assert np.allclose(held.logits, plain.logits, atol=1e-5)
+
+
+def test_an_unwritable_cache_costs_only_speed_or_one_line(tmp_path, monkeypatch, capsys):
+    """A cache that cannot be written (here a path below a file: what root cannot chmod away): a folder
+    dataset is analysed all the same; a zip, which must be unpacked, is refused in one line."""
+    from ferx.cli import main
+
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    rng = np.random.default_rng(0)
+    faces = {f"{c}/{i}.png": rng.integers(0, 256, (48, 48), dtype=np.uint8) for c in ("happy", "sad") for i in range(3)}
+    path = _face_zip(tmp_path / "faces.zip", faces)
+    zipfile.ZipFile(path).extractall(tmp_path / "faces")
+    assert main(["analyze", str(MINI), "--dataset", str(tmp_path / "faces"), "--split", "all", "--device", "cpu"]) == 0
+    assert "6 faces" in capsys.readouterr().out
+    assert main(["analyze", str(MINI), "--dataset", str(path), "--split", "all", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ferx analyze: error: cannot unpack faces.zip into") and "FERX_CACHE_DIR" in err
+    assert "\n" not in err

@@ -72,6 +72,7 @@ def test_explain_writes_a_panel_and_the_numbers(photo, tmp_path, capsys):
     (["--model", MINI, "--target", "bored"], "not a class"),
     (["--model", MINI, "--target", "happiness", "--contrast", "sadness", "--face", "3"], "1 face found; it is face 0"),
     (["--model", MINI, "--method", "magic"], "unknown method"),
+    (["--model", MINI, "--target", "happiness", "--contrast", "Happy"], "target and contrast are the same class (happy)"),
 ])
 def test_explain_user_errors_are_one_line(photo, tmp_path, capsys, args, message):
     assert main(["explain", str(photo), *args, "--out", str(tmp_path / "x.png")]) == 1

@@ -3,11 +3,12 @@
 import io
 import struct
 import time
+import warnings
 import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from ferx.data import load_fer2013, pack_split, to_model_input
 from ferx.faces import ImageError, find_faces, load_photo
@@ -23,13 +24,15 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def write_png_bomb(path, side: int = 20_000) -> int:
-    """A valid 1-bit PNG of side x side black pixels (400 MP for 20k): ~50 kB on disk, 400 MB or
-    more once decoded. Built row by row with zlib so the test itself never holds the pixels."""
-    row = b"\x00" + bytes((side + 7) // 8)  # filter byte + packed bits
+def write_png_bomb(path, side: int = 20_000, mode: str = "1") -> int:
+    """A valid PNG of side x side black pixels (400 MP for 20k), 1-bit (``mode="1"``) or 8-bit
+    gray + alpha (``"LA"``, what gradio used to convert): ~50-400 kB on disk, 400 MB or more once
+    decoded. Built row by row with zlib so the test itself never holds the pixels."""
+    depth, colour, row_bytes = {"1": (1, 0, (side + 7) // 8), "LA": (8, 4, 2 * side)}[mode]
+    row = b"\x00" + bytes(row_bytes)  # filter byte + pixels
     comp = zlib.compressobj(9)
     idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", side, side, depth, colour, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b""))
     return path.stat().st_size
 
@@ -48,6 +51,11 @@ def test_malformed_files_each_raise_one_clear_error(tmp_path, fer_test):
     face_rgb(fer_test, 1, 256).save(buf, "JPEG", quality=95)
     (tmp_path / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     bad["truncated.jpg"] = "truncated or corrupt"
+    small = bytearray(buf.getvalue())  # a complete 256-pixel JPEG whose header claims 8000 x 7000:
+    sof = small.find(b"\xff\xc0")     # libjpeg would fill the missing 99.9 % with gray and only warn
+    small[sof + 5:sof + 9] = struct.pack(">HH", 7000, 8000)
+    (tmp_path / "claims_8000x7000.jpg").write_bytes(bytes(small))
+    bad["claims_8000x7000.jpg"] = "declares 8000x7000 in .* bytes, less than one bit per 8x8 block — truncated"
     (tmp_path / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(4000))
     bad["garbage.png"] = "cannot|not an image"
     bomb_bytes = write_png_bomb(tmp_path / "bomb.png")
@@ -167,3 +175,30 @@ def test_several_faces_all_found_largest_first(fer_test):
         assert x0 < cx < x1 and y0 < cy < y1  # each box sits on its face
         c0, d0, c1, d1 = face.crop_box
         assert c1 - c0 == d1 - d0 and c0 <= x0 and d0 <= y0 and c1 >= x1 and d1 >= y1  # square, with margin
+
+
+def test_only_photo_formats_are_decoded_and_float_pixels_need_a_scale(tmp_path):
+    """PostScript, PDF or ICO never reach their decoders (EPS would run Ghostscript), whatever the
+    file is called; float TIFFs with NaN, inf or 1e30 are refused instead of decoding black or
+    warning; a PNG text chunk too large to inflate names its file."""
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "face.eps", "EPS")
+    (tmp_path / "face.jpg").write_bytes((tmp_path / "face.eps").read_bytes())  # a lying name changes nothing
+    Image.new("RGB", (16, 16)).save(tmp_path / "face.ico", "ICO")
+    for name in ("face.eps", "face.jpg", "face.ico"):
+        with pytest.raises(ImageError, match=f"{name}: not an image ferx reads \\(JPEG, PNG"):
+            load_photo(tmp_path / name)
+    for value, problem in ((np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"), (1e30, "from 0 to 1e\\+30")):
+        a = np.full((32, 32), 0.5, np.float32)
+        a[:4, :4] = value
+        Image.fromarray(a, "F").save(tmp_path / "float.tif")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no numpy warning either
+            with pytest.raises(ImageError, match=f"float.tif: floating-point pixels .*{problem}"):
+                load_photo(tmp_path / "float.tif")
+    Image.fromarray(np.full((32, 32), 0.5, np.float32), "F").save(tmp_path / "float.tif")
+    assert (load_photo(tmp_path / "float.tif").rgb == 128).all()  # 0..1 floats are scaled to 0..255
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * (16 * 2**20), zip=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "big_text.png", pnginfo=info)
+    with pytest.raises(ImageError, match="big_text.png: cannot read it"):
+        load_photo(tmp_path / "big_text.png")

@@ -1,8 +1,12 @@
 """The app's API as a client sees it: gradio_client against the real server on loopback."""
 
+import io
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from ferx.data import load_fer2013, pack_split
 from webapp_server import running_app
@@ -64,3 +68,98 @@ def test_bad_inputs_become_clear_errors_and_the_server_survives(server, face_png
                        faithfulness=False, baseline_kind="blur", api_name="/explain")
     status = client.predict(path=handle_file(str(face_png)), whole_image=True, index=0, api_name="/predict")[0]
     assert "scoring face 0" in status  # still answering
+
+
+def _predict(client, path):
+    from gradio_client import handle_file
+
+    return client.predict(path=handle_file(str(path)), whole_image=True, index=0, api_name="/predict")
+
+
+def test_every_bad_photo_gets_one_message_naming_it_and_no_server_path(server, tmp_path, capfd):
+    """Nothing is decoded before ferx's own check: the 13,300² gray+alpha PNG (344 kB; gradio's RGB
+    conversion cost 1.3 GB before it) is refused by its declared size, as is every other bad file,
+    by its own name."""
+    from gradio_client import Client
+
+    from test_faces import write_png_bomb
+
+    client = Client(server, verbose=False)
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("this is text, not a picture\n")
+    (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+    write_png_bomb(tmp_path / "gray_alpha_bomb.png", 13_300, "LA")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * (16 * 2**20), zip=True)  # inflates past Pillow's text-chunk limit
+    Image.new("RGB", (8, 8)).save(tmp_path / "big_text.png", pnginfo=info)
+    expected = {"empty.png": "empty file", "notes.png": "not an image", "scan.pdf": "not an image",
+                "gray_alpha_bomb.png": "declares 13300x13300 = 177 MP.*decompression bomb",
+                "big_text.png": "cannot read it.*MAX_TEXT_CHUNK"}
+    for name, problem in expected.items():
+        with pytest.raises(Exception) as err:
+            _predict(client, tmp_path / name)
+        message = str(err.value)
+        assert re.search(f"{re.escape(name)}: {problem}", message), message
+        assert "Could not preprocess" not in message and "/tmp" not in message and "gradio" not in message
+    assert "Traceback" not in capfd.readouterr().err  # an ordinary user error is no trace in the server log
+
+
+def test_the_app_scores_the_pixels_the_cli_scores(server, face_png, tmp_path):
+    """16-bit gray and transparency reach ferx's decoder untouched: a 16-bit copy of a face scores
+    exactly like the 8-bit face, and a transparent border scores like a white one (not black)."""
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    face = np.asarray(Image.open(face_png).convert("L"))
+    Image.fromarray(face.astype(np.uint16) * 257).save(tmp_path / "face16.png")
+    framed = np.pad(face, 40)
+    alpha = np.pad(np.full(face.shape, 255, np.uint8), 40)
+    Image.fromarray(np.stack([framed, alpha], -1), "LA").save(tmp_path / "transparent_frame.png")
+    Image.fromarray(np.pad(face, 40, constant_values=255)).save(tmp_path / "white_frame.png")
+
+    def probs(name):
+        out = _predict(client, face_png if name is None else tmp_path / name)[3]
+        return {c["label"]: c["confidence"] for c in out["confidences"]}
+
+    assert probs("face16.png") == pytest.approx(probs(None), abs=1e-6)
+    assert probs("transparent_frame.png") == pytest.approx(probs("white_frame.png"), abs=1e-6)
+
+
+def test_an_uploaded_zip_is_analysed_by_split_and_leaves_no_faces_on_disk(server, data_root, tmp_path):
+    """A ``<split>/<class>/`` zip (which the CLI accepts) is analysed by the chosen split; its faces are
+    unpacked and packed in a scratch folder that is gone when the answer arrives; a damaged zip is
+    named in one message without 'ferx data prepare' advice."""
+    import tempfile
+    import zipfile
+
+    from gradio_client import Client, handle_file
+
+    from ferx.paths import cache_dir
+
+    packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    path = tmp_path / "my_faces.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for split, first in (("train", 0), ("test", 100)):
+            for i in range(first, first + 12):
+                buf = io.BytesIO()
+                Image.fromarray(packed.images[i]).save(buf, "PNG")
+                z.writestr(f"{split}/{packed.classes[packed.targets[i]]}/{i}.png", buf.getvalue())
+    before = set(cache_dir("zips").glob("*")), set(cache_dir("packed").glob("*zip*"))
+    scratch_before = set(Path(tempfile.gettempdir()).glob("ferx-upload-*"))
+    client = Client(server, verbose=False)
+    out = client.predict(name=None, split_name="test", zip_file=handle_file(str(path)),
+                         chosen=["mini_xception_fer2013"], calib=False, api_name="/analyze")
+    assert "**zip:my_faces/test**: 12 faces" in out[0]
+    assert (set(cache_dir("zips").glob("*")), set(cache_dir("packed").glob("*zip*"))) == before
+    assert set(Path(tempfile.gettempdir()).glob("ferx-upload-*")) == scratch_before
+
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(damaged, "w") as z:
+        z.writestr("happy/a.pgm", b"P5 4 4 255\n" + bytes(range(16)))
+    damaged.write_bytes(damaged.read_bytes().replace(bytes(range(16)), bytes(range(1, 17))))
+    with pytest.raises(Exception) as err:
+        client.predict(name=None, split_name="test", zip_file=handle_file(str(damaged)),
+                       chosen=["mini_xception_fer2013"], calib=False, api_name="/analyze")
+    message = str(err.value)
+    assert "damaged.zip: 'happy/a.pgm' is damaged" in message
+    assert "prepare" not in message and "Something went wrong" not in message and "/tmp" not in message

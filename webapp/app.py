@@ -19,6 +19,7 @@ from webapp.dataset_tab import build_dataset_tab
 from webapp.explain_tab import build_explain_tab
 from webapp.model_bank import ModelBank
 from webapp.models_tab import build_models_tab
+from webapp.uploads import sweeping
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
     bank = bank or ModelBank.load(cfg.checkpoints, cfg.device)
     if not bank.models:
         log.warning("no trained checkpoints found in %s: Compare, Explain and Dataset have no models", cfg.checkpoints)
-    # uploads and generated images live in gradio's cache: delete them within 2 minutes
-    with gr.Blocks(title="ferx", delete_cache=(60, 60)) as app:
+    # uploads and generated images live in gradio's cache: webapp.uploads deletes them (not delete_cache)
+    with gr.Blocks(title="ferx") as app:
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
             ctx = AppContext(bank, cfg, tabs)
@@ -60,7 +61,9 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
 
 def launch_options(cfg: AppConfig) -> dict:
     # show_error: a gr.Error's message (what went wrong with the user's input) reaches API clients too
-    return dict(server_name=cfg.host, server_port=cfg.port, max_file_size=f"{cfg.max_upload_mb}mb", show_error=True)
+    # lifespan: uploads and generated images are deleted within two minutes (webapp/uploads.py)
+    return dict(server_name=cfg.host, server_port=cfg.port, max_file_size=f"{cfg.max_upload_mb}mb", show_error=True,
+                app_kwargs={"lifespan": sweeping}, state_session_capacity=cfg.max_sessions)
 
 
 def first_run_data(cfg: AppConfig) -> None:

@@ -4,6 +4,7 @@ side by side, each method drawn on one colour scale shared by the models."""
 from __future__ import annotations
 
 import functools
+import getpass
 import tempfile
 import time
 from pathlib import Path
@@ -33,12 +34,14 @@ EXAMPLE_SAMPLES = (0, 7, 19, 42)  # fixed FER-2013 PrivateTest faces
 
 
 def example_photos(data_root: Path) -> list[str]:
-    """A few FER-2013 test faces as example inputs, written to a temp folder (pixels never enter the repo)."""
+    """A few FER-2013 test faces as example inputs, written to one temp folder per user that every
+    start overwrites (pixels never enter the repo; starts leave no folders behind)."""
     try:
         packed = pack_split(load_fer2013(data_root, "test"), progress=False)
     except (ValueError, OSError):
         return []
-    folder = Path(tempfile.mkdtemp(prefix="ferx-examples-"))
+    folder = Path(tempfile.gettempdir()) / f"ferx-examples-{getpass.getuser()}"
+    folder.mkdir(exist_ok=True)
     paths = []
     for i in EXAMPLE_SAMPLES:
         path = folder / f"fer2013_test_{i}_{packed.classes[packed.targets[i]]}.png"

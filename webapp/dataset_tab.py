@@ -7,7 +7,7 @@ plot or a failure ranking fills the gallery; a gallery face opens in the Explain
 from __future__ import annotations
 
 import functools
-from contextlib import ExitStack
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,6 +28,7 @@ from ferx.data.packed import PackedSplit, pack_split
 from ferx.paths import cache_root
 from ferx.text import plural
 from webapp.app_context import AppContext
+from webapp.config import AppConfig
 from webapp.errors import user_errors
 from webapp.model_bank import ModelBank
 
@@ -61,9 +62,14 @@ def dataset_choices(data_root: Path) -> list[str]:
     return available_datasets(data_root) + [f"bundle:{name}" for name in bundled_splits(cache_root())]
 
 
-def read_faces(source: str, split: str, data_root: Path, zip_file: str | None) -> PackedSplit:
+def read_faces(source: str, split: str, data_root: Path, zip_file: str | None, scratch: Path,
+               max_zip_files: int) -> PackedSplit:
+    """The faces to analyse. A user's zip is unpacked and packed in ``scratch`` (the caller deletes
+    it), never in the shared cache: these are people's faces. Its ``split`` folder when it has
+    ``<split>/<class>/`` folders, else all of it."""
     if zip_file:
-        return pack_split(load_split(str(zip_file), "all", data_root))
+        return pack_split(load_split(str(zip_file), split, data_root, cache_dir=scratch, max_files=max_zip_files),
+                          cache_dir=scratch)
     if source.startswith("bundle:"):
         return PackedSplit.load(bundled_splits(cache_root())[source.removeprefix("bundle:")])
     return pack_split(load_split(source, split, data_root))
@@ -102,26 +108,31 @@ def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str) 
 
 
 @user_errors
-def run_analysis(bank: ModelBank, data_root: Path, name, split_name, zip_file, chosen, calib,
+def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, chosen, calib,
                  progress=gr.Progress(track_tqdm=True)):
     """Run the ``chosen`` models over a configured dataset split (``name``, ``split_name``) or an
-    uploaded zip (cached); ``calib`` fits a temperature on the val split."""
+    uploaded zip (its faces and per-face results in a scratch folder deleted on return; a
+    configured split's are cached); ``calib`` fits a temperature on the val split."""
     if not chosen:
         raise gr.Error("Choose at least one model.")
     if not (zip_file or name):
         raise gr.Error(no_dataset_text(data_root))
     progress(0, desc="reading faces")
-    packed = read_faces(name, split_name, data_root, zip_file)
-    val = None
-    if calib and not zip_file and name in list_datasets():
-        val = pack_split(load_split(name, "val", data_root))
-    with ExitStack() as stack:  # the models are ours alone while the batches run
-        held = {m: stack.enter_context(bank.using(m)) for m in sorted(chosen)}  # one global order: no deadlock
-        runs = analyze_packed([held[m] for m in chosen], packed, val)
+    with tempfile.TemporaryDirectory(prefix="ferx-upload-") as scratch:
+        scratch = Path(scratch)
+        packed = read_faces(name, split_name, cfg.data_root, zip_file, scratch, cfg.max_zip_files)
+        val = None
+        if calib and not zip_file and name in list_datasets():
+            val = pack_split(load_split(name, "val", cfg.data_root))
+        # each model is ours alone for one batch at a time: /predict and /explain wait for a batch, not a dataset
+        names = {id(bank.models[m]): m for m in chosen}
+        runs = analyze_packed([bank.models[m] for m in chosen], packed, val, cache_dir=scratch if zip_file else None,
+                              hold=lambda loaded: bank.using(names[id(loaded)]))
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first
-    return (Analysis(runs, packed), f"**{packed.dataset}/{packed.split}**: {len(packed)} faces — {cached}",
+    skipped = f" ({packed.skipped} unreadable image(s) skipped)" if packed.skipped else ""
+    return (Analysis(runs, packed), f"**{packed.dataset}/{packed.split}**: {len(packed)} faces{skipped} — {cached}",
             summary_table(runs).round(4).reset_index(), gr.update(choices=chosen, value=first),
             gr.update(choices=chosen, value=first), gr.update(choices=chosen, value=second),
             gr.update(choices=chosen, value=first))
@@ -191,6 +202,7 @@ def embedding_select(analysis, name, how, colour_by, lo, hi, evt: gr.SelectData)
             f"**{len(ids)}** faces with x in [{x0:.2f}, {x1:.2f}]")
 
 
+@user_errors
 def show_failures(analysis, kind, name, a, b):
     if analysis is None:
         raise gr.Error("Run an analysis first.")
@@ -224,7 +236,8 @@ def _source_inputs(names: list[str], data_root: Path) -> SimpleNamespace:
                 "repeated run appears at once), then follow any number back to the faces behind it.")
     with gr.Row():
         dataset = gr.Dropdown(choices, value=choices[0] if choices else None, label="Dataset (configured)")
-        split = gr.Dropdown(["test", "val", "train"], value="test", label="Split (configured datasets)")
+        split = gr.Dropdown(["test", "val", "train"], value="test", label="Split (configured datasets; zips with "
+                            "split folders)")
         upload = gr.File(label="…or upload a zip of class folders (happy/, sad/, …)", file_types=[".zip"])
     with gr.Row():
         models = gr.CheckboxGroup(names, value=names, label="Models (trained checkpoints only)")
@@ -286,7 +299,8 @@ def _detail_views() -> SimpleNamespace:
 
 def build_dataset_tab(ctx: AppContext) -> None:
     """Layout, then wiring: every view's handler is a module-level function above."""
-    bank, state, ids = ctx.bank, gr.State(None), gr.State([])
+    ttl = ctx.cfg.state_ttl_s
+    bank, state, ids = ctx.bank, gr.State(None, time_to_live=ttl), gr.State([], time_to_live=ttl)
     src = _source_inputs(bank.names, ctx.cfg.data_root)
     with gr.Row():
         with gr.Column(scale=3):
@@ -297,7 +311,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
     to_gallery = [gal.gallery, ids, gal.title]
 
     analysed = src.run_button.click(
-        functools.partial(run_analysis, bank, ctx.cfg.data_root),
+        functools.partial(run_analysis, bank, ctx.cfg),
         inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen=src.models,
                            calib=src.calibrate),
         outputs=[state, src.status, src.summary, mx.matrix_model, mx.model_a, mx.model_b, mx.emb_model],

@@ -1,4 +1,5 @@
-"""Every failure a user can cause becomes a visible ``gr.Error``, never a traceback."""
+"""Every failure a user can cause becomes a visible ``gr.Error``, never a traceback: not in the
+browser, and not in the server log either (one line there; tracebacks are kept for bugs)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,21 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, CheckpointError, Archive
 
 
 def user_errors(fn):
-    """Turn known user-caused errors into ``gr.Error`` with their message; log anything else and
-    show a short message instead of a stack trace."""
+    """Turn known user-caused errors into ``gr.Error`` with their message (one log line, no
+    traceback); log anything else with its traceback and show a short message instead."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
+        except gr.Error as err:
+            err.print_exception = False  # gradio would print a traceback for every refused input
+            log.info("%s refused: %s", fn.__name__, err.message)
             raise
         except USER_ERRORS as err:
-            raise gr.Error(str(err).strip("'\"")) from None
+            message = str(err).strip("'\"")
+            log.info("%s refused: %s", fn.__name__, message)
+            raise gr.Error(message, print_exception=False) from None
         except Exception as err:  # a bug: keep the server up, log the trace, tell the user
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"Something went wrong ({type(err).__name__}); the server log has details.") from None

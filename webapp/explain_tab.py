@@ -98,13 +98,11 @@ def compare_two(tiles, a, b):
     return lookup[a], lookup[b]
 
 
+@user_errors
 def show_faces(path, whole_image):
     if not path:
         return gr.skip()
-    try:
-        search = search_faces(path, bool(whole_image))
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
+    search = search_faces(path, bool(whole_image))
     return f"{plural(len(search.faces), 'face')} found" if not search.no_face else "No face found: tick 'whole image'."
 
 
@@ -145,7 +143,7 @@ def build_explain_tab(ctx) -> None:
                 pick_b = gr.Dropdown([], label="Slider: map B")
             slider = gr.ImageSlider(label="Compare two maps (drag)", height=360)
             numbers = gr.JSON(label="Numbers", visible=True)
-    tiles_state = gr.State([])
+    tiles_state = gr.State([], time_to_live=ctx.cfg.state_ttl_s)
     button.click(functools.partial(explain, bank), inputs_kwargs=dict(
         path=image, whole_image=whole, index=face_index, chosen=models, use_native=native, cam_methods=cams,
         captum_methods=captum, target_name=target, contrast_name=contrast, opacity=alpha, colormap_name=cmap,

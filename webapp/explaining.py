@@ -6,8 +6,13 @@ from :mod:`ferx.faces` and :mod:`ferx.explain`.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import cv2
+import gradio as gr
 import numpy as np
+from gradio.processing_utils import save_base64_to_cache
 
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, overlay
 from ferx.explain.report import ModelExplanation
@@ -16,16 +21,35 @@ from ferx.faces import FaceSearch, find_faces, load_photo
 UNCERTAIN_MARGIN = 0.15  # top-1 minus top-2 probability below this: the model hesitates
 
 def search_faces(path: str, whole_image: bool) -> FaceSearch:
-    """Decode an upload (our robust loader, not the browser's) and find its faces."""
-    return find_faces(load_photo(path), whole_image=whole_image)
+    """Decode an upload (our robust loader, not the browser's) and find its faces. Messages name
+    the file as the user named it (gradio keeps that name as the upload's), never the server path."""
+    return find_faces(load_photo(path, name=Path(path).name), whole_image=whole_image)
+
+
+def undecoded_upload(image: gr.Image, payload):
+    """What a photo input hands its handler: the uploaded file itself, never opened.
+
+    ``gr.Image.preprocess`` opens every upload with Pillow before the handler runs, and converts
+    (decodes) any whose mode differs from ``image_mode``: a 344 kB 13,300² gray+alpha PNG cost
+    1.35 GB before ferx's size check, 16-bit gray arrived clipped to white, transparency became
+    black, and an unreadable file failed with gradio's "Could not preprocess" and a server path.
+    Here :func:`ferx.faces.load_photo` is the only decoder (size checked before decoding,
+    transparency on white, 16-bit scaled). A base64 payload is written to the cache undecoded."""
+    if payload is None or (payload.path is None and not payload.url):
+        return None
+    if payload.url and payload.url.startswith("data:"):
+        path = save_base64_to_cache(payload.url, image.GRADIO_CACHE)
+        image.temp_files.add(path)  # deleted with the other uploads (webapp/uploads.py)
+        return path
+    return str(payload.path)
 
 
 def photo_inputs(label: str, elem_id: str, height: int):
     """The photo, the "whole image" switch and the face number, as both tabs take them."""
-    import gradio as gr
-
-    image = gr.Image(label=label, type="filepath", sources=["upload", "webcam", "clipboard"], elem_id=elem_id,
-                     height=height)
+    image = gr.Image(label=label, type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                     elem_id=elem_id, height=height)
+    # on this one instance (a gr.Image subclass would make gradio write a .pyi stub into the package)
+    image.preprocess = functools.partial(undecoded_upload, image)
     whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)")
     index = gr.Number(0, precision=0, minimum=0, label="Face to score (0 = largest)")
     return image, whole, index

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable, ContextManager
 
 from ferx.analysis.metrics import fit_temperature
 from ferx.analysis.runs import ModelRun, run_model
@@ -13,15 +16,19 @@ from ferx.device import resolve_device
 
 
 def analyze_packed(models: list[LoadedModel], packed: PackedSplit, val: PackedSplit | None = None, *,
-                   batch_size: int = 256, progress: bool = True, cache_dir: str | Path | None = None) -> list[ModelRun]:
+                   batch_size: int = 256, progress: bool = True, cache_dir: str | Path | None = None,
+                   hold: Callable[[LoadedModel], ContextManager] | None = None) -> list[ModelRun]:
     """One :class:`ModelRun` per loaded model on ``packed`` (cached). With ``val``, a temperature
     fitted there (never on the split being analysed) is applied; ``run.with_temperature(1)`` gives
-    the uncalibrated view back."""
+    the uncalibrated view back. ``hold(model)`` is entered around each batch of that model (the
+    app's model lock, taken batch by batch so interactive requests are served in between)."""
     runs = []
     for loaded in models:
-        run = run_model(loaded, packed, batch_size=batch_size, progress=progress, cache_dir=cache_dir)
+        options = dict(batch_size=batch_size, progress=progress, cache_dir=cache_dir,
+                       hold=functools.partial(hold, loaded) if hold else nullcontext)
+        run = run_model(loaded, packed, **options)
         if val is not None:
-            val_run = run_model(loaded, val, batch_size=batch_size, progress=progress, cache_dir=cache_dir)
+            val_run = run_model(loaded, val, **options)
             keep = val_run.scored
             run = run.with_temperature(fit_temperature(val_run.logits[keep], val_run.model_targets[keep]))
         runs.append(run)

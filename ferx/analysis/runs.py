@@ -14,9 +14,11 @@ have the expected shapes; anything else is rebuilt, never trusted.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import numpy as np
 import pandas as pd
@@ -148,18 +150,21 @@ class ModelRun:
 
 
 def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = 256, progress: bool = True,
-              cache_dir: str | Path | None = None, use_cache: bool = True) -> ModelRun:
-    """Predictions and embeddings of one checkpoint on one packed split, from the cache when valid."""
+              cache_dir: str | Path | None = None, use_cache: bool = True,
+              hold: Callable[[], ContextManager] = nullcontext) -> ModelRun:
+    """Predictions and embeddings of one checkpoint on one packed split, from the cache when valid;
+    ``hold()`` is entered around each batch (the app's lock on the model)."""
     key = cache_key(ANALYSIS_VERSION, loaded.sha256, packed.fingerprint, loaded.input_spec.to_dict(),
                     list(packed.images.shape[1:]))
     path = Path(cache_dir or default_cache_dir("analysis")) / f"{key[:32]}.npz"
-    return cached(path, lambda p: ModelRun.load(p, key), lambda: _compute(loaded, packed, key, batch_size, progress),
+    return cached(path, lambda p: ModelRun.load(p, key), lambda: _compute(loaded, packed, key, batch_size, progress, hold),
                   ModelRun.save, what="analysis", use_cache=use_cache)
 
 
-def _compute(loaded: LoadedModel, packed: PackedSplit, key: str, batch_size: int, progress: bool) -> ModelRun:
+def _compute(loaded: LoadedModel, packed: PackedSplit, key: str, batch_size: int, progress: bool,
+             hold: Callable[[], ContextManager]) -> ModelRun:
     logits, embeddings = predict_logits_and_embeddings(loaded.model, loaded.input_spec, packed.images, batch_size,
-                                                       progress)
+                                                       progress, hold)
     return ModelRun(name=loaded.path.name, checkpoint=str(loaded.path), checkpoint_sha256=loaded.sha256,
                     model_classes=loaded.labels.classes, dataset=packed.dataset, split=packed.split,
                     dataset_fingerprint=packed.fingerprint, dataset_classes=packed.classes, paths=packed.paths,

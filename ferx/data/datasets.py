@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import functools
 from dataclasses import dataclass, field
@@ -37,9 +38,11 @@ from typing import Callable
 
 import numpy as np
 
-from ferx.data.archive import extract_images, zip_digest
+from ferx.data.archive import MAX_FILES, extract_images, zip_digest
 from ferx.data.labels import CKPLUS_7, FER2013_7, FERPLUS_8, LabelSet, canonical_name, get_label_set
-from ferx.paths import IMAGE_EXTS, cache_dir, default_data_root
+from ferx.cache import atomic_path, cached
+from ferx.paths import IMAGE_EXTS, IMAGE_FORMATS, default_data_root
+from ferx.paths import cache_dir as default_cache_dir
 from ferx.registry import Registry
 
 SPLITS = ("train", "val", "test", "all")
@@ -95,10 +98,12 @@ def _images(folder: Path):
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
 
-def _layout_error(dataset: str, root: Path, expected: str) -> DatasetLayoutError:
+def _layout_error(dataset: str, root: Path, expected: str, prepare: bool = True) -> DatasetLayoutError:
+    """``prepare``: a registered dataset, which ``ferx data prepare`` unpacks (advice a user's own folder
+    or zip has no use for)."""
     found = sorted(p.name for p in root.iterdir())[:12] if root.is_dir() else "nothing (folder does not exist)"
-    return DatasetLayoutError(f"{root} does not look like {dataset}: expected {expected}; found {found}. "
-                              f"Run `ferx data prepare` to unpack ../shared/datasets into the data root.")
+    advice = " Run `ferx data prepare` to unpack ../shared/datasets into the data root." if prepare else ""
+    return DatasetLayoutError(f"{root} does not look like {dataset}: expected {expected}; found {found}.{advice}")
 
 
 @dataclass(frozen=True)
@@ -246,15 +251,18 @@ def load_image_folder(root: str | Path, split: str = "all", labels: LabelSet | N
     """``root/<class>/*`` (split ``all``) or ``root/<split>/<class>/*``."""
     root = Path(root)
     if not root.is_dir():
-        raise _layout_error("an image folder", root, "<class>/<image> or <split>/<class>/<image>")
+        raise _layout_error("an image folder", root, "<class>/<image> or <split>/<class>/<image>", prepare=False)
     base = root / split if (root / split).is_dir() else root
     class_dirs = [d for d in sorted(base.iterdir()) if d.is_dir()]
     try:
         names = [canonical_name(d.name) for d in class_dirs]
     except KeyError as err:
-        raise _layout_error("an image folder", base, f"class folders named by expression ({err.args[0]})") from None
+        splits = [d.name for d in class_dirs if d.name in SPLITS]
+        expected = (f"a split ({', '.join(splits)}: it holds split folders) or class folders" if splits
+                    else f"class folders named by expression ({err.args[0]})")
+        raise _layout_error("an image folder", base, expected, prepare=False) from None
     if not names:
-        raise _layout_error("an image folder", base, "one sub-folder per expression class")
+        raise _layout_error("an image folder", base, "one sub-folder per expression class", prepare=False)
     if labels is None:  # a known label set when the folders match one, else the folders' order
         matches = [s for s in (FER2013_7, FERPLUS_8, CKPLUS_7) if set(s.classes) == set(names)]
         labels = matches[0] if matches else get_label_set(names)
@@ -266,7 +274,7 @@ def load_image_folder(root: str | Path, split: str = "all", labels: LabelSet | N
             paths.append(str(p.relative_to(root)))
             targets.append(labels.classes.index(name))
     if not paths:
-        raise _layout_error("an image folder", base, "images inside the class folders")
+        raise _layout_error("an image folder", base, "images inside the class folders", prepare=False)
     return FaceSplit(f"folder:{root.name}", split, root, labels, paths, np.asarray(targets, dtype=np.int64),
                      mode=_colour_mode(root, paths))
 
@@ -277,32 +285,54 @@ def _colour_mode(root: Path, paths: list[str], sample: int = 32) -> str:
 
     for rel in paths[:: max(1, len(paths) // sample)]:
         try:
-            with Image.open(root / rel) as im:
+            with Image.open(root / rel, formats=IMAGE_FORMATS) as im:  # the header only
                 if im.mode not in ("1", "L", "LA", "I", "I;16", "F"):
                     return "RGB"
-        except OSError:
-            continue  # unreadable files are reported when the split is packed
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # unreadable files and bombs are skipped and counted when the split is packed
     return "L"
 
 
-def load_split(dataset: str, split: str, data_root: str | Path | None = None) -> FaceSplit:
+def load_split(dataset: str, split: str, data_root: str | Path | None = None,
+               cache_dir: str | Path | None = None, max_files: int = MAX_FILES) -> FaceSplit:
     """A registered dataset (:func:`list_datasets`) under the data root, or a path to an image
-    folder or to a zip of one (unpacked safely, once, into the cache)."""
+    folder or to a zip of one (unpacked safely, once, into ``cache_dir`` or ``cache_dir("zips")``;
+    ``max_files``: the most files a zip may hold)."""
     if dataset in DATASETS:
         return DATASETS.get(dataset).loader(Path(data_root) if data_root else default_data_root(), split)
     path = Path(dataset)
     if path.is_file() and path.suffix.lower() == ".zip":
-        dest = cache_dir("zips") / zip_digest(path)[:24]
-        marker = dest.with_suffix(".root")
-        if not marker.is_file():
-            root, skipped = extract_images(path, dest)
-            marker.write_text(f"{root.relative_to(dest)}\n{skipped}\n")
-        rel, skipped = marker.read_text().splitlines()
-        split_data = load_image_folder(dest / rel, split)
-        split_data.dataset = f"zip:{path.stem}"
-        split_data.excluded = {"non_image_files": int(skipped)} if int(skipped) else {}
-        return split_data
+        return _load_zip(path, split, Path(cache_dir) if cache_dir else default_cache_dir("zips"), max_files)
     if path.is_dir():
         return load_image_folder(dataset, split)
     raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}, or a path to an image folder "
                      "or zip")
+
+
+def _load_zip(path: Path, split: str, cache_dir: Path, max_files: int) -> FaceSplit:
+    """A user zip, unpacked once per content into ``cache_dir``; its marker (``.json``: the root
+    inside, the files skipped) is a cache entry like any other: a damaged one is rebuilt."""
+    dest = cache_dir / zip_digest(path)[:24]
+
+    def load(marker: Path) -> dict:
+        found = json.loads(marker.read_text())
+        if not (dest / found["root"]).is_dir() or not isinstance(found["skipped"], int):
+            raise ValueError("its folder is gone")
+        return found
+
+    def build() -> dict:
+        root, skipped = extract_images(path, dest, max_files=max_files)
+        return {"root": str(root.relative_to(dest)), "skipped": skipped}
+
+    def save(found: dict, marker: Path) -> None:
+        with atomic_path(marker) as tmp:
+            tmp.write_text(json.dumps(found))
+
+    found = cached(dest.with_suffix(".json"), load, build, save, what="unpacked zip")
+    try:
+        split_data = load_image_folder(dest / found["root"], split)
+    except DatasetLayoutError as err:  # name the user's zip, not the server's folder
+        raise DatasetLayoutError(str(err).replace(str(dest / found["root"]), path.name)) from None
+    split_data.dataset = f"zip:{path.stem}"
+    split_data.excluded = {"non_image_files": found["skipped"]} if found["skipped"] else {}
+    return split_data

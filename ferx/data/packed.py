@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from ferx.cache import atomic_path, cached
 from ferx.data.datasets import FaceSplit
 from ferx.data.labels import get_label_set
+from ferx.faces import ImageError, load_photo
 from ferx.paths import cache_dir as default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -90,12 +91,13 @@ def _delta_decode(deltas: np.ndarray) -> np.ndarray:
 
 
 def read_image(path: Path, size: int, mode: str) -> np.ndarray:
-    """Decode one image to a ``size`` x ``size`` uint8 array in mode ``L`` or ``RGB``."""
-    with Image.open(path) as im:
-        im = im.convert(mode)
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+    """Decode one image to a ``size`` x ``size`` uint8 array in mode ``L`` or ``RGB``, with the
+    photo decoder's pixels and checks (:func:`ferx.faces.load_photo`: a dataset face and the same
+    file given as a photo are the same pixels; a bomb is refused before decoding)."""
+    im = Image.fromarray(load_photo(path, name=path.name).rgb).convert(mode)
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_dir: str | Path | None = None,
@@ -129,8 +131,8 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
         try:
             images.append(read_image(split.root / rel, size, mode))
             keep.append(i)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
-            bad.append(f"{rel} ({type(err).__name__})")
+        except ImageError as err:  # skipped and counted: one bad file never fails the split
+            bad.append(str(err))
     if bad:
         log.warning("%d unreadable image(s) skipped in %s/%s, e.g. %s", len(bad), split.dataset, split.split,
                     "; ".join(bad[:3]))

@@ -197,7 +197,11 @@ def explain_photo(models: Iterable, search, face: int | None, methods, *, target
     rows = []
     for handle in models:
         with using(handle) as em:
-            rows.append(explain_face(em, search.faces[index], methods,
-                                     target=resolve_class(target, em.classes, "target", em.display),
-                                     contrast=resolve_class(contrast, em.classes, "contrast", em.display), **options))
+            target_i = resolve_class(target, em.classes, "target", em.display)
+            contrast_i = resolve_class(contrast, em.classes, "contrast", em.display)
+            if contrast_i is not None and contrast_i == target_i:
+                raise ValueError(f"target and contrast are the same class ({em.classes[target_i]}): a class over "
+                                 "itself explains nothing; choose another contrast class, or none")
+            rows.append(explain_face(em, search.faces[index], methods, target=target_i, contrast=contrast_i,
+                                     **options))
     return PhotoExplanation(search, index, methods, rows)

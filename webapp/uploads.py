@@ -1,0 +1,64 @@
+"""The server's copies of uploads and generated images are deleted within two minutes.
+
+gradio's own ``delete_cache`` task iterates its live sets of temporary files while requests add to
+them; under load it died with ``RuntimeError: Set changed size during iteration`` and deleted
+nothing after. :func:`sweep` iterates a copy of each set (taken under the GIL), and one failed
+sweep never stops the next. The app runs it every :data:`SWEEP_EVERY_S` in a daemon thread from
+its start to its shutdown (which deletes everything left): files live at most
+``MAX_AGE_S + SWEEP_EVERY_S`` = 90 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import asynccontextmanager
+
+log = logging.getLogger(__name__)
+SWEEP_EVERY_S = 30
+MAX_AGE_S = 60
+
+
+def sweep(blocks, max_age_s: float | None = MAX_AGE_S) -> int:
+    """Delete the files ``blocks`` wrote or received more than ``max_age_s`` ago (None: all of them),
+    except the ones gradio keeps (examples); returns how many were deleted."""
+    keep = set()
+    for component in list(blocks.blocks.values()):
+        keep.update(getattr(component, "keep_in_cache", ()))
+    now, removed = time.time(), 0
+    for files in list(blocks.temp_file_sets):
+        for file in files.copy():
+            if file in keep:
+                continue
+            try:
+                if max_age_s is None or now - os.lstat(file).st_ctime > max_age_s:
+                    os.remove(file)
+                    removed += 1
+                    files.discard(file)
+            except FileNotFoundError:
+                files.discard(file)
+            except OSError as err:
+                log.warning("could not delete %s: %s", file, err)
+    return removed
+
+
+@asynccontextmanager
+async def sweeping(app):
+    """A FastAPI lifespan (``launch(app_kwargs={"lifespan": sweeping})``): sweeps from start to shutdown."""
+    blocks, stop = app.get_blocks(), threading.Event()
+
+    def loop():
+        while not stop.wait(SWEEP_EVERY_S):
+            try:
+                sweep(blocks)
+            except Exception:  # noqa: BLE001 - the next sweep must still run
+                log.exception("upload sweep failed; trying again in %d s", SWEEP_EVERY_S)
+
+    threading.Thread(target=loop, name="ferx-upload-sweeper", daemon=True).start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sweep(blocks, None)

@@ -23,6 +23,7 @@ from ferx.analysis.bundle import bundled_splits
 from ferx.analysis.embeddings import project
 from ferx.analysis.figures import confusion_figure, reliability_figure
 from ferx.analysis.runs import ModelRun
+from ferx.background import at_low_priority
 from ferx.data.datasets import available_datasets, list_datasets, load_split
 from ferx.data.packed import PackedSplit, pack_split
 from ferx.paths import cache_root
@@ -35,6 +36,9 @@ from webapp.model_bank import ModelBank
 FAILURE_VIEWS = {"Confident mistakes": "confident_mistakes", "Highest loss": "highest_loss",
                  "Lowest margin": "lowest_margin", "Model A vs B disagreement": "disagreement"}
 GALLERY_LIMIT = 60
+# faces per model call in an analysis: the model lock is held one batch at a time, so /predict waits
+# at most one batch (64 faces, ~0.5 s for LANMSFF on 2 cores) rather than 256
+ANALYSIS_BATCH = 64
 HELP = {
     "confusion": "Rows are the true class, columns the predicted one; the diagonal is correct. Click a cell to see "
                  "its faces.",
@@ -99,7 +103,7 @@ def matrix_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str) -> pd.DataFrame:
     run = analysis.run(model)
-    coords = project(run, method)
+    coords = at_low_priority(project, run, method)  # t-SNE/UMAP: minutes of batch work the first time
     frame = run.frame()
     colour = frame["correct"].map({True: "correct", False: "wrong"}) if color_by == "correct" else frame[color_by]
     return pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "group": colour.values, "sample": frame.index,
@@ -120,14 +124,16 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     progress(0, desc="reading faces")
     with tempfile.TemporaryDirectory(prefix="ferx-upload-") as scratch:
         scratch = Path(scratch)
-        packed = read_faces(name, split_name, cfg.data_root, zip_file, scratch, cfg.max_zip_files)
+        # batch work runs below interactive requests' priority (ferx.background): Compare stays fast meanwhile
+        packed = at_low_priority(read_faces, name, split_name, cfg.data_root, zip_file, scratch, cfg.max_zip_files)
         val = None
         if calib and not zip_file and name in list_datasets():
-            val = pack_split(load_split(name, "val", cfg.data_root))
+            val = at_low_priority(pack_split, load_split(name, "val", cfg.data_root))
         # each model is ours alone for one batch at a time: /predict and /explain wait for a batch, not a dataset
         names = {id(bank.models[m]): m for m in chosen}
-        runs = analyze_packed([bank.models[m] for m in chosen], packed, val, cache_dir=scratch if zip_file else None,
-                              hold=lambda loaded: bank.using(names[id(loaded)]))
+        runs = at_low_priority(analyze_packed, [bank.models[m] for m in chosen], packed, val,
+                               batch_size=ANALYSIS_BATCH, cache_dir=scratch if zip_file else None,
+                               hold=lambda loaded: bank.using(names[id(loaded)], background=True))
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first

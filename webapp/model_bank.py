@@ -19,11 +19,44 @@ from ferx.models import list_models
 log = logging.getLogger(__name__)
 
 
+class InteractiveFirst:
+    """Exclusive use of each model, with interactive users first: a background user (one batch of a
+    dataset analysis) starts only while no interactive request (a user waiting on /predict or
+    /explain) holds or waits for *any* model, so batch work neither delays the request's model nor
+    competes with it for the cores (measured in ``bench/load_check.py --during-analysis``)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy: set[str] = set()
+        self._interactive = 0  # interactive requests holding or waiting for a model
+
+    @contextmanager
+    def hold(self, name: str, *, background: bool = False):
+        with self._cond:
+            if background:
+                self._cond.wait_for(lambda: name not in self._busy and not self._interactive)
+            else:
+                self._interactive += 1
+                try:
+                    self._cond.wait_for(lambda: name not in self._busy)
+                except BaseException:
+                    self._interactive -= 1
+                    raise
+            self._busy.add(name)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy.discard(name)
+                self._interactive -= not background
+                self._cond.notify_all()
+
+
 @dataclass
 class ModelBank:
     models: dict[str, LoadedModel] = field(default_factory=dict)  # checkpoint folder name -> model
     unusable: dict[str, str] = field(default_factory=dict)  # checkpoint folder name -> why
-    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _gate: InteractiveFirst = field(default_factory=InteractiveFirst)
 
     @classmethod
     def load(cls, checkpoints: Path, device: str = "auto") -> "ModelBank":
@@ -45,12 +78,12 @@ class ModelBank:
         return bank
 
     @contextmanager
-    def using(self, name: str):
+    def using(self, name: str, *, background: bool = False):
         """Exclusive use of one model. Explanations change a model in place while they run (memory
         format for fast inference, hooks, gradient flags), so two requests must not share a model
-        at the same moment; different models still run in parallel."""
-        lock = self._locks.setdefault(name, threading.Lock())
-        with lock:
+        at the same moment; different models still run in parallel. ``background`` users (a dataset
+        analysis, batch by batch) wait while any interactive request holds or waits for a model."""
+        with self._gate.hold(name, background=background):
             yield self.models[name]
 
     @property

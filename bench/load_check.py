@@ -2,6 +2,8 @@
 
     python bench/load_check.py [--requests 20] [--url http://127.0.0.1:7860/]
     python bench/load_check.py --during-analysis ferplus/test [--probes 8]
+    python bench/load_check.py --during-analysis zip:3000
+    python bench/load_check.py --soak 200
 
 Without --url it starts the app itself (committed checkpoints, ./datasets). Prints each request's
 latency, their median / p95 / max, the time from launch to the first page, and whether the server
@@ -11,6 +13,11 @@ still answers afterwards.
 dataset: ``/predict`` latency one request at a time on an idle server, then again while a
 first-time ``/analyze`` of that split with every offered model runs (the app started by the script
 gets an empty cache folder, so the analysis really computes), and the ratio of the medians.
+``zip:N`` uploads a zip of N FER-2013 test faces instead (``test/<class>/<i>.png``).
+
+``--soak N`` sends N explanations one after another, each from a new client (a new session, as
+every API client is; ``--soak-clients one`` for a single session), every offered model with its native maps, Grad-CAM and saliency on a
+different face, and prints the server's resident memory every N/10 requests: it must level off.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ def main() -> None:
     p.add_argument("--url", default=None)
     p.add_argument("--data-root", default=str(REPO / "datasets"))
     p.add_argument("--during-analysis", metavar="DATASET/SPLIT", default=None)
+    p.add_argument("--soak", type=int, default=0, metavar="N")
+    p.add_argument("--soak-clients", choices=("new", "one"), default="new",
+                   help="a new client (session) per explanation, or one client for all (no per-session state grows)")
     p.add_argument("--probes", type=int, default=8, help="sequential /predict requests per phase")
     p.add_argument("--spacing", type=float, default=8.0, help="seconds between the starts of probes during the "
                    "analysis (spreads them over its phases: reading faces, then each model's batches)")
@@ -50,7 +60,7 @@ def main() -> None:
     packed = pack_split(load_fer2013(args.data_root, "test"), progress=False)
     folder = Path(tempfile.mkdtemp())
     faces = []
-    for i in range(args.requests):
+    for i in range(max(args.requests, 50)):
         path = folder / f"face{i}.png"
         Image.fromarray(packed.images[i]).resize((240, 240)).save(path)
         faces.append(str(path))
@@ -79,7 +89,10 @@ def main() -> None:
     def during_analysis(url: str) -> None:
         import threading
 
-        dataset, split = args.during_analysis.split("/")
+        if args.during_analysis.startswith("zip:"):
+            source = (None, "test", handle_file(str(_faces_zip(packed, int(args.during_analysis[4:]), folder))))
+        else:
+            source = (*args.during_analysis.split("/"), None)
         client = Client(url, verbose=False)
         models = client.view_api(return_format="dict", print_info=False)
         chosen = _offered_models(models)
@@ -96,8 +109,8 @@ def main() -> None:
 
         def analyse():
             start = time.perf_counter()
-            out = Client(url, verbose=False).predict(name=dataset, split_name=split, zip_file=None, chosen=chosen,
-                                                      calib=False, api_name="/analyze")
+            out = Client(url, verbose=False).predict(name=source[0], split_name=source[1], zip_file=source[2],
+                                                      chosen=chosen, calib=False, api_name="/analyze")
             analysis["wall"], analysis["status"] = time.perf_counter() - start, out[0]
             done.set()
 
@@ -119,7 +132,27 @@ def main() -> None:
         print(f"median idle {statistics.median(idle):.2f} s, during {statistics.median(busy):.2f} s "
               f"(max {max(busy):.2f} s): {ratio:.2f}x idle (target <= 2x)")
 
-    check = during_analysis if args.during_analysis else run
+    def soak(url: str) -> None:
+        chosen = _offered_models(Client(url, verbose=False).view_api(return_format="dict", print_info=False))
+        start, samples, one = time.perf_counter(), [], Client(url, verbose=False)
+        for i in range(args.soak):
+            client = one if args.soak_clients == "one" else Client(url, verbose=False)
+            out = client.predict(
+                path=handle_file(faces[i % len(faces)]), whole_image=True, index=0, chosen=chosen, use_native=True,
+                cam_methods=["gradcam"], captum_methods=["saliency"], target_name="predicted", contrast_name="none",
+                opacity=0.5, colormap_name="auto", clip_pct=99, shared_scale=True, faithfulness=False,
+                baseline_kind="blur", api_name="/explain")
+            assert out[1], f"explanation {i + 1} returned no maps"
+            if (i + 1) % max(1, args.soak // 10) == 0:
+                samples.append((i + 1, _rss_mib()))
+                print(f"after {i + 1} explanations ({time.perf_counter() - start:.0f} s): RSS {samples[-1][1]:.0f} MiB",
+                      flush=True)
+        half = samples[len(samples) // 2 - 1]
+        print(f"{args.soak} explanations ({args.soak_clients} client each) of {', '.join(chosen)} in {time.perf_counter() - start:.0f} s; RSS "
+              f"{samples[0][1]:.0f} MiB after {samples[0][0]}, {half[1]:.0f} after {half[0]}, {samples[-1][1]:.0f} after "
+              f"{samples[-1][0]}: second half grew {samples[-1][1] - half[1]:+.0f} MiB")
+
+    check = soak if args.soak else during_analysis if args.during_analysis else run
     if args.url:
         check(args.url)
         return
@@ -132,6 +165,28 @@ def main() -> None:
         urllib.request.urlopen(url, timeout=30).read()
         print(f"launch to first page: {time.perf_counter() - start:.2f} s")
         check(url)
+
+
+def _rss_mib() -> float:
+    """This process's resident memory (the app runs in it when the script starts it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _faces_zip(packed, n: int, folder: Path) -> Path:
+    """A zip of ``n`` test faces in ``test/<class>/<i>.png`` folders, as a user would upload."""
+    import io
+    import zipfile
+
+    path = folder / f"faces{n}.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(n):
+            buf = io.BytesIO()
+            Image.fromarray(packed.images[i % len(packed)]).save(buf, "PNG")
+            z.writestr(f"test/{packed.classes[packed.targets[i % len(packed)]]}/{i}.png", buf.getvalue())
+    return path
 
 
 def _offered_models(api: dict) -> list[str]:

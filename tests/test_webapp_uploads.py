@@ -4,6 +4,7 @@ concurrent uploads (gradio's own delete_cache task did: "Set changed size during
 import threading
 
 import gradio as gr
+import numpy as np
 
 from webapp.uploads import sweep
 
@@ -50,3 +51,18 @@ def test_sweep_deletes_old_uploads_keeps_examples_and_survives_concurrent_upload
     assert fresh.exists()
     sweep(blocks, None)  # shutdown: everything but the examples
     assert not fresh.exists() and not any(f.exists() for f in added) and example.exists()
+
+
+def test_session_keeps_slider_tiles_small_and_exact():
+    """Explain keeps its map tiles in the session PNG-encoded (what bounds memory per session); the slider
+    gets back exactly the tiles that were drawn."""
+    from webapp.explain_tab import compare_two
+    from webapp.explaining import png_bytes
+
+    rng = np.random.default_rng(0)
+    smooth = np.repeat(np.repeat(rng.integers(0, 255, (32, 40, 3), dtype=np.uint8), 8, 0), 8, 1)  # map-like tile
+    other = smooth[::-1].copy()
+    kept = [(png_bytes(smooth), "a · gradcam"), (png_bytes(other), "b · saliency")]
+    assert sum(len(data) for data, _ in kept) < smooth.nbytes  # two encoded tiles weigh less than one array
+    a, b = compare_two(kept, "a · gradcam", "b · saliency")
+    assert np.array_equal(a, smooth) and np.array_equal(b, other)

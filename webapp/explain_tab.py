@@ -18,8 +18,8 @@ from ferx.explain.report import explain_photo
 from ferx.models import get_model_info, list_models
 from ferx.text import plural
 from webapp.errors import user_errors
-from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, photo_inputs, search_faces, tile,
-                               verdict)
+from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, from_png, photo_inputs, png_bytes,
+                               search_faces, tile, verdict)
 
 COLORMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "RdBu_r", "coolwarm"]
 
@@ -87,15 +87,17 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     numbers["photo"]["name"] = Path(numbers["photo"]["name"]).name  # the user's file name, never a server path
     second = names[1] if len(names) > 1 else names[0]
     return (f"{plural(len(search.faces), 'face')} found; explaining face {result.face}", tiles, "\n".join(lines),
-            numbers, tiles, gr.update(choices=names, value=names[0]),
+            numbers, [(png_bytes(img), caption) for img, caption in tiles], gr.update(choices=names, value=names[0]),
             gr.update(choices=names, value=second), (tiles[0][0], tiles[1][0] if len(tiles) > 1 else tiles[0][0]))
 
 
 def compare_two(tiles, a, b):
-    lookup = {caption: img for img, caption in tiles}
+    """The slider's two maps, from the session's tiles (kept PNG-encoded: a session holds ~0.4 MiB of them,
+    not ~1.7 MiB of arrays, and up to FERX_MAX_SESSIONS sessions are kept)."""
+    lookup = {caption: data for data, caption in tiles}
     if a not in lookup or b not in lookup:
         return gr.skip()
-    return lookup[a], lookup[b]
+    return from_png(lookup[a]), from_png(lookup[b])
 
 
 @user_errors

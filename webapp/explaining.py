@@ -89,6 +89,15 @@ def verdict(ex: ModelExplanation) -> str:
             f"· {state}")
 
 
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An RGB image as PNG bytes (lossless, a fraction of the array's memory: what session state keeps)."""
+    return cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes()
+
+
+def from_png(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+
 TILE_MIN = 256  # pixels: the smallest side a map tile is shown at
 
 

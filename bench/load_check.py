@@ -17,19 +17,23 @@ gets an empty cache folder, so the analysis really computes), and the ratio of t
 
 ``--soak N`` sends N explanations one after another, each from a new client (a new session, as
 every API client is; ``--soak-clients one`` for a single session), every offered model with its native maps, Grad-CAM and saliency on a
-different face, and prints the server's resident memory every N/10 requests: it must level off.
+different face, and prints the server's resident memory every N/10 requests: it must level off
+(the script starts ``ferx app`` in a process of its own for this, so the clients' memory is not
+counted; with ``--url`` it reads its own, which is only right when the server runs in it).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import statistics
 import sys
 import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +136,7 @@ def main() -> None:
         print(f"median idle {statistics.median(idle):.2f} s, during {statistics.median(busy):.2f} s "
               f"(max {max(busy):.2f} s): {ratio:.2f}x idle (target <= 2x)")
 
-    def soak(url: str) -> None:
+    def soak(url: str, pid: int | str = "self") -> None:
         chosen = _offered_models(Client(url, verbose=False).view_api(return_format="dict", print_info=False))
         start, samples, one = time.perf_counter(), [], Client(url, verbose=False)
         for i in range(args.soak):
@@ -144,14 +148,18 @@ def main() -> None:
                 baseline_kind="blur", api_name="/explain")
             assert out[1], f"explanation {i + 1} returned no maps"
             if (i + 1) % max(1, args.soak // 10) == 0:
-                samples.append((i + 1, _rss_mib()))
+                samples.append((i + 1, _rss_mib(pid)))
                 print(f"after {i + 1} explanations ({time.perf_counter() - start:.0f} s): RSS {samples[-1][1]:.0f} MiB",
                       flush=True)
         half = samples[len(samples) // 2 - 1]
-        print(f"{args.soak} explanations ({args.soak_clients} client each) of {', '.join(chosen)} in {time.perf_counter() - start:.0f} s; RSS "
+        print(f"{args.soak} explanations ({'a new client each' if args.soak_clients == 'new' else 'one client'}) of {', '.join(chosen)} in {time.perf_counter() - start:.0f} s; RSS "
               f"{samples[0][1]:.0f} MiB after {samples[0][0]}, {half[1]:.0f} after {half[0]}, {samples[-1][1]:.0f} after "
               f"{samples[-1][0]}: second half grew {samples[-1][1] - half[1]:+.0f} MiB")
 
+    if args.soak and not args.url:  # the server's memory alone: it runs in a process of its own
+        with _app_process(args.data_root) as (url, pid):
+            soak(url, pid)
+        return
     check = soak if args.soak else during_analysis if args.during_analysis else run
     if args.url:
         check(args.url)
@@ -167,12 +175,39 @@ def main() -> None:
         check(url)
 
 
-def _rss_mib() -> float:
-    """This process's resident memory (the app runs in it when the script starts it)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _rss_mib(pid: int | str = "self") -> float:
+    """A process's resident memory in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+@contextmanager
+def _app_process(data_root: str):
+    """``ferx app`` in a process of its own (so its memory is the server's alone, not the clients'):
+    yields its URL and pid."""
+    from webapp_server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ferx.cli", "app", "--host", "127.0.0.1", "--port", str(port),
+                             "--device", "cpu", "--data-root", data_root], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise SystemExit(f"ferx app did not start (exit code {proc.poll()})")
+                time.sleep(1)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def _faces_zip(packed, n: int, folder: Path) -> Path:

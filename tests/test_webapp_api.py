@@ -172,3 +172,34 @@ def test_an_uploaded_zip_is_analysed_by_split_and_leaves_no_faces_on_disk(server
     message = str(err.value)
     assert "damaged.zip: 'happy/a.pgm' is damaged" in message
     assert "prepare" not in message and "Something went wrong" not in message and "/tmp" not in message
+
+
+def _analysis_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "ferx-background"]  # ferx.background's batch threads
+
+
+def test_stop_ends_the_analysis_work_not_only_the_request(server, tmp_path, monkeypatch):
+    """gradio's cancels= drops a request but its thread would run on for a minute, holding the cores:
+    Stop must end the batches themselves and keep nothing of the run."""
+    import time
+
+    from gradio_client import Client
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))  # a first-time analysis: a minute of batches
+    client = Client(server, verbose=False)
+    client.submit(name="ferplus", split_name="test", zip_file=None,
+                  chosen=["lanmsff_ferplus", "mini_xception_fer2013"], calib=False, api_name="/analyze")
+    deadline = time.time() + 60
+    while not _analysis_threads() and time.time() < deadline:
+        time.sleep(0.1)
+    assert _analysis_threads(), "the analysis never started"
+    time.sleep(1)
+    assert client.predict(api_name="/stop_analysis").startswith("Analysis stopped")
+    deadline, quiet_since = time.time() + 30, None
+    while time.time() < deadline and (quiet_since is None or time.time() - quiet_since < 2):
+        quiet_since = (quiet_since or time.time()) if not _analysis_threads() else None
+        time.sleep(0.1)
+    assert not _analysis_threads(), "the stopped analysis is still running"
+    assert not list((tmp_path / "cache").glob("analysis/*"))  # nothing of the stopped run was kept

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -111,12 +112,48 @@ def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str) 
                          "confidence": frame["confidence"].round(3).values})
 
 
+class StopRequests:
+    """The sessions whose user pressed Stop. gradio's ``cancels=`` only drops the request: the
+    analysis thread would run on and hold the cores, so it checks here before every batch."""
+
+    def __init__(self) -> None:
+        self._lock, self._stopped = threading.Lock(), set()
+
+    def clear(self, session: str) -> None:
+        with self._lock:
+            self._stopped.discard(session)
+
+    def stop(self, session: str) -> None:
+        with self._lock:
+            self._stopped.add(session)
+
+    def check(self, session: str) -> None:
+        with self._lock:
+            if session in self._stopped:
+                raise AnalysisStopped("The analysis was stopped.")
+
+
+class AnalysisStopped(gr.Error):
+    pass
+
+
+STOPS = StopRequests()
+
+
+def stop_analysis(request: gr.Request):
+    STOPS.stop(request.session_hash)
+    return "Analysis stopped: nothing was kept."
+
+
 @user_errors
-def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, chosen, calib,
+def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, chosen, calib, request: gr.Request,
                  progress=gr.Progress(track_tqdm=True)):
     """Run the ``chosen`` models over a configured dataset split (``name``, ``split_name``) or an
     uploaded zip (its faces and per-face results in a scratch folder deleted on return; a
-    configured split's are cached); ``calib`` fits a temperature on the val split."""
+    configured split's are cached); ``calib`` fits a temperature on the val split. Stop (this
+    session's) ends it before its next batch."""
+    session = request.session_hash if request is not None else ""
+    STOPS.clear(session)
     if not chosen:
         raise gr.Error("Choose at least one model.")
     if not (zip_file or name):
@@ -131,9 +168,14 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
             val = at_low_priority(pack_split, load_split(name, "val", cfg.data_root))
         # each model is ours alone for one batch at a time: /predict and /explain wait for a batch, not a dataset
         names = {id(bank.models[m]): m for m in chosen}
+
+        def stoppable_hold(model_name: str):
+            STOPS.check(session)  # before every batch: Stop ends the work, not only the request
+            return bank.using(model_name, background=True)
+
         runs = at_low_priority(analyze_packed, [bank.models[m] for m in chosen], packed, val,
                                batch_size=ANALYSIS_BATCH, cache_dir=scratch if zip_file else None,
-                               hold=lambda loaded: bank.using(names[id(loaded)], background=True))
+                               hold=lambda loaded: stoppable_hold(names[id(loaded)]))
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first
@@ -249,10 +291,11 @@ def _source_inputs(names: list[str], data_root: Path) -> SimpleNamespace:
         models = gr.CheckboxGroup(names, value=names, label="Models (trained checkpoints only)")
         calibrate = gr.Checkbox(False, label="Temperature scaling (fitted on the val split)")
         run_button = gr.Button("Run analysis", variant="primary")
+        stop_button = gr.Button("Stop", variant="stop")
     status = gr.Markdown()
     summary = gr.Dataframe(label="Metrics (scored faces; classes a model lacks are left out)", interactive=False)
     return SimpleNamespace(dataset=dataset, split=split, upload=upload, models=models, calibrate=calibrate,
-                           run_button=run_button, status=status, summary=summary)
+                           run_button=run_button, stop_button=stop_button, status=status, summary=summary)
 
 
 def _matrix_views(names: list[str]) -> SimpleNamespace:
@@ -316,12 +359,17 @@ def build_dataset_tab(ctx: AppContext) -> None:
     det = _detail_views()
     to_gallery = [gal.gallery, ids, gal.title]
 
+    def analyse(name, split_name, zip_file, chosen, calib, request: gr.Request,
+                progress=gr.Progress(track_tqdm=True)):  # not a partial: gradio passes gr.Request by annotation
+        return run_analysis(bank, ctx.cfg, name, split_name, zip_file, chosen, calib, request, progress)
+
     analysed = src.run_button.click(
-        functools.partial(run_analysis, bank, ctx.cfg),
+        analyse,
         inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen=src.models,
                            calib=src.calibrate),
         outputs=[state, src.status, src.summary, mx.matrix_model, mx.model_a, mx.model_b, mx.emb_model],
         concurrency_limit=1, api_name="analyze")
+    src.stop_button.click(stop_analysis, None, src.status, cancels=[analysed], api_name="stop_analysis")
     matrix_io = ([state, mx.matrix_model, mx.normalise], [mx.confusion, det.per_class, det.confusion_plot,
                                                           det.reliability_plot])
     cross_io = ([state, mx.model_a, mx.model_b], [mx.cross, mx.agreement_line])

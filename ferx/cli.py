@@ -231,6 +231,39 @@ def _cmd_explain(args) -> int:
     return 0
 
 
+def _cmd_sanity(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ferx.explain import has_native_attention
+    from ferx.explain.report import canonical_method, open_model, resolve_class
+    from ferx.explain.sanity import cascading_randomization
+    from ferx.faces import find_faces, load_photo
+
+    loaded = open_model(args.model, device=args.device)
+    methods = [canonical_method(m) for m in (args.method or ["native", "gradcam", "saliency"])]
+    if "native" in methods and not has_native_attention(loaded.model):
+        methods.remove("native")
+    search = find_faces(load_photo(args.photo), whole_image=args.whole_image)
+    if search.no_face:
+        raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
+    x = search.faces[search.pick(args.face)].model_input(loaded.input_spec).to(args.device)
+    check = cascading_randomization(loaded.model, x, methods, target=resolve_class(args.target, loaded.classes),
+                                    n_steps=args.steps, seed=args.seed, name=loaded.display, classes=loaded.classes)
+    out = Path(args.out) if args.out else Path(f"{Path(args.photo).stem}_sanity.png")
+    check.figure().savefig(out, dpi=130)
+    out.with_suffix(".json").write_text(json.dumps(check.to_dict(), indent=2) + "\n")
+    table = check.frame().pivot(index="map", columns="step", values="spearman").round(2)
+    print(f"{loaded.display}, class {check.target_label}: Spearman with the trained map as layers are randomised "
+          f"from the head down (steps 1..{len(check.steps) - 1})")
+    print(table.to_string())
+    for name, flag in check.independent().items():
+        print(f"{name}: mean rho {check.mean_similarity()[name]:.2f}: "
+              f"{'DOES NOT depend on the model' if flag else 'depends on the model'}")
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
 def _cmd_app(args) -> int:
     from webapp.app import launch
     from webapp.config import AppConfig
@@ -388,6 +421,21 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ex.add_argument("--device", default="cpu")
     ex.set_defaults(func=_cmd_explain)
+
+    sa = sub.add_parser("sanity", help="sanity check of the maps: randomise the model from the head down and see "
+                        "which maps change (Adebayo et al. 2018)", formatter_class=_RegistryHelp)
+    sa.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
+    sa.add_argument("--model", required=True, help="checkpoint folder")
+    sa.add_argument("--method", action="append", default=None,
+                    help="{methods}; repeat for several (default: native, gradcam, saliency)")
+    sa.add_argument("--target", default=None, help="class to explain (default: the trained model's prediction)")
+    sa.add_argument("--steps", type=int, default=6, help="groups of layers randomised one after another")
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--face", type=int, default=0, help="which face (0 = the largest)")
+    sa.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
+    sa.add_argument("--out", default=None, help="PNG path (default: PHOTO_sanity.png here); the JSON goes beside it")
+    sa.add_argument("--device", default="cpu")
+    sa.set_defaults(func=_cmd_sanity)
 
     app = sub.add_parser("app", help="the Gradio web UI (defaults from $FERX_* environment variables)")
     app.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")

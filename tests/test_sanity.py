@@ -1,0 +1,85 @@
+"""The sanity check (cascading model-parameter randomisation) on a real checkpoint and a real face."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CHECKPOINTS, DEVICE
+from ferx.checkpoint import load_checkpoint
+from ferx.data import load_fer2013, pack_split
+from ferx.data.preprocess import to_model_input
+from ferx.explain.maps import ExplanationMap
+from ferx.explain.sanity import INDEPENDENT_SPEARMAN, SanityCheck, SanityStep, cascading_randomization
+
+
+@pytest.fixture(scope="module")
+def happy_face(data_root):
+    packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    return packed.images[int(np.flatnonzero(packed.targets == 3)[0])]
+
+
+def test_randomising_the_model_changes_gradcam_and_leaves_the_model_as_it_was(happy_face):
+    loaded = load_checkpoint(CHECKPOINTS / "mini_xception_fer2013", DEVICE)
+    x = to_model_input(torch.as_tensor(happy_face[None]), loaded.input_spec).to(DEVICE)
+    weights = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    with torch.inference_mode():
+        logits = loaded.model(x).clone()
+    rng = torch.random.get_rng_state()
+
+    check = cascading_randomization(loaded.model, x, ["gradcam", "saliency"], n_steps=4, classes=loaded.classes)
+    again = cascading_randomization(loaded.model, x, ["gradcam", "saliency"], n_steps=4, classes=loaded.classes)
+
+    assert all(torch.equal(weights[k], v) for k, v in loaded.model.state_dict().items())  # the model is untouched
+    with torch.inference_mode():
+        assert torch.equal(loaded.model(x), logits)
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    frame = check.frame()
+    assert frame.equals(again.frame())  # seeded: the same call gives the same numbers
+    assert check.target_label == "happy" and len(check.steps) == 5 and check.steps[0].label == "trained"
+    assert np.allclose(frame[frame["step"] == 0][["spearman", "ssim"]], 1.0)
+    # mini-Xception's Grad-CAM of a happy face is its own: with random layers it looks elsewhere
+    assert check.mean_similarity()["gradcam"] < INDEPENDENT_SPEARMAN
+    assert check.independent() == {"gradcam": False, "saliency": False}
+    assert check.to_dict()["independent_of_model"] == {"gradcam": False, "saliency": False}
+
+
+def _steps(maps_per_step: list[np.ndarray]) -> list[SanityStep]:
+    return [SanityStep(i, [] if i == 0 else [f"layer{i}"],
+                       {"edges": ExplanationMap(raw=m, values=m, method="edges", kind="attribution", model="m",
+                                                target=0, signed=False)})
+            for i, m in enumerate(maps_per_step)]
+
+
+def test_a_map_that_ignores_the_model_is_flagged(happy_face):
+    """What the check exists for: a map that stays the same whatever the weights (here the face's own
+    edges, as some gradient methods nearly are) is flagged; one that changes is not."""
+    face = happy_face.astype(np.float32)
+    edges = np.abs(np.gradient(face)[0]) + np.abs(np.gradient(face)[1])
+    rng = np.random.default_rng(0)
+    same = SanityCheck("m", 0, _steps([edges] + [edges + rng.normal(0, 2, edges.shape) for _ in range(4)]))
+    changed = SanityCheck("m", 0, _steps([edges] + [rng.random(edges.shape) for _ in range(4)]))
+    assert same.independent() == {"edges": True}
+    assert changed.independent() == {"edges": False}
+
+
+def test_cli_writes_the_figure_and_json(happy_face, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from ferx.cli import main
+
+    photo = tmp_path / "happy.png"
+    Image.fromarray(happy_face).resize((192, 192)).save(photo)
+    out = tmp_path / "sanity.png"
+    assert main(["sanity", str(photo), "--model", str(CHECKPOINTS / "lanmsff_ferplus"), "--whole-image",
+                 "--steps", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert Image.open(out).size[0] > 600
+    # LANMSFF has native maps: the default methods check them beside Grad-CAM and saliency
+    assert {"massatt_block4_spatial", "gradcam", "saliency"} <= set(report["independent_of_model"])
+    assert report["target_label"] == "happy" and len(report["steps"]) == 4
+    assert "gradcam: mean rho" in printed and "depends on the model" in printed

@@ -203,3 +203,16 @@ def test_stop_ends_the_analysis_work_not_only_the_request(server, tmp_path, monk
         time.sleep(0.1)
     assert not _analysis_threads(), "the stopped analysis is still running"
     assert not list((tmp_path / "cache").glob("analysis/*"))  # nothing of the stopped run was kept
+
+
+def test_sanity_check_through_the_api(server, face_png):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    verdicts, plot, table = client.predict(path=handle_file(str(face_png)), whole_image=True, index=0,
+                                           model_name="lanmsff_ferplus", methods=["native", "gradcam"], n_steps=2,
+                                           api_name="/sanity")
+    assert "class *happy*" in verdicts and "`gradcam`: mean ρ" in verdicts
+    assert "massatt_block4_spatial" in verdicts  # LANMSFF's own attention is checked too
+    assert plot is not None
+    assert [c for c in table["headers"]][:2] == ["map", "0: trained"] and len(table["data"]) == 3

@@ -19,6 +19,7 @@ from webapp.dataset_tab import build_dataset_tab
 from webapp.explain_tab import build_explain_tab
 from webapp.model_bank import ModelBank
 from webapp.models_tab import build_models_tab
+from webapp.sanity_tab import build_sanity_tab
 from webapp.uploads import sweeping
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ TABS = (
     Tab("Compare", "compare", build_compare_tab),
     Tab("Explain", "explain", build_explain_tab),
     Tab("Dataset", "dataset", build_dataset_tab),  # after Explain: it opens faces there
+    Tab("Sanity check", "sanity", build_sanity_tab),
     Tab("Models", "models", build_models_tab),
 )
 

@@ -216,3 +216,16 @@ def test_sanity_check_through_the_api(server, face_png):
     assert "massatt_block4_spatial" in verdicts  # LANMSFF's own attention is checked too
     assert plot is not None
     assert [c for c in table["headers"]][:2] == ["map", "0: trained"] and len(table["data"]) == 3
+
+
+def test_stability_probe_through_the_api(server, face_png):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    summary, table, gallery = client.predict(path=handle_file(str(face_png)), whole_image=True, index=0,
+                                             chosen=["mini_xception_fer2013", "lanmsff_ferplus"], api_name="/stability")
+    assert "**mini_xception_fer2013**: *happy*" in summary and "**lanmsff_ferplus**: *happy*" in summary
+    assert "keeps it in **100%** of the versions" in summary
+    assert table["headers"] == ["version", "mini_xception_fer2013", "lanmsff_ferplus"] and len(table["data"]) == 8
+    assert all(cell.startswith("✓ happy") for row in table["data"] for cell in row[1:])
+    assert len(gallery) == 9  # the original and its 8 versions

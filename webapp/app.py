@@ -20,6 +20,7 @@ from webapp.explain_tab import build_explain_tab
 from webapp.model_bank import ModelBank
 from webapp.models_tab import build_models_tab
 from webapp.sanity_tab import build_sanity_tab
+from webapp.stability_tab import build_stability_tab
 from webapp.uploads import sweeping
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ TABS = (
     Tab("Explain", "explain", build_explain_tab),
     Tab("Dataset", "dataset", build_dataset_tab),  # after Explain: it opens faces there
     Tab("Sanity check", "sanity", build_sanity_tab),
+    Tab("Stability", "stability", build_stability_tab),
     Tab("Models", "models", build_models_tab),
 )
 

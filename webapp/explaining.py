@@ -26,6 +26,16 @@ def search_faces(path: str, whole_image: bool) -> FaceSearch:
     return find_faces(load_photo(path, name=Path(path).name), whole_image=whole_image)
 
 
+def chosen_face(path, whole_image, index, *, to: str = "check it"):
+    """The face a teaching view works on: the upload's face number ``index``, or one clear message."""
+    if not path:
+        raise gr.Error("Upload a photo first.")
+    search = search_faces(path, bool(whole_image))
+    if search.no_face:
+        raise gr.Error(f"No face found. Tick 'Score the whole image as a face' to {to} anyway.")
+    return search.faces[search.pick(index)]
+
+
 def undecoded_upload(image: gr.Image, payload):
     """What a photo input hands its handler: the uploaded file itself, never opened.
 

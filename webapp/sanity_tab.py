@@ -17,7 +17,7 @@ from ferx.explain.methods import get_method, list_methods
 from ferx.explain.sanity import INDEPENDENT_SPEARMAN, cascading_randomization
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
-from webapp.explaining import photo_inputs, search_faces
+from webapp.explaining import chosen_face, photo_inputs
 
 INTRO = ("### Sanity check: does each map depend on the model?\n"
          "Some saliency maps look the same whatever the network learned (Adebayo et al., *Sanity checks for "
@@ -30,16 +30,11 @@ INTRO = ("### Sanity check: does each map depend on the model?\n"
 
 @user_errors
 def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, progress=gr.Progress()):
-    if not path:
-        raise gr.Error("Upload a photo first.")
     if not model_name:
         raise gr.Error("Choose a model.")
     if not methods:
         raise gr.Error("Choose at least one method.")
-    search = search_faces(path, bool(whole_image))
-    if search.no_face:
-        raise gr.Error("No face found. Tick 'Score the whole image as a face' to check it anyway.")
-    face = search.faces[search.pick(index)]
+    face = chosen_face(path, whole_image, index, to="check it")
     progress(0, desc=f"{model_name}: {len(methods)} method(s) × {int(n_steps) + 1} versions of the model")
     with bank.using(model_name) as loaded:
         chosen = [m for m in methods if m != "native" or has_native_attention(loaded.model)]

@@ -14,7 +14,7 @@ import pandas as pd
 from ferx.explain.stability import VARIANTS, stability_probe
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
-from webapp.explaining import photo_inputs, search_faces
+from webapp.explaining import chosen_face, photo_inputs
 
 INTRO = ("### Stability probe: the same face, as a camera might take it again\n"
          f"The face is changed the way a second shot would change it ({', '.join(v.name for v in VARIANTS)}); "
@@ -25,14 +25,9 @@ INTRO = ("### Stability probe: the same face, as a camera might take it again\n"
 
 @user_errors
 def run_stability(bank, path, whole_image, index, chosen):
-    if not path:
-        raise gr.Error("Upload a photo first.")
     if not chosen:
         raise gr.Error("Choose at least one model.")
-    search = search_faces(path, bool(whole_image))
-    if search.no_face:
-        raise gr.Error("No face found. Tick 'Score the whole image as a face' to probe it anyway.")
-    face = search.faces[search.pick(index)]
+    face = chosen_face(path, whole_image, index, to="probe it")
     columns, summary = {}, []
     probe = None
     for name in chosen:

@@ -1,0 +1,60 @@
+"""The occlusion brush on real faces: covering a happy face's mouth costs 'happy'."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CHECKPOINTS, DEVICE
+from ferx.checkpoint import load_checkpoint
+from ferx.data import load_fer2013, pack_split
+from ferx.explain.occlusion import FILLS, occlude, occlude_face, occlusion_effect
+from ferx.faces import load_photo
+
+
+@pytest.fixture(scope="module")
+def happy_photo(data_root, tmp_path_factory):
+    packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    happy = np.flatnonzero(packed.targets == 3)[:5]
+    path = tmp_path_factory.mktemp("occ") / "happy.png"
+    Image.fromarray(packed.images[happy[0]]).resize((192, 192), Image.Resampling.BICUBIC).save(path)
+    return load_photo(path)
+
+
+def _mouth(shape) -> np.ndarray:
+    mask = np.zeros(shape[:2], bool)
+    h, w = shape[:2]
+    mask[int(0.62 * h):int(0.92 * h), int(0.22 * w):int(0.78 * w)] = True  # FER crops put the mouth here
+    return mask
+
+
+@pytest.mark.parametrize("fill", list(FILLS))
+def test_covering_the_mouth_of_a_happy_face_lowers_happy(happy_photo, fill):
+    loaded = load_checkpoint(CHECKPOINTS / "mini_xception_fer2013", DEVICE)
+    face = occlude_face(happy_photo, _mouth(happy_photo.rgb.shape), whole_image=True, fill=fill)
+    assert 0.1 < face.covered < 0.3 and not np.array_equal(face.crop, face.occluded)
+    effect = occlusion_effect(loaded.model, loaded.input_spec, loaded.classes, face)
+    assert effect.classes[effect.label] == "happy"
+    assert effect.change < -0.1, effect.to_dict()  # the smile was the evidence
+
+
+def test_covering_the_forehead_costs_less_than_the_mouth(happy_photo):
+    loaded = load_checkpoint(CHECKPOINTS / "mini_xception_fer2013", DEVICE)
+    mouth = _mouth(happy_photo.rgb.shape)
+    forehead = np.roll(mouth, -int(0.55 * mouth.shape[0]), axis=0)  # the same area, high up
+    effects = [occlusion_effect(loaded.model, loaded.input_spec, loaded.classes,
+                                occlude_face(happy_photo, m, whole_image=True)) for m in (mouth, forehead)]
+    assert effects[1].change > effects[0].change
+
+
+def test_occlude_only_touches_the_painted_pixels():
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    mask = np.zeros((40, 60), bool)
+    mask[10:20, 5:25] = True
+    for fill in FILLS:
+        out = occlude(rgb, mask, fill)
+        assert np.array_equal(out[~mask], rgb[~mask]) and not np.array_equal(out[mask], rgb[mask])
+    assert (occlude(rgb, mask, "black")[mask] == 0).all()
+    with pytest.raises(ValueError, match="fill must be one of"):
+        occlude(rgb, mask, "paint")

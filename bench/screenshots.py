@@ -5,8 +5,8 @@
 Starts the real app on a free loopback port with the committed checkpoints, then in headless
 Chromium: Compare with a real FER-2013 test face (every model side by side), Explain with the
 models' native attention and Grad-CAM, and the Dataset tab after analysing the chosen test split
-with every model (confusion matrix, the model A x model B matrix and the disagreement gallery).
-Prints how long each view took to appear.
+with every model (confusion matrix, the model A x model B matrix and the disagreement gallery);
+the Sanity check and Stability tabs on the same face. Prints how long each view took to appear.
 """
 
 from __future__ import annotations
@@ -86,6 +86,18 @@ def main() -> None:
             page.wait_for_timeout(1500)
             timed("Explain: click to maps", start)
             page.screenshot(path=str(out / "explain.png"), full_page=True)
+
+            for tab, n, button, done, shot in (("Sanity check", 2, "Run the sanity check", "#sanity-verdicts", "sanity"),
+                                               ("Stability", 3, "Probe stability", "#stability-summary", "stability")):
+                page.get_by_role("tab", name=tab).click()
+                page.locator(f"#{shot}-photo input[type=file]").set_input_files(str(face))
+                page.get_by_label("Score the whole image as a face (skip face detection)").nth(n).check()
+                start = time.perf_counter()
+                page.get_by_role("button", name=button).click()
+                page.locator(done).get_by_text("mean").first.wait_for()
+                page.wait_for_timeout(1500)
+                timed(f"{tab}: click to results", start)
+                page.screenshot(path=str(out / f"{shot}.png"), full_page=True)
 
             page.get_by_role("tab", name="Dataset").click()
             page.get_by_label("Dataset (configured)").click()

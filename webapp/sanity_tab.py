@@ -73,6 +73,6 @@ def build_sanity_tab(ctx: AppContext) -> None:
             verdicts = gr.Markdown(elem_id="sanity-verdicts")
             table = gr.Dataframe(label="Spearman ρ with the trained map, per step (columns: what was randomised)",
                                  interactive=False)
-    plot = gr.Plot(label="Maps as the model is randomised (each map on its own scale)")
+    plot = gr.Plot(show_label=False)  # the figure's own title says what it shows
     button.click(functools.partial(run_sanity, bank), [photo, whole, face_index, model, methods, steps],
                  [verdicts, plot, table], api_name="sanity")

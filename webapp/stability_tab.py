@@ -36,8 +36,8 @@ def run_stability(bank, path, whole_image, index, chosen):
         label = probe.classes[probe.label]
         summary.append(f"- **{name}**: *{label}* {probe.frame.attrs['original_prob']:.0%} on the original; keeps it "
                        f"in **{probe.kept_share:.0%}** of the versions; mean map ρ {probe.mean_map_spearman:.2f}")
-        columns[name] = [f"{'✓' if r.keeps_label else '✗'} {r.top1} · p({label}) {r.prob_of_label:.2f} · "
-                         f"map ρ {r.map_spearman:.2f}" for r in probe.frame.itertuples()]
+        columns[name] = [f"{'✓' if r.keeps_label else '✗'} {r.top1} {r.prob_of_label:.2f} · ρ {r.map_spearman:.2f}"
+                         for r in probe.frame.itertuples()]
     table = pd.DataFrame({"version": [v.name for v in VARIANTS], **columns})
     thumbnails = [(img, name) for name, img in probe.thumbnails.items()]
     return "\n".join(summary), table, [(face.crop, "original")] + thumbnails
@@ -53,7 +53,8 @@ def build_stability_tab(ctx: AppContext) -> None:
             button = gr.Button("Probe stability", variant="primary")
         with gr.Column(scale=3):
             summary = gr.Markdown(elem_id="stability-summary")
-            table = gr.Dataframe(label="Per version: ✓ keeps the original label · that label's probability · map ρ",
+            table = gr.Dataframe(label="Per version and model: ✓ keeps the original label (✗: the new top-1), the original label's "
+                                       "probability · map ρ",
                                  interactive=False, wrap=True)
     gallery = gr.Gallery(label="The versions each model scored", columns=len(VARIANTS) + 1, height=220,
                          object_fit="contain")

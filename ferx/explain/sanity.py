@@ -58,6 +58,7 @@ class SanityCheck:
     steps: list[SanityStep]
     threshold: float = INDEPENDENT_SPEARMAN
     classes: Sequence[str] | None = None
+    _frame: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def target_label(self) -> str:
@@ -68,7 +69,12 @@ class SanityCheck:
         return list(self.steps[0].maps)
 
     def frame(self) -> pd.DataFrame:
-        """One row per map and step: similarity to the trained model's map."""
+        """One row per map and step: similarity to the trained model's map (computed once)."""
+        if self._frame is None:
+            self._frame = self._similarities()
+        return self._frame
+
+    def _similarities(self) -> pd.DataFrame:
         from skimage.metrics import structural_similarity
 
         rows = []

@@ -130,6 +130,7 @@ class StopRequests:
     def check(self, session: str) -> None:
         with self._lock:
             if session in self._stopped:
+                self._stopped.discard(session)  # handled: the set holds only stops not yet acted on
                 raise AnalysisStopped("The analysis was stopped.")
 
 

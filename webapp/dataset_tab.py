@@ -7,6 +7,7 @@ plot or a failure ranking fills the gallery; a gallery face opens in the Explain
 from __future__ import annotations
 
 import functools
+import getpass
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from ferx.analysis import (agreement, analyze_packed, cell_samples, confusion_fr
                            cross_model_frame, disagreements, failures, per_class_table, reliability, summary_table)
 from ferx.analysis.bundle import bundled_splits
 from ferx.analysis.embeddings import project
-from ferx.analysis.figures import confusion_figure, reliability_figure
+from ferx.analysis.figures import reliability_figure
 from ferx.analysis.runs import ModelRun
 from ferx.background import at_low_priority
 from ferx.data.datasets import available_datasets, list_datasets, load_split
@@ -41,8 +42,8 @@ GALLERY_LIMIT = 60
 # at most one batch (64 faces, ~0.5 s for LANMSFF on 2 cores) rather than 256
 ANALYSIS_BATCH = 64
 HELP = {
-    "confusion": "Rows are the true class, columns the predicted one; the diagonal is correct. Click a cell to see "
-                 "its faces.",
+    "confusion": "Rows are the true class, columns the predicted one; the diagonal is correct. A cell's shade is its "
+                 "share of the row (white 0 → dark blue 1). Click a cell to see its faces.",
     "cross": "Rows: model A's prediction, columns: model B's. Off-diagonal cells are faces the models disagree on; "
              "click one to see them.",
     "embedding": "Each point is a face placed by its embedding (similar faces land close). Drag across the plot to "
@@ -68,16 +69,24 @@ def dataset_choices(data_root: Path) -> list[str]:
 
 
 def read_faces(source: str, split: str, data_root: Path, zip_file: str | None, scratch: Path,
-               max_zip_files: int) -> PackedSplit:
-    """The faces to analyse. A user's zip is unpacked and packed in ``scratch`` (the caller deletes
-    it), never in the shared cache: these are people's faces. Its ``split`` folder when it has
-    ``<split>/<class>/`` folders, else all of it."""
+               max_zip_files: int) -> tuple[PackedSplit, int]:
+    """The faces to analyse, and how many non-image files were left out (a zip's README, .DS_Store…).
+    A user's zip is unpacked and packed in ``scratch`` (the caller deletes it), never in the shared
+    cache: these are people's faces. Its ``split`` folder when it has ``<split>/<class>/`` folders,
+    else all of it."""
     if zip_file:
-        return pack_split(load_split(str(zip_file), split, data_root, cache_dir=scratch, max_files=max_zip_files),
-                          cache_dir=scratch)
+        faces = load_split(str(zip_file), split, data_root, cache_dir=scratch, max_files=max_zip_files)
+        return pack_split(faces, cache_dir=scratch), faces.excluded.get("non_image_files", 0)
     if source.startswith("bundle:"):
-        return PackedSplit.load(bundled_splits(cache_root())[source.removeprefix("bundle:")])
-    return pack_split(load_split(source, split, data_root))
+        return PackedSplit.load(bundled_splits(cache_root())[source.removeprefix("bundle:")]), 0
+    return pack_split(load_split(source, split, data_root)), 0
+
+
+def left_out(unreadable: int, non_images: int) -> str:
+    """What an analysis did not score, in words (empty when it scored everything)."""
+    parts = ([f"{plural(unreadable, 'unreadable image')}"] if unreadable else []) + (
+        [f"{plural(non_images, 'file')} that {'is' if non_images == 1 else 'are'} not an image"] if non_images else [])
+    return f" ({' and '.join(parts)} skipped)" if parts else ""
 
 
 def face_thumbnail(image: np.ndarray, size: int = 112) -> np.ndarray:
@@ -95,11 +104,17 @@ def gallery_items(analysis: Analysis, run: ModelRun, ids) -> list[tuple[np.ndarr
     return items
 
 
-def matrix_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """A matrix as a table whose first column holds the row labels (so cell clicks map back)."""
+def matrix_table(frame: pd.DataFrame, counts: pd.DataFrame | None = None):
+    """A matrix as a table you click (its first column holds the row labels, so a cell click maps back),
+    each cell shaded by its share of the row (``counts``' when the table shows something else) —
+    the coloured heat-map and the clickable matrix are one view."""
+    counts = frame if counts is None else counts
+    shares = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0).to_numpy(float)
     table = frame.copy()
     table.insert(0, f"{frame.index.name} \\ {frame.columns.name}", frame.index)
-    return table.reset_index(drop=True)
+    table = table.reset_index(drop=True)
+    return table.style.background_gradient(cmap="Blues", subset=list(table.columns[1:]), axis=None, gmap=shares,
+                                           vmin=0.0, vmax=1.0).format(precision=3)
 
 
 def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str) -> pd.DataFrame:
@@ -158,12 +173,12 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     if not chosen:
         raise gr.Error("Choose at least one model.")
     if not (zip_file or name):
-        raise gr.Error(no_dataset_text(data_root))
+        raise gr.Error(no_dataset_text(cfg.data_root))
     progress(0, desc="reading faces")
     with tempfile.TemporaryDirectory(prefix="ferx-upload-") as scratch:
         scratch = Path(scratch)
         # batch work runs below interactive requests' priority (ferx.background): Compare stays fast meanwhile
-        packed = at_low_priority(read_faces, name, split_name, cfg.data_root, zip_file, scratch, cfg.max_zip_files)
+        packed, non_images = at_low_priority(read_faces, name, split_name, cfg.data_root, zip_file, scratch, cfg.max_zip_files)
         val = None
         if calib and not zip_file and name in list_datasets():
             val = at_low_priority(pack_split, load_split(name, "val", cfg.data_root))
@@ -180,7 +195,7 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first
-    skipped = f" ({packed.skipped} unreadable image(s) skipped)" if packed.skipped else ""
+    skipped = left_out(packed.skipped, non_images)
     return (Analysis(runs, packed), f"**{packed.dataset}/{packed.split}**: {len(packed)} faces{skipped} — {cached}",
             summary_table(runs).round(4).reset_index(), gr.update(choices=chosen, value=first),
             gr.update(choices=chosen, value=first), gr.update(choices=chosen, value=second),
@@ -189,12 +204,11 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
 
 def show_matrix(analysis, name, norm):
     if analysis is None or not name:
-        return None, None, None, None
+        return None, None, None
     run = analysis.run(name)
     counts = confusion_frame(run)
     shown = confusion_frame(run, normalize=True).round(3) if norm else counts
-    figure = confusion_figure(counts, title=f"{name} on {run.dataset}/{run.split}")
-    return (matrix_table(shown), per_class_table(run).round(4).reset_index(), figure,
+    return (matrix_table(shown, counts), per_class_table(run).round(4).reset_index(),
             reliability_figure({r.name: reliability(r) for r in analysis.runs}))
 
 
@@ -266,9 +280,21 @@ def show_failures(analysis, kind, name, a, b):
     return gallery_items(analysis, analysis.run(name), table.index), table.index.tolist(), f"{kind} of {name}"
 
 
-def open_in_explain(analysis, ids, evt: gr.SelectData):
-    sample = ids[evt.index]  # a dataset face is already a face crop: score it whole
-    return face_thumbnail(analysis.packed.images[sample], 192), True, gr.Tabs(selected="explain")
+def open_in_explain(analysis, ids, index: int, swept: set):
+    """Gallery face ``index``, opened in Explain with the pixels the analysis scored (a lossless PNG of
+    the packed face, scored whole: it is already a face crop), face 0, and its origin and true label.
+    The PNG goes in ``swept`` (a component's temporary files: deleted within two minutes)."""
+    sample = int(ids[index])
+    packed = analysis.packed
+    true = packed.classes[packed.targets[sample]]
+    name = f"{packed.dataset}_{packed.split}_{sample}_{true}.png".replace("/", "_").replace(":", "_")
+    folder = Path(tempfile.gettempdir()) / f"ferx-faces-{getpass.getuser()}"
+    folder.mkdir(exist_ok=True)
+    path = folder / name  # the same face has the same pixels: concurrent opens may share the file
+    Image.fromarray(packed.images[sample]).save(path)
+    swept.add(str(path))
+    source = {"dataset": packed.dataset, "split": packed.split, "sample": sample, "true": true}
+    return str(path), True, 0, source, gr.Tabs(selected="explain")
 
 
 def no_dataset_text(data_root: Path) -> str:
@@ -338,13 +364,11 @@ def _gallery_views() -> SimpleNamespace:
 
 
 def _detail_views() -> SimpleNamespace:
-    with gr.Accordion("Per-class metrics, reliability and the confusion figure", open=False):
+    with gr.Accordion("Per-class metrics and reliability", open=False):
         per_class = gr.Dataframe(label="Per class", interactive=False)
         gr.Markdown(HELP["reliability"])
-        with gr.Row():
-            reliability_plot = gr.Plot(label="Reliability")
-            confusion_plot = gr.Plot(label="Confusion matrix (figure)")
-    return SimpleNamespace(per_class=per_class, reliability_plot=reliability_plot, confusion_plot=confusion_plot)
+        reliability_plot = gr.Plot(label="Reliability")
+    return SimpleNamespace(per_class=per_class, reliability_plot=reliability_plot)
 
 
 def build_dataset_tab(ctx: AppContext) -> None:
@@ -371,7 +395,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
         outputs=[state, src.status, src.summary, mx.matrix_model, mx.model_a, mx.model_b, mx.emb_model],
         concurrency_limit=1, api_name="analyze")
     src.stop_button.click(stop_analysis, None, src.status, cancels=[analysed], api_name="stop_analysis")
-    matrix_io = ([state, mx.matrix_model, mx.normalise], [mx.confusion, det.per_class, det.confusion_plot,
+    matrix_io = ([state, mx.matrix_model, mx.normalise], [mx.confusion, det.per_class,
                                                           det.reliability_plot])
     cross_io = ([state, mx.model_a, mx.model_b], [mx.cross, mx.agreement_line])
     embedding_io = ([state, mx.emb_model, mx.method, mx.colour], [mx.embedding, mx.y_min, mx.y_max])
@@ -386,5 +410,10 @@ def build_dataset_tab(ctx: AppContext) -> None:
     mx.embedding.select(embedding_select, [state, mx.emb_model, mx.method, mx.colour, mx.y_min, mx.y_max], to_gallery)
     gal.failure_button.click(show_failures, [state, gal.failure_kind, mx.matrix_model, mx.model_a, mx.model_b],
                              to_gallery)
-    explain_image, explain_whole = ctx.shared["explain_photo"]
-    gal.gallery.select(open_in_explain, [state, ids], [explain_image, explain_whole, ctx.tabs])
+    ex = ctx.shared["explain_photo"]
+
+    def open_face(analysis, ids, evt: gr.SelectData):
+        return open_in_explain(analysis, ids, evt.index, ex.image.temp_files)
+
+    gal.gallery.select(open_face, [state, ids], [ex.image, ex.whole, ex.index, ex.source, ctx.tabs]).success(
+        ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs)

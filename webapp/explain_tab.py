@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -40,12 +41,13 @@ def native_label() -> str:
 @user_errors
 def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, captum_methods, target_name,
             contrast_name, opacity, colormap_name, clip_pct, shared_scale, faithfulness, baseline_kind,
-            progress=gr.Progress(track_tqdm=True)):
+            source=None, progress=gr.Progress(track_tqdm=True)):
     """Explain face ``index`` of a photo with the ``chosen`` models and methods.
 
     Returns the status line, the captioned map tiles, the readings (with faithfulness), the numbers
     (the JSON of ``ferx explain``) and the slider's state. ``target_name`` is a class name or
-    "predicted"; ``contrast_name`` a class name or "none".
+    "predicted"; ``contrast_name`` a class name or "none". ``source`` describes a dataset face opened
+    from the Dataset tab (dataset, split, sample, true label; see :func:`source_line`).
     """
     if not path:
         raise gr.Error("Upload a photo (or open a face from the Dataset tab) first.")
@@ -86,9 +88,20 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     numbers = result.to_dict(scale)
     numbers["photo"]["name"] = Path(numbers["photo"]["name"]).name  # the user's file name, never a server path
     second = names[1] if len(names) > 1 else names[0]
-    return (f"{plural(len(search.faces), 'face')} found; explaining face {result.face}", tiles, "\n".join(lines),
+    if source:
+        numbers["photo"]["sample"] = source
+    found = source_line(source) if source else f"{plural(len(search.faces), 'face')} found; explaining face {result.face}"
+    return (found, tiles, "\n".join(lines),
             numbers, [(png_bytes(img), caption) for img, caption in tiles], gr.update(choices=names, value=names[0]),
             gr.update(choices=names, value=second), (tiles[0][0], tiles[1][0] if len(tiles) > 1 else tiles[0][0]))
+
+
+def source_line(source: dict | None) -> str:
+    """Where a face opened from the Dataset tab comes from, and its true label."""
+    if not source:
+        return ""
+    return (f"{source['dataset']}/{source['split']} face #{source['sample']} (its exact pixels) · "
+            f"true label **{source['true']}**")
 
 
 def compare_two(tiles, a, b):
@@ -146,12 +159,16 @@ def build_explain_tab(ctx) -> None:
             slider = gr.ImageSlider(label="Compare two maps (drag)", height=360)
             numbers = gr.JSON(label="Numbers", visible=True)
     tiles_state = gr.State([], time_to_live=ctx.cfg.state_ttl_s)
-    button.click(functools.partial(explain, bank), inputs_kwargs=dict(
+    source = gr.State(None, time_to_live=ctx.cfg.state_ttl_s)  # a dataset face's origin, until the next upload
+    run = SimpleNamespace(fn=functools.partial(explain, bank), inputs_kwargs=dict(
         path=image, whole_image=whole, index=face_index, chosen=models, use_native=native, cam_methods=cams,
         captum_methods=captum, target_name=target, contrast_name=contrast, opacity=alpha, colormap_name=cmap,
-        clip_pct=clip, shared_scale=shared, faithfulness=faithful, baseline_kind=baseline),
-        outputs=[status, gallery, readings, numbers, tiles_state, pick_a, pick_b, slider], api_name="explain")
+        clip_pct=clip, shared_scale=shared, faithfulness=faithful, baseline_kind=baseline, source=source),
+        outputs=[status, gallery, readings, numbers, tiles_state, pick_a, pick_b, slider])
+    button.click(run.fn, inputs_kwargs=run.inputs_kwargs, outputs=run.outputs, api_name="explain")
     for picker in (pick_a, pick_b):
         picker.input(compare_two, [tiles_state, pick_a, pick_b], slider, api_visibility="undocumented")
-    image.upload(show_faces, [image, whole], status, api_visibility="undocumented")
-    ctx.shared["explain_photo"] = (image, whole)
+    image.upload(show_faces, [image, whole], status, api_visibility="undocumented").then(
+        lambda: None, None, source, api_visibility="undocumented")  # an upload is not the dataset face any more
+    # the Dataset tab opens a face here (its pixels, whole-image, face 0, its origin) and runs the explanation
+    ctx.shared["explain_photo"] = SimpleNamespace(image=image, whole=whole, index=face_index, source=source, run=run)

@@ -1,0 +1,94 @@
+"""The Dataset tab's handlers on real faces: a gallery face opens in Explain as the very pixels the
+analysis scored (same probabilities), with its origin and true label; a zip's non-image files are
+counted; the clickable confusion matrix is the coloured one."""
+
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CHECKPOINTS
+from ferx.analysis import analyze_packed, confusion_frame
+from ferx.data import load_split, pack_split
+from webapp.model_bank import ModelBank
+
+MODEL = "lanmsff_ferplus"
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return ModelBank.load(CHECKPOINTS, "cpu")
+
+
+@pytest.fixture(scope="module")
+def analysis(data_root, bank, tmp_path_factory):
+    from webapp.dataset_tab import Analysis
+
+    packed = pack_split(load_split("ferplus", "test", data_root), progress=False).head(40)
+    runs = analyze_packed([bank.models[MODEL]], packed, progress=False, cache_dir=tmp_path_factory.mktemp("cache"))
+    return Analysis(runs, packed)
+
+
+def test_gallery_face_opens_in_explain_with_the_analysed_pixels_and_label(bank, analysis):
+    from webapp.dataset_tab import open_in_explain
+    from webapp.explain_tab import explain
+
+    ids = [7, 3]
+    swept = set()
+    path, whole, index, source, _ = open_in_explain(analysis, ids, 1, swept)
+    assert swept == {path}  # deleted with the uploads (webapp/uploads.py)
+    true = analysis.packed.classes[analysis.packed.targets[3]]
+    assert source == {"dataset": "ferplus", "split": "test", "sample": 3, "true": true}
+    assert np.array_equal(np.asarray(Image.open(path)), analysis.packed.images[3])  # lossless, not a thumbnail
+    assert whole is True and index == 0
+
+    out = explain(bank, path, whole, index, [MODEL], True, ["gradcam"], [], "predicted", "none", 0.5, "auto", 99,
+                  True, False, "blur", source=source)
+    status, numbers = out[0], out[3]
+    assert "ferplus/test face #3" in status and f"true label **{true}**" in status
+    assert numbers["photo"]["sample"] == source
+    probs = np.array(list(numbers["models"][0]["probabilities"].values()))
+    assert np.allclose(probs, analysis.runs[0].probs[3], atol=1e-4)  # what the analysis scored, to float error
+
+
+def test_zip_reports_non_image_files(data_root, tmp_path):
+    from webapp.dataset_tab import left_out, read_faces
+
+    faces = pack_split(load_split("ferplus", "test", data_root), progress=False).head(6)
+    archive = tmp_path / "mine.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i, image in enumerate(faces.images):
+            png = tmp_path / f"{i}.png"
+            Image.fromarray(image).save(png)
+            z.write(png, f"{faces.classes[faces.targets[i]]}/{i}.png")
+        z.writestr("README.txt", "my faces")
+        z.writestr("happy/notes.docx", "not an image")
+        z.writestr("happy/broken.png", b"not a png")
+    packed, non_images = read_faces("", "test", data_root, str(archive), tmp_path / "scratch", 100)
+    assert len(packed) == 6 and non_images == 2 and packed.skipped == 1
+    assert left_out(packed.skipped, non_images) == " (1 unreadable image and 2 files that are not an image skipped)"
+    assert left_out(0, 0) == ""
+
+
+def brightness(style: str) -> int:
+    colour = style.split("background-color: #")[1][:6]
+    return sum(int(colour[i:i + 2], 16) for i in (0, 2, 4))
+
+
+def test_confusion_matrix_is_clickable_and_coloured_by_row_share(analysis):
+    import gradio as gr
+
+    from webapp.dataset_tab import matrix_table
+
+    counts = confusion_frame(analysis.runs[0])
+    shown = gr.Dataframe(interactive=False).postprocess(matrix_table(counts))  # what the browser is sent
+    assert [row[0] for row in shown.data] == list(counts.index)  # first column: the row labels a click maps back to
+    styles = shown.metadata["styling"]
+    for r, (_, row) in enumerate(counts.iterrows()):
+        if row.sum() == 0:
+            continue
+        full, empty = int(np.argmax(row.to_numpy())), int(np.argmin(row.to_numpy()))
+        assert brightness(styles[r][full + 1]) < brightness(styles[r][empty + 1])  # the larger share is darker
+        if row.iloc[empty] == 0:
+            assert styles[r][empty + 1].startswith("background-color: #f7fbff")  # an empty cell: the scale's white

@@ -246,3 +246,18 @@ def test_gradients_never_run_on_a_channels_last_model(lanmsff):
         assert all(p.requires_grad for p in lanmsff.parameters())
     finally:
         lanmsff.to(memory_format=torch.contiguous_format)
+
+
+def test_every_colour_bar_says_what_its_numbers_are():
+    from ferx.explain.methods import list_methods, units
+    from ferx.explain.overlay import MapScale, describe_scale
+    from ferx.models import get_model_info, list_models
+
+    assert "ReLU" in units("gradcam") and "+ for it" in units("integrated_gradients") and "|gradient|" in units("saliency")
+    natives = [n for m in list_models() for n in get_model_info(m).native_maps]
+    assert natives and all(units(n.name) == n.units for n in natives)
+    assert units("massatt_block2_spatial") == "MassAtt weight, sigmoid 0–1"
+    assert all(units(m) for m in list_methods())
+    assert describe_scale(MapScale(0.0, 3.5, False, 99.0), "shared") == (
+        "the map's minimum to its 99th percentile; one scale for this method across models")
+    assert describe_scale(MapScale(-1.0, 1.0, True, 97.5), "per-map").startswith("−/+ the 97.5th percentile of |value|")

@@ -92,3 +92,15 @@ def test_confusion_matrix_is_clickable_and_coloured_by_row_share(analysis):
         assert brightness(styles[r][full + 1]) < brightness(styles[r][empty + 1])  # the larger share is darker
         if row.iloc[empty] == 0:
             assert styles[r][empty + 1].startswith("background-color: #f7fbff")  # an empty cell: the scale's white
+
+
+def test_controls_a_source_cannot_honour_are_disabled_and_say_why():
+    from webapp.dataset_tab import source_controls
+
+    split, calibrate = source_controls("bundle:ferplus/test", None)
+    assert split["value"] == "test" and split["interactive"] is False and "one split" in split["info"]
+    assert calibrate["value"] is False and calibrate["interactive"] is False and "val split" in calibrate["info"]
+    split, calibrate = source_controls("ferplus", "faces.zip")
+    assert split["interactive"] is True and calibrate["interactive"] is False
+    split, calibrate = source_controls("ferplus", None)
+    assert split["interactive"] is True and calibrate["interactive"] is True

@@ -14,7 +14,7 @@ from PIL import Image
 
 from ferx.data.datasets import load_fer2013
 from ferx.data.packed import pack_split
-from ferx.explain.methods import reading
+from ferx.explain.methods import reading, units
 from ferx.explain.overlay import map_scales
 from ferx.explain.report import explain_photo
 from ferx.models import get_model_info
@@ -33,27 +33,44 @@ POST_HOC = "gradcam"
 EXAMPLE_SAMPLES = (0, 7, 19, 42)  # fixed FER-2013 PrivateTest faces
 
 
-def example_photos(data_root: Path) -> list[str]:
-    """A few FER-2013 test faces as example inputs, written to one temp folder per user that every
-    start overwrites (pixels never enter the repo; starts leave no folders behind)."""
+def portrait_examples() -> list[tuple[str, str]]:
+    """Two public-domain portrait photos that ship inside installed packages (nothing is downloaded,
+    no dataset pixels enter the repository): they work on a Space and on a machine without data."""
+    import matplotlib.cbook
+    import skimage.data
+
+    return [(str(Path(skimage.data.__file__).parent / "astronaut.png"),
+             "Photo: Eileen Collins, NASA portrait (public domain) · no label"),
+            (matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False),
+             "Photo: Grace Hopper, US Navy portrait (public domain) · no label")]
+
+
+def example_photos(data_root: Path) -> list[tuple[str, str]]:
+    """Example inputs with their captions: a few FER-2013 test faces (true label in the caption and the
+    file name; written to one temp folder per user that every start overwrites, so pixels never enter
+    the repo) when the data root has them, then the two portraits."""
     try:
         packed = pack_split(load_fer2013(data_root, "test"), progress=False)
     except (ValueError, OSError):
-        return []
+        return portrait_examples()
     folder = Path(tempfile.gettempdir()) / f"ferx-examples-{getpass.getuser()}"
     folder.mkdir(exist_ok=True)
-    paths = []
+    faces = []
     for i in EXAMPLE_SAMPLES:
-        path = folder / f"fer2013_test_{i}_{packed.classes[packed.targets[i]]}.png"
+        true = packed.classes[packed.targets[i]]
+        path = folder / f"fer2013_test_{i}_{true}.png"
+        # enlarged (bicubic) so the face detector finds it, as a user's photo of a face
         Image.fromarray(packed.images[i]).resize((192, 192), Image.Resampling.BICUBIC).save(path)
-        paths.append(str(path))
-    return paths
+        faces.append((str(path), f"FER-2013 test face #{i} · true label: {true}"))
+    return faces + portrait_examples()
 
 
 def native_line(architecture: str) -> str:
     """How to read the model's first native map, as its registration declares it."""
     native = get_model_info(architecture).native_maps
-    return native[0].reading if native else "This architecture has no attention of its own."
+    if not native:
+        return "This architecture has no attention of its own."
+    return f"{native[0].reading} Colour bar: {native[0].units}."
 
 
 def untrained_line(bank: ModelBank) -> str:
@@ -102,8 +119,8 @@ def build_compare_tab(ctx: AppContext) -> None:
             photo, whole, face_index = photo_inputs("Photo", "compare-photo", 360)
             button = gr.Button("Compare models", variant="primary")
             examples = example_photos(ctx.cfg.data_root)
-            if examples:
-                gr.Examples(examples, inputs=photo, label="Examples (FER-2013 test faces from the data root)")
+            gr.Examples([[path] for path, _ in examples], inputs=photo, example_labels=[c for _, c in examples],
+                        label="Examples (FER-2013 test faces when the data root has them; two portrait photos)")
         with gr.Column(scale=3):
             status = gr.Markdown()
             boxes = gr.Image(label="Detected faces (orange: the one scored)", interactive=False, height=300)
@@ -122,7 +139,7 @@ def build_compare_tab(ctx: AppContext) -> None:
                 native = gr.Image(label="Native attention", interactive=False, height=220, visible=has_native)
                 gr.Markdown(native_line(bank.models[name].name), visible=has_native)
                 gradcam = gr.Image(label="Grad-CAM (predicted class)", interactive=False, height=220)
-                gr.Markdown(reading(POST_HOC))
+                gr.Markdown(f"{reading(POST_HOC)} Colour bar: {units(POST_HOC)}.")
                 columns += [label, summary, native, gradcam]
     if untrained_line(bank):
         gr.Markdown(untrained_line(bank), elem_id="compare-untrained")

@@ -297,6 +297,19 @@ def open_in_explain(analysis, ids, index: int, swept: set):
     return str(path), True, 0, source, gr.Tabs(selected="explain")
 
 
+def source_controls(name: str | None, zip_file):
+    """The split and temperature-scaling controls a source can honour: a bundle holds one split and no
+    val split; a zip has no val split to fit a temperature on (and its split folders are optional)."""
+    if zip_file:
+        return (gr.update(interactive=True, info="used when the zip has <split>/<class>/ folders"),
+                gr.update(value=False, interactive=False, info="a zip has no val split to fit a temperature on"))
+    if name and name.startswith("bundle:"):
+        split = name.rsplit("/", 1)[-1]
+        return (gr.update(value=split, interactive=False, info=f"a bundle holds one split: {split}"),
+                gr.update(value=False, interactive=False, info="a bundle has no val split to fit a temperature on"))
+    return gr.update(interactive=True, info=None), gr.update(interactive=True, info=None)
+
+
 def no_dataset_text(data_root: Path) -> str:
     return (f"No dataset is unpacked under {data_root}. Run `ferx data prepare` (it unpacks FER-2013, FERPlus and "
             "CK+48 from ../shared/datasets) and restart the app, or upload a zip of class folders "
@@ -394,6 +407,8 @@ def build_dataset_tab(ctx: AppContext) -> None:
                            calib=src.calibrate),
         outputs=[state, src.status, src.summary, mx.matrix_model, mx.model_a, mx.model_b, mx.emb_model],
         concurrency_limit=1, api_name="analyze")
+    # triggers=None: on page load and whenever the source changes
+    gr.on(None, source_controls, [src.dataset, src.upload], [src.split, src.calibrate], api_visibility="undocumented")
     src.stop_button.click(stop_analysis, None, src.status, cancels=[analysed], api_name="stop_analysis")
     matrix_io = ([state, mx.matrix_model, mx.normalise], [mx.confusion, det.per_class,
                                                           det.reliability_plot])

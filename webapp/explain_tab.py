@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from ferx.explain.methods import FAMILIES, get_method, list_methods, reading
-from ferx.explain.overlay import map_scales
+from ferx.explain.methods import FAMILIES, get_method, list_methods, reading, units
+from ferx.explain.overlay import describe_scale, map_scales
 from ferx.explain.report import explain_photo
 from ferx.models import get_model_info, list_models
 from ferx.text import plural
@@ -80,7 +80,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
             caption = f"{name} · {m.title}"
             tiles.append((tile(crop, m.crop_values, s, cmap, float(opacity)), caption))
             lines.append(f"- *{caption}* ({m.kind}, {m.elapsed_s * 1000:.0f} ms): {reading(m.method)}"
-                         f"<br>{faithfulness_line(f)}")
+                         f"<br>colour bar: {units(m.method)} — {describe_scale(s, scale)}<br>{faithfulness_line(f)}")
         if ex.channel_weights:  # the channel half of MassAtt, beside its spatial maps
             tiles.append((channel_tile(ex.channel_weights), f"{name} · MassAtt channel weights"))
     lines.append(baseline_line(result.rows))

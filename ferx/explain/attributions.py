@@ -71,9 +71,11 @@ def register_captum(name: str, title: str, reading: str, attribute, *, signed: b
     """One Captum method. ``attribute(forward, x, target, ref, settings)`` returns N x C x H x W
     attributions; signed maps sum the channels, unsigned ones take the maximum of |value|."""
     _CAPTUM[name] = _Captum(attribute, params, uses_baseline)
+    units = ("attribution to the target's logit: + for it, − against it" if signed
+             else "|gradient| of the target's logit, arbitrary units")
     register_method(ExplanationMethod(name, "captum", title, signed=signed, class_agnostic=False, cost=cost,
                                       reading=reading, run=functools.partial(_run, name), aliases=aliases,
-                                      offered=offered))
+                                      offered=offered, units=units))
 
 
 def _run(method: str, model, x, *, targets=None, contrast=None, options=None) -> list[ExplanationMap]:

@@ -62,7 +62,8 @@ def register_cam(name: str, cam_class: type, title: str, reading: str, *, cost: 
     if batched:
         BATCHED.add(name)
     register_method(ExplanationMethod(name, "cam", title, signed=False, class_agnostic=class_agnostic, cost=cost,
-                                      reading=reading, run=functools.partial(_run, name), offered=offered))
+                                      reading=reading, run=functools.partial(_run, name), offered=offered,
+                                      units="ReLU'd weighted activation, arbitrary units"))
 
 
 def _run(method: str, model, x, *, targets=None, contrast=None, options=None) -> list[ExplanationMap]:

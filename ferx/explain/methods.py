@@ -46,6 +46,7 @@ class ExplanationMethod:
     cost: Literal["light", "heavy"]  # heavy: seconds per map on CPU, run only when asked for
     reading: str  # one line under every map: what it is and how to read it
     run: Runner
+    units: str = "arbitrary units"  # what its colour bar's numbers are (native maps: each model's NativeMap says)
     aliases: tuple[str, ...] = ()
     offered: bool = True  # listed among the app's choices (every method stays available by name)
 
@@ -89,6 +90,19 @@ def get_method(name: str) -> ExplanationMethod:
 def method_help() -> str:
     """Every method name, with its aliases in brackets (the CLI's help and error messages)."""
     return ", ".join(m.name + (f" ({', '.join(m.aliases)})" if m.aliases else "") for m in _in_order())
+
+
+def units(map_method: str) -> str:
+    """What the numbers on a map's colour bar are: its method's units, or its native map's."""
+    if map_method in METHODS:
+        return METHODS.get(map_method).units
+    from ferx.models import get_model_info, list_models
+
+    for model in list_models():
+        for native in get_model_info(model).native_maps:
+            if native.name == map_method:
+                return native.units
+    return "arbitrary units"
 
 
 def reading(map_method: str) -> str:

@@ -83,6 +83,13 @@ def map_scales(rows, scale: str = "per-map", clip_percentile: float = 99.0) -> l
     return [[shared[m.method] for m in row.maps] for row in rows]
 
 
+def describe_scale(scale: MapScale, mode: str) -> str:
+    """The colour bar's range in words: what its two numbers are, and which maps share it."""
+    p = f"{scale.clip_percentile:g}th percentile"
+    span = (f"−/+ the {p} of |value|, 0 in the middle" if scale.signed else f"the map's minimum to its {p}")
+    return f"{span}; {'one scale for this method across models' if mode == 'shared' else 'this map alone'}"
+
+
 def colormap(name: str):
     import matplotlib
 

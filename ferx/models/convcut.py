@@ -185,7 +185,8 @@ def _build_convnext(backbone_weights: str | None, drop_path_rate: float) -> nn.M
     cam_target_layers=("attention", "backbone.tail"),
     native_maps=(NativeMap("convcut_attention", (14, 14),
                            reading="Conv-cut's own self-attention (native): how much attention each of the 14×14 "
-                                   "locations receives, averaged over heads and queries."),),
+                                   "locations receives, averaged over heads and queries.",
+                           units="attention received, softmax share (a uniform map is 1/196)"),),
 )
 def convcut(num_classes: int = 7, **kwargs) -> ConvCut:
     return ConvCut(num_classes=num_classes, **kwargs)

@@ -187,10 +187,12 @@ class LANMSFF(nn.Module):
     native_maps=(
         NativeMap("massatt_block2_spatial", (32, 32), channel_weights="block2",
                   reading="LANMSFF's own spatial attention (MassAtt, block 2, native): the 0–1 weight the network "
-                          "multiplies each location by. Part of the prediction, not an explanation of it."),
+                          "multiplies each location by. Part of the prediction, not an explanation of it.",
+                  units="MassAtt weight, sigmoid 0–1"),
         NativeMap("massatt_block4_spatial", (8, 8), channel_weights="block4",
                   reading="LANMSFF's own spatial attention (MassAtt, block 4, native, 8×8): coarse; bright = kept, "
-                          "dark = suppressed before the last block."),
+                          "dark = suppressed before the last block.",
+                  units="MassAtt weight, sigmoid 0–1"),
     ),
 )
 def lanmsff(num_classes: int = 7, **kwargs) -> LANMSFF:

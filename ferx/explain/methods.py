@@ -92,27 +92,24 @@ def method_help() -> str:
     return ", ".join(m.name + (f" ({', '.join(m.aliases)})" if m.aliases else "") for m in _in_order())
 
 
+def _native(map_method: str):
+    """The :class:`NativeMap` a model declares under this name, or None."""
+    from ferx.models import get_model_info, list_models
+
+    return next((n for m in list_models() for n in get_model_info(m).native_maps if n.name == map_method), None)
+
+
 def units(map_method: str) -> str:
     """What the numbers on a map's colour bar are: its method's units, or its native map's."""
     if map_method in METHODS:
         return METHODS.get(map_method).units
-    from ferx.models import get_model_info, list_models
-
-    for model in list_models():
-        for native in get_model_info(model).native_maps:
-            if native.name == map_method:
-                return native.units
-    return "arbitrary units"
+    native = _native(map_method)
+    return native.units if native else "arbitrary units"
 
 
 def reading(map_method: str) -> str:
     """How to read a map: its method's reading, or for a native map the reading its model declares."""
     if map_method in METHODS:
         return METHODS.get(map_method).reading
-    from ferx.models import get_model_info, list_models
-
-    for model in list_models():
-        for native in get_model_info(model).native_maps:
-            if native.name == map_method:
-                return native.reading
-    return ""
+    native = _native(map_method)
+    return native.reading if native else ""

@@ -20,6 +20,7 @@ import contextvars
 import os
 import sys
 import threading
+import time
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -27,10 +28,12 @@ T = TypeVar("T")
 BACKGROUND_NICENESS = 10  # nice 10 weighs ~1/9 of nice 0 in Linux's scheduler
 
 
-def at_low_priority(fn: Callable[..., T], /, *args, niceness: int = BACKGROUND_NICENESS, **kwargs) -> T:
+def at_low_priority(fn: Callable[..., T], /, *args, niceness: int = BACKGROUND_NICENESS,
+                    while_waiting: Callable[[float], None] | None = None, every_s: float = 1.0, **kwargs) -> T:
     """``fn(*args, **kwargs)`` in a fresh thread at a lower scheduling priority; returns its result or
     raises its exception. Context variables are carried over (gradio's ``gr.Progress(track_tqdm=True)``
-    keeps reporting the job's tqdm bars)."""
+    keeps reporting the job's tqdm bars); ``while_waiting(seconds so far)`` is called every ``every_s``
+    while it runs (a progress estimate for work that reports none, such as t-SNE)."""
     context = contextvars.copy_context()
     outcome: dict[str, object] = {}
 
@@ -43,7 +46,11 @@ def at_low_priority(fn: Callable[..., T], /, *args, niceness: int = BACKGROUND_N
 
     worker = threading.Thread(target=job, name="ferx-background", daemon=True)
     worker.start()
-    worker.join()
+    start = time.perf_counter()
+    worker.join(every_s if while_waiting else None)
+    while worker.is_alive():
+        while_waiting(time.perf_counter() - start)
+        worker.join(every_s)
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["value"]  # type: ignore[return-value]

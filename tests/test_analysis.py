@@ -357,3 +357,14 @@ def test_an_unwritable_cache_costs_only_speed_or_one_line(tmp_path, monkeypatch,
     err = capsys.readouterr().err.strip()
     assert err.startswith("ferx analyze: error: cannot unpack faces.zip into") and "FERX_CACHE_DIR" in err
     assert "\n" not in err
+
+
+def test_projection_time_estimate_learns_this_machines_rate(tmp_path):
+    from ferx.analysis.embeddings import DEFAULT_S_PER_1000, _record_rate, expected_seconds
+
+    assert expected_seconds("tsne", 2000, tmp_path) == pytest.approx(2 * DEFAULT_S_PER_1000["tsne"])
+    _record_rate(tmp_path, "tsne", 500, 10.0)  # this machine: 20 s per 1,000 faces
+    assert expected_seconds("tsne", 3000, tmp_path) == pytest.approx(60.0)
+    assert expected_seconds("umap", 1000, tmp_path) == pytest.approx(DEFAULT_S_PER_1000["umap"])
+    (tmp_path / "projection_rates.json").write_text("not json")  # a damaged file: back to the default
+    assert expected_seconds("tsne", 1000, tmp_path) == pytest.approx(DEFAULT_S_PER_1000["tsne"])

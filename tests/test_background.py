@@ -87,3 +87,11 @@ def test_background_batches_wait_for_interactive_requests():
     for t in (first, request, second):
         t.join(5)
     assert order == ["batch 1 done", "request", "batch 2"]
+
+
+def test_while_waiting_reports_elapsed_time_until_the_job_returns():
+    import time
+
+    ticks = []
+    assert at_low_priority(time.sleep, 0.35, while_waiting=ticks.append, every_s=0.1) is None
+    assert len(ticks) >= 2 and ticks == sorted(ticks) and 0 < ticks[0] < 0.35

@@ -261,3 +261,27 @@ def test_every_colour_bar_says_what_its_numbers_are():
     assert describe_scale(MapScale(0.0, 3.5, False, 99.0), "shared") == (
         "the map's minimum to its 99th percentile; one scale for this method across models")
     assert describe_scale(MapScale(-1.0, 1.0, True, 97.5), "per-map").startswith("−/+ the 97.5th percentile of |value|")
+
+
+def test_explain_progress_counts_methods_and_faithfulness_across_models(data_root, mini):
+    """The app's progress bar: every model and every map reports, in order, faithfulness weighted as the
+    slow part (the bar used to count models only and sat at 0 % for a whole single-model run)."""
+    from ferx.explain.report import FAITHFULNESS_COST, explain_photo
+    from PIL import Image
+
+    from ferx.faces import find_faces, load_photo
+
+    split = pack_split(load_fer2013(data_root, "test"), progress=False)
+    search = find_faces(load_photo(Image.fromarray(split.images[0])), whole_image=True)
+    seen = []
+    explain_photo([mini, mini], search, 0, ["gradcam", "saliency"], faithfulness=True, deletion_steps=4, n_random=1,
+                  progress=lambda fraction, what: seen.append((fraction, what)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] < 1
+    assert len(seen) == 2 * (2 + 2)  # per model: two maps, then their two faithfulness tests
+    steps = [w.split(": ", 1)[1] for _, w in seen[:4]]
+    assert steps[:2] == ["Grad-CAM", "Saliency"]
+    assert steps[2].startswith("deletion/insertion of gradcam") and steps[3].startswith("deletion/insertion of saliency")
+    per_model = 2 + 2 * FAITHFULNESS_COST
+    assert fractions[3] == pytest.approx(0.5 * (2 + FAITHFULNESS_COST) / per_model)  # faithfulness: the long part
+    assert fractions[4] == pytest.approx(0.5)  # the second model starts half-way

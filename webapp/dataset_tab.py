@@ -22,7 +22,7 @@ from PIL import Image
 from ferx.analysis import (agreement, analyze_packed, cell_samples, confusion_frame, cross_cell_samples,
                            cross_model_frame, disagreements, failures, per_class_table, reliability, summary_table)
 from ferx.analysis.bundle import bundled_splits
-from ferx.analysis.embeddings import project
+from ferx.analysis.embeddings import expected_seconds, project
 from ferx.analysis.figures import reliability_figure
 from ferx.analysis.runs import ModelRun
 from ferx.background import at_low_priority
@@ -117,9 +117,16 @@ def matrix_table(frame: pd.DataFrame, counts: pd.DataFrame | None = None):
                                            vmin=0.0, vmax=1.0).format(precision=3)
 
 
-def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str) -> pd.DataFrame:
+def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str, progress=None) -> pd.DataFrame:
     run = analysis.run(model)
-    coords = at_low_priority(project, run, method)  # t-SNE/UMAP: minutes of batch work the first time
+    estimate = expected_seconds(method, len(run))
+
+    def waiting(seconds: float) -> None:  # t-SNE/UMAP report no progress of their own: time against an estimate
+        if progress is not None:
+            progress(min(seconds / estimate, 0.99), desc=f"{method.upper()} of {plural(len(run), 'face')}: "
+                     f"{seconds:.0f} s of about {estimate:.0f} s (computed once, then cached)")
+
+    coords = at_low_priority(project, run, method, while_waiting=waiting)  # t-SNE/UMAP: minutes the first time
     frame = run.frame()
     colour = frame["correct"].map({True: "correct", False: "wrong"}) if color_by == "correct" else frame[color_by]
     return pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "group": colour.values, "sample": frame.index,
@@ -226,7 +233,7 @@ def show_embedding(analysis, name, how, colour_by, progress=gr.Progress(track_tq
     if analysis is None or not name:
         return None, None, None
     progress(0, desc=f"{how.upper()} (computed once, then cached)")
-    frame = embedding_frame(analysis, name, how, colour_by)
+    frame = embedding_frame(analysis, name, how, colour_by, progress)
     return frame, round(float(frame["y"].min()) - 0.01, 2), round(float(frame["y"].max()) + 0.01, 2)
 
 

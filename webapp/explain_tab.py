@@ -15,7 +15,7 @@ import gradio as gr
 
 from ferx.explain.methods import FAMILIES, get_method, list_methods, reading, units
 from ferx.explain.overlay import describe_scale, map_scales
-from ferx.explain.report import explain_photo
+from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
 from ferx.text import plural
 from webapp.errors import user_errors
@@ -30,7 +30,9 @@ def help_text() -> str:
     return ("Pick models and methods. **Native** maps are the networks' own attention; CAM and Captum maps are "
             "post-hoc explanations of the target class. Beside each map, *deletion AUC* (remove the most important "
             "pixels first: a faithful map makes the score fall fast, so lower is better) is compared with the same "
-            f"test on random maps. Slow methods ({slow}) run only when chosen.")
+            "test on random maps. **Faithfulness is the slow part** — about "
+            f"{FAITHFULNESS_COST}× each map's own time (five maps: ~15 s with it, ~2 s without on 2 CPU cores); "
+            f"untick it for quick maps. Of the methods, {slow} take seconds each.")
 
 
 def native_label() -> str:
@@ -61,12 +63,10 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
         raise gr.Error("No face found. Tick 'Score the whole image as a face' to explain it anyway.")
     slow = " (slow methods take several seconds)" if set(methods) & set(list_methods(cost="heavy")) else ""
 
-    def using(name):
-        progress(chosen.index(name) / len(chosen), desc=f"{name}: {', '.join(methods)}{slow}")
-        return bank.using(name)
 
     scale = "shared" if shared_scale else "per-map"
-    result = explain_photo(chosen, search, index, methods, using=using,
+    result = explain_photo(chosen, search, index, methods, using=bank.using,
+                           progress=lambda fraction, what: progress(fraction, desc=f"{what}{slow}"),
                            target=None if target_name == "predicted" else target_name,
                            contrast=None if contrast_name == "none" else contrast_name,
                            faithfulness=bool(faithfulness), baseline=baseline_kind)

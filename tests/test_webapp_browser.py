@@ -1,5 +1,7 @@
-"""End to end in headless Chromium, as a user: upload a face, then analyse a small real split and
-click a confusion-matrix cell. Screenshots go to runs/screenshots/ (look at them)."""
+"""End to end in headless Chromium, as a user: the first page (examples, datasets, the models compared),
+upload a face, analyse a small real split, click a coloured confusion-matrix cell, open a gallery face in
+Explain (it runs, on the analysed pixels, with its true label), and on a phone-width page a tapped cell
+brings the gallery into view. Screenshots go to runs/screenshots/ (look at them)."""
 
 import shutil
 import time
@@ -37,6 +39,19 @@ def page(data_root):
         browser.close()
 
 
+def test_first_page_has_examples_datasets_and_says_which_models_are_compared(page):
+    examples = page.get_by_text("true label: happy")  # captions carry the true label
+    assert examples.count() >= 1 and page.get_by_text("Grace Hopper").count() >= 1
+    columns = page.locator(".compare-probs")
+    assert columns.count() == 3  # every trained checkpoint side by side
+    assert "convcut" in page.locator("#compare-untrained").inner_text()  # the architecture without weights, named
+    page.get_by_role("tab", name="Dataset").click()
+    page.get_by_label("Dataset (configured)").click()
+    assert page.get_by_role("option", name="ferplus").count() == 1  # the quick start's data is there
+    page.keyboard.press("Escape")
+    page.get_by_role("tab", name="Compare").click()
+
+
 def test_upload_a_face_shows_probabilities_and_maps(page, data_root, tmp_path):
     packed = pack_split(load_fer2013(data_root, "test"), progress=False)
     face = tmp_path / "face.png"
@@ -65,4 +80,35 @@ def test_dataset_analysis_renders_and_a_cell_click_fills_the_gallery(page):
     cells.nth(8 * 4 + 5).click()
     page.get_by_text(f"{plural(expected, 'face')} of true class").wait_for()
     assert page.locator("#dataset-gallery img").count() == min(expected, 60)
+    style = cells.nth(8 * 4 + 5).evaluate("c => getComputedStyle(c.closest('td') || c).backgroundColor")
+    assert style not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)")  # the clickable matrix is the coloured one
     page.screenshot(path=str(SHOTS / "dataset.png"), full_page=True)
+
+
+def test_a_gallery_face_opens_in_explain_and_runs_with_its_true_label(page):
+    page.locator("#dataset-gallery img").first.click()
+    status = page.locator("#explain-results")
+    status.get_by_text("true label").wait_for(timeout=180_000)  # the explanation ran by itself
+    assert "ckplus/test face #" in status.inner_text() and "its exact pixels" in status.inner_text()
+    tiles = page.locator("#explain-gallery img")
+    tiles.first.wait_for()
+    assert tiles.count() >= 2
+    fit = tiles.first.evaluate("i => getComputedStyle(i).objectFit")
+    assert fit == "contain"  # tiles shown whole: face, colour bar and its numbers
+    page.screenshot(path=str(SHOTS / "explain_from_dataset.png"), full_page=True)
+
+
+def test_on_a_phone_a_tapped_cell_brings_its_faces_into_view(page):
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        page.get_by_role("tab", name="Dataset").click()
+        cells = page.locator("#confusion-matrix [role=gridcell]")
+        cells.nth(8 * 1 + 2).scroll_into_view_if_needed()
+        cells.nth(8 * 1 + 2).click()
+        gallery = page.locator("#dataset-gallery")
+        page.wait_for_function("() => { const r = document.getElementById('dataset-gallery').getBoundingClientRect();"
+                               " return r.top >= -5 && r.top < window.innerHeight / 2; }", timeout=10_000)
+        page.screenshot(path=str(SHOTS / "dataset_phone.png"))
+        assert gallery.is_visible()
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1800})

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 from PIL import Image
 
 from ferx.data.datasets import load_fer2013
@@ -17,12 +18,14 @@ from ferx.data.packed import pack_split
 from ferx.explain.methods import reading, units
 from ferx.explain.overlay import map_scales
 from ferx.explain.report import explain_photo
+from ferx.faces import find_faces, load_photo
 from ferx.models import get_model_info
 from ferx.text import plural
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.explaining import annotate, crop_strip, photo_inputs, search_faces, tile, verdict
 from webapp.model_bank import ModelBank
+from webapp.narrow import scroll_to_on_narrow
 
 HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are found with OpenCV's Haar "
         "detector (largest first); each model scores the square crop shown. **Native** maps are the network's own "
@@ -30,7 +33,7 @@ HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are
         "class. Each map is coloured from its own minimum to its 99th percentile (the numbers on its colour bar): "
         "compare where models look, not raw magnitudes, which differ between networks.")
 POST_HOC = "gradcam"
-EXAMPLE_SAMPLES = (0, 7, 19, 42)  # fixed FER-2013 PrivateTest faces
+EXAMPLE_CLASSES = ("happy", "surprise", "sad", "angry")  # one FER-2013 PrivateTest face of each
 
 
 def portrait_examples() -> list[tuple[str, str]]:
@@ -56,12 +59,15 @@ def example_photos(data_root: Path) -> list[tuple[str, str]]:
     folder = Path(tempfile.gettempdir()) / f"ferx-examples-{getpass.getuser()}"
     folder.mkdir(exist_ok=True)
     faces = []
-    for i in EXAMPLE_SAMPLES:
-        true = packed.classes[packed.targets[i]]
-        path = folder / f"fer2013_test_{i}_{true}.png"
-        # enlarged (bicubic) so the face detector finds it, as a user's photo of a face
-        Image.fromarray(packed.images[i]).resize((192, 192), Image.Resampling.BICUBIC).save(path)
-        faces.append((str(path), f"FER-2013 test face #{i} · true label: {true}"))
+    for true in EXAMPLE_CLASSES:
+        for i in np.flatnonzero(packed.targets == packed.classes.index(true)):
+            # enlarged (bicubic) as a user's photo of a face; the first of its class the face detector finds
+            image = Image.fromarray(packed.images[i]).resize((192, 192), Image.Resampling.BICUBIC)
+            if not find_faces(load_photo(image)).no_face:
+                path = folder / f"fer2013_test_{i}_{true}.png"
+                image.save(path)
+                faces.append((str(path), f"FER-2013 test face #{i} · true label: {true}"))
+                break
     return faces + portrait_examples()
 
 
@@ -94,6 +100,11 @@ def compare(bank: ModelBank, path, whole_image, index):
         gr.Warning("No face found. Tick 'Score the whole image as a face' to score it anyway.")
         return ["No face found in this photo. Tick **Score the whole image as a face** to score it anyway.",
                 annotate(search), None] + [None] * (4 * len(bank.names))
+    try:
+        index = search.pick(index)
+    except ValueError as err:  # one message, and the panels keep what they showed (not a red "Error" in each)
+        gr.Warning(str(err))
+        return [f"**{err}**", annotate(search), crop_strip(search)] + [gr.skip()] * (4 * len(bank.names))
     result = explain_photo(bank.names, search, index, ["native", POST_HOC], using=bank.using, faithfulness=False)
     crop = search.faces[result.face].crop
     outputs = []
@@ -119,9 +130,10 @@ def build_compare_tab(ctx: AppContext) -> None:
             photo, whole, face_index = photo_inputs("Photo", "compare-photo", 360)
             button = gr.Button("Compare models", variant="primary")
             examples = example_photos(ctx.cfg.data_root)
-            gr.Examples([[path] for path, _ in examples], inputs=photo, example_labels=[c for _, c in examples],
+            caption = gr.Textbox(visible=False, label="What it is")  # shown beside each example's thumbnail
+            gr.Examples([list(example) for example in examples], inputs=[photo, caption],
                         label="Examples (FER-2013 test faces when the data root has them; two portrait photos)")
-        with gr.Column(scale=3):
+        with gr.Column(scale=3, elem_id="compare-results"):
             status = gr.Markdown()
             boxes = gr.Image(label="Detected faces (orange: the one scored)", interactive=False, height=300)
             crops = gr.Image(label="Face crops, as cropped for the models (numbered)", interactive=False,
@@ -136,9 +148,11 @@ def build_compare_tab(ctx: AppContext) -> None:
                                  elem_classes=["compare-probs"])
                 summary = gr.Markdown()
                 # no empty panel for an architecture without attention of its own
-                native = gr.Image(label="Native attention", interactive=False, height=220, visible=has_native)
+                # no download/share buttons: they would cover the colour bar's maximum
+                native = gr.Image(label="Native attention", interactive=False, height=220, visible=has_native,
+                                  buttons=[])
                 gr.Markdown(native_line(bank.models[name].name), visible=has_native)
-                gradcam = gr.Image(label="Grad-CAM (predicted class)", interactive=False, height=220)
+                gradcam = gr.Image(label="Grad-CAM (predicted class)", interactive=False, height=220, buttons=[])
                 gr.Markdown(f"{reading(POST_HOC)} Colour bar: {units(POST_HOC)}.")
                 columns += [label, summary, native, gradcam]
     if untrained_line(bank):
@@ -148,3 +162,5 @@ def build_compare_tab(ctx: AppContext) -> None:
     outputs = [status, boxes, crops] + columns
     button.click(handler, inputs_kwargs=inputs, outputs=outputs, api_name="predict")
     photo.upload(handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
+    for trigger in (button.click, photo.upload):
+        scroll_to_on_narrow(trigger, "compare-results")

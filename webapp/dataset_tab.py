@@ -34,6 +34,7 @@ from webapp.app_context import AppContext
 from webapp.config import AppConfig
 from webapp.errors import user_errors
 from webapp.model_bank import ModelBank
+from webapp.narrow import scroll_to_on_narrow
 
 FAILURE_VIEWS = {"Confident mistakes": "confident_mistakes", "Highest loss": "highest_loss",
                  "Lowest margin": "lowest_margin", "Model A vs B disagreement": "disagreement"}
@@ -427,6 +428,9 @@ def build_dataset_tab(ctx: AppContext) -> None:
                                   (show_embedding, embedding_io, (mx.emb_model, mx.method, mx.colour))):
         for trigger in triggers:
             trigger.input(handler, *io)
+    for view in (mx.confusion, mx.cross, mx.embedding):  # on a phone the gallery is below every view
+        scroll_to_on_narrow(view.select, "dataset-gallery")
+    scroll_to_on_narrow(gal.failure_button.click, "dataset-gallery")
     mx.confusion.select(confusion_click, [state, mx.matrix_model], to_gallery)
     mx.cross.select(cross_click, [state, mx.model_a, mx.model_b], to_gallery)
     mx.embedding.select(embedding_select, [state, mx.emb_model, mx.method, mx.colour, mx.y_min, mx.y_max], to_gallery)

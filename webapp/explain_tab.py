@@ -19,6 +19,7 @@ from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
 from ferx.text import plural
 from webapp.errors import user_errors
+from webapp.narrow import scroll_to_on_narrow
 from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, from_png, photo_inputs, png_bytes,
                                search_faces, tile, verdict)
 
@@ -61,6 +62,11 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     search = search_faces(path, bool(whole_image))
     if search.no_face:
         raise gr.Error("No face found. Tick 'Score the whole image as a face' to explain it anyway.")
+    try:
+        index = search.pick(index)
+    except ValueError as err:  # one message; the maps shown stay (not a red "Error" in every panel)
+        gr.Warning(str(err))
+        return [f"**{err}**"] + [gr.skip()] * 7
     slow = " (slow methods take several seconds)" if set(methods) & set(list_methods(cost="heavy")) else ""
 
 
@@ -149,7 +155,7 @@ def build_explain_tab(ctx) -> None:
                 faithful = gr.Checkbox(True, label="Faithfulness (deletion / insertion vs random maps)")
                 baseline = gr.Dropdown(["blur", "black", "mean"], value="blur", label="Deleted pixels become")
             button = gr.Button("Explain", variant="primary")
-            status = gr.Markdown()
+            status = gr.Markdown(elem_id="explain-results")
             gallery = gr.Gallery(label="Maps", columns=2, height=980, object_fit="contain",
                                  elem_id="explain-gallery")  # whole tiles: face, colour bar and its numbers
             readings = gr.Markdown()
@@ -166,6 +172,7 @@ def build_explain_tab(ctx) -> None:
         clip_pct=clip, shared_scale=shared, faithfulness=faithful, baseline_kind=baseline, source=source),
         outputs=[status, gallery, readings, numbers, tiles_state, pick_a, pick_b, slider])
     button.click(run.fn, inputs_kwargs=run.inputs_kwargs, outputs=run.outputs, api_name="explain")
+    scroll_to_on_narrow(button.click, "explain-results")
     for picker in (pick_a, pick_b):
         picker.input(compare_two, [tiles_state, pick_a, pick_b], slider, api_visibility="undocumented")
     image.upload(show_faces, [image, whole], status, api_visibility="undocumented").then(

@@ -1,6 +1,6 @@
-"""The Dataset tab's handlers on real faces: a gallery face opens in Explain as the very pixels the
-analysis scored (same probabilities), with its origin and true label; a zip's non-image files are
-counted; the clickable confusion matrix is the coloured one."""
+"""The tabs' handlers on real faces, called as gradio calls them: a gallery face opens in Explain as the
+very pixels the analysis scored (same probabilities), with its origin and true label; a zip's non-image
+files are counted; the clickable confusion matrix is the coloured one; a wrong face number is one message."""
 
 import zipfile
 
@@ -104,3 +104,21 @@ def test_controls_a_source_cannot_honour_are_disabled_and_say_why():
     assert split["interactive"] is True and calibrate["interactive"] is False
     split, calibrate = source_controls("ferplus", None)
     assert split["interactive"] is True and calibrate["interactive"] is True
+
+
+def test_a_wrong_face_number_is_one_message_and_the_panels_keep_their_content(bank, analysis, monkeypatch):
+    import gradio as gr
+
+    from webapp.compare_tab import compare
+    from webapp.dataset_tab import open_in_explain
+    from webapp.explain_tab import explain
+
+    path = open_in_explain(analysis, [0], 0, set())[0]
+    shown = []
+    monkeypatch.setattr(gr, "Warning", shown.append)  # the toast
+    out = compare(bank, path, True, 3)
+    assert out[0] == "**face 3: 1 face found; it is face 0**" and shown == ["face 3: 1 face found; it is face 0"]
+    assert len(out) == 3 + 4 * len(bank.names) and all(o == gr.skip() for o in out[3:])  # left as they were
+    out = explain(bank, path, True, 2, [MODEL], True, ["gradcam"], [], "predicted", "none", 0.5, "auto", 99, True,
+                  False, "blur")
+    assert out[0].startswith("**face 2:") and len(out) == 8 and all(o == gr.skip() for o in out[1:])

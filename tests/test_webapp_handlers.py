@@ -122,3 +122,15 @@ def test_a_wrong_face_number_is_one_message_and_the_panels_keep_their_content(ba
     out = explain(bank, path, True, 2, [MODEL], True, ["gradcam"], [], "predicted", "none", 0.5, "auto", 99, True,
                   False, "blur")
     assert out[0].startswith("**face 2:") and len(out) == 8 and all(o == gr.skip() for o in out[1:])
+
+
+def test_without_data_the_examples_are_two_portraits_whose_face_is_found(tmp_path):
+    """A Space (or a machine without ../shared) still has examples: public-domain portraits that ship inside
+    installed packages; each is a real photo whose face the detector finds."""
+    from ferx.faces import find_faces, load_photo
+    from webapp.compare_tab import example_photos
+
+    examples = example_photos(tmp_path / "no-data")
+    assert [caption.split(",")[0] for _, caption in examples] == ["Photo: Eileen Collins", "Photo: Grace Hopper"]
+    for path, _ in examples:
+        assert len(find_faces(load_photo(path)).faces) >= 1

@@ -227,5 +227,6 @@ def render_card(card: dict) -> str:
         for cls, m in run["per_class"].items():
             lines.append(f"| {cls} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | {m['support']} |")
     if card.get("notes"):
-        lines += ["", "## Notes", "", *card["notes"]]
+        notes = [card["notes"]] if isinstance(card["notes"], str) else card["notes"]  # one paragraph or several
+        lines += ["", "## Notes", "", "\n\n".join(notes)]
     return "\n".join(lines) + "\n"

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from ferx.checkpoint import CheckpointError, load_checkpoint, read_card, save_checkpoint
+from ferx.checkpoint import CheckpointError, load_checkpoint, read_card, render_card, save_checkpoint
 from ferx.data import FER2013_7, FERPLUS_8
 from ferx.models import create_model
 
@@ -66,3 +66,11 @@ def test_corrupt_or_mismatched_checkpoints_are_refused(lanmsff_ckpt, tmp_path):
 def test_label_count_must_match_the_model(tmp_path):
     with pytest.raises(CheckpointError, match="7 outputs but the label set has 8"):
         save_checkpoint(create_model("lanmsff", num_classes=7), tmp_path / "x", labels=FERPLUS_8)
+
+
+@pytest.mark.parametrize("notes", ["Trained on 2 cores.", ["Trained on 2 cores.", "Kept on validation."]])
+def test_card_notes_read_as_sentences_whether_one_or_several(lanmsff_ckpt, notes):
+    text = render_card({**read_card(lanmsff_ckpt[1]), "notes": notes})
+    assert "Trained on 2 cores." in text and "\nT\nr\n" not in text
+    if isinstance(notes, list):
+        assert "Trained on 2 cores.\n\nKept on validation." in text

@@ -205,6 +205,7 @@ def _cmd_explain(args) -> int:
     import torch
 
     from ferx.explain.panel import render_panel
+    from ferx.explain.regions import REGIONS, breakdown_line
     from ferx.explain.report import canonical_method, explain_photo, open_model
     from ferx.faces import find_faces, load_photo
 
@@ -212,7 +213,9 @@ def _cmd_explain(args) -> int:
     models = [open_model(m, untrained=args.untrained, device=args.device) for m in args.model]
     if args.threads:
         torch.set_num_threads(args.threads)
-    search = find_faces(load_photo(args.photo), whole_image=args.whole_image, margin=args.margin)
+    search = find_faces(load_photo(args.photo), whole_image=args.whole_image, margin=args.margin, align=args.align)
+    if search.note:
+        print(f"note: {search.note}")
     if search.no_face:
         raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
     result = explain_photo(models, search, args.face, methods, target=args.target, contrast=args.contrast,
@@ -227,6 +230,10 @@ def _cmd_explain(args) -> int:
         top = row.classes[row.predicted]
         print(f"{row.model}: {top} {row.probs[row.predicted]:.3f}; "
               + "; ".join(f"{m.method} {m.elapsed_s * 1000:.0f} ms" for m in row.maps))
+        for m in row.maps:  # facial-region breakdown: share of the map's positive mass (share of the crop's area)
+            print(f"  {m.method} regions: {breakdown_line(m.regions, top=len(REGIONS))}")
+            if m.regions and m.regions["warning"]:
+                print(f"  WARNING {m.method}: {m.regions['warning']}")
     print(f"wrote {out} and {json_path}")
     return 0
 
@@ -401,9 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--target", default=None,
                     help="class to explain, by name (every model) or index (default: each model's prediction)")
     ex.add_argument("--contrast", default=None, help="explain --target over this class")
-    ex.add_argument("--face", type=int, default=0, help="which face (0 = the largest)")
+    ex.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     ex.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
     ex.add_argument("--margin", type=float, default=0.1, help="crop margin, a fraction of the face box per side")
+    ex.add_argument("--align", action="store_true", help="rotate the face crop so the eyes are level (off by default: "
+                    "bench/bench_alignment.py measured it does not help)")
     ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",
                     help="colour scale per map, or shared by each method across models")
     ex.add_argument("--clip-percentile", type=float, default=99.0)
@@ -431,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--target", default=None, help="class to explain (default: the trained model's prediction)")
     sa.add_argument("--steps", type=int, default=6, help="groups of layers randomised one after another")
     sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--face", type=int, default=0, help="which face (0 = the largest)")
+    sa.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     sa.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
     sa.add_argument("--out", default=None, help="PNG path (default: PHOTO_sanity.png here); the JSON goes beside it")
     sa.add_argument("--device", default="cpu")

@@ -16,6 +16,7 @@ from ferx.data.datasets import load_fer2013
 from ferx.data.packed import pack_split
 from ferx.explain.methods import reading
 from ferx.explain.overlay import map_scales
+from ferx.explain.regions import breakdown_line
 from ferx.explain.report import explain_photo
 from ferx.models import get_model_info
 from ferx.text import plural
@@ -24,8 +25,9 @@ from webapp.errors import user_errors
 from webapp.explaining import annotate, crop_strip, photo_inputs, search_faces, tile, verdict
 from webapp.model_bank import ModelBank
 
-HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are found with OpenCV's Haar "
-        "detector (largest first); each model scores the square crop shown. **Native** maps are the network's own "
+HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are found with MTCNN (five landmarks; "
+        "face 0 is the most face-like by detector confidence and size — click a box to score another face); images "
+        "under 96 px are scored as already-cropped faces. Each model scores the square crop shown. **Native** maps are the network's own "
         "attention (part of how it predicts); **Grad-CAM** is an after-the-fact explanation of the predicted "
         "class. Each map is coloured from its own minimum to its 99th percentile (the numbers on its colour bar): "
         "compare where models look, not raw magnitudes, which differ between networks.")
@@ -85,13 +87,30 @@ def compare(bank: ModelBank, path, whole_image, index):
         native = next((i for i, m in enumerate(ex.maps) if m.kind == "native"), None)
         cam = next(i for i, m in enumerate(ex.maps) if m.method == POST_HOC)
         outputs += [{c: float(p) for c, p in zip(ex.classes, ex.probs)},
-                    verdict(ex),
+                    verdict(ex) + "".join(region_text(m) for m in ex.maps if m.kind == "native" or m.method == POST_HOC),
                     None if native is None else tile(crop, ex.maps[native].crop_values, sc[native], None, 0.5),
                     tile(crop, ex.maps[cam].crop_values, sc[cam], None, 0.5)]
     note = (f"{plural(len(search.faces), 'face')} found; scoring face {result.face}"
             + (" (whole image)" if search.faces[result.face].whole_image else "")
-            + f" · {time.perf_counter() - start:.2f} s")
+            + f" · {time.perf_counter() - start:.2f} s" + (f"  \n_{search.note}_" if search.note else ""))
     return [note, annotate(search, result.face), crop_strip(search)] + outputs
+
+
+def region_text(m) -> str:
+    """One map's facial-region breakdown as a markdown line (and the off-face warning, when raised)."""
+    line = f"  \n{m.method}: {breakdown_line(m.regions)}"
+    return line + (f"  \n⚠️ **{m.regions['warning']}**" if m.regions and m.regions["warning"] else "")
+
+
+def face_at(path, whole_image, evt: gr.SelectData):
+    """The number of the face whose box holds the clicked point of the annotated photo (the smallest such box)."""
+    if not path or evt is None or evt.index is None:
+        return gr.skip()
+    search = search_faces(path, bool(whole_image))
+    x, y = (v / search.photo.scale for v in evt.index[:2])  # the annotated photo is at working resolution
+    hits = [(f.box[2] - f.box[0], i) for i, f in enumerate(search.faces)
+            if f.box[0] <= x <= f.box[2] and f.box[1] <= y <= f.box[3]]
+    return min(hits)[1] if hits else gr.skip()
 
 
 def build_compare_tab(ctx: AppContext) -> None:
@@ -106,7 +125,7 @@ def build_compare_tab(ctx: AppContext) -> None:
                 gr.Examples(examples, inputs=photo, label="Examples (FER-2013 test faces from the data root)")
         with gr.Column(scale=3):
             status = gr.Markdown()
-            boxes = gr.Image(label="Detected faces (orange: the one scored)", interactive=False, height=300)
+            boxes = gr.Image(label="Detected faces (orange: the one scored; click a box to score it)", interactive=False, height=300)
             crops = gr.Image(label="Face crops, as cropped for the models (numbered)", interactive=False,
                              height=160)
     columns = []
@@ -131,3 +150,5 @@ def build_compare_tab(ctx: AppContext) -> None:
     outputs = [status, boxes, crops] + columns
     button.click(handler, inputs_kwargs=inputs, outputs=outputs, api_name="predict")
     photo.upload(handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
+    boxes.select(face_at, [photo, whole], face_index, api_visibility="undocumented").success(
+        handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")

@@ -174,3 +174,35 @@ def test_dataset_region_table_has_every_class_and_both_kinds_of_map(fer_test, tm
     assert np.allclose(again.select_dtypes("number"), shares.select_dtypes("number"), equal_nan=True)
     fig = region_figure(table)
     assert len(fig.data) == len(maps)
+
+
+def test_the_app_scores_a_48_px_face_unticked_and_shows_regions(data_root, fer_test, tmp_path):
+    """Through the API: Compare scores a 48-px upload as a face (with the note and a region line under the maps);
+    the Dataset tab's region breakdown answers for the analysed faces."""
+    import zipfile
+
+    from gradio_client import Client, handle_file
+
+    from webapp_server import running_app
+
+    face = tmp_path / "face48.png"
+    Image.fromarray(_happy(fer_test)).save(face)
+    archive = tmp_path / "faces.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for c, name in enumerate(fer_test.classes):
+            for i in np.flatnonzero(fer_test.targets == c)[:2]:
+                buf = io.BytesIO()
+                Image.fromarray(fer_test.images[i]).save(buf, "PNG")
+                z.writestr(f"{name}/{i}.png", buf.getvalue())
+    with running_app(data_root) as url:
+        client = Client(url, verbose=False)
+        out = client.predict(path=handle_file(str(face)), whole_image=False, index=0, api_name="/predict")
+        assert "scoring face 0 (whole image)" in out[0] and "already-cropped face" in out[0]
+        summaries = out[4::4]
+        assert all("gradcam:" in s and "(area" in s for s in summaries)
+        client.predict(name=None, split_name="test", zip_file=handle_file(str(archive)),
+                       chosen=["mini_xception_fer2013"], calib=False, api_name="/analyze")
+        table, _ = client.predict(per_class=2, api_name="/regions")
+        rows = table["data"]
+        assert {r[2] for r in rows} == {"(area)", *fer_test.classes}
+        assert all(r[1] == "gradcam" for r in rows)

@@ -25,8 +25,10 @@ For every map, :func:`region_breakdown` gives each region's share of the map's *
 (for signed maps, the evidence for the target, the negative part left out; for unsigned maps, the
 values above the map's own minimum, the floor it is coloured from) next to its share
 of the crop's area: a region holding 40 % of the mass on 6 % of the area is where the map looks.
-A map with more than :data:`OFF_FACE_WARNING` of its mass off the face gets a warning: the
-model may be using a shortcut (background, hair, borders) rather than the expression.
+A map with more than :data:`OFF_FACE_WARNING` of its mass off the face, and at least
+:data:`OFF_FACE_DENSITY` times denser there than on the face, gets a warning: the model may be
+using a shortcut (background, hair, borders) rather than the expression. (A map spread evenly over
+a crop that is mostly background holds most of its mass off the face without preferring it.)
 
 Dataset faces have no landmarks of their own; they get the mean-face template
 (:data:`ferx.faces.MEAN_FACE`, the mean MTCNN landmarks of FER-2013 faces).
@@ -39,7 +41,8 @@ import numpy as np
 REGIONS = ("eyes", "brows", "nose", "mouth", "forehead", "cheeks", "off_face")
 REGION_TITLES = {"eyes": "eyes", "brows": "brows", "nose": "nose", "mouth": "mouth", "forehead": "forehead",
                  "cheeks": "cheeks/jaw", "off_face": "off-face"}
-OFF_FACE_WARNING = 0.5  # share of positive mass outside the face oval above which a map is flagged
+OFF_FACE_WARNING = 0.5  # share of positive mass outside the face oval above which a map is flagged ...
+OFF_FACE_DENSITY = 1.2  # ... when its mass per pixel off the face is also at least this times that on the face
 CANONICAL = np.array([[-0.5, 0.003], [0.5, -0.003], [0.003, 0.571], [-0.408, 1.157], [0.420, 1.152]])
 _EYE_X, _BROW_Y = 0.5, -0.33
 
@@ -100,7 +103,11 @@ def region_breakdown(values: np.ndarray, labels: np.ndarray, signed: bool = Fals
               for i, r in enumerate(REGIONS)}
     off = None if mass is None else float(mass[REGIONS.index("off_face")])
     warning = None
-    if off is not None and off > OFF_FACE_WARNING:
+    off_area = float(area[REGIONS.index("off_face")])
+    # most of the mass off the face, and denser there than on the face (a map spread evenly over a crop that is
+    # mostly background is not a shortcut, only a map that prefers the background)
+    if off is not None and off > OFF_FACE_WARNING and 0 < off_area < 1 \
+            and off / off_area >= OFF_FACE_DENSITY * (1 - off) / (1 - off_area):
         warning = (f"off-face shortcut? {off:.0%} of this map's positive mass lies outside the face "
                    f"(the off-face area is {area[REGIONS.index('off_face')]:.0%} of the crop)")
     return {"regions": shares, "off_face_mass": None if off is None else round(off, 4), "warning": warning}

@@ -238,6 +238,31 @@ def _cmd_explain(args) -> int:
     return 0
 
 
+def _cmd_regions(args) -> int:
+    import pandas as pd
+
+    from ferx.analysis.regions import region_figure, region_shares, region_table
+    from ferx.checkpoint import load_checkpoint
+    from ferx.data.datasets import load_split
+    from ferx.data.packed import pack_split
+    from ferx.device import resolve_device
+
+    packed = pack_split(load_split(args.dataset, args.split, args.data_root))
+    dev = resolve_device(args.device)
+    table = pd.concat([region_table(region_shares(load_checkpoint(c, dev), packed, per_class=args.per_class or None,
+                                                  batch_size=args.batch_size)) for c in args.checkpoints])
+    pd.set_option("display.width", 200, "display.max_columns", 20)
+    print(f"{packed.dataset}/{packed.split}: mean share of each map's positive mass per facial region "
+          f"(mean-face template; '(area)': the regions' area shares)\n{table.round(3).to_string()}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "regions.csv")
+        region_figure(table).write_html(out / "regions.html", include_plotlyjs=True)
+        print(f"wrote {out / 'regions.csv'} and {out / 'regions.html'}")
+    return 0
+
+
 def _cmd_sanity(args) -> int:
     import matplotlib
 
@@ -382,6 +407,16 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--format", nargs="+", default=["html"], choices=["html", "png"])
     _inference_options(an)
     an.set_defaults(func=_cmd_analyze)
+
+    rg = sub.add_parser("regions", help="facial-region breakdown of Grad-CAM and native attention per model and "
+                        "true class (mean-face template)")
+    rg.add_argument("checkpoints", nargs="+", help="one or more checkpoint folders")
+    rg.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
+    rg.add_argument("--split", default="test")
+    rg.add_argument("--per-class", type=int, default=100, help="faces per true class (the first in split order; 0: all)")
+    rg.add_argument("--out", default=None, help="folder for regions.csv and regions.html")
+    _inference_options(rg)
+    rg.set_defaults(func=_cmd_regions, batch_size=64)
 
     bu = sub.add_parser("bundle", help="precompute a Dataset-tab bundle (faces, runs, projections) for a Space")
     bu.add_argument("checkpoints", nargs="+")

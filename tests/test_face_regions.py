@@ -206,3 +206,13 @@ def test_the_app_scores_a_48_px_face_unticked_and_shows_regions(data_root, fer_t
         rows = table["data"]
         assert {r[2] for r in rows} == {"(area)", *fer_test.classes}
         assert all(r[1] == "gradcam" for r in rows)
+
+
+def test_ferx_regions_prints_the_table_and_writes_its_files(data_root, tmp_path, capsys):
+    from ferx.cli import main
+
+    assert main(["regions", str(CHECKPOINTS / "mini_xception_fer2013"), "--dataset", "fer2013", "--per-class", "1",
+                 "--data-root", str(data_root), "--device", "cpu", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "(area)" in printed and "happy" in printed and "off-face" in printed
+    assert (tmp_path / "regions.csv").stat().st_size > 0 and (tmp_path / "regions.html").stat().st_size > 0

@@ -125,7 +125,8 @@ def build_compare_tab(ctx: AppContext) -> None:
                 gr.Examples(examples, inputs=photo, label="Examples (FER-2013 test faces from the data root)")
         with gr.Column(scale=3):
             status = gr.Markdown()
-            boxes = gr.Image(label="Detected faces (orange: the one scored; click a box to score it)", interactive=False, height=300)
+            boxes = gr.Image(label="Detected faces (orange: the one scored; click a box to score it)", interactive=False, height=300,
+                             elem_id="compare-boxes")
             crops = gr.Image(label="Face crops, as cropped for the models (numbered)", interactive=False,
                              height=160)
     columns = []

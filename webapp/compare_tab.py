@@ -150,6 +150,8 @@ def build_compare_tab(ctx: AppContext) -> None:
     inputs = dict(path=photo, whole_image=whole, index=face_index)
     outputs = [status, boxes, crops] + columns
     button.click(handler, inputs_kwargs=inputs, outputs=outputs, api_name="predict")
-    photo.upload(handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
+    # a new photo starts at its face 0 (a face number clicked on the previous photo may not exist in this one)
+    photo.upload(lambda: 0, None, face_index, api_visibility="undocumented").then(
+        handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
     boxes.select(face_at, [photo, whole], face_index, api_visibility="undocumented").success(
         handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")

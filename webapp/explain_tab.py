@@ -74,7 +74,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     cmap = None if colormap_name == "auto" else colormap_name
     tiles, lines = [], []
     for name, ex, sc in zip(chosen, result.rows, scales):
-        lines.append(f"**{name}** — {verdict(ex)}" + "".join(f" _{n}_" for n in ex.notes))
+        lines.append(f"\n**{name}** — {verdict(ex)}" + "".join(f" _{n}_" for n in ex.notes))
         for m, f, s in zip(ex.maps, ex.faithfulness, sc):
             caption = f"{name} · {m.title}" + (" · ⚠️ off-face" if m.regions and m.regions["warning"] else "")
             tiles.append((tile(crop, m.crop_values, s, cmap, float(opacity)), caption))

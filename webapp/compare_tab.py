@@ -17,6 +17,7 @@ from ferx.data.datasets import load_fer2013
 from ferx.data.packed import pack_split
 from ferx.explain.methods import reading, units
 from ferx.explain.overlay import map_scales
+from ferx.explain.regions import breakdown_line
 from ferx.explain.report import explain_photo
 from ferx.faces import find_faces, load_photo
 from ferx.models import get_model_info
@@ -27,8 +28,9 @@ from webapp.explaining import annotate, crop_strip, photo_inputs, search_faces, 
 from webapp.model_bank import ModelBank
 from webapp.narrow import scroll_to_on_narrow
 
-HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are found with OpenCV's Haar "
-        "detector (largest first); each model scores the square crop shown. **Native** maps are the network's own "
+HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are found with MTCNN (five landmarks; "
+        "face 0 is the most face-like by detector confidence and size — click a box to score another face); images "
+        "under 96 px are scored as already-cropped faces. Each model scores the square crop shown. **Native** maps are the network's own "
         "attention (part of how it predicts); **Grad-CAM** is an after-the-fact explanation of the predicted "
         "class. Each map is coloured from its own minimum to its 99th percentile (the numbers on its colour bar): "
         "compare where models look, not raw magnitudes, which differ between networks.")
@@ -113,13 +115,30 @@ def compare(bank: ModelBank, path, whole_image, index):
         native = next((i for i, m in enumerate(ex.maps) if m.kind == "native"), None)
         cam = next(i for i, m in enumerate(ex.maps) if m.method == POST_HOC)
         outputs += [{c: float(p) for c, p in zip(ex.classes, ex.probs)},
-                    verdict(ex),
+                    verdict(ex) + "".join(region_text(m) for m in ex.maps if m.kind == "native" or m.method == POST_HOC),
                     None if native is None else tile(crop, ex.maps[native].crop_values, sc[native], None, 0.5),
                     tile(crop, ex.maps[cam].crop_values, sc[cam], None, 0.5)]
     note = (f"{plural(len(search.faces), 'face')} found; scoring face {result.face}"
             + (" (whole image)" if search.faces[result.face].whole_image else "")
-            + f" · {time.perf_counter() - start:.2f} s")
+            + f" · {time.perf_counter() - start:.2f} s" + (f"  \n_{search.note}_" if search.note else ""))
     return [note, annotate(search, result.face), crop_strip(search)] + outputs
+
+
+def region_text(m) -> str:
+    """One map's facial-region breakdown as a markdown line (and the off-face warning, when raised)."""
+    line = f"  \n{m.method}: {breakdown_line(m.regions)}"
+    return line + (f"  \n⚠️ **{m.regions['warning']}**" if m.regions and m.regions["warning"] else "")
+
+
+def face_at(path, whole_image, evt: gr.SelectData):
+    """The number of the face whose box holds the clicked point of the annotated photo (the smallest such box)."""
+    if not path or evt is None or evt.index is None:
+        return gr.skip()
+    search = search_faces(path, bool(whole_image))
+    x, y = (v / search.photo.scale for v in evt.index[:2])  # the annotated photo is at working resolution
+    hits = [(f.box[2] - f.box[0], i) for i, f in enumerate(search.faces)
+            if f.box[0] <= x <= f.box[2] and f.box[1] <= y <= f.box[3]]
+    return min(hits)[1] if hits else gr.skip()
 
 
 def build_compare_tab(ctx: AppContext) -> None:
@@ -135,7 +154,8 @@ def build_compare_tab(ctx: AppContext) -> None:
                         label="Examples (FER-2013 test faces when the data root has them; two portrait photos)")
         with gr.Column(scale=3, elem_id="compare-results"):
             status = gr.Markdown()
-            boxes = gr.Image(label="Detected faces (orange: the one scored)", interactive=False, height=300)
+            boxes = gr.Image(label="Detected faces (orange: the one scored; click a box to score it)", interactive=False, height=300,
+                             elem_id="compare-boxes")
             crops = gr.Image(label="Face crops, as cropped for the models (numbered)", interactive=False,
                              height=160)
     columns = []
@@ -161,6 +181,10 @@ def build_compare_tab(ctx: AppContext) -> None:
     inputs = dict(path=photo, whole_image=whole, index=face_index)
     outputs = [status, boxes, crops] + columns
     button.click(handler, inputs_kwargs=inputs, outputs=outputs, api_name="predict")
-    photo.upload(handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
-    for trigger in (button.click, photo.upload):
+    # a new photo starts at its face 0 (a face number clicked on the previous photo may not exist in this one)
+    photo.upload(lambda: 0, None, face_index, api_visibility="undocumented").then(
+        handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
+    boxes.select(face_at, [photo, whole], face_index, api_visibility="undocumented").success(
+        handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
+    for trigger in (button.click, photo.upload, boxes.select):
         scroll_to_on_narrow(trigger, "compare-results")

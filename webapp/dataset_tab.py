@@ -392,6 +392,42 @@ def _detail_views() -> SimpleNamespace:
     return SimpleNamespace(per_class=per_class, reliability_plot=reliability_plot)
 
 
+REGIONS_HELP = ("Where do the maps fall on the face? For the analysed faces (up to the number below per true class), "
+                "each model's Grad-CAM (predicted class) and its own attention maps are split into facial regions "
+                "placed with the mean-face template (dataset faces have no landmarks): the cells are the mean share "
+                "of each map's positive mass; the **(area)** row is what a map spread evenly would get. Red: more "
+                "than the region's area; blue: less. Attention that follows the area explains nothing.")
+
+
+@user_errors
+def show_regions(bank: ModelBank, analysis, per_class, progress=gr.Progress(track_tqdm=True)):
+    """The facial-region table and heat-map of the session's analysis (ferx.analysis.regions)."""
+    from ferx.analysis.regions import region_figure, region_shares, region_table
+
+    if analysis is None:
+        raise gr.Error("Run an analysis first: the region breakdown uses its faces and models.")
+    tables = []
+    for i, run in enumerate(analysis.runs):
+        progress(i / len(analysis.runs), desc=f"{run.name}: Grad-CAM and attention maps")
+        shares = at_low_priority(region_shares, bank.models[run.name], analysis.packed, per_class=int(per_class or 50),
+                                 batch_size=ANALYSIS_BATCH, hold=functools.partial(bank.using, run.name, background=True))
+        tables.append(region_table(shares))
+    table = pd.concat(tables)
+    return table.round(3).reset_index(), region_figure(table)
+
+
+def _region_views() -> SimpleNamespace:
+    with gr.Accordion("Facial regions of the maps: Grad-CAM vs native attention", open=False):
+        gr.Markdown(REGIONS_HELP)
+        with gr.Row():
+            per_class = gr.Number(50, precision=0, minimum=1, maximum=2000, label="Faces per true class")
+            button = gr.Button("Break the maps down by facial region")
+        table = gr.Dataframe(label="Mean share of positive mass per region", interactive=False,
+                             elem_id="dataset-regions-table")
+        plot = gr.Plot(label="Regions heat-map")
+    return SimpleNamespace(per_class=per_class, button=button, table=table, plot=plot)
+
+
 def build_dataset_tab(ctx: AppContext) -> None:
     """Layout, then wiring: every view's handler is a module-level function above."""
     ttl = ctx.cfg.state_ttl_s
@@ -403,6 +439,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             gal = _gallery_views()
     det = _detail_views()
+    reg = _region_views()
     to_gallery = [gal.gallery, ids, gal.title]
 
     def analyse(name, split_name, zip_file, chosen, calib, request: gr.Request,
@@ -436,6 +473,8 @@ def build_dataset_tab(ctx: AppContext) -> None:
     mx.embedding.select(embedding_select, [state, mx.emb_model, mx.method, mx.colour, mx.y_min, mx.y_max], to_gallery)
     gal.failure_button.click(show_failures, [state, gal.failure_kind, mx.matrix_model, mx.model_a, mx.model_b],
                              to_gallery)
+    reg.button.click(functools.partial(show_regions, bank), [state, reg.per_class], [reg.table, reg.plot],
+                     concurrency_limit=1, api_name="regions")
     ex = ctx.shared["explain_photo"]
 
     def open_face(analysis, ids, evt: gr.SelectData):

@@ -15,6 +15,7 @@ import gradio as gr
 
 from ferx.explain.methods import FAMILIES, get_method, list_methods, reading, units
 from ferx.explain.overlay import describe_scale, map_scales
+from ferx.explain.regions import REGIONS, breakdown_line
 from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
 from ferx.text import plural
@@ -81,12 +82,15 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     cmap = None if colormap_name == "auto" else colormap_name
     tiles, lines = [], []
     for name, ex, sc in zip(chosen, result.rows, scales):
-        lines.append(f"**{name}** — {verdict(ex)}" + "".join(f" _{n}_" for n in ex.notes))
+        lines.append(f"\n**{name}** — {verdict(ex)}" + "".join(f" _{n}_" for n in ex.notes))
         for m, f, s in zip(ex.maps, ex.faithfulness, sc):
-            caption = f"{name} · {m.title}"
+            caption = f"{name} · {m.title}" + (" · ⚠️ off-face" if m.regions and m.regions["warning"] else "")
             tiles.append((tile(crop, m.crop_values, s, cmap, float(opacity)), caption))
+            warn = m.regions["warning"] if m.regions else None
             lines.append(f"- *{caption}* ({m.kind}, {m.elapsed_s * 1000:.0f} ms): {reading(m.method)}"
-                         f"<br>colour bar: {units(m.method)} — {describe_scale(s, scale)}<br>{faithfulness_line(f)}")
+                         f"<br>colour bar: {units(m.method)} — {describe_scale(s, scale)}<br>{faithfulness_line(f)}"
+                         f"<br>facial regions, share of positive mass (area): "
+                         f"{breakdown_line(m.regions, top=len(REGIONS))}" + (f"<br>⚠️ **{warn}**" if warn else ""))
         if ex.channel_weights:  # the channel half of MassAtt, beside its spatial maps
             tiles.append((channel_tile(ex.channel_weights), f"{name} · MassAtt channel weights"))
     lines.append(baseline_line(result.rows))
@@ -96,7 +100,9 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     second = names[1] if len(names) > 1 else names[0]
     if source:
         numbers["photo"]["sample"] = source
-    found = source_line(source) if source else f"{plural(len(search.faces), 'face')} found; explaining face {result.face}"
+    found = (source_line(source) if source else
+             f"{plural(len(search.faces), 'face')} found; explaining face {result.face}"
+             + (f" — {search.note}" if search.note else ""))
     return (found, tiles, "\n".join(lines),
             numbers, [(png_bytes(img), caption) for img, caption in tiles], gr.update(choices=names, value=names[0]),
             gr.update(choices=names, value=second), (tiles[0][0], tiles[1][0] if len(tiles) > 1 else tiles[0][0]))
@@ -124,7 +130,9 @@ def show_faces(path, whole_image):
     if not path:
         return gr.skip()
     search = search_faces(path, bool(whole_image))
-    return f"{plural(len(search.faces), 'face')} found" if not search.no_face else "No face found: tick 'whole image'."
+    if search.no_face:
+        return "No face found: tick 'whole image'."
+    return f"{plural(len(search.faces), 'face')} found" + (f" — {search.note}" if search.note else "")
 
 
 def build_explain_tab(ctx) -> None:

@@ -61,7 +61,7 @@ def photo_inputs(label: str, elem_id: str, height: int):
     # on this one instance (a gr.Image subclass would make gradio write a .pyi stub into the package)
     image.preprocess = functools.partial(undecoded_upload, image)
     whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)")
-    index = gr.Number(0, precision=0, minimum=0, label="Face to score (0 = largest)")
+    index = gr.Number(0, precision=0, minimum=0, label="Face to score (0 = the most face-like)")
     return image, whole, index
 
 
@@ -76,6 +76,8 @@ def annotate(search: FaceSearch, selected: int = 0) -> np.ndarray:
         cv2.rectangle(img, (x0, y0), (x1, y1), colour, thickness)
         cv2.putText(img, str(i), (x0 + 4, y0 + 8 + 10 * thickness), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, colour,
                     thickness)
+        for x, y in ([] if face.landmarks is None else face.landmarks * scale):  # the five landmarks
+            cv2.circle(img, (int(round(x)), int(round(y))), thickness + 1, colour, -1)
     return img
 
 

@@ -46,6 +46,7 @@ class ExplanationMap:
     contrast: int | None = None  # explained "target over contrast" (logit difference) when set
     contrast_label: str | None = None
     crop_values: np.ndarray | None = None
+    regions: dict | None = None  # facial-region breakdown over the crop (ferx.explain.regions.region_breakdown)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -92,6 +93,7 @@ class ExplanationMap:
                 "signed": self.signed, "params": self.params, "elapsed_s": round(self.elapsed_s, 6),
                 "source_shape": list(self.source_shape), "size": self.size,
                 "crop_size": None if self.crop_values is None else self.crop_values.shape[0],
+                "regions": self.regions,
                 "stats": {"min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()),
                           "abs_sum": float(np.abs(v).sum())}}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, colormap, map_scales, overlay
+from ferx.explain.regions import breakdown_line
 from ferx.explain.report import ModelExplanation
 from ferx.text import plural
 
@@ -32,8 +33,8 @@ def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExpl
     has_channels = any(row.channel_weights for row in rows)
     ncols = 1 + len(methods) + 1 + int(has_channels)
     nrows = 1 + len(rows)
-    fig = plt.figure(figsize=(2.7 * max(ncols, 4), 3.0 * nrows), dpi=110)
-    grid = fig.add_gridspec(nrows, max(ncols, 4), hspace=0.55, wspace=0.6)
+    fig = plt.figure(figsize=(2.7 * max(ncols, 4), 3.3 * nrows), dpi=110)
+    grid = fig.add_gridspec(nrows, max(ncols, 4), hspace=0.7, wspace=0.6)
     scales = map_scales(rows, scale, clip_percentile)
 
     # header: the photo with every face found, the explained one in red
@@ -45,6 +46,8 @@ def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExpl
         colour = "red" if i == face_index else "yellow"
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.5))
         ax.text(x0, y0, f" {i}", color=colour, fontsize=8, va="bottom")
+        if f.landmarks is not None:
+            ax.scatter(f.landmarks[:, 0] * s, f.landmarks[:, 1] * s, s=4, c=colour)
     ax.set_title(f"{Path(search.photo.name).name}: {plural(len(search.faces), 'face')}; face {face_index} explained",
                  fontsize=8)
     ax.axis("off")
@@ -58,6 +61,10 @@ def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExpl
         lines += [f"  note: {n}" for n in row.notes]
         if not row.trained:
             lines.append("  UNTRAINED — random weights: these maps show an untrained network, not a model")
+    if search.note:
+        lines.insert(1, f"note: {search.note}")
+    lines.append(f"facial regions ({'detected' if face.landmark_source != 'template' else 'mean-face template'} "
+                 "landmarks): positive mass share per region (its area share) under each map")
     lines.append(f"scale: {scale} ({clip_percentile:g}th percentile clip); faithfulness: deletion AUC lower is "
                  "better, insertion higher; 'rnd' = random map")
     ax.text(0, 1, "\n".join(lines), va="top", fontsize=7.5, family="monospace", wrap=True)
@@ -81,6 +88,11 @@ def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExpl
                           f"ins {faith.insertion_auc:.2f} (rnd {faith.random_insertion_auc:.2f})")
             ax.set_title(title, fontsize=6.5)
             ax.axis("off")
+            if m.regions is not None:  # facial-region breakdown: mass share (area share) of the top regions
+                warn = m.regions["warning"]
+                ax.text(0.5, -0.03, breakdown_line(m.regions).replace(", ", "\n") + ("\nOFF-FACE SHORTCUT?" if warn else ""),
+                        transform=ax.transAxes, ha="center", va="top", fontsize=5.5,
+                        color="red" if warn else "black")
             bar = fig.colorbar(ScalarMappable(Normalize(sc.vmin, sc.vmax), colormap(cm)), ax=ax, fraction=0.046,
                                pad=0.02)
             bar.ax.tick_params(labelsize=5)

@@ -25,6 +25,7 @@ from ferx.explain.faithfulness import Faithfulness, deletion_insertion, map_agre
 from ferx.explain.maps import ExplanationMap
 from ferx.explain.methods import MethodOptions, get_method
 from ferx.explain.native import has_native_attention, native_attention
+from ferx.explain.regions import face_labels, region_breakdown
 from ferx.memory_format import SMALL_MODEL
 
 # deletion/insertion of one map costs about this many map computations (2 x 32 forward passes plus
@@ -153,9 +154,11 @@ def explain_face(em: LoadedModel, face, methods, *, target: int | None = None, c
     for method in computed:
         step(method.title)
         maps += method(em.model, x, targets=target, contrast=contrast, options=MethodOptions(ig_steps=ig_steps))
+    labels = face_labels(face)  # facial regions over the crop, from the face's landmarks
     for m in maps:
         m.model = em.display
         m.with_labels(em.classes).with_crop(face.crop_size)
+        m.regions = region_breakdown(m.crop_values, labels, m.signed)
         out.maps.append(m)
         if faithfulness:
             step(f"deletion/insertion of {m.title}", FAITHFULNESS_COST)

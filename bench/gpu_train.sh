@@ -5,26 +5,32 @@
 #     bash bench/gpu_train.sh STEP [STEP ...]
 #
 # Once, here on the CPU machine (needs the datasets and the package registry):
-#   prepare                      .carry/ferplus.zip and .carry/fer2013.zip (train + val, lossless, ~47 and
-#                                ~56 MiB: one dataset per call), .carry/wheels/ (the pure-Python packages the
-#                                GPU image lacks: captum, grad-cam, ttach, umap-learn, pynndescent)
+#   prepare                      .carry/ferplus.zip and .carry/fer2013.zip (train + val, lossless, ~47 and ~56 MiB:
+#                                one dataset per call; FER-2013's faces are JPEG and FERPlus's PNG, so they share no
+#                                pixels), .carry/wheels/ (the pure-Python packages the GPU image lacks: captum,
+#                                grad-cam, ttach, umap-learn, pynndescent)
 # There (carry: .carry/wheels plus the one carry file the call's steps name):
 #   check                        GPU, versions, ferx imports
 #   tests                        the core's test suite on CUDA (FERX_TEST_DEVICE=cuda); tests needing ../shared skip
 #   bench                        inference img/s at batch 1 and 256, explanation latency (Grad-CAM, native maps)
 #   probe                        one Conv-cut training step at 224 and 112 px (img/s, seconds per epoch, memory)
-#   train:RECIPE:DATASET:MIN[:SIZE]  ferx train --resume --time-budget MIN from .carry/DATASET.zip; the best
-#                                epoch so far is exported each call; state stays in runs/gpu/ (ignored: a warm
-#                                machine keeps it for a call chained within ~30 s; a bare one starts over)
+#   train:RECIPE:DATASET:MIN[:SIZE]  ferx train --resume --time-budget MIN --fit-budget from .carry/DATASET.zip:
+#                                the schedule is sized to the budget after the first epochs (at most
+#                                GPU_PLAN_EPOCHS, else the recipe's epochs); the best epoch so far is exported;
+#                                state stays in runs/gpu/ (ignored: a warm machine keeps it for a call chained
+#                                within ~30 s; a bare one starts over). Several train steps joined by "+" run at
+#                                once on the one GPU (train:a:b:7+train:c:d:7)
 #   fetch:RECIPE:DATASET:FROM:TO bring back weight shards FROM..TO (1-based) of a sharded (Conv-cut) checkpoint
+#   pack                         everything in $OUT but weight shards into $OUT/results.tar (8 files come back)
 #
 # Everything a step makes goes to $OUT/<recipe>_<dataset>/ (card.json, model weights or shards,
-# metrics.jsonl, curves.png) and every step's output to $OUT/log.txt: at most 8 files come back per call.
-# Suggested calls (30 minutes of device time, 10 at most per call):
-#   1. check tests bench train:lanmsff:ferplus:5                 carry .carry/wheels .carry/ferplus.zip
-#   2. train:lanmsff:ferplus:3 probe train:convcut:ferplus:5:112 carry .carry/wheels .carry/ferplus.zip
-#   3. train:convcut:ferplus:9:112 fetch:convcut:ferplus:1:4     carry .carry/wheels .carry/ferplus.zip
-#   4. fetch:convcut:ferplus:5:8 train:lanmsff:fer2013:7         carry .carry/wheels .carry/fer2013.zip
+# metrics.jsonl, curves.png) and every step's output to $OUT/log.txt: at most 8 files, 64 MiB, come back
+# per call, so a call ends with pack and at most 3 fetched 15 MiB shards; the rest follow in a second call.
+# Suggested calls (15 minutes of device time in all, 10 at most per call):
+#   1. check train:convcut:ferplus:7:112+train:lanmsff_short:ferplus:7+tests bench fetch:convcut:ferplus:1:3 pack
+#                                                              carry .carry/wheels .carry/ferplus.zip
+#   2. (at once, warm) fetch:convcut:ferplus:4:99 pack train:lanmsff_short:fer2013:MIN pack
+#                                                              carry .carry/fer2013.zip
 # Dry run on CPU: GPU_PLAN_DEVICE=cpu GPU_PLAN_EPOCHS=1 (tests/test_gpu_plan.py does this with a tiny carry file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +63,7 @@ step_prepare() {
     for d in ferplus fer2013; do
         local total=$(( tree + $(du -cb "$CARRY/$d.zip" "$CARRY/wheels" | tail -1 | cut -f1) ))
         echo "a call carrying .carry/$d.zip + .carry/wheels sends $((total / 1048576)) MiB (limit 64)"
-        [ "$total" -lt $((62 * 1048576)) ] || { echo "too large for one device call" >&2; return 1; }
+        [ "$total" -lt $((63 * 1048576)) ] || { echo "too large for one device call" >&2; return 1; }
     done
 }
 
@@ -68,13 +74,14 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else None, 'timm', tim
 }
 
 step_tests() {
-    FERX_TEST_DEVICE=$DEVICE $PY -m pytest -q -p no:cacheprovider -rs tests/test_models.py tests/test_explain.py \
+    FERX_TEST_DEVICE=$DEVICE timeout "${GPU_PLAN_TESTS_TIMEOUT:-420}" $PY -m pytest -q -p no:cacheprovider -rs tests/test_models.py tests/test_explain.py \
         tests/test_analysis.py tests/test_train_evaluate.py tests/test_checkpoint.py
 }
 
 step_bench() {
-    $PY bench/bench_inference.py --device "$DEVICE" --batches 1 256
-    $PY bench/bench_explain.py --device "$DEVICE" --models lanmsff convcut mini_xception
+    timeout "${GPU_PLAN_BENCH_TIMEOUT:-75}" $PY bench/bench_inference.py --device "$DEVICE" --batches 1 256 || true
+    timeout "${GPU_PLAN_BENCH_TIMEOUT:-75}" $PY bench/bench_explain.py --device "$DEVICE" \
+        --models lanmsff convcut mini_xception || true
 }
 
 step_probe() {
@@ -89,7 +96,7 @@ step_train() {  # RECIPE DATASET MINUTES [SIZE]
     [ -n "${GPU_PLAN_EPOCHS:-}" ] && extra+=(--epochs "$GPU_PLAN_EPOCHS")
     [[ $recipe == convcut* ]] && extra+=(--export-dtype float16)
     $PY -m ferx.cli train --recipe "$recipe" --dataset "$dataset" --carried "$CARRY/$dataset.zip" --out "$run" \
-        --resume --time-budget "$minutes" --device "$DEVICE" "${extra[@]}"
+        --resume --time-budget "$minutes" --fit-budget --device "$DEVICE" "${extra[@]}"
     mkdir -p "$dest"
     cp "$run/metrics.jsonl" "$run/checkpoint/card.json" "$dest/"
     $PY bench/plot_curves.py "$run/metrics.jsonl" "$dest/curves.png" --title "$recipe on $dataset"
@@ -112,14 +119,44 @@ step_fetch() {  # RECIPE DATASET FROM TO
     (cd "$dest" && sha256sum ./*.safetensors)
 }
 
-[ $# -gt 0 ] || { sed -n '2,30p' "$0"; exit 2; }
-setup_python
-for spec in "$@"; do
+step_pack() {  # all but the weight shards into one tar, so the shards have the other 7 of the 8 files that come back
+    local files
+    files=$(cd "$OUT" && find . -type f ! -name 'model-*-of-*.safetensors' ! -name results.tar | sort)
+    echo "packing into results.tar: $(echo $files | tr '\n' ' ')"
+    tar -C "$OUT" -rf "$OUT/results.tar" $files && (cd "$OUT" && rm -f $files)
+    find "$OUT" -type f -exec ls -l {} +
+}
+
+run_step() {
+    local spec=$1 name a b c d
     IFS=: read -r name a b c d <<<"$spec"
     echo "=== $spec ($(date -u +%H:%M:%S))" | tee -a "$OUT/log.txt"
     case $name in
         prepare|check|tests|bench|probe) "step_$name" 2>&1 | tee -a "$OUT/log.txt" ;;
         train|fetch) "step_$name" "$a" "$b" "$c" "$d" 2>&1 | tee -a "$OUT/log.txt" ;;
-        *) echo "unknown step $spec" >&2; exit 2 ;;
+        pack) step_pack ;;
+        *) echo "unknown step $spec" >&2; return 2 ;;
     esac
+}
+
+[ $# -gt 0 ] || { sed -n '2,30p' "$0"; exit 2; }
+setup_python
+status=0
+for spec in "$@"; do
+    if [[ $spec == *+* ]]; then  # steps at once on the one GPU; each keeps its own log, appended when it ends
+        pids=() logs=()
+        IFS=+ read -ra parts <<<"$spec"
+        for part in "${parts[@]}"; do
+            log=$(mktemp); logs+=("$log")
+            (set -e; run_step "$part" >"$log" 2>&1) & pids+=($!)
+        done
+        for i in "${!pids[@]}"; do
+            wait "${pids[$i]}" || { echo "step ${parts[$i]} failed" >&2; status=1; }
+            cat "${logs[$i]}"
+        done
+    else  # a failed step (a CUDA test, say) is reported in the exit status and the later steps still run
+        set +e; (set -e; run_step "$spec"); rc=$?; set -e
+        [ $rc -eq 0 ] || { echo "step $spec failed ($rc)" >&2; status=1; }
+    fi
 done
+exit $status

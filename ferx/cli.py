@@ -90,7 +90,7 @@ def _cmd_train(args) -> int:
                     epochs=args.epochs, batch_size=args.batch_size, limit_train=args.limit_train,
                     limit_val=args.limit_val, resume=args.resume, checkpoint_dir=args.checkpoint_dir, seed=args.seed,
                     time_budget_min=args.time_budget, carried=args.carried, export_dtype=args.export_dtype,
-                    input_size=args.input_size)
+                    input_size=args.input_size, fit_budget=args.fit_budget)
     print(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f}); checkpoint: "
           f"{summary['checkpoint']}\nmeasure it with: ferx evaluate {summary['checkpoint']} --dataset {args.dataset} "
           f"--split test --update-card")
@@ -374,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                     help="stop before an epoch that would not fit, export the best epoch so far, keep state for --resume")
+    tr.add_argument("--fit-budget", action="store_true",
+                    help="size the schedule to --time-budget after the first epochs (at most --epochs), so a cosine "
+                         "schedule completes instead of being cut")
     tr.add_argument("--device", default="auto")
     tr.add_argument("--data-root", **data_root)
     tr.add_argument("--carried", default=None, metavar="FILE",

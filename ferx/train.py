@@ -187,7 +187,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
           batch_size: int | None = None, limit_train: int | None = None, limit_val: int | None = None,
           resume: bool = False, checkpoint_dir: str | Path | None = None, seed: int = 0,
           time_budget_min: float | None = None, carried: str | Path | None = None, export_dtype: str = "float32",
-          input_size: int | None = None, progress: bool = True) -> dict:
+          input_size: int | None = None, fit_budget: bool = False, progress: bool = True) -> dict:
     """Train ``recipe`` on ``dataset`` and export the best-on-validation epoch as a checkpoint.
 
     Returns a summary with the per-epoch history. ``limit_train`` / ``limit_val`` take a fixed
@@ -196,6 +196,10 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     or abandons an epoch that overruns it; either way the best epoch so far is exported and
     ``state.pt`` (the last finished epoch) lets ``resume=True`` continue in a later call.
     ``carried`` reads both splits from a carry file (:mod:`ferx.data.carry`) instead of the data root.
+    With ``fit_budget`` (and a budget) the schedule is sized to the budget: after each of the first two
+    epochs the number of epochs becomes what the remaining budget holds at that epoch's pace (at most
+    ``epochs``), so a cosine schedule ends at its low learning rate instead of being cut mid-way; a
+    resumed run keeps the fitted number.
     The checkpoint is written in ``export_dtype`` (``float16`` halves Conv-cut's 212 MB) in safetensors
     shards of at most 15 MiB, the largest file a GPU machine can send back.
     """
@@ -208,6 +212,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = dev.type == "cuda"  # fixed input sizes: let cuDNN pick its fastest kernels
 
     info = get_model_info(recipe.model)
     spec = info.input_spec if recipe.input_size is None else replace(info.input_spec, size=recipe.input_size)
@@ -241,6 +246,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         plateau.load_state_dict(saved["plateau"])
         gen.set_state(saved["generator"].cpu())
         state = json.loads(saved["progress"])
+        if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
+            recipe = replace(recipe, epochs=state["fitted_epochs"])
     autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
     stopped = None
@@ -291,6 +298,13 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         row = {"epoch": state["epoch"], "train_loss": float(np.mean(losses)), **metrics,
                "lr": optimizer.param_groups[0]["lr"], "wall_time_s": round(state["wall_time_s"], 1)}
         state["history"].append(row)
+        if fit_budget and budget_s is not None and state["epoch"] <= 2 and state.get("fitting", True):
+            left = budget_s - (time.perf_counter() - session_start) - 0.5 * last_epoch_s  # room to export
+            fitted = max(state["epoch"], min(recipe.epochs, state["epoch"] + int(left // last_epoch_s)))
+            recipe = replace(recipe, epochs=fitted)
+            state.update(fitted_epochs=fitted, fitting=state["epoch"] < 2)
+            if progress:
+                print(f"schedule fitted to the budget: {fitted} epochs at {last_epoch_s:.1f} s an epoch")
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         if metrics["val_acc"] > state["best_val_acc"]:  # model selection: validation accuracy
@@ -324,7 +338,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                  "train_fingerprint": train_data.fingerprint, "val_fingerprint": val_data.fingerprint},
         "recipe": {**asdict(recipe), "epochs_run": state["epoch"], "seed": seed,
                    "memory_format": "channels_last" if memory_format == torch.channels_last else "contiguous",
-                   "stopped": stopped or f"completed {recipe.epochs} epochs"},
+                   "stopped": stopped or f"completed {recipe.epochs} epochs",
+                   "epochs_fitted_to_budget": "fitted_epochs" in state},
         "selection": f"epoch {state['best_epoch']} of {state['epoch']}: best validation accuracy "
                      f"{state['best_val_acc']:.4f} ({val_split} split); the test split was not used",
         "hardware": describe_hardware(dev),

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 
 import numpy as np
@@ -62,6 +63,18 @@ def test_time_budget_stops_cleanly_exports_and_resumes(data_root, tmp_path):
     assert resumed["epochs_run"] == 2 and [r["epoch"] for r in resumed["history"]] == [1, 2]
 
 
+def test_a_budget_fitted_schedule_ends_inside_the_budget_at_its_lowest_learning_rate(data_root, tmp_path):
+    kwargs = dict(data_root=data_root, device=DEVICE, limit_train=128, limit_val=64, progress=False)
+    probe = train("lanmsff_short", "ferplus", tmp_path / "probe", epochs=1, **kwargs)
+    budget_min = 4.5 * probe["wall_time_s"] / 60  # room for about four epochs at this pace
+    run = train("lanmsff_short", "ferplus", tmp_path / "run", epochs=50, time_budget_min=budget_min,
+                fit_budget=True, **kwargs)
+    assert 2 <= run["epochs_run"] < 50 and run["stopped"] is None  # completed its fitted schedule
+    card = read_card(run["checkpoint"])
+    assert card["recipe"]["epochs"] == run["epochs_run"] and card["recipe"]["epochs_fitted_to_budget"]
+    assert run["history"][-1]["lr"] < 0.2 * card["recipe"]["lr"]  # the cosine schedule ran to its end
+
+
 def _plan(tmp_path, *steps):
     env = {**os.environ, "GPU_PLAN_DEVICE": "cpu", "GPU_PLAN_EPOCHS": "1", "GPU_PLAN_CARRY": str(tmp_path / "carry"),
            "GPU_PLAN_RUNS": str(tmp_path / "runs"), "OUT": str(tmp_path / "out"), "PYTHON": sys.executable,
@@ -73,16 +86,23 @@ def _plan(tmp_path, *steps):
 def test_gpu_plan_dry_run_trains_from_a_carry_file_and_brings_back_what_it_promises(data_root, tmp_path):
     assert main(["data", "carry", "ferplus", "--limit", "160", "--out", str(tmp_path / "carry" / "ferplus.zip"),
                  "--data-root", str(data_root)]) == 0
-    done = _plan(tmp_path, "check", "train:lanmsff_short:ferplus:5")
+    done = _plan(tmp_path, "check", "train:lanmsff_short:ferplus:5+train:mini_xception:ferplus:5", "pack")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "out"
-    back = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert back == ["lanmsff_short_ferplus/card.json", "lanmsff_short_ferplus/curves.png",
-                    "lanmsff_short_ferplus/metrics.jsonl", "lanmsff_short_ferplus/model.safetensors", "log.txt"]
-    card = read_card(out / "lanmsff_short_ferplus")
+    assert [p.name for p in out.rglob("*") if p.is_file()] == ["results.tar"]  # one of the 8 files that come back
+    with tarfile.open(out / "results.tar") as tar:
+        tar.extractall(tmp_path / "back", filter="data")
+    back = tmp_path / "back"
+    assert sorted(p.relative_to(back).as_posix() for p in back.rglob("*") if p.is_file()) == [
+        "lanmsff_short_ferplus/card.json", "lanmsff_short_ferplus/curves.png", "lanmsff_short_ferplus/metrics.jsonl",
+        "lanmsff_short_ferplus/model.safetensors", "log.txt", "mini_xception_ferplus/card.json",
+        "mini_xception_ferplus/curves.png", "mini_xception_ferplus/metrics.jsonl",
+        "mini_xception_ferplus/model.safetensors"]
+    card = read_card(back / "lanmsff_short_ferplus")
     assert card["data"]["source"] == "carry file ferplus.zip" and card["data"]["train_images"] == 160
-    assert load_checkpoint(out / "lanmsff_short_ferplus").labels.name == "ferplus"
-    assert "=== train:lanmsff_short:ferplus:5" in (out / "log.txt").read_text()
+    assert load_checkpoint(back / "lanmsff_short_ferplus").labels.name == "ferplus"
+    log = (back / "log.txt").read_text()
+    assert "=== train:lanmsff_short:ferplus:5" in log and "=== train:mini_xception:ferplus:5" in log
 
 
 @pytest.mark.slow
@@ -90,13 +110,16 @@ def test_gpu_plan_dry_run_of_the_sharded_convcut_path(data_root, tmp_path):
     """Conv-cut at 112 px on 24 faces: float16 export in 15 MiB shards, brought back in two fetches."""
     assert main(["data", "carry", "ferplus", "--limit", "24", "--out", str(tmp_path / "carry" / "ferplus.zip"),
                  "--data-root", str(data_root)]) == 0
-    done = _plan(tmp_path, "train:convcut:ferplus:10:112", "fetch:convcut:ferplus:1:4")
+    done = _plan(tmp_path, "train:convcut:ferplus:10:112", "fetch:convcut:ferplus:1:3", "pack")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    first = sorted(p.name for p in (tmp_path / "out" / "convcut_ferplus").glob("*.safetensors"))
-    assert len(first) == 4 and all(p.stat().st_size <= 15 * 2**20 for p in (tmp_path / "out").rglob("*.safetensors"))
-    done = _plan(tmp_path, "fetch:convcut:ferplus:5:99")
-    assert done.returncode == 0, done.stderr[-3000:]
     ckpt = tmp_path / "out" / "convcut_ferplus"
+    first = sorted(p.name for p in ckpt.glob("*.safetensors"))
+    assert len(first) == 3 and sum(p.stat().st_size for p in (tmp_path / "out").rglob("*")) < 64 * 2**20
+    done = _plan(tmp_path, "fetch:convcut:ferplus:4:99", "pack")  # the second, chained call
+    assert done.returncode == 0, done.stderr[-3000:]
+    with tarfile.open(tmp_path / "out" / "results.tar") as tar:
+        tar.extract("./convcut_ferplus/card.json", tmp_path / "out", filter="data")
+    assert all(p.stat().st_size <= 15 * 2**20 for p in ckpt.glob("*.safetensors"))
     card = read_card(ckpt)
     assert sorted(p.name for p in ckpt.glob("*.safetensors")) == card["weights"]["files"]
     assert card["weights"]["dtype"] == "float16" and card["input_spec"]["size"] == 112

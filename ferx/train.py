@@ -252,6 +252,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
 
     stopped = None
     last_epoch_s = 0.0
+    most_epochs = recipe.epochs  # the cap a budget-fitted schedule stays under
     while state["epoch"] < recipe.epochs:
         started = time.perf_counter()
         if budget_s is not None and started - session_start + last_epoch_s > budget_s:
@@ -300,7 +301,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         state["history"].append(row)
         if fit_budget and budget_s is not None and state["epoch"] <= 2 and state.get("fitting", True):
             left = budget_s - (time.perf_counter() - session_start) - 0.5 * last_epoch_s  # room to export
-            fitted = max(state["epoch"], min(recipe.epochs, state["epoch"] + int(left // last_epoch_s)))
+            fitted = max(state["epoch"], min(most_epochs, state["epoch"] + int(left // last_epoch_s)))
             recipe = replace(recipe, epochs=fitted)
             state.update(fitted_epochs=fitted, fitting=state["epoch"] < 2)
             if progress:

@@ -6,6 +6,7 @@ import torch
 from ferx.checkpoint import CheckpointError, load_checkpoint, read_card, render_card, save_checkpoint
 from ferx.data import FER2013_7, FERPLUS_8
 from ferx.models import create_model
+from conftest import DEVICE
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def lanmsff_ckpt(tmp_path):
 
 def test_round_trip_keeps_outputs_and_card(lanmsff_ckpt):
     model, path = lanmsff_ckpt
-    loaded = load_checkpoint(path)
+    loaded = load_checkpoint(path, DEVICE)
     x = torch.randn(3, 1, 64, 64)
     with torch.inference_mode():
         assert torch.allclose(loaded.model(x), model(x), atol=1e-6)
@@ -34,7 +35,7 @@ def test_sharded_save_loads_and_each_shard_is_small(tmp_path):
     path = save_checkpoint(model, tmp_path / "sharded", labels=FER2013_7, shard_mib=0.25, dtype=torch.float16)
     files = read_card(path)["weights"]["files"]
     assert len(files) >= 3 and all((path / f).stat().st_size <= 0.25 * 2**20 + 65536 for f in files)
-    loaded = load_checkpoint(path)
+    loaded = load_checkpoint(path, DEVICE)
     x = torch.randn(2, 1, 64, 64)
     with torch.inference_mode():
         assert torch.allclose(loaded.model(x), model(x), atol=5e-2)  # fp16 storage

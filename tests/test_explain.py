@@ -141,7 +141,7 @@ def test_lanmsff_native_maps_match_the_forward_pass(lanmsff):
     with torch.inference_mode():
         logits = lanmsff(x)
     for i, r in enumerate(results):
-        assert np.allclose(r.logits, logits[i].numpy(), atol=1e-5)
+        assert np.allclose(r.logits, logits[i].cpu().numpy(), atol=1e-5)
         assert [m.method for m in r.maps] == ["massatt_block2_spatial", "massatt_block4_spatial"]
         assert [m.raw.shape for m in r.maps] == [(32, 32), (8, 8)]
         assert all(m.kind == "native" and m.values.shape == (64, 64) for m in r.maps)

@@ -31,6 +31,9 @@
 #                                                              carry .carry/wheels .carry/ferplus.zip
 #   2. (at once, warm) fetch:convcut:ferplus:4:99 pack train:lanmsff_short:fer2013:MIN pack
 #                                                              carry .carry/fer2013.zip
+# The working tree travels with every call and checkpoints/convcut_ferplus (101 MiB of float16 shards) alone
+# exceeds the 64 MiB a call takes: move it out of the checkout for the calls (mv checkpoints/convcut_ferplus
+# /tmp/), and back afterwards.
 # Dry run on CPU: GPU_PLAN_DEVICE=cpu GPU_PLAN_EPOCHS=1 (tests/test_gpu_plan.py does this with a tiny carry file).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -334,13 +334,14 @@ def _source_inputs(names: list[str], data_root: Path) -> SimpleNamespace:
         dataset = gr.Dropdown(choices, value=choices[0] if choices else None, label="Dataset (configured)")
         split = gr.Dropdown(["test", "val", "train"], value="test", label="Split (configured datasets; zips with "
                             "split folders)")
-        upload = gr.File(label="…or upload a zip of class folders (happy/, sad/, …)", file_types=[".zip"])
+        upload = gr.File(label="…or upload a zip of class folders (happy/, sad/, …)", file_types=[".zip"],
+                         elem_id="dataset-zip")
     with gr.Row():
         models = gr.CheckboxGroup(names, value=names, label="Models (trained checkpoints only)")
         calibrate = gr.Checkbox(False, label="Temperature scaling (fitted on the val split)")
         run_button = gr.Button("Run analysis", variant="primary")
         stop_button = gr.Button("Stop", variant="stop")
-    status = gr.Markdown()
+    status = gr.Markdown(elem_id="dataset-status")
     summary = gr.Dataframe(label="Metrics (scored faces; classes a model lacks are left out)", interactive=False)
     return SimpleNamespace(dataset=dataset, split=split, upload=upload, models=models, calibrate=calibrate,
                            run_button=run_button, stop_button=stop_button, status=status, summary=summary)

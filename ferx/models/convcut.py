@@ -184,9 +184,10 @@ def _build_convnext(backbone_weights: str | None, drop_path_rate: float) -> nn.M
     description="Conv-cut (Nan et al. 2025): truncated ConvNeXt-Base + spatial self-attention + DET, 224x224 RGB",
     cam_target_layers=("attention", "backbone.tail"),
     native_maps=(NativeMap("convcut_attention", (14, 14),
-                           reading="Conv-cut's own self-attention (native): how much attention each of the 14×14 "
-                                   "locations receives, averaged over heads and queries.",
-                           units="attention received, softmax share (a uniform map is 1/196)"),),
+                           reading="Conv-cut's own self-attention (native): how much attention each location of the "
+                                   "backbone's last feature map receives (14×14 at 224 px input, 7×7 at 112 px), "
+                                   "averaged over heads and queries.",
+                           units="attention received, softmax share (a uniform map is 1 / the number of locations)"),),
 )
 def convcut(num_classes: int = 7, **kwargs) -> ConvCut:
     return ConvCut(num_classes=num_classes, **kwargs)

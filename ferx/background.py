@@ -26,6 +26,7 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 BACKGROUND_NICENESS = 10  # nice 10 weighs ~1/9 of nice 0 in Linux's scheduler
+THREAD_NAME = "ferx-background"  # the batch jobs' threads (a server's shutdown can wait for them by name)
 
 
 def at_low_priority(fn: Callable[..., T], /, *args, niceness: int = BACKGROUND_NICENESS,
@@ -44,7 +45,7 @@ def at_low_priority(fn: Callable[..., T], /, *args, niceness: int = BACKGROUND_N
         except BaseException as err:  # re-raised in the caller's thread
             outcome["error"] = err
 
-    worker = threading.Thread(target=job, name="ferx-background", daemon=True)
+    worker = threading.Thread(target=job, name=THREAD_NAME, daemon=True)
     worker.start()
     start = time.perf_counter()
     worker.join(every_s if while_waiting else None)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import CHECKPOINTS
+from ferx.background import THREAD_NAME
 
 
 def free_port() -> int:
@@ -28,3 +30,8 @@ def running_app(data_root: Path):
         yield f"http://127.0.0.1:{port}/"
     finally:
         app.close()
+        # a batch job a test stopped or left running ends at its next chunk: let it, or the interpreter's exit
+        # tears torch's thread pool down under it ("terminate called without an active exception", exit 134)
+        for worker in threading.enumerate():
+            if worker.name == THREAD_NAME:
+                worker.join(timeout=600)

@@ -177,7 +177,9 @@ def test_an_uploaded_zip_is_analysed_by_split_and_leaves_no_faces_on_disk(server
 def _analysis_threads() -> list:
     import threading
 
-    return [t for t in threading.enumerate() if t.name == "ferx-background"]  # ferx.background's batch threads
+    from ferx.background import THREAD_NAME
+
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME]  # ferx.background's batch threads
 
 
 def test_stop_ends_the_analysis_work_not_only_the_request(server, tmp_path, monkeypatch):

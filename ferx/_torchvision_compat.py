@@ -67,11 +67,3 @@ def install(name: str = "torchvision") -> None:
         return
     sys.meta_path.insert(0, _Hook(name))
 
-
-def ensure_torchvision_importable() -> None:
-    """Import torchvision now (with the retry)."""
-    install()
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        return  # not installed: callers that need it raise their own error

@@ -101,7 +101,7 @@ def _cmd_evaluate(args) -> int:
     from ferx.evaluate import evaluate_checkpoint, record_on_card, summary_line
 
     result = evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_root, args.device, args.limit,
-                                 args.batch_size, faces=args.faces, face=args.face)
+                                 args.batch_size, faces=args.faces, face=args.face, precision=args.precision)
     print(summary_line(result))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -405,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--update-card", action="store_true", help="record the result on the checkpoint's card")
     _inference_options(ev)
     _face_options(ev)
+    ev.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on a CPU with native bf16 (AVX512-BF16/AMX) "
+                         "is faster, see bench/bench_bf16.py for its agreement with fp32")
     ev.set_defaults(func=_cmd_evaluate)
 
     an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")

@@ -101,7 +101,7 @@ def _cmd_evaluate(args) -> int:
     from ferx.evaluate import evaluate_checkpoint, record_on_card, summary_line
 
     result = evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_root, args.device, args.limit,
-                                 args.batch_size)
+                                 args.batch_size, faces=args.faces, face=args.face, precision=args.precision)
     print(summary_line(result))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,7 @@ def _cmd_analyze(args) -> int:
     from ferx.analysis.tables import FAILURE_KINDS
 
     runs = analyze(args.checkpoints, args.dataset, args.split, data_root=args.data_root, device=args.device,
-                   batch_size=args.batch_size, calibrate=args.calibrate)
+                   batch_size=args.batch_size, calibrate=args.calibrate, faces=args.faces, face=args.face)
     pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
     cached = ", ".join(f"{r.name}: {'cache' if r.from_cache else 'computed'}" for r in runs)
     print(f"{runs[0].dataset}/{runs[0].split}: {len(runs[0])} faces ({cached})\n")
@@ -326,6 +326,15 @@ def _inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT or ./datasets)")
 
 
+def _face_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--faces", choices=["given", "detect"], default="given",
+                        help="given: each image is a face (resized to the model); detect: each image is a photo whose "
+                             "faces are found and cropped as the app does (photos without a face are counted)")
+    parser.add_argument("--face", choices=["best", "largest", "all"], default="best",
+                        help="with --faces detect: face 0 (the most face-like, as the app), the largest box, or every "
+                             "face")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ferx", description="Facial-expression-recognition analysis workbench")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -395,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="write the JSON here (default: print it)")
     ev.add_argument("--update-card", action="store_true", help="record the result on the checkpoint's card")
     _inference_options(ev)
+    _face_options(ev)
+    ev.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on a CPU with native bf16 (AVX512-BF16/AMX) "
+                         "is faster, see bench/bench_bf16.py for its agreement with fp32")
     ev.set_defaults(func=_cmd_evaluate)
 
     an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")
@@ -409,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--out", default=None, help="folder for CSV tables and figures")
     an.add_argument("--format", nargs="+", default=["html"], choices=["html", "png"])
     _inference_options(an)
+    _face_options(an)
     an.set_defaults(func=_cmd_analyze)
 
     rg = sub.add_parser("regions", help="facial-region breakdown of Grad-CAM and native attention per model and "

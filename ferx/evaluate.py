@@ -10,15 +10,16 @@ from ferx.analysis.metrics import classification_metrics
 from ferx.checkpoint import LoadedModel, load_checkpoint, read_card, write_card
 from ferx.data.datasets import load_split
 from ferx.data.labels import label_mapping
-from ferx.data.packed import PackedSplit, pack_split
-from ferx.device import resolve_device
+from ferx.data.packed import PackedSplit, pack_options, pack_split
+from ferx.device import autocast_bf16, resolve_device
 from ferx.inference import predict_probs
 
 
 CHECK_SLICE = 500
 
 
-def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256, progress: bool = False) -> dict:
+def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256, progress: bool = False,
+                 precision: str = "auto") -> dict:
     """Metrics of a loaded checkpoint on packed images, in the model's label space.
 
     When the dataset's labels differ from the model's (a 7-class FER-2013 model on 8-class
@@ -29,7 +30,7 @@ def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256
     to_model = label_mapping(packed.labels, loaded.labels)
     targets = to_model[packed.targets]
     keep = targets >= 0
-    probs = predict_probs(loaded.model, loaded.input_spec, packed.images[keep], batch_size, progress)
+    probs = predict_probs(loaded.model, loaded.input_spec, packed.images[keep], batch_size, progress, precision)
     metrics = classification_metrics(targets[keep], probs, loaded.labels.classes)
     metrics["n_excluded"] = int((~keep).sum())
     in_slice = keep.nonzero()[0] < CHECK_SLICE
@@ -41,15 +42,20 @@ def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str, split: str = "test", data_root: str | Path | None = None,
                         device: str = "auto", limit: int | None = None, batch_size: int = 256,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, faces: str = "given", face: str = "best",
+                        detector: str | None = None, precision: str = "auto") -> dict:
+    """``faces="detect"``: the dataset's images are photos; their faces are found and cropped as the app
+    does (:func:`ferx.data.packed.pack_split`), photos without one counted in ``no_face``."""
     dev = resolve_device(device)
     loaded = load_checkpoint(checkpoint, dev)
-    packed = pack_split(load_split(dataset, split, data_root), progress=progress).head(limit)
+    options = pack_options([loaded.input_spec], faces, face, detector)
+    packed = pack_split(load_split(dataset, split, data_root), progress=progress, **options).head(limit)
     start = time.perf_counter()
-    metrics = score_packed(loaded, packed, batch_size, progress)
+    metrics = score_packed(loaded, packed, batch_size, progress, precision)
     return {"checkpoint": str(checkpoint), "checkpoint_sha256": loaded.sha256, "model": loaded.name,
             "dataset": packed.dataset, "split": packed.split, "limit": limit, "dataset_fingerprint": packed.fingerprint,
-            "unreadable_skipped": packed.skipped, "device": str(dev),
+            "unreadable_skipped": packed.skipped, "faces": packed.faces, "no_face": packed.no_face, "device": str(dev),
+            "compute_dtype": "bf16" if autocast_bf16(dev, precision) else "fp32",
             "seconds": round(time.perf_counter() - start, 2), **metrics}
 
 
@@ -72,8 +78,10 @@ def record_on_card(checkpoint: str | Path, result: dict) -> None:
 def summary_line(result: dict) -> str:
     recall = ", ".join(f"{c} {m['recall']:.3f}" for c, m in result["per_class"].items())
     excluded = f" ({result['n_excluded']} excluded: class not in the model's label set)" if result["n_excluded"] else ""
-    return (f"{result['model']} on {result['dataset']}/{result['split']}: {result['n']} images{excluded}\n"
-            f"  accuracy {100 * result['accuracy']:.2f} %  macro-F1 {result['macro_f1']:.4f}  ECE {result['ece']:.4f}\n"
+    found = (f" (faces found in photos: {result['faces']}; {result['no_face']} photo(s) without a face left out)"
+             if result.get("faces", "given") != "given" else "")
+    return (f"{result['model']} on {result['dataset']}/{result['split']}: {result['n']} images{excluded}{found}\n"
+            f"  accuracy {100 * result['accuracy']:.2f} % ({result.get('compute_dtype', 'fp32')})  macro-F1 {result['macro_f1']:.4f}  ECE {result['ece']:.4f}\n"
             f"  recall: {recall}")
 
 

@@ -185,6 +185,12 @@ def _to_rgb(im: Image.Image, name: str) -> np.ndarray:
 
 
 SMALL_FACE_SIDE = 96  # images whose shorter side is under this are taken as already-cropped faces
+# Faces are searched for down to this size (the detection box's side, original photo pixels) or
+# min_face_frac of the shorter side, whichever is larger: a 40-px box is a 48-px crop with the
+# margin, the resolution of the faces every model here was trained on (FER-2013, FERPlus, CK+48);
+# smaller faces would be scored upscaled past it. On a 256-px photo this halves MTCNN's work
+# (bench/bench_photos.py): its image pyramid starts at 12/40 of the photo instead of 12/20.
+MIN_FACE_PX = 40
 # Mean-face template: the 5 landmarks (ferx.face_detectors.LANDMARKS order) as fractions of a dataset face's side —
 # the mean of MTCNN's landmarks on the 891 of 1,000 random FER-2013 training faces (seed 1) it found a face in.
 # Used for faces without landmarks of their own (dataset faces; a small image the detector finds nothing in).
@@ -212,18 +218,21 @@ class Face:
         return self.crop.shape[0]
 
     def model_input(self, spec):
-        """The normalised 1 x C x size x size tensor a model with input ``spec`` scores."""
+        """The normalised 1 x C x size x size tensor a model with input ``spec`` scores (computed on one
+        thread: for one crop a second thread costs more than it saves, :data:`ferx.memory_format.SMALL_BATCH`)."""
         from ferx.data.preprocess import to_model_input
+        from ferx.memory_format import cpu_threads
 
-        return to_model_input(self.crop[None], spec)
+        with cpu_threads(1):
+            return to_model_input(self.crop[None], spec)
 
     def model_pixels(self, spec) -> np.ndarray:
-        """What the model sees, as uint8 pixels (size x size, gray or RGB): ``model_input`` undone."""
-        x = self.model_input(spec)[0]
-        mean = x.new_tensor(spec.mean).view(-1, 1, 1)
-        std = x.new_tensor(spec.std).view(-1, 1, 1)
-        px = ((x * std + mean) * 255).round().clamp(0, 255).byte()
-        return px[0].numpy() if px.shape[0] == 1 else px.permute(1, 2, 0).numpy()
+        """What the model sees, as uint8 pixels (size x size, gray or RGB): ``model_input`` before normalising."""
+        from ferx.data.preprocess import model_pixels
+        from ferx.memory_format import cpu_threads
+
+        with cpu_threads(1):
+            return model_pixels(self.crop[None], spec)[0]
 
     def to_dict(self) -> dict:
         def points(a):
@@ -357,6 +366,7 @@ def find_faces(photo: Photo, *, whole_image: bool = False, margin: float = DEFAU
             note = (f"{ow}x{oh} px, under {SMALL_FACE_SIDE} px: scored as an already-cropped face "
                     f"(landmarks: {'detected' if best is not None else 'mean-face template'})")
         return FaceSearch(photo, [face], note=note)
+    min_face_frac = max(min_face_frac, MIN_FACE_PX / min(photo.original_size))
     faces = [_face(rgb, d.box, d.landmarks, d.detector, margin, align, to_original, inv, score=round(d.confidence, 4),
                    rank=d.rank) for d in detect(rgb, detector, min_face_frac=min_face_frac)]
     return FaceSearch(photo, faces, no_face=not faces)

@@ -11,25 +11,28 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ferx.data.preprocess import to_model_input
-from ferx.memory_format import channels_last
+from ferx.device import autocast_bf16
+from ferx.memory_format import channels_last, fast_inference
 from ferx.models import InputSpec
 
 
 def _run_batches(model: nn.Module, spec: InputSpec, images, batch_size: int, progress: bool, desc: str,
                  forward: Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, ...]],
-                 hold: Callable[[], ContextManager] = nullcontext) -> list[torch.Tensor]:
+                 hold: Callable[[], ContextManager] = nullcontext, precision: str = "auto") -> list[torch.Tensor]:
     """Apply ``forward`` to preprocessed batches of uint8 ``images``; concatenated float32 CPU outputs.
 
     ``hold()`` is entered around each batch (the app's model lock): between batches the model is
-    free, so an interactive request waits for one batch, not for a whole dataset."""
+    free, so an interactive request waits for one batch, not for a whole dataset. ``precision``:
+    :func:`ferx.device.autocast_bf16`."""
     device = next(model.parameters()).device
+    bf16 = autocast_bf16(device, precision)
     outputs: list[list[torch.Tensor]] = []
     for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
         with hold(), channels_last(model), torch.inference_mode():
             model.eval()
             batch = torch.as_tensor(images[start:start + batch_size]).to(device, non_blocking=True)
             x = to_model_input(batch, spec).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 outputs.append([t.float().cpu() for t in forward(model, x)])
     if not outputs:
         raise ValueError("no images to run the model on")
@@ -37,9 +40,9 @@ def _run_batches(model: nn.Module, spec: InputSpec, images, batch_size: int, pro
 
 
 def predict_logits(model: nn.Module, spec: InputSpec, images: np.ndarray | torch.Tensor, batch_size: int = 256,
-                   progress: bool = False, desc: str = "predicting") -> torch.Tensor:
+                   progress: bool = False, desc: str = "predicting", precision: str = "auto") -> torch.Tensor:
     """Logits (float32, on CPU) for uint8 images, in batches on the model's device."""
-    return _run_batches(model, spec, images, batch_size, progress, desc, lambda m, x: (m(x),))[0]
+    return _run_batches(model, spec, images, batch_size, progress, desc, lambda m, x: (m(x),), precision=precision)[0]
 
 
 def _logits_and_embedding(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,5 +60,17 @@ def predict_logits_and_embeddings(model: nn.Module, spec: InputSpec, images, bat
     return logits, embeddings
 
 
-def predict_probs(model: nn.Module, spec: InputSpec, images, batch_size: int = 256, progress: bool = False) -> np.ndarray:
-    return torch.softmax(predict_logits(model, spec, images, batch_size, progress), 1).numpy()
+def predict_probs(model: nn.Module, spec: InputSpec, images, batch_size: int = 256, progress: bool = False,
+                  precision: str = "auto") -> np.ndarray:
+    return torch.softmax(predict_logits(model, spec, images, batch_size, progress, precision=precision), 1).numpy()
+
+
+def predict_faces(model: nn.Module, spec: InputSpec, faces) -> np.ndarray:
+    """Probabilities (K per face) of ``faces`` (:class:`ferx.faces.Face`, e.g. ``find_faces(...).faces``):
+    each face's crop exactly as the app scores it (``Face.model_input``), all faces in one call
+    (:func:`ferx.memory_format.fast_inference`: no per-call model conversion, one thread for a few faces)."""
+    if not faces:
+        return np.zeros((0, getattr(model, "num_classes", 0)), np.float32)
+    x = torch.cat([face.model_input(spec) for face in faces]).to(next(model.parameters()).device)
+    with fast_inference(model, x) as xi:
+        return torch.softmax(model(xi).float(), 1).cpu().numpy()

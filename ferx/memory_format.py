@@ -8,9 +8,14 @@ The hazard: on CPU, torch 2.13 corrupts the heap computing the weight gradient o
 convolution in channels-last (mini-Xception's residual shortcuts have them). So:
 
 * passes without backward (inference, native maps, faithfulness) may run channels-last:
-  :func:`channels_last`, :func:`fast_inference`;
+  :func:`channels_last` (batches: converts, then restores the model's format), :func:`fast_inference`
+  (single photos: converts a small CPU model once and *leaves it channels-last*, since converting
+  it on every call cost more than the call — 55 ms per mini-Xception photo, 370 ms per LANMSFF one,
+  against 2-17 ms for the forward itself);
 * passes with a backward (Grad-CAM, Captum) run contiguous — :func:`contiguous_for_backward`
-  converts a channels-last model for the call and back afterwards;
+  (through :func:`ferx.explain._common.gradient_safe`) converts a channels-last model for the call
+  and back afterwards; code of its own that runs a backward on a model ferx has run inference
+  with must do the same;
 * training runs channels-last wherever its backward is safe: :func:`training_memory_format`.
 """
 
@@ -22,6 +27,11 @@ import torch
 import torch.nn as nn
 
 SMALL_MODEL = 5_000_000  # parameters: below this, channels-last pays on CPU
+# Images per call up to which a small model on CPU runs on one thread: a 64-px batch of one is a few
+# million multiply-adds, less than the cost of waking a second OpenMP thread — and on busy cores
+# that thread's barrier waits for a core (mini-Xception batch 1: 2.5 ms on one thread, 20 ms median
+# on two with four processes on two cores; python bench/bench_photos.py measures the whole path).
+SMALL_BATCH = 8
 
 
 def is_channels_last(model: nn.Module) -> bool:
@@ -75,14 +85,31 @@ def contiguous_for_backward(model: nn.Module):
 
 
 @contextmanager
+def cpu_threads(n: int | None):
+    """Run with ``n`` torch threads (None: unchanged). torch's OpenMP thread count belongs to the
+    calling thread, so a request served on one thread does not change another's."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n is not None and n != before:
+            torch.set_num_threads(before)
+
+
+@contextmanager
 def fast_inference(model: nn.Module, x: torch.Tensor):
-    """No-grad passes of ``model`` on ``x`` (yields the input to use): inference mode, and
-    channels-last for small models on CPU."""
+    """No-grad passes of ``model`` on ``x`` (yields the input to use): inference mode; small models on
+    CPU are made channels-last and left so (no conversion on the next call), and a small batch runs
+    on one thread (:data:`SMALL_BATCH`)."""
     model.eval()
     small = x.device.type == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_MODEL
-    if small:
-        with channels_last(model), torch.inference_mode():
-            yield x.contiguous(memory_format=torch.channels_last)
-    else:
+    if not small:
         with torch.inference_mode():
             yield x
+        return
+    if not is_channels_last(model):
+        _set_format(model, True)
+    with cpu_threads(1 if x.shape[0] <= SMALL_BATCH else None), torch.inference_mode():
+        yield x.contiguous(memory_format=torch.channels_last)

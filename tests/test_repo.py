@@ -1,3 +1,5 @@
+import pytest
+
 from conftest import REPO
 
 
@@ -29,3 +31,29 @@ def test_space_readme_has_the_spaces_yaml_header():
     head = (REPO / "spaces" / "README.md").read_text().split("---")[1]
     for key in ("sdk: gradio", "app_file: app.py", "sdk_version:"):
         assert key in head
+
+
+def test_torchvision_retry_hook_stubs_the_failing_meta_registrations(tmp_path, monkeypatch):
+    """The import hook `import ferx` installs (instead of importing torchvision): a package whose
+    `_meta_registrations` fails with `RuntimeError: <name>::...` (a CUDA torchvision beside a CPU
+    torch) imports with that module stubbed; any other error still surfaces."""
+    import sys
+
+    from ferx._torchvision_compat import install
+
+    for name, message in (("fakevision", "operator fakevision::nms does not exist"), ("othervision", "other")):
+        pkg = tmp_path / name
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text(f"from {name} import _meta_registrations\nOK = True\n")
+        (pkg / "_meta_registrations.py").write_text(f"raise RuntimeError({message!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    install("fakevision")
+    install("othervision")
+    import fakevision
+
+    assert fakevision.OK and not hasattr(sys.modules["fakevision._meta_registrations"], "__file__")  # the stub
+    with pytest.raises(RuntimeError, match="other"):
+        import othervision  # noqa: F401
+    for name in [m for m in sys.modules if m.split(".")[0] in ("fakevision", "othervision")]:
+        del sys.modules[name]

@@ -11,7 +11,7 @@ from ferx.analysis.metrics import fit_temperature
 from ferx.analysis.runs import ModelRun, run_model
 from ferx.checkpoint import LoadedModel, load_checkpoint
 from ferx.data.datasets import load_split
-from ferx.data.packed import PackedSplit, pack_split
+from ferx.data.packed import PackedSplit, pack_options, pack_split
 from ferx.device import resolve_device
 
 
@@ -37,11 +37,14 @@ def analyze_packed(models: list[LoadedModel], packed: PackedSplit, val: PackedSp
 
 def analyze(checkpoints: list[str | Path], dataset: str, split: str = "test", *, data_root: str | Path | None = None,
             device: str = "auto", batch_size: int = 256, calibrate: bool = False, val_split: str = "val",
-            progress: bool = True, cache_dir: str | Path | None = None) -> list[ModelRun]:
+            progress: bool = True, cache_dir: str | Path | None = None, faces: str = "given", face: str = "best",
+            detector: str | None = None) -> list[ModelRun]:
     """Load ``checkpoints`` and analyse them on ``dataset``/``split``; ``calibrate`` fits a
-    temperature per model on ``val_split``."""
+    temperature per model on ``val_split``. ``faces="detect"``: the images are photos, their faces
+    found and cropped as the app does (:func:`ferx.data.packed.pack_options`)."""
     dev = resolve_device(device)
-    packed = pack_split(load_split(dataset, split, data_root), progress=progress)
-    val = pack_split(load_split(dataset, val_split, data_root), progress=progress) if calibrate else None
     models = [load_checkpoint(ckpt, dev) for ckpt in checkpoints]
+    options = pack_options([m.input_spec for m in models], faces, face, detector)
+    packed = pack_split(load_split(dataset, split, data_root), progress=progress, **options)
+    val = pack_split(load_split(dataset, val_split, data_root), progress=progress, **options) if calibrate else None
     return analyze_packed(models, packed, val, batch_size=batch_size, progress=progress, cache_dir=cache_dir)

@@ -1,14 +1,31 @@
-"""Datasets, labels, packed caches and preprocessing."""
+"""Datasets, labels, packed caches and preprocessing.
 
-from ferx.data.datasets import (DatasetInfo, DatasetLayoutError, FaceSplit, available_datasets, get_dataset_info,
-                                list_datasets, load_ckplus, load_fer2013, load_ferplus, load_image_folder, load_split,
-                                register_dataset)
-from ferx.data.labels import CKPLUS_7, FER2013_7, FERPLUS_8, LabelSet, get_label_set, label_mapping
-from ferx.data.packed import PackedSplit, pack_split
-from ferx.data.preprocess import to_model_input
-from ferx.paths import default_data_root
+The names below load their module on first use (PEP 562), so reading the dataset registry —
+``ferx --help`` does — does not import torch with the preprocessing."""
 
-__all__ = ["CKPLUS_7", "DatasetInfo", "DatasetLayoutError", "FER2013_7", "FERPLUS_8", "FaceSplit", "LabelSet",
-           "PackedSplit", "available_datasets", "default_data_root", "get_dataset_info", "get_label_set",
-           "label_mapping", "list_datasets", "load_ckplus", "load_fer2013", "load_ferplus", "load_image_folder",
-           "load_split", "pack_split", "register_dataset", "to_model_input"]
+from importlib import import_module
+
+_HOME = {
+    "ferx.data.datasets": ("DatasetInfo", "DatasetLayoutError", "FaceSplit", "available_datasets", "get_dataset_info",
+                           "list_datasets", "load_ckplus", "load_fer2013", "load_ferplus", "load_image_folder",
+                           "load_split", "register_dataset"),
+    "ferx.data.labels": ("CKPLUS_7", "FER2013_7", "FERPLUS_8", "LabelSet", "get_label_set", "label_mapping"),
+    "ferx.data.packed": ("PackedSplit", "pack_split"),
+    "ferx.data.preprocess": ("to_model_input",),
+    "ferx.paths": ("default_data_root",),
+}
+_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'ferx.data' has no attribute {name!r}")
+    value = getattr(import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -42,6 +42,8 @@ class PackedSplit:
     paths: np.ndarray  # str, relative to the dataset root
     soft_targets: np.ndarray | None = None
     skipped: int = 0  # unreadable files left out
+    no_face: int = 0  # photos without a face (faces="detect"), left out
+    faces: str = "given"  # "given": each image is a face; "detect:<face>:<detector>": faces found in photos
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -56,7 +58,8 @@ class PackedSplit:
         tag = hashlib.sha256(idx.tobytes()).hexdigest()[:12]
         return PackedSplit(self.dataset, self.split, f"{self.fingerprint}+take{len(idx)}:{tag}", self.classes,
                            self.images[idx], self.targets[idx], self.paths[idx],
-                           None if self.soft_targets is None else self.soft_targets[idx], self.skipped)
+                           None if self.soft_targets is None else self.soft_targets[idx], self.skipped,
+                           self.no_face, self.faces)
 
     def head(self, n: int | None) -> "PackedSplit":
         """The first ``n`` samples (a fixed, deterministic slice)."""
@@ -64,8 +67,8 @@ class PackedSplit:
 
     def save(self, path: Path) -> None:
         arrays = dict(images_dx=_delta_encode(self.images), targets=self.targets, paths=self.paths.astype(str),
-                      classes=np.asarray(self.classes), meta=np.asarray([PACK_VERSION, self.skipped]),
-                      ident=np.asarray([self.dataset, self.split, self.fingerprint]))
+                      classes=np.asarray(self.classes), meta=np.asarray([PACK_VERSION, self.skipped, self.no_face]),
+                      ident=np.asarray([self.dataset, self.split, self.fingerprint, self.faces]))
         if self.soft_targets is not None:
             arrays["soft_targets"] = self.soft_targets
         with atomic_path(path) as tmp:
@@ -74,12 +77,13 @@ class PackedSplit:
     @classmethod
     def load(cls, path: Path) -> "PackedSplit":
         with np.load(path, allow_pickle=False) as z:
-            version, skipped = (int(v) for v in z["meta"])
+            version, skipped, *no_face = (int(v) for v in z["meta"])  # packs written before faces="detect": 2 values
             if version != PACK_VERSION:
                 raise ValueError(f"pack version {version}, expected {PACK_VERSION}")
-            dataset, split, fingerprint = (str(v) for v in z["ident"])
+            dataset, split, fingerprint, *faces = (str(v) for v in z["ident"])
             return cls(dataset, split, fingerprint, tuple(str(c) for c in z["classes"]), _delta_decode(z["images_dx"]),
-                       z["targets"], z["paths"], z["soft_targets"] if "soft_targets" in z else None, skipped)
+                       z["targets"], z["paths"], z["soft_targets"] if "soft_targets" in z else None, skipped,
+                       no_face[0] if no_face else 0, faces[0] if faces else "given")
 
 
 def _delta_encode(images: np.ndarray) -> np.ndarray:
@@ -100,20 +104,43 @@ def read_image(path: Path, size: int, mode: str) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
+FACE_CHOICES = ("best", "largest", "all")  # which faces of a photo a detect-pack keeps
+
+
 def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_dir: str | Path | None = None,
-               progress: bool = True) -> PackedSplit:
+               progress: bool = True, faces: str = "given", face: str = "best",
+               detector: str | None = None) -> PackedSplit:
     """Decode ``split`` into a :class:`PackedSplit`, from the cache when a valid one exists.
 
     ``mode`` defaults to the dataset's own colour (gray FER data stays gray: models that want RGB
     replicate it at preprocessing time, so all models share one pack).
+
+    ``faces="given"``: every image is a face, resized to ``size``. ``faces="detect"``: every image is a
+    photo whose faces are found and cropped as the app does (:func:`ferx.faces.find_faces`; images
+    under :data:`ferx.faces.SMALL_FACE_SIDE` px are taken as faces, as there), each crop stored as
+    the ``size``-px pixels a model of that input size scores (:func:`ferx.data.preprocess.model_pixels`:
+    the app's crop -> model resize, rounded to uint8); ``face``: ``best`` (face 0, the app's
+    default), ``largest`` (the largest box) or ``all`` (every face, each a sample with the photo's label
+    and ``#face<k>`` after its path). Photos without a face are left out and counted (``no_face``).
     """
     mode = mode or split.mode
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', got {mode!r}")
+    if faces not in ("given", "detect"):
+        raise ValueError(f"faces must be 'given' or 'detect', got {faces!r}")
+    if face not in FACE_CHOICES:
+        raise ValueError(f"face must be one of {', '.join(FACE_CHOICES)}, got {face!r}")
     fingerprint = split.fingerprint()
+    tag = ""
+    if faces == "detect":
+        from ferx.face_detectors import DEFAULT_DETECTOR
+
+        faces = f"detect:{face}:{detector or DEFAULT_DETECTOR}"
+        fingerprint = hashlib.sha256(f"{fingerprint}|{faces}".encode()).hexdigest()
+        tag = "-" + faces.replace(":", "-")
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir("packed")
     safe_name = split.dataset.replace(":", "_").replace("/", "_")
-    path = cache_dir / f"{safe_name}-{split.split}-{size}{mode}-{fingerprint[:16]}.npz"
+    path = cache_dir / f"{safe_name}-{split.split}-{size}{mode}{tag}-{fingerprint[:16]}.npz"
 
     def load(p: Path) -> PackedSplit:
         packed = PackedSplit.load(p)
@@ -121,25 +148,64 @@ def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_
             raise ValueError("it belongs to other data")
         return packed
 
-    return cached(path, load, lambda: _decode(split, size, mode, fingerprint, progress), PackedSplit.save, what="packed")
+    return cached(path, load, lambda: _decode(split, size, mode, fingerprint, progress, faces), PackedSplit.save,
+                  what="packed")
 
 
-def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: bool) -> PackedSplit:
-    images, keep, bad = [], [], []
+def pack_options(specs, faces: str = "given", face: str = "best", detector: str | None = None) -> dict:
+    """``pack_split`` options for models with input ``specs``: with ``faces="detect"`` the pack is made
+    at the largest input size among them, in RGB when one of them takes colour — so a model of that
+    size scores the app's pixels (smaller ones get those pixels resized)."""
+    if faces == "given":
+        return {}
+    return dict(faces=faces, face=face, detector=detector, size=max(s.size for s in specs),
+                mode="RGB" if any(s.channels == 3 for s in specs) else "L")
+
+
+def read_faces(path: Path, size: int, mode: str, face: str = "best", detector: str | None = None) -> list[np.ndarray]:
+    """The faces of one photo as a model of input ``size`` scores them (``pack_split(faces="detect")``):
+    ``size`` x ``size`` uint8 arrays in mode ``L`` or ``RGB``, best first; empty when it has none."""
+    from ferx.data.preprocess import model_pixels
+    from ferx.faces import find_faces
+    from ferx.models import InputSpec
+
+    found = find_faces(load_photo(path, name=path.name), detector=detector).faces
+    if face == "best":
+        found = found[:1]
+    elif face == "largest":
+        found = sorted(found, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))[:1]
+    channels = 1 if mode == "L" else 3
+    spec = InputSpec(size, channels, (0.0,) * channels, (1.0,) * channels)
+    return [f.model_pixels(spec) for f in found]
+
+
+def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: bool, faces: str = "given") -> PackedSplit:
+    images, keep, bad, names, no_face = [], [], [], [], 0
+    _, face, detector = (faces.split(":") + ["", ""])[:3]
     for i, rel in enumerate(tqdm(split.paths, desc=f"packing {split.dataset}/{split.split}", disable=not progress,
                                  leave=False)):
         try:
-            images.append(read_image(split.root / rel, size, mode))
-            keep.append(i)
+            if faces == "given":
+                images.append(read_image(split.root / rel, size, mode))
+                keep.append(i)
+                names.append(rel)
+                continue
+            found = read_faces(split.root / rel, size, mode, face, detector)
+            no_face += not found
+            images += found
+            keep += [i] * len(found)
+            names += [rel] if face != "all" else [f"{rel}#face{k}" for k in range(len(found))]
         except ImageError as err:  # skipped and counted: one bad file never fails the split
             bad.append(str(err))
+    if no_face:
+        log.warning("%d of %d photo(s) in %s/%s have no face found; left out", no_face, len(split), split.dataset,
+                    split.split)
     if bad:
         log.warning("%d unreadable image(s) skipped in %s/%s, e.g. %s", len(bad), split.dataset, split.split,
                     "; ".join(bad[:3]))
     if not keep:
-        raise ValueError(f"no readable images in {split.root} ({split.dataset}/{split.split})")
+        what = "faces found" if no_face else "readable images"
+        raise ValueError(f"no {what} in {split.root} ({split.dataset}/{split.split})")
     sub = split.subset(keep)
-    shape = (0, size, size) if mode == "L" else (0, size, size, 3)
-    return PackedSplit(split.dataset, split.split, fingerprint, split.labels.classes,
-                       np.stack(images) if images else np.zeros(shape, np.uint8), sub.targets,
-                       np.asarray(sub.paths), sub.soft_targets, len(bad))
+    return PackedSplit(split.dataset, split.split, fingerprint, split.labels.classes, np.stack(images), sub.targets,
+                       np.asarray(names), sub.soft_targets, len(bad), no_face, faces)

@@ -17,6 +17,21 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
 
 def to_model_input(images: torch.Tensor | np.ndarray, spec: InputSpec) -> torch.Tensor:
     """uint8 N x H x W (x 3) -> float N x C x size x size, scaled and normalised for the model."""
+    x = _scaled(images, spec)
+    mean = x.new_tensor(spec.mean).view(1, -1, 1, 1)
+    std = x.new_tensor(spec.std).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def model_pixels(images: torch.Tensor | np.ndarray, spec: InputSpec) -> np.ndarray:
+    """What :func:`to_model_input` makes of ``images`` before normalising, as uint8 pixels: N x size x size
+    (one channel) or N x size x size x 3. Scoring these pixels is scoring ``images``, up to rounding."""
+    px = (_scaled(images, spec) * 255).round_().clamp_(0, 255).to(torch.uint8)
+    return (px[:, 0] if px.shape[1] == 1 else px.permute(0, 2, 3, 1)).cpu().numpy()
+
+
+def _scaled(images: torch.Tensor | np.ndarray, spec: InputSpec) -> torch.Tensor:
+    """uint8 images -> float N x C x size x size in 0..1: the model's channels and size."""
     x = torch.as_tensor(images)
     if x.dtype != torch.uint8:
         raise TypeError(f"expected uint8 images, got {x.dtype}")
@@ -29,6 +44,4 @@ def to_model_input(images: torch.Tensor | np.ndarray, spec: InputSpec) -> torch.
     if x.shape[-2:] != (spec.size, spec.size):
         downscale = x.shape[-1] > spec.size
         x = F.interpolate(x, size=(spec.size, spec.size), mode="bilinear", align_corners=False, antialias=downscale)
-    mean = x.new_tensor(spec.mean).view(1, -1, 1, 1)
-    std = x.new_tensor(spec.std).view(1, -1, 1, 1)
-    return (x - mean) / std
+    return x

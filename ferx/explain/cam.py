@@ -160,8 +160,8 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
                                for t, c in zip(resolved, contrasts)]
                 if cam.uses_gradients:
                     sum(target(out) for target, out in zip(cam_targets, logits)).backward()
-                activations = [a.numpy() for a in cam.activations_and_grads.activations[:len(layers)]]
-                grads = [g.numpy() for g in cam.activations_and_grads.gradients]
+                activations = [a.float().numpy() for a in cam.activations_and_grads.activations[:len(layers)]]
+                grads = [g.float().numpy() for g in cam.activations_and_grads.gradients]
                 per_layer = []
                 for i, layer in enumerate(layers):
                     layer_map = cam.get_cam_image(x, layer, cam_targets, activations[i],

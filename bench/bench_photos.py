@@ -1,0 +1,192 @@
+"""Photos per second: ferx's photo path next to the `fer` package (PyPI), alternating on the same photos.
+
+    python bench/bench_photos.py --install-peer          # once: the peer's own environment
+    python bench/bench_photos.py [--photos 100] [--rounds 5] [--detectors mtcnn haar]
+
+The photos: ``--photos`` faces of the CK+48 test split (posed), each upscaled to 160 px (bicubic) and
+padded to a 256-px portrait by edge replication, saved as JPEG (q92) in a temporary folder. Both
+tools read the same files.
+
+Each round runs the peer over every photo, then ferx once per detector, so load from other
+processes hits both alike; the figures printed are photos/s per round and, at the end, the median
+of each and the ratio ferx / peer per round (median, min-max). Predict only: decode, face detection,
+crop, the classifier's probabilities for every face found, no maps.
+
+* ferx: :func:`ferx.faces.load_photo`, :func:`ferx.faces.find_faces` (``mtcnn``, its default, and
+  ``haar``), :func:`ferx.inference.predict_faces` with the ported mini-Xception
+  (``checkpoints/mini_xception_fer2013``), torch and OpenCV at their default thread counts.
+* peer: ``fer`` 25.10.3 (its Haar cascade, min face 50 px, and the same mini-Xception quantized to int8
+  and run by TFLite), ``FER().detect_emotions(cv2.imread(path))``, in its own virtual environment
+  (``--peer-env``, default ``../peer-env``) and its own process. fer's wheel asks for TensorFlow,
+  opencv-contrib, moviepy, facenet-pytorch ...; ``--install-peer`` installs it with ``--no-deps`` and
+  only what its photo path imports. Workarounds, here only: its model runs through
+  ``ai-edge-litert`` (the TFLite runtime, a stand-in ``tensorflow`` module exposes its Interpreter as
+  ``tf.lite.Interpreter``); ``FER`` is imported from ``fer.fer`` (the README's ``from fer import
+  FER`` fails: ``fer/__init__.py`` does not export it); the cascade is fer's own copy
+  (``cv2.data.haarcascades`` is empty or missing in some OpenCV wheels); OpenCV < 5 (5.x has no
+  ``CascadeClassifier``).
+
+``--ferx-root DIR`` imports ferx from another checkout (an older commit, for a before/after); one
+without :func:`ferx.inference.predict_faces` scores each face with ``fast_logits`` as its
+``explain_face`` did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PEER_PACKAGES = ["ai-edge-litert", "opencv-python-headless<5", "numpy", "pillow", "requests", "setuptools<81"]
+PEER_WORKER = r'''
+import json, sys, time, types
+from pathlib import Path
+import ai_edge_litert.interpreter as litert
+tf = types.ModuleType("tensorflow")
+tf.lite = types.SimpleNamespace(Interpreter=litert.Interpreter)
+models = types.ModuleType("tensorflow.keras.models")
+models.load_model = None  # only its Keras (non-TFLite) model would need it
+sys.modules.update({"tensorflow": tf, "tensorflow.keras": types.ModuleType("tensorflow.keras"),
+                    "tensorflow.keras.models": models})
+import cv2, fer
+from fer.fer import FER
+detector = FER(cascade_file=str(Path(fer.__file__).parent / "data" / "haarcascade_frontalface_default.xml"))
+paths = json.loads(sys.stdin.readline())
+detector.detect_emotions(cv2.imread(paths[0]))  # warm-up
+print(json.dumps({"ready": fer.__version__}), flush=True)
+for line in sys.stdin:
+    start = time.perf_counter()
+    found = [detector.detect_emotions(cv2.imread(p)) for p in paths]
+    seconds = time.perf_counter() - start
+    top = [max(f[0]["emotions"], key=f[0]["emotions"].get) if f else None for f in found]
+    print(json.dumps({"seconds": seconds, "faces": sum(len(f) for f in found), "top": top}), flush=True)
+'''
+
+
+def install_peer(env: Path) -> None:
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+    pip = [str(env / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["--no-deps", "fer==25.10.3"], check=True)
+    subprocess.run(pip + PEER_PACKAGES, check=True)
+    print(f"peer environment ready: {env}")
+
+
+def make_photos(n: int, folder: Path, data_root: str | None) -> list[str]:
+    from ferx.data import load_split, pack_split
+    from ferx.data.photos import write_photo_folder
+
+    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    return [str(p) for p in write_photo_folder(packed, folder, n)]
+
+
+class Peer:
+    def __init__(self, env: Path, paths: list[str]):
+        python = env / "bin" / "python"
+        if not python.exists():
+            raise SystemExit(f"no peer environment at {env}: run with --install-peer first")
+        self.proc = subprocess.Popen([str(python), "-c", PEER_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        self.proc.stdin.write(json.dumps(paths) + "\n")
+        self.proc.stdin.flush()
+        self.version = json.loads(self._line())["ready"]
+
+    def _line(self) -> str:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the peer stopped (exit code {self.proc.wait()})")
+        return line
+
+    def run(self) -> dict:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return json.loads(self._line())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def ferx_runner(checkpoint: str, detector: str):
+    import torch
+
+    from ferx.checkpoint import load_checkpoint
+    from ferx.faces import find_faces, load_photo
+
+    loaded = load_checkpoint(checkpoint, torch.device("cpu"))
+    try:
+        from ferx.inference import predict_faces
+    except ImportError:  # an older checkout: one call per face, as its explain_face did
+        from ferx.explain._common import fast_logits
+
+        def predict_faces(model, spec, faces):
+            return [torch.softmax(fast_logits(model, f.model_input(spec)), 1)[0].numpy() for f in faces]
+
+    def run(paths: list[str]) -> dict:
+        start = time.perf_counter()
+        faces, top = 0, []
+        for p in paths:
+            search = find_faces(load_photo(p), detector=detector)
+            probs = predict_faces(loaded.model, loaded.input_spec, search.faces)
+            faces += len(search.faces)
+            top.append(loaded.classes[int(probs[0].argmax())] if len(search.faces) else None)
+        return {"seconds": time.perf_counter() - start, "faces": faces, "top": top}
+
+    return run
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--install-peer", action="store_true", help="create the peer's environment, then measure")
+    p.add_argument("--peer-env", default=str(REPO.parent / "peer-env"))
+    p.add_argument("--photos", type=int, default=100)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--detectors", nargs="+", default=["mtcnn", "haar"])
+    p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "mini_xception_fer2013"))
+    p.add_argument("--data-root", default=str(REPO / "datasets"))
+    p.add_argument("--ferx-root", default=None, help="import ferx from this checkout instead of this one")
+    args = p.parse_args()
+    sys.path.insert(0, args.ferx_root or str(REPO))
+    import ferx  # noqa: F401
+
+    env = Path(args.peer_env)
+    if args.install_peer:
+        install_peer(env)
+    with tempfile.TemporaryDirectory(prefix="ferx-photos-") as tmp:
+        paths = make_photos(args.photos, Path(tmp), args.data_root)
+        peer = Peer(env, paths)
+        runners = {d: ferx_runner(args.checkpoint, d) for d in args.detectors}
+        for run in runners.values():
+            run(paths[:3])  # warm-up
+        print(f"{len(paths)} photos (256 px, CK+48 test faces); ferx from {Path(ferx.__file__).parent.parent}; "
+              f"peer fer {peer.version}; load average {os.getloadavg()[0]:.2f}")
+        rates: dict[str, list[float]] = {"fer": []}
+        last = {}
+        for r in range(args.rounds):
+            last["fer"] = peer.run()
+            rates["fer"].append(len(paths) / last["fer"]["seconds"])
+            for d, run in runners.items():
+                last[f"ferx {d}"] = run(paths)
+                rates.setdefault(f"ferx {d}", []).append(len(paths) / last[f"ferx {d}"]["seconds"])
+            print(f"round {r + 1}: " + "  ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items())
+                  + f" photos/s  (load {os.getloadavg()[0]:.2f})", flush=True)
+        peer.close()
+    print(f"\n{'':12s} {'photos/s (median)':>18s} {'faces found':>12s} {'ratio to fer: median (min-max)':>32s}")
+    for k, v in rates.items():
+        ratios = [a / b for a, b in zip(v, rates["fer"])]
+        same = sum(a == b for a, b in zip(last[k]["top"], last["fer"]["top"]) if a and b)
+        ratio = (f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+                 if k != "fer" else "")
+        print(f"{k:12s} {statistics.median(v):18.1f} {last[k]['faces']:12d} {ratio:>32s}"
+              + (f"  same top label as fer: {same}/{len(paths)}" if k != "fer" else ""))
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

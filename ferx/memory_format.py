@@ -9,13 +9,12 @@ convolution in channels-last (mini-Xception's residual shortcuts have them). So:
 
 * passes without backward (inference, native maps, faithfulness) may run channels-last:
   :func:`channels_last` (batches: converts, then restores the model's format), :func:`fast_inference`
-  (single photos: converts a small CPU model once and *leaves it channels-last*, since converting
-  it on every call cost more than the call — 55 ms per mini-Xception photo, 370 ms per LANMSFF one,
-  against 2-17 ms for the forward itself);
+  (a few faces run in the model's own format on one thread: converting a model on every call cost
+  more than the call, 55 ms per mini-Xception photo against 2-3 ms for the forward; the model is
+  never left channels-last, so any backward on it stays safe);
 * passes with a backward (Grad-CAM, Captum) run contiguous — :func:`contiguous_for_backward`
   (through :func:`ferx.explain._common.gradient_safe`) converts a channels-last model for the call
-  and back afterwards; code of its own that runs a backward on a model ferx has run inference
-  with must do the same;
+  and back afterwards;
 * training runs channels-last wherever its backward is safe: :func:`training_memory_format`.
 """
 
@@ -100,16 +99,21 @@ def cpu_threads(n: int | None):
 
 @contextmanager
 def fast_inference(model: nn.Module, x: torch.Tensor):
-    """No-grad passes of ``model`` on ``x`` (yields the input to use): inference mode; small models on
-    CPU are made channels-last and left so (no conversion on the next call), and a small batch runs
-    on one thread (:data:`SMALL_BATCH`)."""
+    """No-grad passes of ``model`` on ``x`` (yields the input to use), in inference mode. Small models
+    on CPU: a batch of a few faces (:data:`SMALL_BATCH`) runs on one thread in the model's own format
+    (converting the model costs more than channels-last saves: mini-Xception 55 ms to convert, 3.2 vs
+    2.1 ms a face on one thread); a larger batch runs channels-last and the model's format is restored
+    afterwards. The model is never left channels-last: a later backward outside
+    :func:`contiguous_for_backward` would hit the strided 1x1 convolution crash."""
     model.eval()
     small = x.device.type == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_MODEL
     if not small:
         with torch.inference_mode():
             yield x
-        return
-    if not is_channels_last(model):
-        _set_format(model, True)
-    with cpu_threads(1 if x.shape[0] <= SMALL_BATCH else None), torch.inference_mode():
-        yield x.contiguous(memory_format=torch.channels_last)
+    elif x.shape[0] <= SMALL_BATCH:
+        layout = torch.channels_last if is_channels_last(model) else torch.contiguous_format
+        with cpu_threads(1), torch.inference_mode():
+            yield x.contiguous(memory_format=layout)
+    else:
+        with channels_last(model), torch.inference_mode():
+            yield x.contiguous(memory_format=torch.channels_last)

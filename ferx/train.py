@@ -198,8 +198,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     ``carried`` reads both splits from a carry file (:mod:`ferx.data.carry`) instead of the data root.
     With ``fit_budget`` (and a budget) the schedule is sized to the budget: after each of the first two
     epochs the number of epochs becomes what the remaining budget holds at that epoch's pace (at most
-    ``epochs``), so a cosine schedule ends at its low learning rate instead of being cut mid-way; a
-    resumed run keeps the fitted number.
+    ``epochs``), and after later epochs it only shrinks if they got slower, so a cosine schedule ends at
+    its low learning rate instead of being cut mid-way; a resumed run (a later call) keeps the fitted
+    length, shortened only if its own budget holds fewer epochs.
     The checkpoint is written in ``export_dtype`` (``float16`` halves Conv-cut's 212 MB) in safetensors
     shards of at most 15 MiB, the largest file a GPU machine can send back.
     """
@@ -299,13 +300,16 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         row = {"epoch": state["epoch"], "train_loss": float(np.mean(losses)), **metrics,
                "lr": optimizer.param_groups[0]["lr"], "wall_time_s": round(state["wall_time_s"], 1)}
         state["history"].append(row)
-        if fit_budget and budget_s is not None and state["epoch"] <= 2 and state.get("fitting", True):
+        if fit_budget and budget_s is not None:
             left = budget_s - (time.perf_counter() - session_start) - 0.5 * last_epoch_s  # room to export
             fitted = max(state["epoch"], min(most_epochs, state["epoch"] + int(left // last_epoch_s)))
-            recipe = replace(recipe, epochs=fitted)
-            state.update(fitted_epochs=fitted, fitting=state["epoch"] < 2)
-            if progress:
-                print(f"schedule fitted to the budget: {fitted} epochs at {last_epoch_s:.1f} s an epoch")
+            if state["epoch"] > 2:  # after the first two epochs the length only shrinks (epochs got slower)
+                fitted = min(fitted, recipe.epochs)
+            if fitted != recipe.epochs or "fitted_epochs" not in state:
+                recipe = replace(recipe, epochs=fitted)
+                if progress:
+                    print(f"schedule fitted to the budget: {fitted} epochs at {last_epoch_s:.1f} s an epoch")
+            state.update(fitted_epochs=fitted)
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         if metrics["val_acc"] > state["best_val_acc"]:  # model selection: validation accuracy

@@ -156,7 +156,8 @@ def _cmd_analyze(args) -> int:
             figures[f"confusion_{run.name}"] = confusion_figure(confusion_frame(run), confusion_frame(run, True),
                                                                f"{run.name} on {run.dataset}/{run.split}")
             for method in args.embeddings:
-                figures[f"{method}_{run.name}"] = embedding_figure(project(run, method), run, args.color_by, method)
+                figures[f"{method}_{run.name}"] = embedding_figure(project(run, method), run, args.color_by, method,
+                                                                   others=runs)
         for a, b in pairs:
             figures[f"cross_{a.name}_vs_{b.name}"] = confusion_figure(
                 cross_model_frame(a, b), title=f"{a.name} vs {b.name}: agreement {agreement(a, b):.3f}")
@@ -404,7 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--calibrate", action="store_true", help="fit a temperature on the val split and apply it")
     an.add_argument("--embeddings", nargs="*", default=["pca"], choices=["pca", "tsne", "umap"],
                     help="2-D projections to draw (cached); default: pca")
-    an.add_argument("--color-by", default="true", choices=["true", "pred", "correct"])
+    an.add_argument("--color-by", default="true",
+                    help="colour the embeddings by true, pred, correct, confidence or disagreement (with the other "
+                         "models)")
     an.add_argument("--top", type=int, default=10, help="failure cases listed per ranking")
     an.add_argument("--out", default=None, help="folder for CSV tables and figures")
     an.add_argument("--format", nargs="+", default=["html"], choices=["html", "png"])

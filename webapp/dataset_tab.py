@@ -1,7 +1,9 @@
 """Dataset tab: run the analysis on a split or an uploaded zip, then browse it.
 
-Every view resolves to faces: a confusion cell, a model-vs-model cell, a band of the embedding
-plot or a failure ranking fills the gallery; a gallery face opens in the Explain tab.
+Every view resolves to faces: a confusion cell, a model-vs-model cell, a lasso or box in an
+embedding or a failure ranking is a *selection* (model, sample ids, title, the view it came from);
+the gallery shows it sorted and paged with a summary and a CSV, the embedding rings its faces, and a
+gallery face opens in the Explain tab.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from PIL import Image
 from ferx.analysis import (agreement, analyze_packed, cell_samples, confusion_frame, cross_cell_samples,
                            cross_model_frame, disagreements, failures, per_class_table, reliability, summary_table)
 from ferx.analysis.bundle import bundled_splits
-from ferx.analysis.embeddings import expected_seconds, project
-from ferx.analysis.figures import reliability_figure
+from ferx.analysis.embeddings import METHODS, expected_seconds, project
+from ferx.analysis.figures import COLOUR_BY, embedding_figure, reliability_figure, write_figure
 from ferx.analysis.runs import ModelRun
+from ferx.analysis.selection import SORTS, caption, selection_frame, summary_text, write_csv
 from ferx.background import at_low_priority
 from ferx.data.datasets import available_datasets, list_datasets, load_split
 from ferx.data.packed import PackedSplit, pack_split
@@ -35,10 +38,11 @@ from webapp.config import AppConfig
 from webapp.errors import user_errors
 from webapp.model_bank import ModelBank
 from webapp.narrow import scroll_to_on_narrow
+from webapp.plotly_select import selectable_plot
 
 FAILURE_VIEWS = {"Confident mistakes": "confident_mistakes", "Highest loss": "highest_loss",
                  "Lowest margin": "lowest_margin", "Model A vs B disagreement": "disagreement"}
-GALLERY_LIMIT = 60
+GALLERY_LIMIT = 60  # faces per gallery page
 # faces per model call in an analysis: the model lock is held one batch at a time, so /predict waits
 # at most one batch (64 faces, ~0.5 s for LANMSFF on 2 cores) rather than 256
 ANALYSIS_BATCH = 64
@@ -47,8 +51,9 @@ HELP = {
                  "share of the row (white 0 → dark blue 1). Click a cell to see its faces.",
     "cross": "Rows: model A's prediction, columns: model B's. Off-diagonal cells are faces the models disagree on; "
              "click one to see them.",
-    "embedding": "Each point is a face placed by its embedding (similar faces land close). Drag across the plot to "
-                 "select a band of points; narrow it with the y range.",
+    "embedding": "Each point is a face placed by its embedding (similar faces land close). Drag a lasso (or choose "
+                 "box select in the plot's toolbar) around points: exactly those faces fill the gallery. Faces chosen "
+                 "in a matrix or a ranking are ringed in black here. Double-click clears the selection.",
     "reliability": "If the model is calibrated, faces predicted with 70 % confidence are right 70 % of the time: the "
                    "curve follows the diagonal. Below it means over-confident.",
 }
@@ -95,14 +100,25 @@ def face_thumbnail(image: np.ndarray, size: int = 112) -> np.ndarray:
     return np.asarray(Image.fromarray(image, mode).resize((size, size), Image.Resampling.BICUBIC).convert("RGB"))
 
 
-def gallery_items(analysis: Analysis, run: ModelRun, ids) -> list[tuple[np.ndarray, str]]:
-    frame = run.frame()
-    items = []
-    for i in list(ids)[:GALLERY_LIMIT]:
-        row = frame.loc[int(i)]
-        items.append((face_thumbnail(analysis.packed.images[int(i)]),
-                      f"#{int(i)} true {row['true']} · {run.name}: {row['pred']} {row['confidence']:.2f}"))
-    return items
+def selection(model: str, ids, title: str, view: str) -> dict:
+    """What every view hands to the gallery: whose predictions to show, which faces, a title, and the
+    view it came from (the embedding rings a selection made elsewhere, not its own lasso)."""
+    return {"model": model, "ids": [int(i) for i in ids], "title": title, "view": view}
+
+
+def gallery_page(analysis: Analysis, chosen: dict | None, sort: str, page) -> tuple:
+    """One page of the selection, sorted: gallery items with short captions (``#12 sad → angry 0.81``),
+    the sample ids shown (a click maps back through them), the title, the summary and the page number."""
+    if analysis is None or not chosen:
+        return [], [], "Click a matrix cell, lasso embedding points or show failures: the faces appear here.", "", 1
+    run = analysis.run(chosen["model"])
+    frame = selection_frame(run, chosen["ids"], sort)
+    pages = max(1, -(-len(frame) // GALLERY_LIMIT))
+    page = min(max(1, int(page or 1)), pages)
+    shown = frame.iloc[(page - 1) * GALLERY_LIMIT: page * GALLERY_LIMIT]
+    items = [(face_thumbnail(analysis.packed.images[int(i)]), caption(int(i), row)) for i, row in shown.iterrows()]
+    where = f" · page {page} of {pages}" if pages > 1 else ""
+    return (items, shown.index.tolist(), f"{chosen['title']}{where}", summary_text(frame, chosen["model"]), page)
 
 
 def matrix_table(frame: pd.DataFrame, counts: pd.DataFrame | None = None):
@@ -118,7 +134,7 @@ def matrix_table(frame: pd.DataFrame, counts: pd.DataFrame | None = None):
                                            vmin=0.0, vmax=1.0).format(precision=3)
 
 
-def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str, progress=None) -> pd.DataFrame:
+def embedding_coords(analysis: Analysis, model: str, method: str, progress=None) -> np.ndarray:
     run = analysis.run(model)
     estimate = expected_seconds(method, len(run))
 
@@ -127,12 +143,15 @@ def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str, 
             progress(min(seconds / estimate, 0.99), desc=f"{method.upper()} of {plural(len(run), 'face')}: "
                      f"{seconds:.0f} s of about {estimate:.0f} s (computed once, then cached)")
 
-    coords = at_low_priority(project, run, method, while_waiting=waiting)  # t-SNE/UMAP: minutes the first time
-    frame = run.frame()
-    colour = frame["correct"].map({True: "correct", False: "wrong"}) if color_by == "correct" else frame[color_by]
-    return pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "group": colour.values, "sample": frame.index,
-                         "true": frame["true"].values, "pred": frame["pred"].values,
-                         "confidence": frame["confidence"].round(3).values})
+    return at_low_priority(project, run, method, while_waiting=waiting)  # t-SNE/UMAP: minutes the first time
+
+
+def embedding_view(analysis: Analysis, model: str, method: str, colour_by: str, chosen: dict | None = None,
+                   progress=None):
+    """The embedding figure of ``model``; the faces of a selection made in another view are ringed."""
+    coords = embedding_coords(analysis, model, method, progress)
+    highlight = chosen["ids"] if chosen and chosen["view"] != "embedding" else None  # ids are split positions: any model's
+    return embedding_figure(coords, analysis.run(model), colour_by, method, others=analysis.runs, highlight=highlight)
 
 
 class StopRequests:
@@ -230,47 +249,47 @@ def show_cross(analysis, a, b):
 
 
 @user_errors
-def show_embedding(analysis, name, how, colour_by, progress=gr.Progress(track_tqdm=True)):
+def show_embedding(analysis, name, how, colour_by, chosen, progress=gr.Progress(track_tqdm=True)):
     if analysis is None or not name:
-        return None, None, None
+        return None
     progress(0, desc=f"{how.upper()} (computed once, then cached)")
-    frame = embedding_frame(analysis, name, how, colour_by, progress)
-    return frame, round(float(frame["y"].min()) - 0.01, 2), round(float(frame["y"].max()) + 0.01, 2)
+    return embedding_view(analysis, name, how, colour_by, chosen, progress).to_json()
+
+
+def ring_selection(analysis, name, how, colour_by, chosen):
+    """After a selection made elsewhere: the embedding again, its faces ringed (skipped for its own lasso)."""
+    if analysis is None or not name or not chosen or chosen["view"] == "embedding":
+        return gr.skip()
+    return show_embedding(analysis, name, how, colour_by, chosen)
 
 
 def confusion_click(analysis, name, evt: gr.SelectData):
     row, col = evt.index
-    if col == 0:
-        return gr.skip(), gr.skip(), gr.skip()
+    if analysis is None or col == 0:
+        return gr.skip()
     run = analysis.run(name)
     true, pred = run.model_classes[row], run.model_classes[col - 1]
     ids = cell_samples(run, true, pred)
-    return (gallery_items(analysis, run, ids), ids.tolist(),
-            f"**{plural(len(ids), 'face')}** of true class *{true}* that {name} predicts as *{pred}*"
-            + (f" (first {GALLERY_LIMIT} shown)" if len(ids) > GALLERY_LIMIT else ""))
+    return selection(name, ids, f"**{plural(len(ids), 'face')}** of true class *{true}* that {name} predicts as "
+                                f"*{pred}*", "confusion")
 
 
 def cross_click(analysis, a, b, evt: gr.SelectData):
     row, col = evt.index
-    if col == 0:
-        return gr.skip(), gr.skip(), gr.skip()
+    if analysis is None or col == 0:
+        return gr.skip()
     run_a, run_b = analysis.run(a), analysis.run(b)
     pa, pb = run_a.model_classes[row], run_b.model_classes[col - 1]
     ids = cross_cell_samples(run_a, run_b, pa, pb)
-    return gallery_items(analysis, run_a, ids), ids.tolist(), f"**{len(ids)}** faces: {a} says *{pa}*, {b} says *{pb}*"
+    return selection(a, ids, f"**{len(ids)}** faces: {a} says *{pa}*, {b} says *{pb}*", "cross")
 
 
-def embedding_select(analysis, name, how, colour_by, lo, hi, evt: gr.SelectData):
-    frame = embedding_frame(analysis, name, how, colour_by)
-    x0, x1 = evt.index
-    keep = (frame["x"] >= x0) & (frame["x"] <= x1)
-    if lo is not None:
-        keep &= frame["y"] >= lo
-    if hi is not None:
-        keep &= frame["y"] <= hi
-    ids = frame.loc[keep, "sample"].to_numpy()
-    return (gallery_items(analysis, analysis.run(name), ids), ids.tolist(),
-            f"**{len(ids)}** faces with x in [{x0:.2f}, {x1:.2f}]")
+def embedding_select(analysis, name, how, evt: gr.SelectData):
+    """A lasso or box selection in the embedding: exactly the faces inside it (plotly's own point test)."""
+    if analysis is None or not name:
+        return gr.skip()
+    ids = sorted({int(i) for i in (evt.index or [])}) if isinstance(evt.index, list) else []
+    return selection(name, ids, f"**{plural(len(ids), 'face')}** selected in the {how.upper()} of {name}", "embedding")
 
 
 @user_errors
@@ -282,10 +301,48 @@ def show_failures(analysis, kind, name, a, b):
         if a == b:
             raise gr.Error("Choose two different models (Model A and Model B) to see their disagreements.")
         table = disagreements(analysis.run(a), analysis.run(b), GALLERY_LIMIT)
-        return (gallery_items(analysis, analysis.run(a), table.index), table.index.tolist(),
-                f"Faces {a} and {b} label differently, both most confident first")
+        return selection(a, table.index, f"Faces {a} and {b} label differently, both most confident first",
+                         "ranking")
     table = failures(analysis.run(name), key, GALLERY_LIMIT)
-    return gallery_items(analysis, analysis.run(name), table.index), table.index.tolist(), f"{kind} of {name}"
+    return selection(name, table.index, f"{kind} of {name}", "ranking")
+
+
+@user_errors
+def page_of(analysis, chosen, sort, page):
+    return gallery_page(analysis, chosen, sort, page)
+
+
+@user_errors
+def first_page(analysis, chosen, sort):
+    return gallery_page(analysis, chosen, sort, 1)
+
+
+def export_dir() -> Path:
+    folder = Path(tempfile.gettempdir()) / f"ferx-exports-{getpass.getuser()}"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@user_errors
+def selection_csv(analysis, chosen, sort, swept: set):
+    """The whole selection (every page) as CSV; the file is deleted with the uploads."""
+    if analysis is None or not chosen:
+        raise gr.Error("Select some faces first.")
+    frame = selection_frame(analysis.run(chosen["model"]), chosen["ids"], sort)
+    path = write_csv(frame, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_selection_{chosen['view']}.csv")
+    swept.add(str(path))
+    return str(path)
+
+
+@user_errors
+def embedding_html(analysis, name, how, colour_by, chosen, swept: set):
+    """The embedding as a self-contained HTML file (plotly.js inside; the toolbar's camera saves a PNG)."""
+    if analysis is None or not name:
+        raise gr.Error("Run an analysis first.")
+    fig = embedding_view(analysis, name, how, colour_by, chosen)
+    path = write_figure(fig, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_{how}_{name}.html")
+    swept.add(str(path))
+    return str(path)
 
 
 def open_in_explain(analysis, ids, index: int, swept: set):
@@ -360,28 +417,37 @@ def _matrix_views(names: list[str]) -> SimpleNamespace:
     cross = gr.Dataframe(label="Model A × model B predictions (click a cell)", interactive=False,
                          elem_id="cross-matrix")
     with gr.Row():
-        method = gr.Radio(["pca", "tsne", "umap"], value="pca", label="Embedding projection")
-        colour = gr.Radio(["true", "pred", "correct"], value="true", label="Colour by")
+        method = gr.Radio(list(METHODS), value="pca", label="Embedding projection")
+        colour = gr.Dropdown(list(COLOUR_BY), value="true", label="Colour by")
         emb_model = gr.Dropdown(names, label="Embedding of")
     gr.Markdown(HELP["embedding"])
-    embedding = gr.ScatterPlot(x="x", y="y", color="group", tooltip=["sample", "true", "pred", "confidence"],
-                               label="Embedding (drag to select)", height=460)
+    embedding = selectable_plot("dataset-embedding")
     with gr.Row():
-        y_min = gr.Number(label="y from")
-        y_max = gr.Number(label="y to")
+        html_button = gr.Button("Embedding as HTML", size="sm")
+        html_file = gr.File(label="Embedding (self-contained HTML)", interactive=False, height=60)
     return SimpleNamespace(matrix_model=matrix_model, normalise=normalise, confusion=confusion, model_a=model_a,
                            model_b=model_b, agreement_line=agreement_line, cross=cross, method=method, colour=colour,
-                           emb_model=emb_model, embedding=embedding, y_min=y_min, y_max=y_max)
+                           emb_model=emb_model, embedding=embedding, html_button=html_button, html_file=html_file)
 
 
 def _gallery_views() -> SimpleNamespace:
     with gr.Row():
         failure_kind = gr.Dropdown(list(FAILURE_VIEWS), value="Confident mistakes", label="Failure gallery")
         failure_button = gr.Button("Show failures")
-    title = gr.Markdown("Click a matrix cell, select embedding points or show failures: the faces appear here.")
-    gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=4, height=640, object_fit="contain",
+    title = gr.Markdown("Click a matrix cell, lasso embedding points or show failures: the faces appear here.",
+                        elem_id="dataset-gallery-title")
+    summary = gr.Markdown(elem_id="dataset-selection-summary")
+    with gr.Row():
+        sort = gr.Dropdown(list(SORTS), value="sample id", label="Sort by")
+        page = gr.Number(1, precision=0, minimum=1, label="Page", elem_id="dataset-gallery-page")
+    gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=2, height=640, object_fit="contain",
                          elem_id="dataset-gallery", allow_preview=False)
-    return SimpleNamespace(failure_kind=failure_kind, failure_button=failure_button, title=title, gallery=gallery)
+    with gr.Row():
+        csv_button = gr.Button("Selection as CSV", size="sm")
+        csv_file = gr.File(label="Selection (CSV: ids, paths, labels, predictions, scores)", interactive=False,
+                           height=60, elem_id="dataset-selection-csv")
+    return SimpleNamespace(failure_kind=failure_kind, failure_button=failure_button, title=title, summary=summary,
+                           sort=sort, page=page, gallery=gallery, csv_button=csv_button, csv_file=csv_file)
 
 
 def _detail_views() -> SimpleNamespace:
@@ -431,7 +497,9 @@ def _region_views() -> SimpleNamespace:
 def build_dataset_tab(ctx: AppContext) -> None:
     """Layout, then wiring: every view's handler is a module-level function above."""
     ttl = ctx.cfg.state_ttl_s
-    bank, state, ids = ctx.bank, gr.State(None, time_to_live=ttl), gr.State([], time_to_live=ttl)
+    bank, state = ctx.bank, gr.State(None, time_to_live=ttl)
+    chosen = gr.State(None, time_to_live=ttl)  # the selection (see selection())
+    shown = gr.State([], time_to_live=ttl)  # sample ids on the gallery's page, in order
     src = _source_inputs(bank.names, ctx.cfg.data_root)
     with gr.Row():
         with gr.Column(scale=3):
@@ -440,15 +508,15 @@ def build_dataset_tab(ctx: AppContext) -> None:
             gal = _gallery_views()
     det = _detail_views()
     reg = _region_views()
-    to_gallery = [gal.gallery, ids, gal.title]
+    page_out = [gal.gallery, shown, gal.title, gal.summary, gal.page]
 
-    def analyse(name, split_name, zip_file, chosen, calib, request: gr.Request,
+    def analyse(name, split_name, zip_file, chosen_models, calib, request: gr.Request,
                 progress=gr.Progress(track_tqdm=True)):  # not a partial: gradio passes gr.Request by annotation
-        return run_analysis(bank, ctx.cfg, name, split_name, zip_file, chosen, calib, request, progress)
+        return run_analysis(bank, ctx.cfg, name, split_name, zip_file, chosen_models, calib, request, progress)
 
     analysed = src.run_button.click(
         analyse,
-        inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen=src.models,
+        inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen_models=src.models,
                            calib=src.calibrate),
         outputs=[state, src.status, src.summary, mx.matrix_model, mx.model_a, mx.model_b, mx.emb_model],
         concurrency_limit=1, api_name="analyze")
@@ -458,8 +526,10 @@ def build_dataset_tab(ctx: AppContext) -> None:
     matrix_io = ([state, mx.matrix_model, mx.normalise], [mx.confusion, det.per_class,
                                                           det.reliability_plot])
     cross_io = ([state, mx.model_a, mx.model_b], [mx.cross, mx.agreement_line])
-    embedding_io = ([state, mx.emb_model, mx.method, mx.colour], [mx.embedding, mx.y_min, mx.y_max])
-    analysed.success(show_matrix, *matrix_io).then(show_cross, *cross_io).then(show_embedding, *embedding_io)
+    embedding_in = [state, mx.emb_model, mx.method, mx.colour]
+    embedding_io = (embedding_in + [chosen], [mx.embedding])
+    analysed.success(lambda: None, None, chosen).then(show_matrix, *matrix_io).then(show_cross, *cross_io).then(
+        show_embedding, *embedding_io).then(first_page, [state, chosen, gal.sort], page_out)
     for handler, io, triggers in ((show_matrix, matrix_io, (mx.matrix_model, mx.normalise)),
                                   (show_cross, cross_io, (mx.model_a, mx.model_b)),
                                   (show_embedding, embedding_io, (mx.emb_model, mx.method, mx.colour))):
@@ -468,11 +538,20 @@ def build_dataset_tab(ctx: AppContext) -> None:
     for view in (mx.confusion, mx.cross, mx.embedding):  # on a phone the gallery is below every view
         scroll_to_on_narrow(view.select, "dataset-gallery")
     scroll_to_on_narrow(gal.failure_button.click, "dataset-gallery")
-    mx.confusion.select(confusion_click, [state, mx.matrix_model], to_gallery)
-    mx.cross.select(cross_click, [state, mx.model_a, mx.model_b], to_gallery)
-    mx.embedding.select(embedding_select, [state, mx.emb_model, mx.method, mx.colour, mx.y_min, mx.y_max], to_gallery)
-    gal.failure_button.click(show_failures, [state, gal.failure_kind, mx.matrix_model, mx.model_a, mx.model_b],
-                             to_gallery)
+    # every view makes a selection; the gallery shows its first page and the embedding rings its faces
+    for event in (mx.confusion.select(confusion_click, [state, mx.matrix_model], chosen),
+                  mx.cross.select(cross_click, [state, mx.model_a, mx.model_b], chosen),
+                  mx.embedding.select(embedding_select, [state, mx.emb_model, mx.method], chosen),
+                  gal.failure_button.click(show_failures, [state, gal.failure_kind, mx.matrix_model, mx.model_a,
+                                                           mx.model_b], chosen)):
+        event.success(first_page, [state, chosen, gal.sort], page_out).then(
+            ring_selection, embedding_in + [chosen], mx.embedding)
+    gal.sort.input(first_page, [state, chosen, gal.sort], page_out)
+    gal.page.submit(page_of, [state, chosen, gal.sort, gal.page], page_out)
+    gal.csv_button.click(functools.partial(selection_csv, swept=gal.csv_file.temp_files),
+                         [state, chosen, gal.sort], gal.csv_file)
+    mx.html_button.click(functools.partial(embedding_html, swept=mx.html_file.temp_files), embedding_in + [chosen],
+                         mx.html_file)
     reg.button.click(functools.partial(show_regions, bank), [state, reg.per_class], [reg.table, reg.plot],
                      concurrency_limit=1, api_name="regions")
     ex = ctx.shared["explain_photo"]
@@ -480,5 +559,5 @@ def build_dataset_tab(ctx: AppContext) -> None:
     def open_face(analysis, ids, evt: gr.SelectData):
         return open_in_explain(analysis, ids, evt.index, ex.image.temp_files)
 
-    gal.gallery.select(open_face, [state, ids], [ex.image, ex.whole, ex.index, ex.source, ctx.tabs]).success(
+    gal.gallery.select(open_face, [state, shown], [ex.image, ex.whole, ex.index, ex.source, ctx.tabs]).success(
         ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs)

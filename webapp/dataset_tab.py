@@ -27,6 +27,7 @@ from ferx.analysis.bundle import bundled_splits
 from ferx.analysis.embeddings import METHODS, expected_seconds, project
 from ferx.analysis.figures import COLOUR_BY, embedding_figure, reliability_figure, write_figure
 from ferx.analysis.runs import ModelRun
+from ferx.analysis.placement import UNLIKE_PERCENTILE, place
 from ferx.analysis.selection import SORTS, caption, selection_frame, summary_text, write_csv
 from ferx.background import at_low_priority
 from ferx.data.datasets import available_datasets, list_datasets, load_split
@@ -147,11 +148,14 @@ def embedding_coords(analysis: Analysis, model: str, method: str, progress=None)
 
 
 def embedding_view(analysis: Analysis, model: str, method: str, colour_by: str, chosen: dict | None = None,
-                   progress=None):
-    """The embedding figure of ``model``; the faces of a selection made in another view are ringed."""
+                   placed: dict | None = None, progress=None):
+    """The embedding figure of ``model``; the faces of a selection made in another view are ringed, and a
+    photo placed among the faces (``placed``: model -> method -> x, y) is a star."""
     coords = embedding_coords(analysis, model, method, progress)
     highlight = chosen["ids"] if chosen and chosen["view"] != "embedding" else None  # ids are split positions: any model's
-    return embedding_figure(coords, analysis.run(model), colour_by, method, others=analysis.runs, highlight=highlight)
+    photo = (placed or {}).get(model, {}).get(method)
+    return embedding_figure(coords, analysis.run(model), colour_by, method, others=analysis.runs, highlight=highlight,
+                            photo=photo)
 
 
 class StopRequests:
@@ -249,18 +253,53 @@ def show_cross(analysis, a, b):
 
 
 @user_errors
-def show_embedding(analysis, name, how, colour_by, chosen, progress=gr.Progress(track_tqdm=True)):
+def show_embedding(analysis, name, how, colour_by, chosen, placed, progress=gr.Progress(track_tqdm=True)):
     if analysis is None or not name:
         return None
     progress(0, desc=f"{how.upper()} (computed once, then cached)")
-    return embedding_view(analysis, name, how, colour_by, chosen, progress).to_json()
+    return embedding_view(analysis, name, how, colour_by, chosen, placed, progress).to_json()
 
 
-def ring_selection(analysis, name, how, colour_by, chosen):
+def ring_selection(analysis, name, how, colour_by, chosen, placed):
     """After a selection made elsewhere: the embedding again, its faces ringed (skipped for its own lasso)."""
     if analysis is None or not name or not chosen or chosen["view"] == "embedding":
         return gr.skip()
-    return show_embedding(analysis, name, how, colour_by, chosen)
+    return show_embedding(analysis, name, how, colour_by, chosen, placed)
+
+
+PLACE_HELP = ("Where does a photo land among the analysed faces? Each model embeds its face as it embedded the "
+              "dataset's; its nearest dataset faces (with their true labels) are an explanation by example. "
+              "**Typicality**: the share of those neighbours labelled as the model predicts, and how far the photo is "
+              "from them compared with how far dataset faces are from theirs (percentile; above "
+              f"{UNLIKE_PERCENTILE:.0f}: *unlike anything in the data*). The star marks it in the embedding (PCA and "
+              "UMAP: the projection's own transform; t-SNE has none, so the weighted mean of its neighbours' "
+              "places). The photo is not stored.")
+
+
+@user_errors
+def place_photo(bank: ModelBank, analysis, path, whole, index, k, model, progress=gr.Progress()):
+    """The photo's face placed among every analysed model's faces: a table of typicality, the neighbours
+    of ``model`` as a gallery, and the positions (model -> method -> x, y) for the embedding's star."""
+    from webapp.explaining import chosen_face
+
+    if analysis is None:
+        raise gr.Error("Run an analysis first: the photo is placed among its faces.")
+    face = chosen_face(path, whole, index, to="place it")
+    rows, placed, neighbours = [], {}, None
+    for i, run in enumerate(analysis.runs):
+        progress(i / len(analysis.runs), desc=f"placing the face among {run.name}'s faces")
+        with bank.using(run.name) as loaded:
+            where = place(loaded, run, face.crop, k=int(k or 8))
+        placed[run.name] = where.coords
+        rows.append({"model": run.name, "predicts": where.predicted, "confidence": where.confidence,
+                     "neighbours agreeing": where.agreement, "distance percentile": where.percentile,
+                     "verdict": where.verdict()})
+        if run.name == model or neighbours is None:
+            neighbours, shown_model = where.neighbours, run.name
+    items = [(face_thumbnail(analysis.packed.images[int(i)]), f"#{int(i)} {row['true']} · d {row['distance']:.1f}")
+             for i, row in neighbours.iterrows()]
+    table = pd.DataFrame(rows).round(3)
+    return table, items, f"Nearest faces for **{shown_model}** (true label · distance)", placed
 
 
 def confusion_click(analysis, name, evt: gr.SelectData):
@@ -482,6 +521,25 @@ def show_regions(bank: ModelBank, analysis, per_class, progress=gr.Progress(trac
     return table.round(3).reset_index(), region_figure(table)
 
 
+def _placement_views() -> SimpleNamespace:
+    from webapp.explaining import photo_inputs
+
+    with gr.Accordion("Where does my photo land?", open=False):
+        gr.Markdown(PLACE_HELP)
+        with gr.Row():
+            with gr.Column(scale=1):
+                image, whole, index = photo_inputs("Photo (not stored)", "place-photo", 260)
+                k = gr.Number(8, precision=0, minimum=1, maximum=50, label="Nearest faces (k)")
+                button = gr.Button("Place it among the analysed faces")
+            with gr.Column(scale=2):
+                table = gr.Dataframe(label="Typicality per model", interactive=False, elem_id="place-table")
+                title = gr.Markdown()
+                gallery = gr.Gallery(label="Nearest dataset faces", columns=4, height=300, object_fit="contain",
+                                     elem_id="place-neighbours", allow_preview=False)
+    return SimpleNamespace(image=image, whole=whole, index=index, k=k, button=button, table=table, title=title,
+                           gallery=gallery)
+
+
 def _region_views() -> SimpleNamespace:
     with gr.Accordion("Facial regions of the maps: Grad-CAM vs native attention", open=False):
         gr.Markdown(REGIONS_HELP)
@@ -500,6 +558,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
     bank, state = ctx.bank, gr.State(None, time_to_live=ttl)
     chosen = gr.State(None, time_to_live=ttl)  # the selection (see selection())
     shown = gr.State([], time_to_live=ttl)  # sample ids on the gallery's page, in order
+    placed = gr.State(None, time_to_live=ttl)  # a placed photo's positions: model -> method -> (x, y)
     src = _source_inputs(bank.names, ctx.cfg.data_root)
     with gr.Row():
         with gr.Column(scale=3):
@@ -507,6 +566,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             gal = _gallery_views()
     det = _detail_views()
+    plc = _placement_views()
     reg = _region_views()
     page_out = [gal.gallery, shown, gal.title, gal.summary, gal.page]
 
@@ -527,8 +587,8 @@ def build_dataset_tab(ctx: AppContext) -> None:
                                                           det.reliability_plot])
     cross_io = ([state, mx.model_a, mx.model_b], [mx.cross, mx.agreement_line])
     embedding_in = [state, mx.emb_model, mx.method, mx.colour]
-    embedding_io = (embedding_in + [chosen], [mx.embedding])
-    analysed.success(lambda: None, None, chosen).then(show_matrix, *matrix_io).then(show_cross, *cross_io).then(
+    embedding_io = (embedding_in + [chosen, placed], [mx.embedding])
+    analysed.success(lambda: (None, None), None, [chosen, placed]).then(show_matrix, *matrix_io).then(show_cross, *cross_io).then(
         show_embedding, *embedding_io).then(first_page, [state, chosen, gal.sort], page_out)
     for handler, io, triggers in ((show_matrix, matrix_io, (mx.matrix_model, mx.normalise)),
                                   (show_cross, cross_io, (mx.model_a, mx.model_b)),
@@ -545,13 +605,16 @@ def build_dataset_tab(ctx: AppContext) -> None:
                   gal.failure_button.click(show_failures, [state, gal.failure_kind, mx.matrix_model, mx.model_a,
                                                            mx.model_b], chosen)):
         event.success(first_page, [state, chosen, gal.sort], page_out).then(
-            ring_selection, embedding_in + [chosen], mx.embedding)
+            ring_selection, embedding_in + [chosen, placed], mx.embedding)
     gal.sort.input(first_page, [state, chosen, gal.sort], page_out)
     gal.page.submit(page_of, [state, chosen, gal.sort, gal.page], page_out)
     gal.csv_button.click(functools.partial(selection_csv, swept=gal.csv_file.temp_files),
                          [state, chosen, gal.sort], gal.csv_file)
     mx.html_button.click(functools.partial(embedding_html, swept=mx.html_file.temp_files), embedding_in + [chosen],
                          mx.html_file)
+    plc.button.click(functools.partial(place_photo, bank), [state, plc.image, plc.whole, plc.index, plc.k,
+                                                            mx.emb_model], [plc.table, plc.gallery, plc.title, placed],
+                     api_name="place").success(show_embedding, *embedding_io)
     reg.button.click(functools.partial(show_regions, bank), [state, reg.per_class], [reg.table, reg.plot],
                      concurrency_limit=1, api_name="regions")
     ex = ctx.shared["explain_photo"]

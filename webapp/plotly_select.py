@@ -5,7 +5,7 @@ so this is a ``gr.HTML`` component that draws the figure with the plotly.js ship
 ``plotly`` Python package (served as a static file, no CDN, no npm build) and, on plotly's
 ``plotly_selected`` event, calls ``trigger('select', {index: [...], value: n})``: a ``.select``
 handler receives a ``gr.SelectData`` whose ``index`` is the list of the selected points'
-``customdata[0]`` (sample ids, deduplicated). A double click (plotly's deselect) sends an empty list.
+``customdata[0]`` (sample ids, deduplicated; negative ids, such as a placed photo's star, are left out). A double click (plotly's deselect) sends an empty list.
 The modebar's camera button saves the figure as a PNG in the browser.
 """
 
@@ -34,7 +34,7 @@ const draw = () => {
       el._ferxBound = true;
       el.on('plotly_selected', ev => {
         if (!ev || !ev.points) return;
-        const ids = [...new Set(ev.points.map(p => Number(p.customdata[0])))];
+        const ids = [...new Set(ev.points.map(p => Number(p.customdata[0])).filter(i => i >= 0))];
         trigger('select', {index: ids, value: ids.length});
       });
       el.on('plotly_deselect', () => trigger('select', {index: [], value: 0}));

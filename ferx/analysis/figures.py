@@ -74,10 +74,12 @@ def point_colours(run: ModelRun, color_by: str, others: list[ModelRun] = ()) -> 
 
 
 def embedding_figure(coords: np.ndarray, run: ModelRun, color_by: str = "true", method: str = "",
-                     others: list[ModelRun] = (), highlight=None) -> go.Figure:
+                     others: list[ModelRun] = (), highlight=None, photo: tuple[float, float] | None = None,
+                     photo_label: str = "your photo") -> go.Figure:
     """Scatter of a 2-D projection coloured as :data:`COLOUR_BY` says; hover shows the sample id,
     true and predicted class and confidence; ``customdata[0]`` is the sample id (a lasso or box
-    selection reports it). ``highlight``: sample ids drawn on top, ringed (a confusion cell's faces)."""
+    selection reports it). ``highlight``: sample ids drawn on top, ringed (a confusion cell's faces);
+    ``photo``: a placed face's position, a star (sample id -1: never part of a selection)."""
     frame = run.frame()
     colour = point_colours(run, color_by, others)
     custom = np.stack([frame.index.values, frame["true"].values, frame["pred"].values,
@@ -101,6 +103,10 @@ def embedding_figure(coords: np.ndarray, run: ModelRun, color_by: str = "true", 
         fig.add_trace(scatter(x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=f"highlighted ({len(idx)})",
                               customdata=custom[idx], hovertemplate=hover,
                               marker=dict(size=10, color="rgba(0,0,0,0)", line=dict(width=2, color="black"))))
+    if photo is not None:
+        fig.add_trace(scatter(x=[photo[0]], y=[photo[1]], mode="markers", name=photo_label,
+                              customdata=[[-1, "", "", 0.0]], hovertemplate=f"{photo_label}<extra></extra>",
+                              marker=dict(symbol="star", size=20, color="gold", line=dict(width=2, color="black"))))
     fig.update_layout(title=f"{run.name}: {method.upper()} of embeddings, coloured by {COLOUR_BY[color_by]}",
                       height=560, legend_title=color_by, dragmode="lasso", margin=dict(l=40, r=20, t=50, b=40),
                       xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2")

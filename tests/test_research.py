@@ -1,0 +1,110 @@
+"""The research views on the real FERPlus test split: selections (sorted, summarised, exported), where a
+photo lands among a model's faces, label noise against the annotators' votes, model disagreement with map
+agreement, and native attention against Grad-CAM on the same faithfulness test. Small slices keep it fast."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import CHECKPOINTS
+from ferx.analysis import analyze_packed
+from ferx.analysis.embeddings import project
+from ferx.checkpoint import load_checkpoint
+from ferx.data import load_split, pack_split
+
+MINI = CHECKPOINTS / "mini_xception_fer2013"
+N = 300  # faces of the FERPlus test split (the first, in split order)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("research-cache")
+
+
+@pytest.fixture(scope="module")
+def packed(data_root):
+    return pack_split(load_split("ferplus", "test", data_root), progress=False).head(N)
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return load_checkpoint(MINI, "cpu")
+
+
+@pytest.fixture(scope="module")
+def run(mini, packed, cache):
+    return analyze_packed([mini], packed, progress=False, cache_dir=cache / "analysis")[0]
+
+
+def test_a_selection_is_sorted_summarised_and_exported(run, tmp_path):
+    from ferx.analysis.selection import caption, selection_frame, selection_summary, summary_text, write_csv
+
+    ids = [5, 3, 250, 3, 17]
+    frame = selection_frame(run, ids, "confidence, highest first")
+    assert sorted(frame.index) == [3, 5, 17, 250]  # duplicates dropped
+    assert list(frame["confidence"]) == sorted(frame["confidence"], reverse=True)
+    assert list(selection_frame(run, ids).index) == [3, 5, 17, 250]
+    summary = selection_summary(frame)
+    truth = run.frame().loc[[3, 5, 17, 250]]
+    assert summary["n"] == 4 and summary["accuracy"] == pytest.approx(truth["correct"].mean())
+    assert summary["true_classes"] == truth["true"].value_counts().to_dict()
+    assert summary_text(frame, run.name).startswith("**4 faces**")
+    row = frame.loc[17]
+    text = caption(17, row)
+    assert text.startswith(f"#17 {row['true']} ") and text.endswith(f"{row['confidence']:.2f}") and len(text) < 32
+    csv = pd.read_csv(write_csv(frame, tmp_path / "sel.csv"), index_col="sample")
+    assert list(csv.index) == list(frame.index) and {"path", "true", "pred", "confidence", "loss"} <= set(csv.columns)
+    with pytest.raises(ValueError, match="sample ids must lie in 0..299"):
+        selection_frame(run, [300])
+
+
+def test_a_test_face_lands_on_itself_among_its_own_dataset(mini, run, packed, cache):
+    from ferx.analysis.placement import place
+
+    emb = cache / "embeddings"
+    pca, tsne = project(run, "pca", cache_dir=emb), project(run, "tsne", cache_dir=emb)
+    for sample in (17, 123):
+        where = place(mini, run, packed.images[sample], k=8, methods=("pca", "tsne"), cache_dir=emb)
+        assert where.neighbours.index[0] == sample and where.neighbours["distance"].iloc[0] < 1e-3
+        assert where.neighbours["distance"].is_monotonic_increasing and len(where.neighbours) == 8
+        assert where.neighbours.loc[sample, "true"] == run.frame().loc[sample, "true"]
+        assert np.allclose(where.coords["pca"], pca[sample], atol=1e-3)  # the same PCA axes
+        assert np.allclose(where.coords["tsne"], tsne[sample], atol=1e-2)  # its neighbours' place: its own
+        assert where.predicted == run.frame().loc[sample, "pred"] and not where.unlike_the_data
+        labelled = (where.neighbours["true"] == where.predicted).mean()
+        assert where.agreement == pytest.approx(labelled)
+    gray = place(mini, run, np.full((48, 48), 128, np.uint8), methods=("pca",), cache_dir=emb)
+    assert gray.unlike_the_data and "unlike anything in the data" in gray.verdict()
+    assert "tsne" not in place(mini, run, packed.images[0], methods=("tsne",), cache_dir=cache / "empty").coords
+
+
+@pytest.fixture(scope="module")
+def bank():
+    from webapp.model_bank import ModelBank
+
+    return ModelBank.load(CHECKPOINTS, "cpu")
+
+
+@pytest.fixture(scope="module")
+def analysis(bank, packed, cache):
+    """Every small trained checkpoint (under 2 M parameters: fast on CPU) on the slice, as the app holds it."""
+    from webapp.dataset_tab import Analysis
+
+    small = [m for m in bank.models.values() if sum(p.numel() for p in m.model.parameters()) < 2_000_000]
+    assert len(small) >= 2
+    return Analysis(analyze_packed(small, packed, progress=False, cache_dir=cache / "analysis"), packed)
+
+
+def test_the_app_places_a_photo_among_every_models_faces(bank, analysis, tmp_path):
+    from webapp.dataset_tab import place_photo
+
+    sample = 42
+    photo = tmp_path / "face.png"
+    Image.fromarray(analysis.packed.images[sample]).resize((144, 144), Image.Resampling.NEAREST).save(photo)
+    model = analysis.runs[1].name
+    table, items, title, placed = place_photo(bank, analysis, str(photo), True, 0, 5, model)
+    assert list(table["model"]) == [r.name for r in analysis.runs] and model in title
+    assert set(placed) == set(table["model"]) and all("pca" in where for where in placed.values())
+    assert len(items) == 5 and items[0][1].startswith(f"#{sample} ")  # enlarged 3x, it still finds itself first
+    assert (table["distance percentile"] < 50).all() and table["verdict"].str.contains("labelled").all()

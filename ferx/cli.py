@@ -141,6 +141,15 @@ def _cmd_analyze(args) -> int:
         for kind in FAILURE_KINDS:
             print(f"{run.name} {kind.replace('_', ' ')} (top {args.top}):\n"
                   f"{failures(run, kind, args.top)[['path', 'true', 'pred', 'confidence', 'loss']].to_string()}\n")
+    votes = _votes(args)
+    if votes is not None:
+        from ferx.analysis.labelnoise import RANKINGS, ranking, vote_metrics
+
+        print(f"against the annotators' votes:\n{vote_metrics(runs, votes).to_string()}\n")
+        for run in runs:
+            for kind in RANKINGS:
+                table = ranking(run, votes, kind, args.top)
+                print(f"{run.name} {kind} (top {args.top}):\n{table.drop(columns=['path']).to_string()}\n")
     pairs = list(itertools.combinations(runs, 2))
     for a, b in pairs:
         print(f"{a.name} vs {b.name}: agreement {agreement(a, b):.4f}\n{cross_model_frame(a, b).to_string()}\n")
@@ -150,6 +159,11 @@ def _cmd_analyze(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         summary_table(runs).to_csv(out / "summary.csv")
         figures = {"reliability": reliability_figure({r.name: reliability(r) for r in runs})}
+        if votes is not None:
+            vote_metrics(runs, votes).to_csv(out / "vote_metrics.csv")
+            for run in runs:
+                for kind in RANKINGS:
+                    ranking(run, votes, kind, len(run)).to_csv(out / f"{kind.replace(' ', '_')}_{run.name}.csv")
         for run in runs:
             run.frame().to_csv(out / f"samples_{run.name}.csv")
             per_class_table(run).to_csv(out / f"per_class_{run.name}.csv")
@@ -166,6 +180,16 @@ def _cmd_analyze(args) -> int:
                 write_figure(fig, out / f"{name}.{fmt}")
         print(f"wrote tables and {len(figures)} figure(s) ({', '.join(args.format)}) to {out}")
     return 0
+
+
+def _votes(args):
+    """The split's annotator vote shares (FERPlus), or None: read from its label file, no pixels."""
+    from ferx.data.datasets import load_split
+
+    try:
+        return load_split(args.dataset, args.split, args.data_root).soft_targets
+    except (ValueError, OSError):
+        return None
 
 
 def _cmd_bundle(args) -> int:

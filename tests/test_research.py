@@ -44,7 +44,8 @@ def test_a_selection_is_sorted_summarised_and_exported(run, tmp_path):
     frame = selection_frame(run, ids, "confidence, highest first")
     assert sorted(frame.index) == [3, 5, 17, 250]  # duplicates dropped
     assert list(frame["confidence"]) == sorted(frame["confidence"], reverse=True)
-    assert list(selection_frame(run, ids).index) == [3, 5, 17, 250]
+    assert list(selection_frame(run, ids, "sample id").index) == [3, 5, 17, 250]
+    assert list(selection_frame(run, ids).index) == [5, 3, 250, 17]  # as given: a ranking keeps its order
     summary = selection_summary(frame)
     truth = run.frame().loc[[3, 5, 17, 250]]
     assert summary["n"] == 4 and summary["accuracy"] == pytest.approx(truth["correct"].mean())
@@ -108,3 +109,50 @@ def test_the_app_places_a_photo_among_every_models_faces(bank, analysis, tmp_pat
     assert set(placed) == set(table["model"]) and all("pca" in where for where in placed.values())
     assert len(items) == 5 and items[0][1].startswith(f"#{sample} ")  # enlarged 3x, it still finds itself first
     assert (table["distance percentile"] < 50).all() and table["verdict"].str.contains("labelled").all()
+
+
+def test_label_noise_scores_models_against_the_votes_and_ranks_doubtful_faces(analysis):
+    from ferx.analysis.labelnoise import ranking, vote_frame, vote_metrics, votes_in_model_space
+
+    soft = analysis.packed.soft_targets
+    metrics = vote_metrics(analysis.runs, soft)
+    for run in analysis.runs:
+        votes = votes_in_model_space(run, soft)
+        reach = votes.sum(1)
+        assert np.allclose(reach, 1) if "contempt" in run.model_classes else (reach <= 1 + 1e-6).all()
+        frame = vote_frame(run, soft)
+        assert (frame["vote_top"] == frame["true"])[run.scored].all()  # FERPlus labels are the votes' majority
+        row = metrics.loc[run.name]
+        assert row["majority accuracy"] == pytest.approx(run.correct[run.scored].mean())
+        assert 0 < row["vote-weighted accuracy"] <= row["plausible accuracy"] <= 1
+        assert row["vote-weighted accuracy"] <= row["annotator agreement"] + 0.1
+        errors = ranking(run, soft, "likely label errors", 20)
+        assert (errors["pred"] != errors["vote_top"]).all() and errors["label_error"].is_monotonic_decreasing
+        top = errors.iloc[0]
+        assert top["label_error"] == pytest.approx(top["confidence"] * top["vote_pred"] / top["vote_top_share"])
+        ambiguous = ranking(run, soft, "ambiguous faces", 20)
+        assert ambiguous["ambiguity"].iloc[0] == frame["ambiguity"].max()
+        if "contempt" in run.model_classes:  # FERPlus leaves out ties (a 7-class model can see one: no contempt)
+            assert frame["ambiguity"].max() < 1
+        assert (ambiguous["vote_second_share"] <= ambiguous["vote_top_share"]).all()
+    with pytest.raises(ValueError, match="needs FERPlus"):
+        votes_in_model_space(analysis.runs[0], None)
+
+
+def test_the_label_noise_view_fills_the_gallery_in_ranking_order_and_shows_a_faces_votes(analysis, tmp_path):
+    from types import SimpleNamespace
+
+    from webapp.dataset_tab import gallery_page, noise_row_click, show_label_noise
+
+    model = analysis.runs[-1].name
+    swept = set()
+    metrics, table, csv, chosen = show_label_noise(analysis, "likely label errors", model, swept)
+    assert list(metrics["model"]) == [r.name for r in analysis.runs] and swept == {csv}
+    assert chosen["ids"] == list(table["sample"]) and chosen["model"] == model
+    items, shown, title, summary, page = gallery_page(analysis, chosen, "as given", 1)
+    assert shown == list(table["sample"]) and items[0][1].startswith(f"#{table['sample'][0]} ")
+    assert pd.read_csv(csv)["sample"].tolist() == list(table["sample"])
+    fig = noise_row_click(analysis, table, SimpleNamespace(index=[0, 2]))
+    sample = table["sample"][0]
+    assert fig.data[0].name.startswith("annotators") and np.allclose(fig.data[0].y, analysis.packed.soft_targets[sample])
+    assert [t.name for t in fig.data[1:]] == [r.name for r in analysis.runs]

@@ -67,7 +67,10 @@ class Analysis:
     packed: PackedSplit
 
     def run(self, name: str) -> ModelRun:
-        return next(r for r in self.runs if r.name == name)
+        for run in self.runs:
+            if run.name == name:
+                return run
+        raise ValueError(f"{name} was not part of this analysis: tick it under Models and run the analysis again")
 
 
 def dataset_choices(data_root: Path) -> list[str]:
@@ -398,6 +401,8 @@ def open_in_explain(analysis, ids, index: int, swept: set):
     Image.fromarray(packed.images[sample]).save(path)
     swept.add(str(path))
     source = {"dataset": packed.dataset, "split": packed.split, "sample": sample, "true": true}
+    if packed.soft_targets is not None:  # FERPlus: the annotators' votes, shown beside the models' probabilities
+        source["votes"] = {c: round(float(v), 3) for c, v in zip(packed.classes, packed.soft_targets[sample]) if v > 0}
     return str(path), True, 0, source, gr.Tabs(selected="explain")
 
 
@@ -477,7 +482,7 @@ def _gallery_views() -> SimpleNamespace:
                         elem_id="dataset-gallery-title")
     summary = gr.Markdown(elem_id="dataset-selection-summary")
     with gr.Row():
-        sort = gr.Dropdown(list(SORTS), value="sample id", label="Sort by")
+        sort = gr.Dropdown(list(SORTS), value="as given", label="Sort by")
         page = gr.Number(1, precision=0, minimum=1, label="Page", elem_id="dataset-gallery-page")
     gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=2, height=640, object_fit="contain",
                          elem_id="dataset-gallery", allow_preview=False)
@@ -540,6 +545,59 @@ def _placement_views() -> SimpleNamespace:
                            gallery=gallery)
 
 
+NOISE_HELP = ("FERPlus faces carry 10 annotator votes. **Against the votes**: *vote-weighted accuracy* is the chance "
+              "that a random annotator agrees with the model (the annotators' own agreement is its ceiling for a model "
+              "that always names the majority); *plausible accuracy*: some annotator chose the prediction. **Likely "
+              "label errors**: the model is sure of a class that nearly tied the majority (confidence × its vote share "
+              "/ the majority's). **Ambiguous faces**: the votes split over two classes (second share / top share). "
+              "The ranked faces fill the gallery; click a row to see its votes beside every model's probabilities.")
+
+
+@user_errors
+def show_label_noise(analysis, kind, model, swept: set):
+    """Vote metrics of every model, the ranking of ``model``'s faces (table, CSV) and the selection of them."""
+    from ferx.analysis.labelnoise import ranking, vote_metrics
+
+    if analysis is None:
+        raise gr.Error("Run an analysis first.")
+    soft = analysis.packed.soft_targets
+    metrics = vote_metrics(analysis.runs, soft).round(3).reset_index()
+    table = ranking(analysis.run(model), soft, kind, GALLERY_LIMIT)
+    path = write_csv(table, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_{kind.replace(' ', '_')}_{model}.csv")
+    swept.add(str(path))
+    shown = table.drop(columns=["path"]).round(3).reset_index()
+    return (metrics, shown, str(path),
+            selection(model, table.index, f"{kind.capitalize()} by {model}'s predictions against the votes", "ranking"))
+
+
+def noise_row_click(analysis, table, evt: gr.SelectData):
+    """A row of the ranking: that face's votes beside every model's probabilities."""
+    from ferx.analysis.labelnoise import votes_figure
+
+    if analysis is None or table is None or not len(table):
+        return gr.skip()
+    sample = int(table.iloc[evt.index[0]]["sample"])
+    return votes_figure(sample, analysis.runs, analysis.packed.soft_targets)
+
+
+def _noise_views(names: list[str]) -> SimpleNamespace:
+    from ferx.analysis.labelnoise import RANKINGS
+
+    with gr.Accordion("Label noise: FERPlus annotator votes", open=False):
+        gr.Markdown(NOISE_HELP)
+        with gr.Row():
+            kind = gr.Dropdown(list(RANKINGS), value=list(RANKINGS)[0], label="Ranking")
+            model = gr.Dropdown(names, value=names[0] if names else None, label="Model")
+            button = gr.Button("Rank the faces")
+        metrics = gr.Dataframe(label="Accuracy against the majority and against the votes", interactive=False,
+                               elem_id="noise-metrics")
+        table = gr.Dataframe(label="Ranked faces (click a row)", interactive=False, elem_id="noise-ranking",
+                             max_height=360)
+        csv = gr.File(label="Ranking (CSV)", interactive=False, height=60)
+        votes = gr.Plot(label="Votes and probabilities of one face")
+    return SimpleNamespace(kind=kind, model=model, button=button, metrics=metrics, table=table, csv=csv, votes=votes)
+
+
 def _region_views() -> SimpleNamespace:
     with gr.Accordion("Facial regions of the maps: Grad-CAM vs native attention", open=False):
         gr.Markdown(REGIONS_HELP)
@@ -567,6 +625,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
             gal = _gallery_views()
     det = _detail_views()
     plc = _placement_views()
+    noise = _noise_views(bank.names)
     reg = _region_views()
     page_out = [gal.gallery, shown, gal.title, gal.summary, gal.page]
 
@@ -606,6 +665,11 @@ def build_dataset_tab(ctx: AppContext) -> None:
                                                            mx.model_b], chosen)):
         event.success(first_page, [state, chosen, gal.sort], page_out).then(
             ring_selection, embedding_in + [chosen, placed], mx.embedding)
+    noise.button.click(functools.partial(show_label_noise, swept=noise.csv.temp_files),
+                       [state, noise.kind, noise.model], [noise.metrics, noise.table, noise.csv, chosen],
+                       api_name="label_noise").success(first_page, [state, chosen, gal.sort], page_out).then(
+        ring_selection, embedding_in + [chosen, placed], mx.embedding)
+    noise.table.select(noise_row_click, [state, noise.table], noise.votes)
     gal.sort.input(first_page, [state, chosen, gal.sort], page_out)
     gal.page.submit(page_of, [state, chosen, gal.sort, gal.page], page_out)
     gal.csv_button.click(functools.partial(selection_csv, swept=gal.csv_file.temp_files),

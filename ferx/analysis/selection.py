@@ -11,8 +11,9 @@ import pandas as pd
 from ferx.analysis.runs import ModelRun
 from ferx.text import plural
 
-# name shown to the user -> (column, ascending)
+# name shown to the user -> (column, ascending); "as given": the view's own order (a ranking's, or sample ids)
 SORTS = {
+    "as given": (None, True),
     "sample id": ("sample", True),
     "confidence, highest first": ("confidence", False),
     "confidence, lowest first": ("confidence", True),
@@ -22,7 +23,7 @@ SORTS = {
 EXPORT_COLUMNS = ["path", "true", "pred", "correct", "confidence", "margin", "loss"]
 
 
-def selection_frame(run: ModelRun, ids, sort: str = "sample id", extra: pd.DataFrame | None = None) -> pd.DataFrame:
+def selection_frame(run: ModelRun, ids, sort: str = "as given", extra: pd.DataFrame | None = None) -> pd.DataFrame:
     """The rows of ``run`` for sample ``ids`` (duplicates dropped), sorted by one of :data:`SORTS`, with
     the probability columns; ``extra`` (indexed by sample) adds columns such as a ranking's scores."""
     if sort not in SORTS:
@@ -34,7 +35,10 @@ def selection_frame(run: ModelRun, ids, sort: str = "sample id", extra: pd.DataF
     if extra is not None:
         frame = frame.join(extra.drop(columns=[c for c in extra.columns if c in frame.columns]), how="left")
     column, ascending = SORTS[sort]
-    frame = frame.sort_index() if column == "sample" else frame.sort_values(column, ascending=ascending, kind="stable")
+    if column == "sample":
+        frame = frame.sort_index()
+    elif column is not None:
+        frame = frame.sort_values(column, ascending=ascending, kind="stable")
     probs = [c for c in frame.columns if c.startswith("p_")]
     rest = [c for c in frame.columns if c not in EXPORT_COLUMNS + probs + ["scored", "entropy"]]
     return frame[EXPORT_COLUMNS + rest + probs]

@@ -156,3 +156,44 @@ def test_the_label_noise_view_fills_the_gallery_in_ranking_order_and_shows_a_fac
     sample = table["sample"][0]
     assert fig.data[0].name.startswith("annotators") and np.allclose(fig.data[0].y, analysis.packed.soft_targets[sample])
     assert [t.name for t in fig.data[1:]] == [r.name for r in analysis.runs]
+
+
+def test_disagreement_explorer_compares_both_models_maps_where_they_disagree(bank, analysis, cache):
+    from ferx.analysis.disagreement import class_agreement, disagreement_frame, gradcam_maps
+    from ferx.analysis.tables import predicted_names
+
+    a, b = analysis.runs[0], analysis.runs[-1]
+    la, lb = bank.models[a.name], bank.models[b.name]
+    maps = cache / "maps"
+    frame, maps_a, maps_b = disagreement_frame(la, lb, a, b, analysis.packed, limit=40, sort="maps least alike",
+                                               cache_dir=maps)
+    differ = np.flatnonzero(predicted_names(a) != predicted_names(b))
+    assert len(frame) == min(40, len(differ)) and set(frame.index) <= set(differ)
+    assert (frame[f"pred_{a.name}"] != frame[f"pred_{b.name}"]).all() and frame["spearman"].is_monotonic_increasing
+    assert maps_a.shape == (len(frame), 48, 48) and (maps_a >= 0).all()
+    same = gradcam_maps(la, analysis.packed, frame.index[:3], cache_dir=maps)  # recomputed for another id set
+    assert np.allclose(same, maps_a[:3], atol=2e-3 * maps_a.max())  # the rows follow the frame's order
+    from ferx.explain.faithfulness import map_agreement
+
+    assert frame["spearman"].iloc[0] == pytest.approx(map_agreement(maps_a[0], maps_b[0])["spearman"], abs=1e-6)
+    table = class_agreement(la, lb, a, b, analysis.packed, per_class=5, cache_dir=maps)
+    counts = np.bincount(analysis.packed.targets, minlength=len(analysis.packed.classes))
+    assert table.loc["(all)", "faces"] == np.minimum(counts, 5).sum()  # the slice has fewer of a rare class
+    present = {c for c, n in zip(analysis.packed.classes, counts) if n}
+    assert set(table.index) == present | {"(all)"}
+    assert ((table["labels agree"] >= 0) & (table["labels agree"] <= 1)).all()
+    with pytest.raises(ValueError, match="two different models"):
+        disagreement_frame(la, la, a, a, analysis.packed)
+
+
+def test_the_disagreement_view_shows_face_and_both_maps_with_scores(bank, analysis):
+    from webapp.dataset_tab import show_disagreement
+
+    a, b = analysis.runs[0].name, analysis.runs[-1].name
+    swept = set()
+    items, table, classes, csv, chosen = show_disagreement(bank, analysis, a, b, "both most confident", 30, 5, swept)
+    assert len(items) == min(24, len(table)) and items[0][0].shape[1] > 3 * items[0][0].shape[0]  # three panels
+    first = table.iloc[0]
+    assert items[0][1].startswith(f"#{first['sample']} {first['true']} · A {first[f'pred_{a}']}")
+    assert f"ρ {first['spearman']:.2f}" in items[0][1] and chosen["ids"] == list(table["sample"])
+    assert table["min_confidence"].is_monotonic_decreasing and list(classes["true"])[-1] == "(all)"

@@ -598,6 +598,67 @@ def _noise_views(names: list[str]) -> SimpleNamespace:
     return SimpleNamespace(kind=kind, model=model, button=button, metrics=metrics, table=table, csv=csv, votes=votes)
 
 
+DISAGREE_HELP = ("The faces model A and model B (chosen above) label differently, each with its Grad-CAM of its own "
+                 "prediction: face, A's map, B's map, on one scale (each map's share of its own mass per pixel; red: "
+                 "most). **ρ**: Spearman rank correlation of the two maps' pixels; **IoU**: overlap of their top 10 % "
+                 "pixels. The per-class table compares the maps on the first faces of every true class, whether or not "
+                 "the labels agree. Grad-CAM is computed once per face, then cached.")
+DISAGREE_TILES = 24  # faces drawn with both maps (the table and CSV hold them all)
+
+
+@user_errors
+def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, swept: set,
+                      progress=gr.Progress(track_tqdm=True)):
+    """Both models' maps on the faces they disagree on (sorted), the per-class map agreement, a CSV, and
+    the faces as a selection (gallery, ringed in the embedding)."""
+    from ferx.analysis.disagreement import class_agreement, disagreement_frame, pair_tile
+
+    if analysis is None:
+        raise gr.Error("Run an analysis with at least two models first.")
+    if a == b:
+        raise gr.Error("Choose two different models (Model A and Model B above).")
+    loaded_a, loaded_b = bank.models[a], bank.models[b]
+    run_a, run_b = analysis.run(a), analysis.run(b)
+    names = {id(loaded_a): a, id(loaded_b): b}
+
+    def maps_of(fn, **kw):  # batch by batch at low priority, each model ours for one batch at a time
+        return at_low_priority(fn, loaded_a, loaded_b, run_a, run_b, analysis.packed, batch_size=ANALYSIS_BATCH,
+                               hold=lambda loaded: bank.using(names[id(loaded)], background=True), **kw)
+
+    progress(0, desc=f"Grad-CAM of {a} and {b} on the faces they disagree on (cached after the first time)")
+    frame, maps_a, maps_b = maps_of(disagreement_frame, limit=int(limit or 200), sort=sort)
+    progress(0.6, desc="map agreement per class")
+    per_class_table = maps_of(class_agreement, per_class=int(per_class or 20))
+    items = [(pair_tile(analysis.packed.images[int(i)], maps_a[j], maps_b[j]),
+              f"#{int(i)} {row['true']} · A {row[f'pred_{a}']} {row[f'confidence_{a}']:.2f} · B {row[f'pred_{b}']} "
+              f"{row[f'confidence_{b}']:.2f} · ρ {row['spearman']:.2f} · IoU {row['top_k_iou']:.2f}")
+             for j, (i, row) in enumerate(frame.head(DISAGREE_TILES).iterrows())]
+    path = write_csv(frame, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_disagreement_{a}_vs_{b}.csv")
+    swept.add(str(path))
+    return (items, frame.drop(columns=["path"]).round(3).reset_index(), per_class_table.round(3).reset_index(),
+            str(path), selection(a, frame.index, f"Faces {a} and {b} label differently ({sort})", "ranking"))
+
+
+def _disagreement_views() -> SimpleNamespace:
+    from ferx.analysis.disagreement import SORTS as DISAGREE_SORTS
+
+    with gr.Accordion("Disagreement explorer: model A vs model B, with their maps", open=False):
+        gr.Markdown(DISAGREE_HELP)
+        with gr.Row():
+            sort = gr.Dropdown(list(DISAGREE_SORTS), value=list(DISAGREE_SORTS)[0], label="Sort by")
+            limit = gr.Number(200, precision=0, minimum=1, maximum=5000, label="Faces (both surest first)")
+            per_class = gr.Number(20, precision=0, minimum=1, maximum=500, label="Faces per class (table)")
+            button = gr.Button("Compare the maps where they disagree")
+        gallery = gr.Gallery(label="Face · A's map · B's map (one scale)", columns=2, height=520,
+                             object_fit="contain", elem_id="disagree-gallery", allow_preview=False)
+        table = gr.Dataframe(label="Faces they disagree on", interactive=False, max_height=320,
+                             elem_id="disagree-table")
+        classes = gr.Dataframe(label="Map agreement per true class", interactive=False, elem_id="disagree-classes")
+        csv = gr.File(label="Disagreements (CSV)", interactive=False, height=60)
+    return SimpleNamespace(sort=sort, limit=limit, per_class=per_class, button=button, gallery=gallery, table=table,
+                           classes=classes, csv=csv)
+
+
 def _region_views() -> SimpleNamespace:
     with gr.Accordion("Facial regions of the maps: Grad-CAM vs native attention", open=False):
         gr.Markdown(REGIONS_HELP)
@@ -626,6 +687,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
     det = _detail_views()
     plc = _placement_views()
     noise = _noise_views(bank.names)
+    dis = _disagreement_views()
     reg = _region_views()
     page_out = [gal.gallery, shown, gal.title, gal.summary, gal.page]
 
@@ -668,6 +730,11 @@ def build_dataset_tab(ctx: AppContext) -> None:
     noise.button.click(functools.partial(show_label_noise, swept=noise.csv.temp_files),
                        [state, noise.kind, noise.model], [noise.metrics, noise.table, noise.csv, chosen],
                        api_name="label_noise").success(first_page, [state, chosen, gal.sort], page_out).then(
+        ring_selection, embedding_in + [chosen, placed], mx.embedding)
+    dis.button.click(functools.partial(show_disagreement, bank, swept=dis.csv.temp_files),
+                     [state, mx.model_a, mx.model_b, dis.sort, dis.limit, dis.per_class],
+                     [dis.gallery, dis.table, dis.classes, dis.csv, chosen], concurrency_limit=1,
+                     api_name="disagreement").success(first_page, [state, chosen, gal.sort], page_out).then(
         ring_selection, embedding_in + [chosen, placed], mx.embedding)
     noise.table.select(noise_row_click, [state, noise.table], noise.votes)
     gal.sort.input(first_page, [state, chosen, gal.sort], page_out)

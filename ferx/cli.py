@@ -128,6 +128,7 @@ def _cmd_analyze(args) -> int:
 
     runs = analyze(args.checkpoints, args.dataset, args.split, data_root=args.data_root, device=args.device,
                    batch_size=args.batch_size, calibrate=args.calibrate)
+    research = _map_studies(args, runs)
     pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
     cached = ", ".join(f"{r.name}: {'cache' if r.from_cache else 'computed'}" for r in runs)
     print(f"{runs[0].dataset}/{runs[0].split}: {len(runs[0])} faces ({cached})\n")
@@ -175,11 +176,48 @@ def _cmd_analyze(args) -> int:
         for a, b in pairs:
             figures[f"cross_{a.name}_vs_{b.name}"] = confusion_figure(
                 cross_model_frame(a, b), title=f"{a.name} vs {b.name}: agreement {agreement(a, b):.3f}")
+        for name, (table, fig) in research.items():
+            table.to_csv(out / f"{name}.csv")
+            if fig is not None:
+                figures[name] = fig
         for name, fig in figures.items():
             for fmt in args.format:
                 write_figure(fig, out / f"{name}.{fmt}")
         print(f"wrote tables and {len(figures)} figure(s) ({', '.join(args.format)}) to {out}")
     return 0
+
+
+def _map_studies(args, runs) -> dict:
+    """``--attention`` and ``--disagreement``: printed, and returned as name -> (table, figure or None)."""
+    import itertools
+
+    if not (args.attention or args.disagreement):
+        return {}
+    from ferx.checkpoint import load_checkpoint
+    from ferx.data.datasets import load_split
+    from ferx.data.packed import pack_split
+    from ferx.device import resolve_device
+
+    packed = pack_split(load_split(args.dataset, args.split, args.data_root), progress=False)
+    dev = resolve_device(args.device)
+    models = {run.name: load_checkpoint(run.checkpoint, dev) for run in runs}
+    out = {}
+    if args.attention:
+        from ferx.analysis.attention import attention_figure, attention_study, attention_table
+
+        table = attention_table(attention_study(list(models.values()), packed, args.attention))
+        print(f"is attention an explanation? ({args.attention} faces; deletion lower and insertion higher is more "
+              f"faithful)\n{table.round(3).to_string()}\n")
+        out["attention"] = (table, attention_figure(table))
+    if args.disagreement:
+        from ferx.analysis.disagreement import class_agreement
+
+        for a, b in itertools.combinations(runs, 2):
+            table = class_agreement(models[a.name], models[b.name], a, b, packed, per_class=args.disagreement)
+            print(f"{a.name} vs {b.name}: Grad-CAM agreement per true class ({args.disagreement} faces each)\n"
+                  f"{table.round(3).to_string()}\n")
+            out[f"map_agreement_{a.name}_vs_{b.name}"] = (table, None)
+    return out
 
 
 def _votes(args):
@@ -433,6 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="colour the embeddings by true, pred, correct, confidence or disagreement (with the other "
                          "models)")
     an.add_argument("--top", type=int, default=10, help="failure cases listed per ranking")
+    an.add_argument("--attention", type=int, default=0, metavar="N",
+                    help="is attention an explanation? deletion/insertion of each native map vs Grad-CAM vs random "
+                         "maps on N evenly spaced faces, for the models with native maps (cached; ~8 s per face and "
+                         "model on 2 CPU cores the first time); default 0: off")
+    an.add_argument("--disagreement", type=int, default=0, metavar="N",
+                    help="for each pair of models, Grad-CAM map agreement on N faces per true class and on the faces "
+                         "they disagree on (cached); default 0: off")
     an.add_argument("--out", default=None, help="folder for CSV tables and figures")
     an.add_argument("--format", nargs="+", default=["html"], choices=["html", "png"])
     _inference_options(an)

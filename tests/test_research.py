@@ -197,3 +197,34 @@ def test_the_disagreement_view_shows_face_and_both_maps_with_scores(bank, analys
     assert items[0][1].startswith(f"#{first['sample']} {first['true']} · A {first[f'pred_{a}']}")
     assert f"ρ {first['spearman']:.2f}" in items[0][1] and chosen["ids"] == list(table["sample"])
     assert table["min_confidence"].is_monotonic_decreasing and list(classes["true"])[-1] == "(all)"
+
+
+def test_native_attention_and_gradcam_face_the_same_faithfulness_test(bank, analysis, tmp_path, monkeypatch):
+    """Two faces (the test costs ~8 s per face and model on 2 cores): the table has every native map the
+    registry declares and Grad-CAM, AUCs in [0, 1]; the app's view reads the cache the core wrote."""
+    from ferx.analysis.attention import attention_study, attention_table, fixed_sample
+    from ferx.models import get_model_info
+    from webapp.dataset_tab import show_attention
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path))
+    assert fixed_sample(300, 4).tolist() == [0, 100, 199, 299] and fixed_sample(3, 10).tolist() == [0, 1, 2]
+    with_maps = [bank.models[r.name] for r in analysis.runs if get_model_info(bank.models[r.name].name).native_maps]
+    loaded = with_maps[0]
+    rows = attention_study([bank.models["mini_xception_fer2013"], loaded], analysis.packed, 2)
+    assert set(rows["model"]) == {loaded.path.name}  # mini-Xception has no attention of its own
+    table = attention_table(rows)
+    declared = [m.name for m in get_model_info(loaded.name).native_maps]
+    assert list(table.loc[loaded.path.name].index) == declared + ["gradcam"] and (table["faces"] == 2).all()
+    aucs = table[["deletion", "insertion", "random_deletion", "random_insertion"]].to_numpy()
+    assert ((aucs >= 0) & (aucs <= 1)).all()
+    import time
+
+    start = time.perf_counter()
+    again = attention_study([loaded], analysis.packed, 2)
+    assert time.perf_counter() - start < 2 and np.allclose(again["deletion"], rows["deletion"])  # cached
+    with pytest.raises(ValueError, match="no.*native maps"):
+        attention_study([bank.models["mini_xception_fer2013"]], analysis.packed, 2)
+    one = type(analysis)([r for r in analysis.runs if r.name == loaded.path.name], analysis.packed)
+    shown, fig, csv = show_attention(bank, one, 2, set())
+    assert shown.round(3).equals(table.round(3).reset_index()) and len(fig.data) == 4
+    assert len(pd.read_csv(csv)) == len(rows)

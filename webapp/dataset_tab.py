@@ -686,28 +686,32 @@ def show_attention(bank: ModelBank, analysis, n, swept: set, progress=gr.Progres
     return table.round(3).reset_index(), attention_figure(table), str(path)
 
 
-def _attention_views() -> SimpleNamespace:
-    with gr.Accordion("Is attention an explanation? Native maps vs Grad-CAM vs random maps", open=False):
-        gr.Markdown(ATTENTION_HELP)
+def _map_study_views(title: str, help_text: str, count: tuple[int, str], button: str, table: tuple[str, str],
+                     plot: str, csv: str | None = None) -> SimpleNamespace:
+    """An accordion for a dataset-wide study of the maps: how many faces, a button, its table and figure
+    (and a CSV of every face when ``csv`` labels one)."""
+    with gr.Accordion(title, open=False):
+        gr.Markdown(help_text)
         with gr.Row():
-            n = gr.Number(20, precision=0, minimum=1, maximum=2000, label="Faces (evenly spaced in the split)")
-            button = gr.Button("Test the maps' faithfulness")
-        table = gr.Dataframe(label="Mean AUC per model and map", interactive=False, elem_id="attention-table")
-        plot = gr.Plot(label="Deletion and insertion AUC")
-        csv = gr.File(label="Every face and map (CSV)", interactive=False, height=60)
-    return SimpleNamespace(n=n, button=button, table=table, plot=plot, csv=csv)
+            n = gr.Number(count[0], precision=0, minimum=1, maximum=2000, label=count[1])
+            run = gr.Button(button)
+        shown = gr.Dataframe(label=table[0], interactive=False, elem_id=table[1])
+        figure = gr.Plot(label=plot)
+        file = gr.File(label=csv, interactive=False, height=60) if csv else None
+    return SimpleNamespace(n=n, button=run, table=shown, plot=figure, csv=file)
+
+
+def _attention_views() -> SimpleNamespace:
+    return _map_study_views("Is attention an explanation? Native maps vs Grad-CAM vs random maps", ATTENTION_HELP,
+                            (20, "Faces (evenly spaced in the split)"), "Test the maps' faithfulness",
+                            ("Mean AUC per model and map", "attention-table"), "Deletion and insertion AUC",
+                            "Every face and map (CSV)")
 
 
 def _region_views() -> SimpleNamespace:
-    with gr.Accordion("Facial regions of the maps: Grad-CAM vs native attention", open=False):
-        gr.Markdown(REGIONS_HELP)
-        with gr.Row():
-            per_class = gr.Number(50, precision=0, minimum=1, maximum=2000, label="Faces per true class")
-            button = gr.Button("Break the maps down by facial region")
-        table = gr.Dataframe(label="Mean share of positive mass per region", interactive=False,
-                             elem_id="dataset-regions-table")
-        plot = gr.Plot(label="Regions heat-map")
-    return SimpleNamespace(per_class=per_class, button=button, table=table, plot=plot)
+    return _map_study_views("Facial regions of the maps: Grad-CAM vs native attention", REGIONS_HELP,
+                            (50, "Faces per true class"), "Break the maps down by facial region",
+                            ("Mean share of positive mass per region", "dataset-regions-table"), "Regions heat-map")
 
 
 def build_dataset_tab(ctx: AppContext) -> None:
@@ -788,7 +792,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
     plc.button.click(functools.partial(place_photo, bank), [state, plc.image, plc.whole, plc.index, plc.k,
                                                             mx.emb_model], [plc.table, plc.gallery, plc.title, placed],
                      api_name="place").success(show_embedding, *embedding_io)
-    reg.button.click(functools.partial(show_regions, bank), [state, reg.per_class], [reg.table, reg.plot],
+    reg.button.click(functools.partial(show_regions, bank), [state, reg.n], [reg.table, reg.plot],
                      concurrency_limit=1, api_name="regions")
     ex = ctx.shared["explain_photo"]
 

@@ -2,6 +2,8 @@
 photo lands among a model's faces, label noise against the annotators' votes, model disagreement with map
 agreement, and native attention against Grad-CAM on the same faithfulness test. Small slices keep it fast."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -225,6 +227,6 @@ def test_native_attention_and_gradcam_face_the_same_faithfulness_test(bank, anal
     with pytest.raises(ValueError, match="no.*native maps"):
         attention_study([bank.models["mini_xception_fer2013"]], analysis.packed, 2)
     one = type(analysis)([r for r in analysis.runs if r.name == loaded.path.name], analysis.packed)
-    shown, fig, csv = show_attention(bank, one, 2, set())
+    shown, fig, (csv, html) = show_attention(bank, one, 2, set())
     assert shown.round(3).equals(table.round(3).reset_index()) and len(fig.data) == 4
-    assert len(pd.read_csv(csv)) == len(rows)
+    assert len(pd.read_csv(csv)) == len(rows) and "plotly" in Path(html).read_text()[:300_000]

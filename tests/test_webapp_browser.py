@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from ferx.data import load_fer2013, pack_split
+from ferx.data import load_fer2013, load_split, pack_split
 from ferx.text import plural
 from webapp_server import running_app
 
@@ -146,6 +146,24 @@ def test_a_box_selection_in_the_embedding_shows_exactly_the_faces_inside_it(page
     rows = page.request.get(link.get_attribute("href")).text().strip().splitlines()
     assert rows[0].startswith("sample,path,true,pred") and sorted(int(r.split(",")[0]) for r in rows[1:]) == expected
     page.screenshot(path=str(SHOTS / "dataset_box_selection.png"), full_page=True)
+
+
+def test_an_uploaded_face_lands_on_itself_among_the_analysed_faces(page, data_root, tmp_path):
+    faces = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    sample = 100
+    photo = tmp_path / "ck_face.png"
+    Image.fromarray(faces.images[sample]).save(photo)
+    page.get_by_role("tab", name="Dataset").click()
+    page.get_by_text("Where does my photo land?").click()
+    page.locator("#place-photo input[type=file]").set_input_files(str(photo))
+    page.locator("#place-whole input").check()
+    page.get_by_role("button", name="Place it among the analysed faces").click()
+    first = page.locator("#place-neighbours .caption-label").first
+    first.wait_for()
+    assert first.inner_text().startswith(f"#{sample} {faces.classes[faces.targets[sample]]} · d 0.0")
+    assert page.locator("#place-table").get_by_text("distance percentile").count() >= 1
+    page.locator("#place-table").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "dataset_placement.png"), full_page=True)
 
 
 def test_on_a_phone_a_tapped_cell_brings_its_faces_into_view(page):

@@ -365,6 +365,19 @@ def export_dir() -> Path:
     return folder
 
 
+def exports(swept: set, stem: str, *, table: pd.DataFrame | None = None, figure=None) -> list[str]:
+    """A view's downloads: its table as CSV and its figure as self-contained HTML (the figure's toolbar
+    saves a PNG), in a fresh folder; listed in ``swept`` (deleted with the uploads)."""
+    folder = Path(tempfile.mkdtemp(dir=export_dir()))
+    paths = []
+    if table is not None:
+        paths.append(write_csv(table, folder / f"{stem}.csv"))
+    if figure is not None:
+        paths.append(write_figure(figure, folder / f"{stem}.html"))
+    swept.update(str(p) for p in paths)
+    return [str(p) for p in paths]
+
+
 @user_errors
 def selection_csv(analysis, chosen, sort, swept: set):
     """The whole selection (every page) as CSV; the file is deleted with the uploads."""
@@ -510,7 +523,7 @@ REGIONS_HELP = ("Where do the maps fall on the face? For the analysed faces (up 
 
 
 @user_errors
-def show_regions(bank: ModelBank, analysis, per_class, progress=gr.Progress(track_tqdm=True)):
+def show_regions(bank: ModelBank, analysis, per_class, swept: set, progress=gr.Progress(track_tqdm=True)):
     """The facial-region table and heat-map of the session's analysis (ferx.analysis.regions)."""
     from ferx.analysis.regions import region_figure, region_shares, region_table
 
@@ -523,7 +536,8 @@ def show_regions(bank: ModelBank, analysis, per_class, progress=gr.Progress(trac
                                  batch_size=ANALYSIS_BATCH, hold=functools.partial(bank.using, run.name, background=True))
         tables.append(region_table(shares))
     table = pd.concat(tables)
-    return table.round(3).reset_index(), region_figure(table)
+    fig = region_figure(table)
+    return table.round(3).reset_index(), fig, exports(swept, "ferx_regions", table=table, figure=fig)
 
 
 def _placement_views() -> SimpleNamespace:
@@ -534,6 +548,7 @@ def _placement_views() -> SimpleNamespace:
         with gr.Row():
             with gr.Column(scale=1):
                 image, whole, index = photo_inputs("Photo (not stored)", "place-photo", 260)
+                whole.elem_id = "place-whole"  # the tabs' other "whole image" boxes share its label
                 k = gr.Number(8, precision=0, minimum=1, maximum=50, label="Nearest faces (k)")
                 button = gr.Button("Place it among the analysed faces")
             with gr.Column(scale=2):
@@ -680,16 +695,15 @@ def show_attention(bank: ModelBank, analysis, n, swept: set, progress=gr.Progres
                            hold=lambda loaded: bank.using(names[id(loaded)], background=True),
                            progress=lambda f, what: progress(f, desc=f"deletion/insertion of {what}'s maps"))
     table = attention_table(rows)
-    path = Path(tempfile.mkdtemp(dir=export_dir())) / "ferx_attention_faithfulness.csv"
-    rows.round(4).to_csv(path, index=False)
-    swept.add(str(path))
-    return table.round(3).reset_index(), attention_figure(table), str(path)
+    fig = attention_figure(table)
+    return table.round(3).reset_index(), fig, exports(swept, "ferx_attention", table=rows.set_index("model"),
+                                                      figure=fig)
 
 
 def _map_study_views(title: str, help_text: str, count: tuple[int, str], button: str, table: tuple[str, str],
-                     plot: str, csv: str | None = None) -> SimpleNamespace:
-    """An accordion for a dataset-wide study of the maps: how many faces, a button, its table and figure
-    (and a CSV of every face when ``csv`` labels one)."""
+                     plot: str, files: str) -> SimpleNamespace:
+    """An accordion for a dataset-wide study of the maps: how many faces, a button, its table and figure,
+    and their downloads (``files`` labels them)."""
     with gr.Accordion(title, open=False):
         gr.Markdown(help_text)
         with gr.Row():
@@ -697,7 +711,7 @@ def _map_study_views(title: str, help_text: str, count: tuple[int, str], button:
             run = gr.Button(button)
         shown = gr.Dataframe(label=table[0], interactive=False, elem_id=table[1])
         figure = gr.Plot(label=plot)
-        file = gr.File(label=csv, interactive=False, height=60) if csv else None
+        file = gr.File(label=files, interactive=False, file_count="multiple", height=90)
     return SimpleNamespace(n=n, button=run, table=shown, plot=figure, csv=file)
 
 
@@ -705,13 +719,14 @@ def _attention_views() -> SimpleNamespace:
     return _map_study_views("Is attention an explanation? Native maps vs Grad-CAM vs random maps", ATTENTION_HELP,
                             (20, "Faces (evenly spaced in the split)"), "Test the maps' faithfulness",
                             ("Mean AUC per model and map", "attention-table"), "Deletion and insertion AUC",
-                            "Every face and map (CSV)")
+                            "Every face and map (CSV) and the figure (HTML)")
 
 
 def _region_views() -> SimpleNamespace:
     return _map_study_views("Facial regions of the maps: Grad-CAM vs native attention", REGIONS_HELP,
                             (50, "Faces per true class"), "Break the maps down by facial region",
-                            ("Mean share of positive mass per region", "dataset-regions-table"), "Regions heat-map")
+                            ("Mean share of positive mass per region", "dataset-regions-table"), "Regions heat-map",
+                            "The table (CSV) and the heat-map (HTML)")
 
 
 def build_dataset_tab(ctx: AppContext) -> None:
@@ -753,8 +768,8 @@ def build_dataset_tab(ctx: AppContext) -> None:
     cross_io = ([state, mx.model_a, mx.model_b], [mx.cross, mx.agreement_line])
     embedding_in = [state, mx.emb_model, mx.method, mx.colour]
     embedding_io = (embedding_in + [chosen, placed], [mx.embedding])
-    analysed.success(lambda: (None, None), None, [chosen, placed]).then(show_matrix, *matrix_io).then(show_cross, *cross_io).then(
-        show_embedding, *embedding_io).then(first_page, [state, chosen, gal.sort], page_out)
+    analysed.success(lambda: (None, None), None, [chosen, placed]).then(show_matrix, *matrix_io).then(
+        show_cross, *cross_io).then(show_embedding, *embedding_io).then(first_page, [state, chosen, gal.sort], page_out)
     for handler, io, triggers in ((show_matrix, matrix_io, (mx.matrix_model, mx.normalise)),
                                   (show_cross, cross_io, (mx.model_a, mx.model_b)),
                                   (show_embedding, embedding_io, (mx.emb_model, mx.method, mx.colour))):
@@ -768,18 +783,16 @@ def build_dataset_tab(ctx: AppContext) -> None:
                   mx.cross.select(cross_click, [state, mx.model_a, mx.model_b], chosen),
                   mx.embedding.select(embedding_select, [state, mx.emb_model, mx.method], chosen),
                   gal.failure_button.click(show_failures, [state, gal.failure_kind, mx.matrix_model, mx.model_a,
-                                                           mx.model_b], chosen)):
+                                                           mx.model_b], chosen),
+                  noise.button.click(functools.partial(show_label_noise, swept=noise.csv.temp_files),
+                                     [state, noise.kind, noise.model], [noise.metrics, noise.table, noise.csv, chosen],
+                                     api_name="label_noise"),
+                  dis.button.click(functools.partial(show_disagreement, bank, swept=dis.csv.temp_files),
+                                   [state, mx.model_a, mx.model_b, dis.sort, dis.limit, dis.per_class],
+                                   [dis.gallery, dis.table, dis.classes, dis.csv, chosen], concurrency_limit=1,
+                                   api_name="disagreement")):
         event.success(first_page, [state, chosen, gal.sort], page_out).then(
             ring_selection, embedding_in + [chosen, placed], mx.embedding)
-    noise.button.click(functools.partial(show_label_noise, swept=noise.csv.temp_files),
-                       [state, noise.kind, noise.model], [noise.metrics, noise.table, noise.csv, chosen],
-                       api_name="label_noise").success(first_page, [state, chosen, gal.sort], page_out).then(
-        ring_selection, embedding_in + [chosen, placed], mx.embedding)
-    dis.button.click(functools.partial(show_disagreement, bank, swept=dis.csv.temp_files),
-                     [state, mx.model_a, mx.model_b, dis.sort, dis.limit, dis.per_class],
-                     [dis.gallery, dis.table, dis.classes, dis.csv, chosen], concurrency_limit=1,
-                     api_name="disagreement").success(first_page, [state, chosen, gal.sort], page_out).then(
-        ring_selection, embedding_in + [chosen, placed], mx.embedding)
     att.button.click(functools.partial(show_attention, bank, swept=att.csv.temp_files), [state, att.n],
                      [att.table, att.plot, att.csv], concurrency_limit=1, api_name="attention")
     noise.table.select(noise_row_click, [state, noise.table], noise.votes)
@@ -792,7 +805,8 @@ def build_dataset_tab(ctx: AppContext) -> None:
     plc.button.click(functools.partial(place_photo, bank), [state, plc.image, plc.whole, plc.index, plc.k,
                                                             mx.emb_model], [plc.table, plc.gallery, plc.title, placed],
                      api_name="place").success(show_embedding, *embedding_io)
-    reg.button.click(functools.partial(show_regions, bank), [state, reg.n], [reg.table, reg.plot],
+    reg.button.click(functools.partial(show_regions, bank, swept=reg.csv.temp_files), [state, reg.n],
+                     [reg.table, reg.plot, reg.csv],
                      concurrency_limit=1, api_name="regions")
     ex = ctx.shared["explain_photo"]
 

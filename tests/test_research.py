@@ -39,7 +39,7 @@ def run(mini, packed, cache):
     return analyze_packed([mini], packed, progress=False, cache_dir=cache / "analysis")[0]
 
 
-def test_a_selection_is_sorted_summarised_and_exported(run, tmp_path):
+def test_a_selection_is_sorted_summarised_and_exported(run, packed, tmp_path):
     from ferx.analysis.selection import caption, selection_frame, selection_summary, summary_text, write_csv
 
     ids = [5, 3, 250, 3, 17]
@@ -60,6 +60,10 @@ def test_a_selection_is_sorted_summarised_and_exported(run, tmp_path):
     assert list(csv.index) == list(frame.index) and {"path", "true", "pred", "confidence", "loss"} <= set(csv.columns)
     with pytest.raises(ValueError, match="sample ids must lie in 0..299"):
         selection_frame(run, [300])
+    voted = selection_frame(run, ids, votes=packed.soft_targets)  # FERPlus: the votes beside the probabilities
+    assert np.allclose(voted[[f"votes_{c}" for c in run.dataset_classes]].to_numpy(), packed.soft_targets[[5, 3, 250, 17]])
+    assert (voted["vote_top"] == voted["true"]).all() or not run.scored[ids].all()
+    assert "against the votes" in summary_text(voted, run.name)
 
 
 def test_a_test_face_lands_on_itself_among_its_own_dataset(mini, run, packed, cache):

@@ -116,7 +116,7 @@ def gallery_page(analysis: Analysis, chosen: dict | None, sort: str, page) -> tu
     if analysis is None or not chosen:
         return [], [], "Click a matrix cell, lasso embedding points or show failures: the faces appear here.", "", 1
     run = analysis.run(chosen["model"])
-    frame = selection_frame(run, chosen["ids"], sort)
+    frame = selection_frame(run, chosen["ids"], sort, votes=analysis.packed.soft_targets)
     pages = max(1, -(-len(frame) // GALLERY_LIMIT))
     page = min(max(1, int(page or 1)), pages)
     shown = frame.iloc[(page - 1) * GALLERY_LIMIT: page * GALLERY_LIMIT]
@@ -383,7 +383,7 @@ def selection_csv(analysis, chosen, sort, swept: set):
     """The whole selection (every page) as CSV; the file is deleted with the uploads."""
     if analysis is None or not chosen:
         raise gr.Error("Select some faces first.")
-    frame = selection_frame(analysis.run(chosen["model"]), chosen["ids"], sort)
+    frame = selection_frame(analysis.run(chosen["model"]), chosen["ids"], sort, votes=analysis.packed.soft_targets)
     path = write_csv(frame, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_selection_{chosen['view']}.csv")
     swept.add(str(path))
     return str(path)

@@ -128,7 +128,6 @@ def _cmd_analyze(args) -> int:
 
     runs = analyze(args.checkpoints, args.dataset, args.split, data_root=args.data_root, device=args.device,
                    batch_size=args.batch_size, calibrate=args.calibrate)
-    research = _map_studies(args, runs)
     pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
     cached = ", ".join(f"{r.name}: {'cache' if r.from_cache else 'computed'}" for r in runs)
     print(f"{runs[0].dataset}/{runs[0].split}: {len(runs[0])} faces ({cached})\n")
@@ -155,6 +154,7 @@ def _cmd_analyze(args) -> int:
     for a, b in pairs:
         print(f"{a.name} vs {b.name}: agreement {agreement(a, b):.4f}\n{cross_model_frame(a, b).to_string()}\n")
         print(f"disagreements (top {args.top}):\n{disagreements(a, b, args.top).to_string()}\n")
+    research = _map_studies(args, runs)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -234,3 +234,25 @@ def test_native_attention_and_gradcam_face_the_same_faithfulness_test(bank, anal
     shown, fig, (csv, html) = show_attention(bank, one, 2, set())
     assert shown.round(3).equals(table.round(3).reset_index()) and len(fig.data) == 4
     assert len(pd.read_csv(csv)) == len(rows) and "plotly" in Path(html).read_text()[:300_000]
+
+
+def test_the_gallery_pages_through_a_large_selection_and_rings_it_in_the_embedding(analysis):
+    import json
+
+    from webapp.dataset_tab import embedding_view, gallery_page, selection
+
+    model = analysis.runs[0].name
+    chosen = selection(model, range(150), "**150 faces**", "confusion")
+    _, shown, title, summary, page = gallery_page(analysis, chosen, "sample id", 2)
+    assert shown == list(range(60, 120)) and page == 2 and title.endswith("page 2 of 3")
+    assert summary.startswith("**150 faces**")
+    _, shown, _, _, page = gallery_page(analysis, chosen, "sample id", 9)
+    assert shown == list(range(120, 150)) and page == 3  # past the end: the last page
+    _, shown, _, _, _ = gallery_page(analysis, chosen, "confidence, lowest first", 1)
+    conf = analysis.runs[0].confidence
+    assert conf[shown[0]] == conf[:150].min()
+    fig = json.loads(embedding_view(analysis, model, "pca", "correct", chosen).to_json())
+    ringed = [t for t in fig["data"] if t["name"].startswith("highlighted")]
+    assert len(ringed) == 1 and ringed[0]["name"] == "highlighted (150)"
+    own = selection(model, [1, 2], "lasso", "embedding")  # its own lasso is not ringed again
+    assert not [t for t in embedding_view(analysis, model, "pca", "true", own).data if t.name.startswith("highlighted")]

@@ -71,8 +71,9 @@ def _projection_path(run: ModelRun, method: str, seed: int, cache_dir) -> Path:
 def project(run: ModelRun, method: str = "pca", seed: int = 0, cache_dir: str | Path | None = None, *,
             compute: bool = True) -> np.ndarray:
     """The cached 2-D projection of a run's embeddings (keyed by the run's own cache key); a UMAP's
-    fitted reducer is cached beside it (``.umap.joblib``). ``compute=False``: FileNotFoundError when
-    it is not cached yet."""
+    fitted reducer is cached beside it (``.umap.joblib``), except for a user's zip: the reducer holds
+    the faces' embeddings, and of a user's faces only 2-D coordinates are kept. ``compute=False``:
+    FileNotFoundError when it is not cached yet."""
     path = _projection_path(run, method, seed, cache_dir)
     if not compute and not path.is_file():
         raise FileNotFoundError(f"no cached {method} projection of {run.name}")
@@ -88,7 +89,7 @@ def project(run: ModelRun, method: str = "pca", seed: int = 0, cache_dir: str | 
         fitted = {}
         coords = compute_projection(run.embeddings, method, seed, fitted).astype(np.float32)
         seconds = time.perf_counter() - start
-        if "reducer" in fitted:
+        if "reducer" in fitted and not run.dataset.startswith("zip:"):
             _save_reducer(fitted["reducer"], path.with_suffix(".umap.joblib"))
         log.info("%s of %s (%d points) took %.1f s", method, run.name, len(run), seconds)
         _record_rate(path.parent, method, len(run), seconds)

@@ -77,13 +77,23 @@ def embed(loaded: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return torch.softmax(logits.float(), 1)[0].cpu().numpy(), embedding.float()[0].cpu().numpy()
 
 
+_OWN: dict[tuple, np.ndarray] = {}  # (run key, faces, k) -> distances: a few KiB each, reused by every photo
+_OWN_MAX = 32
+
+
 def own_distances(run: ModelRun, k: int) -> np.ndarray:
-    """Every dataset face's mean distance to its ``k`` nearest other faces (standardised embeddings)."""
+    """Every dataset face's mean distance to its ``k`` nearest other faces (standardised embeddings);
+    kept in memory per run and ``k``."""
     from sklearn.neighbors import NearestNeighbors
 
-    z = _standardiser(run.embeddings)(run.embeddings)
-    dist, _ = NearestNeighbors(n_neighbors=min(k + 1, len(z))).fit(z).kneighbors(z)
-    return dist[:, 1:].mean(1)
+    key = (run.key, len(run), k)
+    if key not in _OWN or not run.key:
+        z = _standardiser(run.embeddings)(run.embeddings)
+        dist, _ = NearestNeighbors(n_neighbors=min(k + 1, len(z))).fit(z).kneighbors(z)
+        if len(_OWN) >= _OWN_MAX:
+            _OWN.pop(next(iter(_OWN)))
+        _OWN[key] = dist[:, 1:].mean(1)
+    return _OWN[key]
 
 
 def place(loaded: LoadedModel, run: ModelRun, image: np.ndarray, *, k: int = 8, methods=METHODS,

@@ -155,6 +155,7 @@ def test_the_label_noise_view_fills_the_gallery_in_ranking_order_and_shows_a_fac
     metrics, table, csv, chosen = show_label_noise(analysis, "likely label errors", model, swept)
     assert list(metrics["model"]) == [r.name for r in analysis.runs] and swept == {csv}
     assert chosen["ids"] == list(table["sample"]) and chosen["model"] == model
+    assert all(len(str(v).split(".")[-1]) <= 3 for v in table["confidence"])  # shown to 3 decimals, not float32's 16
     items, shown, title, summary, page = gallery_page(analysis, chosen, "as given", 1)
     assert shown == list(table["sample"]) and items[0][1].startswith(f"#{table['sample'][0]} ")
     assert pd.read_csv(csv)["sample"].tolist() == list(table["sample"])

@@ -125,6 +125,13 @@ def gallery_page(analysis: Analysis, chosen: dict | None, sort: str, page) -> tu
     return (items, shown.index.tolist(), f"{chosen['title']}{where}", summary_text(frame, chosen["model"]), page)
 
 
+def rounded(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A table as shown: numbers to ``digits`` decimals (float32 columns widened first, or 0.921 would
+    show as 0.9210000038146973)."""
+    floats = frame.select_dtypes("floating").columns
+    return frame.astype({c: "float64" for c in floats}).round(digits)
+
+
 def matrix_table(frame: pd.DataFrame, counts: pd.DataFrame | None = None):
     """A matrix as a table you click (its first column holds the row labels, so a cell click maps back),
     each cell shaded by its share of the row (``counts``' when the table shows something else) —
@@ -301,7 +308,7 @@ def place_photo(bank: ModelBank, analysis, path, whole, index, k, model, progres
             neighbours, shown_model = where.neighbours, run.name
     items = [(face_thumbnail(analysis.packed.images[int(i)]), f"#{int(i)} {row['true']} · d {row['distance']:.1f}")
              for i, row in neighbours.iterrows()]
-    table = pd.DataFrame(rows).round(3)
+    table = rounded(pd.DataFrame(rows))
     return table, items, f"Nearest faces for **{shown_model}** (true label · distance)", placed
 
 
@@ -537,7 +544,7 @@ def show_regions(bank: ModelBank, analysis, per_class, swept: set, progress=gr.P
         tables.append(region_table(shares))
     table = pd.concat(tables)
     fig = region_figure(table)
-    return table.round(3).reset_index(), fig, exports(swept, "ferx_regions", table=table, figure=fig)
+    return rounded(table).reset_index(), fig, exports(swept, "ferx_regions", table=table, figure=fig)
 
 
 def _placement_views() -> SimpleNamespace:
@@ -576,11 +583,11 @@ def show_label_noise(analysis, kind, model, swept: set):
     if analysis is None:
         raise gr.Error("Run an analysis first.")
     soft = analysis.packed.soft_targets
-    metrics = vote_metrics(analysis.runs, soft).round(3).reset_index()
+    metrics = rounded(vote_metrics(analysis.runs, soft)).reset_index()
     table = ranking(analysis.run(model), soft, kind, GALLERY_LIMIT)
     path = write_csv(table, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_{kind.replace(' ', '_')}_{model}.csv")
     swept.add(str(path))
-    shown = table.drop(columns=["path"]).round(3).reset_index()
+    shown = rounded(table.drop(columns=["path"])).reset_index()
     return (metrics, shown, str(path),
             selection(model, table.index, f"{kind.capitalize()} by {model}'s predictions against the votes", "ranking"))
 
@@ -650,7 +657,7 @@ def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, s
              for j, (i, row) in enumerate(frame.head(DISAGREE_TILES).iterrows())]
     path = write_csv(frame, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_disagreement_{a}_vs_{b}.csv")
     swept.add(str(path))
-    return (items, frame.drop(columns=["path"]).round(3).reset_index(), per_class_table.round(3).reset_index(),
+    return (items, rounded(frame.drop(columns=["path"])).reset_index(), rounded(per_class_table).reset_index(),
             str(path), selection(a, frame.index, f"Faces {a} and {b} label differently ({sort})", "ranking"))
 
 
@@ -696,7 +703,7 @@ def show_attention(bank: ModelBank, analysis, n, swept: set, progress=gr.Progres
                            progress=lambda f, what: progress(f, desc=f"deletion/insertion of {what}'s maps"))
     table = attention_table(rows)
     fig = attention_figure(table)
-    return table.round(3).reset_index(), fig, exports(swept, "ferx_attention", table=rows.set_index("model"),
+    return rounded(table).reset_index(), fig, exports(swept, "ferx_attention", table=rows.set_index("model"),
                                                       figure=fig)
 
 

@@ -141,30 +141,93 @@ def _cmd_analyze(args) -> int:
         for kind in FAILURE_KINDS:
             print(f"{run.name} {kind.replace('_', ' ')} (top {args.top}):\n"
                   f"{failures(run, kind, args.top)[['path', 'true', 'pred', 'confidence', 'loss']].to_string()}\n")
+    votes = _votes(args)
+    if votes is not None:
+        from ferx.analysis.labelnoise import RANKINGS, ranking, vote_metrics
+
+        print(f"against the annotators' votes:\n{vote_metrics(runs, votes).to_string()}\n")
+        for run in runs:
+            for kind in RANKINGS:
+                table = ranking(run, votes, kind, args.top)
+                print(f"{run.name} {kind} (top {args.top}):\n{table.drop(columns=['path']).to_string()}\n")
     pairs = list(itertools.combinations(runs, 2))
     for a, b in pairs:
         print(f"{a.name} vs {b.name}: agreement {agreement(a, b):.4f}\n{cross_model_frame(a, b).to_string()}\n")
         print(f"disagreements (top {args.top}):\n{disagreements(a, b, args.top).to_string()}\n")
+    research = _map_studies(args, runs)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         summary_table(runs).to_csv(out / "summary.csv")
         figures = {"reliability": reliability_figure({r.name: reliability(r) for r in runs})}
+        if votes is not None:
+            vote_metrics(runs, votes).to_csv(out / "vote_metrics.csv")
+            for run in runs:
+                for kind in RANKINGS:
+                    ranking(run, votes, kind, len(run)).to_csv(out / f"{kind.replace(' ', '_')}_{run.name}.csv")
         for run in runs:
             run.frame().to_csv(out / f"samples_{run.name}.csv")
             per_class_table(run).to_csv(out / f"per_class_{run.name}.csv")
             figures[f"confusion_{run.name}"] = confusion_figure(confusion_frame(run), confusion_frame(run, True),
                                                                f"{run.name} on {run.dataset}/{run.split}")
             for method in args.embeddings:
-                figures[f"{method}_{run.name}"] = embedding_figure(project(run, method), run, args.color_by, method)
+                figures[f"{method}_{run.name}"] = embedding_figure(project(run, method), run, args.color_by, method,
+                                                                   others=runs)
         for a, b in pairs:
             figures[f"cross_{a.name}_vs_{b.name}"] = confusion_figure(
                 cross_model_frame(a, b), title=f"{a.name} vs {b.name}: agreement {agreement(a, b):.3f}")
+        for name, (table, fig) in research.items():
+            table.to_csv(out / f"{name}.csv")
+            if fig is not None:
+                figures[name] = fig
         for name, fig in figures.items():
             for fmt in args.format:
                 write_figure(fig, out / f"{name}.{fmt}")
         print(f"wrote tables and {len(figures)} figure(s) ({', '.join(args.format)}) to {out}")
     return 0
+
+
+def _map_studies(args, runs) -> dict:
+    """``--attention`` and ``--disagreement``: printed, and returned as name -> (table, figure or None)."""
+    import itertools
+
+    if not (args.attention or args.disagreement):
+        return {}
+    from ferx.checkpoint import load_checkpoint
+    from ferx.data.datasets import load_split
+    from ferx.data.packed import pack_split
+    from ferx.device import resolve_device
+
+    packed = pack_split(load_split(args.dataset, args.split, args.data_root), progress=False)
+    dev = resolve_device(args.device)
+    models = {run.name: load_checkpoint(run.checkpoint, dev) for run in runs}
+    out = {}
+    if args.attention:
+        from ferx.analysis.attention import attention_figure, attention_study, attention_table
+
+        table = attention_table(attention_study(list(models.values()), packed, args.attention))
+        print(f"is attention an explanation? ({args.attention} faces; deletion lower and insertion higher is more "
+              f"faithful)\n{table.round(3).to_string()}\n")
+        out["attention"] = (table, attention_figure(table))
+    if args.disagreement:
+        from ferx.analysis.disagreement import class_agreement
+
+        for a, b in itertools.combinations(runs, 2):
+            table = class_agreement(models[a.name], models[b.name], a, b, packed, per_class=args.disagreement)
+            print(f"{a.name} vs {b.name}: Grad-CAM agreement per true class ({args.disagreement} faces each)\n"
+                  f"{table.round(3).to_string()}\n")
+            out[f"map_agreement_{a.name}_vs_{b.name}"] = (table, None)
+    return out
+
+
+def _votes(args):
+    """The split's annotator vote shares (FERPlus), or None: read from its label file, no pixels."""
+    from ferx.data.datasets import load_split
+
+    try:
+        return load_split(args.dataset, args.split, args.data_root).soft_targets
+    except (ValueError, OSError):
+        return None
 
 
 def _cmd_bundle(args) -> int:
@@ -417,8 +480,17 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--calibrate", action="store_true", help="fit a temperature on the val split and apply it")
     an.add_argument("--embeddings", nargs="*", default=["pca"], choices=["pca", "tsne", "umap"],
                     help="2-D projections to draw (cached); default: pca")
-    an.add_argument("--color-by", default="true", choices=["true", "pred", "correct"])
+    an.add_argument("--color-by", default="true",
+                    help="colour the embeddings by true, pred, correct, confidence or disagreement (with the other "
+                         "models)")
     an.add_argument("--top", type=int, default=10, help="failure cases listed per ranking")
+    an.add_argument("--attention", type=int, default=0, metavar="N",
+                    help="is attention an explanation? deletion/insertion of each native map vs Grad-CAM vs random "
+                         "maps on N evenly spaced faces, for the models with native maps (cached; ~8 s per face and "
+                         "model on 2 CPU cores the first time); default 0: off")
+    an.add_argument("--disagreement", type=int, default=0, metavar="N",
+                    help="for each pair of models, Grad-CAM map agreement on N faces per true class and on the faces "
+                         "they disagree on (cached); default 0: off")
     an.add_argument("--out", default=None, help="folder for CSV tables and figures")
     an.add_argument("--format", nargs="+", default=["html"], choices=["html", "png"])
     _inference_options(an)

@@ -155,6 +155,11 @@ def test_tsne_and_umap_on_a_small_real_slice(ferplus_runs, tmp_path):
     for method in ("tsne", "umap"):
         coords = project(small, method, cache_dir=tmp_path)
         assert coords.shape == (300, 2) and np.isfinite(coords).all()
+    assert len(list(tmp_path.glob("*.umap.joblib"))) == 1  # the fitted UMAP, to place new faces with
+    small.key, small.dataset = "slice300-zip", "zip:my_faces"
+    project(small, "umap", cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 3 and len(list(tmp_path.glob("*.umap.joblib"))) == 1  # a user's
+    # faces: only their 2-D coordinates are kept
 
 
 def test_png_export_when_a_browser_is_present(ferplus_runs, tmp_path):

@@ -1,7 +1,8 @@
 """End to end in headless Chromium, as a user: the first page (examples, datasets, the models compared),
 upload a face, analyse a small real split, click a coloured confusion-matrix cell, open a gallery face in
-Explain (it runs, on the analysed pixels, with its true label), and on a phone-width page a tapped cell
-brings the gallery into view. Screenshots go to runs/screenshots/ (look at them)."""
+Explain (it runs, on the analysed pixels, with its true label), box-select a region of the embedding (the
+gallery and the CSV hold exactly the faces inside it), and on a phone-width page a tapped cell brings the
+gallery into view. Screenshots go to runs/screenshots/ (look at them)."""
 
 import shutil
 import time
@@ -12,7 +13,7 @@ from PIL import Image
 
 from conftest import CHECKPOINTS, REPO
 from ferx.checkpoint import read_card
-from ferx.data import load_fer2013, pack_split
+from ferx.data import load_fer2013, load_split, pack_split
 from ferx.text import plural
 from webapp_server import running_app
 
@@ -113,6 +114,73 @@ def test_a_gallery_face_opens_in_explain_and_runs_with_its_true_label(page):
     fit = tiles.first.evaluate("i => getComputedStyle(i).objectFit")
     assert fit == "contain"  # tiles shown whole: face, colour bar and its numbers
     page.screenshot(path=str(SHOTS / "explain_from_dataset.png"), full_page=True)
+
+
+PLOT_READY = ("() => { const el = document.querySelector('#dataset-embedding .ferx-plot');"
+              " return el && el.dataset.ready; }")
+# sample ids of the drawn points whose screen position lies inside [x0, x1] x [y0, y1], and how close the
+# nearest point comes to the box's edge (in px): computed from what plotly drew, not from the server's data
+POINTS_IN_BOX = """([x0, y0, x1, y1]) => {
+  const el = document.querySelector('#dataset-embedding .ferx-plot');
+  const xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis, r = el.getBoundingClientRect();
+  const ids = new Set(); let edge = 1e9;
+  el._fullData.forEach(t => Array.from(t.x).forEach((x, i) => {
+    const px = r.left + xa._offset + xa.c2p(x), py = r.top + ya._offset + ya.c2p(t.y[i]);
+    edge = Math.min(edge, Math.abs(px - x0), Math.abs(px - x1), Math.abs(py - y0), Math.abs(py - y1));
+    if (px >= x0 && px <= x1 && py >= y0 && py <= y1) ids.add(Number(t.customdata[i][0]));
+  }));
+  return {ids: [...ids].sort((a, b) => a - b), edge};
+}"""
+
+
+def test_a_box_selection_in_the_embedding_shows_exactly_the_faces_inside_it(page):
+    page.get_by_role("tab", name="Dataset").click()
+    page.wait_for_function(PLOT_READY)
+    page.locator("#dataset-embedding .ferx-plot").scroll_into_view_if_needed()
+    page.locator('#dataset-embedding [data-title="Box Select"]').click()
+    area = page.locator("#dataset-embedding .nsewdrag").first.bounding_box()
+    for shift in range(0, 40, 3):  # a box with some faces, none of them on its edge
+        box = [area["x"] + area["width"] * 0.3 + shift, area["y"] + area["height"] * 0.3,
+               area["x"] + area["width"] * 0.6 + shift, area["y"] + area["height"] * 0.6]
+        inside = page.evaluate(POINTS_IN_BOX, box)
+        if 0 < len(inside["ids"]) <= 60 and inside["edge"] > 1.5:
+            break
+    expected = inside["ids"]
+    assert 0 < len(expected) <= 60
+    page.mouse.move(box[0], box[1])
+    page.mouse.down()
+    page.mouse.move((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, steps=6)
+    page.mouse.move(box[2], box[3], steps=6)
+    page.mouse.up()
+    page.get_by_text(f"{plural(len(expected), 'face')} selected in the PCA").wait_for()
+    captions = page.locator("#dataset-gallery .caption-label")
+    shown = sorted(int(c.split()[0].lstrip("#")) for c in captions.all_inner_texts())
+    assert shown == expected
+    assert page.locator("#dataset-selection-summary").inner_text().startswith(plural(len(expected), "face"))
+    page.get_by_role("button", name="Selection as CSV").click()
+    link = page.locator("#dataset-selection-csv a").first
+    link.wait_for()
+    rows = page.request.get(link.get_attribute("href")).text().strip().splitlines()
+    assert rows[0].startswith("sample,path,true,pred") and sorted(int(r.split(",")[0]) for r in rows[1:]) == expected
+    page.screenshot(path=str(SHOTS / "dataset_box_selection.png"), full_page=True)
+
+
+def test_an_uploaded_face_lands_on_itself_among_the_analysed_faces(page, data_root, tmp_path):
+    faces = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    sample = 100
+    photo = tmp_path / "ck_face.png"
+    Image.fromarray(faces.images[sample]).save(photo)
+    page.get_by_role("tab", name="Dataset").click()
+    page.get_by_text("Where does my photo land?").click()
+    page.locator("#place-photo input[type=file]").set_input_files(str(photo))
+    page.locator("#place-whole input").check()
+    page.get_by_role("button", name="Place it among the analysed faces").click()
+    first = page.locator("#place-neighbours .caption-label").first
+    first.wait_for()
+    assert first.inner_text().startswith(f"#{sample} {faces.classes[faces.targets[sample]]} · d 0.0")
+    assert page.locator("#place-table").get_by_text("distance percentile").count() >= 1
+    page.locator("#place-table").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "dataset_placement.png"), full_page=True)
 
 
 def test_on_a_phone_a_tapped_cell_brings_its_faces_into_view(page):

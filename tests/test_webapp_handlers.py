@@ -39,7 +39,9 @@ def test_gallery_face_opens_in_explain_with_the_analysed_pixels_and_label(bank, 
     path, whole, index, source, _ = open_in_explain(analysis, ids, 1, swept)
     assert swept == {path}  # deleted with the uploads (webapp/uploads.py)
     true = analysis.packed.classes[analysis.packed.targets[3]]
-    assert source == {"dataset": "ferplus", "split": "test", "sample": 3, "true": true}
+    votes = {c: round(float(v), 3) for c, v in zip(analysis.packed.classes, analysis.packed.soft_targets[3]) if v > 0}
+    assert source == {"dataset": "ferplus", "split": "test", "sample": 3, "true": true, "votes": votes}
+    assert max(votes, key=votes.get) == true  # the annotators' majority is the label
     assert np.array_equal(np.asarray(Image.open(path)), analysis.packed.images[3])  # lossless, not a thumbnail
     assert whole is True and index == 0
 
@@ -47,6 +49,7 @@ def test_gallery_face_opens_in_explain_with_the_analysed_pixels_and_label(bank, 
                   True, False, "blur", source=source)
     status, numbers = out[0], out[3]
     assert "ferplus/test face #3" in status and f"true label **{true}**" in status
+    assert f"annotators: {true} {votes[true]:.0%}" in status  # the votes beside the models' probabilities
     assert numbers["photo"]["sample"] == source
     probs = np.array(list(numbers["models"][0]["probabilities"].values()))
     assert np.allclose(probs, analysis.runs[0].probs[3], atol=1e-4)  # what the analysis scored, to float error

@@ -1,7 +1,9 @@
 """Dataset tab: run the analysis on a split or an uploaded zip, then browse it.
 
-Every view resolves to faces: a confusion cell, a model-vs-model cell, a band of the embedding
-plot or a failure ranking fills the gallery; a gallery face opens in the Explain tab.
+Every view resolves to faces: a confusion cell, a model-vs-model cell, a lasso or box in an
+embedding or a failure ranking is a *selection* (model, sample ids, title, the view it came from);
+the gallery shows it sorted and paged with a summary and a CSV, the embedding rings its faces, and a
+gallery face opens in the Explain tab.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from PIL import Image
 from ferx.analysis import (agreement, analyze_packed, cell_samples, confusion_frame, cross_cell_samples,
                            cross_model_frame, disagreements, failures, per_class_table, reliability, summary_table)
 from ferx.analysis.bundle import bundled_splits
-from ferx.analysis.embeddings import expected_seconds, project
-from ferx.analysis.figures import reliability_figure
+from ferx.analysis.embeddings import METHODS, expected_seconds, project
+from ferx.analysis.figures import COLOUR_BY, embedding_figure, reliability_figure, write_figure
 from ferx.analysis.runs import ModelRun
+from ferx.analysis.placement import UNLIKE_PERCENTILE, place
+from ferx.analysis.selection import SORTS, caption, selection_frame, summary_text, write_csv
 from ferx.background import at_low_priority
 from ferx.data.datasets import available_datasets, list_datasets, load_split
 from ferx.data.packed import PackedSplit, pack_split
@@ -35,10 +39,11 @@ from webapp.config import AppConfig
 from webapp.errors import user_errors
 from webapp.model_bank import ModelBank
 from webapp.narrow import scroll_to_on_narrow
+from webapp.plotly_select import selectable_plot
 
 FAILURE_VIEWS = {"Confident mistakes": "confident_mistakes", "Highest loss": "highest_loss",
                  "Lowest margin": "lowest_margin", "Model A vs B disagreement": "disagreement"}
-GALLERY_LIMIT = 60
+GALLERY_LIMIT = 60  # faces per gallery page
 # faces per model call in an analysis: the model lock is held one batch at a time, so /predict waits
 # at most one batch (64 faces, ~0.5 s for LANMSFF on 2 cores) rather than 256
 ANALYSIS_BATCH = 64
@@ -47,8 +52,9 @@ HELP = {
                  "share of the row (white 0 → dark blue 1). Click a cell to see its faces.",
     "cross": "Rows: model A's prediction, columns: model B's. Off-diagonal cells are faces the models disagree on; "
              "click one to see them.",
-    "embedding": "Each point is a face placed by its embedding (similar faces land close). Drag across the plot to "
-                 "select a band of points; narrow it with the y range.",
+    "embedding": "Each point is a face placed by its embedding (similar faces land close). Drag a lasso (or choose "
+                 "box select in the plot's toolbar) around points: exactly those faces fill the gallery. Faces chosen "
+                 "in a matrix or a ranking are ringed in black here. Double-click clears the selection.",
     "reliability": "If the model is calibrated, faces predicted with 70 % confidence are right 70 % of the time: the "
                    "curve follows the diagonal. Below it means over-confident.",
 }
@@ -61,7 +67,10 @@ class Analysis:
     packed: PackedSplit
 
     def run(self, name: str) -> ModelRun:
-        return next(r for r in self.runs if r.name == name)
+        for run in self.runs:
+            if run.name == name:
+                return run
+        raise ValueError(f"{name} was not part of this analysis: tick it under Models and run the analysis again")
 
 
 def dataset_choices(data_root: Path) -> list[str]:
@@ -95,14 +104,32 @@ def face_thumbnail(image: np.ndarray, size: int = 112) -> np.ndarray:
     return np.asarray(Image.fromarray(image, mode).resize((size, size), Image.Resampling.BICUBIC).convert("RGB"))
 
 
-def gallery_items(analysis: Analysis, run: ModelRun, ids) -> list[tuple[np.ndarray, str]]:
-    frame = run.frame()
-    items = []
-    for i in list(ids)[:GALLERY_LIMIT]:
-        row = frame.loc[int(i)]
-        items.append((face_thumbnail(analysis.packed.images[int(i)]),
-                      f"#{int(i)} true {row['true']} · {run.name}: {row['pred']} {row['confidence']:.2f}"))
-    return items
+def selection(model: str, ids, title: str, view: str) -> dict:
+    """What every view hands to the gallery: whose predictions to show, which faces, a title, and the
+    view it came from (the embedding rings a selection made elsewhere, not its own lasso)."""
+    return {"model": model, "ids": [int(i) for i in ids], "title": title, "view": view}
+
+
+def gallery_page(analysis: Analysis, chosen: dict | None, sort: str, page) -> tuple:
+    """One page of the selection, sorted: gallery items with short captions (``#12 sad → angry 0.81``),
+    the sample ids shown (a click maps back through them), the title, the summary and the page number."""
+    if analysis is None or not chosen:
+        return [], [], "Click a matrix cell, lasso embedding points or show failures: the faces appear here.", "", 1
+    run = analysis.run(chosen["model"])
+    frame = selection_frame(run, chosen["ids"], sort, votes=analysis.packed.soft_targets)
+    pages = max(1, -(-len(frame) // GALLERY_LIMIT))
+    page = min(max(1, int(page or 1)), pages)
+    shown = frame.iloc[(page - 1) * GALLERY_LIMIT: page * GALLERY_LIMIT]
+    items = [(face_thumbnail(analysis.packed.images[int(i)]), caption(int(i), row)) for i, row in shown.iterrows()]
+    where = f" · page {page} of {pages}" if pages > 1 else ""
+    return (items, shown.index.tolist(), f"{chosen['title']}{where}", summary_text(frame, chosen["model"]), page)
+
+
+def rounded(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A table as shown: numbers to ``digits`` decimals (float32 columns widened first, or 0.921 would
+    show as 0.9210000038146973)."""
+    floats = frame.select_dtypes("floating").columns
+    return frame.astype({c: "float64" for c in floats}).round(digits)
 
 
 def matrix_table(frame: pd.DataFrame, counts: pd.DataFrame | None = None):
@@ -118,7 +145,7 @@ def matrix_table(frame: pd.DataFrame, counts: pd.DataFrame | None = None):
                                            vmin=0.0, vmax=1.0).format(precision=3)
 
 
-def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str, progress=None) -> pd.DataFrame:
+def embedding_coords(analysis: Analysis, model: str, method: str, progress=None) -> np.ndarray:
     run = analysis.run(model)
     estimate = expected_seconds(method, len(run))
 
@@ -127,12 +154,18 @@ def embedding_frame(analysis: Analysis, model: str, method: str, color_by: str, 
             progress(min(seconds / estimate, 0.99), desc=f"{method.upper()} of {plural(len(run), 'face')}: "
                      f"{seconds:.0f} s of about {estimate:.0f} s (computed once, then cached)")
 
-    coords = at_low_priority(project, run, method, while_waiting=waiting)  # t-SNE/UMAP: minutes the first time
-    frame = run.frame()
-    colour = frame["correct"].map({True: "correct", False: "wrong"}) if color_by == "correct" else frame[color_by]
-    return pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "group": colour.values, "sample": frame.index,
-                         "true": frame["true"].values, "pred": frame["pred"].values,
-                         "confidence": frame["confidence"].round(3).values})
+    return at_low_priority(project, run, method, while_waiting=waiting)  # t-SNE/UMAP: minutes the first time
+
+
+def embedding_view(analysis: Analysis, model: str, method: str, colour_by: str, chosen: dict | None = None,
+                   placed: dict | None = None, progress=None):
+    """The embedding figure of ``model``; the faces of a selection made in another view are ringed, and a
+    photo placed among the faces (``placed``: model -> method -> x, y) is a star."""
+    coords = embedding_coords(analysis, model, method, progress)
+    highlight = chosen["ids"] if chosen and chosen["view"] != "embedding" else None  # ids are split positions: any model's
+    photo = (placed or {}).get(model, {}).get(method)
+    return embedding_figure(coords, analysis.run(model), colour_by, method, others=analysis.runs, highlight=highlight,
+                            photo=photo)
 
 
 class StopRequests:
@@ -230,47 +263,82 @@ def show_cross(analysis, a, b):
 
 
 @user_errors
-def show_embedding(analysis, name, how, colour_by, progress=gr.Progress(track_tqdm=True)):
+def show_embedding(analysis, name, how, colour_by, chosen, placed, progress=gr.Progress(track_tqdm=True)):
     if analysis is None or not name:
-        return None, None, None
+        return None
     progress(0, desc=f"{how.upper()} (computed once, then cached)")
-    frame = embedding_frame(analysis, name, how, colour_by, progress)
-    return frame, round(float(frame["y"].min()) - 0.01, 2), round(float(frame["y"].max()) + 0.01, 2)
+    return embedding_view(analysis, name, how, colour_by, chosen, placed, progress).to_json()
+
+
+def ring_selection(analysis, name, how, colour_by, chosen, placed):
+    """After a selection made elsewhere: the embedding again, its faces ringed (skipped for its own lasso)."""
+    if analysis is None or not name or not chosen or chosen["view"] == "embedding":
+        return gr.skip()
+    return show_embedding(analysis, name, how, colour_by, chosen, placed)
+
+
+PLACE_HELP = ("Where does a photo land among the analysed faces? Each model embeds its face as it embedded the "
+              "dataset's; its nearest dataset faces (with their true labels) are an explanation by example. "
+              "**Typicality**: the share of those neighbours labelled as the model predicts, and how far the photo is "
+              "from them compared with how far dataset faces are from theirs (percentile; above "
+              f"{UNLIKE_PERCENTILE:.0f}: *unlike anything in the data*). The star marks it in the embedding (PCA and "
+              "UMAP: the projection's own transform; t-SNE has none, so the weighted mean of its neighbours' "
+              "places). The photo is not stored.")
+
+
+@user_errors
+def place_photo(bank: ModelBank, analysis, path, whole, index, k, model, progress=gr.Progress()):
+    """The photo's face placed among every analysed model's faces: a table of typicality, the neighbours
+    of ``model`` as a gallery, and the positions (model -> method -> x, y) for the embedding's star."""
+    from webapp.explaining import chosen_face
+
+    if analysis is None:
+        raise gr.Error("Run an analysis first: the photo is placed among its faces.")
+    face = chosen_face(path, whole, index, to="place it")
+    rows, placed, neighbours = [], {}, None
+    for i, run in enumerate(analysis.runs):
+        progress(i / len(analysis.runs), desc=f"placing the face among {run.name}'s faces")
+        with bank.using(run.name) as loaded:
+            where = place(loaded, run, face.crop, k=int(k or 8))
+        placed[run.name] = where.coords
+        rows.append({"model": run.name, "predicts": where.predicted, "confidence": where.confidence,
+                     "neighbours agreeing": where.agreement, "distance percentile": where.percentile,
+                     "verdict": where.verdict()})
+        if run.name == model or neighbours is None:
+            neighbours, shown_model = where.neighbours, run.name
+    items = [(face_thumbnail(analysis.packed.images[int(i)]), f"#{int(i)} {row['true']} · d {row['distance']:.1f}")
+             for i, row in neighbours.iterrows()]
+    table = rounded(pd.DataFrame(rows))
+    return table, items, f"Nearest faces for **{shown_model}** (true label · distance)", placed
 
 
 def confusion_click(analysis, name, evt: gr.SelectData):
     row, col = evt.index
-    if col == 0:
-        return gr.skip(), gr.skip(), gr.skip()
+    if analysis is None or col == 0:
+        return gr.skip()
     run = analysis.run(name)
     true, pred = run.model_classes[row], run.model_classes[col - 1]
     ids = cell_samples(run, true, pred)
-    return (gallery_items(analysis, run, ids), ids.tolist(),
-            f"**{plural(len(ids), 'face')}** of true class *{true}* that {name} predicts as *{pred}*"
-            + (f" (first {GALLERY_LIMIT} shown)" if len(ids) > GALLERY_LIMIT else ""))
+    return selection(name, ids, f"**{plural(len(ids), 'face')}** of true class *{true}* that {name} predicts as "
+                                f"*{pred}*", "confusion")
 
 
 def cross_click(analysis, a, b, evt: gr.SelectData):
     row, col = evt.index
-    if col == 0:
-        return gr.skip(), gr.skip(), gr.skip()
+    if analysis is None or col == 0:
+        return gr.skip()
     run_a, run_b = analysis.run(a), analysis.run(b)
     pa, pb = run_a.model_classes[row], run_b.model_classes[col - 1]
     ids = cross_cell_samples(run_a, run_b, pa, pb)
-    return gallery_items(analysis, run_a, ids), ids.tolist(), f"**{len(ids)}** faces: {a} says *{pa}*, {b} says *{pb}*"
+    return selection(a, ids, f"**{len(ids)}** faces: {a} says *{pa}*, {b} says *{pb}*", "cross")
 
 
-def embedding_select(analysis, name, how, colour_by, lo, hi, evt: gr.SelectData):
-    frame = embedding_frame(analysis, name, how, colour_by)
-    x0, x1 = evt.index
-    keep = (frame["x"] >= x0) & (frame["x"] <= x1)
-    if lo is not None:
-        keep &= frame["y"] >= lo
-    if hi is not None:
-        keep &= frame["y"] <= hi
-    ids = frame.loc[keep, "sample"].to_numpy()
-    return (gallery_items(analysis, analysis.run(name), ids), ids.tolist(),
-            f"**{len(ids)}** faces with x in [{x0:.2f}, {x1:.2f}]")
+def embedding_select(analysis, name, how, evt: gr.SelectData):
+    """A lasso or box selection in the embedding: exactly the faces inside it (plotly's own point test)."""
+    if analysis is None or not name:
+        return gr.skip()
+    ids = sorted({int(i) for i in (evt.index or [])}) if isinstance(evt.index, list) else []
+    return selection(name, ids, f"**{plural(len(ids), 'face')}** selected in the {how.upper()} of {name}", "embedding")
 
 
 @user_errors
@@ -282,10 +350,61 @@ def show_failures(analysis, kind, name, a, b):
         if a == b:
             raise gr.Error("Choose two different models (Model A and Model B) to see their disagreements.")
         table = disagreements(analysis.run(a), analysis.run(b), GALLERY_LIMIT)
-        return (gallery_items(analysis, analysis.run(a), table.index), table.index.tolist(),
-                f"Faces {a} and {b} label differently, both most confident first")
+        return selection(a, table.index, f"Faces {a} and {b} label differently, both most confident first",
+                         "ranking")
     table = failures(analysis.run(name), key, GALLERY_LIMIT)
-    return gallery_items(analysis, analysis.run(name), table.index), table.index.tolist(), f"{kind} of {name}"
+    return selection(name, table.index, f"{kind} of {name}", "ranking")
+
+
+@user_errors
+def page_of(analysis, chosen, sort, page):
+    return gallery_page(analysis, chosen, sort, page)
+
+
+@user_errors
+def first_page(analysis, chosen, sort):
+    return gallery_page(analysis, chosen, sort, 1)
+
+
+def export_dir() -> Path:
+    folder = Path(tempfile.gettempdir()) / f"ferx-exports-{getpass.getuser()}"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def exports(swept: set, stem: str, *, table: pd.DataFrame | None = None, figure=None) -> list[str]:
+    """A view's downloads: its table as CSV and its figure as self-contained HTML (the figure's toolbar
+    saves a PNG), in a fresh folder; listed in ``swept`` (deleted with the uploads)."""
+    folder = Path(tempfile.mkdtemp(dir=export_dir()))
+    paths = []
+    if table is not None:
+        paths.append(write_csv(table, folder / f"{stem}.csv"))
+    if figure is not None:
+        paths.append(write_figure(figure, folder / f"{stem}.html"))
+    swept.update(str(p) for p in paths)
+    return [str(p) for p in paths]
+
+
+@user_errors
+def selection_csv(analysis, chosen, sort, swept: set):
+    """The whole selection (every page) as CSV; the file is deleted with the uploads."""
+    if analysis is None or not chosen:
+        raise gr.Error("Select some faces first.")
+    frame = selection_frame(analysis.run(chosen["model"]), chosen["ids"], sort, votes=analysis.packed.soft_targets)
+    path = write_csv(frame, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_selection_{chosen['view']}.csv")
+    swept.add(str(path))
+    return str(path)
+
+
+@user_errors
+def embedding_html(analysis, name, how, colour_by, chosen, swept: set):
+    """The embedding as a self-contained HTML file (plotly.js inside; the toolbar's camera saves a PNG)."""
+    if analysis is None or not name:
+        raise gr.Error("Run an analysis first.")
+    fig = embedding_view(analysis, name, how, colour_by, chosen)
+    path = write_figure(fig, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_{how}_{name}.html")
+    swept.add(str(path))
+    return str(path)
 
 
 def open_in_explain(analysis, ids, index: int, swept: set):
@@ -302,6 +421,8 @@ def open_in_explain(analysis, ids, index: int, swept: set):
     Image.fromarray(packed.images[sample]).save(path)
     swept.add(str(path))
     source = {"dataset": packed.dataset, "split": packed.split, "sample": sample, "true": true}
+    if packed.soft_targets is not None:  # FERPlus: the annotators' votes, shown beside the models' probabilities
+        source["votes"] = {c: round(float(v), 3) for c, v in zip(packed.classes, packed.soft_targets[sample]) if v > 0}
     return str(path), True, 0, source, gr.Tabs(selected="explain")
 
 
@@ -361,28 +482,37 @@ def _matrix_views(names: list[str]) -> SimpleNamespace:
     cross = gr.Dataframe(label="Model A × model B predictions (click a cell)", interactive=False,
                          elem_id="cross-matrix")
     with gr.Row():
-        method = gr.Radio(["pca", "tsne", "umap"], value="pca", label="Embedding projection")
-        colour = gr.Radio(["true", "pred", "correct"], value="true", label="Colour by")
+        method = gr.Radio(list(METHODS), value="pca", label="Embedding projection")
+        colour = gr.Dropdown(list(COLOUR_BY), value="true", label="Colour by")
         emb_model = gr.Dropdown(names, label="Embedding of")
     gr.Markdown(HELP["embedding"])
-    embedding = gr.ScatterPlot(x="x", y="y", color="group", tooltip=["sample", "true", "pred", "confidence"],
-                               label="Embedding (drag to select)", height=460)
+    embedding = selectable_plot("dataset-embedding")
     with gr.Row():
-        y_min = gr.Number(label="y from")
-        y_max = gr.Number(label="y to")
+        html_button = gr.Button("Embedding as HTML", size="sm")
+        html_file = gr.File(label="Embedding (self-contained HTML)", interactive=False, height=60)
     return SimpleNamespace(matrix_model=matrix_model, normalise=normalise, confusion=confusion, model_a=model_a,
                            model_b=model_b, agreement_line=agreement_line, cross=cross, method=method, colour=colour,
-                           emb_model=emb_model, embedding=embedding, y_min=y_min, y_max=y_max)
+                           emb_model=emb_model, embedding=embedding, html_button=html_button, html_file=html_file)
 
 
 def _gallery_views() -> SimpleNamespace:
     with gr.Row():
         failure_kind = gr.Dropdown(list(FAILURE_VIEWS), value="Confident mistakes", label="Failure gallery")
         failure_button = gr.Button("Show failures")
-    title = gr.Markdown("Click a matrix cell, select embedding points or show failures: the faces appear here.")
-    gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=4, height=640, object_fit="contain",
+    title = gr.Markdown("Click a matrix cell, lasso embedding points or show failures: the faces appear here.",
+                        elem_id="dataset-gallery-title")
+    summary = gr.Markdown(elem_id="dataset-selection-summary")
+    with gr.Row():
+        sort = gr.Dropdown(list(SORTS), value="as given", label="Sort by")
+        page = gr.Number(1, precision=0, minimum=1, label="Page", elem_id="dataset-gallery-page")
+    gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=2, height=640, object_fit="contain",
                          elem_id="dataset-gallery", allow_preview=False)
-    return SimpleNamespace(failure_kind=failure_kind, failure_button=failure_button, title=title, gallery=gallery)
+    with gr.Row():
+        csv_button = gr.Button("Selection as CSV", size="sm")
+        csv_file = gr.File(label="Selection (CSV: ids, paths, labels, predictions, scores)", interactive=False,
+                           height=60, elem_id="dataset-selection-csv")
+    return SimpleNamespace(failure_kind=failure_kind, failure_button=failure_button, title=title, summary=summary,
+                           sort=sort, page=page, gallery=gallery, csv_button=csv_button, csv_file=csv_file)
 
 
 def _detail_views() -> SimpleNamespace:
@@ -401,7 +531,7 @@ REGIONS_HELP = ("Where do the maps fall on the face? For the analysed faces (up 
 
 
 @user_errors
-def show_regions(bank: ModelBank, analysis, per_class, progress=gr.Progress(track_tqdm=True)):
+def show_regions(bank: ModelBank, analysis, per_class, swept: set, progress=gr.Progress(track_tqdm=True)):
     """The facial-region table and heat-map of the session's analysis (ferx.analysis.regions)."""
     from ferx.analysis.regions import region_figure, region_shares, region_table
 
@@ -414,25 +544,206 @@ def show_regions(bank: ModelBank, analysis, per_class, progress=gr.Progress(trac
                                  batch_size=ANALYSIS_BATCH, hold=functools.partial(bank.using, run.name, background=True))
         tables.append(region_table(shares))
     table = pd.concat(tables)
-    return table.round(3).reset_index(), region_figure(table)
+    fig = region_figure(table)
+    return rounded(table).reset_index(), fig, exports(swept, "ferx_regions", table=table, figure=fig)
+
+
+def _placement_views() -> SimpleNamespace:
+    from webapp.explaining import photo_inputs
+
+    with gr.Accordion("Where does my photo land?", open=False):
+        gr.Markdown(PLACE_HELP)
+        with gr.Row():
+            with gr.Column(scale=1):
+                image, whole, index = photo_inputs("Photo (not stored)", "place-photo", 260)
+                whole.elem_id = "place-whole"  # the tabs' other "whole image" boxes share its label
+                k = gr.Number(8, precision=0, minimum=1, maximum=50, label="Nearest faces (k)")
+                button = gr.Button("Place it among the analysed faces")
+            with gr.Column(scale=2):
+                table = gr.Dataframe(label="Typicality per model", interactive=False, elem_id="place-table")
+                title = gr.Markdown()
+                gallery = gr.Gallery(label="Nearest dataset faces", columns=4, height=300, object_fit="contain",
+                                     elem_id="place-neighbours", allow_preview=False)
+    return SimpleNamespace(image=image, whole=whole, index=index, k=k, button=button, table=table, title=title,
+                           gallery=gallery)
+
+
+NOISE_HELP = ("FERPlus faces carry 10 annotator votes. **Against the votes**: *vote-weighted accuracy* is the chance "
+              "that a random annotator agrees with the model (the annotators' own agreement is its ceiling for a model "
+              "that always names the majority); *plausible accuracy*: some annotator chose the prediction. **Likely "
+              "label errors**: the model is sure of a class that nearly tied the majority (confidence × its vote share "
+              "/ the majority's). **Ambiguous faces**: the votes split over two classes (second share / top share). "
+              "The ranked faces fill the gallery; click a row to see its votes beside every model's probabilities.")
+
+
+@user_errors
+def show_label_noise(analysis, kind, model, swept: set):
+    """Vote metrics of every model, the ranking of ``model``'s faces (table, CSV) and the selection of them."""
+    from ferx.analysis.labelnoise import ranking, vote_metrics
+
+    if analysis is None:
+        raise gr.Error("Run an analysis first.")
+    soft = analysis.packed.soft_targets
+    metrics = rounded(vote_metrics(analysis.runs, soft)).reset_index()
+    table = ranking(analysis.run(model), soft, kind, GALLERY_LIMIT)
+    path = write_csv(table, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_{kind.replace(' ', '_')}_{model}.csv")
+    swept.add(str(path))
+    shown = rounded(table.drop(columns=["path"])).reset_index()
+    return (metrics, shown, str(path),
+            selection(model, table.index, f"{kind.capitalize()} by {model}'s predictions against the votes", "ranking"))
+
+
+def noise_row_click(analysis, table, evt: gr.SelectData):
+    """A row of the ranking: that face's votes beside every model's probabilities."""
+    from ferx.analysis.labelnoise import votes_figure
+
+    if analysis is None or table is None or not len(table):
+        return gr.skip()
+    sample = int(table.iloc[evt.index[0]]["sample"])
+    return votes_figure(sample, analysis.runs, analysis.packed.soft_targets)
+
+
+def _noise_views(names: list[str]) -> SimpleNamespace:
+    from ferx.analysis.labelnoise import RANKINGS
+
+    with gr.Accordion("Label noise: FERPlus annotator votes", open=False):
+        gr.Markdown(NOISE_HELP)
+        with gr.Row():
+            kind = gr.Dropdown(list(RANKINGS), value=list(RANKINGS)[0], label="Ranking")
+            model = gr.Dropdown(names, value=names[0] if names else None, label="Model")
+            button = gr.Button("Rank the faces")
+        metrics = gr.Dataframe(label="Accuracy against the majority and against the votes", interactive=False,
+                               elem_id="noise-metrics")
+        table = gr.Dataframe(label="Ranked faces (click a row)", interactive=False, elem_id="noise-ranking",
+                             max_height=360)
+        csv = gr.File(label="Ranking (CSV)", interactive=False, height=60)
+        votes = gr.Plot(label="Votes and probabilities of one face")
+    return SimpleNamespace(kind=kind, model=model, button=button, metrics=metrics, table=table, csv=csv, votes=votes)
+
+
+DISAGREE_HELP = ("The faces model A and model B (chosen above) label differently, each with its Grad-CAM of its own "
+                 "prediction: face, A's map, B's map, on one scale (each map's share of its own mass per pixel; red: "
+                 "most). **ρ**: Spearman rank correlation of the two maps' pixels; **IoU**: overlap of their top 10 % "
+                 "pixels. The per-class table compares the maps on the first faces of every true class, whether or not "
+                 "the labels agree. Grad-CAM is computed once per face, then cached.")
+DISAGREE_TILES = 24  # faces drawn with both maps (the table and CSV hold them all)
+
+
+@user_errors
+def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, swept: set,
+                      progress=gr.Progress(track_tqdm=True)):
+    """Both models' maps on the faces they disagree on (sorted), the per-class map agreement, a CSV, and
+    the faces as a selection (gallery, ringed in the embedding)."""
+    from ferx.analysis.disagreement import class_agreement, disagreement_frame, pair_tile
+
+    if analysis is None:
+        raise gr.Error("Run an analysis with at least two models first.")
+    if a == b:
+        raise gr.Error("Choose two different models (Model A and Model B above).")
+    loaded_a, loaded_b = bank.models[a], bank.models[b]
+    run_a, run_b = analysis.run(a), analysis.run(b)
+    names = {id(loaded_a): a, id(loaded_b): b}
+
+    def maps_of(fn, **kw):  # batch by batch at low priority, each model ours for one batch at a time
+        return at_low_priority(fn, loaded_a, loaded_b, run_a, run_b, analysis.packed, batch_size=ANALYSIS_BATCH,
+                               hold=lambda loaded: bank.using(names[id(loaded)], background=True), **kw)
+
+    progress(0, desc=f"Grad-CAM of {a} and {b} on the faces they disagree on (cached after the first time)")
+    frame, maps_a, maps_b = maps_of(disagreement_frame, limit=int(limit or 200), sort=sort)
+    progress(0.6, desc="map agreement per class")
+    per_class_table = maps_of(class_agreement, per_class=int(per_class or 20))
+    items = [(pair_tile(analysis.packed.images[int(i)], maps_a[j], maps_b[j]),
+              f"#{int(i)} {row['true']} · A {row[f'pred_{a}']} {row[f'confidence_{a}']:.2f} · B {row[f'pred_{b}']} "
+              f"{row[f'confidence_{b}']:.2f} · ρ {row['spearman']:.2f} · IoU {row['top_k_iou']:.2f}")
+             for j, (i, row) in enumerate(frame.head(DISAGREE_TILES).iterrows())]
+    path = write_csv(frame, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_disagreement_{a}_vs_{b}.csv")
+    swept.add(str(path))
+    return (items, rounded(frame.drop(columns=["path"])).reset_index(), rounded(per_class_table).reset_index(),
+            str(path), selection(a, frame.index, f"Faces {a} and {b} label differently ({sort})", "ranking"))
+
+
+def _disagreement_views() -> SimpleNamespace:
+    from ferx.analysis.disagreement import SORTS as DISAGREE_SORTS
+
+    with gr.Accordion("Disagreement explorer: model A vs model B, with their maps", open=False):
+        gr.Markdown(DISAGREE_HELP)
+        with gr.Row():
+            sort = gr.Dropdown(list(DISAGREE_SORTS), value=list(DISAGREE_SORTS)[0], label="Sort by")
+            limit = gr.Number(200, precision=0, minimum=1, maximum=5000, label="Faces (both surest first)")
+            per_class = gr.Number(20, precision=0, minimum=1, maximum=500, label="Faces per class (table)")
+            button = gr.Button("Compare the maps where they disagree")
+        gallery = gr.Gallery(label="Face · A's map · B's map (one scale)", columns=2, height=520,
+                             object_fit="contain", elem_id="disagree-gallery", allow_preview=False)
+        table = gr.Dataframe(label="Faces they disagree on", interactive=False, max_height=320,
+                             elem_id="disagree-table")
+        classes = gr.Dataframe(label="Map agreement per true class", interactive=False, elem_id="disagree-classes")
+        csv = gr.File(label="Disagreements (CSV)", interactive=False, height=60)
+    return SimpleNamespace(sort=sort, limit=limit, per_class=per_class, button=button, gallery=gallery, table=table,
+                           classes=classes, csv=csv)
+
+
+ATTENTION_HELP = ("Is a network's own attention an explanation of its decision? For every analysed model with native "
+                  "maps, on the same evenly spaced faces: deletion AUC (remove the pixels a map ranks highest first; "
+                  "lower: the score falls faster, more faithful) and insertion AUC (put them back; higher is better) "
+                  "of each native map and of Grad-CAM for the predicted class, beside random maps at each map's own "
+                  "resolution. The *beats random* columns: on what share of the faces the map did better than its "
+                  "random maps. About 8 s per face and model on 2 CPU cores the first time, then cached.")
+
+
+@user_errors
+def show_attention(bank: ModelBank, analysis, n, swept: set, progress=gr.Progress()):
+    """The attention-vs-Grad-CAM faithfulness table, figure and per-face CSV of the analysed models."""
+    from ferx.analysis.attention import attention_figure, attention_study, attention_table
+
+    if analysis is None:
+        raise gr.Error("Run an analysis first: the test uses its faces and models.")
+    models = [bank.models[r.name] for r in analysis.runs]
+    names = {id(m): r.name for m, r in zip(models, analysis.runs)}
+    rows = at_low_priority(attention_study, models, analysis.packed, int(n or 20),
+                           hold=lambda loaded: bank.using(names[id(loaded)], background=True),
+                           progress=lambda f, what: progress(f, desc=f"deletion/insertion of {what}'s maps"))
+    table = attention_table(rows)
+    fig = attention_figure(table)
+    return rounded(table).reset_index(), fig, exports(swept, "ferx_attention", table=rows.set_index("model"),
+                                                      figure=fig)
+
+
+def _map_study_views(title: str, help_text: str, count: tuple[int, str], button: str, table: tuple[str, str],
+                     plot: str, files: str) -> SimpleNamespace:
+    """An accordion for a dataset-wide study of the maps: how many faces, a button, its table and figure,
+    and their downloads (``files`` labels them)."""
+    with gr.Accordion(title, open=False):
+        gr.Markdown(help_text)
+        with gr.Row():
+            n = gr.Number(count[0], precision=0, minimum=1, maximum=2000, label=count[1])
+            run = gr.Button(button)
+        shown = gr.Dataframe(label=table[0], interactive=False, elem_id=table[1])
+        figure = gr.Plot(label=plot)
+        file = gr.File(label=files, interactive=False, file_count="multiple", height=90)
+    return SimpleNamespace(n=n, button=run, table=shown, plot=figure, csv=file)
+
+
+def _attention_views() -> SimpleNamespace:
+    return _map_study_views("Is attention an explanation? Native maps vs Grad-CAM vs random maps", ATTENTION_HELP,
+                            (20, "Faces (evenly spaced in the split)"), "Test the maps' faithfulness",
+                            ("Mean AUC per model and map", "attention-table"), "Deletion and insertion AUC",
+                            "Every face and map (CSV) and the figure (HTML)")
 
 
 def _region_views() -> SimpleNamespace:
-    with gr.Accordion("Facial regions of the maps: Grad-CAM vs native attention", open=False):
-        gr.Markdown(REGIONS_HELP)
-        with gr.Row():
-            per_class = gr.Number(50, precision=0, minimum=1, maximum=2000, label="Faces per true class")
-            button = gr.Button("Break the maps down by facial region")
-        table = gr.Dataframe(label="Mean share of positive mass per region", interactive=False,
-                             elem_id="dataset-regions-table")
-        plot = gr.Plot(label="Regions heat-map")
-    return SimpleNamespace(per_class=per_class, button=button, table=table, plot=plot)
+    return _map_study_views("Facial regions of the maps: Grad-CAM vs native attention", REGIONS_HELP,
+                            (50, "Faces per true class"), "Break the maps down by facial region",
+                            ("Mean share of positive mass per region", "dataset-regions-table"), "Regions heat-map",
+                            "The table (CSV) and the heat-map (HTML)")
 
 
 def build_dataset_tab(ctx: AppContext) -> None:
     """Layout, then wiring: every view's handler is a module-level function above."""
     ttl = ctx.cfg.state_ttl_s
-    bank, state, ids = ctx.bank, gr.State(None, time_to_live=ttl), gr.State([], time_to_live=ttl)
+    bank, state = ctx.bank, gr.State(None, time_to_live=ttl)
+    chosen = gr.State(None, time_to_live=ttl)  # the selection (see selection())
+    shown = gr.State([], time_to_live=ttl)  # sample ids on the gallery's page, in order
+    placed = gr.State(None, time_to_live=ttl)  # a placed photo's positions: model -> method -> (x, y)
     src = _source_inputs(bank.names, ctx.cfg.data_root)
     with gr.Row():
         with gr.Column(scale=3):
@@ -440,16 +751,20 @@ def build_dataset_tab(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             gal = _gallery_views()
     det = _detail_views()
+    plc = _placement_views()
+    noise = _noise_views(bank.names)
+    dis = _disagreement_views()
+    att = _attention_views()
     reg = _region_views()
-    to_gallery = [gal.gallery, ids, gal.title]
+    page_out = [gal.gallery, shown, gal.title, gal.summary, gal.page]
 
-    def analyse(name, split_name, zip_file, chosen, calib, request: gr.Request,
+    def analyse(name, split_name, zip_file, chosen_models, calib, request: gr.Request,
                 progress=gr.Progress(track_tqdm=True)):  # not a partial: gradio passes gr.Request by annotation
-        return run_analysis(bank, ctx.cfg, name, split_name, zip_file, chosen, calib, request, progress)
+        return run_analysis(bank, ctx.cfg, name, split_name, zip_file, chosen_models, calib, request, progress)
 
     analysed = src.run_button.click(
         analyse,
-        inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen=src.models,
+        inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen_models=src.models,
                            calib=src.calibrate),
         outputs=[state, src.status, src.summary, mx.matrix_model, mx.model_a, mx.model_b, mx.emb_model],
         concurrency_limit=1, api_name="analyze")
@@ -459,8 +774,10 @@ def build_dataset_tab(ctx: AppContext) -> None:
     matrix_io = ([state, mx.matrix_model, mx.normalise], [mx.confusion, det.per_class,
                                                           det.reliability_plot])
     cross_io = ([state, mx.model_a, mx.model_b], [mx.cross, mx.agreement_line])
-    embedding_io = ([state, mx.emb_model, mx.method, mx.colour], [mx.embedding, mx.y_min, mx.y_max])
-    analysed.success(show_matrix, *matrix_io).then(show_cross, *cross_io).then(show_embedding, *embedding_io)
+    embedding_in = [state, mx.emb_model, mx.method, mx.colour]
+    embedding_io = (embedding_in + [chosen, placed], [mx.embedding])
+    analysed.success(lambda: (None, None), None, [chosen, placed]).then(show_matrix, *matrix_io).then(
+        show_cross, *cross_io).then(show_embedding, *embedding_io).then(first_page, [state, chosen, gal.sort], page_out)
     for handler, io, triggers in ((show_matrix, matrix_io, (mx.matrix_model, mx.normalise)),
                                   (show_cross, cross_io, (mx.model_a, mx.model_b)),
                                   (show_embedding, embedding_io, (mx.emb_model, mx.method, mx.colour))):
@@ -469,17 +786,40 @@ def build_dataset_tab(ctx: AppContext) -> None:
     for view in (mx.confusion, mx.cross, mx.embedding):  # on a phone the gallery is below every view
         scroll_to_on_narrow(view.select, "dataset-gallery")
     scroll_to_on_narrow(gal.failure_button.click, "dataset-gallery")
-    mx.confusion.select(confusion_click, [state, mx.matrix_model], to_gallery)
-    mx.cross.select(cross_click, [state, mx.model_a, mx.model_b], to_gallery)
-    mx.embedding.select(embedding_select, [state, mx.emb_model, mx.method, mx.colour, mx.y_min, mx.y_max], to_gallery)
-    gal.failure_button.click(show_failures, [state, gal.failure_kind, mx.matrix_model, mx.model_a, mx.model_b],
-                             to_gallery)
-    reg.button.click(functools.partial(show_regions, bank), [state, reg.per_class], [reg.table, reg.plot],
+    # every view makes a selection; the gallery shows its first page and the embedding rings its faces
+    for event in (mx.confusion.select(confusion_click, [state, mx.matrix_model], chosen),
+                  mx.cross.select(cross_click, [state, mx.model_a, mx.model_b], chosen),
+                  mx.embedding.select(embedding_select, [state, mx.emb_model, mx.method], chosen),
+                  gal.failure_button.click(show_failures, [state, gal.failure_kind, mx.matrix_model, mx.model_a,
+                                                           mx.model_b], chosen),
+                  noise.button.click(functools.partial(show_label_noise, swept=noise.csv.temp_files),
+                                     [state, noise.kind, noise.model], [noise.metrics, noise.table, noise.csv, chosen],
+                                     api_name="label_noise"),
+                  dis.button.click(functools.partial(show_disagreement, bank, swept=dis.csv.temp_files),
+                                   [state, mx.model_a, mx.model_b, dis.sort, dis.limit, dis.per_class],
+                                   [dis.gallery, dis.table, dis.classes, dis.csv, chosen], concurrency_limit=1,
+                                   api_name="disagreement")):
+        event.success(first_page, [state, chosen, gal.sort], page_out).then(
+            ring_selection, embedding_in + [chosen, placed], mx.embedding)
+    att.button.click(functools.partial(show_attention, bank, swept=att.csv.temp_files), [state, att.n],
+                     [att.table, att.plot, att.csv], concurrency_limit=1, api_name="attention")
+    noise.table.select(noise_row_click, [state, noise.table], noise.votes)
+    gal.sort.input(first_page, [state, chosen, gal.sort], page_out)
+    gal.page.submit(page_of, [state, chosen, gal.sort, gal.page], page_out)
+    gal.csv_button.click(functools.partial(selection_csv, swept=gal.csv_file.temp_files),
+                         [state, chosen, gal.sort], gal.csv_file)
+    mx.html_button.click(functools.partial(embedding_html, swept=mx.html_file.temp_files), embedding_in + [chosen],
+                         mx.html_file)
+    plc.button.click(functools.partial(place_photo, bank), [state, plc.image, plc.whole, plc.index, plc.k,
+                                                            mx.emb_model], [plc.table, plc.gallery, plc.title, placed],
+                     api_name="place").success(show_embedding, *embedding_io)
+    reg.button.click(functools.partial(show_regions, bank, swept=reg.csv.temp_files), [state, reg.n],
+                     [reg.table, reg.plot, reg.csv],
                      concurrency_limit=1, api_name="regions")
     ex = ctx.shared["explain_photo"]
 
     def open_face(analysis, ids, evt: gr.SelectData):
         return open_in_explain(analysis, ids, evt.index, ex.image.temp_files)
 
-    gal.gallery.select(open_face, [state, ids], [ex.image, ex.whole, ex.index, ex.source, ctx.tabs]).success(
+    gal.gallery.select(open_face, [state, shown], [ex.image, ex.whole, ex.index, ex.source, ctx.tabs]).success(
         ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs)

@@ -112,8 +112,11 @@ def source_line(source: dict | None) -> str:
     """Where a face opened from the Dataset tab comes from, and its true label."""
     if not source:
         return ""
+    votes = source.get("votes")
+    said = (" · annotators: " + ", ".join(f"{c} {v:.0%}" for c, v in sorted(votes.items(), key=lambda cv: -cv[1]))
+            if votes else "")
     return (f"{source['dataset']}/{source['split']} face #{source['sample']} (its exact pixels) · "
-            f"true label **{source['true']}**")
+            f"true label **{source['true']}**{said}")
 
 
 def compare_two(tiles, a, b):

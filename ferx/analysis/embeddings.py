@@ -35,8 +35,9 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(0)) / (x.std(0) + 1e-8)
 
 
-def compute_projection(embeddings: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
-    """N x 2 coordinates of standardised embeddings."""
+def compute_projection(embeddings: np.ndarray, method: str, seed: int = 0, fitted: dict | None = None) -> np.ndarray:
+    """N x 2 coordinates of standardised embeddings; a UMAP reducer is left in ``fitted["reducer"]``
+    (it can place new faces: ``reducer.transform``)."""
     x = _standardise(embeddings.astype(np.float64))
     if method == "pca":
         from sklearn.decomposition import PCA
@@ -53,15 +54,29 @@ def compute_projection(embeddings: np.ndarray, method: str, seed: int = 0) -> np
         _numba_cache()
         import umap
 
-        return umap.UMAP(n_neighbors=min(15, len(x) - 1), min_dist=0.1, random_state=seed).fit_transform(x)
+        reducer = umap.UMAP(n_neighbors=min(15, len(x) - 1), min_dist=0.1, random_state=seed)
+        coords = reducer.fit_transform(x)
+        if fitted is not None:
+            fitted["reducer"] = reducer
+        return coords
     raise ValueError(f"unknown projection {method!r}; expected one of {METHODS}")
 
 
-def project(run: ModelRun, method: str = "pca", seed: int = 0, cache_dir: str | Path | None = None) -> np.ndarray:
-    """The cached 2-D projection of a run's embeddings (keyed by the run's own cache key)."""
+def _projection_path(run: ModelRun, method: str, seed: int, cache_dir) -> Path:
     if method not in METHODS:
         raise ValueError(f"unknown projection {method!r}; expected one of {METHODS}")
-    path = Path(cache_dir or default_cache_dir("embeddings")) / f"{cache_key(run.key, method, seed)[:32]}.npy"
+    return Path(cache_dir or default_cache_dir("embeddings")) / f"{cache_key(run.key, method, seed)[:32]}.npy"
+
+
+def project(run: ModelRun, method: str = "pca", seed: int = 0, cache_dir: str | Path | None = None, *,
+            compute: bool = True) -> np.ndarray:
+    """The cached 2-D projection of a run's embeddings (keyed by the run's own cache key); a UMAP's
+    fitted reducer is cached beside it (``.umap.joblib``), except for a user's zip: the reducer holds
+    the faces' embeddings, and of a user's faces only 2-D coordinates are kept. ``compute=False``:
+    FileNotFoundError when it is not cached yet."""
+    path = _projection_path(run, method, seed, cache_dir)
+    if not compute and not path.is_file():
+        raise FileNotFoundError(f"no cached {method} projection of {run.name}")
 
     def load(p: Path) -> np.ndarray:
         coords = np.load(p, allow_pickle=False)
@@ -71,13 +86,42 @@ def project(run: ModelRun, method: str = "pca", seed: int = 0, cache_dir: str | 
 
     def build() -> np.ndarray:
         start = time.perf_counter()
-        coords = compute_projection(run.embeddings, method, seed).astype(np.float32)
+        fitted = {}
+        coords = compute_projection(run.embeddings, method, seed, fitted).astype(np.float32)
         seconds = time.perf_counter() - start
+        if "reducer" in fitted and not run.dataset.startswith("zip:"):
+            _save_reducer(fitted["reducer"], path.with_suffix(".umap.joblib"))
         log.info("%s of %s (%d points) took %.1f s", method, run.name, len(run), seconds)
         _record_rate(path.parent, method, len(run), seconds)
         return coords
 
     return cached(path, load, build, _save, what="embedding")
+
+
+def projection_reducer(run: ModelRun, method: str = "umap", seed: int = 0, cache_dir: str | Path | None = None):
+    """The fitted UMAP reducer cached with a run's projection, or None (not computed, or computed by a
+    version of ferx that did not keep it)."""
+    path = _projection_path(run, method, seed, cache_dir).with_suffix(".umap.joblib")
+    if not path.is_file():
+        return None
+    import joblib
+
+    _numba_cache()
+    try:
+        return joblib.load(path)  # our own cache folder: written by _save_reducer
+    except Exception as err:  # noqa: BLE001 - an unreadable reducer only costs the exact placement
+        log.warning("UMAP reducer %s unusable (%s)", path, err)
+        return None
+
+
+def _save_reducer(reducer, path: Path) -> None:
+    import joblib
+
+    try:
+        with atomic_path(path) as tmp:
+            joblib.dump(reducer, tmp)
+    except Exception as err:  # noqa: BLE001 - the coordinates matter, the reducer is a bonus
+        log.warning("could not cache the UMAP reducer: %s", err)
 
 
 def expected_seconds(method: str, n: int, cache_dir: str | Path | None = None) -> float:

@@ -41,24 +41,75 @@ def reliability_figure(tables: dict[str, pd.DataFrame]) -> go.Figure:
     return fig
 
 
-def embedding_figure(coords: np.ndarray, run: ModelRun, color_by: str = "true", method: str = "") -> go.Figure:
-    """Scatter of a 2-D projection; colour by ``true``, ``pred`` or ``correct``; hover shows the
-    sample id, true and predicted class and confidence; ``customdata[0]`` is the sample id."""
+# how the points of an embedding can be coloured: name -> what the colour says (the legend's title)
+COLOUR_BY = {
+    "true": "true class",
+    "pred": "predicted class",
+    "correct": "prediction right or wrong",
+    "confidence": "confidence (top probability)",
+    "disagreement": "how many other models predict another class",
+}
+SELECT_GL_ABOVE = 5000  # points; above this WebGL (Scattergl) draws them, below SVG (selection works in both)
+
+
+def point_colours(run: ModelRun, color_by: str, others: list[ModelRun] = ()) -> pd.Series:
+    """The colour value of every sample: a class name, right/wrong, the confidence, or how many of
+    ``others`` (other models run on the same split) predict a different class than ``run``."""
     frame = run.frame()
-    if color_by not in ("true", "pred", "correct"):
-        raise ValueError(f"color_by must be true, pred or correct, not {color_by!r}")
-    groups = frame[color_by].map({True: "correct", False: "wrong"}) if color_by == "correct" else frame[color_by]
+    if color_by not in COLOUR_BY:
+        raise ValueError(f"colour by one of {', '.join(COLOUR_BY)}, not {color_by!r}")
+    if color_by == "correct":
+        return frame["correct"].map({True: "correct", False: "wrong"})
+    if color_by == "disagreement":
+        from ferx.analysis.tables import predicted_names
+
+        others = [o for o in others if o.name != run.name]
+        if not others:
+            raise ValueError("colouring by disagreement needs a second model in the analysis")
+        mine = predicted_names(run)
+        count = sum((predicted_names(o) != mine).astype(int) for o in others)
+        return pd.Series(np.where(count == 0, "all agree", [f"{c} of {len(others)} disagree" for c in count]),
+                         index=frame.index)
+    return frame[color_by]
+
+
+def embedding_figure(coords: np.ndarray, run: ModelRun, color_by: str = "true", method: str = "",
+                     others: list[ModelRun] = (), highlight=None, photo: tuple[float, float] | None = None,
+                     photo_label: str = "your photo") -> go.Figure:
+    """Scatter of a 2-D projection coloured as :data:`COLOUR_BY` says; hover shows the sample id,
+    true and predicted class and confidence; ``customdata[0]`` is the sample id (a lasso or box
+    selection reports it). ``highlight``: sample ids drawn on top, ringed (a confusion cell's faces);
+    ``photo``: a placed face's position, a star (sample id -1: never part of a selection)."""
+    frame = run.frame()
+    colour = point_colours(run, color_by, others)
+    custom = np.stack([frame.index.values, frame["true"].values, frame["pred"].values,
+                       frame["confidence"].round(3).values], 1).astype(object)
+    hover = ("sample %{customdata[0]}<br>true %{customdata[1]}<br>predicted %{customdata[2]}"
+             "<br>confidence %{customdata[3]:.2f}<extra></extra>")
+    scatter = go.Scattergl if len(frame) > SELECT_GL_ABOVE else go.Scatter
     fig = go.Figure()
-    for value in sorted(groups.unique()):
-        idx = np.flatnonzero(groups.values == value)
-        fig.add_trace(go.Scattergl(
-            x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=str(value), marker=dict(size=4, opacity=0.7),
-            customdata=np.stack([idx, frame["true"].values[idx], frame["pred"].values[idx],
-                                 frame["confidence"].values[idx]], 1),
-            hovertemplate="sample %{customdata[0]}<br>true %{customdata[1]}<br>predicted %{customdata[2]}"
-                          "<br>confidence %{customdata[3]:.2f}<extra></extra>"))
-    fig.update_layout(title=f"{run.name}: {method.upper()} of embeddings, coloured by {color_by}",
-                      width=720, height=600, legend_title=color_by, dragmode="lasso")
+    if color_by == "confidence":
+        fig.add_trace(scatter(x=coords[:, 0], y=coords[:, 1], mode="markers", name="faces", customdata=custom,
+                              hovertemplate=hover, marker=dict(size=5, opacity=0.8, color=colour.values, cmin=0,
+                                                               cmax=1, colorscale="Viridis",
+                                                               colorbar=dict(title="confidence"))))
+    else:
+        for value in sorted(colour.unique()):
+            idx = np.flatnonzero(colour.values == value)
+            fig.add_trace(scatter(x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=str(value),
+                                  marker=dict(size=5, opacity=0.75), customdata=custom[idx], hovertemplate=hover))
+    if highlight is not None and len(highlight):
+        idx = np.asarray(highlight, dtype=np.int64)
+        fig.add_trace(scatter(x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=f"highlighted ({len(idx)})",
+                              customdata=custom[idx], hovertemplate=hover,
+                              marker=dict(size=10, color="rgba(0,0,0,0)", line=dict(width=2, color="black"))))
+    if photo is not None:
+        fig.add_trace(scatter(x=[photo[0]], y=[photo[1]], mode="markers", name=photo_label,
+                              customdata=[[-1, "", "", 0.0]], hovertemplate=f"{photo_label}<extra></extra>",
+                              marker=dict(symbol="star", size=20, color="gold", line=dict(width=2, color="black"))))
+    fig.update_layout(title=f"{run.name}: {method.upper()} of embeddings, coloured by {COLOUR_BY[color_by]}",
+                      height=560, legend_title=color_by, dragmode="lasso", margin=dict(l=40, r=20, t=50, b=40),
+                      xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2")
     return fig
 
 

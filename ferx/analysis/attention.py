@@ -1,0 +1,144 @@
+"""Is attention an explanation? A model's own attention maps and Grad-CAM on the same faithfulness test.
+
+For every model that declares native maps (its registry entry's ``native_maps``), over a fixed
+sample of ``n`` faces of a split (evenly spaced in split order, the same faces for every model):
+deletion and insertion AUC (:func:`ferx.explain.faithfulness.deletion_insertion`, blur baseline) of
+each native map and of Grad-CAM, all for the class the model predicts, each beside the same test
+on random maps drawn at that map's own resolution. A map that does not beat its random maps says
+nothing about what the decision used, however plausible it looks.
+
+:func:`attention_faithfulness` gives one row per face and map (cached by checkpoint, split, faces
+and test settings); :func:`attention_table` the mean per model and map; :func:`attention_figure`
+draws it.
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable, ContextManager
+
+import numpy as np
+import pandas as pd
+
+from ferx.cache import atomic_path, cache_key, cached
+from ferx.paths import cache_dir as default_cache_dir
+
+ATTENTION_VERSION = 1
+N_STEPS, N_RANDOM = 16, 3  # deletion steps and random maps per test (the Explain tab uses 32 and 3)
+GRADCAM = "gradcam"
+
+
+def has_native_maps(loaded) -> bool:
+    from ferx.explain.native import has_native_attention
+
+    return has_native_attention(loaded.model)
+
+
+def fixed_sample(n_faces: int, n: int) -> np.ndarray:
+    """``n`` evenly spaced face ids of a split of ``n_faces`` (all of them when it has fewer)."""
+    return np.unique(np.linspace(0, n_faces - 1, min(n, n_faces)).round().astype(np.int64))
+
+
+def attention_faithfulness(loaded, packed, n: int = 50, *, hold: Callable[[], ContextManager] = nullcontext,
+                           cache_dir: str | Path | None = None, progress: Callable[[float], None] | None = None
+                           ) -> pd.DataFrame:
+    """One row per face and map (each native map, then Grad-CAM): ``model, map, sample, target,
+    deletion, insertion, random_deletion, random_insertion``."""
+    from ferx.data.preprocess import to_model_input
+    from ferx.explain.cam import cam_maps
+    from ferx.explain.faithfulness import deletion_insertion
+    from ferx.explain.native import native_attention
+
+    name = loaded.path.name if loaded.path is not None else loaded.display
+    if not has_native_maps(loaded):
+        raise ValueError(f"{name} has no attention of its own to test")
+    ids = fixed_sample(len(packed), n)
+    key = cache_key(ATTENTION_VERSION, loaded.sha256, packed.fingerprint, loaded.input_spec.to_dict(), ids.tolist(),
+                    N_STEPS, N_RANDOM)
+    path = Path(cache_dir or default_cache_dir("attention")) / f"{key[:32]}.csv"
+    device = next(loaded.model.parameters()).device
+
+    def build() -> pd.DataFrame:
+        rows = []
+        for j, sample in enumerate(ids):
+            with hold():
+                x = to_model_input(packed.images[sample:sample + 1], loaded.input_spec).to(device)
+                native = native_attention(loaded.model, x)[0]
+                target = int(native.logits.argmax())
+                maps = [(m.method, m) for m in native.maps] + [(GRADCAM, cam_maps(loaded.model, x, GRADCAM,
+                                                                                  targets=target)[0])]
+                for method, m in maps:
+                    f = deletion_insertion(loaded.model, x, m, target, n_steps=N_STEPS, n_random=N_RANDOM,
+                                           seed=int(sample), spec=loaded.input_spec)
+                    rows.append({"model": name, "map": method, "sample": int(sample), "target": target,
+                                 "deletion": f.deletion_auc, "insertion": f.insertion_auc,
+                                 "random_deletion": f.random_deletion_auc, "random_insertion": f.random_insertion_auc})
+            if progress is not None:
+                progress((j + 1) / len(ids))
+        return pd.DataFrame(rows)
+
+    def load(p: Path) -> pd.DataFrame:
+        frame = pd.read_csv(p)
+        if set(frame["sample"]) != set(ids.tolist()) or (frame["model"] != name).any():
+            raise ValueError("stale entry")
+        return frame
+
+    def save(frame: pd.DataFrame, p: Path) -> None:
+        with atomic_path(p) as tmp:
+            frame.to_csv(tmp, index=False)
+
+    return cached(path, load, build, save, what="attention faithfulness")
+
+
+def attention_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean AUCs per model and map, the random maps' beside them, and the share of faces on which the
+    map beats its random maps on deletion (falls faster) and on insertion (rises faster)."""
+    rows = rows.assign(beats_random_deletion=rows["deletion"] < rows["random_deletion"],
+                       beats_random_insertion=rows["insertion"] > rows["random_insertion"])
+    table = rows.groupby(["model", "map"], sort=False).agg(
+        faces=("sample", "nunique"), deletion=("deletion", "mean"), random_deletion=("random_deletion", "mean"),
+        insertion=("insertion", "mean"), random_insertion=("random_insertion", "mean"),
+        beats_random_deletion=("beats_random_deletion", "mean"),
+        beats_random_insertion=("beats_random_insertion", "mean"))
+    return table
+
+
+def attention_figure(table: pd.DataFrame):
+    """Deletion (lower is better) and insertion (higher is better) AUC per model and map, each map's
+    random baseline as a hollow marker beside its bar."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    labels = [f"{m}<br>{k}" for m, k in table.index]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["Deletion AUC (lower: more faithful)",
+                                                        "Insertion AUC (higher: more faithful)"])
+    for col, test in enumerate(("deletion", "insertion"), start=1):
+        colours = ["#d62728" if k == GRADCAM else "#1f77b4" for _, k in table.index]
+        fig.add_trace(go.Bar(x=labels, y=table[test], marker_color=colours, name=test, showlegend=False,
+                             hovertemplate="%{x}<br>" + test + " AUC %{y:.3f}<extra></extra>"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=labels, y=table[f"random_{test}"], mode="markers", name="random maps",
+                                 marker=dict(symbol="diamond-open", size=12, color="black", line=dict(width=2)),
+                                 showlegend=col == 1,
+                                 hovertemplate="%{x}<br>random maps %{y:.3f}<extra></extra>"), row=1, col=col)
+    fig.update_layout(title="Is attention an explanation? Native maps (blue) vs Grad-CAM (red) vs random maps "
+                            f"(◇), mean over {int(table['faces'].max())} faces", height=460, barmode="group",
+                      margin=dict(l=40, r=20, t=80, b=120))
+    fig.update_yaxes(range=[0, 1])
+    return fig
+
+
+def attention_study(models, packed, n: int = 50, *, hold: Callable | None = None, cache_dir=None,
+                    progress: Callable[[float, str], None] | None = None) -> pd.DataFrame:
+    """:func:`attention_faithfulness` for every model of ``models`` that has native maps (``hold(model)``
+    around each face's work); rows of all of them. ValueError when none has."""
+    chosen = [m for m in models if has_native_maps(m)]
+    if not chosen:
+        raise ValueError("none of the models has attention of its own (native maps) to test")
+    frames = []
+    for i, loaded in enumerate(chosen):
+        report = (lambda f, i=i, m=loaded: progress((i + f) / len(chosen), m.path.name)) if progress else None
+        frames.append(attention_faithfulness(loaded, packed, n, hold=functools.partial(hold, loaded) if hold
+                                             else nullcontext, cache_dir=cache_dir, progress=report))
+    return pd.concat(frames, ignore_index=True)

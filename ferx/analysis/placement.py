@@ -1,0 +1,138 @@
+"""Where does a photo land? One face placed among a model's dataset faces: an example-based explanation.
+
+The face goes through the model exactly as the dataset's faces did (same preprocessing, same
+embedding: ``forward_head(..., pre_logits=True)``) and is compared with them in the space the
+projections start from (embeddings standardised by the dataset's mean and spread):
+
+* its ``k`` nearest dataset faces, with their true labels and distances;
+* **typicality**: the share of those neighbours whose true label is the class the model predicts for
+  the face (k-NN label agreement), and the percentile of its mean neighbour distance among the
+  dataset faces' own (each measured without itself). Above :data:`UNLIKE_PERCENTILE` the face is
+  *unlike anything in the data*: the model's answer there is an extrapolation;
+* its place in each 2-D projection: PCA is refitted (deterministic, the same axes as the cached
+  coordinates) and applied; UMAP's own ``transform`` when the fitted reducer was cached with the
+  coordinates; t-SNE has no transform, so the face goes to the distance-weighted mean position of its
+  ``k`` nearest faces (said in :attr:`Placement.how`).
+
+Nothing about the face is stored or cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ferx.analysis.embeddings import METHODS, project, projection_reducer
+from ferx.analysis.runs import ModelRun
+from ferx.checkpoint import LoadedModel
+from ferx.data.preprocess import to_model_input
+from ferx.inference import _logits_and_embedding
+
+UNLIKE_PERCENTILE = 99.0
+HOW = {"pca": "PCA transform", "umap": "UMAP transform",
+       "neighbours": "distance-weighted mean position of the nearest dataset faces (no transform)"}
+
+
+@dataclass
+class Placement:
+    model: str
+    predicted: str
+    confidence: float
+    neighbours: pd.DataFrame  # sample (index), path, true, pred, distance
+    agreement: float  # share of the neighbours whose true label is the predicted class
+    distance: float  # mean distance to the k nearest dataset faces (standardised embedding space)
+    percentile: float  # of ``distance`` among the dataset faces' own
+    coords: dict[str, tuple[float, float]] = field(default_factory=dict)  # method -> x, y
+    how: dict[str, str] = field(default_factory=dict)  # method -> how it was placed
+
+    @property
+    def unlike_the_data(self) -> bool:
+        return self.percentile >= UNLIKE_PERCENTILE
+
+    def verdict(self) -> str:
+        if self.unlike_the_data:
+            return (f"unlike anything in the data: farther from its nearest faces than {self.percentile:.1f} % of the "
+                    "dataset's faces are from theirs")
+        typical = "typical" if self.percentile < 75 else "unusual"
+        return (f"{typical}: {self.agreement:.0%} of its {len(self.neighbours)} nearest faces are labelled "
+                f"{self.predicted}; distance percentile {self.percentile:.0f}")
+
+
+def _standardiser(embeddings: np.ndarray):
+    x = embeddings.astype(np.float64)
+    mean, std = x.mean(0), x.std(0) + 1e-8
+    return lambda e: (np.asarray(e, dtype=np.float64) - mean) / std
+
+
+def embed(loaded: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and embedding of one uint8 face (S x S or S x S x 3), as the analysis computes them."""
+    device = next(loaded.model.parameters()).device
+    with torch.inference_mode():
+        loaded.model.eval()
+        x = to_model_input(np.asarray(image)[None], loaded.input_spec).to(device)
+        logits, embedding = _logits_and_embedding(loaded.model, x)
+    return torch.softmax(logits.float(), 1)[0].cpu().numpy(), embedding.float()[0].cpu().numpy()
+
+
+_OWN: dict[tuple, np.ndarray] = {}  # (run key, faces, k) -> distances: a few KiB each, reused by every photo
+_OWN_MAX = 32
+
+
+def own_distances(run: ModelRun, k: int) -> np.ndarray:
+    """Every dataset face's mean distance to its ``k`` nearest other faces (standardised embeddings);
+    kept in memory per run and ``k``."""
+    from sklearn.neighbors import NearestNeighbors
+
+    key = (run.key, len(run), k)
+    if key not in _OWN or not run.key:
+        z = _standardiser(run.embeddings)(run.embeddings)
+        dist, _ = NearestNeighbors(n_neighbors=min(k + 1, len(z))).fit(z).kneighbors(z)
+        if len(_OWN) >= _OWN_MAX:
+            _OWN.pop(next(iter(_OWN)))
+        _OWN[key] = dist[:, 1:].mean(1)
+    return _OWN[key]
+
+
+def place(loaded: LoadedModel, run: ModelRun, image: np.ndarray, *, k: int = 8, methods=METHODS,
+          cache_dir=None) -> Placement:
+    """Place one face among ``run``'s faces (``run`` must come from ``loaded``): neighbours, typicality,
+    and coordinates in each of ``methods`` whose projection is cached (PCA is always computed)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if loaded.sha256 != run.checkpoint_sha256:
+        raise ValueError(f"the analysis of {run.name} was made with another checkpoint than {loaded.path.name}")
+    k = max(1, min(int(k), len(run) - 1))
+    probs, embedding = embed(loaded, image)
+    standardise = _standardiser(run.embeddings)
+    z, q = standardise(run.embeddings), standardise(embedding[None])
+    dist, idx = NearestNeighbors(n_neighbors=k).fit(z).kneighbors(q)
+    dist, idx = dist[0], idx[0]
+    frame = run.frame()
+    neighbours = frame.loc[idx, ["path", "true", "pred"]].assign(distance=dist)
+    predicted = run.model_classes[int(probs.argmax())]
+    distance = float(dist.mean())
+    percentile = float((own_distances(run, k) < distance).mean() * 100)
+    placement = Placement(run.name, predicted, float(probs.max()), neighbours,
+                          float((neighbours["true"] == predicted).mean()), distance, percentile)
+    weights = 1 / (dist + 1e-6)
+    for method in methods:
+        if method == "pca":
+            from sklearn.decomposition import PCA
+
+            xy = PCA(2, random_state=0).fit(z).transform(q)[0]  # as compute_projection fits it
+            placement.how[method] = HOW["pca"]
+        elif method == "umap" and (reducer := projection_reducer(run, "umap", cache_dir=cache_dir)) is not None:
+            xy = reducer.transform(q)[0]
+            placement.how[method] = HOW["umap"]
+        else:
+            try:
+                coords = project(run, method, cache_dir=cache_dir, compute=False)
+            except FileNotFoundError:
+                continue  # not projected yet: nothing to place the face in
+            xy = (coords[idx] * weights[:, None]).sum(0) / weights.sum()
+            placement.how[method] = HOW["neighbours"]
+        placement.coords[method] = (float(xy[0]), float(xy[1]))
+    return placement

@@ -1,0 +1,87 @@
+"""A set of faces picked in any view (a lasso in an embedding, a confusion cell, a ranking): sorted,
+summarised and exported the same way everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ferx.analysis.runs import ModelRun
+from ferx.text import plural
+
+# name shown to the user -> (column, ascending); "as given": the view's own order (a ranking's, or sample ids)
+SORTS = {
+    "as given": (None, True),
+    "sample id": ("sample", True),
+    "confidence, highest first": ("confidence", False),
+    "confidence, lowest first": ("confidence", True),
+    "loss, highest first": ("loss", False),
+    "margin, smallest first": ("margin", True),
+}
+EXPORT_COLUMNS = ["path", "true", "pred", "correct", "confidence", "margin", "loss"]
+
+
+def selection_frame(run: ModelRun, ids, sort: str = "as given", extra: pd.DataFrame | None = None,
+                    votes: np.ndarray | None = None) -> pd.DataFrame:
+    """The rows of ``run`` for sample ``ids`` (duplicates dropped), sorted by one of :data:`SORTS`, with
+    the probability columns; ``extra`` (indexed by sample) adds columns such as a ranking's scores;
+    ``votes`` (the split's annotator vote shares, FERPlus) adds the votes' majority, the share of the
+    prediction, and every class's share (``votes_<class>``) beside the probabilities."""
+    if sort not in SORTS:
+        raise ValueError(f"sort by one of {', '.join(SORTS)}, not {sort!r}")
+    ids = pd.unique(np.asarray(ids, dtype=np.int64).ravel())
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(run)):
+        raise ValueError(f"sample ids must lie in 0..{len(run) - 1}")
+    frame = run.frame().loc[ids]
+    if votes is not None:
+        from ferx.analysis.labelnoise import vote_frame
+
+        shares = pd.DataFrame(votes[ids], index=ids, columns=[f"votes_{c}" for c in run.dataset_classes])
+        frame = frame.join(vote_frame(run, votes).loc[ids, ["vote_top", "vote_top_share", "vote_pred"]]).join(shares)
+    if extra is not None:
+        frame = frame.join(extra.drop(columns=[c for c in extra.columns if c in frame.columns]), how="left")
+    column, ascending = SORTS[sort]
+    if column == "sample":
+        frame = frame.sort_index()
+    elif column is not None:
+        frame = frame.sort_values(column, ascending=ascending, kind="stable")
+    probs = [c for c in frame.columns if c.startswith(("p_", "votes_"))]
+    rest = [c for c in frame.columns if c not in EXPORT_COLUMNS + probs + ["scored", "entropy"]]
+    return frame[EXPORT_COLUMNS + rest + probs]
+
+
+def selection_summary(frame: pd.DataFrame) -> dict:
+    """How many faces, the accuracy and mean confidence over them, and their mix of true classes."""
+    summary = {"n": len(frame), "accuracy": float(frame["correct"].mean()) if len(frame) else float("nan"),
+               "mean_confidence": float(frame["confidence"].mean()) if len(frame) else float("nan"),
+               "true_classes": frame["true"].value_counts().to_dict()}
+    if "vote_pred" in frame:  # FERPlus: accuracy against the annotators' votes, not only their majority
+        summary["vote_weighted_accuracy"] = float(frame["vote_pred"].mean()) if len(frame) else float("nan")
+    return summary
+
+
+def summary_text(frame: pd.DataFrame, model: str) -> str:
+    """:func:`selection_summary` as one line (Markdown)."""
+    s = selection_summary(frame)
+    if not s["n"]:
+        return "No faces selected."
+    mix = ", ".join(f"{c} {n}" for c, n in s["true_classes"].items())
+    votes = (f", against the votes **{s['vote_weighted_accuracy']:.1%}**" if "vote_weighted_accuracy" in s else "")
+    return (f"**{plural(s['n'], 'face')}** · {model}: accuracy **{s['accuracy']:.1%}**{votes}, mean confidence "
+            f"**{s['mean_confidence']:.2f}** · true classes: {mix}")
+
+
+def caption(sample: int, row: pd.Series) -> str:
+    """A gallery caption short enough for a 2-column gallery: ``#12 sad → angry 0.81``."""
+    said = "✓" if row["correct"] else f"→ {row['pred']}"
+    return f"#{sample} {row['true']} {said} {row['confidence']:.2f}"
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+    """The selection as CSV (sample id, path, labels, prediction, scores), numbers to 4 decimals."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.round(4).to_csv(path, index_label="sample")
+    return path

@@ -1,0 +1,259 @@
+"""The research views on the real FERPlus test split: selections (sorted, summarised, exported), where a
+photo lands among a model's faces, label noise against the annotators' votes, model disagreement with map
+agreement, and native attention against Grad-CAM on the same faithfulness test. Small slices keep it fast."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import CHECKPOINTS
+from ferx.analysis import analyze_packed
+from ferx.analysis.embeddings import project
+from ferx.checkpoint import load_checkpoint
+from ferx.data import load_split, pack_split
+
+MINI = CHECKPOINTS / "mini_xception_fer2013"
+N = 300  # faces of the FERPlus test split (the first, in split order)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("research-cache")
+
+
+@pytest.fixture(scope="module")
+def packed(data_root):
+    return pack_split(load_split("ferplus", "test", data_root), progress=False).head(N)
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return load_checkpoint(MINI, "cpu")
+
+
+@pytest.fixture(scope="module")
+def run(mini, packed, cache):
+    return analyze_packed([mini], packed, progress=False, cache_dir=cache / "analysis")[0]
+
+
+def test_a_selection_is_sorted_summarised_and_exported(run, packed, tmp_path):
+    from ferx.analysis.selection import caption, selection_frame, selection_summary, summary_text, write_csv
+
+    ids = [5, 3, 250, 3, 17]
+    frame = selection_frame(run, ids, "confidence, highest first")
+    assert sorted(frame.index) == [3, 5, 17, 250]  # duplicates dropped
+    assert list(frame["confidence"]) == sorted(frame["confidence"], reverse=True)
+    assert list(selection_frame(run, ids, "sample id").index) == [3, 5, 17, 250]
+    assert list(selection_frame(run, ids).index) == [5, 3, 250, 17]  # as given: a ranking keeps its order
+    summary = selection_summary(frame)
+    truth = run.frame().loc[[3, 5, 17, 250]]
+    assert summary["n"] == 4 and summary["accuracy"] == pytest.approx(truth["correct"].mean())
+    assert summary["true_classes"] == truth["true"].value_counts().to_dict()
+    assert summary_text(frame, run.name).startswith("**4 faces**")
+    row = frame.loc[17]
+    text = caption(17, row)
+    assert text.startswith(f"#17 {row['true']} ") and text.endswith(f"{row['confidence']:.2f}") and len(text) < 32
+    csv = pd.read_csv(write_csv(frame, tmp_path / "sel.csv"), index_col="sample")
+    assert list(csv.index) == list(frame.index) and {"path", "true", "pred", "confidence", "loss"} <= set(csv.columns)
+    with pytest.raises(ValueError, match="sample ids must lie in 0..299"):
+        selection_frame(run, [300])
+    voted = selection_frame(run, ids, votes=packed.soft_targets)  # FERPlus: the votes beside the probabilities
+    assert np.allclose(voted[[f"votes_{c}" for c in run.dataset_classes]].to_numpy(), packed.soft_targets[[5, 3, 250, 17]])
+    assert (voted["vote_top"] == voted["true"]).all() or not run.scored[ids].all()
+    assert "against the votes" in summary_text(voted, run.name)
+
+
+def test_a_test_face_lands_on_itself_among_its_own_dataset(mini, run, packed, cache):
+    from ferx.analysis.placement import place
+
+    emb = cache / "embeddings"
+    pca, tsne = project(run, "pca", cache_dir=emb), project(run, "tsne", cache_dir=emb)
+    for sample in (17, 123):
+        where = place(mini, run, packed.images[sample], k=8, methods=("pca", "tsne"), cache_dir=emb)
+        assert where.neighbours.index[0] == sample and where.neighbours["distance"].iloc[0] < 1e-3
+        assert where.neighbours["distance"].is_monotonic_increasing and len(where.neighbours) == 8
+        assert where.neighbours.loc[sample, "true"] == run.frame().loc[sample, "true"]
+        assert np.allclose(where.coords["pca"], pca[sample], atol=1e-3)  # the same PCA axes
+        assert np.allclose(where.coords["tsne"], tsne[sample], atol=1e-2)  # its neighbours' place: its own
+        assert where.predicted == run.frame().loc[sample, "pred"] and not where.unlike_the_data
+        labelled = (where.neighbours["true"] == where.predicted).mean()
+        assert where.agreement == pytest.approx(labelled)
+    gray = place(mini, run, np.full((48, 48), 128, np.uint8), methods=("pca",), cache_dir=emb)
+    assert gray.unlike_the_data and "unlike anything in the data" in gray.verdict()
+    assert "tsne" not in place(mini, run, packed.images[0], methods=("tsne",), cache_dir=cache / "empty").coords
+
+
+@pytest.fixture(scope="module")
+def bank():
+    from webapp.model_bank import ModelBank
+
+    return ModelBank.load(CHECKPOINTS, "cpu")
+
+
+@pytest.fixture(scope="module")
+def analysis(bank, packed, cache):
+    """Every small trained checkpoint (under 2 M parameters: fast on CPU) on the slice, as the app holds it."""
+    from webapp.dataset_tab import Analysis
+
+    small = [m for m in bank.models.values() if sum(p.numel() for p in m.model.parameters()) < 2_000_000]
+    assert len(small) >= 2
+    return Analysis(analyze_packed(small, packed, progress=False, cache_dir=cache / "analysis"), packed)
+
+
+def test_the_app_places_a_photo_among_every_models_faces(bank, analysis, tmp_path):
+    from webapp.dataset_tab import place_photo
+
+    sample = 42
+    photo = tmp_path / "face.png"
+    Image.fromarray(analysis.packed.images[sample]).resize((144, 144), Image.Resampling.NEAREST).save(photo)
+    model = analysis.runs[1].name
+    table, items, title, placed = place_photo(bank, analysis, str(photo), True, 0, 5, model)
+    assert list(table["model"]) == [r.name for r in analysis.runs] and model in title
+    assert set(placed) == set(table["model"]) and all("pca" in where for where in placed.values())
+    assert len(items) == 5 and items[0][1].startswith(f"#{sample} ")  # enlarged 3x, it still finds itself first
+    assert (table["distance percentile"] < 50).all() and table["verdict"].str.contains("labelled").all()
+
+
+def test_label_noise_scores_models_against_the_votes_and_ranks_doubtful_faces(analysis):
+    from ferx.analysis.labelnoise import ranking, vote_frame, vote_metrics, votes_in_model_space
+
+    soft = analysis.packed.soft_targets
+    metrics = vote_metrics(analysis.runs, soft)
+    for run in analysis.runs:
+        votes = votes_in_model_space(run, soft)
+        reach = votes.sum(1)
+        assert np.allclose(reach, 1) if "contempt" in run.model_classes else (reach <= 1 + 1e-6).all()
+        frame = vote_frame(run, soft)
+        assert (frame["vote_top"] == frame["true"])[run.scored].all()  # FERPlus labels are the votes' majority
+        row = metrics.loc[run.name]
+        assert row["majority accuracy"] == pytest.approx(run.correct[run.scored].mean())
+        assert 0 < row["vote-weighted accuracy"] <= row["plausible accuracy"] <= 1
+        assert row["vote-weighted accuracy"] <= row["annotator agreement"] + 0.1
+        errors = ranking(run, soft, "likely label errors", 20)
+        assert (errors["pred"] != errors["vote_top"]).all() and errors["label_error"].is_monotonic_decreasing
+        top = errors.iloc[0]
+        assert top["label_error"] == pytest.approx(top["confidence"] * top["vote_pred"] / top["vote_top_share"])
+        ambiguous = ranking(run, soft, "ambiguous faces", 20)
+        assert ambiguous["ambiguity"].iloc[0] == frame["ambiguity"].max()
+        if "contempt" in run.model_classes:  # FERPlus leaves out ties (a 7-class model can see one: no contempt)
+            assert frame["ambiguity"].max() < 1
+        assert (ambiguous["vote_second_share"] <= ambiguous["vote_top_share"]).all()
+    with pytest.raises(ValueError, match="needs FERPlus"):
+        votes_in_model_space(analysis.runs[0], None)
+
+
+def test_the_label_noise_view_fills_the_gallery_in_ranking_order_and_shows_a_faces_votes(analysis, tmp_path):
+    from types import SimpleNamespace
+
+    from webapp.dataset_tab import gallery_page, noise_row_click, show_label_noise
+
+    model = analysis.runs[-1].name
+    swept = set()
+    metrics, table, csv, chosen = show_label_noise(analysis, "likely label errors", model, swept)
+    assert list(metrics["model"]) == [r.name for r in analysis.runs] and swept == {csv}
+    assert chosen["ids"] == list(table["sample"]) and chosen["model"] == model
+    assert all(len(str(v).split(".")[-1]) <= 3 for v in table["confidence"])  # shown to 3 decimals, not float32's 16
+    items, shown, title, summary, page = gallery_page(analysis, chosen, "as given", 1)
+    assert shown == list(table["sample"]) and items[0][1].startswith(f"#{table['sample'][0]} ")
+    assert pd.read_csv(csv)["sample"].tolist() == list(table["sample"])
+    fig = noise_row_click(analysis, table, SimpleNamespace(index=[0, 2]))
+    sample = table["sample"][0]
+    assert fig.data[0].name.startswith("annotators") and np.allclose(fig.data[0].y, analysis.packed.soft_targets[sample])
+    assert [t.name for t in fig.data[1:]] == [r.name for r in analysis.runs]
+
+
+def test_disagreement_explorer_compares_both_models_maps_where_they_disagree(bank, analysis, cache):
+    from ferx.analysis.disagreement import class_agreement, disagreement_frame, gradcam_maps
+    from ferx.analysis.tables import predicted_names
+
+    a, b = analysis.runs[0], analysis.runs[-1]
+    la, lb = bank.models[a.name], bank.models[b.name]
+    maps = cache / "maps"
+    frame, maps_a, maps_b = disagreement_frame(la, lb, a, b, analysis.packed, limit=40, sort="maps least alike",
+                                               cache_dir=maps)
+    differ = np.flatnonzero(predicted_names(a) != predicted_names(b))
+    assert len(frame) == min(40, len(differ)) and set(frame.index) <= set(differ)
+    assert (frame[f"pred_{a.name}"] != frame[f"pred_{b.name}"]).all() and frame["spearman"].is_monotonic_increasing
+    assert maps_a.shape == (len(frame), 48, 48) and (maps_a >= 0).all()
+    same = gradcam_maps(la, analysis.packed, frame.index[:3], cache_dir=maps)  # recomputed for another id set
+    assert np.allclose(same, maps_a[:3], atol=2e-3 * maps_a.max())  # the rows follow the frame's order
+    from ferx.explain.faithfulness import map_agreement
+
+    assert frame["spearman"].iloc[0] == pytest.approx(map_agreement(maps_a[0], maps_b[0])["spearman"], abs=1e-6)
+    table = class_agreement(la, lb, a, b, analysis.packed, per_class=5, cache_dir=maps)
+    counts = np.bincount(analysis.packed.targets, minlength=len(analysis.packed.classes))
+    assert table.loc["(all)", "faces"] == np.minimum(counts, 5).sum()  # the slice has fewer of a rare class
+    present = {c for c, n in zip(analysis.packed.classes, counts) if n}
+    assert set(table.index) == present | {"(all)"}
+    assert ((table["labels agree"] >= 0) & (table["labels agree"] <= 1)).all()
+    with pytest.raises(ValueError, match="two different models"):
+        disagreement_frame(la, la, a, a, analysis.packed)
+
+
+def test_the_disagreement_view_shows_face_and_both_maps_with_scores(bank, analysis):
+    from webapp.dataset_tab import show_disagreement
+
+    a, b = analysis.runs[0].name, analysis.runs[-1].name
+    swept = set()
+    items, table, classes, csv, chosen = show_disagreement(bank, analysis, a, b, "both most confident", 30, 5, swept)
+    assert len(items) == min(24, len(table)) and items[0][0].shape[1] > 3 * items[0][0].shape[0]  # three panels
+    first = table.iloc[0]
+    assert items[0][1].startswith(f"#{first['sample']} {first['true']} · A {first[f'pred_{a}']}")
+    assert f"ρ {first['spearman']:.2f}" in items[0][1] and chosen["ids"] == list(table["sample"])
+    assert table["min_confidence"].is_monotonic_decreasing and list(classes["true"])[-1] == "(all)"
+
+
+def test_native_attention_and_gradcam_face_the_same_faithfulness_test(bank, analysis, tmp_path, monkeypatch):
+    """Two faces (the test costs ~8 s per face and model on 2 cores): the table has every native map the
+    registry declares and Grad-CAM, AUCs in [0, 1]; the app's view reads the cache the core wrote."""
+    from ferx.analysis.attention import attention_study, attention_table, fixed_sample
+    from ferx.models import get_model_info
+    from webapp.dataset_tab import show_attention
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path))
+    assert fixed_sample(300, 4).tolist() == [0, 100, 199, 299] and fixed_sample(3, 10).tolist() == [0, 1, 2]
+    with_maps = [bank.models[r.name] for r in analysis.runs if get_model_info(bank.models[r.name].name).native_maps]
+    loaded = with_maps[0]
+    rows = attention_study([bank.models["mini_xception_fer2013"], loaded], analysis.packed, 2)
+    assert set(rows["model"]) == {loaded.path.name}  # mini-Xception has no attention of its own
+    table = attention_table(rows)
+    declared = [m.name for m in get_model_info(loaded.name).native_maps]
+    assert list(table.loc[loaded.path.name].index) == declared + ["gradcam"] and (table["faces"] == 2).all()
+    aucs = table[["deletion", "insertion", "random_deletion", "random_insertion"]].to_numpy()
+    assert ((aucs >= 0) & (aucs <= 1)).all()
+    import time
+
+    start = time.perf_counter()
+    again = attention_study([loaded], analysis.packed, 2)
+    assert time.perf_counter() - start < 2 and np.allclose(again["deletion"], rows["deletion"])  # cached
+    with pytest.raises(ValueError, match="no.*native maps"):
+        attention_study([bank.models["mini_xception_fer2013"]], analysis.packed, 2)
+    one = type(analysis)([r for r in analysis.runs if r.name == loaded.path.name], analysis.packed)
+    shown, fig, (csv, html) = show_attention(bank, one, 2, set())
+    assert shown.round(3).equals(table.round(3).reset_index()) and len(fig.data) == 4
+    assert len(pd.read_csv(csv)) == len(rows) and "plotly" in Path(html).read_text()[:300_000]
+
+
+def test_the_gallery_pages_through_a_large_selection_and_rings_it_in_the_embedding(analysis):
+    import json
+
+    from webapp.dataset_tab import embedding_view, gallery_page, selection
+
+    model = analysis.runs[0].name
+    chosen = selection(model, range(150), "**150 faces**", "confusion")
+    _, shown, title, summary, page = gallery_page(analysis, chosen, "sample id", 2)
+    assert shown == list(range(60, 120)) and page == 2 and title.endswith("page 2 of 3")
+    assert summary.startswith("**150 faces**")
+    _, shown, _, _, page = gallery_page(analysis, chosen, "sample id", 9)
+    assert shown == list(range(120, 150)) and page == 3  # past the end: the last page
+    _, shown, _, _, _ = gallery_page(analysis, chosen, "confidence, lowest first", 1)
+    conf = analysis.runs[0].confidence
+    assert conf[shown[0]] == conf[:150].min()
+    fig = json.loads(embedding_view(analysis, model, "pca", "correct", chosen).to_json())
+    ringed = [t for t in fig["data"] if t["name"].startswith("highlighted")]
+    assert len(ringed) == 1 and ringed[0]["name"] == "highlighted (150)"
+    own = selection(model, [1, 2], "lasso", "embedding")  # its own lasso is not ringed again
+    assert not [t for t in embedding_view(analysis, model, "pca", "true", own).data if t.name.startswith("highlighted")]

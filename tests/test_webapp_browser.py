@@ -139,9 +139,10 @@ def test_a_box_selection_in_the_embedding_shows_exactly_the_faces_inside_it(page
     page.locator("#dataset-embedding .ferx-plot").scroll_into_view_if_needed()
     page.locator('#dataset-embedding [data-title="Box Select"]').click()
     area = page.locator("#dataset-embedding .nsewdrag").first.bounding_box()
-    for shift in range(0, 40, 3):  # a box with some faces, none of them on its edge
-        box = [area["x"] + area["width"] * 0.3 + shift, area["y"] + area["height"] * 0.3,
-               area["x"] + area["width"] * 0.6 + shift, area["y"] + area["height"] * 0.6]
+    corners = [(fx / 20, fy / 20) for fy in range(2, 13) for fx in range(2, 13)]
+    for fx, fy in corners:  # the first box, scanning the plot, with some faces and none of them on its edge
+        box = [area["x"] + area["width"] * fx, area["y"] + area["height"] * fy,
+               area["x"] + area["width"] * (fx + 0.3), area["y"] + area["height"] * (fy + 0.3)]
         inside = page.evaluate(POINTS_IN_BOX, box)
         if 0 < len(inside["ids"]) <= 60 and inside["edge"] > 1.5:
             break

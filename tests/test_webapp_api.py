@@ -229,3 +229,40 @@ def test_stability_probe_through_the_api(server, face_png):
     assert table["headers"] == ["version", "mini_xception_fer2013", "lanmsff_ferplus"] and len(table["data"]) == 8
     assert all(cell.startswith("✓ happy") for row in table["data"] for cell in row[1:])
     assert len(gallery) == 9  # the original and its 8 versions
+
+
+def _mouth_layer(face_png, path, covered: bool = True):
+    """A painted layer as the ImageEditor sends it: RGBA at the photo's size, opaque where painted (the mouth)."""
+    w, h = Image.open(face_png).size
+    layer = np.zeros((h, w, 4), np.uint8)
+    if covered:
+        layer[int(0.62 * h):int(0.92 * h), int(0.22 * w):int(0.78 * w)] = (255, 0, 255, 255)
+    Image.fromarray(layer).save(path)
+    return path
+
+
+def test_occlusion_brush_through_the_api(server, face_png, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    offered = sorted(p.parent.name for p in CHECKPOINTS.glob("*/card.json") if read_card(p.parent).get("metrics"))
+    edited = {"background": handle_file(str(face_png)), "layers": [handle_file(str(_mouth_layer(face_png, tmp_path / "m.png")))],
+              "composite": None}
+    out = client.predict(edited, True, 0, "mean", ["mini_xception_fer2013"], True, api_name="/occlude")
+    status, strip = out[:2]
+    columns = dict(zip(offered, (out[i:i + 3] for i in range(2, len(out), 3))))
+    assert "of the face crop painted over (mean grey)" in status and strip is not None
+    probs, change, maps = columns["mini_xception_fer2013"]
+    assert probs["label"] != "happy" or max(c["confidence"] for c in probs["confidences"]) < 0.5
+    assert re.search(r"\*\*happy\*\* \d+% → \d+% \(▼ -\d+\.\d points\)", change), change  # the smile was the evidence
+    assert maps is not None  # Grad-CAM before | after
+    assert not columns["lanmsff_ferplus"][0] and not columns["lanmsff_ferplus"][1]  # a model not chosen is not scored
+    blank = {"background": handle_file(str(face_png)), "layers": [handle_file(str(_mouth_layer(face_png, tmp_path / "b.png", False)))],
+             "composite": None}
+    assert "nothing painted yet" in client.predict(blank, True, 0, "blur", ["mini_xception_fer2013"], False,
+                                                   api_name="/occlude")[0]
+    fake = tmp_path / "holiday.png"
+    fake.write_text("not a picture")
+    with pytest.raises(Exception, match="holiday.png: not an image"):
+        client.predict({"background": handle_file(str(fake)), "layers": [], "composite": None}, True, 0, "blur",
+                       ["mini_xception_fer2013"], False, api_name="/occlude")

@@ -3,6 +3,7 @@ upload a face, analyse a small real split, click a coloured confusion-matrix cel
 Explain (it runs, on the analysed pixels, with its true label), and on a phone-width page a tapped cell
 brings the gallery into view. Screenshots go to runs/screenshots/ (look at them)."""
 
+import re
 import shutil
 import time
 
@@ -116,3 +117,34 @@ def test_on_a_phone_a_tapped_cell_brings_its_faces_into_view(page):
         assert gallery.is_visible()
     finally:
         page.set_viewport_size({"width": 1400, "height": 1800})
+
+
+def test_the_occlusion_brush_on_a_happy_face_costs_happy(page, data_root, tmp_path):
+    packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    face = tmp_path / "smile.png"
+    Image.fromarray(packed.images[int(np.flatnonzero(packed.targets == 3)[0])]).resize((240, 240)).save(face)
+    page.get_by_role("tab", name="Occlusion brush").click()
+    page.locator("#occlusion-whole input").check()  # a FER face: already a crop
+    editor = page.locator("#occlusion-editor")
+    editor.locator("input[type=file]").set_input_files(str(face))
+    status = page.locator("#occlusion-status")
+    status.get_by_text("nothing painted yet").wait_for()  # the upload alone is scored, unpainted
+    zoom = float(editor.get_by_text(re.compile(r"^\d+%$")).inner_text().rstrip("%")) / 100
+    box = editor.locator("canvas").first.bounding_box()
+    side = 240 * zoom  # the photo is shown centred in the canvas at this zoom
+    x0, y0 = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
+    page.get_by_role("button", name="Brush", exact=True).click()
+    start = time.perf_counter()
+    for fy in (0.68, 0.76, 0.84):  # three strokes over the mouth
+        page.mouse.move(x0 + 0.25 * side, y0 + fy * side)
+        page.mouse.down()
+        page.mouse.move(x0 + 0.75 * side, y0 + fy * side, steps=12)
+        page.mouse.up()
+    mini = page.locator(".occlusion-change").nth(-1)  # mini-Xception's column is the last
+    mini.get_by_text(re.compile(r"happy \d+% → \d+% \(▼ -[1-9]\d\.\d points\)")).wait_for()  # lost ≥ 10 points
+    status.get_by_text("of the face crop painted over").wait_for()
+    page.wait_for_function("() => parseInt(document.getElementById('occlusion-status').innerText) >= 15")  # all strokes
+    print(f"three strokes to every model's probabilities and maps: {time.perf_counter() - start:.2f} s; last: "
+          f"{status.inner_text()}")
+    assert page.locator(".occlusion-probs").count() == 3
+    page.screenshot(path=str(SHOTS / "occlusion.png"), full_page=True)

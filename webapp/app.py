@@ -19,6 +19,7 @@ from webapp.dataset_tab import build_dataset_tab
 from webapp.explain_tab import build_explain_tab
 from webapp.model_bank import ModelBank
 from webapp.models_tab import build_models_tab
+from webapp.occlusion_tab import build_occlusion_tab
 from webapp.sanity_tab import build_sanity_tab
 from webapp.stability_tab import build_stability_tab
 from webapp.uploads import sweeping
@@ -43,6 +44,7 @@ TABS = (
     Tab("Dataset", "dataset", build_dataset_tab),  # after Explain: it opens faces there
     Tab("Sanity check", "sanity", build_sanity_tab),
     Tab("Stability", "stability", build_stability_tab),
+    Tab("Occlusion brush", "occlusion", build_occlusion_tab),
     Tab("Models", "models", build_models_tab),
 )
 

@@ -221,11 +221,16 @@ def _cmd_explain(args) -> int:
     result = explain_photo(models, search, args.face, methods, target=args.target, contrast=args.contrast,
                            faithfulness=not args.no_faithfulness, baseline=args.baseline,
                            deletion_steps=args.deletion_steps, n_random=args.random_maps, ig_steps=args.ig_steps)
-    out = Path(args.out) if args.out else Path(f"{Path(args.photo).stem}_explain.png")
-    render_panel(out, search, result.face, result.rows, scale=args.scale, clip_percentile=args.clip_percentile,
-                 alpha=args.alpha, cmap=args.cmap)
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(result.to_dict(args.scale), indent=2) + "\n")
+    out = Path(args.out) if args.out else Path(f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png")
+    view = dict(scale=args.scale, clip_percentile=args.clip_percentile, alpha=args.alpha, cmap=args.cmap)
+    if args.card:
+        from ferx.explain.card import write_card
+
+        written = list(write_card(out, result, models, target=args.target, contrast=args.contrast, **view))
+    else:
+        render_panel(out, search, result.face, result.rows, **view)
+        written = [out, out.with_suffix(".json")]
+        written[1].write_text(json.dumps(result.to_dict(args.scale), indent=2) + "\n")
     for row in result.rows:
         top = row.classes[row.predicted]
         print(f"{row.model}: {top} {row.probs[row.predicted]:.3f}; "
@@ -234,7 +239,7 @@ def _cmd_explain(args) -> int:
             print(f"  {m.method} regions: {breakdown_line(m.regions, top=len(REGIONS))}")
             if m.regions and m.regions["warning"]:
                 print(f"  WARNING {m.method}: {m.regions['warning']}")
-    print(f"wrote {out} and {json_path}")
+    print(f"wrote {', '.join(map(str, written))}")
     return 0
 
 
@@ -465,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--ig-steps", type=int, default=32)
     ex.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion (faster)")
     ex.add_argument("--out", default=None, help="PNG path (default: PHOTO_explain.png here); the JSON goes beside it")
+    ex.add_argument("--card", action="store_true", help="an explanation card instead of the panel: the panel plus "
+                    "method parameters, checkpoint sha256s and library versions, as PNG, PDF and JSON "
+                    "(default name PHOTO_card.png)")
     ex.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ex.add_argument("--device", default="cpu")
     ex.set_defaults(func=_cmd_explain)

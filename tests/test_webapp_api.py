@@ -1,6 +1,7 @@
 """The app's API as a client sees it: gradio_client against the real server on loopback."""
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from conftest import CHECKPOINTS
-from ferx.checkpoint import read_card
+from ferx.checkpoint import load_checkpoint, read_card
 from ferx.data import load_fer2013, pack_split
 from webapp_server import running_app
 
@@ -266,3 +267,26 @@ def test_occlusion_brush_through_the_api(server, face_png, tmp_path):
     with pytest.raises(Exception, match="holiday.png: not an image"):
         client.predict({"background": handle_file(str(fake)), "layers": [], "composite": None}, True, 0, "blur",
                        ["mini_xception_fer2013"], False, api_name="/occlude")
+
+
+def test_the_explanation_card_of_what_is_on_screen(server, face_png):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    with pytest.raises(Exception, match="Explain a face first"):
+        client.predict(api_name="/card")
+    client.predict(path=handle_file(str(face_png)), whole_image=True, index=0, chosen=["lanmsff_ferplus"],
+                   use_native=True, cam_methods=["gradcam"], captum_methods=[], target_name="predicted",
+                   contrast_name="none", opacity=0.7, colormap_name="viridis", clip_pct=97, shared_scale=False,
+                   faithfulness=True, baseline_kind="mean", api_name="/explain")
+    files, png, note, link = client.predict(api_name="/card")  # the same session: the explanation just shown
+    assert sorted(Path(f).suffix for f in files) == [".json", ".pdf", ".png"]
+    assert Path(png).name == "happy_face_card.png" and Image.open(png).width > 1000
+    card = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+    assert card["card"]["view"] == {"scale": "per-map", "clip_percentile": 97, "opacity": 0.7, "colormap": "viridis",
+                                    "target": "predicted", "contrast": None}
+    assert card["card"]["faithfulness"]["baseline"].startswith("mean")
+    assert card["card"]["checkpoints"]["lanmsff (lanmsff_ferplus)"]["sha256"] == \
+        load_checkpoint(CHECKPOINTS / "lanmsff_ferplus").sha256
+    assert card["photo"]["name"] == "happy_face.png" and "/" not in json.dumps(card["photo"])  # no server path
+    assert link == "" and "an uploaded photo is not stored" in note  # an upload has no link

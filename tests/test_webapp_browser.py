@@ -148,3 +148,38 @@ def test_the_occlusion_brush_on_a_happy_face_costs_happy(page, data_root, tmp_pa
           f"{status.inner_text()}")
     assert page.locator(".occlusion-probs").count() == 3
     page.screenshot(path=str(SHOTS / "occlusion.png"), full_page=True)
+
+
+def test_the_card_and_its_link_restore_the_explain_view(page):
+    page.get_by_role("tab", name="Explain").click()
+    status = page.locator("#explain-results")
+    face = status.inner_text()  # the dataset face opened from the gallery (an earlier test), explained
+    assert "ckplus/test face #" in face
+    start = time.perf_counter()
+    page.get_by_role("button", name="Explanation card (PNG, PDF) and link").click()
+    url = page.locator("#explain-card-url textarea, #explain-card-url input").first
+    page.wait_for_function("() => document.querySelector('#explain-card-url textarea, #explain-card-url input')"
+                           "?.value.includes('view=explain')", timeout=120_000)
+    link = url.input_value()
+    print(f"card (PNG, PDF, JSON) and link: {time.perf_counter() - start:.2f} s")
+    assert "dataset=ckplus" in link and "split=test" in link and "sample=" in link
+    page.locator("#explain-card-png img").wait_for()
+    assert page.locator("#explain-card-files").get_by_text(".pdf").count() >= 1
+    page.screenshot(path=str(SHOTS / "explain_card.png"), full_page=True)
+    assert "colormap_name=%22auto%22" in link
+    link = link.replace("colormap_name=%22auto%22", "colormap_name=%22viridis%22")  # a setting of its own
+    visitor = page.context.browser.new_context(viewport={"width": 1400, "height": 1800})
+    other = visitor.new_page()  # a new visitor (a new session) opens the link
+    other.set_default_timeout(60_000)
+    try:
+        start = time.perf_counter()
+        other.goto(link)
+        restored = other.locator("#explain-results")
+        restored.get_by_text("true label").wait_for(timeout=180_000)  # it opened in Explain and ran by itself
+        other.locator("#explain-gallery img").first.wait_for()
+        print(f"link to the restored view, explained: {time.perf_counter() - start:.2f} s")
+        assert restored.inner_text() == face  # the same dataset face, sample number and true label
+        assert other.get_by_label("Colormap (auto: jet, RdBu for signed)").input_value() == "viridis"
+        other.screenshot(path=str(SHOTS / "explain_from_link.png"), full_page=True)
+    finally:
+        visitor.close()

@@ -17,6 +17,7 @@ from webapp.compare_tab import build_compare_tab
 from webapp.config import AppConfig
 from webapp.dataset_tab import build_dataset_tab
 from webapp.explain_tab import build_explain_tab
+from webapp.links import wire_restore
 from webapp.model_bank import ModelBank
 from webapp.models_tab import build_models_tab
 from webapp.occlusion_tab import build_occlusion_tab
@@ -61,6 +62,7 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
             for tab in TABS:
                 with gr.Tab(tab.label, id=tab.id):
                     tab.build(ctx)
+        wire_restore(app, ctx)  # a link (?view=explain&...) reopens an Explain view
     app.queue(default_concurrency_limit=cfg.concurrency, max_size=64)
     return app
 

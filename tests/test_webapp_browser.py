@@ -22,14 +22,30 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
                                                            ".ci/run installs it")
 
 
+def webcam_video(data_root, path):
+    """A webcam for the Live tab: one second of 640x480 video (Y4M, what Chromium's fake camera plays in a
+    loop) showing a real happy FER-2013 test face at 300 px."""
+    import cv2
+
+    packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    canvas = Image.new("RGB", (640, 480), (110, 118, 125))
+    face = packed.images[int(np.flatnonzero(packed.targets == 3)[0])]
+    canvas.paste(Image.fromarray(face).convert("RGB").resize((300, 300), Image.Resampling.BICUBIC), (170, 90))
+    frame = cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2YUV_I420).tobytes()
+    path.write_bytes(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n" + b"".join(b"FRAME\n" + frame for _ in range(10)))
+    return path
+
+
 @pytest.fixture(scope="module")
-def page(data_root):
+def page(data_root, tmp_path_factory):
     from playwright.sync_api import sync_playwright  # a dev dependency: missing it is an error, not a skip
     SHOTS.mkdir(parents=True, exist_ok=True)
+    video = webcam_video(data_root, tmp_path_factory.mktemp("webcam") / "face.y4m")
     with running_app(data_root) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+            "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}"])
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.set_default_timeout(60_000)
         start = time.perf_counter()
@@ -183,3 +199,26 @@ def test_the_card_and_its_link_restore_the_explain_view(page):
         other.screenshot(path=str(SHOTS / "explain_from_link.png"), full_page=True)
     finally:
         visitor.close()
+
+
+def test_live_mode_streams_the_webcam_face_and_draws_maps_on_demand(page):
+    page.get_by_role("tab", name="Live").click()
+    page.locator("#live-webcam").get_by_text("Click to Access Webcam").click()
+    page.get_by_role("button", name="capture photo").click()  # "Record": the stream starts
+    status = page.locator("#live-status")
+    start = time.perf_counter()
+    status.get_by_text("scoring the largest").wait_for()
+    print(f"record to the first answer: {time.perf_counter() - start:.2f} s")
+    status.get_by_text("frames/s held").wait_for()
+    time.sleep(8)  # a classroom's few seconds
+    held = float(re.search(r"([\d.]+) frames/s held", status.inner_text()).group(1))
+    print(f"live: {status.inner_text()}")
+    assert held >= 1.0  # about one frame every FRAME_INTERVAL_S (0.5 s), even on 2 busy cores
+    probs = page.locator(".live-probs")
+    assert probs.count() == 3 and all("happy" in probs.nth(i).inner_text().split("\n")[1] for i in range(3))
+    start = time.perf_counter()
+    page.get_by_role("button", name="Maps of this moment (Grad-CAM)").click()
+    page.locator("#live-maps img").nth(2).wait_for()
+    print(f"maps of this moment (3 models): {time.perf_counter() - start:.2f} s")
+    page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
+    page.locator("#live-webcam").get_by_text("Stop", exact=True).click()  # the stream ends with the test

@@ -18,6 +18,7 @@ from webapp.config import AppConfig
 from webapp.dataset_tab import build_dataset_tab
 from webapp.explain_tab import build_explain_tab
 from webapp.links import wire_restore
+from webapp.live_tab import build_live_tab
 from webapp.model_bank import ModelBank
 from webapp.models_tab import build_models_tab
 from webapp.occlusion_tab import build_occlusion_tab
@@ -46,6 +47,7 @@ TABS = (
     Tab("Sanity check", "sanity", build_sanity_tab),
     Tab("Stability", "stability", build_stability_tab),
     Tab("Occlusion brush", "occlusion", build_occlusion_tab),
+    Tab("Live", "live", build_live_tab),
     Tab("Models", "models", build_models_tab),
 )
 

@@ -268,6 +268,32 @@ def _cmd_regions(args) -> int:
     return 0
 
 
+def _cmd_occlude(args) -> int:
+    from ferx.explain.occlusion import FILLS, occlude_face, occlusion_effect, read_masks
+    from ferx.explain.report import open_model
+    from ferx.faces import load_photo
+
+    photo = load_photo(args.photo)
+    mask = read_masks([args.mask], photo.original_size, str(args.mask))
+    face = occlude_face(photo, mask, face=args.face, whole_image=args.whole_image, fill=args.fill)
+    print(f"{face.covered:.0%} of face {args.face}'s crop painted over ({FILLS[args.fill]})")
+    effects = []
+    for path in args.model:
+        em = open_model(path, device=args.device)
+        effect = occlusion_effect(em.model, em.input_spec, em.classes, face)
+        label, new = effect.classes[effect.label], effect.classes[int(effect.after.argmax())]
+        print(f"{em.display}: {label} {effect.before[effect.label]:.3f} -> {effect.after[effect.label]:.3f} "
+              f"({effect.change:+.3f}); top class now {new} {effect.after.max():.3f}")
+        effects.append({"model": em.display, **effect.to_dict()})
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"photo": Path(args.photo).name, "fill": args.fill, "covered": round(face.covered, 4),
+                                   "models": effects}, indent=2) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
 def _cmd_sanity(args) -> int:
     import matplotlib
 
@@ -491,6 +517,19 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--out", default=None, help="PNG path (default: PHOTO_sanity.png here); the JSON goes beside it")
     sa.add_argument("--device", default="cpu")
     sa.set_defaults(func=_cmd_sanity)
+
+    oc = sub.add_parser("occlude", help="occlusion brush: fill the painted pixels of a photo and see each model's "
+                        "probabilities change")
+    oc.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
+    oc.add_argument("--mask", required=True, help="an image of the photo's size: painted where its alpha is above 0, "
+                    "or (no alpha) where it is brighter than mid-grey")
+    oc.add_argument("--model", action="append", required=True, help="checkpoint folder; repeat for several")
+    oc.add_argument("--fill", default="blur", help="what painted pixels become: blur, mean (grey) or black")
+    oc.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like)")
+    oc.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
+    oc.add_argument("--out", default=None, help="JSON path for every model's probabilities before and after")
+    oc.add_argument("--device", default="cpu")
+    oc.set_defaults(func=_cmd_occlude)
 
     app = sub.add_parser("app", help="the Gradio web UI (defaults from $FERX_* environment variables)")
     app.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")

@@ -84,3 +84,28 @@ def test_explained_occlusion_moves_the_happy_evidence(happy_photo):
     assert cam.target_label == "happy"  # the occluded face's map explains the class first predicted
     assert not np.allclose(cam.crop_values, before.maps[-1].crop_values)  # and it moved
     assert result.to_dict()["label"] == "happy"
+
+
+def test_ferx_occlude_from_the_command_line(happy_photo, tmp_path, capsys):
+    import json
+
+    from ferx.cli import main
+
+    photo = tmp_path / "happy.png"
+    Image.fromarray(happy_photo.rgb).save(photo)
+    mask = tmp_path / "mouth.png"
+    Image.fromarray(_mouth(happy_photo.rgb.shape).astype(np.uint8) * 255).save(mask)  # white: painted
+    out = tmp_path / "occluded.json"
+    assert main(["occlude", str(photo), "--mask", str(mask), "--model", str(CHECKPOINTS / "mini_xception_fer2013"),
+                 "--whole-image", "--fill", "black", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["fill"] == "black" and 0.1 < result["covered"] < 0.3
+    assert result["models"][0]["label"] == "happy" and result["models"][0]["change"] < -0.1
+    assert "painted over (black)" in capsys.readouterr().out
+    capsys.readouterr()
+    assert main(["occlude", str(photo), "--mask", str(mask), "--model", str(CHECKPOINTS / "mini_xception_fer2013"),
+                 "--whole-image", "--fill", "paint"]) == 1
+    assert "fill must be one of blur, mean, black, got 'paint'" in capsys.readouterr().err
+    Image.new("L", (10, 20), 255).save(mask)
+    assert main(["occlude", str(photo), "--mask", str(mask), "--model", str(CHECKPOINTS / "mini_xception_fer2013")]) == 1
+    assert f"{mask}: the painted layer is 10x20 px but the photo is 192x192 px" in capsys.readouterr().err

@@ -9,16 +9,14 @@ This tab only decodes the editor's payload and draws the result.
 from __future__ import annotations
 
 import functools
-import io
 import time
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
-from ferx.explain.occlusion import FILLS, explain_occlusion, occlude_face, painted_mask
+from ferx.explain.occlusion import FILLS, explain_occlusion, occlude_face, read_masks
 from ferx.explain.overlay import map_scales
-from ferx.faces import ImageError, load_photo
+from ferx.faces import load_photo
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.explaining import face_controls, tile
@@ -47,18 +45,6 @@ def editor_upload(editor: gr.ImageEditor, payload):
         return None
     return {"background": payload.background.path, "layers": [x.path for x in payload.layers],
             "name": payload.background.orig_name or "the painted photo"}
-
-
-def read_layer(data, size: tuple[int, int], name: str) -> np.ndarray:
-    """One painted layer as RGBA, refused unread when it declares far more pixels than the photo."""
-    try:
-        with Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data) as im:
-            if im.size[0] * im.size[1] > 4 * size[0] * size[1]:
-                raise ImageError(f"{name}: the painted layer is {im.size[0]}x{im.size[1]} px, "
-                                 f"far larger than the photo ({size[0]}x{size[1]} px)")
-            return np.asarray(im.convert("RGBA"))
-    except (OSError, Image.DecompressionBombError) as err:
-        raise ImageError(f"{name}: the painted layer cannot be read ({type(err).__name__})") from None
 
 
 def pair_tiles(before, after, crops) -> np.ndarray | None:
@@ -93,8 +79,7 @@ def occlude_view(bank, edited, whole_image, index, fill, chosen, with_maps):
         raise gr.Error("Choose at least one model.")
     start = time.perf_counter()
     photo = load_photo(edited["background"], name=edited["name"])
-    layers = [read_layer(x, photo.original_size, edited["name"]) for x in edited["layers"]]
-    mask = painted_mask(layers, photo.original_size, edited["name"])
+    mask = read_masks(edited["layers"], photo.original_size, edited["name"])
     occluded = occlude_face(photo, mask, face=int(index or 0), whole_image=bool(whole_image), fill=fill)
     outputs = []
     for name in bank.names:

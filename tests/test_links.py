@@ -39,3 +39,4 @@ def test_an_upload_has_no_link_and_an_example_is_known_by_its_bytes(tmp_path):
     Image.fromarray(np.full((8, 8, 3), 91, np.uint8)).save(upload)
     assert face_of(str(upload), None, [(str(example), "caption")]) is None
     assert face_of(str(example), None, [(str(example), "caption")]) == {"example": "face.png"}
+    assert restore_face({"example": "face.png"}, tmp_path, [(str(example), "caption")], set()) == (str(example), None)

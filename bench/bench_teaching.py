@@ -13,7 +13,6 @@ Live mode has its own bench (bench/bench_live.py); the browser tests print what 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -30,15 +29,7 @@ from ferx.explain.occlusion import explain_occlusion, occlude_face
 from ferx.explain.report import explain_photo
 from ferx.faces import find_faces, load_photo
 
-
-def median_s(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from bench_live import median_s  # bench/ is on the path of a script run from it
 
 
 def main() -> None:

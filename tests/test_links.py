@@ -24,6 +24,7 @@ def test_a_dataset_face_link_reopens_its_exact_pixels(data_root):
     ({"dataset": "/etc", "split": "test", "sample": "0"}, "names no face this server can open"),
     ({"dataset": "ckplus", "split": "../x", "sample": "0"}, "names no face this server can open"),
     ({"dataset": "ckplus", "split": "test", "sample": "99999"}, "ckplus/test has no face #99999"),
+    ({"dataset": "ckplus", "split": "test", "sample": "1e3"}, "ckplus/test has no face #1e3"),
     ({"example": "passwd"}, "example 'passwd' is not one of this server's examples"),
 ])
 def test_a_link_opens_nothing_but_a_configured_face(data_root, params, message):

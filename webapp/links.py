@@ -77,9 +77,10 @@ def restore_face(params: dict, data_root: Path, examples, swept: set) -> tuple[s
         packed = _packed(dataset, split, str(data_root))
     except (ValueError, OSError):
         raise ValueError(f"this link's face comes from {dataset}/{split}, which this server does not have") from None
-    sample = int(params.get("sample", -1))
-    if not 0 <= sample < len(packed.images):
-        raise ValueError(f"{dataset}/{split} has no face #{sample}")
+    raw = str(params.get("sample", ""))
+    if not raw.isdigit() or int(raw) >= len(packed.images):
+        raise ValueError(f"{dataset}/{split} has no face #{raw[:20]}")
+    sample = int(raw)
     true = packed.classes[packed.targets[sample]]
     folder = Path(tempfile.gettempdir()) / f"ferx-faces-{getpass.getuser()}"
     folder.mkdir(exist_ok=True)

@@ -1,7 +1,7 @@
 """Occlusion brush tab: paint over part of a face and watch every model's probabilities and maps.
 
 The core is :mod:`ferx.explain.occlusion` (the fills are declared there, once): the painted layers'
-alpha is the mask (:func:`~ferx.explain.occlusion.painted_mask`), the face is found on the
+alpha is the mask (:func:`~ferx.explain.occlusion.read_masks`), the face is found on the
 unpainted photo, and :func:`~ferx.explain.occlusion.explain_occlusion` scores and maps both faces.
 This tab only decodes the editor's payload and draws the result.
 """
@@ -52,9 +52,10 @@ def pair_tiles(before, after, crops) -> np.ndarray | None:
     if not before.maps:
         return None
     scales = map_scales([before, after], "shared")
-    rows = [np.concatenate([tile(crops[0], b.crop_values, sb, None, 0.5), np.full((1, 8, 3), 255, np.uint8)
-                            .repeat(max(256, crops[0].shape[0]), 0), tile(crops[1], a.crop_values, sa, None, 0.5)], 1)
-            for b, a, sb, sa in zip(before.maps, after.maps, scales[0], scales[1])]
+    rows = []
+    for b, a, sb, sa in zip(before.maps, after.maps, scales[0], scales[1]):
+        left, right = tile(crops[0], b.crop_values, sb, None, 0.5), tile(crops[1], a.crop_values, sa, None, 0.5)
+        rows.append(np.concatenate([left, np.full((left.shape[0], 8, 3), 255, np.uint8), right], 1))
     width = max(r.shape[1] for r in rows)
     return np.concatenate([np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
 

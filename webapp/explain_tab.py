@@ -58,9 +58,9 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     Returns the status line, the captioned map tiles, the readings (with faithfulness), the numbers
     (the JSON of ``ferx explain``) and the slider's state. ``target_name`` is a class name or
     "predicted"; ``contrast_name`` a class name or "none". ``source`` describes a dataset face opened
-    from the Dataset tab (dataset, split, sample, true label; see :func:`source_line`). The last output is what the
-    explanation card draws (:func:`explanation_card`): the result, these settings, and the face as a
-    link names it (None for an upload).
+    from the Dataset tab (dataset, split, sample, true label; see :func:`source_line`). The last output
+    is what the explanation card draws (:func:`explanation_card`): the result, these settings, and the
+    face as a link names it (None for an upload).
     """
     settings = {k: v for k, v in locals().items() if k in LINKED}  # as the user set them: the card and link say so
     if not path:
@@ -239,6 +239,7 @@ def build_explain_tab(ctx) -> None:
         outputs=[status, gallery, readings, numbers, tiles_state, pick_a, pick_b, slider, card_state])
     button.click(run.fn, inputs_kwargs=run.inputs_kwargs, outputs=run.outputs, api_name="explain")
     scroll_to_on_narrow(button.click, "explain-results")
+
     def card(state, request: gr.Request):  # a named function: gradio passes the request to it
         page = request.headers.get("referer") or ""  # the page's own address, as the browser shows it
         return explanation_card(bank, card_files.temp_files, state, page)

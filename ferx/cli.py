@@ -284,11 +284,16 @@ def _cmd_explain(args) -> int:
     result = explain_photo(models, search, args.face, methods, target=args.target, contrast=args.contrast,
                            faithfulness=not args.no_faithfulness, baseline=args.baseline,
                            deletion_steps=args.deletion_steps, n_random=args.random_maps, ig_steps=args.ig_steps)
-    out = Path(args.out) if args.out else Path(f"{Path(args.photo).stem}_explain.png")
-    render_panel(out, search, result.face, result.rows, scale=args.scale, clip_percentile=args.clip_percentile,
-                 alpha=args.alpha, cmap=args.cmap)
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(result.to_dict(args.scale), indent=2) + "\n")
+    out = Path(args.out) if args.out else Path(f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png")
+    view = dict(scale=args.scale, clip_percentile=args.clip_percentile, alpha=args.alpha, cmap=args.cmap)
+    if args.card:
+        from ferx.explain.card import write_card
+
+        written = list(write_card(out, result, models, target=args.target, contrast=args.contrast, **view))
+    else:
+        render_panel(out, search, result.face, result.rows, **view)
+        written = [out, out.with_suffix(".json")]
+        written[1].write_text(json.dumps(result.to_dict(args.scale), indent=2) + "\n")
     for row in result.rows:
         top = row.classes[row.predicted]
         print(f"{row.model}: {top} {row.probs[row.predicted]:.3f}; "
@@ -297,7 +302,7 @@ def _cmd_explain(args) -> int:
             print(f"  {m.method} regions: {breakdown_line(m.regions, top=len(REGIONS))}")
             if m.regions and m.regions["warning"]:
                 print(f"  WARNING {m.method}: {m.regions['warning']}")
-    print(f"wrote {out} and {json_path}")
+    print(f"wrote {', '.join(map(str, written))}")
     return 0
 
 
@@ -323,6 +328,32 @@ def _cmd_regions(args) -> int:
         table.to_csv(out / "regions.csv")
         region_figure(table).write_html(out / "regions.html", include_plotlyjs=True)
         print(f"wrote {out / 'regions.csv'} and {out / 'regions.html'}")
+    return 0
+
+
+def _cmd_occlude(args) -> int:
+    from ferx.explain.occlusion import FILLS, occlude_face, occlusion_effect, read_masks
+    from ferx.explain.report import open_model
+    from ferx.faces import load_photo
+
+    photo = load_photo(args.photo)
+    mask = read_masks([args.mask], photo.original_size, str(args.mask))
+    face = occlude_face(photo, mask, face=args.face, whole_image=args.whole_image, fill=args.fill)
+    print(f"{face.covered:.0%} of face {args.face}'s crop painted over ({FILLS[args.fill]})")
+    effects = []
+    for path in args.model:
+        em = open_model(path, device=args.device)
+        effect = occlusion_effect(em.model, em.input_spec, em.classes, face)
+        label, new = effect.classes[effect.label], effect.classes[int(effect.after.argmax())]
+        print(f"{em.display}: {label} {effect.before[effect.label]:.3f} -> {effect.after[effect.label]:.3f} "
+              f"({effect.change:+.3f}); top class now {new} {effect.after.max():.3f}")
+        effects.append({"model": em.display, **effect.to_dict()})
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"photo": Path(args.photo).name, "fill": args.fill, "covered": round(face.covered, 4),
+                                   "models": effects}, indent=2) + "\n")
+        print(f"wrote {out}")
     return 0
 
 
@@ -551,6 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--ig-steps", type=int, default=32)
     ex.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion (faster)")
     ex.add_argument("--out", default=None, help="PNG path (default: PHOTO_explain.png here); the JSON goes beside it")
+    ex.add_argument("--card", action="store_true", help="an explanation card instead of the panel: the panel plus "
+                    "method parameters, checkpoint sha256s and library versions, as PNG, PDF and JSON "
+                    "(default name PHOTO_card.png)")
     ex.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ex.add_argument("--device", default="cpu")
     ex.set_defaults(func=_cmd_explain)
@@ -569,6 +603,19 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--out", default=None, help="PNG path (default: PHOTO_sanity.png here); the JSON goes beside it")
     sa.add_argument("--device", default="cpu")
     sa.set_defaults(func=_cmd_sanity)
+
+    oc = sub.add_parser("occlude", help="occlusion brush: fill the painted pixels of a photo and see each model's "
+                        "probabilities change")
+    oc.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
+    oc.add_argument("--mask", required=True, help="an image of the photo's size: painted where its alpha is above 0, "
+                    "or (no alpha) where it is brighter than mid-grey")
+    oc.add_argument("--model", action="append", required=True, help="checkpoint folder; repeat for several")
+    oc.add_argument("--fill", default="blur", help="what painted pixels become: blur, mean (grey) or black")
+    oc.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like)")
+    oc.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
+    oc.add_argument("--out", default=None, help="JSON path for every model's probabilities before and after")
+    oc.add_argument("--device", default="cpu")
+    oc.set_defaults(func=_cmd_occlude)
 
     app = sub.add_parser("app", help="the Gradio web UI (defaults from $FERX_* environment variables)")
     app.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")

@@ -9,7 +9,7 @@ from PIL import Image
 from conftest import CHECKPOINTS, DEVICE
 from ferx.checkpoint import load_checkpoint
 from ferx.data import load_fer2013, pack_split
-from ferx.explain.occlusion import FILLS, occlude, occlude_face, occlusion_effect
+from ferx.explain.occlusion import FILLS, explain_occlusion, occlude, occlude_face, occlusion_effect, painted_mask
 from ferx.faces import load_photo
 
 
@@ -58,3 +58,54 @@ def test_occlude_only_touches_the_painted_pixels():
     assert (occlude(rgb, mask, "black")[mask] == 0).all()
     with pytest.raises(ValueError, match="fill must be one of"):
         occlude(rgb, mask, "paint")
+
+
+def test_painted_layers_become_the_mask_at_the_photos_size():
+    layer = np.zeros((50, 80, 4), np.uint8)
+    layer[10:20, 30:40] = (204, 50, 50, 255)  # a brush stroke: colour and alpha
+    second = np.zeros((100, 160, 4), np.uint8)  # an editor that exported its canvas at twice the size
+    second[60:80, 0:20, 3] = 128
+    mask = painted_mask([layer, second], (80, 50))
+    assert mask.shape == (50, 80) and mask[10:20, 30:40].all() and mask[30:40, 0:10].all()
+    assert mask.sum() == 10 * 10 + 10 * 10
+    with pytest.raises(ValueError, match="face.png: the painted layer is 50x50 px but the photo is 80x50 px"):
+        painted_mask([np.zeros((50, 50, 4), np.uint8)], (80, 50), "face.png")
+
+
+def test_explained_occlusion_moves_the_happy_evidence(happy_photo):
+    loaded = load_checkpoint(CHECKPOINTS / "lanmsff_fer2013", DEVICE)
+    occluded = occlude_face(happy_photo, _mouth(happy_photo.rgb.shape), whole_image=True, fill="mean")
+    result = explain_occlusion(loaded, occluded, ["native", "gradcam"])
+    effect = result.effect
+    assert effect.classes[effect.label] == "happy" and effect.change < -0.1, effect.to_dict()
+    before, after = result.before, result.after
+    assert [m.method for m in before.maps] == [m.method for m in after.maps] and len(after.maps) >= 2
+    cam = [m for m in after.maps if m.method == "gradcam"][0]
+    assert cam.target_label == "happy"  # the occluded face's map explains the class first predicted
+    assert not np.allclose(cam.crop_values, before.maps[-1].crop_values)  # and it moved
+    assert result.to_dict()["label"] == "happy"
+
+
+def test_ferx_occlude_from_the_command_line(happy_photo, tmp_path, capsys):
+    import json
+
+    from ferx.cli import main
+
+    photo = tmp_path / "happy.png"
+    Image.fromarray(happy_photo.rgb).save(photo)
+    mask = tmp_path / "mouth.png"
+    Image.fromarray(_mouth(happy_photo.rgb.shape).astype(np.uint8) * 255).save(mask)  # white: painted
+    out = tmp_path / "occluded.json"
+    assert main(["occlude", str(photo), "--mask", str(mask), "--model", str(CHECKPOINTS / "mini_xception_fer2013"),
+                 "--whole-image", "--fill", "black", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["fill"] == "black" and 0.1 < result["covered"] < 0.3
+    assert result["models"][0]["label"] == "happy" and result["models"][0]["change"] < -0.1
+    assert "painted over (black)" in capsys.readouterr().out
+    capsys.readouterr()
+    assert main(["occlude", str(photo), "--mask", str(mask), "--model", str(CHECKPOINTS / "mini_xception_fer2013"),
+                 "--whole-image", "--fill", "paint"]) == 1
+    assert "fill must be one of blur, mean, black, got 'paint'" in capsys.readouterr().err
+    Image.new("L", (10, 20), 255).save(mask)
+    assert main(["occlude", str(photo), "--mask", str(mask), "--model", str(CHECKPOINTS / "mini_xception_fer2013")]) == 1
+    assert f"{mask}: the painted layer is 10x20 px but the photo is 192x192 px" in capsys.readouterr().err

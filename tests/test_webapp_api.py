@@ -1,6 +1,7 @@
 """The app's API as a client sees it: gradio_client against the real server on loopback."""
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from conftest import CHECKPOINTS
-from ferx.checkpoint import read_card
+from ferx.checkpoint import load_checkpoint, read_card
 from ferx.data import load_fer2013, pack_split
 from webapp_server import running_app
 
@@ -231,3 +232,63 @@ def test_stability_probe_through_the_api(server, face_png):
     assert table["headers"] == ["version", "mini_xception_fer2013", "lanmsff_ferplus"] and len(table["data"]) == 8
     assert all(cell.startswith("✓ happy") for row in table["data"] for cell in row[1:])
     assert len(gallery) == 9  # the original and its 8 versions
+
+
+def _mouth_layer(face_png, path, covered: bool = True):
+    """A painted layer as the ImageEditor sends it: RGBA at the photo's size, opaque where painted (the mouth)."""
+    w, h = Image.open(face_png).size
+    layer = np.zeros((h, w, 4), np.uint8)
+    if covered:
+        layer[int(0.62 * h):int(0.92 * h), int(0.22 * w):int(0.78 * w)] = (255, 0, 255, 255)
+    Image.fromarray(layer).save(path)
+    return path
+
+
+def test_occlusion_brush_through_the_api(server, face_png, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    offered = sorted(p.parent.name for p in CHECKPOINTS.glob("*/card.json") if read_card(p.parent).get("metrics"))
+    edited = {"background": handle_file(str(face_png)), "layers": [handle_file(str(_mouth_layer(face_png, tmp_path / "m.png")))],
+              "composite": None}
+    out = client.predict(edited, True, 0, "mean", ["mini_xception_fer2013"], True, api_name="/occlude")
+    status, strip = out[:2]
+    columns = dict(zip(offered, (out[i:i + 3] for i in range(2, len(out), 3))))
+    assert "of the face crop painted over (mean grey)" in status and strip is not None
+    probs, change, maps = columns["mini_xception_fer2013"]
+    assert probs["label"] != "happy" or max(c["confidence"] for c in probs["confidences"]) < 0.5
+    assert re.search(r"\*\*happy\*\* \d+% → \d+% \(▼ -\d+\.\d points\)", change), change  # the smile was the evidence
+    assert maps is not None  # Grad-CAM before | after
+    assert not columns["lanmsff_ferplus"][0] and not columns["lanmsff_ferplus"][1]  # a model not chosen is not scored
+    blank = {"background": handle_file(str(face_png)), "layers": [handle_file(str(_mouth_layer(face_png, tmp_path / "b.png", False)))],
+             "composite": None}
+    assert "nothing painted yet" in client.predict(blank, True, 0, "blur", ["mini_xception_fer2013"], False,
+                                                   api_name="/occlude")[0]
+    fake = tmp_path / "holiday.png"
+    fake.write_text("not a picture")
+    with pytest.raises(Exception, match="holiday.png: not an image"):
+        client.predict({"background": handle_file(str(fake)), "layers": [], "composite": None}, True, 0, "blur",
+                       ["mini_xception_fer2013"], False, api_name="/occlude")
+
+
+def test_the_explanation_card_of_what_is_on_screen(server, face_png):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    with pytest.raises(Exception, match="Explain a face first"):
+        client.predict(api_name="/card")
+    client.predict(path=handle_file(str(face_png)), whole_image=True, index=0, chosen=["lanmsff_ferplus"],
+                   use_native=True, cam_methods=["gradcam"], captum_methods=[], target_name="predicted",
+                   contrast_name="none", opacity=0.7, colormap_name="viridis", clip_pct=97, shared_scale=False,
+                   faithfulness=True, baseline_kind="mean", api_name="/explain")
+    files, png, note, link = client.predict(api_name="/card")  # the same session: the explanation just shown
+    assert sorted(Path(f).suffix for f in files) == [".json", ".pdf", ".png"]
+    assert Path(png).name == "happy_face_card.png" and Image.open(png).width > 1000
+    card = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+    assert card["card"]["view"] == {"scale": "per-map", "clip_percentile": 97, "opacity": 0.7, "colormap": "viridis",
+                                    "target": "predicted", "contrast": None}
+    assert card["card"]["faithfulness"]["baseline"].startswith("mean")
+    assert card["card"]["checkpoints"]["lanmsff (lanmsff_ferplus)"]["sha256"] == \
+        load_checkpoint(CHECKPOINTS / "lanmsff_ferplus").sha256
+    assert card["photo"]["name"] == "happy_face.png" and "/" not in json.dumps(card["photo"])  # no server path
+    assert link == "" and "an uploaded photo is not stored" in note  # an upload has no link

@@ -4,6 +4,7 @@ Explain (it runs, on the analysed pixels, with its true label), box-select a reg
 gallery and the CSV hold exactly the faces inside it), and on a phone-width page a tapped cell brings the
 gallery into view. Screenshots go to runs/screenshots/ (look at them)."""
 
+import re
 import shutil
 import time
 
@@ -23,14 +24,30 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
                                                            ".ci/run installs it")
 
 
+def webcam_video(data_root, path):
+    """A webcam for the Live tab: one second of 640x480 video (Y4M, what Chromium's fake camera plays in a
+    loop) showing a real happy FER-2013 test face at 300 px."""
+    import cv2
+
+    packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    canvas = Image.new("RGB", (640, 480), (110, 118, 125))
+    face = packed.images[int(np.flatnonzero(packed.targets == 3)[0])]
+    canvas.paste(Image.fromarray(face).convert("RGB").resize((300, 300), Image.Resampling.BICUBIC), (170, 90))
+    frame = cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2YUV_I420).tobytes()
+    path.write_bytes(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n" + b"".join(b"FRAME\n" + frame for _ in range(10)))
+    return path
+
+
 @pytest.fixture(scope="module")
-def page(data_root):
+def page(data_root, tmp_path_factory):
     from playwright.sync_api import sync_playwright  # a dev dependency: missing it is an error, not a skip
     SHOTS.mkdir(parents=True, exist_ok=True)
+    video = webcam_video(data_root, tmp_path_factory.mktemp("webcam") / "face.y4m")
     with running_app(data_root) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+            "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}"])
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.set_default_timeout(60_000)
         start = time.perf_counter()
@@ -236,3 +253,96 @@ def test_a_face_uploaded_while_another_user_analyses_a_zip_is_answered_first(pag
     finally:
         other.close()
         page.get_by_role("button", name="Stop").click()
+
+
+def test_the_occlusion_brush_on_a_happy_face_costs_happy(page, data_root, tmp_path):
+    packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    face = tmp_path / "smile.png"
+    Image.fromarray(packed.images[int(np.flatnonzero(packed.targets == 3)[0])]).resize((240, 240)).save(face)
+    page.get_by_role("tab", name="Occlusion brush").click()
+    page.locator("#occlusion-whole input").check()  # a FER face: already a crop
+    editor = page.locator("#occlusion-editor")
+    editor.locator("input[type=file]").set_input_files(str(face))
+    status = page.locator("#occlusion-status")
+    status.get_by_text("nothing painted yet").wait_for()  # the upload alone is scored, unpainted
+    zoom = float(editor.get_by_text(re.compile(r"^\d+%$")).inner_text().rstrip("%")) / 100
+    box = editor.locator("canvas").first.bounding_box()
+    side = 240 * zoom  # the photo is shown centred in the canvas at this zoom
+    x0, y0 = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
+    page.get_by_role("button", name="Brush", exact=True).click()
+    start = time.perf_counter()
+    for fy in (0.68, 0.76, 0.84):  # three strokes over the mouth
+        page.mouse.move(x0 + 0.25 * side, y0 + fy * side)
+        page.mouse.down()
+        page.mouse.move(x0 + 0.75 * side, y0 + fy * side, steps=12)
+        page.mouse.up()
+    mini = page.locator(".occlusion-change").nth(-1)  # mini-Xception's column is the last
+    mini.get_by_text(re.compile(r"happy \d+% → \d+% \(▼ -[1-9]\d\.\d points\)")).wait_for()  # lost ≥ 10 points
+    status.get_by_text("of the face crop painted over").wait_for()
+    page.wait_for_function("() => !document.querySelector('#occlusion-status .wrap:not(.hide)') && "
+                           "parseInt(document.getElementById('occlusion-status').innerText) >= 15")  # all strokes
+    print(f"three strokes to every model's probabilities and maps: {time.perf_counter() - start:.2f} s; last: "
+          f"{status.inner_text()}")
+    assert page.locator(".occlusion-probs").count() == len(TRAINED)  # every model, chosen by default
+    page.screenshot(path=str(SHOTS / "occlusion.png"), full_page=True)
+
+
+def test_the_card_and_its_link_restore_the_explain_view(page):
+    page.get_by_role("tab", name="Explain").click()
+    status = page.locator("#explain-results")
+    face = status.inner_text()  # the dataset face opened from the gallery (an earlier test), explained
+    assert "ckplus/test face #" in face
+    start = time.perf_counter()
+    page.get_by_role("button", name="Explanation card (PNG, PDF) and link").click()
+    url = page.locator("#explain-card-url textarea, #explain-card-url input").first
+    page.wait_for_function("() => document.querySelector('#explain-card-url textarea, #explain-card-url input')"
+                           "?.value.includes('view=explain')", timeout=120_000)
+    link = url.input_value()
+    print(f"card (PNG, PDF, JSON) and link: {time.perf_counter() - start:.2f} s")
+    assert "dataset=ckplus" in link and "split=test" in link and "sample=" in link
+    page.locator("#explain-card-png img").wait_for()
+    assert page.locator("#explain-card-files").get_by_text(".pdf").count() >= 1
+    page.screenshot(path=str(SHOTS / "explain_card.png"), full_page=True)
+    assert "colormap_name=%22auto%22" in link
+    link = link.replace("colormap_name=%22auto%22", "colormap_name=%22viridis%22")  # a setting of its own
+    visitor = page.context.browser.new_context(viewport={"width": 1400, "height": 1800})
+    other = visitor.new_page()  # a new visitor (a new session) opens the link
+    other.set_default_timeout(60_000)
+    try:
+        start = time.perf_counter()
+        other.goto(link)
+        restored = other.locator("#explain-results")
+        restored.get_by_text("true label").wait_for(timeout=180_000)  # it opened in Explain and ran by itself
+        other.locator("#explain-gallery img").first.wait_for()
+        print(f"link to the restored view, explained: {time.perf_counter() - start:.2f} s")
+        assert restored.inner_text() == face  # the same dataset face, sample number and true label
+        assert other.get_by_label("Colormap (auto: jet, RdBu for signed)").input_value() == "viridis"
+        other.screenshot(path=str(SHOTS / "explain_from_link.png"), full_page=True)
+    finally:
+        visitor.close()
+
+
+def test_live_mode_streams_the_webcam_face_and_draws_maps_on_demand(page):
+    page.get_by_role("tab", name="Live").click()
+    page.locator("#live-webcam").get_by_text("Click to Access Webcam").click()
+    page.get_by_role("button", name="capture photo").click()  # "Record": the stream starts
+    status = page.locator("#live-status")
+    start = time.perf_counter()
+    status.get_by_text("scoring the largest").wait_for()
+    print(f"record to the first answer: {time.perf_counter() - start:.2f} s")
+    status.get_by_text("frames/s held").wait_for()
+    time.sleep(8)  # a classroom's few seconds
+    page.locator("#live-webcam").get_by_text("Stop", exact=True).click()  # the answers stay on screen
+    page.wait_for_function("() => !document.querySelector('#live-status .wrap:not(.hide), .live-probs .wrap:not(.hide)')")
+    held = float(re.search(r"([\d.]+) frames/s held", status.inner_text()).group(1))  # no frame in flight now
+    print(f"live: {status.inner_text()}")
+    assert held >= 1.0  # about one frame every FRAME_INTERVAL_S (0.5 s), even on 2 busy cores
+    probs = page.locator(".live-probs")
+    tops = [[line for line in probs.nth(i).inner_text().split("\n") if not re.fullmatch(r"[\d.]+s", line)][:2]
+            for i in range(probs.count())]  # the model's name, its top class (a timer's "0.4s" left out)
+    assert len(tops) == 3 and all(top == "happy" for _, top in tops), tops
+    start = time.perf_counter()
+    page.get_by_role("button", name="Maps of this moment (Grad-CAM)").click()
+    page.locator("#live-maps img").nth(2).wait_for()
+    print(f"maps of this moment (3 models): {time.perf_counter() - start:.2f} s")
+    page.screenshot(path=str(SHOTS / "live.png"), full_page=True)

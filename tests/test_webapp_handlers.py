@@ -124,7 +124,7 @@ def test_a_wrong_face_number_is_one_message_and_the_panels_keep_their_content(ba
     assert len(out) == 3 + 4 * len(bank.names) and all(o == gr.skip() for o in out[3:])  # left as they were
     out = explain(bank, path, True, 2, [MODEL], True, ["gradcam"], [], "predicted", "none", 0.5, "auto", 99, True,
                   False, "blur")
-    assert out[0].startswith("**face 2:") and len(out) == 8 and all(o == gr.skip() for o in out[1:])
+    assert out[0].startswith("**face 2:") and len(out) == 9 and all(o == gr.skip() for o in out[1:])
 
 
 def test_without_data_the_examples_are_two_portraits_whose_face_is_found(tmp_path):

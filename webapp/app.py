@@ -17,8 +17,11 @@ from webapp.compare_tab import build_compare_tab
 from webapp.config import AppConfig
 from webapp.dataset_tab import build_dataset_tab
 from webapp.explain_tab import build_explain_tab
+from webapp.links import wire_restore
+from webapp.live_tab import build_live_tab
 from webapp.model_bank import ModelBank
 from webapp.models_tab import build_models_tab
+from webapp.occlusion_tab import build_occlusion_tab
 from webapp.sanity_tab import build_sanity_tab
 from webapp.stability_tab import build_stability_tab
 from webapp.uploads import sweeping
@@ -43,6 +46,8 @@ TABS = (
     Tab("Dataset", "dataset", build_dataset_tab),  # after Explain: it opens faces there
     Tab("Sanity check", "sanity", build_sanity_tab),
     Tab("Stability", "stability", build_stability_tab),
+    Tab("Occlusion brush", "occlusion", build_occlusion_tab),
+    Tab("Live", "live", build_live_tab),
     Tab("Models", "models", build_models_tab),
 )
 
@@ -59,6 +64,7 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
             for tab in TABS:
                 with gr.Tab(tab.label, id=tab.id):
                     tab.build(ctx)
+        wire_restore(app, ctx)  # a link (?view=explain&...) reopens an Explain view
     app.queue(default_concurrency_limit=cfg.concurrency, max_size=64)
     return app
 

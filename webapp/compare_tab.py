@@ -148,7 +148,7 @@ def build_compare_tab(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             photo, whole, face_index = photo_inputs("Photo", "compare-photo", 360)
             button = gr.Button("Compare models", variant="primary")
-            examples = example_photos(ctx.cfg.data_root)
+            examples = ctx.shared["examples"] = example_photos(ctx.cfg.data_root)  # later tabs offer them too
             caption = gr.Textbox(visible=False, label="What it is")  # shown beside each example's thumbnail
             gr.Examples([list(example) for example in examples], inputs=[photo, caption],
                         label="Examples (FER-2013 test faces when the data root has them; two portrait photos)")

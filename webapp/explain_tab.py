@@ -8,11 +8,17 @@ The method choices, their readings and which of them are slow come from the meth
 from __future__ import annotations
 
 import functools
+import getpass
+import tempfile
+import uuid
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import gradio as gr
 
+from ferx.explain.card import write_card
 from ferx.explain.methods import FAMILIES, get_method, list_methods, reading, units
 from ferx.explain.overlay import describe_scale, map_scales
 from ferx.explain.regions import REGIONS, breakdown_line
@@ -20,6 +26,7 @@ from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
 from ferx.text import plural
 from webapp.errors import user_errors
+from webapp.links import face_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
 from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, from_png, photo_inputs, png_bytes,
                                search_faces, tile, verdict)
@@ -45,14 +52,17 @@ def native_label() -> str:
 @user_errors
 def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, captum_methods, target_name,
             contrast_name, opacity, colormap_name, clip_pct, shared_scale, faithfulness, baseline_kind,
-            source=None, progress=gr.Progress(track_tqdm=True)):
+            source=None, examples=(), progress=gr.Progress(track_tqdm=True)):
     """Explain face ``index`` of a photo with the ``chosen`` models and methods.
 
     Returns the status line, the captioned map tiles, the readings (with faithfulness), the numbers
     (the JSON of ``ferx explain``) and the slider's state. ``target_name`` is a class name or
     "predicted"; ``contrast_name`` a class name or "none". ``source`` describes a dataset face opened
-    from the Dataset tab (dataset, split, sample, true label; see :func:`source_line`).
+    from the Dataset tab (dataset, split, sample, true label; see :func:`source_line`). The last output
+    is what the explanation card draws (:func:`explanation_card`): the result, these settings, and the
+    face as a link names it (None for an upload).
     """
+    settings = {k: v for k, v in locals().items() if k in LINKED}  # as the user set them: the card and link say so
     if not path:
         raise gr.Error("Upload a photo (or open a face from the Dataset tab) first.")
     if not chosen:
@@ -67,7 +77,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
         index = search.pick(index)
     except ValueError as err:  # one message; the maps shown stay (not a red "Error" in every panel)
         gr.Warning(str(err))
-        return [f"**{err}**"] + [gr.skip()] * 7
+        return [f"**{err}**"] + [gr.skip()] * 8
     slow = " (slow methods take several seconds)" if set(methods) & set(list_methods(cost="heavy")) else ""
 
 
@@ -105,7 +115,45 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
              + (f" — {search.note}" if search.note else ""))
     return (found, tiles, "\n".join(lines),
             numbers, [(png_bytes(img), caption) for img, caption in tiles], gr.update(choices=names, value=names[0]),
-            gr.update(choices=names, value=second), (tiles[0][0], tiles[1][0] if len(tiles) > 1 else tiles[0][0]))
+            gr.update(choices=names, value=second), (tiles[0][0], tiles[1][0] if len(tiles) > 1 else tiles[0][0]),
+            {"result": kept_for_card(result), "settings": settings, "face": face_of(path, source, examples)})
+
+
+LINKED = linked_settings(explain)
+CARD_PHOTO_SIDE = 1024  # the card's header photo: a session keeps at most this much of it
+
+
+def kept_for_card(result):
+    """What a session keeps for the card: the result with its photo at most CARD_PHOTO_SIDE px (its
+    scale follows, so the face boxes stay in place) and maps without their crop-size copies (the card
+    redraws them from the maps' own resolution)."""
+    photo = result.search.photo
+    k = CARD_PHOTO_SIDE / max(photo.rgb.shape[:2])
+    if k < 1:
+        photo = replace(photo, rgb=cv2.resize(photo.rgb, None, fx=k, fy=k, interpolation=cv2.INTER_AREA))
+    rows = [replace(row, maps=[replace(m, crop_values=None) for m in row.maps]) for row in result.rows]
+    return replace(result, search=replace(result.search, photo=photo), rows=rows)
+
+
+@user_errors
+def explanation_card(bank, swept: set, card, base_url: str):
+    """The card of the explanation on screen (PNG, PDF, JSON) and the link that restores the view."""
+    if not card:
+        raise gr.Error("Explain a face first: the card shows the explanation on screen.")
+    s = card["settings"]
+    link = view_link(base_url, card["face"], s) if card["face"] else None
+    folder = Path(tempfile.gettempdir()) / f"ferx-cards-{getpass.getuser()}" / uuid.uuid4().hex
+    files = write_card(folder / f"{Path(card['result'].search.photo.name).stem}_card", card["result"],
+                       [bank.models[name] for name in s["chosen"]], scale="shared" if s["shared_scale"] else "per-map",
+                       clip_percentile=float(s["clip_pct"]), alpha=float(s["opacity"]),
+                       cmap=None if s["colormap_name"] == "auto" else s["colormap_name"],
+                       target=None if s["target_name"] == "predicted" else s["target_name"],
+                       contrast=None if s["contrast_name"] == "none" else s["contrast_name"], link=link)
+    swept.update(map(str, files))  # deleted with the uploads (webapp/uploads.py)
+    note = (f"[Link to this view]({link}) — opens this face with these settings and explains it again" if link else
+            "No link: an uploaded photo is not stored, so no link can reopen it (faces opened from the Dataset "
+            "tab and the examples have links).")
+    return [str(f) for f in files], str(files.png), note, link or ""
 
 
 def source_line(source: dict | None) -> str:
@@ -146,6 +194,8 @@ def build_explain_tab(ctx) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             image, whole, face_index = photo_inputs("Photo or face", "explain-photo", 300)
+            if ctx.shared.get("examples"):  # an example's view has a link (an upload's cannot)
+                gr.Examples([[p] for p, _ in ctx.shared["examples"]], inputs=[image], label="Examples")
             models = gr.CheckboxGroup(bank.names, value=bank.names[:2], label="Models")
             # ticked and shown only when an offered model has attention of its own (else it would always be skipped)
             any_native = any(get_model_info(m.name).native_maps for m in bank.models.values())
@@ -175,15 +225,29 @@ def build_explain_tab(ctx) -> None:
                 pick_b = gr.Dropdown([], label="Slider: map B")
             slider = gr.ImageSlider(label="Compare two maps (drag)", height=360)
             numbers = gr.JSON(label="Numbers", visible=True)
+            card_button = gr.Button("Explanation card (PNG, PDF) and link")
+            card_note = gr.Markdown(elem_id="explain-card-link")
+            card_url = gr.Textbox(label="Link to this view", buttons=["copy"], interactive=False,
+                                  elem_id="explain-card-url")
+            card_files = gr.File(label="The card: PNG, PDF and its JSON", file_count="multiple",
+                                 elem_id="explain-card-files")
+            card_png = gr.Image(label="The card", interactive=False, elem_id="explain-card-png")
     tiles_state = gr.State([], time_to_live=ctx.cfg.state_ttl_s)
+    card_state = gr.State(None, time_to_live=ctx.cfg.state_ttl_s)
     source = gr.State(None, time_to_live=ctx.cfg.state_ttl_s)  # a dataset face's origin, until the next upload
-    run = SimpleNamespace(fn=functools.partial(explain, bank), inputs_kwargs=dict(
+    run = SimpleNamespace(fn=functools.partial(explain, bank, examples=ctx.shared.get("examples")), inputs_kwargs=dict(
         path=image, whole_image=whole, index=face_index, chosen=models, use_native=native, cam_methods=cams,
         captum_methods=captum, target_name=target, contrast_name=contrast, opacity=alpha, colormap_name=cmap,
         clip_pct=clip, shared_scale=shared, faithfulness=faithful, baseline_kind=baseline, source=source),
-        outputs=[status, gallery, readings, numbers, tiles_state, pick_a, pick_b, slider])
+        outputs=[status, gallery, readings, numbers, tiles_state, pick_a, pick_b, slider, card_state])
     button.click(run.fn, inputs_kwargs=run.inputs_kwargs, outputs=run.outputs, api_name="explain")
     scroll_to_on_narrow(button.click, "explain-results")
+
+    def card(state, request: gr.Request):  # a named function: gradio passes the request to it
+        page = request.headers.get("referer") or ""  # the page's own address, as the browser shows it
+        return explanation_card(bank, card_files.temp_files, state, page)
+
+    card_button.click(card, card_state, [card_files, card_png, card_note, card_url], api_name="card")
     for picker in (pick_a, pick_b):
         picker.input(compare_two, [tiles_state, pick_a, pick_b], slider, api_visibility="undocumented")
     image.upload(show_faces, [image, whole], status, api_visibility="undocumented").then(

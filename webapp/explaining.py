@@ -60,9 +60,15 @@ def photo_inputs(label: str, elem_id: str, height: int):
                      elem_id=elem_id, height=height)
     # on this one instance (a gr.Image subclass would make gradio write a .pyi stub into the package)
     image.preprocess = functools.partial(undecoded_upload, image)
-    whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)")
+    return (image, *face_controls())
+
+
+def face_controls(elem_prefix: str | None = None):
+    """The "whole image" switch and the face number that go with every photo input."""
+    whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)",
+                        elem_id=elem_prefix and f"{elem_prefix}-whole")
     index = gr.Number(0, precision=0, minimum=0, label="Face to score (0 = the most face-like)")
-    return image, whole, index
+    return whole, index
 
 
 def annotate(search: FaceSearch, selected: int = 0) -> np.ndarray:

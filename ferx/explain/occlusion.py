@@ -1,22 +1,25 @@
 """The occlusion brush: cover part of a face and see what each model makes of the rest.
 
-The user paints a mask over the photo (in the app, the painted layer of ``gr.ImageEditor``: its
-alpha is the mask, at the photo's size). :func:`occlude_face` fills the painted pixels of the photo
-(blurred, mean grey or black), crops the chosen face from the original and from the occluded photo
-with the same square, and :func:`occlusion_effect` scores both crops with a model: every class's
-probability before and after, and the change in the originally predicted class's probability.
+The user paints a mask over the photo (in the app, the painted layers of ``gr.ImageEditor``: their
+alpha is the mask, at the photo's size; :func:`painted_mask`). :func:`occlude_face` fills the painted
+pixels of the photo (blurred, mean grey or black), crops the chosen face from the original and from
+the occluded photo with the same square, and :func:`occlusion_effect` scores both crops with a model:
+every class's probability before and after, and the change in the originally predicted class's
+probability. :func:`explain_occlusion` adds the maps: each method on the unpainted face and on the
+occluded one, both explaining the class the model first predicted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 import torch
 
 from ferx.data.preprocess import to_model_input
-from ferx.faces import DEFAULT_MARGIN, Photo, find_faces, square_crop
+from ferx.explain.report import ModelExplanation, explain_face
+from ferx.faces import DEFAULT_MARGIN, Face, Photo, find_faces, square_crop
 
 FILLS = {"blur": "blurred", "mean": "mean grey", "black": "black"}  # fill -> how the user reads it
 
@@ -40,11 +43,63 @@ def occlude(rgb: np.ndarray, mask: np.ndarray, fill: str = "blur") -> np.ndarray
     return out
 
 
+def painted_mask(layers, size: tuple[int, int], name: str = "the painted photo") -> np.ndarray:
+    """The pixels painted on any of ``layers`` (RGBA arrays: painted where alpha > 0) as one boolean
+    mask of the photo's ``size`` (width, height). A layer of another size must at least have the
+    photo's shape (an editor that exported a scaled canvas); anything else is refused, naming ``name``."""
+    w, h = size
+    mask = np.zeros((h, w), bool)
+    for layer in layers:
+        layer = np.asarray(layer)
+        if layer.ndim != 3 or layer.shape[2] != 4:
+            raise ValueError(f"{name}: a painted layer must be RGBA (its alpha is the mask), got shape {layer.shape}")
+        painted = layer[..., 3] > 0
+        if painted.shape != (h, w):
+            lh, lw = painted.shape
+            if abs(lw / lh - w / h) > 0.02:
+                raise ValueError(f"{name}: the painted layer is {lw}x{lh} px but the photo is {w}x{h} px")
+            painted = cv2.resize(painted.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        mask |= painted
+    return mask
+
+
+def read_masks(sources, size: tuple[int, int], name: str = "the painted photo") -> np.ndarray:
+    """The mask painted on image files (paths or bytes): a layer with alpha (the app's painted layer)
+    is painted where alpha > 0, a grey or colour mask (the command line's) where it is brighter than
+    mid-grey. A file declaring far more pixels than the photo (``size``: width, height) is refused
+    unread; all of them are combined by :func:`painted_mask`."""
+    import io
+
+    from PIL import Image
+
+    layers = []
+    for source in sources:
+        try:
+            with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
+                if im.size[0] * im.size[1] > 4 * size[0] * size[1]:
+                    raise ValueError(f"{name}: the mask is {im.size[0]}x{im.size[1]} px, far larger than the photo "
+                                     f"({size[0]}x{size[1]} px)")
+                if "A" in im.getbands() or "transparency" in im.info:
+                    layers.append(np.asarray(im.convert("RGBA")))
+                    continue
+                gray = np.asarray(im.convert("L"))
+        except (OSError, Image.DecompressionBombError) as err:
+            raise ValueError(f"{name}: the mask cannot be read ({type(err).__name__})") from None
+        layers.append(np.dstack([gray, gray, gray, np.where(gray > 127, 255, 0).astype(np.uint8)]))
+    return painted_mask(layers, size, name)
+
+
 @dataclass
 class OccludedFace:
     crop: np.ndarray  # the face as the models see it without the mask
     occluded: np.ndarray  # the same square of the occluded photo
     covered: float  # share of the crop's pixels that were painted over
+    face: Face | None = None  # the face found on the unpainted photo (its landmarks place the facial regions)
+    fill: str = "blur"
+
+    def faces(self) -> tuple[Face, Face]:
+        """The face unpainted and occluded, as :class:`Face` objects any explanation takes."""
+        return replace(self.face, crop=self.crop), replace(self.face, crop=self.occluded)
 
 
 def occlude_face(photo: Photo, mask: np.ndarray, *, face: int = 0, whole_image: bool = False, fill: str = "blur",
@@ -64,7 +119,7 @@ def occlude_face(photo: Photo, mask: np.ndarray, *, face: int = 0, whole_image: 
     crop = square_crop(rgb, box, pad)[0]
     occluded = square_crop(occlude(rgb, mask, fill), box, pad)[0]
     covered = square_crop(np.repeat(mask.astype(np.uint8)[..., None] * 255, 3, 2), box, pad)[0][..., 0] > 127
-    return OccludedFace(crop, occluded, float(covered.mean()))
+    return OccludedFace(crop, occluded, float(covered.mean()), chosen, fill)
 
 
 @dataclass
@@ -95,3 +150,29 @@ def occlusion_effect(model: torch.nn.Module, spec, classes: list[str], face: Occ
         model.eval()
         probs = torch.softmax(model(x.to(next(model.parameters()).device)).float(), dim=1).cpu().numpy()
     return OcclusionEffect(list(classes), probs[0], probs[1])
+
+
+@dataclass
+class OcclusionExplanation:
+    """One model on the unpainted face and on the occluded one, every map explaining the class it
+    first predicted (so the maps show where that class's evidence went)."""
+
+    before: ModelExplanation
+    after: ModelExplanation
+
+    @property
+    def effect(self) -> OcclusionEffect:
+        return OcclusionEffect(list(self.before.classes), self.before.probs, self.after.probs)
+
+    def to_dict(self) -> dict:
+        return {"model": self.before.model, **self.effect.to_dict(), "before": self.before.to_dict(),
+                "after": self.after.to_dict()}
+
+
+def explain_occlusion(em, occluded: OccludedFace, methods=("gradcam",)) -> OcclusionExplanation:
+    """``methods`` maps of a :class:`~ferx.checkpoint.LoadedModel` on both faces (no faithfulness test:
+    the brush is interactive). ``occluded`` must come from :func:`occlude_face`."""
+    before_face, after_face = occluded.faces()
+    before = explain_face(em, before_face, methods, faithfulness=False)
+    after = explain_face(em, after_face, methods, target=before.predicted, faithfulness=False)
+    return OcclusionExplanation(before, after)

@@ -17,8 +17,21 @@ KIND_TEXT = {"native": "native attention", "cam": "post-hoc CAM", "attribution":
              "random": "random"}
 
 
-def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExplanation], *, scale: str = "per-map",
-                 clip_percentile: float = 99.0, alpha: float = 0.5, cmap: str | None = None) -> Path:
+def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExplanation], **options) -> Path:
+    """The panel written to ``path`` (PNG, or any format matplotlib writes); ``options`` as :func:`panel_figure`."""
+    fig = panel_figure(search, face_index, rows, **options)
+    import matplotlib.pyplot as plt  # after panel_figure chose the Agg backend
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale: str = "per-map",
+                 clip_percentile: float = 99.0, alpha: float = 0.5, cmap: str | None = None):
+    """The panel as a matplotlib figure (the caller saves and closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,8 +134,4 @@ def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExpl
             ax.set_xlabel("channel", fontsize=6)
             ax.tick_params(labelsize=5.5)
             ax.legend(fontsize=5.5)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig

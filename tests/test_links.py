@@ -1,0 +1,43 @@
+"""Links that restore an Explain view: the face a link names is found again, and nothing else is opened."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferx.data import pack_split
+from ferx.data.datasets import load_split
+from webapp.links import face_of, restore_face, view_link
+
+
+def test_a_dataset_face_link_reopens_its_exact_pixels(data_root):
+    source = {"dataset": "ckplus", "split": "test", "sample": 7, "true": "anything"}
+    link = view_link("http://host:7860/?old=1", face_of("/tmp/x.png", source, []), {"chosen": ["a", "b"], "opacity": 0.5})
+    assert link.startswith("http://host:7860/?view=explain&dataset=ckplus&split=test&sample=7&chosen=")
+    swept = set()
+    path, restored = restore_face({"dataset": "ckplus", "split": "test", "sample": "7"}, data_root, [], swept)
+    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    assert np.array_equal(np.asarray(Image.open(path)), packed.images[7]) and swept == {path}
+    assert restored == {"dataset": "ckplus", "split": "test", "sample": 7, "true": packed.classes[packed.targets[7]]}
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"dataset": "/etc", "split": "test", "sample": "0"}, "names no face this server can open"),
+    ({"dataset": "ckplus", "split": "../x", "sample": "0"}, "names no face this server can open"),
+    ({"dataset": "ckplus", "split": "test", "sample": "99999"}, "ckplus/test has no face #99999"),
+    ({"dataset": "ckplus", "split": "test", "sample": "1e3"}, "ckplus/test has no face #1e3"),
+    ({"example": "passwd"}, "example 'passwd' is not one of this server's examples"),
+])
+def test_a_link_opens_nothing_but_a_configured_face(data_root, params, message):
+    with pytest.raises(ValueError, match=message):
+        restore_face(params, data_root, [], set())
+
+
+def test_an_upload_has_no_link_and_an_example_is_known_by_its_bytes(tmp_path):
+    example = tmp_path / "examples" / "face.png"
+    example.parent.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(example)
+    upload = tmp_path / "face.png"  # an upload of the same name but other pixels
+    Image.fromarray(np.full((8, 8, 3), 91, np.uint8)).save(upload)
+    assert face_of(str(upload), None, [(str(example), "caption")]) is None
+    assert face_of(str(example), None, [(str(example), "caption")]) == {"example": "face.png"}
+    assert restore_face({"example": "face.png"}, tmp_path, [(str(example), "caption")], set()) == (str(example), None)

@@ -1,0 +1,137 @@
+"""A link that restores an Explain view: which face, and every setting, as URL parameters.
+
+URL parameters survive a server restart by themselves (``gr.BrowserState`` would need a fixed secret).
+The face can only be one the server can find again without storing anything: a face of a configured
+dataset (dataset, split and sample number) or one of the bundled examples (by file name). Uploads are
+not stored, so their links carry the settings only. Every value read from a link is checked: a
+dataset must be a registered one (never a path), a choice one the component offers.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import hashlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+from urllib.parse import urlencode
+
+import gradio as gr
+from PIL import Image
+
+from ferx.data.datasets import DATASETS, SPLITS, load_split
+from ferx.data.packed import pack_split
+
+log = logging.getLogger(__name__)
+VIEW = "explain"
+FACE_KEYS = ("dataset", "split", "sample", "example")
+NOT_SETTINGS = ("bank", "path", "source", "examples", "progress")  # explain() parameters a link does not carry
+
+
+def linked_settings(fn) -> tuple[str, ...]:
+    """The settings a link carries: the explain handler's own parameters, less the photo and the context."""
+    import inspect
+
+    return tuple(p for p in inspect.signature(fn).parameters if p not in NOT_SETTINGS)
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def face_of(path: str | None, source: dict | None, examples) -> dict | None:
+    """How a link names the face at ``path``: a dataset face by its origin, an example by its file
+    name (only when the bytes are the example's own); None for an upload."""
+    if source and source.get("dataset") in DATASETS:
+        return {"dataset": source["dataset"], "split": source["split"], "sample": int(source["sample"])}
+    for example, _ in examples or ():
+        if path and Path(path).name == Path(example).name and _digest(path) == _digest(example):
+            return {"example": Path(example).name}
+    return None
+
+
+def view_link(base: str, face: dict | None, settings: dict) -> str:
+    """``base`` (the page's address) with the view, the face and each setting (as JSON) as parameters."""
+    query = {"view": VIEW, **(face or {}), **{k: json.dumps(v, separators=(",", ":")) for k, v in settings.items()}}
+    return f"{base.split('?')[0]}?{urlencode(query)}"
+
+
+@functools.lru_cache(maxsize=2)
+def _packed(dataset: str, split: str, data_root: str):
+    return pack_split(load_split(dataset, split, data_root), progress=False)
+
+
+def restore_face(params: dict, data_root: Path, examples, swept: set) -> tuple[str, dict | None]:
+    """The photo file a link names, and the origin shown with a dataset face (None for an example)."""
+    if "example" in params:
+        found = [p for p, _ in examples or () if Path(p).name == params["example"]]
+        if not found:
+            raise ValueError(f"this link's example {params['example']!r} is not one of this server's examples")
+        return found[0], None
+    dataset, split = params.get("dataset"), params.get("split")
+    if dataset not in DATASETS or split not in SPLITS:
+        raise ValueError("this link names no face this server can open (a dataset face or an example)")
+    try:
+        packed = _packed(dataset, split, str(data_root))
+    except (ValueError, OSError):
+        raise ValueError(f"this link's face comes from {dataset}/{split}, which this server does not have") from None
+    raw = str(params.get("sample", ""))
+    if not raw.isdigit() or int(raw) >= len(packed.images):
+        raise ValueError(f"{dataset}/{split} has no face #{raw[:20]}")
+    sample = int(raw)
+    true = packed.classes[packed.targets[sample]]
+    folder = Path(tempfile.gettempdir()) / f"ferx-faces-{getpass.getuser()}"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"link_{dataset}_{split}_{sample}_{true}.png"
+    Image.fromarray(packed.images[sample]).save(path)
+    swept.add(str(path))  # deleted with the uploads (webapp/uploads.py)
+    return str(path), {"dataset": dataset, "split": split, "sample": sample, "true": true}
+
+
+def restore_settings(params: dict, components: dict) -> dict:
+    """Each setting of the link, checked against its component: a value a choice component does not
+    offer is dropped (with a warning), the rest of the view still restored."""
+    out = {}
+    for name, component in components.items():
+        if name not in params:
+            continue
+        try:
+            value = json.loads(params[name])
+        except ValueError:
+            continue
+        offered = [c[1] if isinstance(c, (tuple, list)) else c for c in getattr(component, "choices", None) or []]
+        if offered:
+            kept = [v for v in value if v in offered] if isinstance(value, list) else value if value in offered else None
+            if kept != value:
+                gr.Warning(f"this link's {name} {value!r} is not offered here; left out")
+            if kept is None:
+                continue
+            value = kept
+        out[name] = value
+    return out
+
+
+def wire_restore(app: gr.Blocks, ctx) -> None:
+    """On page load, a link's view (``?view=explain&...``) opens in the Explain tab and runs."""
+    ex = ctx.shared["explain_photo"]
+    settings = {k: c for k, c in ex.run.inputs_kwargs.items() if k in linked_settings(ex.run.fn)}
+    restored = gr.State(0)  # bumped when a link was restored: its change runs the explanation
+
+    def restore_view(request: gr.Request):
+        params = dict(request.query_params)
+        if params.get("view") != VIEW:
+            return [gr.skip()] * (4 + len(settings))
+        try:
+            path, source = restore_face(params, ctx.cfg.data_root, ctx.shared.get("examples"), ex.image.temp_files)
+        except ValueError as err:
+            log.info("link refused: %s", err)
+            gr.Warning(str(err))
+            return [gr.skip()] * (4 + len(settings))
+        values = restore_settings(params, settings)
+        return [path, source, gr.Tabs(selected=VIEW), 1] + [values.get(k, gr.skip()) for k in settings]
+
+    app.load(restore_view, None, [ex.image, ex.source, ctx.tabs, restored, *settings.values()],
+             api_visibility="private")
+    restored.change(ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs, api_visibility="private")

@@ -1,0 +1,144 @@
+"""Occlusion brush tab: paint over part of a face and watch every model's probabilities and maps.
+
+The core is :mod:`ferx.explain.occlusion` (the fills are declared there, once): the painted layers'
+alpha is the mask (:func:`~ferx.explain.occlusion.read_masks`), the face is found on the
+unpainted photo, and :func:`~ferx.explain.occlusion.explain_occlusion` scores and maps both faces.
+This tab only decodes the editor's payload and draws the result.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import gradio as gr
+import numpy as np
+
+from ferx.explain.occlusion import FILLS, explain_occlusion, occlude_face, read_masks
+from ferx.explain.overlay import map_scales
+from ferx.faces import load_photo
+from webapp.app_context import AppContext
+from webapp.errors import user_errors
+from webapp.explaining import face_controls, tile
+
+INTRO = ("### Occlusion brush: cover part of the face and see what each model makes of the rest\n"
+         "Upload a photo (or pick an example), then paint over part of the face — the mouth, the eyes, the brows. "
+         "The painted pixels are filled (blurred, mean grey or black) and every model scores the occluded face at "
+         "once: its probabilities, the change in the probability of the class it predicted on the unpainted face, "
+         "and each map before (left) and after (right) on one colour scale, both explaining that first class. "
+         "A large drop means the model's evidence was under the paint.")
+METHODS = ("native", "gradcam")  # the maps shown before/after (native: only for models with attention of their own)
+
+
+def editor_upload(editor: gr.ImageEditor, payload):
+    """What the editor hands its handler: the photo's bytes or file, undecoded (ferx's own loader
+    decodes it and checks its size first, as for every other photo), the painted layers' bytes or
+    files, and a name for messages."""
+    if payload is None:
+        return None
+    if payload.id is not None:  # the browser's canvas export, sent as blobs
+        cached = editor.blob_storage.pop(payload.id, None)
+        if cached is None or cached.background is None:
+            return None
+        return {"background": cached.background, "layers": [x for x in cached.layers if x], "name": "the painted photo"}
+    if payload.background is None:
+        return None
+    return {"background": payload.background.path, "layers": [x.path for x in payload.layers],
+            "name": payload.background.orig_name or "the painted photo"}
+
+
+def pair_tiles(before, after, crops) -> np.ndarray | None:
+    """Every map of the unpainted face (left) beside the occluded face's (right), one scale per method."""
+    if not before.maps:
+        return None
+    scales = map_scales([before, after], "shared")
+    rows = []
+    for b, a, sb, sa in zip(before.maps, after.maps, scales[0], scales[1]):
+        left, right = tile(crops[0], b.crop_values, sb, None, 0.5), tile(crops[1], a.crop_values, sa, None, 0.5)
+        rows.append(np.concatenate([left, np.full((left.shape[0], 8, 3), 255, np.uint8), right], 1))
+    width = max(r.shape[1] for r in rows)
+    return np.concatenate([np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
+
+
+def change_line(result) -> str:
+    e = result.effect
+    label, new = e.classes[e.label], e.classes[int(e.after.argmax())]
+    arrow = "▼" if e.change < 0 else "▲" if e.change > 0 else "="
+    return (f"**{label}** {e.before[e.label]:.0%} → {e.after[e.label]:.0%} ({arrow} {e.change * 100:+.1f} points)"
+            + (f" · now **{new}** {e.after.max():.0%}" if new != label else " · still the top class")
+            + "  \n" + " · ".join(f"{m.method}" for m in result.after.maps) + (" (left: unpainted, right: occluded)"
+                                                                              if result.after.maps else ""))
+
+
+@user_errors
+def occlude_view(bank, edited, whole_image, index, fill, chosen, with_maps):
+    """Status, the two crops side by side, then per model: the occluded face's probabilities, the
+    change line and the before/after maps."""
+    if not edited:
+        raise gr.Error("Upload a photo, then paint over part of the face.")
+    if not chosen:
+        raise gr.Error("Choose at least one model.")
+    start = time.perf_counter()
+    photo = load_photo(edited["background"], name=edited["name"])
+    mask = read_masks(edited["layers"], photo.original_size, edited["name"])
+    occluded = occlude_face(photo, mask, face=int(index or 0), whole_image=bool(whole_image), fill=fill)
+    outputs = []
+    for name in bank.names:
+        if name not in chosen:
+            outputs += [None, "", None]
+            continue
+        with bank.using(name) as loaded:
+            result = explain_occlusion(loaded, occluded, METHODS if with_maps else ())
+        outputs += [{c: float(p) for c, p in zip(result.after.classes, result.after.probs)}, change_line(result),
+                    pair_tiles(result.before, result.after, (occluded.crop, occluded.occluded))]
+    painted = ("nothing painted yet: paint over part of the face" if not mask.any() else
+               f"{occluded.covered:.0%} of the face crop painted over ({FILLS[fill]})")
+    status = f"{painted} · {time.perf_counter() - start:.2f} s"
+    strip = np.concatenate([occluded.crop, np.full((occluded.crop.shape[0], 6, 3), 255, np.uint8), occluded.occluded], 1)
+    return [status, strip] + outputs
+
+
+def build_occlusion_tab(ctx: AppContext) -> None:
+    bank = ctx.bank
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=2):
+            editor = gr.ImageEditor(label="Photo — paint over part of the face", type="filepath", image_mode="RGBA",
+                                    sources=["upload", "webcam", "clipboard"], layers=False, transforms=(),
+                                    brush=gr.Brush(colors=["rgb(255, 0, 255)"], color_mode="fixed"),
+                                    elem_id="occlusion-editor", height=420)
+            editor.preprocess = functools.partial(editor_upload, editor)  # on this one instance (see photo_inputs)
+            whole, face_index = face_controls("occlusion")
+            fill = gr.Radio([(label, key) for key, label in FILLS.items()], value="blur",
+                            label="Painted pixels become")
+            models = gr.CheckboxGroup(bank.names, value=bank.names, label="Models")
+            with_maps = gr.Checkbox(True, label="Maps before/after (native attention, Grad-CAM; slower)")
+            button = gr.Button("Score the occluded face", variant="primary")
+            if ctx.shared.get("examples"):
+                gr.Examples([[path] for path, _ in ctx.shared["examples"]], inputs=[editor],
+                            label="Examples (FER-2013 test faces, two portraits)")
+        with gr.Column(scale=3):
+            status = gr.Markdown(elem_id="occlusion-status")
+            strip = gr.Image(label="The face crop, unpainted and occluded (what the models score)", interactive=False,
+                             height=200, buttons=[])
+    columns = []
+    with gr.Row():
+        for name in bank.names:
+            with gr.Column():
+                gr.Markdown(f"### {name}")
+                columns += [gr.Label(num_top_classes=3, label="Probabilities of the occluded face",
+                                     elem_classes=["occlusion-probs"]),
+                            gr.Markdown(elem_classes=["occlusion-change"]),
+                            gr.Image(label="Maps: unpainted | occluded", interactive=False, buttons=[])]
+    handler = functools.partial(occlude_view, bank)
+    inputs = [editor, whole, face_index, fill, models, with_maps]
+    outputs = [status, strip] + columns
+    button.click(handler, inputs, outputs, api_name="occlude")
+
+    def rescore(edited, *rest):  # an emptied editor (cleared, or mid-upload) just waits for a photo
+        return handler(edited, *rest) if edited else [gr.skip()] * len(outputs)
+
+    # an upload and every stroke re-score (the editor's change event); strokes made while a request runs are
+    # folded into the next one
+    for trigger in (editor.upload, editor.change, fill.input):
+        trigger(rescore, inputs, outputs, trigger_mode="always_last", api_visibility="undocumented")

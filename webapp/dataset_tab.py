@@ -758,13 +758,13 @@ def build_dataset_tab(ctx: AppContext) -> None:
     reg = _region_views()
     page_out = [gal.gallery, shown, gal.title, gal.summary, gal.page]
 
-    def analyse(name, split_name, zip_file, chosen_models, calib, request: gr.Request,
+    def analyse(name, split_name, zip_file, chosen, calib, request: gr.Request,
                 progress=gr.Progress(track_tqdm=True)):  # not a partial: gradio passes gr.Request by annotation
-        return run_analysis(bank, ctx.cfg, name, split_name, zip_file, chosen_models, calib, request, progress)
+        return run_analysis(bank, ctx.cfg, name, split_name, zip_file, chosen, calib, request, progress)
 
     analysed = src.run_button.click(
         analyse,
-        inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen_models=src.models,
+        inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen=src.models,
                            calib=src.calibrate),
         outputs=[state, src.status, src.summary, mx.matrix_model, mx.model_a, mx.model_b, mx.emb_model],
         concurrency_limit=1, api_name="analyze")

@@ -202,7 +202,7 @@ def test_the_app_scores_a_48_px_face_unticked_and_shows_regions(data_root, fer_t
         assert all("gradcam:" in s and "(area" in s for s in summaries)
         client.predict(name=None, split_name="test", zip_file=handle_file(str(archive)),
                        chosen=["mini_xception_fer2013"], calib=False, api_name="/analyze")
-        table, _ = client.predict(per_class=2, api_name="/regions")
+        table = client.predict(per_class=2, api_name="/regions")[0]  # the table, its figure, the downloads
         rows = table["data"]
         assert {r[2] for r in rows} == {"(area)", *fer_test.classes}
         assert all(r[1] == "gradcam" for r in rows)

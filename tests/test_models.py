@@ -132,3 +132,25 @@ def test_every_model_declares_input_embedding_and_cam_layers(name, size, channel
     handle.remove()
     assert emb.ndim == 2 and emb.shape[0] == 2
     assert captured[0].ndim == 4 and captured[0].shape[-1] > 1  # an NCHW map, ready for Grad-CAM
+
+
+@pytest.mark.parametrize("name", ["mini_xception", "lanmsff"])
+def test_fast_forward_gives_the_models_outputs_and_follows_weight_changes(name):
+    """The frozen channels-last twin that scores a few faces gives the model's own logits, is remade
+    when a weight changes in place (training, a sanity-check randomisation), and leaves the model as it was."""
+    from ferx.memory_format import fast_forward, is_channels_last
+
+    torch.manual_seed(0)
+    info = get_model_info(name)
+    model = create_model(name, num_classes=7).eval()
+    x = torch.randn(2, info.input_spec.channels, info.input_spec.size, info.input_spec.size)
+    with torch.inference_mode():
+        expected = model(x)
+    torch.testing.assert_close(fast_forward(model, x), expected, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        next(model.parameters()).mul_(-3.0)  # in place: same storage, new values
+    with torch.inference_mode():
+        changed = model(x)
+    assert not torch.allclose(changed, expected, atol=1e-3)
+    torch.testing.assert_close(fast_forward(model, x), changed, atol=1e-4, rtol=1e-4)
+    assert not is_channels_last(model) and all(p.grad is None for p in model.parameters())

@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ferx.memory_format import contiguous_for_backward, fast_inference
+from ferx.memory_format import contiguous_for_backward, fast_forward
 
 
 def as_batch(x: torch.Tensor) -> torch.Tensor:
@@ -53,8 +53,7 @@ def resolve_targets(model: nn.Module, x: torch.Tensor, targets: int | Sequence[i
 
 
 def fast_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with fast_inference(model, x) as xi:
-        return model(xi).float()
+    return fast_forward(model, x).float()
 
 
 @contextmanager

@@ -157,7 +157,8 @@ def _build_convnext(backbone_weights: str | None, drop_path_rate: float) -> nn.M
             return timm.create_model("convnext_base", pretrained=False, drop_path_rate=drop_path_rate)
     model = timm.create_model("convnext_base", pretrained=False, drop_path_rate=drop_path_rate)
     if backbone_weights is None:
-        log.info("Conv-cut: backbone randomly initialised (no ImageNet weights given).")
+        # debug, not info: loading a checkpoint builds the model this way too, then replaces every weight
+        log.debug("Conv-cut: backbone randomly initialised (no ImageNet weights given).")
         return model
     path = Path(backbone_weights)
     if not path.is_file():

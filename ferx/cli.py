@@ -421,12 +421,14 @@ def _inference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _face_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--faces", choices=["given", "detect"], default="given",
-                        help="given: each image is a face (resized to the model); detect: each image is a photo whose "
-                             "faces are found and cropped as the app does (photos without a face are counted)")
-    parser.add_argument("--face", choices=["best", "largest", "all"], default="best",
-                        help="with --faces detect: face 0 (the most face-like, as the app), the largest box, or every "
-                             "face")
+    from ferx.data.datasets import FACE_CHOICES, FACES  # declared once, for the app's zip upload too
+
+    def described(choices: dict) -> str:
+        return "; ".join(f"{name}: {text}" for name, text in choices.items())
+
+    parser.add_argument("--faces", choices=list(FACES), default=next(iter(FACES)), help=described(FACES))
+    parser.add_argument("--face", choices=list(FACE_CHOICES), default=next(iter(FACE_CHOICES)),
+                        help=f"with --faces detect: {described(FACE_CHOICES)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

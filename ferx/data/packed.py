@@ -22,10 +22,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from ferx.cache import atomic_path, cached
-from ferx.data.datasets import FaceSplit
+from ferx.data.datasets import FACE_CHOICES, FACES, FaceSplit
 from ferx.data.labels import get_label_set
 from ferx.faces import ImageError, load_photo
 from ferx.paths import cache_dir as default_cache_dir
+from ferx.text import plural
 
 log = logging.getLogger(__name__)
 PACK_VERSION = 2
@@ -104,9 +105,6 @@ def read_image(path: Path, size: int, mode: str) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-FACE_CHOICES = ("best", "largest", "all")  # which faces of a photo a detect-pack keeps
-
-
 def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_dir: str | Path | None = None,
                progress: bool = True, faces: str = "given", face: str = "best",
                detector: str | None = None) -> PackedSplit:
@@ -126,8 +124,8 @@ def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_
     mode = mode or split.mode
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', got {mode!r}")
-    if faces not in ("given", "detect"):
-        raise ValueError(f"faces must be 'given' or 'detect', got {faces!r}")
+    if faces not in FACES:
+        raise ValueError(f"faces must be one of {', '.join(FACES)}, got {faces!r}")
     if face not in FACE_CHOICES:
         raise ValueError(f"face must be one of {', '.join(FACE_CHOICES)}, got {face!r}")
     fingerprint = split.fingerprint()
@@ -160,6 +158,15 @@ def pack_options(specs, faces: str = "given", face: str = "best", detector: str 
         return {}
     return dict(faces=faces, face=face, detector=detector, size=max(s.size for s in specs),
                 mode="RGB" if any(s.channels == 3 for s in specs) else "L")
+
+
+def faces_note(faces: str, no_face: int) -> str:
+    """How a pack's faces were taken from its photos, and how many photos had none, in words (empty for
+    faces given): what the CLI's summaries and the app's say after the count of faces."""
+    if faces == "given":
+        return ""
+    _, face, detector = faces.split(":")
+    return f" (faces found by {detector}: {FACE_CHOICES[face]}; {plural(no_face, 'photo')} without a face left out)"
 
 
 def read_faces(path: Path, size: int, mode: str, face: str = "best", detector: str | None = None) -> list[np.ndarray]:

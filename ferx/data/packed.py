@@ -82,6 +82,8 @@ class PackedSplit:
             if version != PACK_VERSION:
                 raise ValueError(f"pack version {version}, expected {PACK_VERSION}")
             dataset, split, fingerprint, *faces = (str(v) for v in z["ident"])
+            if len(z["paths"]) != len(z["targets"]):  # a detect-pack written when a photo without a face kept its path
+                raise ValueError("paths and targets differ in length")
             return cls(dataset, split, fingerprint, tuple(str(c) for c in z["classes"]), _delta_decode(z["images_dx"]),
                        z["targets"], z["paths"], z["soft_targets"] if "soft_targets" in z else None, skipped,
                        no_face[0] if no_face else 0, faces[0] if faces else "given")
@@ -201,7 +203,7 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
             no_face += not found
             images += found
             keep += [i] * len(found)
-            names += [rel] if face != "all" else [f"{rel}#face{k}" for k in range(len(found))]
+            names += [rel] * len(found) if face != "all" else [f"{rel}#face{k}" for k in range(len(found))]
         except ImageError as err:  # skipped and counted: one bad file never fails the split
             bad.append(str(err))
     if no_face:
@@ -212,7 +214,7 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
                     "; ".join(bad[:3]))
     if not keep:
         what = "faces found" if no_face else "readable images"
-        raise ValueError(f"no {what} in {split.root} ({split.dataset}/{split.split})")
+        raise ValueError(f"no {what} in {split.dataset}/{split.split}")  # not the root: a zip's is a scratch folder
     sub = split.subset(keep)
     return PackedSplit(split.dataset, split.split, fingerprint, split.labels.classes, np.stack(images), sub.targets,
                        np.asarray(names), sub.soft_targets, len(bad), no_face, faces)

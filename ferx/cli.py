@@ -427,13 +427,11 @@ def _inference_options(parser: argparse.ArgumentParser) -> None:
 
 def _face_options(parser: argparse.ArgumentParser) -> None:
     from ferx.data.datasets import FACE_CHOICES, FACES  # declared once, for the app's zip upload too
+    from ferx.text import choices_text
 
-    def described(choices: dict) -> str:
-        return "; ".join(f"{name}: {text}" for name, text in choices.items())
-
-    parser.add_argument("--faces", choices=list(FACES), default=next(iter(FACES)), help=described(FACES))
+    parser.add_argument("--faces", choices=list(FACES), default=next(iter(FACES)), help=choices_text(FACES))
     parser.add_argument("--face", choices=list(FACE_CHOICES), default=next(iter(FACE_CHOICES)),
-                        help=f"with --faces detect: {described(FACE_CHOICES)}")
+                        help=f"with --faces detect: {choices_text(FACE_CHOICES)}")
 
 
 def _precision_option(parser: argparse.ArgumentParser) -> None:

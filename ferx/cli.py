@@ -125,12 +125,15 @@ def _cmd_analyze(args) -> int:
     from ferx.analysis.embeddings import project
     from ferx.analysis.figures import confusion_figure, embedding_figure, reliability_figure, write_figure
     from ferx.analysis.tables import FAILURE_KINDS
+    from ferx.data.packed import faces_note
 
     runs = analyze(args.checkpoints, args.dataset, args.split, data_root=args.data_root, device=args.device,
-                   batch_size=args.batch_size, calibrate=args.calibrate, faces=args.faces, face=args.face)
+                   batch_size=args.batch_size, calibrate=args.calibrate, faces=args.faces, face=args.face,
+                   precision=args.precision)
     pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
-    cached = ", ".join(f"{r.name}: {'cache' if r.from_cache else 'computed'}" for r in runs)
-    print(f"{runs[0].dataset}/{runs[0].split}: {len(runs[0])} faces ({cached})\n")
+    cached = ", ".join(f"{r.name}: {r.compute_dtype}, {'cache' if r.from_cache else 'computed'}" for r in runs)
+    print(f"{runs[0].dataset}/{runs[0].split}: {len(runs[0])} faces{faces_note(runs[0].faces, runs[0].no_face)} "
+          f"({cached})\n")
     print(summary_table([r.with_temperature(1.0) for r in runs]).to_string(), "\n")
     if args.calibrate:
         print("after temperature scaling fitted on the val split:")
@@ -195,18 +198,20 @@ def _map_studies(args, runs) -> dict:
         return {}
     from ferx.checkpoint import load_checkpoint
     from ferx.data.datasets import load_split
-    from ferx.data.packed import pack_split
+    from ferx.data.packed import pack_options, pack_split
     from ferx.device import resolve_device
+    from ferx.text import plural
 
-    packed = pack_split(load_split(args.dataset, args.split, args.data_root), progress=False)
     dev = resolve_device(args.device)
     models = {run.name: load_checkpoint(run.checkpoint, dev) for run in runs}
+    options = pack_options([m.input_spec for m in models.values()], args.faces, args.face)  # the runs' faces
+    packed = pack_split(load_split(args.dataset, args.split, args.data_root), progress=False, **options)
     out = {}
     if args.attention:
         from ferx.analysis.attention import attention_figure, attention_study, attention_table
 
         table = attention_table(attention_study(list(models.values()), packed, args.attention))
-        print(f"is attention an explanation? ({args.attention} faces; deletion lower and insertion higher is more "
+        print(f"is attention an explanation? ({plural(args.attention, 'face')}; deletion lower and insertion higher is more "
               f"faithful)\n{table.round(3).to_string()}\n")
         out["attention"] = (table, attention_figure(table))
     if args.disagreement:
@@ -214,7 +219,7 @@ def _map_studies(args, runs) -> dict:
 
         for a, b in itertools.combinations(runs, 2):
             table = class_agreement(models[a.name], models[b.name], a, b, packed, per_class=args.disagreement)
-            print(f"{a.name} vs {b.name}: Grad-CAM agreement per true class ({args.disagreement} faces each)\n"
+            print(f"{a.name} vs {b.name}: Grad-CAM agreement per true class ({plural(args.disagreement, 'face')} each)\n"
                   f"{table.round(3).to_string()}\n")
             out[f"map_agreement_{a.name}_vs_{b.name}"] = (table, None)
     return out
@@ -421,12 +426,19 @@ def _inference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _face_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--faces", choices=["given", "detect"], default="given",
-                        help="given: each image is a face (resized to the model); detect: each image is a photo whose "
-                             "faces are found and cropped as the app does (photos without a face are counted)")
-    parser.add_argument("--face", choices=["best", "largest", "all"], default="best",
-                        help="with --faces detect: face 0 (the most face-like, as the app), the largest box, or every "
-                             "face")
+    from ferx.data.datasets import FACE_CHOICES, FACES  # declared once, for the app's zip upload too
+    from ferx.text import choices_text
+
+    parser.add_argument("--faces", choices=list(FACES), default=next(iter(FACES)), help=choices_text(FACES))
+    parser.add_argument("--face", choices=list(FACE_CHOICES), default=next(iter(FACE_CHOICES)),
+                        help=f"with --faces detect: {choices_text(FACE_CHOICES)}")
+
+
+def _precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on a CPU with native bf16 (AVX512-BF16/"
+                             "AMX) is faster, see bench/bench_bf16.py for its agreement with fp32; the precision used "
+                             "is reported (and keys analyze's cache)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -499,9 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--update-card", action="store_true", help="record the result on the checkpoint's card")
     _inference_options(ev)
     _face_options(ev)
-    ev.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                    help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on a CPU with native bf16 (AVX512-BF16/AMX) "
-                         "is faster, see bench/bench_bf16.py for its agreement with fp32")
+    _precision_option(ev)
     ev.set_defaults(func=_cmd_evaluate)
 
     an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")
@@ -526,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--format", nargs="+", default=["html"], choices=["html", "png"])
     _inference_options(an)
     _face_options(an)
+    _precision_option(an)
     an.set_defaults(func=_cmd_analyze)
 
     rg = sub.add_parser("regions", help="facial-region breakdown of Grad-CAM and native attention per model and "

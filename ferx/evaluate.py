@@ -10,7 +10,7 @@ from ferx.analysis.metrics import classification_metrics
 from ferx.checkpoint import LoadedModel, load_checkpoint, read_card, write_card
 from ferx.data.datasets import load_split
 from ferx.data.labels import label_mapping
-from ferx.data.packed import PackedSplit, pack_options, pack_split
+from ferx.data.packed import PackedSplit, faces_note, pack_options, pack_split
 from ferx.device import autocast_bf16, resolve_device
 from ferx.inference import predict_probs
 
@@ -78,8 +78,7 @@ def record_on_card(checkpoint: str | Path, result: dict) -> None:
 def summary_line(result: dict) -> str:
     recall = ", ".join(f"{c} {m['recall']:.3f}" for c, m in result["per_class"].items())
     excluded = f" ({result['n_excluded']} excluded: class not in the model's label set)" if result["n_excluded"] else ""
-    found = (f" (faces found in photos: {result['faces']}; {result['no_face']} photo(s) without a face left out)"
-             if result.get("faces", "given") != "given" else "")
+    found = faces_note(result.get("faces", "given"), result.get("no_face", 0))
     return (f"{result['model']} on {result['dataset']}/{result['split']}: {result['n']} images{excluded}{found}\n"
             f"  accuracy {100 * result['accuracy']:.2f} % ({result.get('compute_dtype', 'fp32')})  macro-F1 {result['macro_f1']:.4f}  ECE {result['ece']:.4f}\n"
             f"  recall: {recall}")

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def choices_text(choices: dict[str, str]) -> str:
+    """'given: each image is a face; detect: …': named choices with what each does, in one line."""
+    return "; ".join(f"{name}: {text}" for name, text in choices.items())
+
+
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
     """'1 face', '3 faces', '0 faces'."""
     return f"{n:,} {noun if n == 1 else plural_form or noun + 's'}"

@@ -106,7 +106,7 @@ def test_second_run_is_served_from_the_cache_and_corrupt_entries_are_rebuilt(fer
     def no_inference(*args, **kwargs):
         raise AssertionError("a cached analysis must not run the model")
 
-    monkeypatch.setattr("ferx.analysis.runs.predict_logits_and_embeddings", no_inference)
+    monkeypatch.setattr("ferx.analysis.runs._run_batches", no_inference)
     again = analyze([MINI, untrained], "ferplus", "test", data_root=data_root, device=DEVICE,
                     progress=False, cache_dir=cache)
     assert all(r.from_cache for r in again)
@@ -373,3 +373,60 @@ def test_projection_time_estimate_learns_this_machines_rate(tmp_path):
     assert expected_seconds("umap", 1000, tmp_path) == pytest.approx(DEFAULT_S_PER_1000["umap"])
     (tmp_path / "projection_rates.json").write_text("not json")  # a damaged file: back to the default
     assert expected_seconds("tsne", 1000, tmp_path) == pytest.approx(DEFAULT_S_PER_1000["tsne"])
+
+
+def test_cli_analyze_says_its_precision_and_keys_its_cache_by_it(data_root, tmp_path, monkeypatch, capsys):
+    """`ferx analyze --precision`: the header and the summary table say the precision the models ran at;
+    a second fp32 run is served from the cache, a bf16 one (where this CPU has native bf16) is not."""
+    from ferx.cli import main
+    from ferx.device import cpu_has_bf16
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["analyze", str(MINI), "--dataset", "ckplus", "--split", "test", "--data-root", str(data_root),
+            "--device", "cpu", "--top", "1"]
+    assert main(args + ["--precision", "fp32"]) == 0
+    out = capsys.readouterr().out
+    assert "ckplus/test: 144 faces (mini_xception_fer2013: fp32, computed)" in out
+    header, _, row = out.split("\n\n")[1].splitlines()[:3]
+    assert header.split()[-1] == "precision" and row.split()[0] == "mini_xception_fer2013" and row.split()[-1] == "fp32"
+    assert main(args + ["--precision", "fp32"]) == 0
+    assert "(mini_xception_fer2013: fp32, cache)" in capsys.readouterr().out
+    if cpu_has_bf16():
+        assert main(args + ["--precision", "bf16"]) == 0
+        assert "(mini_xception_fer2013: bf16, computed)" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(data_root, tmp_path_factory):
+    """Two CK+48 test faces of each of two classes as an image folder: the CLI's map studies in seconds."""
+    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    out = tmp_path_factory.mktemp("tiny")
+    for name in ("happy", "surprise"):
+        (out / name).mkdir()
+        for i in np.flatnonzero(packed.targets == packed.classes.index(name))[:2]:
+            Image.fromarray(packed.images[i]).save(out / name / f"{i}.png")
+    return out
+
+
+def test_cli_analyze_prints_the_attention_and_map_agreement_tables(tiny_folder, tmp_path, monkeypatch, capsys):
+    """`--attention N` and `--disagreement N` print their tables under the metrics (LANMSFF has native
+    attention maps; the two models make one pair)."""
+    from ferx.cli import main
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    lanmsff = CHECKPOINTS / "lanmsff_ferplus"
+    assert main(["analyze", str(MINI), str(lanmsff), "--dataset", str(tiny_folder), "--split", "all", "--device",
+                 "cpu", "--top", "1", "--attention", "1", "--disagreement", "2"]) == 0
+    out = capsys.readouterr().out
+    attention = out.split("is attention an explanation? (1 face; deletion lower and insertion higher is more "
+                          "faithful)\n")[1].split("\n\n")[0].splitlines()
+    assert attention[0].split() == ["faces", "deletion", "random_deletion", "insertion", "random_insertion",
+                                    "beats_random_deletion", "beats_random_insertion"]
+    assert attention[1].split() == ["model", "map"] and attention[2].split()[:2] == ["lanmsff_ferplus", "massatt_block2_spatial"]
+    assert attention[-1].split()[0] == "gradcam"
+    agreement = out.split("mini_xception_fer2013 vs lanmsff_ferplus: Grad-CAM agreement per true class (2 faces "
+                          "each)\n")[1].split("\n\n")[0].splitlines()
+    assert agreement[0].split() == ["faces", "labels", "agree", "spearman", "top-10", "%", "IoU", "spearman", "(labels",
+                                    "agree)", "spearman", "(labels", "differ)"]
+    assert [line.split()[0] for line in agreement[2:]] == ["happy", "surprise", "(all)"]
+    assert agreement[-1].split()[1] == "4"  # the faces of both classes

@@ -4,6 +4,7 @@ files are counted; the clickable confusion matrix is the coloured one; a wrong f
 
 import zipfile
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
@@ -100,13 +101,72 @@ def test_confusion_matrix_is_clickable_and_coloured_by_row_share(analysis):
 def test_controls_a_source_cannot_honour_are_disabled_and_say_why():
     from webapp.dataset_tab import source_controls
 
-    split, calibrate = source_controls("bundle:ferplus/test", None)
+    split, calibrate, faces, face = source_controls("bundle:ferplus/test", None)
     assert split["value"] == "test" and split["interactive"] is False and "one split" in split["info"]
     assert calibrate["value"] is False and calibrate["interactive"] is False and "val split" in calibrate["info"]
-    split, calibrate = source_controls("ferplus", "faces.zip")
+    assert faces["interactive"] is False and "a configured dataset's images are faces" in faces["info"]
+    split, calibrate, faces, face = source_controls("ferplus", "faces.zip")
     assert split["interactive"] is True and calibrate["interactive"] is False
-    split, calibrate = source_controls("ferplus", None)
+    assert faces["interactive"] is True and face["interactive"] is False and face["info"].startswith("with detect")
+    *_, face = source_controls("ferplus", "faces.zip", "detect")
+    assert face["interactive"] is True and face["info"].startswith("best: ")
+    split, calibrate, faces, face = source_controls("ferplus", None)
     assert split["interactive"] is True and calibrate["interactive"] is True
+    assert faces["interactive"] is False and face["interactive"] is False
+
+
+def test_a_zip_of_photos_is_scored_as_ferx_analyze_faces_detect_scores_it(data_root, bank, tmp_path, monkeypatch,
+                                                                           capsys):
+    """The Dataset tab's zip upload with 'detect': each photo's face found and cropped through the CLI's
+    core path (the same faces and probabilities as `ferx analyze --faces detect`), the photos without a
+    face counted in the summary; 'given' (the default) shrinks each whole photo as before."""
+    from ferx.analysis import analyze
+    from ferx.cli import main
+    from ferx.data import load_fer2013
+    from ferx.data.photos import write_photo_folder
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import run_analysis
+
+    folder = tmp_path / "photos"
+    photos = write_photo_folder(pack_split(load_fer2013(data_root, "test"), progress=False), folder, 36, seed=1)
+    Image.new("RGB", (256, 256), (128, 128, 128)).save(folder / "happy" / "blank.jpg")  # surely no face
+    archive = tmp_path / "my_photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in photos + [folder / "happy" / "blank.jpg"]:
+            z.write(path, path.relative_to(folder))
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))  # the CLI's packs and runs; the app's go to scratch
+    model = "mini_xception_fer2013"
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
+
+    def app(faces: str):
+        return run_analysis(bank, cfg, None, "test", str(archive), [model], False, None, lambda *a, **k: None,
+                            faces, "best")
+
+    analysis, status = app("detect")[:2]
+    (cli_run,) = analyze([CHECKPOINTS / model], str(archive), "test", device="cpu", progress=False, faces="detect")
+    (run,) = analysis.runs
+    assert run.faces == cli_run.faces == "detect:best:mtcnn" and 1 <= run.no_face == cli_run.no_face < 12
+    assert list(run.paths) == list(cli_run.paths) and len(run) == len(run.paths) == 37 - run.no_face
+    assert np.allclose(run.logits, cli_run.logits, atol=1e-5)
+    assert analysis.packed.images.shape[1:] == (64, 64)  # the crop at the model's input, as a photo's is scored
+    note = (f"{len(run)} faces (faces found by mtcnn: the most face-like face of each photo, as a single photo is "
+            f"scored; {run.no_face} photos without a face left out)")
+    assert status.startswith(f"**zip:my_photos/test**: {note} — {model} (computed)")  # a zip without split folders
+    assert main(["analyze", str(CHECKPOINTS / model), "--dataset", str(archive), "--faces", "detect", "--device", "cpu",
+                 "--top", "1"]) == 0
+    assert f"zip:my_photos/test: {note} ({model}: fp32, cache)" in capsys.readouterr().out
+
+    analysis, status = app("given")[:2]
+    assert status.startswith(f"**zip:my_photos/test**: 37 faces — {model} (computed)")
+    assert analysis.packed.faces == "given" and analysis.packed.images.shape[1:3] == (48, 48)  # the photo shrunk
+
+    blank = tmp_path / "blank.zip"
+    with zipfile.ZipFile(blank, "w") as z:
+        for name in ("happy", "sad"):
+            z.write(folder / "happy" / "blank.jpg", f"{name}/blank.jpg")
+    with pytest.raises(gr.Error) as err:
+        run_analysis(bank, cfg, None, "test", str(blank), [model], False, None, lambda *a, **k: None, "detect", "all")
+    assert err.value.message == "no faces found in zip:blank/test"  # no server path in the message
 
 
 def test_a_wrong_face_number_is_one_message_and_the_panels_keep_their_content(bank, analysis, monkeypatch):

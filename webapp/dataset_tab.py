@@ -30,10 +30,10 @@ from ferx.analysis.runs import ModelRun
 from ferx.analysis.placement import UNLIKE_PERCENTILE, place
 from ferx.analysis.selection import SORTS, caption, selection_frame, summary_text, write_csv
 from ferx.background import at_low_priority
-from ferx.data.datasets import available_datasets, list_datasets, load_split
-from ferx.data.packed import PackedSplit, pack_split
+from ferx.data.datasets import FACE_CHOICES, FACES, available_datasets, list_datasets, load_split
+from ferx.data.packed import PackedSplit, faces_note, pack_options, pack_split
 from ferx.paths import cache_root
-from ferx.text import plural
+from ferx.text import choices_text, plural
 from webapp.app_context import AppContext
 from webapp.config import AppConfig
 from webapp.errors import user_errors
@@ -79,14 +79,16 @@ def dataset_choices(data_root: Path) -> list[str]:
 
 
 def read_faces(source: str, split: str, data_root: Path, zip_file: str | None, scratch: Path,
-               max_zip_files: int) -> tuple[PackedSplit, int]:
+               max_zip_files: int, specs=(), faces: str = "given", face: str = "best") -> tuple[PackedSplit, int]:
     """The faces to analyse, and how many non-image files were left out (a zip's README, .DS_Store…).
     A user's zip is unpacked and packed in ``scratch`` (the caller deletes it), never in the shared
     cache: these are people's faces. Its ``split`` folder when it has ``<split>/<class>/`` folders,
-    else all of it."""
+    else all of it; its images taken as ``ferx analyze --faces --face`` takes them for models with
+    input ``specs`` (:func:`ferx.data.packed.pack_options`: given, or each photo's faces detected)."""
     if zip_file:
-        faces = load_split(str(zip_file), split, data_root, cache_dir=scratch, max_files=max_zip_files)
-        return pack_split(faces, cache_dir=scratch), faces.excluded.get("non_image_files", 0)
+        photos = load_split(str(zip_file), split, data_root, cache_dir=scratch, max_files=max_zip_files)
+        packed = pack_split(photos, cache_dir=scratch, **pack_options(specs, faces, face))
+        return packed, photos.excluded.get("non_image_files", 0)
     if source.startswith("bundle:"):
         return PackedSplit.load(bundled_splits(cache_root())[source.removeprefix("bundle:")]), 0
     return pack_split(load_split(source, split, data_root)), 0
@@ -204,11 +206,12 @@ def stop_analysis(request: gr.Request):
 
 @user_errors
 def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, chosen, calib, request: gr.Request,
-                 progress=gr.Progress(track_tqdm=True)):
+                 progress=gr.Progress(track_tqdm=True), faces: str = "given", face: str = "best"):
     """Run the ``chosen`` models over a configured dataset split (``name``, ``split_name``) or an
     uploaded zip (its faces and per-face results in a scratch folder deleted on return; a
-    configured split's are cached); ``calib`` fits a temperature on the val split. Stop (this
-    session's) ends it before its next batch."""
+    configured split's are cached); ``calib`` fits a temperature on the val split; a zip's images
+    are faces as given, or photos whose faces are found (``faces``, ``face``: :data:`FACES`,
+    :data:`FACE_CHOICES`). Stop (this session's) ends it before its next batch."""
     session = request.session_hash if request is not None else ""
     STOPS.clear(session)
     if not chosen:
@@ -219,7 +222,8 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     with tempfile.TemporaryDirectory(prefix="ferx-upload-") as scratch:
         scratch = Path(scratch)
         # batch work runs below interactive requests' priority (ferx.background): Compare stays fast meanwhile
-        packed, non_images = at_low_priority(read_faces, name, split_name, cfg.data_root, zip_file, scratch, cfg.max_zip_files)
+        packed, non_images = at_low_priority(read_faces, name, split_name, cfg.data_root, zip_file, scratch,
+                                             cfg.max_zip_files, [bank.models[m].input_spec for m in chosen], faces, face)
         val = None
         if calib and not zip_file and name in list_datasets():
             val = at_low_priority(pack_split, load_split(name, "val", cfg.data_root))
@@ -236,7 +240,7 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first
-    skipped = left_out(packed.skipped, non_images)
+    skipped = left_out(packed.skipped, non_images) + faces_note(packed.faces, packed.no_face)
     return (Analysis(runs, packed), f"**{packed.dataset}/{packed.split}**: {len(packed)} faces{skipped} — {cached}",
             summary_table(runs).round(4).reset_index(), gr.update(choices=chosen, value=first),
             gr.update(choices=chosen, value=first), gr.update(choices=chosen, value=second),
@@ -426,17 +430,32 @@ def open_in_explain(analysis, ids, index: int, swept: set):
     return str(path), True, 0, source, gr.Tabs(selected="explain")
 
 
-def source_controls(name: str | None, zip_file):
-    """The split and temperature-scaling controls a source can honour: a bundle holds one split and no
-    val split; a zip has no val split to fit a temperature on (and its split folders are optional)."""
+def source_controls(name: str | None, zip_file, faces: str = "given"):
+    """The split, temperature-scaling and face controls a source can honour: a bundle holds one split
+    and no val split; a zip has no val split to fit a temperature on (and its split folders are
+    optional); only a zip's images may be photos whose faces are found, and which face is kept only
+    matters then."""
+    face_controls = face_source_controls(zip_file, faces)
     if zip_file:
         return (gr.update(interactive=True, info="used when the zip has <split>/<class>/ folders"),
-                gr.update(value=False, interactive=False, info="a zip has no val split to fit a temperature on"))
+                gr.update(value=False, interactive=False, info="a zip has no val split to fit a temperature on"),
+                *face_controls)
     if name and name.startswith("bundle:"):
         split = name.rsplit("/", 1)[-1]
         return (gr.update(value=split, interactive=False, info=f"a bundle holds one split: {split}"),
-                gr.update(value=False, interactive=False, info="a bundle has no val split to fit a temperature on"))
-    return gr.update(interactive=True, info=None), gr.update(interactive=True, info=None)
+                gr.update(value=False, interactive=False, info="a bundle has no val split to fit a temperature on"),
+                *face_controls)
+    return gr.update(interactive=True, info=None), gr.update(interactive=True, info=None), *face_controls
+
+
+def face_source_controls(zip_file, faces: str) -> tuple[dict, dict]:
+    """The zip's faces choice (:data:`FACES`) and which face of a photo (:data:`FACE_CHOICES`): live
+    for an uploaded zip, which face only when its faces are detected; otherwise they say why not."""
+    given_or_detect, which = choices_text(FACES), choices_text(FACE_CHOICES)
+    detect = bool(zip_file) and faces == "detect"
+    return (gr.update(interactive=bool(zip_file), info=given_or_detect if zip_file else
+                      f"for an uploaded zip ({given_or_detect}); a configured dataset's images are faces"),
+            gr.update(interactive=detect, info=which if detect else f"with detect ({which})"))
 
 
 def no_dataset_text(data_root: Path) -> str:
@@ -457,6 +476,11 @@ def _source_inputs(names: list[str], data_root: Path) -> SimpleNamespace:
                             "split folders)")
         upload = gr.File(label="…or upload a zip of class folders (happy/, sad/, …)", file_types=[".zip"],
                          elem_id="dataset-zip")
+    with gr.Row():  # live once a zip is uploaded (source_controls); the CLI's --faces and --face
+        faces = gr.Radio(list(FACES), value=next(iter(FACES)), label="Faces in the zip", interactive=False,
+                         elem_id="dataset-faces")
+        face = gr.Radio(list(FACE_CHOICES), value=next(iter(FACE_CHOICES)), label="Face of each photo (detect)",
+                        interactive=False, elem_id="dataset-face")
     with gr.Row():
         models = gr.CheckboxGroup(names, value=names, label="Models (trained checkpoints only)")
         calibrate = gr.Checkbox(False, label="Temperature scaling (fitted on the val split)")
@@ -464,8 +488,9 @@ def _source_inputs(names: list[str], data_root: Path) -> SimpleNamespace:
         stop_button = gr.Button("Stop", variant="stop")
     status = gr.Markdown(elem_id="dataset-status")
     summary = gr.Dataframe(label="Metrics (scored faces; classes a model lacks are left out)", interactive=False)
-    return SimpleNamespace(dataset=dataset, split=split, upload=upload, models=models, calibrate=calibrate,
-                           run_button=run_button, stop_button=stop_button, status=status, summary=summary)
+    return SimpleNamespace(dataset=dataset, split=split, upload=upload, faces=faces, face=face, models=models,
+                           calibrate=calibrate, run_button=run_button, stop_button=stop_button, status=status,
+                           summary=summary)
 
 
 def _matrix_views(names: list[str]) -> SimpleNamespace:
@@ -758,18 +783,19 @@ def build_dataset_tab(ctx: AppContext) -> None:
     reg = _region_views()
     page_out = [gal.gallery, shown, gal.title, gal.summary, gal.page]
 
-    def analyse(name, split_name, zip_file, chosen, calib, request: gr.Request,
+    def analyse(name, split_name, zip_file, chosen, calib, request: gr.Request, faces="given", face="best",
                 progress=gr.Progress(track_tqdm=True)):  # not a partial: gradio passes gr.Request by annotation
-        return run_analysis(bank, ctx.cfg, name, split_name, zip_file, chosen, calib, request, progress)
+        return run_analysis(bank, ctx.cfg, name, split_name, zip_file, chosen, calib, request, progress, faces, face)
 
     analysed = src.run_button.click(
         analyse,
         inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen=src.models,
-                           calib=src.calibrate),
+                           calib=src.calibrate, faces=src.faces, face=src.face),
         outputs=[state, src.status, src.summary, mx.matrix_model, mx.model_a, mx.model_b, mx.emb_model],
         concurrency_limit=1, api_name="analyze")
     # triggers=None: on page load and whenever the source changes
-    gr.on(None, source_controls, [src.dataset, src.upload], [src.split, src.calibrate], api_visibility="undocumented")
+    gr.on(None, source_controls, [src.dataset, src.upload, src.faces], [src.split, src.calibrate, src.faces, src.face],
+          api_visibility="undocumented")
     src.stop_button.click(stop_analysis, None, src.status, cancels=[analysed], api_name="stop_analysis")
     matrix_io = ([state, mx.matrix_model, mx.normalise], [mx.confusion, det.per_class,
                                                           det.reliability_plot])

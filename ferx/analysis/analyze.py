@@ -17,15 +17,17 @@ from ferx.device import resolve_device
 
 def analyze_packed(models: list[LoadedModel], packed: PackedSplit, val: PackedSplit | None = None, *,
                    batch_size: int = 256, progress: bool = True, cache_dir: str | Path | None = None,
-                   hold: Callable[[LoadedModel], ContextManager] | None = None) -> list[ModelRun]:
+                   hold: Callable[[LoadedModel], ContextManager] | None = None,
+                   precision: str = "auto") -> list[ModelRun]:
     """One :class:`ModelRun` per loaded model on ``packed`` (cached). With ``val``, a temperature
     fitted there (never on the split being analysed) is applied; ``run.with_temperature(1)`` gives
     the uncalibrated view back. ``hold(model)`` is entered around each batch of that model (the
-    app's model lock, taken batch by batch so interactive requests are served in between)."""
+    app's model lock, taken batch by batch so interactive requests are served in between). ``precision``:
+    :func:`ferx.device.autocast_bf16`, recorded on each run (``compute_dtype``) and in its cache key."""
     runs = []
     for loaded in models:
         options = dict(batch_size=batch_size, progress=progress, cache_dir=cache_dir,
-                       hold=functools.partial(hold, loaded) if hold else nullcontext)
+                       hold=functools.partial(hold, loaded) if hold else nullcontext, precision=precision)
         run = run_model(loaded, packed, **options)
         if val is not None:
             val_run = run_model(loaded, val, **options)
@@ -38,7 +40,7 @@ def analyze_packed(models: list[LoadedModel], packed: PackedSplit, val: PackedSp
 def analyze(checkpoints: list[str | Path], dataset: str, split: str = "test", *, data_root: str | Path | None = None,
             device: str = "auto", batch_size: int = 256, calibrate: bool = False, val_split: str = "val",
             progress: bool = True, cache_dir: str | Path | None = None, faces: str = "given", face: str = "best",
-            detector: str | None = None) -> list[ModelRun]:
+            detector: str | None = None, precision: str = "auto") -> list[ModelRun]:
     """Load ``checkpoints`` and analyse them on ``dataset``/``split``; ``calibrate`` fits a
     temperature per model on ``val_split``. ``faces="detect"``: the images are photos, their faces
     found and cropped as the app does (:func:`ferx.data.packed.pack_options`)."""
@@ -47,4 +49,5 @@ def analyze(checkpoints: list[str | Path], dataset: str, split: str = "test", *,
     options = pack_options([m.input_spec for m in models], faces, face, detector)
     packed = pack_split(load_split(dataset, split, data_root), progress=progress, **options)
     val = pack_split(load_split(dataset, val_split, data_root), progress=progress, **options) if calibrate else None
-    return analyze_packed(models, packed, val, batch_size=batch_size, progress=progress, cache_dir=cache_dir)
+    return analyze_packed(models, packed, val, batch_size=batch_size, progress=progress, cache_dir=cache_dir,
+                          precision=precision)

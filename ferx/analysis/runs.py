@@ -6,13 +6,15 @@ model's label space, and the paths to find each face again. Probabilities, predi
 margin and entropy derive from the logits (so temperature scaling needs no re-run).
 
 Cache: ``<cache>/analysis/<key>.npz`` + ``<key>.json``, the key hashing the checkpoint's sha256,
-the dataset fingerprint, the preprocessing (input spec, pack size and colour) and the format
-version. A cache entry is used only when its JSON names the same key and version and its arrays
+the dataset fingerprint (which records how faces were taken from photos), the preprocessing (input
+spec, pack size and colour), the compute precision when it is bf16 (fp32 runs keep the key they
+had before precision was a choice) and the format version. A cache entry is used only when its JSON names the same key and version and its arrays
 have the expected shapes; anything else is rebuilt, never trusted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -28,7 +30,8 @@ from ferx.cache import atomic_path, cache_key, cached
 from ferx.checkpoint import LoadedModel
 from ferx.data.labels import get_label_set, label_mapping
 from ferx.data.packed import PackedSplit
-from ferx.inference import predict_logits_and_embeddings
+from ferx.device import autocast_bf16
+from ferx.inference import _logits_and_embedding, _run_batches
 from ferx.paths import cache_dir as default_cache_dir
 
 ANALYSIS_VERSION = 1
@@ -49,6 +52,9 @@ class ModelRun:
     logits: np.ndarray  # float32 N x K (model label space)
     embeddings: np.ndarray  # float32 N x D
     key: str = ""
+    compute_dtype: str = "fp32"  # or "bf16": the forward pass ran under bf16 autocast
+    faces: str = "given"  # the packed split's (PackedSplit.faces): given, or detect:<face>:<detector>
+    no_face: int = 0  # photos of the split without a face found (faces="detect"), left out
     temperature: float = 1.0
     from_cache: bool = False
     extra: dict = field(default_factory=dict)
@@ -130,7 +136,8 @@ class ModelRun:
             np.savez_compressed(tmp, paths=self.paths.astype(str), targets=self.targets, logits=self.logits,
                                 embeddings=self.embeddings)
         meta = {k: getattr(self, k) for k in ("name", "checkpoint", "checkpoint_sha256", "model_classes", "dataset",
-                                              "split", "dataset_fingerprint", "dataset_classes", "key")}
+                                              "split", "dataset_fingerprint", "dataset_classes", "key",
+                                              "compute_dtype")}
         meta.update(version=ANALYSIS_VERSION, n=len(self))
         with atomic_path(path.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
@@ -151,21 +158,27 @@ class ModelRun:
 
 def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = 256, progress: bool = True,
               cache_dir: str | Path | None = None, use_cache: bool = True,
-              hold: Callable[[], ContextManager] = nullcontext) -> ModelRun:
+              hold: Callable[[], ContextManager] = nullcontext, precision: str = "auto") -> ModelRun:
     """Predictions and embeddings of one checkpoint on one packed split, from the cache when valid;
-    ``hold()`` is entered around each batch (the app's lock on the model)."""
+    ``hold()`` is entered around each batch (the app's lock on the model); ``precision``:
+    :func:`ferx.device.autocast_bf16` (the run records the one used in ``compute_dtype``)."""
+    bf16 = autocast_bf16(next(loaded.model.parameters()).device, precision)
     key = cache_key(ANALYSIS_VERSION, loaded.sha256, packed.fingerprint, loaded.input_spec.to_dict(),
-                    list(packed.images.shape[1:]))
+                    list(packed.images.shape[1:]), *(["bf16"] if bf16 else []))
     path = Path(cache_dir or default_cache_dir("analysis")) / f"{key[:32]}.npz"
-    return cached(path, lambda p: ModelRun.load(p, key), lambda: _compute(loaded, packed, key, batch_size, progress, hold),
-                  ModelRun.save, what="analysis", use_cache=use_cache)
+    run = cached(path, lambda p: ModelRun.load(p, key),
+                 lambda: _compute(loaded, packed, key, batch_size, progress, hold, bf16),
+                 ModelRun.save, what="analysis", use_cache=use_cache)
+    return dataclasses.replace(run, faces=packed.faces, no_face=packed.no_face)  # the pack's, cached or not
 
 
 def _compute(loaded: LoadedModel, packed: PackedSplit, key: str, batch_size: int, progress: bool,
-             hold: Callable[[], ContextManager]) -> ModelRun:
-    logits, embeddings = predict_logits_and_embeddings(loaded.model, loaded.input_spec, packed.images, batch_size,
-                                                       progress, hold)
+             hold: Callable[[], ContextManager], bf16: bool) -> ModelRun:
+    # ferx.inference.predict_logits_and_embeddings, with the precision it does not take yet
+    logits, embeddings = _run_batches(loaded.model, loaded.input_spec, packed.images, batch_size, progress,
+                                      "analysing", _logits_and_embedding, hold, "bf16" if bf16 else "fp32")
     return ModelRun(name=loaded.path.name, checkpoint=str(loaded.path), checkpoint_sha256=loaded.sha256,
                     model_classes=loaded.labels.classes, dataset=packed.dataset, split=packed.split,
                     dataset_fingerprint=packed.fingerprint, dataset_classes=packed.classes, paths=packed.paths,
-                    targets=packed.targets, logits=logits.numpy(), embeddings=embeddings.numpy(), key=key)
+                    targets=packed.targets, logits=logits.numpy(), embeddings=embeddings.numpy(), key=key,
+                    compute_dtype="bf16" if bf16 else "fp32")

@@ -15,7 +15,8 @@ def _scored(run: ModelRun):
 
 
 def summary_table(runs: list[ModelRun]) -> pd.DataFrame:
-    """One row per model: images scored and left out, accuracy, macro-F1, NLL, ECE, temperature."""
+    """One row per model: images scored and left out, accuracy, macro-F1, NLL, ECE, temperature and the
+    precision the model ran at (fp32, or bf16 autocast)."""
     rows = []
     for run in runs:
         y, probs, logits = _scored(run)
@@ -23,7 +24,7 @@ def summary_table(runs: list[ModelRun]) -> pd.DataFrame:
         rows.append({"model": run.name, "n": m["n"], "n_excluded": int((~run.scored).sum()),
                      "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                      "nll": negative_log_likelihood(logits, y, run.temperature), "ece": m["ece"],
-                     "temperature": run.temperature})
+                     "temperature": run.temperature, "precision": run.compute_dtype})
     return pd.DataFrame(rows).set_index("model")
 
 

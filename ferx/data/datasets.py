@@ -46,6 +46,15 @@ from ferx.paths import cache_dir as default_cache_dir
 from ferx.registry import Registry
 
 SPLITS = ("train", "val", "test", "all")
+# How a split's images become the faces a model scores (ferx.data.packed.pack_split, the CLI's --faces and
+# --face, the Dataset tab's zip upload), the first of each the default. Declared here, with the splits,
+# so the CLI builds its options without importing the pixel code.
+FACES = {"given": "each image is a face: the whole image resized to the model's input",
+         "detect": "each image is a photo: its faces are found and cropped as a single photo's are (photos without "
+                   "a face are left out and counted)"}
+FACE_CHOICES = {"best": "the most face-like face of each photo, as a single photo is scored",
+                "largest": "the largest face of each photo",
+                "all": "every face of each photo, each with the photo's label"}
 
 
 class DatasetLayoutError(ValueError):

@@ -22,10 +22,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from ferx.cache import atomic_path, cached
-from ferx.data.datasets import FaceSplit
+from ferx.data.datasets import FACE_CHOICES, FACES, FaceSplit
 from ferx.data.labels import get_label_set
 from ferx.faces import ImageError, load_photo
 from ferx.paths import cache_dir as default_cache_dir
+from ferx.text import plural
 
 log = logging.getLogger(__name__)
 PACK_VERSION = 2
@@ -81,6 +82,8 @@ class PackedSplit:
             if version != PACK_VERSION:
                 raise ValueError(f"pack version {version}, expected {PACK_VERSION}")
             dataset, split, fingerprint, *faces = (str(v) for v in z["ident"])
+            if len(z["paths"]) != len(z["targets"]):  # a detect-pack written when a photo without a face kept its path
+                raise ValueError("paths and targets differ in length")
             return cls(dataset, split, fingerprint, tuple(str(c) for c in z["classes"]), _delta_decode(z["images_dx"]),
                        z["targets"], z["paths"], z["soft_targets"] if "soft_targets" in z else None, skipped,
                        no_face[0] if no_face else 0, faces[0] if faces else "given")
@@ -104,9 +107,6 @@ def read_image(path: Path, size: int, mode: str) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-FACE_CHOICES = ("best", "largest", "all")  # which faces of a photo a detect-pack keeps
-
-
 def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_dir: str | Path | None = None,
                progress: bool = True, faces: str = "given", face: str = "best",
                detector: str | None = None) -> PackedSplit:
@@ -126,8 +126,8 @@ def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_
     mode = mode or split.mode
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', got {mode!r}")
-    if faces not in ("given", "detect"):
-        raise ValueError(f"faces must be 'given' or 'detect', got {faces!r}")
+    if faces not in FACES:
+        raise ValueError(f"faces must be one of {', '.join(FACES)}, got {faces!r}")
     if face not in FACE_CHOICES:
         raise ValueError(f"face must be one of {', '.join(FACE_CHOICES)}, got {face!r}")
     fingerprint = split.fingerprint()
@@ -162,6 +162,15 @@ def pack_options(specs, faces: str = "given", face: str = "best", detector: str 
                 mode="RGB" if any(s.channels == 3 for s in specs) else "L")
 
 
+def faces_note(faces: str, no_face: int) -> str:
+    """How a pack's faces were taken from its photos, and how many photos had none, in words (empty for
+    faces given): what the CLI's summaries and the app's say after the count of faces."""
+    if faces == "given":
+        return ""
+    _, face, detector = faces.split(":")
+    return f" (faces found by {detector}: {FACE_CHOICES[face]}; {plural(no_face, 'photo')} without a face left out)"
+
+
 def read_faces(path: Path, size: int, mode: str, face: str = "best", detector: str | None = None) -> list[np.ndarray]:
     """The faces of one photo as a model of input ``size`` scores them (``pack_split(faces="detect")``):
     ``size`` x ``size`` uint8 arrays in mode ``L`` or ``RGB``, best first; empty when it has none."""
@@ -194,7 +203,7 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
             no_face += not found
             images += found
             keep += [i] * len(found)
-            names += [rel] if face != "all" else [f"{rel}#face{k}" for k in range(len(found))]
+            names += [rel] * len(found) if face != "all" else [f"{rel}#face{k}" for k in range(len(found))]
         except ImageError as err:  # skipped and counted: one bad file never fails the split
             bad.append(str(err))
     if no_face:
@@ -205,7 +214,7 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
                     "; ".join(bad[:3]))
     if not keep:
         what = "faces found" if no_face else "readable images"
-        raise ValueError(f"no {what} in {split.root} ({split.dataset}/{split.split})")
+        raise ValueError(f"no {what} in {split.dataset}/{split.split}")  # not the root: a zip's is a scratch folder
     sub = split.subset(keep)
     return PackedSplit(split.dataset, split.split, fingerprint, split.labels.classes, np.stack(images), sub.targets,
                        np.asarray(names), sub.soft_targets, len(bad), no_face, faces)

@@ -52,11 +52,11 @@ def _logits_and_embedding(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
 
 def predict_logits_and_embeddings(model: nn.Module, spec: InputSpec, images, batch_size: int = 256,
                                   progress: bool = False, hold: Callable[[], ContextManager] = nullcontext,
-                                  ) -> tuple[torch.Tensor, torch.Tensor]:
+                                  precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and the model's embedding (``forward_head(..., pre_logits=True)``) in one pass;
     ``hold()`` is entered around each batch."""
     logits, embeddings = _run_batches(model, spec, images, batch_size, progress, "analysing", _logits_and_embedding,
-                                      hold)
+                                      hold, precision)
     return logits, embeddings
 
 

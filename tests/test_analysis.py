@@ -106,7 +106,7 @@ def test_second_run_is_served_from_the_cache_and_corrupt_entries_are_rebuilt(fer
     def no_inference(*args, **kwargs):
         raise AssertionError("a cached analysis must not run the model")
 
-    monkeypatch.setattr("ferx.analysis.runs._run_batches", no_inference)
+    monkeypatch.setattr("ferx.analysis.runs.predict_logits_and_embeddings", no_inference)
     again = analyze([MINI, untrained], "ferplus", "test", data_root=data_root, device=DEVICE,
                     progress=False, cache_dir=cache)
     assert all(r.from_cache for r in again)

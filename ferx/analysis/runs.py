@@ -31,7 +31,7 @@ from ferx.checkpoint import LoadedModel
 from ferx.data.labels import get_label_set, label_mapping
 from ferx.data.packed import PackedSplit
 from ferx.device import autocast_bf16
-from ferx.inference import _logits_and_embedding, _run_batches
+from ferx.inference import predict_logits_and_embeddings
 from ferx.paths import cache_dir as default_cache_dir
 
 ANALYSIS_VERSION = 1
@@ -174,9 +174,8 @@ def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = 256
 
 def _compute(loaded: LoadedModel, packed: PackedSplit, key: str, batch_size: int, progress: bool,
              hold: Callable[[], ContextManager], bf16: bool) -> ModelRun:
-    # ferx.inference.predict_logits_and_embeddings, with the precision it does not take yet
-    logits, embeddings = _run_batches(loaded.model, loaded.input_spec, packed.images, batch_size, progress,
-                                      "analysing", _logits_and_embedding, hold, "bf16" if bf16 else "fp32")
+    logits, embeddings = predict_logits_and_embeddings(loaded.model, loaded.input_spec, packed.images, batch_size,
+                                                       progress, hold, "bf16" if bf16 else "fp32")
     return ModelRun(name=loaded.path.name, checkpoint=str(loaded.path), checkpoint_sha256=loaded.sha256,
                     model_classes=loaded.labels.classes, dataset=packed.dataset, split=packed.split,
                     dataset_fingerprint=packed.fingerprint, dataset_classes=packed.classes, paths=packed.paths,

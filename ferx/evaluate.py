@@ -11,7 +11,7 @@ from ferx.checkpoint import LoadedModel, load_checkpoint, read_card, write_card
 from ferx.data.datasets import load_split
 from ferx.data.labels import label_mapping
 from ferx.data.packed import PackedSplit, faces_note, pack_options, pack_split
-from ferx.device import autocast_bf16, resolve_device
+from ferx.device import resolve_device
 from ferx.inference import predict_probs
 
 
@@ -30,7 +30,8 @@ def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256
     to_model = label_mapping(packed.labels, loaded.labels)
     targets = to_model[packed.targets]
     keep = targets >= 0
-    probs = predict_probs(loaded.model, loaded.input_spec, packed.images[keep], batch_size, progress, precision)
+    probs = predict_probs(loaded.model, loaded.input_spec, packed.images[keep], batch_size, progress,
+                          loaded.compute_dtype(precision))
     metrics = classification_metrics(targets[keep], probs, loaded.labels.classes)
     metrics["n_excluded"] = int((~keep).sum())
     in_slice = keep.nonzero()[0] < CHECK_SLICE
@@ -55,12 +56,12 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, split: str = "test
     return {"checkpoint": str(checkpoint), "checkpoint_sha256": loaded.sha256, "model": loaded.name,
             "dataset": packed.dataset, "split": packed.split, "limit": limit, "dataset_fingerprint": packed.fingerprint,
             "unreadable_skipped": packed.skipped, "faces": packed.faces, "no_face": packed.no_face, "device": str(dev),
-            "compute_dtype": "bf16" if autocast_bf16(dev, precision) else "fp32",
+            "compute_dtype": loaded.compute_dtype(precision),
             "seconds": round(time.perf_counter() - start, 2), **metrics}
 
 
 CARD_METRIC_KEYS = ("dataset", "split", "n", "n_excluded", "accuracy", "macro_f1", "ece", "per_class",
-                    "confusion_matrix", "dataset_fingerprint", "check_slice")
+                    "confusion_matrix", "dataset_fingerprint", "check_slice", "compute_dtype")
 
 
 def record_on_card(checkpoint: str | Path, result: dict) -> None:
@@ -70,7 +71,8 @@ def record_on_card(checkpoint: str | Path, result: dict) -> None:
     card = read_card(checkpoint)
     runs = [m for m in card.get("metrics", []) if (m["dataset"], m["split"]) != (result["dataset"], result["split"])]
     entry = {k: result[k] for k in CARD_METRIC_KEYS}
-    entry["measured_with"] = f"ferx evaluate {checkpoint} --dataset {result['dataset']} --split {result['split']}"
+    entry["measured_with"] = (f"ferx evaluate {checkpoint} --dataset {result['dataset']} --split {result['split']} "
+                              f"--precision {result['compute_dtype']}")
     card["metrics"] = runs + [entry]
     write_card(checkpoint, card)
 

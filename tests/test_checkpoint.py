@@ -75,3 +75,28 @@ def test_card_notes_read_as_sentences_whether_one_or_several(lanmsff_ckpt, notes
     assert "Trained on 2 cores." in text and "\nT\nr\n" not in text
     if isinstance(notes, list):
         assert "Trained on 2 cores.\n\nKept on validation." in text
+
+
+def test_auto_precision_is_bf16_only_for_a_checkpoint_whose_card_shows_it_agrees(lanmsff_ckpt, monkeypatch):
+    """``--precision auto`` on a CPU with native bf16: bf16 where the card records top-1 agreement with fp32
+    of at least 99.5 % on every measured split, fp32 where one split is below or nothing was measured;
+    ``fp32`` / ``bf16`` force it. The card shows the figures and the decision."""
+    import ferx.device
+
+    monkeypatch.setattr(ferx.device, "cpu_has_bf16", lambda: True)
+    loaded = load_checkpoint(lanmsff_ckpt[1], "cpu")
+    assert loaded.compute_dtype() == "fp32"  # nothing measured
+    record = {"measured": "2026-12-04", "hardware": "CPU test", "top1_agreement": {"a/test": 0.9994, "b/test": 0.9961},
+              "speed_ratio": {"a/test": 2.0, "b/test": 1.9}, "map_spearman": {"a/test": [1.0, 0.99], "b/test": [0.98, 0.9]}}
+    loaded.card["bf16"] = record
+    assert loaded.compute_dtype() == "bf16" and loaded.compute_dtype("fp32") == "fp32"
+    assert "runs it in bf16" in render_card(loaded.card) and "| b/test | 99.61% | 1.90x | 0.980, 0.900 |" in render_card(loaded.card)
+    record["top1_agreement"]["c/test"], record["speed_ratio"]["c/test"] = 0.9861, 1.1
+    record["map_spearman"]["c/test"] = [0.91, 0.65]
+    assert loaded.compute_dtype() == "fp32" and loaded.compute_dtype("bf16") == "bf16"
+    assert "keeps fp32" in render_card(loaded.card)
+    monkeypatch.setattr(ferx.device, "cpu_has_bf16", lambda: False)
+    record["top1_agreement"].pop("c/test")
+    assert loaded.compute_dtype() == "fp32"  # emulated bf16 is slower: never chosen
+    with pytest.raises(ValueError, match="no native bf16"):
+        loaded.compute_dtype("bf16")

@@ -28,6 +28,8 @@ def test_card_says_where_the_checkpoint_comes_from_and_what_it_scores(ckpt):
 @pytest.mark.parametrize("ckpt,dataset,split", MEASURED, ids=lambda v: getattr(v, "name", v))
 def test_checkpoint_scores_its_card_on_a_fixed_slice(ckpt, dataset, split, data_root):
     entry = next(m for m in read_card(ckpt)["metrics"] if (m["dataset"], m["split"]) == (dataset, split))
-    result = evaluate_checkpoint(ckpt, dataset, split, data_root, device=DEVICE, limit=CHECK_SLICE, progress=False)
+    precision = entry.get("compute_dtype", "fp32")  # re-measured as measured (cards before bf16 were fp32)
+    result = evaluate_checkpoint(ckpt, dataset, split, data_root, device=DEVICE, limit=CHECK_SLICE, progress=False,
+                                 precision=precision if DEVICE == "cpu" else "auto")
     assert result["n"] == entry["check_slice"]["n"]
     assert abs(result["accuracy"] - entry["check_slice"]["accuracy"]) <= 0.005

@@ -30,7 +30,6 @@ from ferx.cache import atomic_path, cache_key, cached
 from ferx.checkpoint import LoadedModel
 from ferx.data.labels import get_label_set, label_mapping
 from ferx.data.packed import PackedSplit
-from ferx.device import autocast_bf16
 from ferx.inference import predict_logits_and_embeddings
 from ferx.paths import cache_dir as default_cache_dir
 
@@ -161,8 +160,8 @@ def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = 256
               hold: Callable[[], ContextManager] = nullcontext, precision: str = "auto") -> ModelRun:
     """Predictions and embeddings of one checkpoint on one packed split, from the cache when valid;
     ``hold()`` is entered around each batch (the app's lock on the model); ``precision``:
-    :func:`ferx.device.autocast_bf16` (the run records the one used in ``compute_dtype``)."""
-    bf16 = autocast_bf16(next(loaded.model.parameters()).device, precision)
+    :meth:`ferx.checkpoint.LoadedModel.compute_dtype` (the run records the one used in ``compute_dtype``)."""
+    bf16 = loaded.compute_dtype(precision) == "bf16"
     key = cache_key(ANALYSIS_VERSION, loaded.sha256, packed.fingerprint, loaded.input_spec.to_dict(),
                     list(packed.images.shape[1:]), *(["bf16"] if bf16 else []))
     path = Path(cache_dir or default_cache_dir("analysis")) / f"{key[:32]}.npz"

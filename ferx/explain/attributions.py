@@ -141,6 +141,7 @@ def attribution_maps(model: nn.Module, x: torch.Tensor, method: str = "integrate
     settings = Settings(baseline, n_steps, internal_batch_size, window, stride or max(1, window // 2),
                         perturbations_per_eval, n_samples, seed)
     contrasts = per_image(contrast, n, "contrast")
+    attr = captum_attr()  # the first call imports Captum: not timed
     start = time.perf_counter()
     with gradient_safe(model), warnings.catch_warnings():
         # Captum warns that it sets requires_grad on inputs and hooks ReLUs: expected, not news
@@ -155,7 +156,7 @@ def attribution_maps(model: nn.Module, x: torch.Tensor, method: str = "integrate
             forward = model if other is None else ContrastModel(model, target, other)
             captum_target = target if other is None else 0
             refi = None if ref is None else ref[idx]
-            out[idx] = captum.attribute(captum_attr(), forward, x[idx], captum_target, refi, settings).detach()
+            out[idx] = captum.attribute(attr, forward, x[idx], captum_target, refi, settings).detach()
     elapsed = (time.perf_counter() - start) / n
     maps = (out.sum(1) if signed else out.abs().amax(1)).float().cpu().numpy()
     params = captum.params(settings, model)

@@ -140,10 +140,10 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
     targets_in = per_image(targets, n, "targets")
     contrasts = per_image(contrast, n, "contrast")
     check_classes(model, *targets_in, *contrasts)
+    cam_class = getattr(grad_cam(), _CAM_CLASSES[method])  # the first call imports pytorch-grad-cam: not timed
     start = time.perf_counter()
     with gradient_safe(model):
         stop = _gradients_stop_at(layers) if method not in GRADIENT_FREE else nullcontext()
-        cam_class = getattr(grad_cam(), _CAM_CLASSES[method])
         with stop, cam_class(model, layers, reshape_transform=to_nchw) as cam:
             if method in BATCHED:
                 cam.batch_size = batch_size

@@ -31,3 +31,48 @@ def test_torchvision_imports_without_torch_dynamo():
     after = imported_after("import ferx, torchvision\n"
                            "result = sys.modules['torchvision.ops.roi_align'].is_compile_supported('cpu')")
     assert after["result"] is True and "torch._dynamo" in after["modules"]
+
+
+def test_cli_help_imports_none_of_them():
+    assert imported_after("from ferx.cli import build_parser\nbuild_parser().format_help()")["modules"] == []
+
+
+def test_explanation_methods_are_registered_without_their_libraries():
+    out = imported_after("from ferx.explain import list_methods\nresult = list_methods()")
+    assert {"gradcam", "integrated_gradients"} <= set(out["result"])
+    assert not {"pytorch_grad_cam", "captum", "torchvision"} & set(out["modules"])
+
+
+def test_explain_prints_its_first_line_before_torch_and_imports_only_what_its_methods_need(tmp_path):
+    """The first line (the faces found) comes before torch loads; Grad-CAM alone imports neither Captum nor
+    torch._dynamo."""
+    photo = tmp_path / "astronaut.png"
+    code = f"""
+from PIL import Image
+from skimage import data
+
+Image.fromarray(data.astronaut()).save({str(photo)!r})
+
+class FirstWrite:
+    def __init__(self, out):
+        self.out, self.modules = out, None
+
+    def write(self, text):
+        if self.modules is None:
+            self.modules = [m for m in {HEAVY!r} if m in sys.modules]
+        return self.out.write(text)
+
+    def flush(self):
+        self.out.flush()
+
+sys.stdout = first = FirstWrite(sys.stdout)
+from ferx.cli import main
+
+assert main(["explain", {str(photo)!r}, "--model", {str(REPO / "checkpoints" / "mini_xception_fer2013")!r},
+             "--method", "gradcam", "--no-faithfulness", "--out", {str(tmp_path / "panel.png")!r}]) == 0
+result = first.modules
+"""
+    out = imported_after(code)
+    assert out["result"] == []  # at the first line
+    assert "pytorch_grad_cam" in out["modules"] and not {"captum", "torch._dynamo", "timm"} & set(out["modules"])
+    assert (tmp_path / "panel.json").is_file()

@@ -23,14 +23,17 @@ def imported_after(code: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_torchvision_imports_without_torch_dynamo():
-    """The hook `import ferx` installs keeps torchvision (which pytorch-grad-cam imports) from importing
-    torch._dynamo; the compile check roi_align makes still answers, importing it then."""
+def test_pytorch_grad_cam_imports_without_torch_dynamo_and_scikit_learn():
+    """The hook `import ferx` installs (ferx/_deferred_imports.py) keeps torchvision from importing torch._dynamo
+    and pytorch-grad-cam from importing scikit-learn; the functions that need them still work, importing them."""
     before = imported_after("import ferx, pytorch_grad_cam")
-    assert "torchvision" in before["modules"] and "torch._dynamo" not in before["modules"]
-    after = imported_after("import ferx, torchvision\n"
-                           "result = sys.modules['torchvision.ops.roi_align'].is_compile_supported('cpu')")
-    assert after["result"] is True and "torch._dynamo" in after["modules"]
+    assert "torchvision" in before["modules"] and not {"torch._dynamo", "sklearn"} & set(before["modules"])
+    after = imported_after("import ferx, pytorch_grad_cam\n"
+                           "from pytorch_grad_cam.utils.svd_on_activations import KernelPCA\n"
+                           "result = [sys.modules['torchvision.ops.roi_align'].is_compile_supported('cpu'),\n"
+                           "          type(KernelPCA(n_components=1)).__module__]")
+    assert after["result"] == [True, "sklearn.decomposition._kernel_pca"]
+    assert {"torch._dynamo", "sklearn"} <= set(after["modules"])
 
 
 def test_cli_help_imports_none_of_them():
@@ -45,7 +48,7 @@ def test_explanation_methods_are_registered_without_their_libraries():
 
 def test_explain_prints_its_first_line_before_torch_and_imports_only_what_its_methods_need(tmp_path):
     """The first line (the faces found) comes before torch loads; Grad-CAM alone imports neither Captum nor
-    torch._dynamo."""
+    torch._dynamo nor scikit-learn."""
     photo = tmp_path / "astronaut.png"
     code = f"""
 from PIL import Image
@@ -74,5 +77,6 @@ result = first.modules
 """
     out = imported_after(code)
     assert out["result"] == []  # at the first line
-    assert "pytorch_grad_cam" in out["modules"] and not {"captum", "torch._dynamo", "timm"} & set(out["modules"])
+    assert "pytorch_grad_cam" in out["modules"]
+    assert not {"captum", "torch._dynamo", "sklearn", "timm"} & set(out["modules"])
     assert (tmp_path / "panel.json").is_file()

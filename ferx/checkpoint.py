@@ -177,7 +177,10 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *,
     if num_classes != len(labels):
         raise CheckpointError(f"{ckpt_dir}: config says {num_classes} classes but the card lists {len(labels)} labels")
     config.pop("backbone_weights", None)  # the checkpoint's own weights replace any pretrained init
-    model = create_model(name, num_classes=num_classes, **config)
+    # built on the meta device, without the random initialisation the weights replace (Conv-cut's took 3.5 s
+    # of its 3.9 s load on 2 CPU cores); load_state_dict(assign=True) then puts the checkpoint's tensors in
+    with torch.device("meta"):
+        model = create_model(name, num_classes=num_classes, **config)
     model_state = model.state_dict()
     missing = sorted(set(model_state) - set(state))
     unexpected = sorted(set(state) - set(model_state))
@@ -187,7 +190,11 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *,
             f"{ckpt_dir}: weights do not fit the {name!r} architecture — {len(missing)} missing "
             f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
             f"{len(wrong)} with the wrong shape (e.g. {wrong[:2]})")
-    model.load_state_dict({k: v.to(model_state[k].dtype) for k, v in state.items()})
+    weights = {k: v.to(model_state[k].dtype) for k, v in state.items()}
+    model.load_state_dict(weights, assign=True)
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):  # one it does not save (non-persistent)
+        model = create_model(name, num_classes=num_classes, **config)
+        model.load_state_dict(weights)
     spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["input_spec"].items()})
     return LoadedModel(model.to(device).eval(), name, labels, spec, card, ckpt_dir)
 

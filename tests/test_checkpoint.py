@@ -30,6 +30,33 @@ def test_round_trip_keeps_outputs_and_card(lanmsff_ckpt):
     assert len(loaded.sha256) == 64
 
 
+def test_an_architecture_with_a_tensor_it_does_not_save_still_loads(tmp_path):
+    """Checkpoints are built on the meta device and filled with their weights; a non-persistent buffer (made
+    by the architecture, not saved) cannot be filled that way, and the model is then built for real."""
+    from ferx.models._registry import MODELS, InputSpec, register_model
+
+    class Scaled(torch.nn.Module):
+        def __init__(self, num_classes: int = 7):
+            super().__init__()
+            self.num_classes = num_classes
+            self.fc = torch.nn.Linear(4, num_classes)
+            self.register_buffer("scale", torch.full((num_classes,), 3.0), persistent=False)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1)[:, :4]) * self.scale
+
+    register_model("scaled_test", input_spec=InputSpec(2, 1, (0.5,), (0.5,)), default_labels="fer2013_7",
+                   description="test", cam_target_layers=("fc",))(Scaled)
+    try:
+        model = create_model("scaled_test", num_classes=7).eval()
+        loaded = load_checkpoint(save_checkpoint(model, tmp_path / "scaled", labels=FER2013_7), DEVICE)
+        x = torch.randn(2, 1, 2, 2)
+        with torch.inference_mode():
+            assert torch.equal(loaded.model(x), model(x))
+    finally:
+        MODELS.remove("scaled_test")
+
+
 def test_sharded_save_loads_and_each_shard_is_small(tmp_path):
     model = create_model("lanmsff", num_classes=7).eval()
     path = save_checkpoint(model, tmp_path / "sharded", labels=FER2013_7, shard_mib=0.25, dtype=torch.float16)

@@ -15,8 +15,9 @@ is printed; stderr counts as output too.
   scikit-image (one face), written as a JPEG to a temporary folder.
 * ``app``: ``ferx app --device cpu`` on a free port with the root's checkpoints and ``--data-root``;
   the first page is the first HTTP 200 of ``/`` (polled every 50 ms); then one ``/predict`` of the
-  same photo through gradio_client (every offered model, as the Compare tab), timed from when the
-  page came: the first prediction, which pays for whatever start-up deferred.
+  same photo through gradio_client (every offered model, as the Compare tab), sent ``--pause``
+  seconds after the page came (default 0: at once) and timed from when it is sent: the first
+  prediction, which pays for whatever start-up deferred and has not finished by then.
 
 One unrecorded warm-up run per case and root comes first (disk cache, ``__pycache__``, numba's
 cache). Prints every run with the load average (``/proc/loadavg``, 1 min) at its start, then the
@@ -66,8 +67,9 @@ def command(root: Path, work: Path, *args: str) -> dict:
     return {"first line": first, "exit": time.perf_counter() - start, "line": first_line.strip()}
 
 
-def app(root: Path, work: Path, photo: Path, data_root: str) -> dict:
-    """Seconds to the first page of ``ferx app`` and from it to the answer of the first ``/predict``."""
+def app(root: Path, work: Path, photo: Path, data_root: str, pause: float) -> dict:
+    """Seconds to the first page of ``ferx app``, and from ``pause`` seconds after it to the answer of the first
+    ``/predict``."""
     from gradio_client import Client, handle_file
 
     port = free_port()
@@ -87,11 +89,13 @@ def app(root: Path, work: Path, photo: Path, data_root: str) -> dict:
                     raise SystemExit(f"ferx app exited ({proc.returncode}):\n{proc.stderr.read().decode()}")
                 time.sleep(0.05)
         first_page = time.perf_counter() - start
+        time.sleep(pause)
+        asked = time.perf_counter()
         client = Client(url, verbose=False)  # reads the API description: part of what a first user waits for
         status = client.predict(path=handle_file(str(photo)), whole_image=False, index=0, api_name="/predict")[0]
         if "scoring face 0" not in status:
             raise SystemExit(f"unexpected /predict status: {status}")
-        return {"first page": first_page, "first predict": time.perf_counter() - start - first_page}
+        return {"first page": first_page, "first predict": time.perf_counter() - asked}
     finally:
         proc.terminate()
         proc.wait(60)
@@ -104,6 +108,7 @@ def main() -> None:
     p.add_argument("--roots", nargs="+", default=[str(REPO)], help="checkouts to measure, in turns")
     p.add_argument("--data-root", default=None, help="for the app (default: each root's datasets/)")
     p.add_argument("--model", default="checkpoints/mini_xception_fer2013", help="for explain, relative to the root")
+    p.add_argument("--pause", type=float, default=0.0, help="app: seconds between the first page and the /predict")
     args = p.parse_args()
 
     from skimage import data
@@ -117,9 +122,10 @@ def main() -> None:
         "help": lambda root: command(root, work, "--help"),
         "explain": lambda root: command(root, work, "explain", str(photo), "--model", str(root / args.model),
                                         "--out", str(work / "explain.png")),
-        "app": lambda root: app(root, work, photo, args.data_root or str(root / "datasets")),
+        "app": lambda root: app(root, work, photo, args.data_root or str(root / "datasets"), args.pause),
     }
-    print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; {len(roots)} root(s), {args.runs} runs each")
+    print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}; {len(roots)} root(s), {args.runs} runs each"
+          + (f"; /predict {args.pause:g} s after the first page" if "app" in args.cases else ""))
     for case in args.cases:
         results: dict[Path, list[dict]] = {root: [] for root in roots}
         for run in range(args.runs + 1):

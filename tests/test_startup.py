@@ -80,3 +80,27 @@ result = first.modules
     assert "pytorch_grad_cam" in out["modules"]
     assert not {"captum", "torch._dynamo", "sklearn", "timm"} & set(out["modules"])
     assert (tmp_path / "panel.json").is_file()
+
+
+def test_the_app_serves_before_its_models_are_built_and_builds_them_on_request():
+    """`ferx app` builds its page from the checkpoints' cards (ModelBank.load(defer=True)): no model is built and
+    neither timm (Conv-cut's backbone, which imports torch._dynamo) nor the explanation libraries are imported
+    until ModelBank.build, which the app runs once the server answers."""
+    code = f"""
+from pathlib import Path
+from webapp.app import build_app
+from webapp.config import AppConfig
+from webapp.model_bank import ModelBank
+
+checkpoints = Path({str(REPO / "checkpoints")!r})
+bank = ModelBank.load(checkpoints, "cpu", defer=True)
+build_app(AppConfig(checkpoints=checkpoints, device="cpu"), bank)
+built = [m.built for m in bank.models.values()]
+modules = [m for m in {HEAVY!r} if m in sys.modules]
+bank.build()
+with bank.using(bank.names[0]) as loaded:
+    result = [built, modules, [m.built for m in bank.models.values()], type(loaded.model).__name__]
+"""
+    built, modules, after, model = imported_after(code)["result"]
+    assert len(built) >= 2 and not any(built) and all(after) and model
+    assert "gradio" in modules and not {"timm", "torch._dynamo", "pytorch_grad_cam", "captum"} & set(modules)

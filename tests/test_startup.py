@@ -85,7 +85,7 @@ result = first.modules
 def test_the_app_serves_before_its_models_are_built_and_builds_them_on_request():
     """`ferx app` builds its page from the checkpoints' cards (ModelBank.load(defer=True)): no model is built and
     neither timm (Conv-cut's backbone, which imports torch._dynamo) nor the explanation libraries are imported
-    until ModelBank.build, which the app runs once the server answers."""
+    until ModelBank.build, which the app runs once the server answers; scikit-learn waits for an analysis."""
     code = f"""
 from pathlib import Path
 from webapp.app import build_app
@@ -103,4 +103,4 @@ with bank.using(bank.names[0]) as loaded:
 """
     built, modules, after, model = imported_after(code)["result"]
     assert len(built) >= 2 and not any(built) and all(after) and model
-    assert "gradio" in modules and not {"timm", "torch._dynamo", "pytorch_grad_cam", "captum"} & set(modules)
+    assert "gradio" in modules and not {"timm", "torch._dynamo", "pytorch_grad_cam", "captum", "sklearn"} & set(modules)

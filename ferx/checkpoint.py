@@ -205,7 +205,9 @@ def _build(ckpt_dir: Path, card: dict, device: str | torch.device) -> nn.Module:
             f"{ckpt_dir}: weights do not fit the {name!r} architecture — {len(missing)} missing "
             f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
             f"{len(wrong)} with the wrong shape (e.g. {wrong[:2]})")
-    weights = {k: v.to(model_state[k].dtype) for k, v in state.items()}
+    # copies in torch's own (aligned) memory: safetensors' tensors may start anywhere, and unaligned weights changed
+    # LANMSFF's Grad-CAM in the 8th digit
+    weights = {k: v.to(model_state[k].dtype, copy=True) for k, v in state.items()}
     model.load_state_dict(weights, assign=True)
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):  # one it does not save (non-persistent)
         model = create_model(name, num_classes=num_classes, **config)

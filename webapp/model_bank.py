@@ -90,10 +90,10 @@ class ModelBank:
         return bank
 
     def build(self) -> None:
-        """Build the models :meth:`load` deferred, then import pytorch-grad-cam (every prediction draws a
-        Grad-CAM); requests wait until it is done. Call it on the main thread: with the models built on
-        another thread, every later /predict took 2.2-2.9 s instead of 0.5 s (2 CPU cores at load 3;
-        torch's OpenMP threads)."""
+        """Build the models :meth:`load` deferred, then import what a first prediction would (pytorch-grad-cam,
+        scipy.stats, scikit-image's transforms: 1.4 s at load 3); requests wait until it is done. Call it on
+        the main thread: with the models built on another thread, every later /predict took 2.2-2.9 s instead
+        of 0.5 s (2 CPU cores at load 3; torch's OpenMP threads)."""
         start = time.perf_counter()
         try:
             for name, loaded in self.models.items():
@@ -101,12 +101,15 @@ class ModelBank:
                     loaded.model
                 except CheckpointError as err:  # each use of it raises this again, as a user error
                     log.warning("checkpoint %s: %s", name, err)
+            import scipy.stats  # noqa: F401  (the agreement of maps: each prediction with two maps)
+            import skimage.transform  # noqa: F401  (facial regions: each prediction)
+
             from ferx.explain._libraries import grad_cam
 
-            grad_cam()
+            grad_cam()  # each prediction draws a Grad-CAM
         finally:
             self._built.set()
-        log.info("models built and pytorch-grad-cam imported in %.1f s", time.perf_counter() - start)
+        log.info("models built and the explanation libraries imported in %.1f s", time.perf_counter() - start)
 
     @contextmanager
     def using(self, name: str, *, background: bool = False):

@@ -4,8 +4,9 @@ Every method is registered (names, readings, the CLI's help, the app's choices) 
 ``import ferx.explain``, ``ferx explain`` up to its first line of output and the app's start-up do
 not wait for them, and a run that asks for no Captum method never imports Captum. Measured with
 ``python -X importtime`` on 2 CPU cores at load 0.3 (``bench/bench_startup.py`` for the wall
-times): pytorch-grad-cam 2.6 s (it imports torchvision, 1.3 s, and scikit-learn, 1.0 s), Captum
-0.55 s; on the same cores under load 8 the two took 11 s of ``ferx explain``'s 22 s.
+times): pytorch-grad-cam 2.6 s (it imported torchvision, 1.3 s, and scikit-learn, 1.0 s: both cut
+down by :mod:`ferx._deferred_imports`), Captum 0.55 s; issue 18 measured the two at 11 s of
+``ferx explain``'s 22 s under load 8.
 """
 
 from __future__ import annotations

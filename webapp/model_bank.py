@@ -102,7 +102,7 @@ class ModelBank:
                 except CheckpointError as err:  # each use of it raises this again, as a user error
                     log.warning("checkpoint %s: %s", name, err)
             import scipy.stats  # noqa: F401  (the agreement of maps: each prediction with two maps)
-            import skimage.transform  # noqa: F401  (facial regions: each prediction)
+            from skimage.transform import SimilarityTransform  # noqa: F401  (facial regions: each prediction)
 
             from ferx.explain._libraries import grad_cam
 

@@ -6,7 +6,7 @@ import torch
 from ferx.checkpoint import CheckpointError, load_checkpoint, read_card, render_card, save_checkpoint
 from ferx.data import FER2013_7, FERPLUS_8
 from ferx.models import create_model
-from conftest import DEVICE
+from conftest import CHECKPOINTS, DEVICE
 
 
 @pytest.fixture
@@ -28,6 +28,47 @@ def test_round_trip_keeps_outputs_and_card(lanmsff_ckpt):
     assert card["parameters"] == 356_451 and card["data"] == {"dataset": "ferplus"}
     assert "sha256 model.safetensors" in (path / "README.md").read_text()
     assert len(loaded.sha256) == 64
+
+
+def test_a_loaded_model_computes_exactly_as_one_built_the_plain_way():
+    """Bit for bit, gradients too: load_checkpoint fills a model built on the meta device, and its weights must be
+    copies in torch's (aligned) memory; safetensors' own tensors changed Grad-CAM maps in the 8th digit."""
+    from safetensors.torch import load_file
+
+    path = CHECKPOINTS / "lanmsff_ferplus"
+    plain = create_model("lanmsff", num_classes=8)
+    plain.load_state_dict(load_file(str(path / "model.safetensors")))
+    loaded = load_checkpoint(path, DEVICE).model
+    x = torch.randn(1, 1, 64, 64, requires_grad=True)
+    grads = [torch.autograd.grad(m.to(DEVICE).eval()(x).sum(), x)[0] for m in (plain, loaded)]
+    assert torch.equal(*grads)
+
+
+def test_an_architecture_with_a_tensor_it_does_not_save_still_loads(tmp_path):
+    """Checkpoints are built on the meta device and filled with their weights; a non-persistent buffer (made
+    by the architecture, not saved) cannot be filled that way, and the model is then built for real."""
+    from ferx.models._registry import MODELS, InputSpec, register_model
+
+    class Scaled(torch.nn.Module):
+        def __init__(self, num_classes: int = 7):
+            super().__init__()
+            self.num_classes = num_classes
+            self.fc = torch.nn.Linear(4, num_classes)
+            self.register_buffer("scale", torch.full((num_classes,), 3.0), persistent=False)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1)[:, :4]) * self.scale
+
+    register_model("scaled_test", input_spec=InputSpec(2, 1, (0.5,), (0.5,)), default_labels="fer2013_7",
+                   description="test", cam_target_layers=("fc",))(Scaled)
+    try:
+        model = create_model("scaled_test", num_classes=7).eval()
+        loaded = load_checkpoint(save_checkpoint(model, tmp_path / "scaled", labels=FER2013_7), DEVICE)
+        x = torch.randn(2, 1, 2, 2)
+        with torch.inference_mode():
+            assert torch.equal(loaded.model(x), model(x))
+    finally:
+        MODELS.remove("scaled_test")
 
 
 def test_sharded_save_loads_and_each_shard_is_small(tmp_path):

@@ -89,4 +89,8 @@ def first_run_data(cfg: AppConfig) -> None:
 
 def launch(cfg: AppConfig) -> None:
     first_run_data(cfg)
-    build_app(cfg).launch(**launch_options(cfg))
+    bank = ModelBank.load(cfg.checkpoints, cfg.device, defer=True)
+    app = build_app(cfg, bank)
+    app.launch(**launch_options(cfg), prevent_thread_lock=True)
+    bank.build()  # once the page answers; on this (the main) thread, see ModelBank.build
+    app.block_thread()

@@ -70,7 +70,7 @@ def live_maps(bank, face, chosen):
 def build_live_tab(ctx: AppContext) -> None:
     bank = ctx.bank
     # streamed by default: the models small enough to keep up (a Conv-cut-sized model can be ticked; frames drop)
-    small = [n for n in bank.names if sum(p.numel() for p in bank.models[n].model.parameters()) < SMALL_MODEL]
+    small = [n for n in bank.names if bank.models[n].card["parameters"] < SMALL_MODEL]  # the card's: no build
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=2):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 
 import gradio as gr
-import matplotlib.pyplot as plt
 
 from ferx.explain import has_native_attention
 from ferx.explain.methods import get_method, list_methods
@@ -43,6 +42,8 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
         x = face.model_input(loaded.input_spec).to(next(loaded.model.parameters()).device)
         check = cascading_randomization(loaded.model, x, chosen, n_steps=int(n_steps), name=loaded.display,
                                         classes=loaded.classes)
+    import matplotlib.pyplot as plt  # here: the app's start-up need not wait for pyplot (0.25 s)
+
     figure = check.figure()
     plt.close(figure)  # gradio renders it; pyplot must not keep every figure alive
     table = check.frame().pivot(index="map", columns="step", values="spearman").round(2)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
@@ -25,6 +24,9 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: tuple
                            n_bins: int = 15) -> dict:
     """Accuracy, macro-F1 (over all classes of the model), per-class precision / recall / F1 /
     support, the confusion matrix (rows true, columns predicted) and ECE."""
+    # here, not at the top: the app imports this module as it starts, and scikit-learn took 0.66 s of it
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
     labels = list(range(len(classes)))
     y_pred = probs.argmax(1)
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)

@@ -31,10 +31,9 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
-from captum.attr import (GradientShap, GuidedBackprop, InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion,
-                         Saliency)
 
 from ferx.explain._common import ContrastModel, as_batch, gradient_safe, per_image, resolve_targets
+from ferx.explain._libraries import captum_attr
 from ferx.explain.maps import ExplanationMap, make_map
 from ferx.explain.methods import ExplanationMethod, get_method, list_methods, register_method
 
@@ -57,7 +56,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class _Captum:
-    attribute: Callable[..., torch.Tensor]  # (forward, x, target, reference image or None, settings)
+    attribute: Callable[..., torch.Tensor]  # (captum.attr, forward, x, target, reference image or None, settings)
     params: Callable[[Settings, nn.Module], dict]  # what the map records in ``params``
     uses_baseline: bool
 
@@ -68,8 +67,9 @@ _CAPTUM: dict[str, _Captum] = {}
 def register_captum(name: str, title: str, reading: str, attribute, *, signed: bool = True, cost: str = "light",
                     uses_baseline: bool = False, params=lambda settings, model: {}, aliases: tuple[str, ...] = (),
                     offered: bool = True) -> None:
-    """One Captum method. ``attribute(forward, x, target, ref, settings)`` returns N x C x H x W
-    attributions; signed maps sum the channels, unsigned ones take the maximum of |value|."""
+    """One Captum method. ``attribute(attr, forward, x, target, ref, settings)`` (``attr``: the
+    ``captum.attr`` module) returns N x C x H x W attributions; signed maps sum the channels, unsigned
+    ones take the maximum of |value|."""
     _CAPTUM[name] = _Captum(attribute, params, uses_baseline)
     units = ("attribution to the target's logit: + for it, − against it" if signed
              else "|gradient| of the target's logit, arbitrary units")
@@ -141,6 +141,7 @@ def attribution_maps(model: nn.Module, x: torch.Tensor, method: str = "integrate
     settings = Settings(baseline, n_steps, internal_batch_size, window, stride or max(1, window // 2),
                         perturbations_per_eval, n_samples, seed)
     contrasts = per_image(contrast, n, "contrast")
+    attr = captum_attr()  # the first call imports Captum: not timed
     start = time.perf_counter()
     with gradient_safe(model), warnings.catch_warnings():
         # Captum warns that it sets requires_grad on inputs and hooks ReLUs: expected, not news
@@ -155,7 +156,7 @@ def attribution_maps(model: nn.Module, x: torch.Tensor, method: str = "integrate
             forward = model if other is None else ContrastModel(model, target, other)
             captum_target = target if other is None else 0
             refi = None if ref is None else ref[idx]
-            out[idx] = captum.attribute(forward, x[idx], captum_target, refi, settings).detach()
+            out[idx] = captum.attribute(attr, forward, x[idx], captum_target, refi, settings).detach()
     elapsed = (time.perf_counter() - start) / n
     maps = (out.sum(1) if signed else out.abs().amax(1)).float().cpu().numpy()
     params = captum.params(settings, model)
@@ -164,47 +165,47 @@ def attribution_maps(model: nn.Module, x: torch.Tensor, method: str = "integrate
             for i in range(n)]
 
 
-def _occlusion(forward, x, target, ref, s: Settings) -> torch.Tensor:
+def _occlusion(attr, forward, x, target, ref, s: Settings) -> torch.Tensor:
     c = x.shape[1]
-    return Occlusion(forward).attribute(x, sliding_window_shapes=(c, s.window, s.window),
-                                        strides=(c, s.stride, s.stride), baselines=ref, target=target,
-                                        perturbations_per_eval=s.perturbations_per_eval)
+    return attr.Occlusion(forward).attribute(x, sliding_window_shapes=(c, s.window, s.window),
+                                             strides=(c, s.stride, s.stride), baselines=ref, target=target,
+                                             perturbations_per_eval=s.perturbations_per_eval)
 
 
-def _gradient_shap(forward, x, target, ref, s: Settings) -> torch.Tensor:
+def _gradient_shap(attr, forward, x, target, ref, s: Settings) -> torch.Tensor:
     refs = torch.cat([ref, gaussian_blur(x, x.shape[-1] / 16)])
     with torch.random.fork_rng():  # reproducible noise without touching the caller's RNG
         torch.manual_seed(s.seed)
-        return GradientShap(forward).attribute(x, baselines=refs, target=target, n_samples=s.n_samples)
+        return attr.GradientShap(forward).attribute(x, baselines=refs, target=target, n_samples=s.n_samples)
 
 
-def _smoothgrad(forward, x, target, ref, s: Settings) -> torch.Tensor:
+def _smoothgrad(attr, forward, x, target, ref, s: Settings) -> torch.Tensor:
     sigma = 0.15 * float(x.max() - x.min())  # Smilkov et al.: noise of 10-20 % of the input range
     with torch.random.fork_rng():  # reproducible noise without touching the caller's RNG
         torch.manual_seed(s.seed)
-        return NoiseTunnel(Saliency(forward)).attribute(x, nt_type="smoothgrad", nt_samples=s.n_samples,
-                                                        nt_samples_batch_size=s.n_samples, stdevs=sigma, target=target,
-                                                        abs=True)
+        return attr.NoiseTunnel(attr.Saliency(forward)).attribute(x, nt_type="smoothgrad", nt_samples=s.n_samples,
+                                                                  nt_samples_batch_size=s.n_samples, stdevs=sigma,
+                                                                  target=target, abs=True)
 
 
 register_captum(
     "integrated_gradients", "Integrated Gradients",
     "Integrated Gradients (signed): each pixel's contribution along a path from a baseline image; red adds "
     "evidence for the target, blue removes it.",
-    lambda f, x, t, ref, s: IntegratedGradients(f).attribute(x, baselines=ref, target=t, n_steps=s.n_steps,
-                                                             internal_batch_size=s.internal_batch_size),
+    lambda attr, f, x, t, ref, s: attr.IntegratedGradients(f).attribute(x, baselines=ref, target=t, n_steps=s.n_steps,
+                                                                        internal_batch_size=s.internal_batch_size),
     cost="heavy", uses_baseline=True, aliases=("ig",),
     params=lambda s, model: {"n_steps": s.n_steps, "internal_batch_size": s.internal_batch_size,
                              "baseline": s.baseline})
 register_captum(
     "saliency", "Saliency",
     "Saliency: |gradient| of the target score per pixel; where a small change would matter most.",
-    lambda f, x, t, ref, s: Saliency(f).attribute(x, target=t, abs=True),
+    lambda attr, f, x, t, ref, s: attr.Saliency(f).attribute(x, target=t, abs=True),
     signed=False, params=lambda s, model: {"abs": True, "channel_reduction": "max"})
 register_captum(
     "input_x_gradient", "Input × Gradient",
     "Input × Gradient (signed): gradient times pixel value; red for, blue against.",
-    lambda f, x, t, ref, s: InputXGradient(f).attribute(x, target=t), aliases=("inputxgradient", "ixg"))
+    lambda attr, f, x, t, ref, s: attr.InputXGradient(f).attribute(x, target=t), aliases=("inputxgradient", "ixg"))
 register_captum(
     "occlusion", "Occlusion",
     "Occlusion (signed): score drop when a patch is covered; red = covering it hurts the target.",
@@ -215,7 +216,7 @@ register_captum(
     "guided_backprop", "Guided Backprop",
     "Guided Backprop (signed): gradients with negative signals stopped at ReLUs; edges, not evidence — fails "
     "sanity checks, read with care.",
-    lambda f, x, t, ref, s: GuidedBackprop(f).attribute(x, target=t), aliases=("guidedbackprop", "gbp"),
+    lambda attr, f, x, t, ref, s: attr.GuidedBackprop(f).attribute(x, target=t), aliases=("guidedbackprop", "gbp"),
     params=lambda s, model: {"guided_relus": sum(isinstance(m, nn.ReLU) for m in model.modules())})
 register_captum(
     "gradient_shap", "GradientSHAP",

@@ -31,31 +31,28 @@ from __future__ import annotations
 import functools
 import math
 import time
-import types
 from contextlib import contextmanager, nullcontext
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
-from pytorch_grad_cam import (EigenCAM, EigenGradCAM, GradCAM, GradCAMElementWise, GradCAMPlusPlus, HiResCAM,
-                              LayerCAM, ScoreCAM, XGradCAM)
-from pytorch_grad_cam import score_cam as _score_cam
-
 from ferx.explain._common import ContrastTarget, LogitTarget, as_batch, check_classes, gradient_safe, per_image
+from ferx.explain._libraries import grad_cam
 from ferx.explain.maps import ExplanationMap, make_map, resize_map
 from ferx.explain.methods import ExplanationMethod, get_method, register_method
 from ferx.models import get_model_info
 
-_CAM_CLASSES: dict[str, type] = {}  # name -> pytorch-grad-cam class
+_CAM_CLASSES: dict[str, str] = {}  # name -> pytorch-grad-cam class name (imported at the first use)
 GRADIENT_FREE: set[str] = set()  # methods that need no backward pass
 BATCHED: set[str] = set()  # methods that score masked inputs, ``batch_size`` forward passes at a time
 
 
-def register_cam(name: str, cam_class: type, title: str, reading: str, *, cost: str = "light",
+def register_cam(name: str, cam_class: str, title: str, reading: str, *, cost: str = "light",
                  class_agnostic: bool = False, gradient_free: bool = False, batched: bool = False,
                  offered: bool = True) -> None:
-    """One pytorch-grad-cam class as a ferx explanation method (maps are unsigned: ReLU'd CAMs)."""
+    """One pytorch-grad-cam class, by its name in ``pytorch_grad_cam``, as a ferx explanation method (maps
+    are unsigned: ReLU'd CAMs)."""
     _CAM_CLASSES[name] = cam_class
     if gradient_free:
         GRADIENT_FREE.add(name)
@@ -68,9 +65,6 @@ def register_cam(name: str, cam_class: type, title: str, reading: str, *, cost: 
 
 def _run(method: str, model, x, *, targets=None, contrast=None, options=None) -> list[ExplanationMap]:
     return cam_maps(model, x, method, targets=targets, contrast=contrast)
-
-# ScoreCAM draws a tqdm bar per image; ferx runs it in batches and headless, so it stays quiet.
-_score_cam.tqdm = types.SimpleNamespace(tqdm=lambda iterable, *args, **kwargs: iterable)
 
 
 def to_nchw(t: torch.Tensor) -> torch.Tensor:
@@ -146,10 +140,11 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
     targets_in = per_image(targets, n, "targets")
     contrasts = per_image(contrast, n, "contrast")
     check_classes(model, *targets_in, *contrasts)
+    cam_class = getattr(grad_cam(), _CAM_CLASSES[method])  # the first call imports pytorch-grad-cam: not timed
     start = time.perf_counter()
     with gradient_safe(model):
         stop = _gradients_stop_at(layers) if method not in GRADIENT_FREE else nullcontext()
-        with stop, _CAM_CLASSES[method](model, layers, reshape_transform=to_nchw) as cam:
+        with stop, cam_class(model, layers, reshape_transform=to_nchw) as cam:
             if method in BATCHED:
                 cam.batch_size = batch_size
             try:
@@ -188,25 +183,25 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
     return results
 
 
-register_cam("gradcam", GradCAM, "Grad-CAM",
+register_cam("gradcam", "GradCAM", "Grad-CAM",
              "Grad-CAM: feature maps of the last conv block weighted by the gradient of the target score; warm = "
              "regions whose features raise it.")
-register_cam("gradcam++", GradCAMPlusPlus, "Grad-CAM++",
+register_cam("gradcam++", "GradCAMPlusPlus", "Grad-CAM++",
              "Grad-CAM++: like Grad-CAM with higher-order gradient weights; better with several evidence regions.")
-register_cam("hirescam", HiResCAM, "HiResCAM",
+register_cam("hirescam", "HiResCAM", "HiResCAM",
              "HiResCAM: gradient × activation per location (no averaging); faithful to the last conv layer.")
-register_cam("gradcam_elementwise", GradCAMElementWise, "Grad-CAM element-wise",
+register_cam("gradcam_elementwise", "GradCAMElementWise", "Grad-CAM element-wise",
              "Grad-CAM element-wise: ReLU of gradient × activation per location and channel, summed over channels; "
              "keeps evidence that channel-averaged weights cancel out.")
-register_cam("xgradcam", XGradCAM, "XGrad-CAM", "XGrad-CAM: Grad-CAM with activation-normalised weights.",
+register_cam("xgradcam", "XGradCAM", "XGrad-CAM", "XGrad-CAM: Grad-CAM with activation-normalised weights.",
              offered=False)
-register_cam("layercam", LayerCAM, "LayerCAM",
+register_cam("layercam", "LayerCAM", "LayerCAM",
              "LayerCAM: positive gradients × activations per location; sharper than Grad-CAM.")
-register_cam("eigencam", EigenCAM, "Eigen-CAM",
+register_cam("eigencam", "EigenCAM", "Eigen-CAM",
              "Eigen-CAM: first principal component of the feature maps; class-agnostic.",
              class_agnostic=True, gradient_free=True)
-register_cam("scorecam", ScoreCAM, "Score-CAM",
+register_cam("scorecam", "ScoreCAM", "Score-CAM",
              "Score-CAM: masks the input with each feature map and weighs it by the score change (no gradients; "
              "slow).", cost="heavy", gradient_free=True, batched=True)
-register_cam("eigengradcam", EigenGradCAM, "Eigen-Grad-CAM",
+register_cam("eigengradcam", "EigenGradCAM", "Eigen-Grad-CAM",
              "Eigen-Grad-CAM: principal component of gradient × activations.", offered=False)

@@ -86,6 +86,20 @@ def test_a_test_face_lands_on_itself_among_its_own_dataset(mini, run, packed, ca
     assert "tsne" not in place(mini, run, packed.images[0], methods=("tsne",), cache_dir=cache / "empty").coords
 
 
+def test_a_face_lands_on_itself_in_a_bf16_analysis(mini, packed, cache):
+    """A run computed in bf16 (what --precision auto gives a checkpoint whose card shows bf16 agrees)
+    embeds the uploaded face in bf16 too: in fp32 it would land far from its own copy."""
+    from ferx.analysis.placement import place
+    from ferx.device import cpu_has_bf16
+
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16")
+    bf16 = analyze_packed([mini], packed, progress=False, cache_dir=cache / "analysis", precision="bf16")[0]
+    assert bf16.compute_dtype == "bf16"
+    where = place(mini, bf16, packed.images[42], k=4, methods=("pca",), cache_dir=cache / "embeddings-bf16")
+    assert where.neighbours.index[0] == 42 and where.neighbours["distance"].iloc[0] < 1e-3
+
+
 @pytest.fixture(scope="module")
 def bank():
     from webapp.model_bank import ModelBank

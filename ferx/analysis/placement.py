@@ -67,10 +67,11 @@ def _standardiser(embeddings: np.ndarray):
     return lambda e: (np.asarray(e, dtype=np.float64) - mean) / std
 
 
-def embed(loaded: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and embedding of one uint8 face (S x S or S x S x 3), as the analysis computes them."""
+def embed(loaded: LoadedModel, image: np.ndarray, compute_dtype: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and embedding of one uint8 face (S x S or S x S x 3), as the analysis computes them
+    (``compute_dtype``: the run's; a bf16 embedding compared with fp32 ones lands far from its own copy)."""
     device = next(loaded.model.parameters()).device
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=compute_dtype == "bf16"):
         loaded.model.eval()
         x = to_model_input(np.asarray(image)[None], loaded.input_spec).to(device)
         logits, embedding = _logits_and_embedding(loaded.model, x)
@@ -105,7 +106,7 @@ def place(loaded: LoadedModel, run: ModelRun, image: np.ndarray, *, k: int = 8, 
     if loaded.sha256 != run.checkpoint_sha256:
         raise ValueError(f"the analysis of {run.name} was made with another checkpoint than {loaded.path.name}")
     k = max(1, min(int(k), len(run) - 1))
-    probs, embedding = embed(loaded, image)
+    probs, embedding = embed(loaded, image, run.compute_dtype)
     standardise = _standardiser(run.embeddings)
     z, q = standardise(run.embeddings), standardise(embedding[None])
     dist, idx = NearestNeighbors(n_neighbors=k).fit(z).kneighbors(q)

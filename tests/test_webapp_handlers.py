@@ -115,6 +115,40 @@ def test_controls_a_source_cannot_honour_are_disabled_and_say_why():
     assert faces["interactive"] is False and face["interactive"] is False
 
 
+def test_stop_ends_the_face_search_of_a_zip_of_photos(data_root, bank, tmp_path):
+    """Finding the faces of a zip of photos takes a while before any model batch starts: Stop ends it
+    at the next photo, not after the last."""
+    import types
+
+    import ferx.data.packed as packing
+    from ferx.data import load_fer2013
+    from ferx.data.photos import write_photo_folder
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import STOPS, run_analysis
+
+    folder = tmp_path / "photos"
+    photos = write_photo_folder(pack_split(load_fer2013(data_root, "test"), progress=False), folder, 12, seed=2)
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in photos:
+            z.write(path, path.relative_to(folder))
+    searched, real = [], packing.read_faces
+
+    def search_then_press_stop_at_the_third(path, *args, **kwargs):
+        searched.append(path.name)
+        if len(searched) == 3:
+            STOPS.stop("stopper")  # what the Stop button does for this session
+        return real(path, *args, **kwargs)
+
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(packing, "read_faces", search_then_press_stop_at_the_third)
+        with pytest.raises(gr.Error, match="The analysis was stopped"):
+            run_analysis(bank, cfg, None, "test", str(archive), ["mini_xception_fer2013"], False,
+                         types.SimpleNamespace(session_hash="stopper"), lambda *a, **k: None, "detect", "best")
+    assert len(searched) == 3  # photos 4 to 12 were never searched
+
+
 def test_a_zip_of_photos_is_scored_as_ferx_analyze_faces_detect_scores_it(data_root, bank, tmp_path, monkeypatch,
                                                                            capsys):
     """The Dataset tab's zip upload with 'detect': each photo's face found and cropped through the CLI's

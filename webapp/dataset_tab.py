@@ -79,19 +79,21 @@ def dataset_choices(data_root: Path) -> list[str]:
 
 
 def read_faces(source: str, split: str, data_root: Path, zip_file: str | None, scratch: Path,
-               max_zip_files: int, specs=(), faces: str = "given", face: str = "best") -> tuple[PackedSplit, int]:
+               max_zip_files: int, specs=(), faces: str = "given", face: str = "best",
+               check=None) -> tuple[PackedSplit, int]:
     """The faces to analyse, and how many non-image files were left out (a zip's README, .DS_Store…).
     A user's zip is unpacked and packed in ``scratch`` (the caller deletes it), never in the shared
     cache: these are people's faces. Its ``split`` folder when it has ``<split>/<class>/`` folders,
     else all of it; its images taken as ``ferx analyze --faces --face`` takes them for models with
-    input ``specs`` (:func:`ferx.data.packed.pack_options`: given, or each photo's faces detected)."""
+    input ``specs`` (:func:`ferx.data.packed.pack_options`: given, or each photo's faces detected);
+    ``check()`` before each image (the session's Stop)."""
     if zip_file:
         photos = load_split(str(zip_file), split, data_root, cache_dir=scratch, max_files=max_zip_files)
-        packed = pack_split(photos, cache_dir=scratch, **pack_options(specs, faces, face))
+        packed = pack_split(photos, cache_dir=scratch, check=check, **pack_options(specs, faces, face))
         return packed, photos.excluded.get("non_image_files", 0)
     if source.startswith("bundle:"):
         return PackedSplit.load(bundled_splits(cache_root())[source.removeprefix("bundle:")]), 0
-    return pack_split(load_split(source, split, data_root)), 0
+    return pack_split(load_split(source, split, data_root), check=check), 0
 
 
 def left_out(unreadable: int, non_images: int) -> str:
@@ -211,7 +213,7 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     uploaded zip (its faces and per-face results in a scratch folder deleted on return; a
     configured split's are cached); ``calib`` fits a temperature on the val split; a zip's images
     are faces as given, or photos whose faces are found (``faces``, ``face``: :data:`FACES`,
-    :data:`FACE_CHOICES`). Stop (this session's) ends it before its next batch."""
+    :data:`FACE_CHOICES`). Stop (this session's) ends it before its next image or batch."""
     session = request.session_hash if request is not None else ""
     STOPS.clear(session)
     if not chosen:
@@ -223,7 +225,8 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
         scratch = Path(scratch)
         # batch work runs below interactive requests' priority (ferx.background): Compare stays fast meanwhile
         packed, non_images = at_low_priority(read_faces, name, split_name, cfg.data_root, zip_file, scratch,
-                                             cfg.max_zip_files, [bank.models[m].input_spec for m in chosen], faces, face)
+                                             cfg.max_zip_files, [bank.models[m].input_spec for m in chosen], faces, face,
+                                             lambda: STOPS.check(session))
         val = None
         if calib and not zip_file and name in list_datasets():
             val = at_low_priority(pack_split, load_split(name, "val", cfg.data_root))

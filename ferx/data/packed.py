@@ -16,6 +16,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -109,7 +110,7 @@ def read_image(path: Path, size: int, mode: str) -> np.ndarray:
 
 def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_dir: str | Path | None = None,
                progress: bool = True, faces: str = "given", face: str = "best",
-               detector: str | None = None) -> PackedSplit:
+               detector: str | None = None, check: Callable[[], None] | None = None) -> PackedSplit:
     """Decode ``split`` into a :class:`PackedSplit`, from the cache when a valid one exists.
 
     ``mode`` defaults to the dataset's own colour (gray FER data stays gray: models that want RGB
@@ -122,6 +123,8 @@ def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_
     the app's crop -> model resize, rounded to uint8); ``face``: ``best`` (face 0, the app's
     default), ``largest`` (the largest box) or ``all`` (every face, each a sample with the photo's label
     and ``#face<k>`` after its path). Photos without a face are left out and counted (``no_face``).
+    ``check()``, when given, is called before each image is decoded: what it raises ends the packing
+    (the app's Stop), and nothing is cached.
     """
     mode = mode or split.mode
     if mode not in ("L", "RGB"):
@@ -148,8 +151,8 @@ def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_
             raise ValueError("it belongs to other data")
         return packed
 
-    return cached(path, load, lambda: _decode(split, size, mode, fingerprint, progress, faces), PackedSplit.save,
-                  what="packed")
+    return cached(path, load, lambda: _decode(split, size, mode, fingerprint, progress, faces, check),
+                  PackedSplit.save, what="packed")
 
 
 def pack_options(specs, faces: str = "given", face: str = "best", detector: str | None = None) -> dict:
@@ -188,11 +191,14 @@ def read_faces(path: Path, size: int, mode: str, face: str = "best", detector: s
     return [f.model_pixels(spec) for f in found]
 
 
-def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: bool, faces: str = "given") -> PackedSplit:
+def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: bool, faces: str = "given",
+            check: Callable[[], None] | None = None) -> PackedSplit:
     images, keep, bad, names, no_face = [], [], [], [], 0
     _, face, detector = (faces.split(":") + ["", ""])[:3]
     for i, rel in enumerate(tqdm(split.paths, desc=f"packing {split.dataset}/{split.split}", disable=not progress,
                                  leave=False)):
+        if check is not None:
+            check()
         try:
             if faces == "given":
                 images.append(read_image(split.root / rel, size, mode))

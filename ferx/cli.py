@@ -446,9 +446,9 @@ def _face_options(parser: argparse.ArgumentParser) -> None:
 
 def _precision_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on a CPU with native bf16 (AVX512-BF16/"
-                             "AMX) is faster, see bench/bench_bf16.py for its agreement with fp32; the precision used "
-                             "is reported (and keys analyze's cache)")
+                        help="auto: bf16 autocast on CUDA; on a CPU with native bf16 (AVX512-BF16/AMX) only for a "
+                             "checkpoint whose card shows bf16 agrees with fp32 (bench/bench_bf16.py --write-cards), "
+                             "else fp32; the precision used is reported (and keys analyze's cache)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,8 @@ convolution in channels-last (mini-Xception's residual shortcuts have them). So:
   :func:`channels_last` (batches: converts, then restores the model's format), :func:`fast_inference`
   (a few faces run in the model's own format on one thread: converting a model on every call cost
   more than the call, 55 ms per mini-Xception photo against 2-3 ms for the forward; the model is
-  never left channels-last, so any backward on it stays safe);
+  never left channels-last, so any backward on it stays safe), :func:`fast_forward` (a few faces'
+  logits through a frozen channels-last copy of the model, which has no backward at all);
 * passes with a backward (Grad-CAM, Captum) run contiguous — :func:`contiguous_for_backward`
   (through :func:`ferx.explain._common.gradient_safe`) converts a channels-last model for the call
   and back afterwards;
@@ -101,6 +102,11 @@ def cpu_threads(n: int | None):
             torch.set_num_threads(before)
 
 
+def _small_on_cpu(model: nn.Module, x: torch.Tensor) -> bool:
+    """A small model (:data:`SMALL_MODEL`) run on CPU: the case where per-call overheads dominate."""
+    return x.device.type == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_MODEL
+
+
 @contextmanager
 def fast_inference(model: nn.Module, x: torch.Tensor):
     """No-grad passes of ``model`` on ``x`` (yields the input to use), in inference mode. Small models
@@ -110,8 +116,7 @@ def fast_inference(model: nn.Module, x: torch.Tensor):
     afterwards. The model is never left channels-last: a later backward outside
     :func:`contiguous_for_backward` would hit the strided 1x1 convolution crash."""
     model.eval()
-    small = x.device.type == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_MODEL
-    if not small:
+    if not _small_on_cpu(model, x):
         with torch.inference_mode():
             yield x
     elif x.shape[0] <= SMALL_BATCH:
@@ -153,9 +158,7 @@ def fast_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     small model on CPU run on one thread through a frozen channels-last twin (:func:`_frozen_twin`, made on
     the first call for that input shape and remade when the model's weights change); anything else through
     :func:`fast_inference`. The model itself is never changed."""
-    small = x.device.type == "cpu" and x.shape[0] <= SMALL_BATCH \
-        and sum(p.numel() for p in model.parameters()) < SMALL_MODEL
-    if not small:
+    if x.shape[0] > SMALL_BATCH or not _small_on_cpu(model, x):
         with fast_inference(model, x) as xi:
             return model(xi)
     key, signature = tuple(x.shape), _signature(model)

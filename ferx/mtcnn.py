@@ -93,7 +93,7 @@ def _crops(img: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray | None:
         if sx1 > sx0 and sy1 > sy0:
             patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = img[sy0:sy1, sx0:sx1]
         out[k] = cv2.resize(patch, (side, side), interpolation=cv2.INTER_AREA) if patch.size else 0
-    return np.ascontiguousarray(((out - 127.5) * 0.0078125).transpose(0, 2, 1, 3))
+    return np.ascontiguousarray(_normalise(out).transpose(0, 2, 1, 3))
 
 
 class MTCNN:

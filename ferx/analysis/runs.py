@@ -8,8 +8,9 @@ margin and entropy derive from the logits (so temperature scaling needs no re-ru
 Cache: ``<cache>/analysis/<key>.npz`` + ``<key>.json``, the key hashing the checkpoint's sha256,
 the dataset fingerprint (which records how faces were taken from photos), the preprocessing (input
 spec, pack size and colour), the compute precision when it is bf16 (fp32 runs keep the key they
-had before precision was a choice) and the format version. A cache entry is used only when its JSON names the same key and version and its arrays
-have the expected shapes; anything else is rebuilt, never trusted.
+had before precision was a choice) and the format version. A cache entry is used only when its
+JSON names the same key and version and its arrays have the expected shapes; anything else is
+rebuilt, never trusted.
 """
 
 from __future__ import annotations

@@ -12,9 +12,14 @@ processes hits both alike; the figures printed are photos/s per round and, at th
 of each and the ratio ferx / peer per round (median, min-max). Predict only: decode, face detection,
 crop, the classifier's probabilities for every face found, no maps.
 
-* ferx: :func:`ferx.faces.load_photo`, :func:`ferx.faces.find_faces` (``mtcnn``, its default, and
-  ``haar``), :func:`ferx.inference.predict_faces` with the ported mini-Xception
-  (``checkpoints/mini_xception_fer2013``), torch and OpenCV at their default thread counts.
+* ferx, photo by photo (the app's path for one photo: its latency): :func:`ferx.faces.load_photo`,
+  :func:`ferx.faces.find_faces` (``mtcnn``, its default, and ``haar``), :func:`ferx.inference.predict_faces`
+  with the ported mini-Xception (``checkpoints/mini_xception_fer2013``), torch and OpenCV at their
+  default thread counts.
+* ferx folder (``--no-folder`` leaves it out): the path of ``ferx evaluate FOLDER --faces detect`` and of
+  the app's zip upload: :func:`ferx.data.pack_split` with ``faces="detect"`` (into a fresh cache each
+  round; photos searched :data:`ferx.data.packed.PHOTO_WORKERS` at a time), then
+  :func:`ferx.inference.predict_probs` over the faces in batches.
 * peer: ``fer`` 25.10.3 (its Haar cascade, min face 50 px, and the same mini-Xception quantized to int8
   and run by TFLite), ``FER().detect_emotions(cv2.imread(path))``, in its own virtual environment
   (``--peer-env``, default ``../peer-env``) and its own process. fer's wheel asks for TensorFlow,
@@ -141,6 +146,30 @@ def ferx_runner(checkpoint: str, detector: str):
     return run
 
 
+def ferx_folder_runner(checkpoint: str, folder: Path, paths: list[str]):
+    import torch
+
+    from ferx.checkpoint import load_checkpoint
+    from ferx.data import load_split, pack_split
+    from ferx.data.packed import pack_options
+    from ferx.inference import predict_probs
+
+    loaded = load_checkpoint(checkpoint, torch.device("cpu"))
+    split = load_split(str(folder), "all")
+    options = pack_options([loaded.input_spec], "detect", "best")
+
+    def run(_paths: list[str]) -> dict:  # always the whole folder
+        with tempfile.TemporaryDirectory(prefix="ferx-bench-cache-") as cache:
+            start = time.perf_counter()
+            packed = pack_split(split, progress=False, cache_dir=cache, **options)
+            probs = predict_probs(loaded.model, loaded.input_spec, packed.images)
+            seconds = time.perf_counter() - start
+        by_path = {str(folder / rel): loaded.classes[int(p.argmax())] for rel, p in zip(packed.paths, probs)}
+        return {"seconds": seconds, "faces": len(packed), "top": [by_path.get(p) for p in paths]}
+
+    return run
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--install-peer", action="store_true", help="create the peer's environment, then measure")
@@ -148,6 +177,7 @@ def main() -> None:
     p.add_argument("--photos", type=int, default=100)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--detectors", nargs="+", default=["mtcnn", "haar"])
+    p.add_argument("--no-folder", action="store_true", help="leave out the folder path (ferx evaluate --faces detect)")
     p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "mini_xception_fer2013"))
     p.add_argument("--data-root", default=str(REPO / "datasets"))
     p.add_argument("--ferx-root", default=None, help="import ferx from this checkout instead of this one")
@@ -162,6 +192,8 @@ def main() -> None:
         paths = make_photos(args.photos, Path(tmp), args.data_root)
         peer = Peer(env, paths)
         runners = {d: ferx_runner(args.checkpoint, d) for d in args.detectors}
+        if not args.no_folder:
+            runners["folder"] = ferx_folder_runner(args.checkpoint, Path(tmp), paths)
         for run in runners.values():
             run(paths[:3])  # warm-up
         print(f"{len(paths)} photos (256 px, CK+48 test faces); ferx from {Path(ferx.__file__).parent.parent}; "

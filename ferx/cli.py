@@ -90,7 +90,7 @@ def _cmd_train(args) -> int:
                     epochs=args.epochs, batch_size=args.batch_size, limit_train=args.limit_train,
                     limit_val=args.limit_val, resume=args.resume, checkpoint_dir=args.checkpoint_dir, seed=args.seed,
                     time_budget_min=args.time_budget, carried=args.carried, export_dtype=args.export_dtype,
-                    input_size=args.input_size, fit_budget=args.fit_budget)
+                    input_size=args.input_size, fit_budget=args.fit_budget, init_from=args.init_from, lr=args.lr)
     print(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f}); checkpoint: "
           f"{summary['checkpoint']}\nmeasure it with: ferx evaluate {summary['checkpoint']} --dataset {args.dataset} "
           f"--split test --update-card")
@@ -508,6 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="read the train and val splits from a carry file (ferx data carry) instead of the data root")
     tr.add_argument("--input-size", type=int, default=None,
                     help="train at this input size instead of the model's (e.g. 112 for Conv-cut; the card records it)")
+    tr.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                    help="start from this checkpoint's weights (same model and labels): a further schedule for a run "
+                         "that ended still improving; the card names it")
+    tr.add_argument("--lr", type=float, default=None, help="peak learning rate instead of the recipe's")
     tr.add_argument("--export-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                     help="dtype of the exported weights (float16 halves a large model; loading upcasts)")
     tr.set_defaults(func=_cmd_train)

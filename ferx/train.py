@@ -187,7 +187,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
           batch_size: int | None = None, limit_train: int | None = None, limit_val: int | None = None,
           resume: bool = False, checkpoint_dir: str | Path | None = None, seed: int = 0,
           time_budget_min: float | None = None, carried: str | Path | None = None, export_dtype: str = "float32",
-          input_size: int | None = None, fit_budget: bool = False, progress: bool = True) -> dict:
+          input_size: int | None = None, fit_budget: bool = False, init_from: str | Path | None = None,
+          lr: float | None = None, progress: bool = True) -> dict:
     """Train ``recipe`` on ``dataset`` and export the best-on-validation epoch as a checkpoint.
 
     Returns a summary with the per-epoch history. ``limit_train`` / ``limit_val`` take a fixed
@@ -201,6 +202,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     ``epochs``), and after later epochs it only shrinks if they got slower, so a cosine schedule ends at
     its low learning rate instead of being cut mid-way; a resumed run (a later call) keeps the fitted
     length, shortened only if its own budget holds fewer epochs.
+    ``init_from`` starts from a checkpoint's weights (same model and labels) instead of a random initialisation:
+    a further schedule (a warm restart) for a run that ended still improving; the card names that checkpoint,
+    its selection and its wall time. ``lr`` overrides the recipe's peak learning rate.
     The checkpoint is written in ``export_dtype`` (``float16`` halves Conv-cut's 212 MB) in safetensors
     shards of at most 15 MiB, the largest file a GPU machine can send back.
     """
@@ -208,7 +212,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     budget_s = None if time_budget_min is None else time_budget_min * 60
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size,
-                     input_size=input_size or recipe.input_size)
+                     input_size=input_size or recipe.input_size, lr=lr or recipe.lr)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -226,6 +230,18 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     labels = train_data.labels
 
     model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config).to(dev)
+    initialised = None
+    if init_from is not None:
+        from ferx.checkpoint import load_checkpoint
+
+        start = load_checkpoint(init_from, dev, expect_model=recipe.model, expect_labels=labels)
+        if start.input_spec != spec:
+            raise ValueError(f"{init_from} takes {start.input_spec}, this run {spec}")
+        model.load_state_dict(start.model.state_dict())
+        its_recipe = start.card.get("recipe")
+        initialised = {"checkpoint": Path(init_from).name, "sha256": start.sha256,
+                       "its_recipe": its_recipe.get("name") if isinstance(its_recipe, dict) else its_recipe,
+                       "its_selection": start.card.get("selection"), "its_wall_time_s": start.card.get("wall_time_s")}
     memory_format = training_memory_format(model, dev)
     model = model.to(memory_format=memory_format)
     optimizer = _make_optimizer(model, recipe)
@@ -345,6 +361,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                    "memory_format": "channels_last" if memory_format == torch.channels_last else "contiguous",
                    "stopped": stopped or f"completed {recipe.epochs} epochs",
                    "epochs_fitted_to_budget": "fitted_epochs" in state},
+        **({"initialised_from": initialised} if initialised else {}),
         "selection": f"epoch {state['best_epoch']} of {state['epoch']}: best validation accuracy "
                      f"{state['best_val_acc']:.4f} ({val_split} split); the test split was not used",
         "hardware": describe_hardware(dev),

@@ -60,6 +60,24 @@ def test_short_real_training_lowers_the_loss_and_resumes(data_root, tmp_path):
     assert card["data"]["train_images"] == 256 and card["wall_time_s"] > 0 and card["parameters"] == 356_294
 
 
+def test_a_further_schedule_starts_from_a_checkpoints_weights(data_root, tmp_path):
+    """--init-from: training starts where the shipped mini-Xception is (its validation accuracy, not a random
+    network's), the card names the checkpoint it started from; another model's checkpoint is refused."""
+    from ferx.checkpoint import CheckpointError, load_checkpoint
+
+    shipped = CHECKPOINTS / "mini_xception_fer2013"
+    kwargs = dict(data_root=data_root, device=DEVICE, limit_train=64, limit_val=256, progress=False)
+    further = train("mini_xception", "fer2013", tmp_path / "further", epochs=1, init_from=shipped, lr=1e-5,
+                    **kwargs)
+    scratch = train("mini_xception", "fer2013", tmp_path / "scratch", epochs=1, lr=1e-5, **kwargs)
+    assert further["best_val_acc"] > 0.5 > scratch["best_val_acc"]
+    card = read_card(further["checkpoint"])
+    assert card["initialised_from"]["checkpoint"] == "mini_xception_fer2013" and card["recipe"]["lr"] == 1e-5
+    assert card["initialised_from"]["sha256"] == load_checkpoint(shipped).sha256
+    with pytest.raises(CheckpointError, match="not 'lanmsff'"):
+        train("lanmsff", "fer2013", tmp_path / "wrong", epochs=1, init_from=shipped, **kwargs)
+
+
 def test_convcut_recipe_runs_end_to_end_on_gray_ferplus(data_root, tmp_path):
     """AdamW + cosine warm-up + strong augmentation + mixup + label smoothing, 16 faces, one step each."""
     result = train("convcut", "ferplus", tmp_path / "cc", data_root=data_root, device=DEVICE, epochs=1, batch_size=8,

@@ -169,6 +169,15 @@ def _frozen_twin(model: nn.Module, x: torch.Tensor) -> nn.Module:
         return twin
 
 
+def prepare_fast_forward(model: nn.Module, x: torch.Tensor) -> bool:
+    """Make now the frozen twin :func:`fast_forward` would make at its first call on inputs shaped like ``x``
+    (0.15-0.34 s a model on 2 cores), e.g. while a server starts; False where it would use none."""
+    if x.shape[0] > SMALL_BATCH or not _small_on_cpu(model, x):
+        return False
+    fast_forward(model, x)
+    return True
+
+
 def fast_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``model(x)`` without gradients, as fast as ferx can run it: a few faces (:data:`SMALL_BATCH`) through a
     small model on CPU run on one thread through a frozen channels-last twin (:func:`_frozen_twin`, made on

@@ -98,9 +98,15 @@ build_app(AppConfig(checkpoints=checkpoints, device="cpu"), bank)
 built = [m.built for m in bank.models.values()]
 modules = [m for m in {HEAVY!r} if m in sys.modules]
 bank.build()
+from ferx.memory_format import _TWINS, SMALL_MODEL
+twins = {{n: [list(k) for k in _TWINS.get(m.model, {{}})] for n, m in bank.models.items()}}
+small = [n for n, m in bank.models.items() if sum(p.numel() for p in m.model.parameters()) < SMALL_MODEL]
 with bank.using(bank.names[0]) as loaded:
-    result = [built, modules, [m.built for m in bank.models.values()], type(loaded.model).__name__]
+    result = [built, modules, [m.built for m in bank.models.values()], type(loaded.model).__name__, twins, small]
 """
-    built, modules, after, model = imported_after(code)["result"]
+    built, modules, after, model, twins, small = imported_after(code)["result"]
     assert len(built) >= 2 and not any(built) and all(after) and model
+    assert len(small) >= 2  # each small model's twin for one face is made while the app starts, not at a first Compare
+    assert all(len(twins[n]) == 1 and twins[n][0][0] == 1 for n in small)
+    assert not any(twins[n] for n in twins if n not in small)
     assert "gradio" in modules and not {"timm", "torch._dynamo", "pytorch_grad_cam", "captum", "sklearn"} & set(modules)

@@ -90,15 +90,23 @@ class ModelBank:
         return bank
 
     def build(self) -> None:
-        """Build the models :meth:`load` deferred, then import what a first prediction would (pytorch-grad-cam,
-        scipy.stats, scikit-image's transforms: 1.4 s at load 3); requests wait until it is done. Call it on
-        the main thread: with the models built on another thread, every later /predict took 2.2-2.9 s instead
-        of 0.5 s (2 CPU cores at load 3; torch's OpenMP threads)."""
+        """Build the models :meth:`load` deferred and the frozen twins one face goes through
+        (:func:`ferx.memory_format.prepare_fast_forward`: 0.15-0.34 s a small model that the first Compare would
+        otherwise wait for), then import what a first prediction would (pytorch-grad-cam, scipy.stats,
+        scikit-image's transforms: 1.4 s at load 3); requests wait until it is done. Call it on the main
+        thread: with the models built on another thread, every later /predict took 2.2-2.9 s instead of 0.5 s
+        (2 CPU cores at load 3; torch's OpenMP threads)."""
+        import torch
+
+        from ferx.memory_format import prepare_fast_forward
+
         start = time.perf_counter()
         try:
             for name, loaded in self.models.items():
                 try:
-                    loaded.model
+                    spec, model = loaded.input_spec, loaded.model
+                    device = next(model.parameters()).device
+                    prepare_fast_forward(model, torch.zeros(1, spec.channels, spec.size, spec.size, device=device))
                 except CheckpointError as err:  # each use of it raises this again, as a user error
                     log.warning("checkpoint %s: %s", name, err)
             import scipy.stats  # noqa: F401  (the agreement of maps: each prediction with two maps)

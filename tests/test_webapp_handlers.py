@@ -117,7 +117,7 @@ def test_controls_a_source_cannot_honour_are_disabled_and_say_why():
 
 def test_stop_ends_the_face_search_of_a_zip_of_photos(data_root, bank, tmp_path):
     """Finding the faces of a zip of photos takes a while before any model batch starts: Stop ends it
-    at the next photo, not after the last."""
+    with the photos being searched when it is pressed, not after the last."""
     import types
 
     import ferx.data.packed as packing
@@ -146,7 +146,9 @@ def test_stop_ends_the_face_search_of_a_zip_of_photos(data_root, bank, tmp_path)
         with pytest.raises(gr.Error, match="The analysis was stopped"):
             run_analysis(bank, cfg, None, "test", str(archive), ["mini_xception_fer2013"], False,
                          types.SimpleNamespace(session_hash="stopper"), lambda *a, **k: None, "detect", "best")
-    assert len(searched) == 3  # photos 4 to 12 were never searched
+    # photos are searched PHOTO_WORKERS at a time: the one the other thread had already taken may finish,
+    # no later photo is searched (with one thread: photos 4 to 12 never are)
+    assert 3 <= len(searched) <= 3 + packing.PHOTO_WORKERS - 1
 
 
 def test_a_zip_of_photos_is_scored_as_ferx_analyze_faces_detect_scores_it(data_root, bank, tmp_path, monkeypatch,

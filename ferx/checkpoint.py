@@ -275,9 +275,9 @@ def render_card(card: dict) -> str:
     lines.append(f"| weights | {', '.join(card['weights']['files'])} ({card['weights']['dtype']}) |")
     for f, h in card["weights"]["sha256"].items():
         lines.append(f"| sha256 {f} | `{h}` |")
-    for key in ("source", "data", "recipe"):
+    for key in ("source", "data", "initialised_from", "recipe"):
         if isinstance(card.get(key), dict):
-            lines += ["", f"## {key.capitalize()}", ""]
+            lines += ["", f"## {key.replace('_', ' ').capitalize()}", ""]
             lines += [f"- **{k}**: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in card[key].items()]
         elif key in card:
             lines += ["", f"## {key.capitalize()}", "", str(card[key])]

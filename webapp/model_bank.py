@@ -105,10 +105,14 @@ class ModelBank:
             for name, loaded in self.models.items():
                 try:
                     spec, model = loaded.input_spec, loaded.model
-                    device = next(model.parameters()).device
-                    prepare_fast_forward(model, torch.zeros(1, spec.channels, spec.size, spec.size, device=device))
                 except CheckpointError as err:  # each use of it raises this again, as a user error
                     log.warning("checkpoint %s: %s", name, err)
+                    continue
+                try:  # only a speed-up: a model it fails on still serves, through its eager path
+                    device = next(model.parameters()).device
+                    prepare_fast_forward(model, torch.zeros(1, spec.channels, spec.size, spec.size, device=device))
+                except Exception:  # noqa: BLE001
+                    log.warning("checkpoint %s: no fast one-face twin made at start", name, exc_info=True)
             import scipy.stats  # noqa: F401  (the agreement of maps: each prediction with two maps)
             from skimage.transform import SimilarityTransform  # noqa: F401  (facial regions: each prediction)
 

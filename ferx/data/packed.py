@@ -200,19 +200,29 @@ def read_faces(path: Path, size: int, mode: str, face: str = "best", detector: s
 
 def _searched(paths: list[Path], search: Callable[[Path], list], check: Callable[[], None] | None) -> Iterator[Future]:
     """``search(path)`` of each path as a future, in order, :data:`PHOTO_WORKERS` photos at a time. ``check()``
-    runs before each photo is handed out and again in its thread before it is searched, so what it raises
-    (the app's Stop) leaves every later photo unsearched."""
-    def job(path):
+    runs before each photo is handed out and again in its thread before it is searched; once it has raised
+    (the app's Stop), every later photo raises that too, unsearched: only photos already being searched finish."""
+    raised: list[BaseException] = []
+
+    def checked() -> None:
+        if raised:
+            raise raised[0]
         if check is not None:
-            check()
+            try:
+                check()
+            except BaseException as err:  # a Stop may be reported once only: remember it for the later photos
+                raised.append(err)
+                raise
+
+    def job(path):
+        checked()
         return search(path)
 
     with ThreadPoolExecutor(PHOTO_WORKERS, thread_name_prefix="ferx-faces") as pool:
         pending: deque[Future] = deque()
         try:
             for path in paths:
-                if check is not None:
-                    check()
+                checked()
                 pending.append(pool.submit(job, path))
                 if len(pending) > PHOTO_WORKERS:
                     yield pending.popleft()

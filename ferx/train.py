@@ -239,7 +239,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
             raise ValueError(f"{init_from} takes {start.input_spec}, this run {spec}")
         model.load_state_dict(start.model.state_dict())
         its_recipe = start.card.get("recipe")
-        initialised = {"checkpoint": Path(init_from).name, "sha256": start.sha256,
+        initialised = {"checkpoint": Path(init_from).name, "checkpoint_sha256": start.sha256,
                        "its_recipe": its_recipe.get("name") if isinstance(its_recipe, dict) else its_recipe,
                        "its_selection": start.card.get("selection"), "its_wall_time_s": start.card.get("wall_time_s")}
         del start  # a second copy of the model (Conv-cut: 200 MB) for the whole run otherwise

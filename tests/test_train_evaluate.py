@@ -73,7 +73,7 @@ def test_a_further_schedule_starts_from_a_checkpoints_weights(data_root, tmp_pat
     assert further["best_val_acc"] > 0.5 > scratch["best_val_acc"]
     card = read_card(further["checkpoint"])
     assert card["initialised_from"]["checkpoint"] == "mini_xception_fer2013" and card["recipe"]["lr"] == 1e-5
-    assert card["initialised_from"]["sha256"] == load_checkpoint(shipped).sha256
+    assert card["initialised_from"]["checkpoint_sha256"] == load_checkpoint(shipped).sha256
     with pytest.raises(CheckpointError, match="not 'lanmsff'"):
         train("lanmsff", "fer2013", tmp_path / "wrong", epochs=1, init_from=shipped, **kwargs)
 

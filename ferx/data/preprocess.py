@@ -40,7 +40,8 @@ def _scaled(images: torch.Tensor | np.ndarray, spec: InputSpec) -> torch.Tensor:
         x = x.unsqueeze(1)
     elif x.shape[-1] == 3 and spec.channels == 1:
         # colour to gray: the weighted sum of the channels, as three products of contiguous planes (the same
-        # floats as summing over a channel axis, test_data; a 190-px crop 0.19 vs 0.70 ms on one thread)
+        # floats as summing over a channel axis, test_data): a 190-px crop to a 64-px gray input takes 0.22 ms
+        # instead of 0.41 on one thread
         x = (x[..., 0] * LUMA[0] + x[..., 1] * LUMA[1] + x[..., 2] * LUMA[2]).unsqueeze(1)
     else:
         x = x.permute(0, 3, 1, 2)

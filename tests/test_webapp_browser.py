@@ -100,7 +100,11 @@ def test_upload_a_face_shows_probabilities_and_maps(page, data_root, tmp_path):
     print(f"upload to probabilities and maps on screen: {time.perf_counter() - start:.2f} s")
     images = page.locator("img[src*='/file=']")
     assert images.count() >= 3  # photo with box, crop, Grad-CAM
-    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+    page.mouse.wheel(0, 4000)  # the browser loads images far below the window only when scrolled to them
+    page.wait_for_function("() => [...document.querySelectorAll('img')].filter(i => i.src.includes('/file=') "
+                           "&& i.getClientRects().length).every(i => i.complete && i.naturalWidth > 0)")
+    page.mouse.wheel(0, -8000)
+    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)  # every model's maps drawn
 
 
 def test_dataset_analysis_renders_and_a_cell_click_fills_the_gallery(page):

@@ -172,10 +172,15 @@ def _frozen_twin(model: nn.Module, x: torch.Tensor) -> nn.Module:
         return twin
 
 
+def _twin_serves(model: nn.Module, x: torch.Tensor, params: list[torch.Tensor]) -> bool:
+    """Whether :func:`fast_forward` runs ``x`` through a frozen twin: a few faces through a small model on CPU."""
+    return x.shape[0] <= SMALL_BATCH and _small_on_cpu(model, x, params)
+
+
 def prepare_fast_forward(model: nn.Module, x: torch.Tensor) -> bool:
     """Make now the frozen twin :func:`fast_forward` would make at its first call on inputs shaped like ``x``
     (0.15-0.34 s a model on 2 cores), e.g. while a server starts; False where it would use none."""
-    if x.shape[0] > SMALL_BATCH or not _small_on_cpu(model, x):
+    if not _twin_serves(model, x, _weights(model)[0]):
         return False
     fast_forward(model, x)
     return True
@@ -187,7 +192,7 @@ def fast_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     the first call for that input shape and remade when the model's weights change); anything else through
     :func:`fast_inference`. The model itself is never changed."""
     params, buffers = _weights(model)
-    if x.shape[0] > SMALL_BATCH or not _small_on_cpu(model, x, params):
+    if not _twin_serves(model, x, params):
         with fast_inference(model, x) as xi:
             return model(xi)
     key, signature = tuple(x.shape), _signature(params + buffers)

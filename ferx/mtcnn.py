@@ -7,8 +7,9 @@ the library spent more per photo around its nets than in them (12.4 ms a 320-px 
 it in ``cv2.dnn``):
 
 * float32 crops and arrays instead of float64;
-* one P-net per level size: cv2.dnn re-plans a net whenever its input shape changes (seven levels:
-  0.85 ms with a net each, 1.7 ms with one net);
+* one net per input shape: cv2.dnn re-plans a net whenever its input shape changes (P-net, seven levels:
+  0.85 ms with a net each, 1.7 ms with one net; O-net, 4 or 5 crops in turn: 1.7 ms a call with one net,
+  1.2 ms with a net per crop count);
 * the pyramid's levels (resize + P-net, both in cv2, which lets go of the GIL) shared out between
   :data:`WORKERS` threads when this is the only search running: the same candidates in the same
   order as one thread gives (test); stage 1 of a 256-px photo took 4.1 ms on one thread, 2.8 ms on
@@ -37,7 +38,7 @@ import numpy as np
 
 THRESHOLDS = (0.6, 0.7, 0.7)  # P-, R-, O-net face probability to keep a box (the library's defaults)
 SCALE_FACTOR = 0.709  # between pyramid levels
-_PNET_CACHE = 16  # P-nets kept, one per level size (a few photo sizes' pyramids)
+_NETS_KEPT = 48  # nets kept by a detector, one per (net, input shape): a few photo sizes' pyramids and crop counts
 WORKERS = min(2, os.cpu_count() or 1)  # threads a lone search's levels are shared out between (more gain nothing)
 _POOL: ThreadPoolExecutor | None = None  # those threads, shared by every MTCNN, started by the first lone search
 _ACTIVE = 0  # searches running now, in any thread
@@ -160,19 +161,19 @@ class MTCNN:
 
     def __init__(self, parallel: bool = True):
         folder = _nets_folder()
-        self._pnet_file = str(folder / "pnet.onnx")
-        self._pnets: OrderedDict[tuple[int, int], cv2.dnn.Net] = OrderedDict()
-        self._rnet = cv2.dnn.readNetFromONNX(str(folder / "rnet.onnx"))
-        self._onet = cv2.dnn.readNetFromONNX(str(folder / "onet.onnx"))
+        self._files = {name: (folder / f"{name}.onnx").read_bytes() for name in ("pnet", "rnet", "onet")}
+        self._nets: OrderedDict[tuple, cv2.dnn.Net] = OrderedDict()  # by (name, input shape), least recent first
         self._parallel = parallel
 
-    def _pnet(self, shape: tuple[int, int]) -> cv2.dnn.Net:
-        if shape not in self._pnets:
-            self._pnets[shape] = cv2.dnn.readNetFromONNX(self._pnet_file)
-            if len(self._pnets) > _PNET_CACHE:
-                self._pnets.popitem(last=False)
-        self._pnets.move_to_end(shape)
-        return self._pnets[shape]
+    def _net(self, name: str, shape: tuple) -> cv2.dnn.Net:
+        """The ``name`` net for inputs of ``shape`` (a net of its own for each shape: no re-planning)."""
+        key = (name, shape)
+        if key not in self._nets:
+            self._nets[key] = cv2.dnn.readNetFromONNX(np.frombuffer(self._files[name], np.uint8))
+            if len(self._nets) > _NETS_KEPT:
+                self._nets.popitem(last=False)
+        self._nets.move_to_end(key)
+        return self._nets[key]
 
     def detect(self, rgb: np.ndarray, min_face_size: int = 20) -> tuple[np.ndarray, np.ndarray]:
         with _search(self._parallel) as pool:
@@ -193,7 +194,7 @@ class MTCNN:
         while layer >= 12:
             scale = m * np.power(SCALE_FACTOR, level)  # as the library computes it: same level sizes
             size = (int(np.ceil(w * scale)), int(np.ceil(h * scale)))
-            levels.append((img, size, scale, self._pnet(size)))  # nets made here: the cache is not thread-safe
+            levels.append((img, size, scale, self._net("pnet", size)))  # nets made here: the cache is not thread-safe
             layer *= SCALE_FACTOR
             level += 1
         if pool is not None and len(levels) > 1:
@@ -235,8 +236,9 @@ class MTCNN:
         x = _crops(img, boxes - [1, 1, 1, 1, 0], 24)  # the library's 1-based pad: pixels x0-1 .. x1-1
         if x is None:
             return np.zeros((0, 5))
-        self._rnet.setInput(x)
-        reg, prob = self._rnet.forward(["dense_2", "softmax_1"])
+        net = self._net("rnet", x.shape)
+        net.setInput(x)
+        reg, prob = net.forward(["dense_2", "softmax_1"])
         keep = prob[:, 1] > THRESHOLDS[1]
         boxes = np.column_stack([boxes[keep, 0:4], prob[keep, 1]])
         if not len(boxes):
@@ -249,8 +251,9 @@ class MTCNN:
         x = _crops(img, boxes - [1, 1, 1, 1, 0], 48)
         if x is None:
             return np.zeros((0, 5)), np.zeros((0, 5, 2))
-        self._onet.setInput(x)
-        reg, points, prob = self._onet.forward(["dense_5", "dense_6", "softmax_2"])
+        net = self._net("onet", x.shape)
+        net.setInput(x)
+        reg, points, prob = net.forward(["dense_5", "dense_6", "softmax_2"])
         keep = prob[:, 1] > THRESHOLDS[2]
         boxes = np.column_stack([boxes[keep, 0:4], prob[keep, 1]])
         points = points[keep]

@@ -14,8 +14,9 @@ crop, the classifier's probabilities for every face found, no maps.
 
 * ferx, photo by photo (the app's path for one photo: its latency): :func:`ferx.faces.load_photo`,
   :func:`ferx.faces.find_faces` (``mtcnn``, its default, and ``haar``), :func:`ferx.inference.predict_faces`
-  with the ported mini-Xception (``checkpoints/mini_xception_fer2013``), torch and OpenCV at their
-  default thread counts.
+  with the ported mini-Xception (``checkpoints/mini_xception_fer2013``), its one-face twin made first
+  as the app's start-up makes it (:func:`ferx.memory_format.prepare_fast_forward`), torch and OpenCV at
+  their default thread counts.
 * ferx folder (``--no-folder`` leaves it out): the path of ``ferx evaluate FOLDER --faces detect`` and of
   the app's zip upload: :func:`ferx.data.pack_split` with ``faces="detect"`` (into a fresh cache each
   round; photos searched :data:`ferx.data.packed.PHOTO_WORKERS` at a time), then
@@ -125,6 +126,13 @@ def ferx_runner(checkpoint: str, detector: str):
     from ferx.faces import find_faces, load_photo
 
     loaded = load_checkpoint(checkpoint, torch.device("cpu"))
+    try:  # as the app's start-up does (webapp.model_bank.ModelBank.build): the one-face twin
+        from ferx.memory_format import prepare_fast_forward
+
+        spec = loaded.input_spec
+        prepare_fast_forward(loaded.model, torch.zeros(1, spec.channels, spec.size, spec.size))
+    except ImportError:  # an older checkout
+        pass
     try:
         from ferx.inference import predict_faces
     except ImportError:  # an older checkout: one call per face, as its explain_face did

@@ -146,7 +146,7 @@ def fast_inference(model: nn.Module, x: torch.Tensor):
             yield x.contiguous(memory_format=torch.channels_last)
 
 
-_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {input shape: (weights' signature, twin)}
+_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {input shape: (weights' signature, twin, OpenCV asked for)}
 _TWIN_LOCK = threading.Lock()
 
 
@@ -173,34 +173,58 @@ def _frozen_twin(model: nn.Module, x: torch.Tensor) -> nn.Module:
 
 
 def _twin_serves(model: nn.Module, x: torch.Tensor, params: list[torch.Tensor]) -> bool:
-    """Whether :func:`fast_forward` runs ``x`` through a frozen twin: a few faces through a small model on CPU."""
+    """Whether :func:`fast_forward` runs ``x`` through a twin: a few faces through a small model on CPU."""
     return x.shape[0] <= SMALL_BATCH and _small_on_cpu(model, x, params)
 
 
 def prepare_fast_forward(model: nn.Module, x: torch.Tensor) -> bool:
-    """Make now the frozen twin :func:`fast_forward` would make at its first call on inputs shaped like ``x``
-    (0.15-0.34 s a model on 2 cores), e.g. while a server starts; False where it would use none."""
-    if not _twin_serves(model, x, _weights(model)[0]):
+    """Make now the twin :func:`fast_forward` runs inputs shaped like ``x`` through, on OpenCV's DNN engine
+    where that gives the model's outputs (:mod:`ferx.opencv_twin`: mini-Xception 0.53 against 1.45 ms a face,
+    LANMSFF 5.0 against 10.0 ms; making it costs 0.6 s once a process, to import the exporter, and ~0.2 s a
+    model), else frozen (:func:`_frozen_twin`). For a process that scores many faces one photo at a time:
+    the app at start-up (its Compare, Explain and Live tabs), bench/bench_photos.py. False where
+    :func:`fast_forward` would use no twin."""
+    params, buffers = _weights(model)
+    if not _twin_serves(model, x, params):
         return False
-    fast_forward(model, x)
+    _twin(model, x, params + buffers, opencv=True)
     return True
+
+
+def _twin(model: nn.Module, x: torch.Tensor, weights: list[torch.Tensor], opencv: bool | None = None):
+    """The twin for inputs shaped like ``x``, made if missing or stale. ``opencv``: make it on OpenCV's engine
+    (falling back to frozen); None: as the twin it replaces was made (frozen for a first one)."""
+    key, signature = tuple(x.shape), _signature(weights)
+    with _TWIN_LOCK:
+        twins = _TWINS.setdefault(model, {})
+        old = twins.get(key)
+        if old is None or old[0] != signature or (opencv and not old[2]):
+            if opencv is None:
+                opencv = old is not None and old[2]
+            twin = None
+            if opencv:
+                from ferx.opencv_twin import opencv_twin
+
+                twin = opencv_twin(model, x)
+            if twin is None:
+                with cpu_threads(1):
+                    twin = _frozen_twin(model, x)
+            twins[key] = (signature, twin, opencv)
+        return twins[key][1]
 
 
 def fast_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``model(x)`` without gradients, as fast as ferx can run it: a few faces (:data:`SMALL_BATCH`) through a
-    small model on CPU run on one thread through a frozen channels-last twin (:func:`_frozen_twin`, made on
-    the first call for that input shape and remade when the model's weights change); anything else through
-    :func:`fast_inference`. The model itself is never changed."""
+    small model on CPU run through a twin (made on the first call for that input shape and remade when the
+    model's weights change): frozen channels-last on one thread (:func:`_frozen_twin`), or on OpenCV's DNN
+    engine once :func:`prepare_fast_forward` made it so; anything else, and any call under an autocast (the
+    twins run fp32), through :func:`fast_inference`. The model itself is never changed."""
     params, buffers = _weights(model)
-    if not _twin_serves(model, x, params):
+    if not _twin_serves(model, x, params) or torch.is_autocast_enabled(x.device.type):
         with fast_inference(model, x) as xi:
             return model(xi)
-    key, signature = tuple(x.shape), _signature(params + buffers)
-    with _TWIN_LOCK:
-        twins = _TWINS.setdefault(model, {})
-        if key not in twins or twins[key][0] != signature:
-            with cpu_threads(1):
-                twins[key] = (signature, _frozen_twin(model, x))
-        twin = twins[key][1]
-    with cpu_threads(1), torch.inference_mode():
-        return twin(x.contiguous(memory_format=torch.channels_last))
+    twin = _twin(model, x, params + buffers)
+    if isinstance(twin, nn.Module):
+        with cpu_threads(1), torch.inference_mode():
+            return twin(x.contiguous(memory_format=torch.channels_last))
+    return twin(x)

@@ -154,3 +154,58 @@ def test_fast_forward_gives_the_models_outputs_and_follows_weight_changes(name):
     assert not torch.allclose(changed, expected, atol=1e-3)
     torch.testing.assert_close(fast_forward(model, x), changed, atol=1e-4, rtol=1e-4)
     assert not is_channels_last(model) and all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("checkpoint", ["mini_xception_fer2013", "lanmsff_fer2013"])
+def test_prepared_twin_runs_on_opencv_and_scores_real_faces_as_the_model_does(checkpoint, data_root):
+    """prepare_fast_forward (the app at start-up) puts the one-face twin on OpenCV's DNN engine: on 40 FER-2013
+    test faces it gives the model's logits (1e-4) and top class, also from four threads at once, and it is
+    remade on OpenCV's engine when a weight changes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import CHECKPOINTS
+    from ferx.checkpoint import load_checkpoint
+    from ferx.data import load_split, pack_split
+    from ferx.data.preprocess import to_model_input
+    from ferx.memory_format import _TWINS, fast_forward, prepare_fast_forward
+    from ferx.opencv_twin import OpenCVTwin
+
+    loaded = load_checkpoint(CHECKPOINTS / checkpoint, "cpu")
+    model, spec = loaded.model, loaded.input_spec
+    faces = pack_split(load_split("fer2013", "test", data_root), progress=False).images[:40]
+    xs = [to_model_input(face[None], spec) for face in faces]
+    assert prepare_fast_forward(model, xs[0])
+    assert isinstance(_TWINS[model][tuple(xs[0].shape)][1], OpenCVTwin)
+    with torch.inference_mode():
+        expected = [model(x) for x in xs]
+    got = [fast_forward(model, x) for x in xs]
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
+    assert [int(g.argmax()) for g in got] == [int(e.argmax()) for e in expected]
+    with ThreadPoolExecutor(4) as pool:
+        at_once = list(pool.map(lambda x: fast_forward(model, x), xs))
+    assert all(torch.equal(a, g) for a, g in zip(at_once, got))
+    with torch.no_grad():
+        next(model.parameters()).mul_(-3.0)
+    with torch.inference_mode():
+        changed = model(xs[0])
+    torch.testing.assert_close(fast_forward(model, xs[0]), changed, atol=1e-4, rtol=1e-4)
+    assert isinstance(_TWINS[model][tuple(xs[0].shape)][1], OpenCVTwin)
+
+
+def test_opencv_twin_is_refused_where_it_cannot_give_the_models_outputs():
+    """No OpenCV twin for a model with two outputs or an operation OpenCV's engine lacks: torch keeps it."""
+    from ferx.opencv_twin import opencv_twin
+
+    class TwoOutputs(torch.nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3)), x.amax((2, 3))
+
+    class Determinant(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.det(x)
+
+    x = torch.randn(1, 1, 8, 8)
+    assert opencv_twin(TwoOutputs(), x) is None
+    assert opencv_twin(Determinant(), x) is None
+    assert opencv_twin(torch.nn.Conv2d(1, 2, 3), x) is not None

@@ -99,7 +99,8 @@ built = [m.built for m in bank.models.values()]
 modules = [m for m in {HEAVY!r} if m in sys.modules]
 bank.build()
 from ferx.memory_format import _TWINS, SMALL_MODEL
-twins = {{n: [list(k) for k in _TWINS.get(m.model, {{}})] for n, m in bank.models.items()}}
+twins = {{n: [list(k) + [type(t[1]).__name__] for k, t in _TWINS.get(m.model, {{}}).items()]
+         for n, m in bank.models.items()}}
 small = [n for n, m in bank.models.items() if sum(p.numel() for p in m.model.parameters()) < SMALL_MODEL]
 with bank.using(bank.names[0]) as loaded:
     result = [built, modules, [m.built for m in bank.models.values()], type(loaded.model).__name__, twins, small]
@@ -108,5 +109,6 @@ with bank.using(bank.names[0]) as loaded:
     assert len(built) >= 2 and not any(built) and all(after) and model
     assert len(small) >= 2  # each small model's twin for one face is made while the app starts, not at a first Compare
     assert all(len(twins[n]) == 1 and twins[n][0][0] == 1 for n in small)
+    assert all(twins[n][0][-1] == "OpenCVTwin" for n in small)  # one face on OpenCV's DNN engine
     assert not any(twins[n] for n in twins if n not in small)
     assert "gradio" in modules and not {"timm", "torch._dynamo", "pytorch_grad_cam", "captum", "sklearn"} & set(modules)

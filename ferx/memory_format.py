@@ -179,8 +179,8 @@ def _twin_serves(model: nn.Module, x: torch.Tensor, params: list[torch.Tensor]) 
 
 def prepare_fast_forward(model: nn.Module, x: torch.Tensor) -> bool:
     """Make now the twin :func:`fast_forward` runs inputs shaped like ``x`` through, on OpenCV's DNN engine
-    where that gives the model's outputs (:mod:`ferx.opencv_twin`: mini-Xception 0.53 against 1.45 ms a face,
-    LANMSFF 5.0 against 10.0 ms; making it costs 0.6 s once a process, to import the exporter, and ~0.2 s a
+    where that gives the model's outputs (:mod:`ferx.opencv_twin`: mini-Xception 0.65 against 1.46 ms a face,
+    LANMSFF 5.8 against 10.1 ms; making it costs 0.6 s once a process, to import the exporter, and ~0.2 s a
     model), else frozen (:func:`_frozen_twin`). For a process that scores many faces one photo at a time:
     the app at start-up (its Compare, Explain and Live tabs), bench/bench_photos.py. False where
     :func:`fast_forward` would use no twin."""

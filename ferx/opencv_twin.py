@@ -2,14 +2,14 @@
 
 The model is exported to ONNX (torch's TorchScript exporter, in memory) and loaded by ``cv2.dnn``, which
 fuses batch norm and activations into the convolutions and runs a one-face pass with far less overhead per
-layer than torch. One face on a 2-core CPU (``bench/bench_inference.py --one-face`` measures it):
+layer than torch. One face at a time on a 2-core CPU, ms a face (``python bench/bench_inference.py --one-face``):
 
-=================  ========================  =============================
-model              torch, frozen twin        OpenCV DNN
-=================  ========================  =============================
-mini-Xception 64   1.45 ms                   0.53 ms
-LANMSFF 64         10.0 ms                   5.0 ms
-=================  ========================  =============================
+=============  =========  ======================  ==========
+model          the model  torch, frozen twin      OpenCV DNN
+=============  =========  ======================  ==========
+mini-Xception  3.29       1.46                    0.65
+LANMSFF        15.49      10.14                   5.80
+=============  =========  ======================  ==========
 
 An :class:`OpenCVTwin` is made only where it gives the model's own outputs: :func:`opencv_twin` checks it
 against the model on the example input and on a seeded random one (within :data:`TOLERANCE`; measured

@@ -90,9 +90,9 @@ class ModelBank:
         return bank
 
     def build(self) -> None:
-        """Build the models :meth:`load` deferred and the frozen twins one face goes through
-        (:func:`ferx.memory_format.prepare_fast_forward`: 0.15-0.34 s a small model that the first Compare would
-        otherwise wait for), then import what a first prediction would (pytorch-grad-cam, scipy.stats,
+        """Build the models :meth:`load` deferred and the twins one face goes through, on OpenCV's DNN engine
+        (:func:`ferx.memory_format.prepare_fast_forward`: 0.13-0.20 s a small model after 0.6 s to import onnx for
+        torch's exporter; every later face then takes half the time or less: LANMSFF 5.8 vs 10.1 ms), then import what a first prediction would (pytorch-grad-cam, scipy.stats,
         scikit-image's transforms: 1.4 s at load 3); requests wait until it is done. Call it on the main
         thread: with the models built on another thread, every later /predict took 2.2-2.9 s instead of 0.5 s
         (2 CPU cores at load 3; torch's OpenMP threads)."""

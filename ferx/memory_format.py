@@ -12,7 +12,8 @@ convolution in channels-last (mini-Xception's residual shortcuts have them). So:
   (a few faces run in the model's own format on one thread: converting a model on every call cost
   more than the call, 55 ms per mini-Xception photo against 2-3 ms for the forward; the model is
   never left channels-last, so any backward on it stays safe), :func:`fast_forward` (a few faces'
-  logits through a frozen channels-last copy of the model, which has no backward at all);
+  logits through a twin of the model, frozen channels-last or on OpenCV's DNN engine, which has no
+  backward at all);
 * passes with a backward (Grad-CAM, Captum) run contiguous — :func:`contiguous_for_backward`
   (through :func:`ferx.explain._common.gradient_safe`) converts a channels-last model for the call
   and back afterwards;
@@ -26,6 +27,7 @@ import threading
 import warnings
 import weakref
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -146,14 +148,26 @@ def fast_inference(model: nn.Module, x: torch.Tensor):
             yield x.contiguous(memory_format=torch.channels_last)
 
 
-_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {input shape: (weights' signature, twin, OpenCV asked for)}
-_TWIN_LOCK = threading.Lock()
+@dataclass
+class _Twin:
+    """A model's twin for one input shape, with what tells whether it is still the model."""
+
+    signature: tuple  # :func:`_signature` of the weights it was made from
+    values: list[torch.Tensor]  # copies of those weights (small models): moved is not changed
+    twin: object  # a frozen module or a ferx.opencv_twin.OpenCVTwin
+    on_opencv: bool  # it runs on OpenCV's DNN engine
+    opencv_tried: bool  # OpenCV's engine was tried for it (and failed where not on_opencv): not tried again
+
+
+_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {input shape: _Twin}
+_TWIN_LOCK = threading.Lock()  # guards _TWINS only: twins are made outside it
 
 
 def _signature(weights: list[torch.Tensor]) -> tuple:
-    """Of a model's :func:`_weights`: changes whenever a weight is replaced or changed in place (training,
-    a sanity-check randomisation)."""
-    return tuple((t.data_ptr(), t._version) for t in weights)
+    """Of a model's :func:`_weights`: changes whenever a weight is replaced, moved or changed in place
+    (training, a sanity-check randomisation; also a batch's channels-last round trip, which moves every weight
+    without changing it: :func:`_twin` then compares values)."""
+    return tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in weights)
 
 
 def _frozen_twin(model: nn.Module, x: torch.Tensor) -> nn.Module:
@@ -192,25 +206,36 @@ def prepare_fast_forward(model: nn.Module, x: torch.Tensor) -> bool:
 
 
 def _twin(model: nn.Module, x: torch.Tensor, weights: list[torch.Tensor], opencv: bool | None = None):
-    """The twin for inputs shaped like ``x``, made if missing or stale. ``opencv``: make it on OpenCV's engine
-    (falling back to frozen); None: as the twin it replaces was made (frozen for a first one)."""
+    """The twin for inputs shaped like ``x``, made if missing or stale (made in fp32, outside any autocast).
+    ``opencv``: on OpenCV's engine unless that was tried and failed for it (frozen then); None: as the twin it
+    replaces was made (frozen for a first one). A signature that changed with the same weight values (a
+    batch's channels-last round trip) keeps the twin."""
     key, signature = tuple(x.shape), _signature(weights)
     with _TWIN_LOCK:
-        twins = _TWINS.setdefault(model, {})
-        old = twins.get(key)
-        if old is None or old[0] != signature or (opencv and not old[2]):
-            if opencv is None:
-                opencv = old is not None and old[2]
-            twin = None
-            if opencv:
-                from ferx.opencv_twin import opencv_twin
+        old = _TWINS.get(model, {}).get(key)
+    if old is not None and old.signature != signature and len(old.values) == len(weights) \
+            and all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(old.values, weights)):
+        old.signature = signature  # moved, not changed
+    fresh = old is not None and old.signature == signature
+    if fresh and not (opencv and not old.opencv_tried):
+        return old.twin
+    if opencv is None:
+        opencv = old is not None and old.on_opencv
+    twin = None
+    with torch.autocast(x.device.type, enabled=False):
+        if opencv:
+            from ferx.opencv_twin import opencv_twin
 
-                twin = opencv_twin(model, x)
-            if twin is None:
-                with cpu_threads(1):
-                    twin = _frozen_twin(model, x)
-            twins[key] = (signature, twin, opencv)
-        return twins[key][1]
+            twin = opencv_twin(model, x)
+        on_opencv = twin is not None
+        if twin is None:
+            with cpu_threads(1):
+                twin = _frozen_twin(model, x)
+    values = [w.detach().clone(memory_format=torch.contiguous_format) for w in weights]
+    entry = _Twin(signature, values, twin, on_opencv, opencv_tried=opencv)
+    with _TWIN_LOCK:  # two threads may have made one at once: either serves
+        _TWINS.setdefault(model, {})[key] = entry
+    return twin
 
 
 def fast_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

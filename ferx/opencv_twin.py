@@ -55,29 +55,25 @@ class OpenCVTwin:
             net = self._free.pop() if self._free else None
         if net is None:
             net = self._net()
-        try:
-            net.setInput(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32))
-            out = net.forward()
-        finally:
-            with self._lock:
-                self._free.append(net)
+        net.setInput(np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32))
+        out = net.forward()  # a net that raised is dropped, not lent again
+        with self._lock:
+            self._free.append(net)
         return torch.from_numpy(out)
 
 
 def opencv_twin(model: nn.Module, example: torch.Tensor) -> OpenCVTwin | None:
     """``model`` (eval mode, one tensor out) on OpenCV's DNN engine for inputs shaped like ``example``, or None
     where that cannot be had with the model's outputs (module docstring)."""
-    if example.device.type != "cpu":
+    if example.device.type != "cpu" or any(t.device.type != "cpu" for t in model.parameters()):
         return None
-    try:
-        import cv2  # noqa: F401
-        import onnx  # noqa: F401  (torch's exporter needs it)
-    except ImportError:
-        return None
-    model = copy.deepcopy(model).eval()  # the exporter traces the model: never the one other threads may be running
     x = example.detach().float().contiguous()
     probe = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 4 - 2
     try:
+        import cv2  # noqa: F401
+        import onnx  # noqa: F401  (torch's exporter needs it)
+
+        model = copy.deepcopy(model).eval()  # the exporter traces the model: never the one other threads run
         with torch.inference_mode():
             expected = [model(x), model(probe)]
         if not all(isinstance(e, torch.Tensor) for e in expected):
@@ -89,7 +85,7 @@ def opencv_twin(model: nn.Module, example: torch.Tensor) -> OpenCVTwin | None:
                               input_names=["input"], output_names=["output"])
         twin = OpenCVTwin(buffer.getvalue(), tuple(x.shape))
         got = [twin(x), twin(probe)]
-    except Exception:  # noqa: BLE001  (an export or a layer OpenCV cannot run: the caller keeps torch)
+    except Exception:  # noqa: BLE001  (no onnx, an export or a layer OpenCV cannot run: the caller keeps torch)
         return None
     same = all(g.shape == e.shape and torch.allclose(g, e.float(), rtol=TOLERANCE, atol=TOLERANCE)
                for g, e in zip(got, expected))

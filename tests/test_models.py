@@ -175,7 +175,7 @@ def test_prepared_twin_runs_on_opencv_and_scores_real_faces_as_the_model_does(ch
     faces = pack_split(load_split("fer2013", "test", data_root), progress=False).images[:40]
     xs = [to_model_input(face[None], spec) for face in faces]
     assert prepare_fast_forward(model, xs[0])
-    assert isinstance(_TWINS[model][tuple(xs[0].shape)][1], OpenCVTwin)
+    assert isinstance(_TWINS[model][tuple(xs[0].shape)].twin, OpenCVTwin)
     with torch.inference_mode():
         expected = [model(x) for x in xs]
     got = [fast_forward(model, x) for x in xs]
@@ -190,7 +190,7 @@ def test_prepared_twin_runs_on_opencv_and_scores_real_faces_as_the_model_does(ch
     with torch.inference_mode():
         changed = model(xs[0])
     torch.testing.assert_close(fast_forward(model, xs[0]), changed, atol=1e-4, rtol=1e-4)
-    assert isinstance(_TWINS[model][tuple(xs[0].shape)][1], OpenCVTwin)
+    assert isinstance(_TWINS[model][tuple(xs[0].shape)].twin, OpenCVTwin)
 
 
 def test_opencv_twin_is_refused_where_it_cannot_give_the_models_outputs():
@@ -209,3 +209,27 @@ def test_opencv_twin_is_refused_where_it_cannot_give_the_models_outputs():
     assert opencv_twin(TwoOutputs(), x) is None
     assert opencv_twin(Determinant(), x) is None
     assert opencv_twin(torch.nn.Conv2d(1, 2, 3), x) is not None
+
+
+def test_twin_survives_a_batch_round_trip_and_is_made_in_fp32_under_an_autocast():
+    """A batch through the model (channels-last and back: every weight moved, none changed) keeps the one-face
+    twin instead of remaking it; a twin prepared under a bf16 autocast still runs in fp32 outside it."""
+    from ferx.inference import predict_logits
+    from ferx.memory_format import _TWINS, fast_forward, prepare_fast_forward
+    from ferx.models import get_model_info
+
+    torch.manual_seed(0)
+    spec = get_model_info("mini_xception").input_spec
+    model = create_model("mini_xception", num_classes=7).eval()
+    x = torch.randn(1, 1, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert prepare_fast_forward(model, x)
+    twin = _TWINS[model][(1, 1, 64, 64)].twin
+    with torch.inference_mode():
+        expected = model(x)
+    got = fast_forward(model, x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    predict_logits(model, spec, torch.randint(0, 256, (16, 48, 48), dtype=torch.uint8), precision="fp32")
+    fast_forward(model, x)
+    assert _TWINS[model][(1, 1, 64, 64)].twin is twin

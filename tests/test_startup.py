@@ -99,7 +99,7 @@ built = [m.built for m in bank.models.values()]
 modules = [m for m in {HEAVY!r} if m in sys.modules]
 bank.build()
 from ferx.memory_format import _TWINS, SMALL_MODEL
-twins = {{n: [list(k) + [type(t[1]).__name__] for k, t in _TWINS.get(m.model, {{}}).items()]
+twins = {{n: [list(k) + [type(t.twin).__name__] for k, t in _TWINS.get(m.model, {{}}).items()]
          for n, m in bank.models.items()}}
 small = [n for n, m in bank.models.items() if sum(p.numel() for p in m.model.parameters()) < SMALL_MODEL]
 with bank.using(bank.names[0]) as loaded:

@@ -7,8 +7,9 @@ The photos: ``--photos`` faces of the CK+48 test split (posed), each upscaled to
 padded to a 256-px portrait by edge replication, saved as JPEG (q92) in a temporary folder. Both
 tools read the same files.
 
-After one unmeasured pass of each over every photo (steady state: ferx's MTCNN makes a net the first
-time it meets an input shape, 2-4 ms each, then keeps it), each round runs the peer over every photo,
+After one unmeasured pass of each over as many other photos (CK+48 training faces, made the same way:
+ferx's MTCNN makes a net the first time it meets a pyramid size or an O-net crop count, 2-4 ms each,
+then keeps it; the measured photos are not seen before), each round runs the peer over every photo,
 then ferx once per detector, so load from other processes hits both alike; the figures printed are photos/s per round and, at the end, the median
 of each and the ratio ferx / peer per round (median, min-max). Predict only: decode, face detection,
 crop, the classifier's probabilities for every face found, no maps.
@@ -65,8 +66,9 @@ sys.modules.update({"tensorflow": tf, "tensorflow.keras": types.ModuleType("tens
 import cv2, fer
 from fer.fer import FER
 detector = FER(cascade_file=str(Path(fer.__file__).parent / "data" / "haarcascade_frontalface_default.xml"))
-paths = json.loads(sys.stdin.readline())
-for p in paths:  # warm-up: one pass over every photo, as ferx gets
+given = json.loads(sys.stdin.readline())
+paths = given["paths"]
+for p in given["warm"]:  # warm-up: one pass over other photos, as ferx gets
     detector.detect_emotions(cv2.imread(p))
 print(json.dumps({"ready": fer.__version__}), flush=True)
 for line in sys.stdin:
@@ -86,22 +88,22 @@ def install_peer(env: Path) -> None:
     print(f"peer environment ready: {env}")
 
 
-def make_photos(n: int, folder: Path, data_root: str | None) -> list[str]:
+def make_photos(n: int, folder: Path, data_root: str | None, split: str = "test") -> list[str]:
     from ferx.data import load_split, pack_split
     from ferx.data.photos import write_photo_folder
 
-    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    packed = pack_split(load_split("ckplus", split, data_root), progress=False)
     return [str(p) for p in write_photo_folder(packed, folder, n)]
 
 
 class Peer:
-    def __init__(self, env: Path, paths: list[str]):
+    def __init__(self, env: Path, paths: list[str], warm: list[str]):
         python = env / "bin" / "python"
         if not python.exists():
             raise SystemExit(f"no peer environment at {env}: run with --install-peer first")
         self.proc = subprocess.Popen([str(python), "-c", PEER_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        self.proc.stdin.write(json.dumps(paths) + "\n")
+        self.proc.stdin.write(json.dumps({"paths": paths, "warm": warm}) + "\n")
         self.proc.stdin.flush()
         self.version = json.loads(self._line())["ready"]
 
@@ -156,7 +158,7 @@ def ferx_runner(checkpoint: str, detector: str):
     return run
 
 
-def ferx_folder_runner(checkpoint: str, folder: Path, paths: list[str]):
+def ferx_folder_runner(checkpoint: str):
     import torch
 
     from ferx.checkpoint import load_checkpoint
@@ -165,10 +167,11 @@ def ferx_folder_runner(checkpoint: str, folder: Path, paths: list[str]):
     from ferx.inference import predict_probs
 
     loaded = load_checkpoint(checkpoint, torch.device("cpu"))
-    split = load_split(str(folder), "all")
     options = pack_options([loaded.input_spec], "detect", "best")
 
-    def run(_paths: list[str]) -> dict:  # always the whole folder
+    def run(paths: list[str]) -> dict:  # the whole folder the photos are in (make_photos: FOLDER/<class>/<i>.jpg)
+        folder = Path(paths[0]).parents[1]
+        split = load_split(str(folder), "all")
         with tempfile.TemporaryDirectory(prefix="ferx-bench-cache-") as cache:
             start = time.perf_counter()
             packed = pack_split(split, progress=False, cache_dir=cache, **options)
@@ -198,14 +201,16 @@ def main() -> None:
     env = Path(args.peer_env)
     if args.install_peer:
         install_peer(env)
-    with tempfile.TemporaryDirectory(prefix="ferx-photos-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ferx-photos-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="ferx-warm-up-") as warm_tmp:
         paths = make_photos(args.photos, Path(tmp), args.data_root)
-        peer = Peer(env, paths)
+        warm = make_photos(args.photos, Path(warm_tmp), args.data_root, split="train")
+        peer = Peer(env, paths, warm)
         runners = {d: ferx_runner(args.checkpoint, d) for d in args.detectors}
         if not args.no_folder:
-            runners["folder"] = ferx_folder_runner(args.checkpoint, Path(tmp), paths)
+            runners["folder"] = ferx_folder_runner(args.checkpoint)
         for run in runners.values():
-            run(paths)  # warm-up: one pass over every photo (ferx's detector keeps a net per input shape it met)
+            run(warm)  # warm-up: one pass over other photos (ferx's detector keeps a net per input shape it met)
         print(f"{len(paths)} photos (256 px, CK+48 test faces); ferx from {Path(ferx.__file__).parent.parent}; "
               f"peer fer {peer.version}; load average {os.getloadavg()[0]:.2f}")
         rates: dict[str, list[float]] = {"fer": []}

@@ -208,19 +208,22 @@ def prepare_fast_forward(model: nn.Module, x: torch.Tensor) -> bool:
 def _twin(model: nn.Module, x: torch.Tensor, weights: list[torch.Tensor], opencv: bool | None = None):
     """The twin for inputs shaped like ``x``, made if missing or stale (made in fp32, outside any autocast).
     ``opencv``: on OpenCV's engine unless that was tried and failed for it (frozen then); None: as the twin it
-    replaces was made (frozen for a first one). A signature that changed with the same weight values (a
-    batch's channels-last round trip) keeps the twin."""
+    replaces was made, or for a shape without one, on OpenCV's engine where another twin of the model is (a
+    model :func:`prepare_fast_forward` prepared for one face gets OpenCV twins for 2-8 faces too). A signature
+    that changed with the same weight values (a batch's channels-last round trip) keeps the twin."""
     key, signature = tuple(x.shape), _signature(weights)
     with _TWIN_LOCK:
-        old = _TWINS.get(model, {}).get(key)
+        twins = _TWINS.get(model, {})
+        old = twins.get(key)
+        prepared = any(t.on_opencv for t in twins.values())
     if old is not None and old.signature != signature and len(old.values) == len(weights) \
             and all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(old.values, weights)):
         old.signature = signature  # moved, not changed
     fresh = old is not None and old.signature == signature
     if fresh and not (opencv and not old.opencv_tried):
         return old.twin
-    if opencv is None:
-        opencv = old is not None and old.on_opencv
+    if opencv is None:  # as the twin it replaces; a new face count as the model's other twins
+        opencv = old.on_opencv if old is not None else prepared
     twin = None
     with torch.autocast(x.device.type, enabled=False):
         if opencv:

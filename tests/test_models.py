@@ -159,8 +159,8 @@ def test_fast_forward_gives_the_models_outputs_and_follows_weight_changes(name):
 @pytest.mark.parametrize("checkpoint", ["mini_xception_fer2013", "lanmsff_fer2013"])
 def test_prepared_twin_runs_on_opencv_and_scores_real_faces_as_the_model_does(checkpoint, data_root):
     """prepare_fast_forward (the app at start-up) puts the one-face twin on OpenCV's DNN engine: on 40 FER-2013
-    test faces it gives the model's logits (1e-4) and top class, also from four threads at once, and it is
-    remade on OpenCV's engine when a weight changes."""
+    test faces it gives the model's logits (1e-4) and top class, also from four threads at once, three faces at
+    once get an OpenCV twin of their own, and it is remade on OpenCV's engine when a weight changes."""
     from concurrent.futures import ThreadPoolExecutor
 
     from conftest import CHECKPOINTS
@@ -185,6 +185,9 @@ def test_prepared_twin_runs_on_opencv_and_scores_real_faces_as_the_model_does(ch
     with ThreadPoolExecutor(4) as pool:
         at_once = list(pool.map(lambda x: fast_forward(model, x), xs))
     assert all(torch.equal(a, g) for a, g in zip(at_once, got))
+    three = torch.cat(xs[:3])  # a photo with three faces: an OpenCV twin of its own, made on first use
+    torch.testing.assert_close(fast_forward(model, three), torch.cat(expected[:3]), atol=1e-4, rtol=1e-4)
+    assert isinstance(_TWINS[model][tuple(three.shape)].twin, OpenCVTwin)
     with torch.no_grad():
         next(model.parameters()).mul_(-3.0)
     with torch.inference_mode():

@@ -1,7 +1,7 @@
 """Photos per second: ferx's photo path next to the `fer` package (PyPI), alternating on the same photos.
 
     python bench/bench_photos.py --install-peer          # once: the peer's own environment
-    python bench/bench_photos.py [--photos 100] [--rounds 5] [--detectors mtcnn haar]
+    python bench/bench_photos.py [--photos 100] [--rounds 5] [--fresh] [--detectors mtcnn haar]
 
 The photos: ``--photos`` faces of the CK+48 test split (posed), each upscaled to 160 px (bicubic) and
 padded to a 256-px portrait by edge replication, saved as JPEG (q92) in a temporary folder. Both
@@ -10,8 +10,9 @@ tools read the same files.
 After one unmeasured pass of each over as many other photos (CK+48 training faces, made the same way:
 ferx's MTCNN makes a net the first time it meets a pyramid size or an O-net crop count, 2-4 ms each,
 then keeps it; the measured photos are not seen before), each round runs the peer over every photo,
-then ferx once per detector, so load from other processes hits both alike; the figures printed are photos/s per round and, at the end, the median
-of each and the ratio ferx / peer per round (median, min-max). Predict only: decode, face detection,
+then ferx once per detector, so load from other processes hits both alike; the figures printed are
+photos/s per round and, at the end, the median of each and the ratio ferx / peer per round (median,
+min-max). Predict only: decode, face detection,
 crop, the classifier's probabilities for every face found, no maps.
 
 * ferx, photo by photo (the app's path for one photo: its latency): :func:`ferx.faces.load_photo`,
@@ -33,6 +34,11 @@ crop, the classifier's probabilities for every face found, no maps.
   FER`` fails: ``fer/__init__.py`` does not export it); the cascade is fer's own copy
   (``cv2.data.haarcascades`` is empty or missing in some OpenCV wheels); OpenCV < 5 (5.x has no
   ``CascadeClassifier``).
+
+Each tool runs in a process of its own, so neither pays for the other's threads or memory. With
+``--fresh`` both processes are started anew every round (each warming up on the other photos first):
+the same code on this 2-core VM ran at 88-119 photos/s from one process to the next (fer 95-102), so
+one pair of processes is one draw; fresh ones spread the draws over the rounds.
 
 ``--ferx-root DIR`` imports ferx from another checkout (an older commit, for a before/after); one
 without :func:`ferx.inference.predict_faces` scores each face with ``fast_logits`` as its
@@ -96,13 +102,14 @@ def make_photos(n: int, folder: Path, data_root: str | None, split: str = "test"
     return [str(p) for p in write_photo_folder(packed, folder, n)]
 
 
-class Peer:
-    def __init__(self, env: Path, paths: list[str], warm: list[str]):
-        python = env / "bin" / "python"
-        if not python.exists():
-            raise SystemExit(f"no peer environment at {env}: run with --install-peer first")
-        self.proc = subprocess.Popen([str(python), "-c", PEER_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+class Worker:
+    """A tool in a process of its own: given the photos and the warm-up photos, it warms up, says it is ready,
+    then answers each ``go`` with one timed pass over the photos (JSON)."""
+
+    def __init__(self, command: list[str], paths: list[str], warm: list[str], name: str, env: dict | None = None):
+        self.name = name
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
         self.proc.stdin.write(json.dumps({"paths": paths, "warm": warm}) + "\n")
         self.proc.stdin.flush()
         self.version = json.loads(self._line())["ready"]
@@ -110,7 +117,7 @@ class Peer:
     def _line(self) -> str:
         line = self.proc.stdout.readline()
         if not line:
-            raise SystemExit(f"the peer stopped (exit code {self.proc.wait()})")
+            raise SystemExit(f"the {self.name} stopped (exit code {self.proc.wait()})")
         return line
 
     def run(self) -> dict:
@@ -121,6 +128,36 @@ class Peer:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait()
+
+
+def peer_worker(env: Path, paths: list[str], warm: list[str]) -> Worker:
+    python = env / "bin" / "python"
+    if not python.exists():
+        raise SystemExit(f"no peer environment at {env}: run with --install-peer first")
+    return Worker([str(python), "-c", PEER_WORKER], paths, warm, "peer", {"TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def ferx_worker(args, paths: list[str], warm: list[str]) -> Worker:
+    command = [sys.executable, __file__, "--worker", "--checkpoint", args.checkpoint, "--detectors", *args.detectors]
+    command += ["--no-folder"] if args.no_folder else []
+    command += ["--ferx-root", args.ferx_root] if args.ferx_root else []
+    return Worker(command, paths, warm, "ferx worker")
+
+
+def serve_ferx(args) -> None:
+    """The ferx worker (``--worker``): the runners of ``args``, warmed up on the warm-up photos, then a pass of
+    each over the photos for every ``go`` on stdin."""
+    import ferx
+
+    given = json.loads(sys.stdin.readline())
+    runners = {f"ferx {d}": ferx_runner(args.checkpoint, d) for d in args.detectors}
+    if not args.no_folder:
+        runners["ferx folder"] = ferx_folder_runner(args.checkpoint)
+    for run in runners.values():
+        run(given["warm"])  # warm-up: one pass over other photos (ferx's detector keeps a net per input shape it met)
+    print(json.dumps({"ready": str(Path(ferx.__file__).parent.parent)}), flush=True)
+    for _ in sys.stdin:
+        print(json.dumps({name: run(given["paths"]) for name, run in runners.items()}), flush=True)
 
 
 def ferx_runner(checkpoint: str, detector: str):
@@ -189,14 +226,17 @@ def main() -> None:
     p.add_argument("--peer-env", default=str(REPO.parent / "peer-env"))
     p.add_argument("--photos", type=int, default=100)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--fresh", action="store_true", help="start both tools' processes anew every round")
     p.add_argument("--detectors", nargs="+", default=["mtcnn", "haar"])
     p.add_argument("--no-folder", action="store_true", help="leave out the folder path (ferx evaluate --faces detect)")
     p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "mini_xception_fer2013"))
     p.add_argument("--data-root", default=str(REPO / "datasets"))
     p.add_argument("--ferx-root", default=None, help="import ferx from this checkout instead of this one")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the ferx process (serve_ferx)
     args = p.parse_args()
     sys.path.insert(0, args.ferx_root or str(REPO))
-    import ferx  # noqa: F401
+    if args.worker:
+        return serve_ferx(args)
 
     env = Path(args.peer_env)
     if args.install_peer:
@@ -205,25 +245,28 @@ def main() -> None:
             tempfile.TemporaryDirectory(prefix="ferx-warm-up-") as warm_tmp:
         paths = make_photos(args.photos, Path(tmp), args.data_root)
         warm = make_photos(args.photos, Path(warm_tmp), args.data_root, split="train")
-        peer = Peer(env, paths, warm)
-        runners = {d: ferx_runner(args.checkpoint, d) for d in args.detectors}
-        if not args.no_folder:
-            runners["folder"] = ferx_folder_runner(args.checkpoint)
-        for run in runners.values():
-            run(warm)  # warm-up: one pass over other photos (ferx's detector keeps a net per input shape it met)
-        print(f"{len(paths)} photos (256 px, CK+48 test faces); ferx from {Path(ferx.__file__).parent.parent}; "
-              f"peer fer {peer.version}; load average {os.getloadavg()[0]:.2f}")
+        peer, ours = peer_worker(env, paths, warm), ferx_worker(args, paths, warm)
+        print(f"{len(paths)} photos (256 px, CK+48 test faces); ferx from {ours.version}; peer fer {peer.version}; "
+              f"{'fresh processes every round' if args.fresh else 'one process each'}; "
+              f"load average {os.getloadavg()[0]:.2f}")
         rates: dict[str, list[float]] = {"fer": []}
         last = {}
         for r in range(args.rounds):
+            if args.fresh and r:
+                peer.close()
+                peer = peer_worker(env, paths, warm)
             last["fer"] = peer.run()
             rates["fer"].append(len(paths) / last["fer"]["seconds"])
-            for d, run in runners.items():
-                last[f"ferx {d}"] = run(paths)
-                rates.setdefault(f"ferx {d}", []).append(len(paths) / last[f"ferx {d}"]["seconds"])
+            if args.fresh and r:
+                ours.close()
+                ours = ferx_worker(args, paths, warm)
+            for name, result in ours.run().items():
+                last[name] = result
+                rates.setdefault(name, []).append(len(paths) / result["seconds"])
             print(f"round {r + 1}: " + "  ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items())
                   + f" photos/s  (load {os.getloadavg()[0]:.2f})", flush=True)
         peer.close()
+        ours.close()
     print(f"\n{'':12s} {'photos/s (median)':>18s} {'faces found':>12s} {'ratio to fer: median (min-max)':>32s}")
     for k, v in rates.items():
         ratios = [a / b for a, b in zip(v, rates["fer"])]

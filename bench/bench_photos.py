@@ -60,7 +60,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PEER_PACKAGES = ["ai-edge-litert", "opencv-python-headless<5", "numpy", "pillow", "requests", "setuptools<81"]
 PEER_WORKER = r'''
-import json, sys, time, types
+import json, os, sys, time, types
+proto = os.fdopen(os.dup(1), "w", buffering=1)  # the answers; anything else on stdout (OpenCV's log) to stderr
+os.dup2(2, 1)
+sys.stdout = sys.stderr
 from pathlib import Path
 import ai_edge_litert.interpreter as litert
 tf = types.ModuleType("tensorflow")
@@ -76,13 +79,13 @@ given = json.loads(sys.stdin.readline())
 paths = given["paths"]
 for p in given["warm"]:  # warm-up: one pass over other photos, as ferx gets
     detector.detect_emotions(cv2.imread(p))
-print(json.dumps({"ready": fer.__version__}), flush=True)
+print(json.dumps({"ready": fer.__version__}), file=proto)
 for line in sys.stdin:
     start = time.perf_counter()
     found = [detector.detect_emotions(cv2.imread(p)) for p in paths]
     seconds = time.perf_counter() - start
     top = [max(f[0]["emotions"], key=f[0]["emotions"].get) if f else None for f in found]
-    print(json.dumps({"seconds": seconds, "faces": sum(len(f) for f in found), "top": top}), flush=True)
+    print(json.dumps({"seconds": seconds, "faces": sum(len(f) for f in found), "top": top}), file=proto)
 '''
 
 
@@ -110,19 +113,27 @@ class Worker:
         self.name = name
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
-        self.proc.stdin.write(json.dumps({"paths": paths, "warm": warm}) + "\n")
-        self.proc.stdin.flush()
+        self._send(json.dumps({"paths": paths, "warm": warm}))
         self.version = json.loads(self._line())["ready"]
+
+    def _stopped(self) -> SystemExit:
+        return SystemExit(f"the {self.name} stopped (exit code {self.proc.wait()})")
+
+    def _send(self, line: str) -> None:
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise self._stopped() from None
 
     def _line(self) -> str:
         line = self.proc.stdout.readline()
         if not line:
-            raise SystemExit(f"the {self.name} stopped (exit code {self.proc.wait()})")
+            raise self._stopped()
         return line
 
     def run(self) -> dict:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
+        self._send("go")
         return json.loads(self._line())
 
     def close(self) -> None:
@@ -147,6 +158,9 @@ def ferx_worker(args, paths: list[str], warm: list[str]) -> Worker:
 def serve_ferx(args) -> None:
     """The ferx worker (``--worker``): the runners of ``args``, warmed up on the warm-up photos, then a pass of
     each over the photos for every ``go`` on stdin."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)  # the answers; anything else written to stdout (OpenCV's log
+    os.dup2(2, 1)  # goes to std::cout) goes to stderr
+    sys.stdout = sys.stderr
     import ferx
 
     given = json.loads(sys.stdin.readline())
@@ -155,9 +169,9 @@ def serve_ferx(args) -> None:
         runners["ferx folder"] = ferx_folder_runner(args.checkpoint)
     for run in runners.values():
         run(given["warm"])  # warm-up: one pass over other photos (ferx's detector keeps a net per input shape it met)
-    print(json.dumps({"ready": str(Path(ferx.__file__).parent.parent)}), flush=True)
+    print(json.dumps({"ready": str(Path(ferx.__file__).parent.parent)}), file=proto)
     for _ in sys.stdin:
-        print(json.dumps({name: run(given["paths"]) for name, run in runners.items()}), flush=True)
+        print(json.dumps({name: run(given["paths"]) for name, run in runners.items()}), file=proto)
 
 
 def ferx_runner(checkpoint: str, detector: str):

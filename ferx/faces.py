@@ -131,27 +131,31 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes:
                          "— truncated or corrupt file")
     file_format, file_mode = im.format, im.mode
     try:
+        # the EXIF Orientation tag (Pillow reads an XMP one into it too), before load(): Pillow's TIFF loader
+        # turns the image itself and drops the tag
+        orientation = im.getexif().get(0x0112, 1)
+        turned = orientation in (2, 3, 4, 5, 6, 7, 8)  # anything else (1, none, a malformed value) is shown as stored
         if file_format == "JPEG" and max(width, height) > work_side:
             # decode big JPEGs at 1/2, 1/4 or 1/8 scale directly (draft keeps both sides >= the request)
             f = work_side / max(width, height)
             im.draft("RGB", (math.ceil(width * f), math.ceil(height * f)))
         im.load()
-        orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag (Pillow reads an XMP one into it too)
         # exif_transpose copies an upright image whole (0.23 ms of a 256-px JPEG's 0.6): only what it turns
-        upright = ImageOps.exif_transpose(im) if orientation in (2, 3, 4, 5, 6, 7, 8) else im
+        upright = ImageOps.exif_transpose(im) if turned else im
         rgb = _to_rgb(upright, name)
     except ImageError:
         raise
     except Exception as err:  # Pillow plugins raise OSError, SyntaxError, ValueError, zlib.error, ...
         raise ImageError(f"{name}: cannot decode ({_reason(err)}) — truncated or corrupt file?") from None
-    rotated = orientation in (5, 6, 7, 8)
+    # the header's sides, swapped when the photo was turned a quarter (Pillow's TIFF reports them turned already)
+    rotated = turned and orientation in (5, 6, 7, 8) and upright.size != (width, height)
     original = (height, width) if rotated else (width, height)
     if max(rgb.shape[:2]) > work_side:
         f = work_side / max(rgb.shape[:2])
         size = (max(1, round(rgb.shape[1] * f)), max(1, round(rgb.shape[0] * f)))
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
     rgb = np.ascontiguousarray(rgb) if rgb.flags.writeable else np.array(rgb)  # PIL's arrays are read-only
-    return Photo(rgb, name, file_format, file_mode, original, orientation not in (1, None))
+    return Photo(rgb, name, file_format, file_mode, original, turned)
 
 
 def _reason(err: Exception) -> str:

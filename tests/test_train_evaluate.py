@@ -78,6 +78,46 @@ def test_a_further_schedule_starts_from_a_checkpoints_weights(data_root, tmp_pat
         train("lanmsff", "fer2013", tmp_path / "wrong", epochs=1, init_from=shipped, **kwargs)
 
 
+def test_a_ferplus_checkpoint_starts_a_fer2013_run_with_its_classifier_rows_taken_by_name(data_root, tmp_path):
+    """--init-from across label sets (the same faces, FERPlus's 8 labels -> FER-2013's 7): every FER-2013 class
+    starts from the FERPlus row of that name, so the run starts where the FERPlus model is on FER-2013 (not at
+    chance); the card says which rows came over."""
+    import torch
+
+    from ferx.checkpoint import load_checkpoint
+
+    source = CHECKPOINTS / "lanmsff_ferplus"
+    kwargs = dict(data_root=data_root, device=DEVICE, limit_train=64, limit_val=256, progress=False, lr=1e-9)
+    started = train("lanmsff_short", "fer2013", tmp_path / "from_ferplus", epochs=1, init_from=source, **kwargs)
+    scratch = train("lanmsff_short", "fer2013", tmp_path / "scratch", epochs=1, **kwargs)
+    assert started["best_val_acc"] > 0.45 > 0.3 > scratch["best_val_acc"]
+    card = read_card(started["checkpoint"])
+    assert card["labels"][:3] == ["angry", "disgust", "fear"] and card["initialised_from"]["its_data"] == "ferplus"
+    assert card["initialised_from"]["classifier_rows"].startswith("7 of 7 classes taken by name from its 8")
+    new, old = load_checkpoint(started["checkpoint"]), load_checkpoint(source)
+    for name in ("happy", "fear", "neutral"):
+        i, j = new.labels.classes.index(name), old.labels.classes.index(name)
+        torch.testing.assert_close(new.model.head.weight[i], old.model.head.weight[j], atol=1e-5, rtol=0)
+
+
+def test_a_class_the_start_checkpoint_lacks_keeps_its_fresh_row():
+    import torch
+
+    from ferx.data.labels import get_label_set
+    from ferx.models import create_model
+    from ferx.train import _start_from
+
+    torch.manual_seed(0)
+    seven, eight = create_model("mini_xception", num_classes=7), create_model("mini_xception", num_classes=8)
+    fresh = eight.classifier.weight.detach().clone()
+    taken = _start_from(eight, seven, get_label_set("fer2013"), get_label_set("ferplus"), "classifier")
+    assert taken == ["neutral", "happy", "surprise", "sad", "angry", "disgust", "fear"]
+    torch.testing.assert_close(eight.classifier.weight[7], fresh[7])  # contempt: FER-2013 has no such row
+    torch.testing.assert_close(eight.classifier.weight[0], seven.classifier.weight[6])  # neutral
+    torch.testing.assert_close(eight.classifier.bias[1], seven.classifier.bias[3])  # happy
+    torch.testing.assert_close(eight.stem[0].weight, seven.stem[0].weight)
+
+
 def test_convcut_recipe_runs_end_to_end_on_gray_ferplus(data_root, tmp_path):
     """AdamW + cosine warm-up + strong augmentation + mixup + label smoothing, 16 faces, one step each."""
     result = train("convcut", "ferplus", tmp_path / "cc", data_root=data_root, device=DEVICE, epochs=1, batch_size=8,

@@ -66,16 +66,19 @@ class ModelInfo:
     # is the default. All of them produce NCHW feature maps, so no reshape transform is needed.
     cam_target_layers: tuple[str, ...] = field(default_factory=tuple)
     native_maps: tuple[NativeMap, ...] = ()  # empty: no attention of its own (no forward_attention)
+    # Dotted path of the module whose outputs are the classes (timm's default_cfg["classifier"]): its
+    # parameters have one row per class, so a checkpoint with other labels can hand over the rest.
+    classifier: str = "head"
 
 
 MODELS: Registry[ModelInfo] = Registry("model", "models")
 
 
 def register_model(name: str, *, input_spec: InputSpec, default_labels: str, description: str,
-                   cam_target_layers: tuple[str, ...], native_maps: tuple[NativeMap, ...] = ()):
+                   cam_target_layers: tuple[str, ...], native_maps: tuple[NativeMap, ...] = (), classifier: str = "head"):
     def wrap(builder):
         MODELS.add(name, ModelInfo(name, builder, input_spec, default_labels, description, cam_target_layers,
-                                   native_maps))
+                                   native_maps, classifier))
         return builder
 
     return wrap

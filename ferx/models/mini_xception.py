@@ -76,6 +76,7 @@ class MiniXception(nn.Module):
     default_labels="fer2013",
     description="mini-Xception (Arriaga et al. 2017): 58k-parameter reference CNN, 64x64 gray",
     cam_target_layers=("blocks.3", "blocks.2"),
+    classifier="classifier",
 )
 def mini_xception(num_classes: int = 7, **kwargs) -> MiniXception:
     return MiniXception(num_classes=num_classes, **kwargs)

@@ -14,7 +14,9 @@
 #   tests                        the core's test suite on CUDA (FERX_TEST_DEVICE=cuda); tests needing ../shared skip
 #   bench                        inference img/s at batch 1 and 256, explanation latency (Grad-CAM, native maps)
 #   probe                        one Conv-cut training step at 224 and 112 px (img/s, seconds per epoch, memory)
-#   train:RECIPE:DATASET:MIN[:SIZE]  ferx train --resume --time-budget MIN --fit-budget from .carry/DATASET.zip:
+#   train:RECIPE:DATASET:MIN[:SIZE[:FROM]]  ferx train --resume --time-budget MIN --fit-budget from .carry/DATASET.zip
+#                                (FROM: --init-from a checkpoint folder, e.g. checkpoints/lanmsff_ferplus, or
+#                                runs/gpu/lanmsff_short_ferplus/checkpoint made by an earlier step of the same call):
 #                                the schedule is sized to the budget after the first epochs (at most
 #                                GPU_PLAN_EPOCHS, else the recipe's epochs); the best epoch so far is exported;
 #                                state stays in runs/gpu/ (ignored: a warm machine keeps it for a call chained
@@ -94,10 +96,11 @@ step_probe() {
         --steps "${GPU_PLAN_PROBE_STEPS:-10}" --device "$DEVICE"
 }
 
-step_train() {  # RECIPE DATASET MINUTES [SIZE]
-    local recipe=$1 dataset=$2 minutes=$3 size=${4:-} run="$RUNS/$1_$2" dest="$OUT/$1_$2"
+step_train() {  # RECIPE DATASET MINUTES [SIZE [FROM]]
+    local recipe=$1 dataset=$2 minutes=$3 size=${4:-} from=${5:-} run="$RUNS/$1_$2" dest="$OUT/$1_$2"
     local extra=()
     [ -n "$size" ] && extra+=(--input-size "$size")
+    [ -n "$from" ] && extra+=(--init-from "$from")
     [ -n "${GPU_PLAN_EPOCHS:-}" ] && extra+=(--epochs "$GPU_PLAN_EPOCHS")
     [[ $recipe == convcut* ]] && extra+=(--export-dtype float16)
     $PY -m ferx.cli train --recipe "$recipe" --dataset "$dataset" --carried "$CARRY/$dataset.zip" --out "$run" \
@@ -133,12 +136,12 @@ step_pack() {  # all but the weight shards into one tar, so the shards have the 
 }
 
 run_step() {
-    local spec=$1 name a b c d
-    IFS=: read -r name a b c d <<<"$spec"
+    local spec=$1 name a b c d e
+    IFS=: read -r name a b c d e <<<"$spec"
     echo "=== $spec ($(date -u +%H:%M:%S))" | tee -a "$OUT/log.txt"
     case $name in
         prepare|check|tests|bench|probe) "step_$name" 2>&1 | tee -a "$OUT/log.txt" ;;
-        train|fetch) "step_$name" "$a" "$b" "$c" "$d" 2>&1 | tee -a "$OUT/log.txt" ;;
+        train|fetch) "step_$name" "$a" "$b" "$c" "$d" "$e" 2>&1 | tee -a "$OUT/log.txt" ;;
         pack) step_pack ;;
         *) echo "unknown step $spec" >&2; return 2 ;;
     esac

@@ -257,14 +257,17 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
             raise ValueError(f"{init_from} takes {start.input_spec}, this run {spec}")
         classes_taken = _start_from(model, start.model, start.labels, labels, info.classifier)
         its_recipe = start.card.get("recipe")
-        initialised = {"checkpoint": Path(init_from).name, "checkpoint_sha256": start.sha256,
+        named = Path(init_from)  # a run's own folder "checkpoint" is named with its run: "lanmsff_ferplus/checkpoint"
+        initialised = {"checkpoint": named.name if named.name != "checkpoint" else f"{named.parent.name}/{named.name}",
+                       "checkpoint_sha256": start.sha256,
                        "its_recipe": its_recipe.get("name") if isinstance(its_recipe, dict) else its_recipe,
                        "its_data": (start.card.get("data") or {}).get("dataset"),
                        "its_selection": start.card.get("selection"), "its_wall_time_s": start.card.get("wall_time_s")}
         if start.labels.classes != labels.classes:
+            fresh = [c for c in labels.classes if c not in classes_taken]
             initialised["classifier_rows"] = (f"{len(classes_taken)} of {len(labels)} classes taken by name from its "
-                                              f"{len(start.labels)} ({', '.join(classes_taken) or 'none'}); "
-                                              f"the others start at random")
+                                              f"{len(start.labels)} ({', '.join(classes_taken) or 'none'})"
+                                              + (f"; {', '.join(fresh)} start at random" if fresh else ""))
         del start  # a second copy of the model (Conv-cut: 200 MB) for the whole run otherwise
     memory_format = training_memory_format(model, dev)
     model = model.to(memory_format=memory_format)

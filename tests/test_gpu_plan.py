@@ -87,7 +87,10 @@ def _plan(tmp_path, *steps):
 def test_gpu_plan_dry_run_trains_from_a_carry_file_and_brings_back_what_it_promises(data_root, tmp_path):
     assert main(["data", "carry", "ferplus", "--limit", "160", "--out", str(tmp_path / "carry" / "ferplus.zip"),
                  "--data-root", str(data_root)]) == 0
-    done = _plan(tmp_path, "check", "train:lanmsff_short:ferplus:5+train:mini_xception:ferplus:5", "pack")
+    assert main(["data", "carry", "fer2013", "--limit", "96", "--out", str(tmp_path / "carry" / "fer2013.zip"),
+                 "--data-root", str(data_root)]) == 0
+    done = _plan(tmp_path, "check", "train:lanmsff_short:ferplus:5+train:mini_xception:ferplus:5",
+                 f"train:lanmsff_short:fer2013:5::{tmp_path}/runs/lanmsff_short_ferplus/checkpoint", "pack")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "out"
     assert [p.name for p in out.rglob("*") if p.is_file()] == ["results.tar"]  # one of the 8 files that come back
@@ -95,6 +98,8 @@ def test_gpu_plan_dry_run_trains_from_a_carry_file_and_brings_back_what_it_promi
         tar.extractall(tmp_path / "back", filter="data")
     back = tmp_path / "back"
     assert sorted(p.relative_to(back).as_posix() for p in back.rglob("*") if p.is_file()) == [
+        "lanmsff_short_fer2013/card.json", "lanmsff_short_fer2013/curves.png", "lanmsff_short_fer2013/metrics.jsonl",
+        "lanmsff_short_fer2013/model.safetensors",
         "lanmsff_short_ferplus/card.json", "lanmsff_short_ferplus/curves.png", "lanmsff_short_ferplus/metrics.jsonl",
         "lanmsff_short_ferplus/model.safetensors", "log.txt", "mini_xception_ferplus/card.json",
         "mini_xception_ferplus/curves.png", "mini_xception_ferplus/metrics.jsonl",
@@ -102,6 +107,9 @@ def test_gpu_plan_dry_run_trains_from_a_carry_file_and_brings_back_what_it_promi
     card = read_card(back / "lanmsff_short_ferplus")
     assert card["data"]["source"] == "carry file ferplus.zip" and card["data"]["train_images"] == 160
     assert load_checkpoint(back / "lanmsff_short_ferplus").labels.name == "ferplus"
+    started = read_card(back / "lanmsff_short_fer2013")["initialised_from"]  # FER-2013 from the FERPlus step's weights
+    assert started["checkpoint"] == "lanmsff_short_ferplus/checkpoint" and started["its_data"] == "ferplus"
+    assert started["checkpoint_sha256"] == load_checkpoint(back / "lanmsff_short_ferplus").sha256
     log = (back / "log.txt").read_text()
     assert "=== train:lanmsff_short:ferplus:5" in log and "=== train:mini_xception:ferplus:5" in log
 

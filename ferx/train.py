@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ferx.checkpoint import save_checkpoint
+from ferx.checkpoint import load_checkpoint, save_checkpoint
 from ferx.data.carry import read_carry
 from ferx.data.datasets import load_split
 from ferx.data.labels import LabelSet, label_mapping
@@ -188,13 +188,20 @@ def _start_from(model: nn.Module, start: nn.Module, its_labels: LabelSet, labels
     """Copy ``start``'s weights into ``model`` (the same architecture). Where the label sets differ (a
     FERPlus checkpoint starting a FER-2013 run), the classifier's rows (one per class) are taken by class
     name and a class ``start`` lacks keeps ``model``'s fresh initialisation. Returns the classes taken."""
+    model.get_submodule(classifier)  # a wrong declaration fails here, not as rows copied by position
     rows = torch.as_tensor(label_mapping(labels, its_labels))  # row i of the new classifier <- row rows[i] of start's
     state, fresh = start.state_dict(), model.state_dict()
+    remapped = 0
     for name, tensor in state.items():
-        if name.startswith(classifier + ".") and tensor.ndim and tensor.shape[0] == len(its_labels):
+        if (name.startswith(classifier + ".") and tensor.ndim and tensor.shape[0] == len(its_labels)
+                and fresh[name].shape[0] == len(labels)):
             taken = fresh[name].clone()
             taken[rows >= 0] = tensor[rows[rows >= 0]].to(taken)
             state[name] = taken
+            remapped += 1
+    if its_labels.classes != labels.classes and not remapped:
+        raise ValueError(f"no per-class tensor under {classifier!r}: cannot map {list(its_labels.classes)} "
+                         f"to {list(labels.classes)}")
     model.load_state_dict(state)
     return [c for c, r in zip(labels.classes, rows.tolist()) if r >= 0]
 
@@ -250,8 +257,6 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config).to(dev)
     initialised = None
     if init_from is not None and not (resume and (out / "state.pt").is_file()):  # a resumed run has its weights
-        from ferx.checkpoint import load_checkpoint
-
         start = load_checkpoint(init_from, dev, expect_model=recipe.model)
         if start.input_spec != spec:
             raise ValueError(f"{init_from} takes {start.input_spec}, this run {spec}")
@@ -291,6 +296,12 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         gen.set_state(saved["generator"].cpu())
         state = json.loads(saved["progress"])
         initialised = state.get("initialised_from")  # where the run's first call started from, if anywhere
+        if init_from is not None:  # the weights come from state.pt: a different start would be silently ignored
+            asked = load_checkpoint(init_from, "cpu", expect_model=recipe.model).sha256
+            if (initialised or {}).get("checkpoint_sha256") != asked:
+                raise ValueError(f"{out} was started from {(initialised or {}).get('checkpoint') or 'random weights'}, "
+                                 f"not from {init_from}: resume it without --init-from, or start a new run "
+                                 f"(another --out)")
         if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
             recipe = replace(recipe, epochs=state["fitted_epochs"])
     autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")

@@ -76,6 +76,12 @@ def test_a_further_schedule_starts_from_a_checkpoints_weights(data_root, tmp_pat
     assert card["initialised_from"]["checkpoint_sha256"] == load_checkpoint(shipped).sha256
     with pytest.raises(CheckpointError, match="not 'lanmsff'"):
         train("lanmsff", "fer2013", tmp_path / "wrong", epochs=1, init_from=shipped, **kwargs)
+    # resuming takes the weights from state.pt: a run started elsewhere is refused, not silently continued
+    with pytest.raises(ValueError, match="was started from random weights, not from"):
+        train("mini_xception", "fer2013", tmp_path / "scratch", epochs=2, init_from=shipped, resume=True, **kwargs)
+    resumed = train("mini_xception", "fer2013", tmp_path / "further", epochs=2, init_from=shipped, resume=True,
+                    lr=1e-5, **kwargs)
+    assert resumed["epochs_run"] == 2 and read_card(resumed["checkpoint"])["initialised_from"] == card["initialised_from"]
 
 
 def test_a_ferplus_checkpoint_starts_a_fer2013_run_with_its_classifier_rows_taken_by_name(data_root, tmp_path):
@@ -116,6 +122,8 @@ def test_a_class_the_start_checkpoint_lacks_keeps_its_fresh_row():
     torch.testing.assert_close(eight.classifier.weight[0], seven.classifier.weight[6])  # neutral
     torch.testing.assert_close(eight.classifier.bias[1], seven.classifier.bias[3])  # happy
     torch.testing.assert_close(eight.stem[0].weight, seven.stem[0].weight)
+    with pytest.raises(AttributeError):  # a classifier declared where there is none fails, not copies by position
+        _start_from(eight, seven, get_label_set("fer2013"), get_label_set("ferplus"), "head")
 
 
 def test_convcut_recipe_runs_end_to_end_on_gray_ferplus(data_root, tmp_path):

@@ -229,7 +229,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     ``init_from`` starts from a checkpoint's weights (same model) instead of a random initialisation: a further
     schedule (a warm restart) for a run that ended still improving, or a start from a checkpoint of the same faces
     with other labels (FERPlus -> FER-2013: the classifier's rows are taken by class name, see :func:`_start_from`);
-    the card names that checkpoint, its data, its selection and its wall time. ``lr`` overrides the recipe's peak learning rate.
+    the card names that checkpoint, its data, its selection and its wall time. ``lr`` overrides the recipe's peak
+    learning rate.
     The checkpoint is written in ``export_dtype`` (``float16`` halves Conv-cut's 212 MB) in safetensors
     shards of at most 15 MiB, the largest file a GPU machine can send back.
     """
@@ -297,7 +298,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         state = json.loads(saved["progress"])
         initialised = state.get("initialised_from")  # where the run's first call started from, if anywhere
         if init_from is not None:  # the weights come from state.pt: a different start would be silently ignored
-            asked = load_checkpoint(init_from, "cpu", expect_model=recipe.model).sha256
+            asked = load_checkpoint(init_from, "cpu", expect_model=recipe.model, defer=True).sha256  # card only
             if (initialised or {}).get("checkpoint_sha256") != asked:
                 raise ValueError(f"{out} was started from {(initialised or {}).get('checkpoint') or 'random weights'}, "
                                  f"not from {init_from}: resume it without --init-from, or start a new run "

@@ -28,7 +28,12 @@ def main() -> None:
     ax_loss.plot(epochs, [r["val_loss"] for r in rows], label="validation loss")
     ax_loss.set_xlabel("epoch")
     ax_loss.legend()
-    ax_acc.plot(epochs, [100 * r["val_acc"] for r in rows], color="tab:green")
+    averaged = [r for r in rows if "raw_val_acc" in r]  # epochs of an --ema-decay run: val_acc is the average's
+    ax_acc.plot(epochs, [100 * r["val_acc"] for r in rows], color="tab:green",
+                label="validation (moving average where kept)" if averaged else None)
+    if averaged:
+        ax_acc.plot([r["epoch"] for r in averaged], [100 * r["raw_val_acc"] for r in averaged], color="tab:gray",
+                    linestyle="--", marker=".", label="validation, raw weights")
     best = max(rows, key=lambda r: r["val_acc"])
     ax_acc.scatter([best["epoch"]], [100 * best["val_acc"]], color="black", zorder=3,
                    label=f"best: epoch {best['epoch']}, {100 * best['val_acc']:.2f} %")

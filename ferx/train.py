@@ -251,6 +251,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size,
                      input_size=input_size or recipe.input_size, lr=recipe.lr if lr is None else lr,
                      ema_decay=recipe.ema_decay if ema_decay is None else ema_decay)
+    if not 0.0 <= recipe.ema_decay <= 1.0:
+        raise ValueError(f"ema_decay must lie in [0, 1], not {recipe.ema_decay}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -290,7 +292,6 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     memory_format = training_memory_format(model, dev)
     model = model.to(memory_format=memory_format)
     optimizer = _make_optimizer(model, recipe)
-    ema = _moving_average(model, recipe.ema_decay) if recipe.ema_decay else None
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=recipe.plateau_factor,
                                                          patience=recipe.plateau_patience)
     images = torch.as_tensor(train_data.images).to(dev)  # uint8, stays on the device
@@ -300,16 +301,16 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
 
     state = {"epoch": 0, "step": 0, "best_val_acc": -1.0, "best_val_loss": math.inf, "best_epoch": 0,
-             "bad_epochs": 0, "wall_time_s": 0.0, "history": [], "initialised_from": initialised}
+             "bad_epochs": 0, "wall_time_s": 0.0, "history": [], "initialised_from": initialised,
+             "ema_decay": recipe.ema_decay}
     state_path, best_path = out / "state.pt", out / "best.pt"
+    saved = {}
     if resume and state_path.is_file():
         saved = torch.load(state_path, map_location=dev, weights_only=True)  # plain tensors and numbers only
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         plateau.load_state_dict(saved["plateau"])
         gen.set_state(saved["generator"].cpu())
-        if ema is not None and "ema" in saved:  # a run that kept no average starts one from its resumed weights
-            ema.module.load_state_dict(saved["ema"])
         state = json.loads(saved["progress"])
         initialised = state.get("initialised_from")  # where the run's first call started from, if anywhere
         if init_from is not None:  # the weights come from state.pt: a different start would be silently ignored
@@ -320,6 +321,20 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                                  f"(another --out)")
         if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
             recipe = replace(recipe, epochs=state["fitted_epochs"])
+        # the moving average is part of the run: it goes on with the decay it began with, or not at all
+        began = state.get("ema_decay", None if "ema" in saved else 0.0)  # None: kept before the decay was recorded
+        if began is None and not ema_decay:
+            raise ValueError(f"{out} keeps a moving average of its weights: resume it with its --ema-decay")
+        began = ema_decay if began is None else began
+        if ema_decay is not None and ema_decay != began:
+            raise ValueError(f"{out} was started with " + (f"--ema-decay {began}" if began else "no --ema-decay")
+                             + f", not {ema_decay}: resume it without --ema-decay, or start a new run (another --out)")
+        recipe = replace(recipe, ema_decay=began)
+        state["ema_decay"] = began
+    ema = _moving_average(model, recipe.ema_decay) if recipe.ema_decay else None  # from the start or resumed weights
+    if ema is not None and "ema" in saved:
+        ema.module.load_state_dict(saved["ema"])
+    saved = None  # the resumed tensors (a second copy of the weights and Adam's moments) are in place now
     autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
     stopped = None

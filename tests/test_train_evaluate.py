@@ -86,8 +86,9 @@ def test_a_further_schedule_starts_from_a_checkpoints_weights(data_root, tmp_pat
 
 def test_a_moving_average_of_the_weights_is_what_is_validated_selected_and_exported(data_root, tmp_path):
     """--ema-decay: with a decay of 1 the average never leaves the start, so the exported weights are the shipped
-    ones although the raw weights trained at a high learning rate; each epoch logs the raw weights' accuracy too,
-    and state.pt keeps the average for --resume."""
+    ones although the raw weights trained at a high learning rate; with a decay near 0 the average follows the
+    raw weights step by step. Each epoch logs the raw weights' accuracy too; state.pt keeps the average, and a
+    resumed run goes on with the decay it began with (another decay is refused)."""
     import torch
 
     from ferx.checkpoint import load_checkpoint
@@ -95,7 +96,7 @@ def test_a_moving_average_of_the_weights_is_what_is_validated_selected_and_expor
     shipped = CHECKPOINTS / "mini_xception_fer2013"
     kwargs = dict(data_root=data_root, device=DEVICE, limit_train=64, limit_val=256, progress=False, lr=1e-2,
                   init_from=shipped)
-    run = train("mini_xception", "fer2013", tmp_path / "ema", epochs=1, ema_decay=1.0, **kwargs)
+    run = train("mini_xception", "fer2013", tmp_path / "still", epochs=1, ema_decay=1.0, **kwargs)
     row = run["history"][0]
     assert row["raw_val_acc"] < row["val_acc"] - 0.05  # lr 1e-2 on 64 faces wrecks the raw weights, not the average
     card = read_card(run["checkpoint"])
@@ -104,10 +105,25 @@ def test_a_moving_average_of_the_weights_is_what_is_validated_selected_and_expor
     for name, tensor in start.items():
         if tensor.is_floating_point():  # integer buffers (batch counts) are copied, not averaged
             torch.testing.assert_close(exported[name], tensor.to(exported[name]), msg=name)
-    saved = torch.load(tmp_path / "ema" / "state.pt", weights_only=True)
+    saved = torch.load(tmp_path / "still" / "state.pt", weights_only=True)
     assert not torch.equal(saved["model"]["classifier.weight"], saved["ema"]["classifier.weight"])
-    resumed = train("mini_xception", "fer2013", tmp_path / "ema", epochs=2, ema_decay=1.0, resume=True, **kwargs)
+
+    follow = train("mini_xception", "fer2013", tmp_path / "follow", epochs=1, ema_decay=1e-9, **kwargs)
+    assert follow["history"][0]["val_acc"] == pytest.approx(follow["history"][0]["raw_val_acc"], abs=1 / 256)
+    raw = torch.load(tmp_path / "follow" / "state.pt", weights_only=True)["model"]
+    exported = load_checkpoint(follow["checkpoint"]).model.state_dict()
+    torch.testing.assert_close(exported["classifier.weight"], raw["classifier.weight"].contiguous(), atol=1e-6, rtol=0)
+
+    resumed = train("mini_xception", "fer2013", tmp_path / "still", epochs=2, resume=True, **kwargs)  # its decay
     assert resumed["history"][1]["val_acc"] == pytest.approx(row["val_acc"])
+    assert read_card(resumed["checkpoint"])["recipe"]["ema_decay"] == 1.0
+    with pytest.raises(ValueError, match="was started with --ema-decay 1.0, not 0.5"):
+        train("mini_xception", "fer2013", tmp_path / "still", epochs=3, resume=True, ema_decay=0.5, **kwargs)
+    train("mini_xception", "fer2013", tmp_path / "plain", epochs=1, **kwargs)
+    with pytest.raises(ValueError, match="was started with no --ema-decay, not 0.99"):
+        train("mini_xception", "fer2013", tmp_path / "plain", epochs=2, resume=True, ema_decay=0.99, **kwargs)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        train("mini_xception", "fer2013", tmp_path / "bad", epochs=1, ema_decay=1.5, **kwargs)
 
 
 def test_a_ferplus_checkpoint_starts_a_fer2013_run_with_its_classifier_rows_taken_by_name(data_root, tmp_path):

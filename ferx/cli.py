@@ -91,7 +91,7 @@ def _cmd_train(args) -> int:
                     limit_val=args.limit_val, resume=args.resume, checkpoint_dir=args.checkpoint_dir, seed=args.seed,
                     time_budget_min=args.time_budget, carried=args.carried, export_dtype=args.export_dtype,
                     input_size=args.input_size, fit_budget=args.fit_budget, init_from=args.init_from, lr=args.lr,
-                    ema_decay=args.ema_decay)
+                    ema_decay=args.ema_decay, augment=args.augment)
     print(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f}); checkpoint: "
           f"{summary['checkpoint']}\nmeasure it with: ferx evaluate {summary['checkpoint']} --dataset {args.dataset} "
           f"--split test --update-card")
@@ -517,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--ema-decay", type=float, default=None, metavar="DECAY",
                     help="keep a moving average of the weights (e.g. 0.998) and validate, select and export it "
                          "instead of the last weights; each epoch also logs the raw weights' val accuracy")
+    tr.add_argument("--augment", default=None,
+                    help="augmentation instead of the recipe's: the authors' 4x (lanmsff), crop/rotate/erase (strong), "
+                         "horizontal mirror only (mirror: e.g. a last schedule at the scale faces are tested at), none")
     tr.add_argument("--export-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                     help="dtype of the exported weights (float16 halves a large model; loading upcasts)")
     tr.set_defaults(func=_cmd_train)

@@ -48,7 +48,7 @@ class Recipe:
     plateau_factor: float = 0.1
     plateau_patience: int = 9
     early_stop_patience: int | None = 14  # epochs without val-loss improvement
-    augment: str = "lanmsff"  # lanmsff | strong | none
+    augment: str = "lanmsff"  # a key of AUGMENTS
     label_smoothing: float = 0.0
     soft_labels: bool = False  # FERPlus vote distributions as targets
     mixup_alpha: float = 0.0
@@ -131,7 +131,13 @@ def strong_augment(x: torch.Tensor, gen: torch.Generator, erase_p: float = 0.25)
     return torch.where(box.unsqueeze(1), noise, x)
 
 
-AUGMENTS = {"lanmsff": lanmsff_augment, "strong": strong_augment, "none": lambda x, gen: x}
+def mirror_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Each image or its horizontal mirror (p = 0.5), nothing else: faces at the scale the model is tested at."""
+    flip = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+AUGMENTS = {"lanmsff": lanmsff_augment, "strong": strong_augment, "mirror": mirror_augment, "none": lambda x, gen: x}
 
 
 # ---------------------------------------------------------------- training loop
@@ -215,13 +221,20 @@ def _start_from(model: nn.Module, start: nn.Module, its_labels: LabelSet, labels
     return [c for c, r in zip(labels.classes, rows.tolist()) if r >= 0]
 
 
+def _overrides(recipe: Recipe) -> dict:
+    """The fields a run changed from its named recipe (whose ``description`` tells the recipe as declared)."""
+    named = asdict(RECIPES[recipe.name]) if recipe.name in RECIPES else {}
+    return {k: v for k, v in asdict(recipe).items() if named and named.get(k) != v}
+
+
 def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root: str | Path | None = None,
           train_split: str = "train", val_split: str = "val", device: str = "auto", epochs: int | None = None,
           batch_size: int | None = None, limit_train: int | None = None, limit_val: int | None = None,
           resume: bool = False, checkpoint_dir: str | Path | None = None, seed: int = 0,
           time_budget_min: float | None = None, carried: str | Path | None = None, export_dtype: str = "float32",
           input_size: int | None = None, fit_budget: bool = False, init_from: str | Path | None = None,
-          lr: float | None = None, ema_decay: float | None = None, progress: bool = True) -> dict:
+          lr: float | None = None, ema_decay: float | None = None, augment: str | None = None,
+          progress: bool = True) -> dict:
     """Train ``recipe`` on ``dataset`` and export the best-on-validation epoch as a checkpoint.
 
     Returns a summary with the per-epoch history. ``limit_train`` / ``limit_val`` take a fixed
@@ -239,7 +252,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     schedule (a warm restart) for a run that ended still improving, or a start from a checkpoint of the same faces
     with other labels (FERPlus -> FER-2013: the classifier's rows are taken by class name, see :func:`_start_from`);
     the card names that checkpoint, its data, its selection and its wall time. ``lr`` overrides the recipe's peak
-    learning rate. ``ema_decay`` (> 0) keeps an exponential moving average of the weights after every step (timm's
+    learning rate and ``augment`` its augmentation (a key of ``AUGMENTS``). ``ema_decay`` (> 0) keeps an exponential moving average of the weights after every step (timm's
     ``ModelEmaV3``, batch-norm statistics included): the average is what is validated, selected and exported, and
     each epoch's line also gives the raw weights' validation accuracy (``raw_val_acc``) beside it.
     The checkpoint is written in ``export_dtype`` (``float16`` halves Conv-cut's 212 MB) in safetensors
@@ -250,7 +263,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size,
                      input_size=input_size or recipe.input_size, lr=recipe.lr if lr is None else lr,
-                     ema_decay=recipe.ema_decay if ema_decay is None else ema_decay)
+                     ema_decay=recipe.ema_decay if ema_decay is None else ema_decay, augment=augment or recipe.augment)
+    if recipe.augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, not {recipe.augment!r}")
     if not 0.0 <= recipe.ema_decay <= 1.0:
         raise ValueError(f"ema_decay must lie in [0, 1], not {recipe.ema_decay}")
     out = Path(out_dir)
@@ -433,7 +448,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                  "train_images": len(train_data), "val_images": len(val_data),
                  "limit_train": limit_train, "limit_val": limit_val,
                  "train_fingerprint": train_data.fingerprint, "val_fingerprint": val_data.fingerprint},
-        "recipe": {**asdict(recipe), "epochs_run": state["epoch"], "seed": seed,
+        "recipe": {**asdict(recipe), "overrides": _overrides(recipe), "epochs_run": state["epoch"], "seed": seed,
                    "memory_format": "channels_last" if memory_format == torch.channels_last else "contiguous",
                    "stopped": stopped or f"completed {recipe.epochs} epochs",
                    "epochs_fitted_to_budget": "fitted_epochs" in state},

@@ -126,6 +126,27 @@ def test_a_moving_average_of_the_weights_is_what_is_validated_selected_and_expor
         train("mini_xception", "fer2013", tmp_path / "bad", epochs=1, ema_decay=1.5, **kwargs)
 
 
+def test_mirror_augmentation_shows_each_face_or_its_mirror_and_nothing_else(data_root, tmp_path):
+    """--augment mirror (a last schedule at the scale faces are tested at): every training image is the face
+    itself or its exact mirror, both occur, the card's recipe says which augmentation ran, a wrong name is
+    refused with the list of names."""
+    import torch
+
+    from ferx.train import AUGMENTS
+
+    x = torch.rand(256, 1, 8, 8)
+    out = AUGMENTS["mirror"](x, torch.Generator().manual_seed(0))
+    same = (out == x).flatten(1).all(1)
+    mirrored = (out == x.flip(-1)).flatten(1).all(1)
+    assert bool((same | mirrored).all()) and 80 < int(mirrored.sum()) < 176 and 80 < int(same.sum()) < 176
+    kwargs = dict(data_root=data_root, device=DEVICE, limit_train=64, limit_val=64, progress=False, epochs=1)
+    run = train("mini_xception", "fer2013", tmp_path / "mirror", augment="mirror", **kwargs)
+    recipe = read_card(run["checkpoint"])["recipe"]
+    assert recipe["augment"] == "mirror" and recipe["overrides"] == {"epochs": 1, "augment": "mirror"}
+    with pytest.raises(ValueError, match="augment must be one of lanmsff, strong, mirror, none, not 'flip'"):
+        train("mini_xception", "fer2013", tmp_path / "bad", augment="flip", **kwargs)
+
+
 def test_a_ferplus_checkpoint_starts_a_fer2013_run_with_its_classifier_rows_taken_by_name(data_root, tmp_path):
     """--init-from across label sets (the same faces, FERPlus's 8 labels -> FER-2013's 7): every FER-2013 class
     starts from the FERPlus row of that name, so the run starts where the FERPlus model is on FER-2013 (not at

@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep a moving average of the weights (e.g. 0.998) and validate, select and export it "
                          "instead of the last weights; each epoch also logs the raw weights' val accuracy")
     tr.add_argument("--augment", default=None,
-                    help="augmentation instead of the recipe's: the authors' 4x (lanmsff), crop/rotate/erase (strong), "
+                    help="augmentation instead of the recipe's: the authors' 4x (lanmsff), crop/rotate/flip/erase (strong), "
                          "horizontal mirror only (mirror: e.g. a last schedule at the scale faces are tested at), none")
     tr.add_argument("--export-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                     help="dtype of the exported weights (float16 halves a large model; loading upcasts)")

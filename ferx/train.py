@@ -221,10 +221,13 @@ def _start_from(model: nn.Module, start: nn.Module, its_labels: LabelSet, labels
     return [c for c, r in zip(labels.classes, rows.tolist()) if r >= 0]
 
 
-def _overrides(recipe: Recipe) -> dict:
-    """The fields a run changed from its named recipe (whose ``description`` tells the recipe as declared)."""
-    named = asdict(RECIPES[recipe.name]) if recipe.name in RECIPES else {}
-    return {k: v for k, v in asdict(recipe).items() if named and named.get(k) != v}
+def _overrides(recipe: Recipe) -> dict | None:
+    """The fields a run changed from its named recipe (whose ``description`` tells the recipe as declared);
+    ``None`` for a recipe that is not registered (nothing to compare with)."""
+    if recipe.name not in RECIPES:
+        return None
+    named = asdict(RECIPES[recipe.name])
+    return {k: v for k, v in asdict(recipe).items() if named[k] != v}
 
 
 def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root: str | Path | None = None,
@@ -252,7 +255,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     schedule (a warm restart) for a run that ended still improving, or a start from a checkpoint of the same faces
     with other labels (FERPlus -> FER-2013: the classifier's rows are taken by class name, see :func:`_start_from`);
     the card names that checkpoint, its data, its selection and its wall time. ``lr`` overrides the recipe's peak
-    learning rate and ``augment`` its augmentation (a key of ``AUGMENTS``). ``ema_decay`` (> 0) keeps an exponential moving average of the weights after every step (timm's
+    learning rate and ``augment`` its augmentation (a key of ``AUGMENTS``); a resumed run keeps both as it began.
+    ``ema_decay`` (> 0) keeps an exponential moving average of the weights after every step (timm's
     ``ModelEmaV3``, batch-norm statistics included): the average is what is validated, selected and exported, and
     each epoch's line also gives the raw weights' validation accuracy (``raw_val_acc``) beside it.
     The checkpoint is written in ``export_dtype`` (``float16`` halves Conv-cut's 212 MB) in safetensors
@@ -312,12 +316,11 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     images = torch.as_tensor(train_data.images).to(dev)  # uint8, stays on the device
     targets = _targets(train_data, recipe).to(dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    augment = AUGMENTS[recipe.augment]
     steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
 
     state = {"epoch": 0, "step": 0, "best_val_acc": -1.0, "best_val_loss": math.inf, "best_epoch": 0,
              "bad_epochs": 0, "wall_time_s": 0.0, "history": [], "initialised_from": initialised,
-             "ema_decay": recipe.ema_decay}
+             "ema_decay": recipe.ema_decay, "lr": recipe.lr, "augment": recipe.augment}
     state_path, best_path = out / "state.pt", out / "best.pt"
     saved = {}
     if resume and state_path.is_file():
@@ -336,6 +339,14 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                                  f"(another --out)")
         if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
             recipe = replace(recipe, epochs=state["fitted_epochs"])
+        # the peak learning rate and the augmentation are part of the run: it goes on with those it began with
+        for key, asked in (("lr", lr), ("augment", augment)):
+            kept = state.get(key, getattr(recipe, key))  # state files from before they were kept: as asked
+            if asked is not None and asked != kept:
+                raise ValueError(f"{out} was started with --{key} {kept}, not {asked}: resume it without --{key}, "
+                                 f"or start a new run (another --out)")
+            recipe = replace(recipe, **{key: kept})
+            state[key] = kept
         # the moving average is part of the run: it goes on with the decay it began with, or not at all
         began = state.get("ema_decay", None if "ema" in saved else 0.0)  # None: kept before the decay was recorded
         if began is None and not ema_decay:
@@ -349,6 +360,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     ema = _moving_average(model, recipe.ema_decay) if recipe.ema_decay else None  # from the start or resumed weights
     if ema is not None and "ema" in saved:
         ema.module.load_state_dict(saved["ema"])
+    augment_batch = AUGMENTS[recipe.augment]
     saved = None  # the resumed tensors (a second copy of the weights and Adam's moments) are in place now
     autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
@@ -370,7 +382,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                 stopped = f"time budget of {time_budget_min} min reached inside epoch {state['epoch'] + 1} (discarded)"
                 break
             idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-            x = augment(to_model_input(images[idx], spec), gen)
+            x = augment_batch(to_model_input(images[idx], spec), gen)
             y = targets[idx]
             if recipe.mixup_alpha > 0:
                 lam = float(np.random.default_rng(state["step"] + seed).beta(recipe.mixup_alpha, recipe.mixup_alpha))

@@ -126,10 +126,10 @@ def test_a_moving_average_of_the_weights_is_what_is_validated_selected_and_expor
         train("mini_xception", "fer2013", tmp_path / "bad", epochs=1, ema_decay=1.5, **kwargs)
 
 
-def test_mirror_augmentation_shows_each_face_or_its_mirror_and_nothing_else(data_root, tmp_path):
+def test_mirror_augmentation_shows_each_face_or_its_mirror_and_nothing_else(data_root, tmp_path, monkeypatch):
     """--augment mirror (a last schedule at the scale faces are tested at): every training image is the face
-    itself or its exact mirror, both occur, the card's recipe says which augmentation ran, a wrong name is
-    refused with the list of names."""
+    itself or its exact mirror, both occur; the run trains with it (a resumed call too, which refuses another
+    augmentation or learning rate), the card's recipe says so, a wrong name is refused with the list of names."""
     import torch
 
     from ferx.train import AUGMENTS
@@ -139,12 +139,23 @@ def test_mirror_augmentation_shows_each_face_or_its_mirror_and_nothing_else(data
     same = (out == x).flatten(1).all(1)
     mirrored = (out == x.flip(-1)).flatten(1).all(1)
     assert bool((same | mirrored).all()) and 80 < int(mirrored.sum()) < 176 and 80 < int(same.sum()) < 176
-    kwargs = dict(data_root=data_root, device=DEVICE, limit_train=64, limit_val=64, progress=False, epochs=1)
-    run = train("mini_xception", "fer2013", tmp_path / "mirror", augment="mirror", **kwargs)
+
+    seen = []
+    mirror = AUGMENTS["mirror"]
+    monkeypatch.setitem(AUGMENTS, "mirror", lambda batch, gen: seen.append(len(batch)) or mirror(batch, gen))
+    kwargs = dict(data_root=data_root, device=DEVICE, limit_train=64, limit_val=64, progress=False, lr=1e-3)
+    run = train("mini_xception", "fer2013", tmp_path / "mirror", augment="mirror", epochs=1, **kwargs)
+    assert sum(seen) == 64
     recipe = read_card(run["checkpoint"])["recipe"]
     assert recipe["augment"] == "mirror" and recipe["overrides"] == {"epochs": 1, "augment": "mirror"}
+    resumed = train("mini_xception", "fer2013", tmp_path / "mirror", epochs=2, resume=True, **kwargs)
+    assert sum(seen) == 128 and read_card(resumed["checkpoint"])["recipe"]["augment"] == "mirror"
+    with pytest.raises(ValueError, match="started with --augment mirror, not lanmsff"):
+        train("mini_xception", "fer2013", tmp_path / "mirror", epochs=3, resume=True, augment="lanmsff", **kwargs)
+    with pytest.raises(ValueError, match="started with --lr 0.001, not 0.01"):
+        train("mini_xception", "fer2013", tmp_path / "mirror", epochs=3, resume=True, **{**kwargs, "lr": 1e-2})
     with pytest.raises(ValueError, match="augment must be one of lanmsff, strong, mirror, none, not 'flip'"):
-        train("mini_xception", "fer2013", tmp_path / "bad", augment="flip", **kwargs)
+        train("mini_xception", "fer2013", tmp_path / "bad", augment="flip", epochs=1, **kwargs)
 
 
 def test_a_ferplus_checkpoint_starts_a_fer2013_run_with_its_classifier_rows_taken_by_name(data_root, tmp_path):

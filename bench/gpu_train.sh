@@ -35,7 +35,7 @@
 #        train:lanmsff_short:fer2013:MIN::runs/gpu/lanmsff_short_ferplus/checkpoint pack
 #                                                              carry .carry/fer2013.zip
 #      FER-2013 starts from call 1's FERPlus weights (the same faces, relabelled; on a bare machine use
-#      checkpoints/lanmsff_ferplus, the committed 48-epoch ones): on CPU, 4 epochs from the 27-epoch FERPlus
+#      checkpoints/lanmsff_ferplus, the committed 59-epoch ones): on CPU, 4 epochs from the 27-epoch FERPlus
 #      weights reached 63.67 % validation where 14 FER-2013-only epochs had reached 62.89 % (PrivateTest
 #      65.65 against 63.72 %), and 11 epochs from the 32-epoch ones 64.89 % (PrivateTest 67.01 %).
 # The working tree travels with every call and checkpoints/convcut_ferplus (101 MiB of float16 shards) alone

@@ -37,7 +37,8 @@
 #      FER-2013 starts from call 1's FERPlus weights (the same faces, relabelled; on a bare machine use
 #      checkpoints/lanmsff_ferplus, the committed 59-epoch ones): on CPU, 4 epochs from the 27-epoch FERPlus
 #      weights reached 63.67 % validation where 14 FER-2013-only epochs had reached 62.89 % (PrivateTest
-#      65.65 against 63.72 %), and 11 epochs from the 32-epoch ones 64.89 % (PrivateTest 67.01 %).
+#      65.65 against 63.72 %), and 11 epochs from the 32-epoch ones 64.89 % (PrivateTest 67.01 %); 14 from
+#      the 59-epoch ones with --ema-decay 0.999 reached 64.47 % (not kept; README, lanmsff_fer2013's card).
 # The working tree travels with every call and checkpoints/convcut_ferplus (101 MiB of float16 shards) alone
 # exceeds the 64 MiB a call takes: move it out of the checkout for the calls (mv checkpoints/convcut_ferplus
 # /tmp/), and back afterwards.

@@ -91,7 +91,7 @@ def _cmd_train(args) -> int:
                     limit_val=args.limit_val, resume=args.resume, checkpoint_dir=args.checkpoint_dir, seed=args.seed,
                     time_budget_min=args.time_budget, carried=args.carried, export_dtype=args.export_dtype,
                     input_size=args.input_size, fit_budget=args.fit_budget, init_from=args.init_from, lr=args.lr,
-                    ema_decay=args.ema_decay, augment=args.augment)
+                    ema_decay=args.ema_decay, augment=args.augment, warmup_epochs=args.warmup_epochs)
     print(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f}); checkpoint: "
           f"{summary['checkpoint']}\nmeasure it with: ferx evaluate {summary['checkpoint']} --dataset {args.dataset} "
           f"--split test --update-card")
@@ -514,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "still improving, or a checkpoint with other labels (its classifier rows are taken by class "
                          "name); the card names it")
     tr.add_argument("--lr", type=float, default=None, help="peak learning rate instead of the recipe's")
+    tr.add_argument("--warmup-epochs", type=float, default=None, metavar="EPOCHS",
+                    help="linear warm-up before the cosine instead of the recipe's (e.g. 0.25 for a further schedule "
+                         "from trained weights)")
     tr.add_argument("--ema-decay", type=float, default=None, metavar="DECAY",
                     help="keep a moving average of the weights (e.g. 0.998) and validate, select and export it "
                          "instead of the last weights; each epoch also logs the raw weights' val accuracy")

@@ -193,8 +193,8 @@ def _moving_average(model: nn.Module, decay: float) -> nn.Module:
 def _cosine_lr(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     warm = recipe.warmup_epochs * steps_per_epoch
     total = recipe.epochs * steps_per_epoch
-    if step < warm:
-        return recipe.lr * (step + 1) / warm
+    if step < warm:  # never above the peak, even when the warm-up is shorter than a step
+        return recipe.lr * min(1.0, (step + 1) / warm)
     return 0.5 * recipe.lr * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
@@ -237,6 +237,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
           time_budget_min: float | None = None, carried: str | Path | None = None, export_dtype: str = "float32",
           input_size: int | None = None, fit_budget: bool = False, init_from: str | Path | None = None,
           lr: float | None = None, ema_decay: float | None = None, augment: str | None = None,
+          warmup_epochs: float | None = None,
           progress: bool = True) -> dict:
     """Train ``recipe`` on ``dataset`` and export the best-on-validation epoch as a checkpoint.
 
@@ -255,7 +256,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     schedule (a warm restart) for a run that ended still improving, or a start from a checkpoint of the same faces
     with other labels (FERPlus -> FER-2013: the classifier's rows are taken by class name, see :func:`_start_from`);
     the card names that checkpoint, its data, its selection and its wall time. ``lr`` overrides the recipe's peak
-    learning rate and ``augment`` its augmentation (a key of ``AUGMENTS``); a resumed run keeps both as it began.
+    learning rate, ``warmup_epochs`` its linear warm-up (a further schedule from trained weights needs a short one, not
+    a from-scratch recipe's five epochs) and ``augment`` its augmentation (a key of ``AUGMENTS``); a resumed run keeps
+    all three as it began.
     ``ema_decay`` (> 0) keeps an exponential moving average of the weights after every step (timm's
     ``ModelEmaV3``, batch-norm statistics included): the average is what is validated, selected and exported, and
     each epoch's line also gives the raw weights' validation accuracy (``raw_val_acc``) beside it.
@@ -267,9 +270,12 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size,
                      input_size=input_size or recipe.input_size, lr=recipe.lr if lr is None else lr,
-                     ema_decay=recipe.ema_decay if ema_decay is None else ema_decay, augment=augment or recipe.augment)
+                     ema_decay=recipe.ema_decay if ema_decay is None else ema_decay, augment=augment or recipe.augment,
+                     warmup_epochs=recipe.warmup_epochs if warmup_epochs is None else warmup_epochs)
     if recipe.augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, not {recipe.augment!r}")
+    if recipe.warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be 0 or more, not {recipe.warmup_epochs}")
     if not 0.0 <= recipe.ema_decay <= 1.0:
         raise ValueError(f"ema_decay must lie in [0, 1], not {recipe.ema_decay}")
     out = Path(out_dir)
@@ -320,7 +326,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
 
     state = {"epoch": 0, "step": 0, "best_val_acc": -1.0, "best_val_loss": math.inf, "best_epoch": 0,
              "bad_epochs": 0, "wall_time_s": 0.0, "history": [], "initialised_from": initialised,
-             "ema_decay": recipe.ema_decay, "lr": recipe.lr, "augment": recipe.augment}
+             "ema_decay": recipe.ema_decay, "lr": recipe.lr, "augment": recipe.augment,
+             "warmup_epochs": recipe.warmup_epochs}
     state_path, best_path = out / "state.pt", out / "best.pt"
     saved = {}
     if resume and state_path.is_file():
@@ -339,11 +346,12 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                                  f"(another --out)")
         if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
             recipe = replace(recipe, epochs=state["fitted_epochs"])
-        # the peak learning rate and the augmentation are part of the run: it goes on with those it began with
-        for key, asked in (("lr", lr), ("augment", augment)):
+        # the peak learning rate, warm-up and augmentation are part of the run: it goes on with those it began with
+        for key, asked in (("lr", lr), ("augment", augment), ("warmup_epochs", warmup_epochs)):
             kept = state.get(key, getattr(recipe, key))  # state files from before they were kept: as asked
+            flag = "--" + key.replace("_", "-")
             if asked is not None and asked != kept:
-                raise ValueError(f"{out} was started with --{key} {kept}, not {asked}: resume it without --{key}, "
+                raise ValueError(f"{out} was started with {flag} {kept}, not {asked}: resume it without {flag}, "
                                  f"or start a new run (another --out)")
             recipe = replace(recipe, **{key: kept})
             state[key] = kept

@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -156,6 +157,36 @@ def test_mirror_augmentation_shows_each_face_or_its_mirror_and_nothing_else(data
         train("mini_xception", "fer2013", tmp_path / "mirror", epochs=3, resume=True, **{**kwargs, "lr": 1e-2})
     with pytest.raises(ValueError, match="augment must be one of lanmsff, strong, mirror, none, not 'flip'"):
         train("mini_xception", "fer2013", tmp_path / "bad", augment="flip", epochs=1, **kwargs)
+
+
+def test_a_shorter_warm_up_replaces_the_recipes_and_never_exceeds_the_peak(data_root, tmp_path):
+    """--warmup-epochs (a further Conv-cut schedule from trained weights cannot spend its recipe's five epochs
+    warming up): the learning rate climbs linearly over the asked warm-up, reaches the peak and never goes
+    above it, even when the warm-up is shorter than one step; the card records it and a resumed run keeps it."""
+    from ferx.train import RECIPES, Recipe, _cosine_lr
+
+    recipe = RECIPES["convcut"]
+    assert recipe.warmup_epochs == 5
+    short = Recipe(**{**recipe.__dict__, "warmup_epochs": 0.25, "epochs": 2, "lr": 2e-4})
+    rates = [_cosine_lr(short, step, 100) for step in range(200)]
+    assert rates[0] == pytest.approx(2e-4 / 25) and rates[24] == pytest.approx(2e-4) and max(rates) <= 2e-4
+    assert rates[-1] < 1e-7  # the cosine still ends at 0 over the run
+    tiny = Recipe(**{**short.__dict__, "warmup_epochs": 0.25})
+    assert _cosine_lr(tiny, 0, 1) == pytest.approx(2e-4)  # a quarter of a one-step epoch: the peak, not 4x it
+
+    # 256 faces in batches of 64: 4 steps. The recipe's half-epoch warm-up ends at step 2, so its last step runs
+    # at half the peak; with none the cosine starts at step 0 and its last step runs at (1 + cos(0.75 pi)) / 2.
+    kwargs = dict(data_root=data_root, device=DEVICE, limit_train=256, limit_val=64, progress=False, lr=1e-3)
+    run = train("lanmsff_short", "fer2013", tmp_path / "warm", warmup_epochs=0, epochs=1, **kwargs)
+    assert run["history"][0]["lr"] == pytest.approx(1e-3 * (1 + math.cos(0.75 * math.pi)) / 2)
+    recipes = train("lanmsff_short", "fer2013", tmp_path / "recipes", epochs=1, **kwargs)
+    assert recipes["history"][0]["lr"] == pytest.approx(1e-3 / 2)
+    card = read_card(run["checkpoint"])
+    assert card["recipe"]["warmup_epochs"] == 0 and card["recipe"]["overrides"]["warmup_epochs"] == 0
+    with pytest.raises(ValueError, match="started with --warmup-epochs 0, not 0.5"):
+        train("lanmsff_short", "fer2013", tmp_path / "warm", epochs=2, resume=True, warmup_epochs=0.5, **kwargs)
+    with pytest.raises(ValueError, match="warmup_epochs must be 0 or more"):
+        train("lanmsff_short", "fer2013", tmp_path / "bad", warmup_epochs=-1, epochs=1, **kwargs)
 
 
 def test_a_ferplus_checkpoint_starts_a_fer2013_run_with_its_classifier_rows_taken_by_name(data_root, tmp_path):

@@ -515,8 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "name); the card names it")
     tr.add_argument("--lr", type=float, default=None, help="peak learning rate instead of the recipe's")
     tr.add_argument("--warmup-epochs", type=float, default=None, metavar="EPOCHS",
-                    help="linear warm-up before the cosine instead of the recipe's (e.g. 0.25 for a further schedule "
-                         "from trained weights)")
+                    help="linear warm-up before the cosine instead of the recipe's, cosine recipes only (e.g. 0.25 for a "
+                         "further schedule from trained weights)")
     tr.add_argument("--ema-decay", type=float, default=None, metavar="DECAY",
                     help="keep a moving average of the weights (e.g. 0.998) and validate, select and export it "
                          "instead of the last weights; each epoch also logs the raw weights' val accuracy")

@@ -193,7 +193,7 @@ def _moving_average(model: nn.Module, decay: float) -> nn.Module:
 def _cosine_lr(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     warm = recipe.warmup_epochs * steps_per_epoch
     total = recipe.epochs * steps_per_epoch
-    if step < warm:  # never above the peak, even when the warm-up is shorter than a step
+    if step < warm:  # never above the peak on a fractional last warm-up step (or a warm-up shorter than a step)
         return recipe.lr * min(1.0, (step + 1) / warm)
     return 0.5 * recipe.lr * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
@@ -268,6 +268,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     session_start = time.perf_counter()
     budget_s = None if time_budget_min is None else time_budget_min * 60
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    recipes_warmup = recipe.warmup_epochs  # what a run started before --warmup-epochs existed warmed up over
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size,
                      input_size=input_size or recipe.input_size, lr=recipe.lr if lr is None else lr,
                      ema_decay=recipe.ema_decay if ema_decay is None else ema_decay, augment=augment or recipe.augment,
@@ -276,6 +277,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, not {recipe.augment!r}")
     if recipe.warmup_epochs < 0:
         raise ValueError(f"warmup_epochs must be 0 or more, not {recipe.warmup_epochs}")
+    if warmup_epochs is not None and recipe.schedule != "cosine":
+        raise ValueError(f"the {recipe.name} recipe decays on a plateau and has no warm-up: --warmup-epochs is "
+                         f"for the cosine recipes ({', '.join(r.name for r in RECIPES.values() if r.schedule == 'cosine')})")
     if not 0.0 <= recipe.ema_decay <= 1.0:
         raise ValueError(f"ema_decay must lie in [0, 1], not {recipe.ema_decay}")
     out = Path(out_dir)
@@ -348,7 +352,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
             recipe = replace(recipe, epochs=state["fitted_epochs"])
         # the peak learning rate, warm-up and augmentation are part of the run: it goes on with those it began with
         for key, asked in (("lr", lr), ("augment", augment), ("warmup_epochs", warmup_epochs)):
-            kept = state.get(key, getattr(recipe, key))  # state files from before they were kept: as asked
+            before = recipes_warmup if key == "warmup_epochs" else getattr(recipe, key)
+            kept = state.get(key, before)  # state files from before they were kept: as asked (the warm-up: the recipe's)
             flag = "--" + key.replace("_", "-")
             if asked is not None and asked != kept:
                 raise ValueError(f"{out} was started with {flag} {kept}, not {asked}: resume it without {flag}, "

@@ -163,16 +163,19 @@ def test_a_shorter_warm_up_replaces_the_recipes_and_never_exceeds_the_peak(data_
     """--warmup-epochs (a further Conv-cut schedule from trained weights cannot spend its recipe's five epochs
     warming up): the learning rate climbs linearly over the asked warm-up, reaches the peak and never goes
     above it, even when the warm-up is shorter than one step; the card records it and a resumed run keeps it."""
+    import torch
+
     from ferx.train import RECIPES, Recipe, _cosine_lr
 
     recipe = RECIPES["convcut"]
     assert recipe.warmup_epochs == 5
     short = Recipe(**{**recipe.__dict__, "warmup_epochs": 0.25, "epochs": 2, "lr": 2e-4})
     rates = [_cosine_lr(short, step, 100) for step in range(200)]
-    assert rates[0] == pytest.approx(2e-4 / 25) and rates[24] == pytest.approx(2e-4) and max(rates) <= 2e-4
+    assert rates[0] == pytest.approx(2e-4 / 25) and rates[24] == pytest.approx(2e-4) and max(rates) == rates[24]
     assert rates[-1] < 1e-7  # the cosine still ends at 0 over the run
-    tiny = Recipe(**{**short.__dict__, "warmup_epochs": 0.25})
-    assert _cosine_lr(tiny, 0, 1) == pytest.approx(2e-4)  # a quarter of a one-step epoch: the peak, not 4x it
+    assert _cosine_lr(short, 0, 1) == pytest.approx(2e-4)  # a quarter of a one-step epoch: the peak, not 4x it
+    odd = Recipe(**{**RECIPES["lanmsff_short"].__dict__, "lr": 1e-3})  # 449 steps: the warm-up ends mid-step 224
+    assert _cosine_lr(odd, 224, 449) == pytest.approx(1e-3)  # not 225 / 224.5 of the peak
 
     # 256 faces in batches of 64: 4 steps. The recipe's half-epoch warm-up ends at step 2, so its last step runs
     # at half the peak; with none the cosine starts at step 0 and its last step runs at (1 + cos(0.75 pi)) / 2.
@@ -183,8 +186,21 @@ def test_a_shorter_warm_up_replaces_the_recipes_and_never_exceeds_the_peak(data_
     assert recipes["history"][0]["lr"] == pytest.approx(1e-3 / 2)
     card = read_card(run["checkpoint"])
     assert card["recipe"]["warmup_epochs"] == 0 and card["recipe"]["overrides"]["warmup_epochs"] == 0
+    resumed = train("lanmsff_short", "fer2013", tmp_path / "warm", epochs=2, resume=True, **kwargs)
+    # 8 steps over the resumed 2 epochs, no warm-up: the last runs at (1 + cos(7/8 pi)) / 2 (the recipe's: 5/6 pi)
+    assert resumed["history"][1]["lr"] == pytest.approx(1e-3 * (1 + math.cos(7 / 8 * math.pi)) / 2)
+    assert read_card(resumed["checkpoint"])["recipe"]["warmup_epochs"] == 0
     with pytest.raises(ValueError, match="started with --warmup-epochs 0, not 0.5"):
-        train("lanmsff_short", "fer2013", tmp_path / "warm", epochs=2, resume=True, warmup_epochs=0.5, **kwargs)
+        train("lanmsff_short", "fer2013", tmp_path / "warm", epochs=3, resume=True, warmup_epochs=0.5, **kwargs)
+    # a state.pt from before the warm-up was kept warmed up over its recipe's half epoch, not what is asked now
+    path = tmp_path / "recipes" / "state.pt"
+    saved = torch.load(path, weights_only=True)
+    saved["progress"] = json.dumps({k: v for k, v in json.loads(saved["progress"]).items() if k != "warmup_epochs"})
+    torch.save(saved, path)
+    with pytest.raises(ValueError, match="started with --warmup-epochs 0.5, not 0"):
+        train("lanmsff_short", "fer2013", tmp_path / "recipes", epochs=2, resume=True, warmup_epochs=0, **kwargs)
+    with pytest.raises(ValueError, match="mini_xception recipe decays on a plateau and has no warm-up"):
+        train("mini_xception", "fer2013", tmp_path / "plateau", warmup_epochs=0.5, epochs=1, **kwargs)
     with pytest.raises(ValueError, match="warmup_epochs must be 0 or more"):
         train("lanmsff_short", "fer2013", tmp_path / "bad", warmup_epochs=-1, epochs=1, **kwargs)
 

@@ -75,7 +75,11 @@ def main() -> None:
             page.get_by_text("scoring face 0").wait_for()
             page.wait_for_timeout(1500)
             timed("Compare: upload to results", start)
-            page.screenshot(path=str(out / "compare.png"), full_page=True)
+            page.mouse.wheel(0, 4000)  # the browser loads images far below the window only when scrolled to them
+            page.wait_for_function("() => [...document.querySelectorAll('img')].filter(i => i.src.includes('/file=') "
+                                   "&& i.getClientRects().length).every(i => i.complete && i.naturalWidth > 0)")
+            page.mouse.wheel(0, -8000)
+            page.screenshot(path=str(out / "compare.png"), full_page=True)  # every model's maps drawn
 
             page.get_by_role("tab", name="Explain").click()
             page.locator("#explain-photo input[type=file]").set_input_files(str(face))

@@ -312,6 +312,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                        "its_recipe": its_recipe.get("name") if isinstance(its_recipe, dict) else its_recipe,
                        "its_data": (start.card.get("data") or {}).get("dataset"),
                        "its_selection": start.card.get("selection"), "its_wall_time_s": start.card.get("wall_time_s")}
+        if "carried" in start.card:  # a travel copy (bench/carry_weights.py): name the weights it was made from
+            initialised["carried"] = start.card["carried"]
         if start.labels.classes != labels.classes:
             fresh = [c for c in labels.classes if c not in classes_taken]
             initialised["classifier_rows"] = (f"{len(classes_taken)} of {len(labels)} classes taken by name from its "

@@ -163,3 +163,59 @@ def test_gpu_plan_dry_run_of_the_sharded_convcut_path(data_root, tmp_path):
     assert sorted(p.name for p in ckpt.glob("*.safetensors")) == card["weights"]["files"]
     assert card["weights"]["dtype"] == "float16" and card["input_spec"]["size"] == 112
     assert load_checkpoint(ckpt).input_spec.size == 112  # sha256 of every reassembled shard checked on load
+
+
+def _carry_weights():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("carry_weights", REPO / "bench" / "carry_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_weights_carried_as_int8_continue_on_the_gpu_machine(data_root, ferplus_val, tmp_path):
+    """A committed checkpoint travels as int8 (bench/carry_weights.py), is unpacked there into a checkpoint that
+    predicts what the committed one predicts, and a train step continues from it with its own flags."""
+    import torch
+
+    carry = _carry_weights()
+    source_dir = REPO / "checkpoints" / "lanmsff_ferplus"
+    manifest = carry.pack(source_dir, tmp_path / "carry" / "lanmsff_ferplus.zip")
+    source = load_checkpoint(source_dir)
+    assert manifest["source_sha256"] == source.sha256 and manifest["checkpoint"] == "lanmsff_ferplus"
+    weights_bytes = sum((source_dir / f).stat().st_size for f in source.card["weights"]["files"])
+    assert (tmp_path / "carry" / "lanmsff_ferplus.zip").stat().st_size < 0.45 * weights_bytes  # float32 -> int8
+    copy = load_checkpoint(carry.unpack(tmp_path / "carry" / "lanmsff_ferplus.zip", tmp_path / "init"))
+    # every weight within half an int8 step of its row's scale, and the same predictions on 1,000 real faces
+    state, copied = source.model.state_dict(), copy.model.state_dict()
+    assert max(float((state[k].float() - copied[k]).abs().max()) for k in state) == pytest.approx(
+        manifest["max_abs_error"])
+    big = next(k for k, v in state.items() if v.ndim == 4 and v.numel() >= 4096)
+    assert float((state[big] - copied[big]).abs().max()) <= float(state[big].abs().amax((1, 2, 3)).max()) / 254 + 1e-7
+    from ferx.data.preprocess import to_model_input
+
+    faces = ferplus_val.take(np.arange(1000))
+    with torch.inference_mode():
+        x = to_model_input(torch.as_tensor(faces.images), source.input_spec)
+        agree = (source.model(x).argmax(1) == copy.model(x).argmax(1)).float().mean().item()
+    assert agree >= 0.99
+    assert copy.card["carried"]["source_sha256"] == source.sha256 and "metrics" not in copy.card
+
+    assert main(["data", "carry", "ferplus", "--limit", "160", "--out", str(tmp_path / "carry" / "ferplus.zip"),
+                 "--data-root", str(data_root)]) == 0
+    done = _plan(tmp_path, f"train:lanmsff_short:ferplus:5::{tmp_path}/carry/lanmsff_ferplus.zip:"
+                           "--lr=3e-4,--ema-decay=0.99", "pack")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with tarfile.open(tmp_path / "out" / "results.tar") as tar:
+        tar.extract("./lanmsff_short_ferplus/card.json", tmp_path / "back", filter="data")
+    card = json.loads((tmp_path / "back" / "lanmsff_short_ferplus" / "card.json").read_text())
+    started = card["initialised_from"]
+    assert started["checkpoint"] == "lanmsff_ferplus" and started["carried"]["source_sha256"] == source.sha256
+    assert card["recipe"]["lr"] == 3e-4 and card["recipe"]["ema_decay"] == 0.99  # the step's flags reached ferx train
+
+    (tmp_path / "carry" / "lanmsff_ferplus.zip").write_bytes(b"PK\x03\x04 not a zip")
+    failed = _plan(tmp_path, f"train:lanmsff_short:ferplus:5::{tmp_path}/carry/lanmsff_ferplus.zip")
+    assert failed.returncode != 0 and "lanmsff_ferplus.zip is not a readable weights carry file" in failed.stdout
+    gone = _plan(tmp_path, f"train:lanmsff_short:ferplus:5::{tmp_path}/carry/missing.zip")
+    assert gone.returncode != 0 and "missing.zip is not here" in gone.stdout

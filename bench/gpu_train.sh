@@ -40,13 +40,14 @@
 # from its committed weights instead, carried as int8 by a call of their own (the weights and FERPlus's faces
 # together exceed 64 MiB); the machine keeps them for the next call if it is chained within the ~30 s release:
 #   1. check                                                   carry .carry/wheels .carry/convcut_ferplus.zip
-#   2. (at once, warm) train:convcut:ferplus:8:112:.carry/convcut_ferplus.zip:--lr=5e-4,--warmup-epochs=1
-#        fetch:convcut:ferplus:1:3 pack                        carry .carry/ferplus.zip
+#   2. (at once, warm) train:convcut:ferplus:7:112:.carry/convcut_ferplus.zip:--lr=5e-4,--warmup-epochs=1
+#        fetch:convcut:ferplus:1:3 pack                        carry .carry/ferplus.zip, timeout_s 600 (start,
+#                                                              unpacking and export take about a minute beyond the 7)
 #   3. (at once) fetch:convcut:ferplus:4:99 pack               (no carry)
 #   If call 2 finds the weights gone (a bare machine), its step fails at once: carry .carry/convcut_ferplus.zip
 #   again in a call of its own. With time left: tests and bench (on the first lent GPU, an H200, 29 CUDA tests
 #   passed: README), and LANMSFF from its committed weights, side by side with Conv-cut in call 2 or alone:
-#   train:lanmsff_short:ferplus:8::checkpoints/lanmsff_ferplus:--lr=1e-3,--ema-decay=0.999 (its CPU stages'
+#   train:lanmsff_short:ferplus:7::checkpoints/lanmsff_ferplus:--lr=1e-3,--ema-decay=0.999 (its CPU stages'
 #   recipe), then FER-2013 from those weights (carry .carry/fer2013.zip):
 #   train:lanmsff_short:fer2013:MIN::runs/gpu/lanmsff_short_ferplus/checkpoint:--lr=1e-3 (the same faces,
 #   relabelled: on CPU, 11 epochs from the 32-epoch FERPlus weights reached 64.89 % validation, PrivateTest

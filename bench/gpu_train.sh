@@ -19,7 +19,8 @@
 #                                .carry/DATASET.zip. FROM: --init-from a checkpoint folder (checkpoints/lanmsff_ferplus,
 #                                or runs/gpu/lanmsff_short_ferplus/checkpoint made by an earlier step of the same call)
 #                                or a weights carry file (.carry/convcut_ferplus.zip, unpacked into runs/gpu/init/).
-#                                FLAGS: more ferx train flags, comma-separated (--lr=5e-4,--warmup-epochs=1).
+#                                FLAGS: more ferx train flags, comma-separated (--lr=5e-4,--warmup-epochs=1; no
+#                                "+", which joins steps: 1e-3, not 1e+3).
 #                                The schedule is sized to the budget after the first epochs (at most
 #                                GPU_PLAN_EPOCHS, else the recipe's epochs); the best epoch so far is exported;
 #                                state stays in runs/gpu/ (ignored: a warm machine keeps it for a call chained
@@ -83,9 +84,10 @@ step_prepare() {
     du -sh "$CARRY"/* "$CARRY"/wheels
     # what travels: the tracked tree less the Conv-cut shards (moved out of the checkout for the calls)
     local tree; tree=$(git ls-files -z | grep -zv '^checkpoints/convcut_ferplus/' | xargs -0 du -cb | tail -1 | cut -f1)
-    for f in ferplus.zip fer2013.zip convcut_ferplus.zip; do
-        local total=$(( tree + $(du -cb "$CARRY/$f" "$CARRY/wheels" | tail -1 | cut -f1) ))
-        echo "a call carrying .carry/$f + .carry/wheels sends $((total / 1048576)) MiB (limit 64)"
+    local call total  # the carry of each call the header suggests (FER-2013's comes after the wheels are installed)
+    for call in "convcut_ferplus.zip wheels" "ferplus.zip wheels" "ferplus.zip" "fer2013.zip"; do
+        total=$(( tree + $(cd "$CARRY" && du -cb $call | tail -1 | cut -f1) ))
+        echo "a call carrying .carry/{${call// /,}} sends $(awk -v b="$total" 'BEGIN { printf "%.1f", b / 1048576 }') MiB (limit 64)"
         [ "$total" -lt $((63 * 1048576)) ] || { echo "too large for one device call" >&2; return 1; }
     done
 }
@@ -124,7 +126,9 @@ step_train() {  # RECIPE DATASET MINUTES [SIZE [FROM [FLAGS]]]
         from=$($PY bench/carry_weights.py unpack "$from" "$RUNS/init")
     fi
     [ -n "$from" ] && extra+=(--init-from "$from")
-    [ -n "$flags" ] && { IFS=, read -ra more <<<"$flags"; extra+=("${more[@]}"); }
+    local -a more=()
+    [ -n "$flags" ] && IFS=, read -ra more <<<"$flags"
+    for flag in "${more[@]}"; do [ -n "$flag" ] && extra+=("$flag"); done
     [ -n "${GPU_PLAN_EPOCHS:-}" ] && extra+=(--epochs "$GPU_PLAN_EPOCHS")
     [[ $recipe == convcut* ]] && extra+=(--export-dtype float16)
     $PY -m ferx.cli train --recipe "$recipe" --dataset "$dataset" --carried "$CARRY/$dataset.zip" --out "$run" \

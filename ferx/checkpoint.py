@@ -190,7 +190,7 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *,
     if card["config"]["num_classes"] != len(labels):
         raise CheckpointError(f"{ckpt_dir}: config says {card['config']['num_classes']} classes but the card lists "
                               f"{len(labels)} labels")
-    spec = InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["input_spec"].items()})
+    spec = InputSpec.from_dict(card["input_spec"])
     if defer:
         return DeferredModel(None, name, labels, spec, card, ckpt_dir, device=device)
     return LoadedModel(_build(ckpt_dir, card, device), name, labels, spec, card, ckpt_dir)
@@ -198,10 +198,15 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *,
 
 def _build(ckpt_dir: Path, card: dict, device: str | torch.device) -> nn.Module:
     """The model of a checked card with the weights of its files, in eval mode on ``device``."""
-    name = card["model"]
     state: dict[str, torch.Tensor] = {}
     for fname in card["weights"]["files"]:
         state.update(load_file(str(ckpt_dir / fname)))
+    return build_model(card, state, str(ckpt_dir)).to(device).eval()
+
+
+def build_model(card: dict, state: dict[str, torch.Tensor], where: str) -> nn.Module:
+    """The card's architecture holding ``state`` (on CPU, train mode); ``where`` names the weights' origin in errors."""
+    name = card["model"]
     config = dict(card["config"])
     num_classes = config.pop("num_classes")
     config.pop("backbone_weights", None)  # the checkpoint's own weights replace any pretrained init
@@ -215,7 +220,7 @@ def _build(ckpt_dir: Path, card: dict, device: str | torch.device) -> nn.Module:
     wrong = [k for k in set(state) & set(model_state) if state[k].shape != model_state[k].shape]
     if missing or unexpected or wrong:
         raise CheckpointError(
-            f"{ckpt_dir}: weights do not fit the {name!r} architecture — {len(missing)} missing "
+            f"{where}: weights do not fit the {name!r} architecture — {len(missing)} missing "
             f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
             f"{len(wrong)} with the wrong shape (e.g. {wrong[:2]})")
     # copies in torch's own (aligned) memory: safetensors' tensors may start anywhere, and unaligned weights changed
@@ -225,7 +230,7 @@ def _build(ckpt_dir: Path, card: dict, device: str | torch.device) -> nn.Module:
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):  # one it does not save (non-persistent)
         model = create_model(name, num_classes=num_classes, **config)
         model.load_state_dict(weights)
-    return model.to(device).eval()
+    return model
 
 
 class DeferredModel(LoadedModel):

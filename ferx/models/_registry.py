@@ -34,6 +34,10 @@ class InputSpec:
     def to_dict(self) -> dict:
         return {"size": self.size, "channels": self.channels, "mean": list(self.mean), "std": list(self.std)}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputSpec":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 @dataclass(frozen=True)
 class NativeMap:

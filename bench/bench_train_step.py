@@ -1,11 +1,13 @@
 """Training-step throughput of a model at one or more input sizes, to choose a size that fits a budget.
 
     python bench/bench_train_step.py --model convcut --sizes 224 112 --batch 128 [--device auto] [--steps 10]
+        [--precision auto fp32 bf16]
 
 One step = forward, loss, backward and an AdamW update on random inputs, in the layout and precision
-``ferx train`` uses on that device (channels-last where safe, bf16 autocast on CUDA). Prints
-images/s (median over the steps after two warm-ups), seconds per epoch of FERPlus train
-(26,940 faces) and, on CUDA, the peak GPU memory.
+``ferx train --precision P`` uses on that device (channels-last where safe; ``auto``: bf16 autocast on CUDA,
+fp32 on CPU). Prints images/s (median over the steps after two warm-ups), seconds per epoch of FERPlus
+train (26,940 faces), on CUDA the peak GPU memory, and with several precisions each one's speed-up over
+the first.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import torch.nn.functional as F
 from ferx.device import describe_hardware, resolve_device
 from ferx.memory_format import training_memory_format
 from ferx.models import create_model, get_model_info
+from ferx.train import training_bf16
 
 FERPLUS_TRAIN = 26_940
 
 
-def step_rate(name: str, size: int, batch: int, steps: int, device: torch.device) -> tuple[float, float]:
+def step_rate(name: str, size: int, batch: int, steps: int, device: torch.device,
+              precision: str = "auto") -> tuple[float, float]:
     spec = get_model_info(name).input_spec
     model = create_model(name, num_classes=8).to(device).train()
     fmt = training_memory_format(model, device)
@@ -40,7 +44,7 @@ def step_rate(name: str, size: int, batch: int, steps: int, device: torch.device
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=training_bf16(device, precision)):
             loss = F.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -60,14 +64,19 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"])
     args = p.parse_args()
     device = resolve_device(args.device)
     print(f"hardware: {describe_hardware(device)}")
     print(f"{args.model}, batch {args.batch}, {args.steps} timed steps")
     for size in args.sizes:
-        rate, peak = step_rate(args.model, size, args.batch, args.steps, device)
-        print(f"  {size}x{size}: {rate:9.1f} img/s  {FERPLUS_TRAIN / rate:8.1f} s per FERPlus epoch  "
-              f"peak GPU memory {peak:.1f} GiB", flush=True)
+        first = None
+        for precision in args.precision:
+            rate, peak = step_rate(args.model, size, args.batch, args.steps, device, precision)
+            first = first or rate
+            shown = "bf16" if training_bf16(device, precision) else "fp32"
+            print(f"  {size}x{size} {precision} ({shown}): {rate:9.1f} img/s  {FERPLUS_TRAIN / rate:8.1f} s per FERPlus "
+                  f"epoch  x{rate / first:.2f}  peak GPU memory {peak:.1f} GiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ def _cmd_train(args) -> int:
                     limit_val=args.limit_val, resume=args.resume, checkpoint_dir=args.checkpoint_dir, seed=args.seed,
                     time_budget_min=args.time_budget, carried=args.carried, export_dtype=args.export_dtype,
                     input_size=args.input_size, fit_budget=args.fit_budget, init_from=args.init_from, lr=args.lr,
-                    ema_decay=args.ema_decay, augment=args.augment, warmup_epochs=args.warmup_epochs)
+                    ema_decay=args.ema_decay, augment=args.augment, warmup_epochs=args.warmup_epochs,
+                    soft_labels=args.soft_labels, precision=args.precision)
     print(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f}); checkpoint: "
           f"{summary['checkpoint']}\nmeasure it with: ferx evaluate {summary['checkpoint']} --dataset {args.dataset} "
           f"--split test --update-card")
@@ -523,6 +524,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--augment", default=None,
                     help="augmentation instead of the recipe's: the authors' 4x (lanmsff), crop/rotate/flip/erase (strong), "
                          "horizontal mirror only (mirror: e.g. a last schedule at the scale faces are tested at), none")
+    tr.add_argument("--soft-labels", action=argparse.BooleanOptionalAction, default=None,
+                    help="train on FERPlus's vote distributions (or, with --no-soft-labels, the majority class) "
+                         "instead of what the recipe says")
+    tr.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 also on a CPU with native bf16 "
+                         "(AVX512-BF16 or AMX), where Conv-cut trains about 1.9x faster; validation runs alike")
     tr.add_argument("--export-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                     help="dtype of the exported weights (float16 halves a large model; loading upcasts)")
     tr.set_defaults(func=_cmd_train)

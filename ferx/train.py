@@ -27,7 +27,7 @@ from ferx.data.datasets import load_split
 from ferx.data.labels import LabelSet, label_mapping
 from ferx.data.packed import PackedSplit, pack_split
 from ferx.data.preprocess import to_model_input
-from ferx.device import describe_hardware, resolve_device
+from ferx.device import autocast_bf16, describe_hardware, resolve_device
 from ferx.inference import predict_logits
 from ferx.memory_format import training_memory_format
 from ferx.models import create_model, get_model_info
@@ -164,11 +164,18 @@ def _packed_splits(dataset: str, splits: tuple[str, ...], data_root, carried, pr
     return [packs[s] for s in splits]
 
 
-def validate(model: nn.Module, spec, val: PackedSplit, batch_size: int = 512) -> dict:
-    logits = predict_logits(model, spec, val.images, batch_size)
+def validate(model: nn.Module, spec, val: PackedSplit, batch_size: int = 512, precision: str = "auto") -> dict:
+    logits = predict_logits(model, spec, val.images, batch_size, precision=precision)
     targets = torch.as_tensor(val.targets)
     return {"val_loss": float(F.cross_entropy(logits, targets)),
             "val_acc": float((logits.argmax(1) == targets).float().mean())}
+
+
+def training_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Whether training runs under bf16 autocast: ``auto`` on CUDA only (on CPU it waits for a measurement, as
+    inference waits for a card's agreement figures); ``bf16`` also on a CPU with native bf16 (refused on one
+    without: emulated, it is slower); ``fp32`` never."""
+    return device.type == "cuda" if precision == "auto" else autocast_bf16(device, precision)
 
 
 def _make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -237,7 +244,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
           time_budget_min: float | None = None, carried: str | Path | None = None, export_dtype: str = "float32",
           input_size: int | None = None, fit_budget: bool = False, init_from: str | Path | None = None,
           lr: float | None = None, ema_decay: float | None = None, augment: str | None = None,
-          warmup_epochs: float | None = None,
+          warmup_epochs: float | None = None, soft_labels: bool | None = None, precision: str = "auto",
           progress: bool = True) -> dict:
     """Train ``recipe`` on ``dataset`` and export the best-on-validation epoch as a checkpoint.
 
@@ -258,7 +265,11 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     the card names that checkpoint, its data, its selection and its wall time. ``lr`` overrides the recipe's peak
     learning rate, ``warmup_epochs`` its linear warm-up (a further schedule from trained weights needs a short one, not
     a from-scratch recipe's five epochs) and ``augment`` its augmentation (a key of ``AUGMENTS``); a resumed run keeps
-    all three as it began.
+    all three as it began; ``soft_labels`` turns the recipe's vote-distribution targets on or off (FERPlus; kept on
+    resume too).
+    ``precision``: ``auto`` trains under bf16 autocast on CUDA and in fp32 on CPU; ``bf16`` also on a CPU with native
+    bf16 (AVX512-BF16 or AMX: Conv-cut trains x1.9 faster there, bench/bench_train_step.py), ``fp32`` everywhere.
+    Validation runs in the same precision; the card records it.
     ``ema_decay`` (> 0) keeps an exponential moving average of the weights after every step (timm's
     ``ModelEmaV3``, batch-norm statistics included): the average is what is validated, selected and exported, and
     each epoch's line also gives the raw weights' validation accuracy (``raw_val_acc``) beside it.
@@ -272,7 +283,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size,
                      input_size=input_size or recipe.input_size, lr=recipe.lr if lr is None else lr,
                      ema_decay=recipe.ema_decay if ema_decay is None else ema_decay, augment=augment or recipe.augment,
-                     warmup_epochs=recipe.warmup_epochs if warmup_epochs is None else warmup_epochs)
+                     warmup_epochs=recipe.warmup_epochs if warmup_epochs is None else warmup_epochs,
+                     soft_labels=recipe.soft_labels if soft_labels is None else soft_labels)
     if recipe.augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, not {recipe.augment!r}")
     if recipe.warmup_epochs < 0:
@@ -285,6 +297,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
+    bf16 = training_bf16(dev, precision)
+    val_precision = "bf16" if bf16 else "fp32"
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = dev.type == "cuda"  # fixed input sizes: let cuDNN pick its fastest kernels
 
@@ -333,7 +347,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     state = {"epoch": 0, "step": 0, "best_val_acc": -1.0, "best_val_loss": math.inf, "best_epoch": 0,
              "bad_epochs": 0, "wall_time_s": 0.0, "history": [], "initialised_from": initialised,
              "ema_decay": recipe.ema_decay, "lr": recipe.lr, "augment": recipe.augment,
-             "warmup_epochs": recipe.warmup_epochs}
+             "warmup_epochs": recipe.warmup_epochs, "soft_labels": recipe.soft_labels}
     state_path, best_path = out / "state.pt", out / "best.pt"
     saved = {}
     if resume and state_path.is_file():
@@ -353,12 +367,14 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
             recipe = replace(recipe, epochs=state["fitted_epochs"])
         # the peak learning rate, warm-up and augmentation are part of the run: it goes on with those it began with
-        for key, asked in (("lr", lr), ("augment", augment), ("warmup_epochs", warmup_epochs)):
+        for key, asked in (("lr", lr), ("augment", augment), ("warmup_epochs", warmup_epochs),
+                           ("soft_labels", soft_labels)):
             before = recipes_warmup if key == "warmup_epochs" else getattr(recipe, key)
             kept = state.get(key, before)  # state files from before they were kept: as asked (the warm-up: the recipe's)
             flag = "--" + key.replace("_", "-")
             if asked is not None and asked != kept:
-                raise ValueError(f"{out} was started with {flag} {kept}, not {asked}: resume it without {flag}, "
+                said = (lambda v: ("--" if v else "--no-") + flag[2:]) if key == "soft_labels" else (lambda v: f"{flag} {v}")
+                raise ValueError(f"{out} was started with {said(kept)}, not {said(asked)}: resume it without {flag}, "
                                  f"or start a new run (another --out)")
             recipe = replace(recipe, **{key: kept})
             state[key] = kept
@@ -377,7 +393,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         ema.module.load_state_dict(saved["ema"])
     augment_batch = AUGMENTS[recipe.augment]
     saved = None  # the resumed tensors (a second copy of the weights and Adam's moments) are in place now
-    autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
 
     stopped = None
     last_epoch_s = 0.0
@@ -422,9 +438,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         if stopped:
             break
         judged = model if ema is None else ema.module  # the weights that are selected and exported
-        metrics = validate(judged, spec, val_data)
+        metrics = validate(judged, spec, val_data, precision=val_precision)
         if ema is not None:
-            metrics["raw_val_acc"] = validate(model, spec, val_data)["val_acc"]
+            metrics["raw_val_acc"] = validate(model, spec, val_data, precision=val_precision)["val_acc"]
         if recipe.schedule == "plateau":
             plateau.step(metrics["val_loss"])
         state["epoch"] += 1
@@ -477,6 +493,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                  "train_fingerprint": train_data.fingerprint, "val_fingerprint": val_data.fingerprint},
         "recipe": {**asdict(recipe), "overrides": _overrides(recipe), "epochs_run": state["epoch"], "seed": seed,
                    "memory_format": "channels_last" if memory_format == torch.channels_last else "contiguous",
+                   "precision": "bf16 autocast (training and validation)" if bf16 else "fp32",
                    "stopped": stopped or f"completed {recipe.epochs} epochs",
                    "epochs_fitted_to_budget": "fitted_epochs" in state},
         **({"initialised_from": initialised} if initialised else {}),

@@ -2,6 +2,7 @@ import json
 import math
 
 import numpy as np
+import torch
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -370,3 +371,39 @@ def test_evaluate_faces_detect_scores_a_photo_folder_as_the_app_scores_each_phot
     print(f"accuracy: faces detected {detect['accuracy']:.3f}, whole photo {whole['accuracy']:.3f}; "
           f"{no_face} photos without a face")
     assert detect["accuracy"] > whole["accuracy"] + 0.1
+
+
+def test_training_precision_and_soft_labels_are_chosen_recorded_and_kept(data_root, tmp_path, monkeypatch):
+    """--precision bf16 trains and validates under bf16 autocast where the CPU has native bf16 (and is refused, by
+    name, where it has not); auto stays fp32 on CPU. --soft-labels / --no-soft-labels override the recipe's
+    targets (FERPlus vote distributions or majority classes); the card records both, and a resumed run keeps its
+    targets (the other kind is refused)."""
+    import ferx.device
+    import ferx.train
+
+    seen = []  # (logits dtype, target kind) of each training step
+    loss = ferx.train._loss
+    monkeypatch.setattr(ferx.train, "_loss", lambda logits, y, s: (seen.append((logits.dtype, y.ndim)), loss(logits, y, s))[1])
+    kwargs = dict(data_root=data_root, device="cpu", limit_train=64, limit_val=64, progress=False, epochs=1)
+
+    monkeypatch.setattr(ferx.device, "cpu_has_bf16", lambda: False)
+    with pytest.raises(ValueError, match="this CPU has no native bf16"):
+        train("lanmsff_short", "ferplus", tmp_path / "refused", precision="bf16", **kwargs)
+    monkeypatch.setattr(ferx.device, "cpu_has_bf16", lambda: True)
+    fast = train("lanmsff_short", "ferplus", tmp_path / "bf16", precision="bf16", soft_labels=False, **kwargs)
+    assert seen == [(torch.bfloat16, 1)]  # one step of 64 faces, majority classes although the recipe says votes
+    card = read_card(fast["checkpoint"])["recipe"]
+    assert card["precision"].startswith("bf16") and card["soft_labels"] is False
+    assert card["overrides"]["soft_labels"] is False
+
+    seen.clear()
+    plain = train("lanmsff_short", "ferplus", tmp_path / "auto", **kwargs)
+    assert seen == [(torch.float32, 2)]  # auto on CPU: fp32; the recipe's vote distributions
+    assert read_card(plain["checkpoint"])["recipe"]["precision"] == "fp32"
+    soft = train("lanmsff", "ferplus", tmp_path / "soft", soft_labels=True, batch_size=64, **kwargs)
+    assert seen[-1] == (torch.float32, 2)  # the authors' recipe (majority classes) takes the votes when asked
+    assert read_card(soft["checkpoint"])["recipe"]["overrides"]["soft_labels"] is True
+
+    with pytest.raises(ValueError, match="was started with --no-soft-labels, not --soft-labels"):
+        train("lanmsff_short", "ferplus", tmp_path / "bf16", resume=True, soft_labels=True, precision="bf16",
+              **{**kwargs, "epochs": 2})

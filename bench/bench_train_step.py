@@ -20,10 +20,9 @@ import ferx  # noqa: F401  (torchvision compatibility before timm)
 import torch
 import torch.nn.functional as F
 
-from ferx.device import describe_hardware, resolve_device
+from ferx.device import autocast_bf16, describe_hardware, resolve_device
 from ferx.memory_format import training_memory_format
 from ferx.models import create_model, get_model_info
-from ferx.train import training_bf16
 
 FERPLUS_TRAIN = 26_940
 
@@ -37,6 +36,7 @@ def step_rate(name: str, size: int, batch: int, steps: int, device: torch.device
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, spec.channels, size, size, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 8, (batch,), device=device)
+    bf16 = autocast_bf16(device, precision)  # as ferx train --precision decides it
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -44,7 +44,7 @@ def step_rate(name: str, size: int, batch: int, steps: int, device: torch.device
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=training_bf16(device, precision)):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -74,7 +74,7 @@ def main() -> None:
         for precision in args.precision:
             rate, peak = step_rate(args.model, size, args.batch, args.steps, device, precision)
             first = first or rate
-            shown = "bf16" if training_bf16(device, precision) else "fp32"
+            shown = "bf16" if autocast_bf16(device, precision) else "fp32"
             print(f"  {size}x{size} {precision} ({shown}): {rate:9.1f} img/s  {FERPLUS_TRAIN / rate:8.1f} s per FERPlus "
                   f"epoch  x{rate / first:.2f}  peak GPU memory {peak:.1f} GiB", flush=True)
 

@@ -529,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "instead of what the recipe says")
     tr.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                     help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 also on a CPU with native bf16 "
-                         "(AVX512-BF16 or AMX), where Conv-cut trains about 1.9x faster; validation runs alike")
+                         "(AVX512-BF16 or AMX; refused elsewhere, where it is emulated and slower); validation runs alike")
     tr.add_argument("--export-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                     help="dtype of the exported weights (float16 halves a large model; loading upcasts)")
     tr.set_defaults(func=_cmd_train)

@@ -171,11 +171,21 @@ def validate(model: nn.Module, spec, val: PackedSplit, batch_size: int = 512, pr
             "val_acc": float((logits.argmax(1) == targets).float().mean())}
 
 
-def training_bf16(device: torch.device, precision: str = "auto") -> bool:
-    """Whether training runs under bf16 autocast: ``auto`` on CUDA only (on CPU it waits for a measurement, as
-    inference waits for a card's agreement figures); ``bf16`` also on a CPU with native bf16 (refused on one
-    without: emulated, it is slower); ``fp32`` never."""
-    return device.type == "cuda" if precision == "auto" else autocast_bf16(device, precision)
+def _precision_used(history: list[dict]) -> str:
+    """The card's account of the precision a run's epochs trained and validated in (a resumed run's calls may differ)."""
+    by_epoch = {row["epoch"]: row.get("precision", "not recorded") for row in history}
+    used = sorted(set(by_epoch.values()))
+    if len(used) == 1:
+        return {"bf16": "bf16 autocast (training and validation)"}.get(used[0], used[0])
+    return "; ".join(f"{p}: epochs {', '.join(str(e) for e, q in by_epoch.items() if q == p)}" for p in used)
+
+
+def _as_flag(key: str, value) -> str:
+    """How a kept setting is asked for on the command line: ``--lr 0.001``, ``--soft-labels``, ``--no-soft-labels``."""
+    flag = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{'' if value else 'no-'}{flag}"
+    return f"--{flag} {value}"
 
 
 def _make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -268,8 +278,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     all three as it began; ``soft_labels`` turns the recipe's vote-distribution targets on or off (FERPlus; kept on
     resume too).
     ``precision``: ``auto`` trains under bf16 autocast on CUDA and in fp32 on CPU; ``bf16`` also on a CPU with native
-    bf16 (AVX512-BF16 or AMX: Conv-cut trains x1.9 faster there, bench/bench_train_step.py), ``fp32`` everywhere.
-    Validation runs in the same precision; the card records it.
+    bf16 (AVX512-BF16 or AMX; the README gives bench/bench_train_step.py's figures), ``fp32`` everywhere.
+    Validation runs in the same precision; each epoch's log line and the card record it.
     ``ema_decay`` (> 0) keeps an exponential moving average of the weights after every step (timm's
     ``ModelEmaV3``, batch-norm statistics included): the average is what is validated, selected and exported, and
     each epoch's line also gives the raw weights' validation accuracy (``raw_val_acc``) beside it.
@@ -279,7 +289,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     session_start = time.perf_counter()
     budget_s = None if time_budget_min is None else time_budget_min * 60
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
-    recipes_warmup = recipe.warmup_epochs  # what a run started before --warmup-epochs existed warmed up over
+    # what a run started before --warmup-epochs / --soft-labels existed warmed up over and trained on
+    recipes_before = {"warmup_epochs": recipe.warmup_epochs, "soft_labels": recipe.soft_labels}
     recipe = replace(recipe, epochs=epochs or recipe.epochs, batch_size=batch_size or recipe.batch_size,
                      input_size=input_size or recipe.input_size, lr=recipe.lr if lr is None else lr,
                      ema_decay=recipe.ema_decay if ema_decay is None else ema_decay, augment=augment or recipe.augment,
@@ -294,11 +305,10 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                          f"for the cosine recipes ({', '.join(r.name for r in RECIPES.values() if r.schedule == 'cosine')})")
     if not 0.0 <= recipe.ema_decay <= 1.0:
         raise ValueError(f"ema_decay must lie in [0, 1], not {recipe.ema_decay}")
+    dev = resolve_device(device)
+    bf16 = autocast_bf16(dev, precision)  # auto: CUDA only (no card vouches for bf16 yet); bf16 needs it native on CPU
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    bf16 = training_bf16(dev, precision)
-    val_precision = "bf16" if bf16 else "fp32"
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = dev.type == "cuda"  # fixed input sizes: let cuDNN pick its fastest kernels
 
@@ -311,6 +321,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     if limit_val and limit_val < len(val_data):
         val_data = val_data.take(np.sort(rng.choice(len(val_data), limit_val, replace=False)))
     labels = train_data.labels
+    if soft_labels and train_data.soft_targets is None:
+        raise ValueError(f"--soft-labels asked for, but {dataset} has no vote distributions (FERPlus has)")
 
     model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config).to(dev)
     initialised = None
@@ -369,12 +381,12 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         # the peak learning rate, warm-up and augmentation are part of the run: it goes on with those it began with
         for key, asked in (("lr", lr), ("augment", augment), ("warmup_epochs", warmup_epochs),
                            ("soft_labels", soft_labels)):
-            before = recipes_warmup if key == "warmup_epochs" else getattr(recipe, key)
-            kept = state.get(key, before)  # state files from before they were kept: as asked (the warm-up: the recipe's)
-            flag = "--" + key.replace("_", "-")
+            before = recipes_before[key] if key in recipes_before else getattr(recipe, key)
+            kept = state.get(key, before)  # state files from before they were kept: as asked (or the recipe's)
             if asked is not None and asked != kept:
-                said = (lambda v: ("--" if v else "--no-") + flag[2:]) if key == "soft_labels" else (lambda v: f"{flag} {v}")
-                raise ValueError(f"{out} was started with {said(kept)}, not {said(asked)}: resume it without {flag}, "
+                flag = _as_flag(key, asked).split()[0]
+                raise ValueError(f"{out} was started with {_as_flag(key, kept)}, not "
+                                 f"{flag if isinstance(asked, bool) else asked}: resume it without {flag}, "
                                  f"or start a new run (another --out)")
             recipe = replace(recipe, **{key: kept})
             state[key] = kept
@@ -438,16 +450,17 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         if stopped:
             break
         judged = model if ema is None else ema.module  # the weights that are selected and exported
-        metrics = validate(judged, spec, val_data, precision=val_precision)
+        metrics = validate(judged, spec, val_data, precision=precision)
         if ema is not None:
-            metrics["raw_val_acc"] = validate(model, spec, val_data, precision=val_precision)["val_acc"]
+            metrics["raw_val_acc"] = validate(model, spec, val_data, precision=precision)["val_acc"]
         if recipe.schedule == "plateau":
             plateau.step(metrics["val_loss"])
         state["epoch"] += 1
         last_epoch_s = time.perf_counter() - started
         state["wall_time_s"] += last_epoch_s
         row = {"epoch": state["epoch"], "train_loss": float(np.mean(losses)), **metrics,
-               "lr": optimizer.param_groups[0]["lr"], "wall_time_s": round(state["wall_time_s"], 1)}
+               "lr": optimizer.param_groups[0]["lr"], "wall_time_s": round(state["wall_time_s"], 1),
+               "precision": "bf16" if bf16 else "fp32"}
         state["history"].append(row)
         if fit_budget and budget_s is not None:
             left = budget_s - (time.perf_counter() - session_start) - 0.5 * last_epoch_s  # room to export
@@ -493,7 +506,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                  "train_fingerprint": train_data.fingerprint, "val_fingerprint": val_data.fingerprint},
         "recipe": {**asdict(recipe), "overrides": _overrides(recipe), "epochs_run": state["epoch"], "seed": seed,
                    "memory_format": "channels_last" if memory_format == torch.channels_last else "contiguous",
-                   "precision": "bf16 autocast (training and validation)" if bf16 else "fp32",
+                   "precision": _precision_used(state["history"]),
                    "stopped": stopped or f"completed {recipe.epochs} epochs",
                    "epochs_fitted_to_budget": "fitted_epochs" in state},
         **({"initialised_from": initialised} if initialised else {}),

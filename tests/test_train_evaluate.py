@@ -2,8 +2,8 @@ import json
 import math
 
 import numpy as np
-import torch
 import pytest
+import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 from ferx.analysis.metrics import classification_metrics, expected_calibration_error
@@ -381,9 +381,11 @@ def test_training_precision_and_soft_labels_are_chosen_recorded_and_kept(data_ro
     import ferx.device
     import ferx.train
 
-    seen = []  # (logits dtype, target kind) of each training step
-    loss = ferx.train._loss
+    seen, validated = [], []  # (logits dtype, target kind) of each training step; each validation's precision
+    loss, predict = ferx.train._loss, ferx.train.predict_logits
     monkeypatch.setattr(ferx.train, "_loss", lambda logits, y, s: (seen.append((logits.dtype, y.ndim)), loss(logits, y, s))[1])
+    monkeypatch.setattr(ferx.train, "predict_logits", lambda *a, precision, **k: (
+        validated.append(ferx.device.autocast_bf16(torch.device("cpu"), precision)), predict(*a, precision=precision, **k))[1])
     kwargs = dict(data_root=data_root, device="cpu", limit_train=64, limit_val=64, progress=False, epochs=1)
 
     monkeypatch.setattr(ferx.device, "cpu_has_bf16", lambda: False)
@@ -392,18 +394,25 @@ def test_training_precision_and_soft_labels_are_chosen_recorded_and_kept(data_ro
     monkeypatch.setattr(ferx.device, "cpu_has_bf16", lambda: True)
     fast = train("lanmsff_short", "ferplus", tmp_path / "bf16", precision="bf16", soft_labels=False, **kwargs)
     assert seen == [(torch.bfloat16, 1)]  # one step of 64 faces, majority classes although the recipe says votes
+    assert validated == [True] and fast["history"][0]["precision"] == "bf16"
     card = read_card(fast["checkpoint"])["recipe"]
-    assert card["precision"].startswith("bf16") and card["soft_labels"] is False
+    assert card["precision"] == "bf16 autocast (training and validation)" and card["soft_labels"] is False
     assert card["overrides"]["soft_labels"] is False
 
     seen.clear()
     plain = train("lanmsff_short", "ferplus", tmp_path / "auto", **kwargs)
-    assert seen == [(torch.float32, 2)]  # auto on CPU: fp32; the recipe's vote distributions
+    assert seen == [(torch.float32, 2)] and validated == [True, False]  # auto on CPU: fp32; the recipe's votes
     assert read_card(plain["checkpoint"])["recipe"]["precision"] == "fp32"
     soft = train("lanmsff", "ferplus", tmp_path / "soft", soft_labels=True, batch_size=64, **kwargs)
     assert seen[-1] == (torch.float32, 2)  # the authors' recipe (majority classes) takes the votes when asked
     assert read_card(soft["checkpoint"])["recipe"]["overrides"]["soft_labels"] is True
 
-    with pytest.raises(ValueError, match="was started with --no-soft-labels, not --soft-labels"):
+    with pytest.raises(ValueError, match="was started with --no-soft-labels, not --soft-labels: resume it without "
+                                         "--soft-labels"):
         train("lanmsff_short", "ferplus", tmp_path / "bf16", resume=True, soft_labels=True, precision="bf16",
               **{**kwargs, "epochs": 2})
+    with pytest.raises(ValueError, match="fer2013 has no vote distributions"):
+        train("lanmsff", "fer2013", tmp_path / "no_votes", soft_labels=True, **kwargs)
+    # a resumed call in another precision: the card tells which epochs ran in which
+    resumed = train("lanmsff_short", "ferplus", tmp_path / "bf16", resume=True, **{**kwargs, "epochs": 2})
+    assert read_card(resumed["checkpoint"])["recipe"]["precision"] == "bf16: epochs 1; fp32: epochs 2"

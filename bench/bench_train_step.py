@@ -76,7 +76,7 @@ def main() -> None:
             first = first or rate
             shown = "bf16" if autocast_bf16(device, precision) else "fp32"
             print(f"  {size}x{size} {precision} ({shown}): {rate:9.1f} img/s  {FERPLUS_TRAIN / rate:8.1f} s per FERPlus "
-                  f"epoch  x{rate / first:.2f}  peak GPU memory {peak:.1f} GiB", flush=True)
+                  f"epoch  x{rate / first:.2f}" + (f"  peak GPU memory {peak:.1f} GiB" if device.type == "cuda" else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -279,7 +279,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     resume too).
     ``precision``: ``auto`` trains under bf16 autocast on CUDA and in fp32 on CPU; ``bf16`` also on a CPU with native
     bf16 (AVX512-BF16 or AMX; the README gives bench/bench_train_step.py's figures), ``fp32`` everywhere.
-    Validation runs in the same precision; each epoch's log line and the card record it.
+    Validation runs in the same precision; each epoch's line (printed and in ``metrics.jsonl``) and the card
+    record it. The card's ``soft_labels`` is what the run trained on (false on data without vote distributions).
     ``ema_decay`` (> 0) keeps an exponential moving average of the weights after every step (timm's
     ``ModelEmaV3``, batch-norm statistics included): the average is what is validated, selected and exported, and
     each epoch's line also gives the raw weights' validation accuracy (``raw_val_acc``) beside it.
@@ -352,7 +353,6 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=recipe.plateau_factor,
                                                          patience=recipe.plateau_patience)
     images = torch.as_tensor(train_data.images).to(dev)  # uint8, stays on the device
-    targets = _targets(train_data, recipe).to(dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
     steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
 
@@ -404,6 +404,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     if ema is not None and "ema" in saved:
         ema.module.load_state_dict(saved["ema"])
     augment_batch = AUGMENTS[recipe.augment]
+    targets = _targets(train_data, recipe).to(dev)  # after a resume has put back the targets the run began with
     saved = None  # the resumed tensors (a second copy of the weights and Adam's moments) are in place now
     autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
 
@@ -486,7 +487,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                     **({"ema": ema.module.state_dict()} if ema is not None else {})}, state_path)
         if progress:
             print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
-                  f"val acc {row['val_acc']:.4f}  lr {row['lr']:.2e}")
+                  f"val acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  {row['precision']}")
         if recipe.early_stop_patience and state["bad_epochs"] >= recipe.early_stop_patience:
             stopped = f"early stopping: {state['bad_epochs']} epochs without a lower validation loss"
             break
@@ -497,6 +498,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         print(f"stopped: {stopped}")
     model.load_state_dict(torch.load(best_path, map_location=dev, weights_only=True))
     model = model.to(memory_format=torch.contiguous_format)
+    # the targets it trained on: a recipe's vote distributions fall back to classes on data without votes
+    used = replace(recipe, soft_labels=recipe.soft_labels and train_data.soft_targets is not None)
     card = {
         "title": f"{recipe.model} trained on {dataset} ({recipe.name} recipe)",
         "data": {"dataset": dataset, "train_split": train_split, "val_split": val_split,
@@ -504,7 +507,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                  "train_images": len(train_data), "val_images": len(val_data),
                  "limit_train": limit_train, "limit_val": limit_val,
                  "train_fingerprint": train_data.fingerprint, "val_fingerprint": val_data.fingerprint},
-        "recipe": {**asdict(recipe), "overrides": _overrides(recipe), "epochs_run": state["epoch"], "seed": seed,
+        "recipe": {**asdict(used), "overrides": _overrides(used), "epochs_run": state["epoch"], "seed": seed,
                    "memory_format": "channels_last" if memory_format == torch.channels_last else "contiguous",
                    "precision": _precision_used(state["history"]),
                    "stopped": stopped or f"completed {recipe.epochs} epochs",

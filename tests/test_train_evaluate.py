@@ -415,4 +415,9 @@ def test_training_precision_and_soft_labels_are_chosen_recorded_and_kept(data_ro
         train("lanmsff", "fer2013", tmp_path / "no_votes", soft_labels=True, **kwargs)
     # a resumed call in another precision: the card tells which epochs ran in which
     resumed = train("lanmsff_short", "ferplus", tmp_path / "bf16", resume=True, **{**kwargs, "epochs": 2})
-    assert read_card(resumed["checkpoint"])["recipe"]["precision"] == "bf16: epochs 1; fp32: epochs 2"
+    assert seen[-1] == (torch.float32, 1)  # fp32 now, and still the majority classes it began with
+    card = read_card(resumed["checkpoint"])["recipe"]
+    assert card["precision"] == "bf16: epochs 1; fp32: epochs 2" and card["soft_labels"] is False
+    # a recipe whose targets are votes trains on classes where there are none, and its card says so
+    assert read_card(train("lanmsff_short", "fer2013", tmp_path / "classes", **kwargs)["checkpoint"])["recipe"][
+        "soft_labels"] is False and seen[-1] == (torch.float32, 1)

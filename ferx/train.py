@@ -143,8 +143,8 @@ AUGMENTS = {"lanmsff": lanmsff_augment, "strong": strong_augment, "mirror": mirr
 # ---------------------------------------------------------------- training loop
 
 def _targets(packed: PackedSplit, recipe: Recipe) -> torch.Tensor:
-    """Class indices, or vote distributions when the recipe asks for soft labels and the data has them."""
-    if recipe.soft_labels and packed.soft_targets is not None:
+    """Class indices, or vote distributions when the recipe asks for soft labels (the data must have them)."""
+    if recipe.soft_labels:
         return torch.as_tensor(packed.soft_targets, dtype=torch.float32)
     return torch.as_tensor(packed.targets, dtype=torch.int64)
 
@@ -307,7 +307,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     if not 0.0 <= recipe.ema_decay <= 1.0:
         raise ValueError(f"ema_decay must lie in [0, 1], not {recipe.ema_decay}")
     dev = resolve_device(device)
-    bf16 = autocast_bf16(dev, precision)  # auto: CUDA only (no card vouches for bf16 yet); bf16 needs it native on CPU
+    bf16 = autocast_bf16(dev, precision)  # auto: CUDA only; bf16 on CPU only where it is native
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -378,7 +378,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                                  f"(another --out)")
         if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
             recipe = replace(recipe, epochs=state["fitted_epochs"])
-        # the peak learning rate, warm-up and augmentation are part of the run: it goes on with those it began with
+        # the peak learning rate, warm-up, augmentation and targets are part of the run: it goes on with those it began
+        # with
         for key, asked in (("lr", lr), ("augment", augment), ("warmup_epochs", warmup_epochs),
                            ("soft_labels", soft_labels)):
             before = recipes_before[key] if key in recipes_before else getattr(recipe, key)
@@ -404,7 +405,10 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     if ema is not None and "ema" in saved:
         ema.module.load_state_dict(saved["ema"])
     augment_batch = AUGMENTS[recipe.augment]
-    targets = _targets(train_data, recipe).to(dev)  # after a resume has put back the targets the run began with
+    # after a resume has put back the targets the run began with; a recipe's votes fall back to classes on data
+    # without them (FER-2013), and the card says which it trained on
+    recipe = replace(recipe, soft_labels=recipe.soft_labels and train_data.soft_targets is not None)
+    targets = _targets(train_data, recipe).to(dev)
     saved = None  # the resumed tensors (a second copy of the weights and Adam's moments) are in place now
     autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
 
@@ -498,8 +502,6 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         print(f"stopped: {stopped}")
     model.load_state_dict(torch.load(best_path, map_location=dev, weights_only=True))
     model = model.to(memory_format=torch.contiguous_format)
-    # the targets it trained on: a recipe's vote distributions fall back to classes on data without votes
-    used = replace(recipe, soft_labels=recipe.soft_labels and train_data.soft_targets is not None)
     card = {
         "title": f"{recipe.model} trained on {dataset} ({recipe.name} recipe)",
         "data": {"dataset": dataset, "train_split": train_split, "val_split": val_split,
@@ -507,7 +509,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                  "train_images": len(train_data), "val_images": len(val_data),
                  "limit_train": limit_train, "limit_val": limit_val,
                  "train_fingerprint": train_data.fingerprint, "val_fingerprint": val_data.fingerprint},
-        "recipe": {**asdict(used), "overrides": _overrides(used), "epochs_run": state["epoch"], "seed": seed,
+        "recipe": {**asdict(recipe), "overrides": _overrides(recipe), "epochs_run": state["epoch"], "seed": seed,
                    "memory_format": "channels_last" if memory_format == torch.channels_last else "contiguous",
                    "precision": _precision_used(state["history"]),
                    "stopped": stopped or f"completed {recipe.epochs} epochs",

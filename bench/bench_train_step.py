@@ -8,7 +8,7 @@ One step = forward, loss, backward and an AdamW update on random inputs, in the 
 fp32 on CPU). Prints images/s (median over the steps after two warm-ups), seconds per epoch of FERPlus
 train (26,940 faces), on CUDA the peak GPU memory, and with several precisions each one's speed-up over
 the first. ``--compile`` times each precision again with ``torch.compile(model)`` (inductor) and prints
-the first step's seconds, which include the compilation.
+that row's ratio to its eager row and its first step's seconds, which include the compilation.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ FERPLUS_TRAIN = 26_940
 
 
 def step_rate(name: str, size: int, batch: int, steps: int, device: torch.device,
-              precision: str = "auto", compile: bool = False) -> tuple[float, float, float]:
+              precision: str = "auto", compiled: bool = False) -> tuple[float, float, float]:
     spec = get_model_info(name).input_spec
     model = create_model(name, num_classes=8).to(device).train()
     fmt = training_memory_format(model, device)
@@ -38,9 +38,9 @@ def step_rate(name: str, size: int, batch: int, steps: int, device: torch.device
     x = torch.randn(batch, spec.channels, size, size, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 8, (batch,), device=device)
     bf16 = autocast_bf16(device, precision)  # as ferx train --precision decides it
-    if compile:
+    if compiled:
         torch.compiler.reset()  # a fresh compilation for each row, not a graph cached by an earlier size
-    forward = torch.compile(model) if compile else model
+    forward = torch.compile(model) if compiled else model
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []

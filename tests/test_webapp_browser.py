@@ -7,6 +7,7 @@ gallery into view. Screenshots go to runs/screenshots/ (look at them)."""
 import re
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -327,6 +328,38 @@ def test_the_card_and_its_link_restore_the_explain_view(page):
         other.screenshot(path=str(SHOTS / "explain_from_link.png"), full_page=True)
     finally:
         visitor.close()
+
+
+def test_an_upload_the_server_deleted_is_refused_by_name_in_explain(page, data_root, tmp_path):
+    """The sweep deletes uploads within two minutes while the browser still shows them. Explain's photo
+    input is rebuilt for each session when the page loads (the link restorer updates it), and that copy
+    once fell back to gradio's own decoder: its message quoted the server path."""
+    import uuid
+
+    from gradio.utils import get_upload_folder
+
+    name = f"expiring_{uuid.uuid4().hex[:8]}.png"
+    packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    Image.fromarray(packed.images[0]).resize((160, 160)).save(tmp_path / name)
+    page.get_by_role("tab", name="Explain").click()
+    page.locator("#explain-photo input[type=file]").set_input_files(str(tmp_path / name))
+    page.locator("#explain-photo img").wait_for()
+    copies = []
+    for _ in range(50):  # the upload reaches the server's folder a moment after the preview
+        copies = list(Path(get_upload_folder()).rglob(name))
+        if copies:
+            break
+        time.sleep(0.1)
+    assert copies, "the upload never reached the server"
+    for copy in copies:
+        copy.unlink()  # what webapp/uploads.py's sweep does after 60-90 s
+    page.get_by_role("button", name="Explain", exact=True).click()
+    toast = page.locator(".toast-body").filter(has_text=name)
+    toast.wait_for()
+    message = toast.inner_text()
+    assert "upload it again" in message
+    assert "/tmp" not in message and "gradio" not in message.lower() and "preprocess" not in message
+    page.locator(".toast-close").first.click()  # out of the later tests' way
 
 
 def test_live_mode_streams_the_webcam_face_and_draws_maps_on_demand(page):

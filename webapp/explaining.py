@@ -6,17 +6,16 @@ from :mod:`ferx.faces` and :mod:`ferx.explain`.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import cv2
 import gradio as gr
 import numpy as np
-from gradio.processing_utils import save_base64_to_cache
 
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, overlay
 from ferx.explain.report import ModelExplanation
 from ferx.faces import FaceSearch, find_faces, load_photo
+from webapp.inputs import Photo
 
 UNCERTAIN_MARGIN = 0.15  # top-1 minus top-2 probability below this: the model hesitates
 
@@ -36,30 +35,10 @@ def chosen_face(path, whole_image, index, *, to: str = "check it"):
     return search.faces[search.pick(index)]
 
 
-def undecoded_upload(image: gr.Image, payload):
-    """What a photo input hands its handler: the uploaded file itself, never opened.
-
-    ``gr.Image.preprocess`` opens every upload with Pillow before the handler runs, and converts
-    (decodes) any whose mode differs from ``image_mode``: a 344 kB 13,300² gray+alpha PNG cost
-    1.35 GB before ferx's size check, 16-bit gray arrived clipped to white, transparency became
-    black, and an unreadable file failed with gradio's "Could not preprocess" and a server path.
-    Here :func:`ferx.faces.load_photo` is the only decoder (size checked before decoding,
-    transparency on white, 16-bit scaled). A base64 payload is written to the cache undecoded."""
-    if payload is None or (payload.path is None and not payload.url):
-        return None
-    if payload.url and payload.url.startswith("data:"):
-        path = save_base64_to_cache(payload.url, image.GRADIO_CACHE)
-        image.temp_files.add(path)  # deleted with the other uploads (webapp/uploads.py)
-        return path
-    return str(payload.path)
-
-
 def photo_inputs(label: str, elem_id: str, height: int):
     """The photo, the "whole image" switch and the face number, as both tabs take them."""
-    image = gr.Image(label=label, type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
-                     elem_id=elem_id, height=height)
-    # on this one instance (a gr.Image subclass would make gradio write a .pyi stub into the package)
-    image.preprocess = functools.partial(undecoded_upload, image)
+    image = Photo(label=label, type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                  elem_id=elem_id, height=height)  # its handler gets the upload undecoded (webapp/inputs.py)
     return (image, *face_controls())
 
 

@@ -16,7 +16,8 @@ from ferx.live import FRAME_INTERVAL_S, Pacer, map_face, score_frame
 from ferx.memory_format import SMALL_MODEL
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
-from webapp.explaining import tile, undecoded_upload, verdict
+from webapp.explaining import tile, verdict
+from webapp.inputs import Photo
 
 STREAM_LIMIT_S = 600  # one stream runs at most ten minutes; pressing record again starts another
 INTRO = ("### Live: the webcam, for a classroom\n"
@@ -74,9 +75,8 @@ def build_live_tab(ctx: AppContext) -> None:
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=2):
-            webcam = gr.Image(sources=["webcam"], streaming=True, type="filepath", label="Webcam",
-                              elem_id="live-webcam", height=320)
-            webcam.preprocess = functools.partial(undecoded_upload, webcam)  # frames reach ferx's own decoder
+            webcam = Photo(sources=["webcam"], streaming=True, type="filepath", label="Webcam",
+                           elem_id="live-webcam", height=320)  # frames reach ferx's own decoder
             models = gr.CheckboxGroup(bank.names, value=small, label="Models (streamed; large models slow the rate)")
             map_button = gr.Button("Maps of this moment (Grad-CAM)")
         with gr.Column(scale=3):

@@ -20,6 +20,7 @@ from ferx.faces import load_photo
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.explaining import face_controls, tile
+from webapp.inputs import PaintedPhoto
 
 INTRO = ("### Occlusion brush: cover part of the face and see what each model makes of the rest\n"
          "Upload a photo (or pick an example), then paint over part of the face — the mouth, the eyes, the brows. "
@@ -28,23 +29,6 @@ INTRO = ("### Occlusion brush: cover part of the face and see what each model ma
          "and each map before (left) and after (right) on one colour scale, both explaining that first class. "
          "A large drop means the model's evidence was under the paint.")
 METHODS = ("native", "gradcam")  # the maps shown before/after (native: only for models with attention of their own)
-
-
-def editor_upload(editor: gr.ImageEditor, payload):
-    """What the editor hands its handler: the photo's bytes or file, undecoded (ferx's own loader
-    decodes it and checks its size first, as for every other photo), the painted layers' bytes or
-    files, and a name for messages."""
-    if payload is None:
-        return None
-    if payload.id is not None:  # the browser's canvas export, sent as blobs
-        cached = editor.blob_storage.pop(payload.id, None)
-        if cached is None or cached.background is None:
-            return None
-        return {"background": cached.background, "layers": [x for x in cached.layers if x], "name": "the painted photo"}
-    if payload.background is None:
-        return None
-    return {"background": payload.background.path, "layers": [x.path for x in payload.layers],
-            "name": payload.background.orig_name or "the painted photo"}
 
 
 def pair_tiles(before, after, crops) -> np.ndarray | None:
@@ -103,11 +87,10 @@ def build_occlusion_tab(ctx: AppContext) -> None:
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=2):
-            editor = gr.ImageEditor(label="Photo — paint over part of the face", type="filepath", image_mode="RGBA",
-                                    sources=["upload", "webcam", "clipboard"], layers=False, transforms=(),
-                                    brush=gr.Brush(colors=["rgb(255, 0, 255)"], color_mode="fixed"),
-                                    elem_id="occlusion-editor", height=420)
-            editor.preprocess = functools.partial(editor_upload, editor)  # on this one instance (see photo_inputs)
+            editor = PaintedPhoto(label="Photo — paint over part of the face", type="filepath", image_mode="RGBA",
+                                  sources=["upload", "webcam", "clipboard"], layers=False, transforms=(),
+                                  brush=gr.Brush(colors=["rgb(255, 0, 255)"], color_mode="fixed"),
+                                  elem_id="occlusion-editor", height=420)  # handed over undecoded (webapp/inputs.py)
             whole, face_index = face_controls("occlusion")
             fill = gr.Radio([(label, key) for key, label in FILLS.items()], value="blur",
                             label="Painted pixels become")

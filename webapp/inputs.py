@@ -1,0 +1,76 @@
+"""The app's photo inputs: gradio's Image and ImageEditor whose handlers get the upload undecoded.
+
+``gr.Image.preprocess`` opens every upload with Pillow before the handler runs, and converts
+(decodes) any whose mode differs from ``image_mode``: a 344 kB 13,300² gray+alpha PNG cost
+1.35 GB before ferx's size check, 16-bit gray arrived clipped to white, transparency became
+black, and an unreadable file failed with gradio's "Could not preprocess" and a server path.
+Here :func:`ferx.faces.load_photo` is the only decoder (size checked before decoding,
+transparency on white, 16-bit scaled).
+
+These are classes, not a patched ``preprocess`` on one instance: gradio rebuilds a component from
+its constructor arguments for a session whenever a handler updates it (even with ``gr.skip()``),
+and that copy had gradio's own ``preprocess`` back. ``is_template`` keeps gradio's frontend (the
+block is drawn as the class it derives from). Defining them makes gradio write a type stub beside
+this file (``inputs.pyi``, ignored by git).
+
+An upload the sweep has deleted (:mod:`webapp.uploads`: two minutes at most) while the browser
+still shows it is refused with one message naming the file and saying to upload it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import gradio as gr
+from gradio.processing_utils import save_base64_to_cache
+
+log = logging.getLogger(__name__)
+
+
+def expired(name: str) -> gr.Error:
+    """The message for an upload the sweep deleted (one log line, no traceback: webapp/errors.py)."""
+    message = (f"{name}: the server no longer has this upload (uploads are deleted within two minutes and never "
+               "stored): upload it again.")
+    log.info("upload refused: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
+class Photo(gr.Image):
+    """A photo input (``type="filepath"``): its handler gets the uploaded file's path, never opened."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is None or (payload.path is None and not payload.url):
+            return None
+        if payload.url and payload.url.startswith("data:"):  # a base64 payload is written to the cache undecoded
+            path = save_base64_to_cache(payload.url, self.GRADIO_CACHE)
+            self.temp_files.add(path)  # deleted with the other uploads (webapp/uploads.py)
+            return path
+        if not Path(payload.path).is_file():
+            raise expired(payload.orig_name or Path(payload.path).name)
+        return str(payload.path)
+
+
+class PaintedPhoto(gr.ImageEditor):
+    """A photo to paint on (``type="filepath"``): its handler gets the photo's and the painted layers'
+    bytes or files, undecoded, and a name for messages (``{"background", "layers", "name"}``)."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.id is not None:  # the browser's canvas export, sent as blobs
+            cached = self.blob_storage.pop(payload.id, None)
+            if cached is None or cached.background is None:
+                return None
+            return {"background": cached.background, "layers": [x for x in cached.layers if x],
+                    "name": "the painted photo"}
+        if payload.background is None:
+            return None
+        name = payload.background.orig_name or "the painted photo"
+        if payload.background.path is None or not Path(payload.background.path).is_file():
+            raise expired(name)
+        return {"background": payload.background.path, "layers": [x.path for x in payload.layers], "name": name}

@@ -78,11 +78,14 @@ def record_on_card(checkpoint: str | Path, result: dict) -> None:
 
 
 def summary_line(result: dict) -> str:
-    recall = ", ".join(f"{c} {m['recall']:.3f}" for c, m in result["per_class"].items())
+    recall = ", ".join(f"{c} {m['recall']:.3f}" if m["support"] else f"{c} — (no faces)"
+                       for c, m in result["per_class"].items())
+    absent = sum(not m["support"] for m in result["per_class"].values())
+    over = f" (over the {len(result['per_class']) - absent} classes with faces)" if absent else ""
     excluded = f" ({result['n_excluded']} excluded: class not in the model's label set)" if result["n_excluded"] else ""
     found = faces_note(result.get("faces", "given"), result.get("no_face", 0))
     return (f"{result['model']} on {result['dataset']}/{result['split']}: {result['n']} images{excluded}{found}\n"
-            f"  accuracy {100 * result['accuracy']:.2f} % ({result.get('compute_dtype', 'fp32')})  macro-F1 {result['macro_f1']:.4f}  ECE {result['ece']:.4f}\n"
+            f"  accuracy {100 * result['accuracy']:.2f} % ({result.get('compute_dtype', 'fp32')})  macro-F1 {result['macro_f1']:.4f}{over}  ECE {result['ece']:.4f}\n"
             f"  recall: {recall}")
 
 

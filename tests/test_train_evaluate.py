@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from ferx.analysis.metrics import classification_metrics, expected_calibration_error
 from ferx.checkpoint import read_card
 from ferx.cli import main
-from ferx.evaluate import evaluate_checkpoint
+from ferx.evaluate import evaluate_checkpoint, summary_line
 from ferx.train import train
 
 from conftest import CHECKPOINTS, DEVICE
@@ -30,6 +30,20 @@ def test_seven_class_model_on_ferplus_excludes_contempt(data_root):
     result = evaluate_checkpoint(MINI, "ferplus", "test", data_root, device=DEVICE, progress=False)
     assert result["n_excluded"] == 27 and result["n"] == 3_371 - 27
     assert result["accuracy"] > 0.6
+
+
+def test_a_class_the_data_lacks_does_not_count_in_macro_f1(data_root):
+    """CK+ has no neutral face: a 7-class FER-2013 model's macro-F1 there averages the 6 classes it has,
+    and the summary says so rather than printing a recall of 0 for a class with no faces."""
+    result = evaluate_checkpoint(MINI, "ckplus", "test", data_root, device=DEVICE, progress=False)
+    assert result["per_class"]["neutral"]["support"] == 0
+    cm = np.asarray(result["confusion_matrix"])
+    f1s = [2 * cm[i, i] / (cm[i].sum() + cm[:, i].sum()) if cm[i].sum() + cm[:, i].sum() else 0.0
+           for i in range(len(cm)) if cm[i].sum()]
+    assert len(f1s) == 6 and result["macro_f1_classes"] == 6
+    assert result["macro_f1"] == pytest.approx(np.mean(f1s))
+    text = summary_line(result)
+    assert "over the 6 classes with faces" in text and "neutral — (no faces)" in text
 
 
 def test_metrics_agree_with_scikit_learn():

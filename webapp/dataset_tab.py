@@ -490,7 +490,7 @@ def _source_inputs(names: list[str], data_root: Path) -> SimpleNamespace:
         run_button = gr.Button("Run analysis", variant="primary")
         stop_button = gr.Button("Stop", variant="stop")
     status = gr.Markdown(elem_id="dataset-status")
-    summary = gr.Dataframe(label="Metrics (scored faces; classes a model lacks are left out)", interactive=False)
+    summary = gr.Dataframe(label="Metrics (scored faces; classes a model lacks are left out; macro-F1 averages the classes that have faces)", interactive=False)
     return SimpleNamespace(dataset=dataset, split=split, upload=upload, faces=faces, face=face, models=models,
                            calibrate=calibrate, run_button=run_button, stop_button=stop_button, status=status,
                            summary=summary)

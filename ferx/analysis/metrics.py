@@ -22,18 +22,22 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: tuple[str, ...] | list[str],
                            n_bins: int = 15) -> dict:
-    """Accuracy, macro-F1 (over all classes of the model), per-class precision / recall / F1 /
-    support, the confusion matrix (rows true, columns predicted) and ECE."""
+    """Accuracy, macro-F1, per-class precision / recall / F1 / support, the confusion matrix (rows true,
+    columns predicted) and ECE. Macro-F1 averages the classes that have faces in ``y_true``: a class of
+    the model's that the data lacks (CK+ has no neutral) would add an F1 of 0 and say nothing about the
+    model (faces wrongly given it already cost their own class's recall); ``macro_f1_classes`` counts them."""
     # here, not at the top: the app imports this module as it starts, and scikit-learn took 0.66 s of it
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     labels = list(range(len(classes)))
     y_pred = probs.argmax(1)
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    present = [i for i in labels if support[i] > 0] or labels
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "macro_f1_classes": len(present),
         "ece": expected_calibration_error(probs, y_true, n_bins),
         "ece_bins": n_bins,
         "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),

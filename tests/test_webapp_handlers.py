@@ -227,6 +227,23 @@ def test_a_wrong_face_number_is_one_message_and_the_panels_keep_their_content(ba
     assert out[0].startswith("**face 2:") and len(out) == 9 and all(o == gr.skip() for o in out[1:])
 
 
+def test_a_new_photo_that_is_not_an_image_clears_the_last_photos_results(bank, tmp_path, monkeypatch):
+    """In the browser a refused upload empties the panels (they held the previous photo's verdicts) and
+    says why once; the /predict API still raises the same message."""
+    from webapp.compare_tab import compare, compare_new_photo
+
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("not a picture")
+    shown = []
+    monkeypatch.setattr(gr, "Warning", shown.append)
+    out = compare_new_photo(bank, str(fake), True, 0)
+    assert len(shown) == 1 and shown[0].startswith("holiday.jpg: ") and str(tmp_path) not in shown[0]
+    assert out[0] == f"**{shown[0]}**" and len(out) == 3 + 4 * len(bank.names) and all(o is None for o in out[1:])
+    with pytest.raises(gr.Error) as err:
+        compare(bank, str(fake), True, 0)
+    assert err.value.message == shown[0]
+
+
 def test_without_data_the_examples_are_two_portraits_whose_face_is_found(tmp_path):
     """A Space (or a machine without ../shared) still has examples: public-domain portraits that ship inside
     installed packages; each is a real photo whose face the detector finds."""

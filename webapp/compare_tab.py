@@ -124,6 +124,17 @@ def compare(bank: ModelBank, path, whole_image, index):
     return [note, annotate(search, result.face), crop_strip(search)] + outputs
 
 
+def compare_new_photo(bank: ModelBank, path, whole_image, index):
+    """:func:`compare` for a photo just uploaded in the browser: one that cannot be used (not an image,
+    truncated, too large) clears the previous photo's results and says why once, instead of an error
+    badge on each of its panels over results that are not this photo's. ``/predict`` still raises."""
+    try:
+        return compare(bank, path, whole_image, index)
+    except gr.Error as err:
+        gr.Warning(err.message)
+        return [f"**{err.message}**", None, None] + [None] * (4 * len(bank.names))
+
+
 def region_text(m) -> str:
     """One map's facial-region breakdown as a markdown line (and the off-face warning, when raised)."""
     line = f"  \n{m.method}: {breakdown_line(m.regions)}"
@@ -183,7 +194,8 @@ def build_compare_tab(ctx: AppContext) -> None:
     button.click(handler, inputs_kwargs=inputs, outputs=outputs, api_name="predict")
     # a new photo starts at its face 0 (a face number clicked on the previous photo may not exist in this one)
     photo.upload(lambda: 0, None, face_index, api_visibility="undocumented").then(
-        handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
+        functools.partial(compare_new_photo, bank), inputs_kwargs=inputs, outputs=outputs,
+        api_visibility="undocumented")
     boxes.select(face_at, [photo, whole], face_index, api_visibility="undocumented").success(
         handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
     for trigger in (button.click, photo.upload, boxes.select):

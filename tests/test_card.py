@@ -47,12 +47,18 @@ def test_the_card_carries_the_view_and_its_provenance(happy_png, tmp_path):
         assert ck["sha256"] == em.sha256
     assert card["libraries"]["torch"] == torch.__version__ and card["libraries"]["grad-cam"] != "not installed"
     assert card["methods"][models[0].display]["gradcam"]["target_layers"]  # the CAM's layers, as used
-    assert card["faithfulness"]["steps"] == 8 and card["link"] == link
+    assert [f["steps"] for f in card["faithfulness"].values()] == [8, 8] and card["link"] == link
     assert [m["predicted"] for m in facts["models"]] == ["happy", "happy"] and facts["scale"] == "shared"
     assert all(m["faithfulness"]["deletion_auc"] >= 0 for row in facts["models"] for m in row["maps"])
     footer = "\n".join(footer_lines(card))
     assert models[1].sha256 in footer and f"torch {torch.__version__}" in footer and link in footer
     assert "shared colour scale, clipped at the 98th percentile" in footer
+    assert "faithfulness: deletion/insertion, 8 steps, 1 random map(s), baseline blur" in footer  # the same for both
+    # models whose deletions ran differently (the app sizes steps and blur to each model): each its own line
+    card["faithfulness"][models[1].display] |= {"steps": 32, "random_maps": 3}
+    footer = "\n".join(footer_lines(card))
+    assert "settings per model:" in footer and f"{models[0].display}: 8 steps, 1 random map(s)" in footer
+    assert f"{models[1].display}: 32 steps, 3 random map(s)" in footer
 
 
 def test_ferx_explain_card_from_the_command_line(happy_png, tmp_path, capsys):

@@ -291,7 +291,7 @@ def test_the_explanation_card_of_what_is_on_screen(server, face_png):
     card = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
     assert card["card"]["view"] == {"scale": "per-map", "clip_percentile": 97, "opacity": 0.7, "colormap": "viridis",
                                     "target": "predicted", "contrast": None}
-    assert card["card"]["faithfulness"]["baseline"].startswith("mean")
+    assert card["card"]["faithfulness"]["lanmsff (lanmsff_ferplus)"]["baseline"].startswith("mean")
     assert card["card"]["checkpoints"]["lanmsff (lanmsff_ferplus)"]["sha256"] == \
         load_checkpoint(CHECKPOINTS / "lanmsff_ferplus").sha256
     assert card["photo"]["name"] == "happy_face.png" and "/" not in json.dumps(card["photo"])  # no server path

@@ -59,16 +59,32 @@ class CardFiles:
 def card_facts(result, models, *, scale: str, clip_percentile: float, alpha: float, cmap: str | None,
                target=None, contrast=None, link: str | None = None) -> dict:
     """Everything the footer says, as data (the JSON's ``card`` section)."""
-    faith = next((f for row in result.rows for f in row.faithfulness if f is not None), None)
+    # per model: its steps, random maps and blur follow its input size and cost
+    faith = {row.model: next((f for f in row.faithfulness if f is not None), None) for row in result.rows}
     return {
         "made": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "view": {"scale": scale, "clip_percentile": clip_percentile, "opacity": alpha, "colormap": cmap or "auto",
                  "target": target or "predicted", "contrast": contrast},
         "methods": {row.model: {m.method: m.params for m in row.maps} for row in result.rows},
-        "faithfulness": None if faith is None else {"baseline": faith.baseline, "steps": faith.n_steps,
-                                                    "random_maps": faith.n_random, "score": faith.score},
+        "faithfulness": {model: {"baseline": f.baseline, "steps": f.n_steps, "random_maps": f.n_random,
+                                 "score": f.score} for model, f in faith.items() if f is not None} or None,
         "checkpoints": checkpoints(models), "libraries": library_versions(), "link": link,
     }
+
+
+def faithfulness_lines(per_model: dict | None) -> list[str]:
+    """One line when every model's deletion/insertion ran with the same settings, else one per model."""
+    if not per_model:
+        return ["faithfulness: not computed"]
+
+    def settings(f: dict) -> str:
+        return f"{f['steps']} steps, {f['random_maps']} random map(s), baseline {f['baseline']}; score: {f['score']}"
+
+    if len({settings(f) for f in per_model.values()}) == 1:
+        return [f"faithfulness: deletion/insertion, {settings(next(iter(per_model.values())))}"]
+    return ["faithfulness: deletion/insertion, settings per model:"] + [
+        line for model, f in per_model.items() for line in textwrap.wrap(f"{model}: {settings(f)}", 170,
+                                                                          initial_indent="    ", subsequent_indent="      ")]
 
 
 def footer_lines(facts: dict) -> list[str]:
@@ -77,9 +93,7 @@ def footer_lines(facts: dict) -> list[str]:
              f"view: {v['scale']} colour scale, clipped at the {v['clip_percentile']:g}th percentile; colormap "
              f"{v['colormap']}; opacity {v['opacity']:g}; target {v['target']}"
              + (f" over {v['contrast']}" if v["contrast"] else ""),
-             "faithfulness: not computed" if f is None else
-             f"faithfulness: deletion/insertion, {f['steps']} steps, {f['random_maps']} random map(s), baseline "
-             f"{f['baseline']}; score: {f['score']}"]
+             *faithfulness_lines(f)]
     for model, methods in facts["methods"].items():
         params = "; ".join(f"{m} {json.dumps(p, separators=(',', ':'))}" if p else m for m, p in methods.items())
         lines += textwrap.wrap(f"{model} maps: {params}", 170, subsequent_indent="    ")

@@ -47,7 +47,7 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
     figure = check.figure()
     plt.close(figure)  # gradio renders it; pyplot must not keep every figure alive
     table = check.frame().pivot(index="map", columns="step", values="spearman").round(2)
-    table.columns = [f"{s.index}: {s.label}" for s in check.steps]  # what each step randomised, head first
+    table.columns = [f"{s.index}: {s.label}" for s in check.steps]  # how far down each step randomised
     table = table.reset_index()
     mean = check.mean_similarity()
     lines = [f"**{loaded.display}**, class *{check.target_label}* (fixed at every step):"]

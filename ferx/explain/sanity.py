@@ -16,6 +16,7 @@ gives the same numbers).
 from __future__ import annotations
 
 import copy
+import textwrap
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -45,10 +46,11 @@ class SanityStep:
 
     @property
     def label(self) -> str:
-        """The top-level parts of the model this step randomised: ``head + block4``."""
+        """How far down this step's randomisation reaches: its deepest layer (the cascade is cumulative,
+        so every layer above it is random too), named to four levels: ``backbone.stages.2.blocks.20``."""
         if not self.layers:
             return "trained"
-        return " + ".join(dict.fromkeys(layer.split(".")[0] for layer in self.layers))
+        return ".".join(self.layers[-1].split(".")[:4])
 
 
 @dataclass
@@ -109,8 +111,9 @@ class SanityCheck:
 
         frame, flags, mean = self.frame().set_index(["map", "step"]), self.independent(), self.mean_similarity()
         names = self.map_names
-        fig, axes = plt.subplots(len(names), len(self.steps), squeeze=False,
-                                 figsize=(size * len(self.steps), size * len(names) + 0.8))
+        width = size * len(self.steps)
+        fig, axes = plt.subplots(len(names), len(self.steps), squeeze=False, figsize=(width, size * len(names) + 1.0),
+                                 layout="constrained")  # room for the wrapped title, unlike tight_layout
         for r, name in enumerate(names):
             for c, step in enumerate(self.steps):
                 ax = axes[r][c]
@@ -119,13 +122,13 @@ class SanityCheck:
                 sim = frame.loc[(name, step.index)]
                 ax.set_xlabel(f"ρ {sim.spearman:.2f} · SSIM {sim.ssim:.2f}", fontsize=7)
                 if r == 0:
-                    ax.set_title("trained" if c == 0 else f"+ random\n{step.label}", fontsize=7)
+                    ax.set_title("trained" if c == 0 else f"random down to\n{step.label}", fontsize=6)
             flag = "\n(independent of\nthe model!)" if flags[name] else ""
             axes[r][0].set_ylabel(f"{name}\nmean ρ {mean[name]:.2f}{flag}", fontsize=7,
                                   color="crimson" if flags[name] else "black")
-        fig.suptitle(f"Sanity check, {self.model}: layers randomised from the head down (class {self.target_label}); "
-                     f"ρ = Spearman with the trained map; flagged when its mean over the steps ≥ {self.threshold}", fontsize=8)
-        fig.tight_layout()
+        title = (f"Sanity check, {self.model}: layers randomised from the head down (class {self.target_label}); "
+                 f"ρ = Spearman with the trained map; flagged when its mean over the steps ≥ {self.threshold}")
+        fig.suptitle(textwrap.fill(title, int(width * 15)), fontsize=8)  # ~15 characters of 8 pt an inch
         return fig
 
     def to_dict(self) -> dict:

@@ -191,13 +191,13 @@ def test_a_zip_of_photos_is_scored_as_ferx_analyze_faces_detect_scores_it(data_r
     assert analysis.packed.images.shape[1:] == (64, 64)  # the crop at the model's input, as a photo's is scored
     note = (f"{len(run)} faces (faces found by mtcnn: the most face-like face of each photo, as a single photo is "
             f"scored; {run.no_face} photos without a face left out)")
-    assert status.startswith(f"**zip:my_photos/test**: {note} — {model} (computed)")  # a zip without split folders
+    assert status.startswith(f"**zip:my_photos/all**: {note} — {model} (computed)")  # a zip without split folders
     assert main(["analyze", str(CHECKPOINTS / model), "--dataset", str(archive), "--faces", "detect", "--device", "cpu",
                  "--top", "1"]) == 0
-    assert f"zip:my_photos/test: {note} ({model}: fp32, cache)" in capsys.readouterr().out
+    assert f"zip:my_photos/all: {note} ({model}: fp32, cache)" in capsys.readouterr().out
 
     analysis, status = app("given")[:2]
-    assert status.startswith(f"**zip:my_photos/test**: 37 faces — {model} (computed)")
+    assert status.startswith(f"**zip:my_photos/all**: 37 faces — {model} (computed)")
     assert analysis.packed.faces == "given" and analysis.packed.images.shape[1:3] == (48, 48)  # the photo shrunk
 
     blank = tmp_path / "blank.zip"
@@ -206,7 +206,7 @@ def test_a_zip_of_photos_is_scored_as_ferx_analyze_faces_detect_scores_it(data_r
             z.write(folder / "happy" / "blank.jpg", f"{name}/blank.jpg")
     with pytest.raises(gr.Error) as err:
         run_analysis(bank, cfg, None, "test", str(blank), [model], False, None, lambda *a, **k: None, "detect", "all")
-    assert err.value.message == "no faces found in zip:blank/test"  # no server path in the message
+    assert err.value.message == "no faces found in zip:blank/all"  # no server path in the message
 
 
 def test_a_wrong_face_number_is_one_message_and_the_panels_keep_their_content(bank, analysis, monkeypatch):

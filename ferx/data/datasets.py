@@ -257,11 +257,14 @@ def load_ckplus(root: Path, split: str) -> FaceSplit:
 
 
 def load_image_folder(root: str | Path, split: str = "all", labels: LabelSet | None = None) -> FaceSplit:
-    """``root/<class>/*`` (split ``all``) or ``root/<split>/<class>/*``."""
+    """``root/<split>/<class>/*``, or ``root/<class>/*`` whatever ``split`` asks (a folder without split
+    folders is one split, named ``all``)."""
     root = Path(root)
     if not root.is_dir():
         raise _layout_error("an image folder", root, "<class>/<image> or <split>/<class>/<image>", prepare=False)
-    base = root / split if (root / split).is_dir() else root
+    base = root / split
+    if not base.is_dir():
+        base, split = root, "all"
     class_dirs = [d for d in sorted(base.iterdir()) if d.is_dir()]
     try:
         names = [canonical_name(d.name) for d in class_dirs]

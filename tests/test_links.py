@@ -6,7 +6,7 @@ from PIL import Image
 
 from ferx.data import pack_split
 from ferx.data.datasets import load_split
-from webapp.links import face_of, restore_face, view_link
+from webapp.links import face_of, restore_face, restore_settings, view_link
 
 
 def test_a_dataset_face_link_reopens_its_exact_pixels(data_root):
@@ -41,3 +41,19 @@ def test_an_upload_has_no_link_and_an_example_is_known_by_its_bytes(tmp_path):
     assert face_of(str(upload), None, [(str(example), "caption")]) is None
     assert face_of(str(example), None, [(str(example), "caption")]) == {"example": "face.png"}
     assert restore_face({"example": "face.png"}, tmp_path, [(str(example), "caption")], set()) == (str(example), None)
+
+
+def test_a_hand_edited_setting_out_of_its_range_is_left_out_by_name(monkeypatch):
+    import gradio as gr
+
+    shown = []
+    monkeypatch.setattr(gr, "Warning", shown.append)
+    components = {"opacity": gr.Slider(0, 1, render=False), "clip_pct": gr.Slider(90, 100, render=False),
+                  "index": gr.Number(0, minimum=0, render=False), "faithfulness": gr.Checkbox(render=False),
+                  "colormap_name": gr.Dropdown(["auto", "viridis"], render=False)}
+    params = {"opacity": "7", "clip_pct": "abc", "index": "2", "faithfulness": "1", "colormap_name": '"viridis"'}
+    assert restore_settings(params, components) == {"index": 2, "colormap_name": "viridis"}
+    assert shown == ["this link's opacity 7 is outside 0-1; left out", "this link's clip_pct 'abc' cannot be read; left out",
+                     "this link's faithfulness 1 is not true or false; left out"]
+    assert restore_settings({"opacity": "0.6", "index": "-1"}, components) == {"opacity": 0.6}
+    assert shown[-1] == "this link's index -1 is below 0; left out"

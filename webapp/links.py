@@ -90,9 +90,26 @@ def restore_face(params: dict, data_root: Path, examples, swept: set) -> tuple[s
     return str(path), {"dataset": dataset, "split": split, "sample": sample, "true": true}
 
 
+def out_of_place(component, value) -> str | None:
+    """Why ``value`` cannot go in a number, slider or checkbox ``component`` (None: it can)."""
+    if isinstance(component, gr.Checkbox):
+        return None if isinstance(value, bool) else "is not true or false"
+    if not isinstance(component, (gr.Slider, gr.Number)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "is not a number"
+    lo, hi = getattr(component, "minimum", None), getattr(component, "maximum", None)
+    if lo is not None and value < lo:
+        return f"is below {lo:g}" if hi is None else f"is outside {lo:g}-{hi:g}"
+    if hi is not None and value > hi:
+        return f"is above {hi:g}" if lo is None else f"is outside {lo:g}-{hi:g}"
+    return None
+
+
 def restore_settings(params: dict, components: dict) -> dict:
     """Each setting of the link, checked against its component: a value a choice component does not
-    offer is dropped (with a warning), the rest of the view still restored."""
+    offer, or a number, slider or checkbox cannot hold, is dropped (with a warning naming the setting),
+    the rest of the view still restored."""
     out = {}
     for name, component in components.items():
         if name not in params:
@@ -100,6 +117,11 @@ def restore_settings(params: dict, components: dict) -> dict:
         try:
             value = json.loads(params[name])
         except ValueError:
+            gr.Warning(f"this link's {name} {params[name]!r} cannot be read; left out")
+            continue
+        why = out_of_place(component, value)
+        if why:
+            gr.Warning(f"this link's {name} {value!r} {why}; left out")
             continue
         offered = [c[1] if isinstance(c, (tuple, list)) else c for c in getattr(component, "choices", None) or []]
         if offered:

@@ -27,7 +27,7 @@ from ferx.analysis.bundle import bundled_splits
 from ferx.analysis.embeddings import METHODS, expected_seconds, project
 from ferx.analysis.figures import COLOUR_BY, embedding_figure, reliability_figure, write_figure
 from ferx.analysis.runs import ModelRun
-from ferx.analysis.placement import UNLIKE_PERCENTILE, place
+from ferx.analysis.placement import UNLIKE_PERCENTILE, UNUSUAL_PERCENTILE, place
 from ferx.analysis.selection import SORTS, caption, selection_frame, summary_text, write_csv
 from ferx.background import at_low_priority
 from ferx.data.datasets import FACE_CHOICES, FACES, available_datasets, list_datasets, load_split
@@ -287,8 +287,8 @@ def ring_selection(analysis, name, how, colour_by, chosen, placed):
 PLACE_HELP = ("Where does a photo land among the analysed faces? Each model embeds its face as it embedded the "
               "dataset's; its nearest dataset faces (with their true labels) are an explanation by example. "
               "**Typicality**: the share of those neighbours labelled as the model predicts, and how far the photo is "
-              "from them compared with how far dataset faces are from theirs (percentile; above "
-              f"{UNLIKE_PERCENTILE:.0f}: *unlike anything in the data*). The star marks it in the embedding (PCA and "
+              "from them compared with how far dataset faces are from theirs (percentile; from "
+              f"{UNUSUAL_PERCENTILE:.0f}: *unusual*, from {UNLIKE_PERCENTILE:.0f}: *unlike anything in the data*). The star marks it in the embedding (PCA and "
               "UMAP: the projection's own transform; t-SNE has none, so the weighted mean of its neighbours' "
               "places). The photo is not stored.")
 

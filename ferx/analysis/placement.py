@@ -31,7 +31,8 @@ from ferx.checkpoint import LoadedModel
 from ferx.data.preprocess import to_model_input
 from ferx.inference import _logits_and_embedding
 
-UNLIKE_PERCENTILE = 99.0
+UNUSUAL_PERCENTILE = 75.0  # distance percentile from which a placed face is "unusual" ...
+UNLIKE_PERCENTILE = 99.0  # ... and "unlike anything in the data"
 HOW = {"pca": "PCA transform", "umap": "UMAP transform",
        "neighbours": "distance-weighted mean position of the nearest dataset faces (no transform)"}
 
@@ -56,7 +57,7 @@ class Placement:
         if self.unlike_the_data:
             return (f"unlike anything in the data: farther from its nearest faces than {self.percentile:.1f} % of the "
                     "dataset's faces are from theirs")
-        typical = "typical" if self.percentile < 75 else "unusual"
+        typical = "typical" if self.percentile < UNUSUAL_PERCENTILE else "unusual"
         return (f"{typical}: {self.agreement:.0%} of its {len(self.neighbours)} nearest faces are labelled "
                 f"{self.predicted}; distance percentile {self.percentile:.0f}")
 

@@ -53,6 +53,22 @@ def test_sweep_deletes_old_uploads_keeps_examples_and_survives_concurrent_upload
     assert not fresh.exists() and not any(f.exists() for f in added) and example.exists()
 
 
+def test_sweep_removes_the_folder_ferx_made_for_a_download_once_it_is_empty(tmp_path):
+    with gr.Blocks() as blocks:
+        files = gr.File()
+    root = tmp_path / "ferx-cards-someone"
+    card, other = root / "a1" / "face_card.png", root / "b2" / "face_card.png"
+    gradio_own = tmp_path / "gradio" / "0f3c" / "upload.png"
+    for f in (card, other, gradio_own):
+        f.parent.mkdir(parents=True)
+        f.write_bytes(b"x")
+    (root / "b2" / "face_card.pdf").write_bytes(b"not swept yet")
+    files.temp_files.update(map(str, (card, other, gradio_own)))
+    sweep(blocks, max_age_s=-1)
+    assert not card.parent.exists() and root.is_dir()  # the download's folder goes, ferx's root stays
+    assert other.parent.is_dir() and gradio_own.parent.is_dir()  # a file still in it; gradio's own folder
+
+
 def test_session_keeps_slider_tiles_small_and_exact():
     """Explain keeps its map tiles in the session PNG-encoded (what bounds memory per session); the slider
     gets back exactly the tiles that were drawn."""

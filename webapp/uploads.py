@@ -37,11 +37,22 @@ def sweep(blocks, max_age_s: float | None = MAX_AGE_S) -> int:
                     os.remove(file)
                     removed += 1
                     files.discard(file)
+                    _drop_if_empty(os.path.dirname(file))
             except FileNotFoundError:
                 files.discard(file)
             except OSError as err:
                 log.warning("could not delete %s: %s", file, err)
     return removed
+
+
+def _drop_if_empty(folder: str) -> None:
+    """The one-download folder ferx made for a file (``/tmp/ferx-cards-<user>/<uuid>/``, an export's
+    ``mkdtemp``), once empty; gradio's own folders and the ``ferx-*`` roots stay."""
+    if os.path.basename(os.path.dirname(folder)).startswith("ferx-"):
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty: another download still in it
+            pass
 
 
 @asynccontextmanager

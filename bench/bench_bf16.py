@@ -4,7 +4,7 @@
                                [--maps 32] [--batch 64] [--write-cards]
 
 For every checkpoint and every test split whose classes it can score: the logits of the split
-(the first ``--limit`` faces, all by default) in fp32 and under ``torch.autocast("cpu", bfloat16)``,
+(``--limit`` faces spread evenly over each split, all by default) in fp32 and under ``torch.autocast("cpu", bfloat16)``,
 the share of faces whose top-1 class is the same, and the largest probability difference; the
 speed of one batch of ``--batch`` faces in each precision, alternating (median of 3 each, ratio
 bf16 / fp32); for ``--maps`` faces, Grad-CAM (and the native maps when the model has them) in each
@@ -80,7 +80,7 @@ def main() -> None:
                   "batch": args.batch, "map_faces": args.maps, "n": {}, "top1_agreement": {}, "speed_ratio": {},
                   "map_spearman": {}}
         for dataset in args.splits:
-            packed = pack_split(load_split(dataset, SPLITS[dataset], args.data_root), progress=False).head(args.limit)
+            packed = pack_split(load_split(dataset, SPLITS[dataset], args.data_root), progress=False).spread(args.limit)
             keep = label_mapping(packed.labels, loaded.labels)[packed.targets] >= 0
             images = packed.images[keep]
             fp32 = predict_logits(loaded.model, loaded.input_spec, images, args.batch)

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import ferx  # noqa: F401  (torchvision compatibility before anything imports timm)
 from ferx.data.datasets import list_datasets
+from ferx.paths import checkpoint_path
+
+CHECKPOINT_HELP = "a checkpoint folder, or its name under the project's checkpoints/ (ferx models lists them)"
+DEVICE_HELP = "auto (CUDA when present), cpu or cuda"
 
 
 def _cmd_data_prepare(args) -> int:
@@ -378,6 +382,7 @@ def _cmd_sanity(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    from ferx.device import resolve_device
     from ferx.explain import has_native_attention
     from ferx.explain.report import canonical_method, open_model, resolve_class
     from ferx.explain.sanity import cascading_randomization
@@ -390,7 +395,7 @@ def _cmd_sanity(args) -> int:
     search = find_faces(load_photo(args.photo), whole_image=args.whole_image)
     if search.no_face:
         raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
-    x = search.faces[search.pick(args.face)].model_input(loaded.input_spec).to(args.device)
+    x = search.faces[search.pick(args.face)].model_input(loaded.input_spec).to(resolve_device(args.device))
     check = cascading_randomization(loaded.model, x, methods, target=resolve_class(args.target, loaded.classes),
                                     n_steps=args.steps, seed=args.seed, name=loaded.display, classes=loaded.classes)
     out = Path(args.out) if args.out else Path(f"{Path(args.photo).stem}_sanity.png")
@@ -433,7 +438,7 @@ class _RegistryHelp(argparse.HelpFormatter):
 
 def _inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT or ./datasets)")
 
 
@@ -535,10 +540,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class metrics, confusion matrix and ECE as JSON")
-    ev.add_argument("checkpoint", help="checkpoint folder")
+    ev.add_argument("checkpoint", type=checkpoint_path, help=CHECKPOINT_HELP)
     ev.add_argument("--dataset", required=True)
     ev.add_argument("--split", default="test")
-    ev.add_argument("--limit", type=int, default=None, help="score only the first N images (a fixed slice)")
+    ev.add_argument("--limit", type=int, default=None,
+                    help="score only N images spread evenly over the split (a fixed slice with every class)")
     ev.add_argument("--out", default=None, help="write the JSON here (default: print it)")
     ev.add_argument("--update-card", action="store_true", help="record the result on the checkpoint's card")
     _inference_options(ev)
@@ -547,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_evaluate)
 
     an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")
-    an.add_argument("checkpoints", nargs="+", help="one or more checkpoint folders")
+    an.add_argument("checkpoints", nargs="+", type=checkpoint_path, help=f"one or more: {CHECKPOINT_HELP}")
     an.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
     an.add_argument("--split", default="test")
     an.add_argument("--calibrate", action="store_true", help="fit a temperature on the val split and apply it")
@@ -573,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rg = sub.add_parser("regions", help="facial-region breakdown of Grad-CAM and native attention per model and "
                         "true class (mean-face template)")
-    rg.add_argument("checkpoints", nargs="+", help="one or more checkpoint folders")
+    rg.add_argument("checkpoints", nargs="+", type=checkpoint_path, help=f"one or more: {CHECKPOINT_HELP}")
     rg.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
     rg.add_argument("--split", default="test")
     rg.add_argument("--per-class", type=int, default=100, help="faces per true class (the first in split order; 0: all)")
@@ -582,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     rg.set_defaults(func=_cmd_regions, batch_size=64)
 
     bu = sub.add_parser("bundle", help="precompute a Dataset-tab bundle (faces, runs, projections) for a Space")
-    bu.add_argument("checkpoints", nargs="+")
+    bu.add_argument("checkpoints", nargs="+", type=checkpoint_path, help=f"one or more: {CHECKPOINT_HELP}")
     bu.add_argument("--dataset", required=True)
     bu.add_argument("--split", default="test")
     bu.add_argument("--out", default="spaces/bundle")
@@ -598,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=_RegistryHelp)
     ex.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
     ex.add_argument("--model", action="append", required=True,
-                    help="checkpoint folder, or a registry name with --untrained; repeat for several models")
+                    help=f"{CHECKPOINT_HELP}, or a registry name with --untrained; repeat for several models")
     ex.add_argument("--untrained", action="store_true",
                     help="build registry names with random weights (outputs are labelled UNTRAINED)")
     ex.add_argument("--method", action="append", default=None,
@@ -629,13 +635,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "method parameters, checkpoint sha256s and library versions, as PNG, PDF and JSON "
                     "(default name PHOTO_card.png)")
     ex.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ex.add_argument("--device", default="cpu")
+    ex.add_argument("--device", default="auto", help=DEVICE_HELP)
     ex.set_defaults(func=_cmd_explain)
 
     sa = sub.add_parser("sanity", help="sanity check of the maps: randomise the model from the head down and see "
                         "which maps change (Adebayo et al. 2018)", formatter_class=_RegistryHelp)
     sa.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
-    sa.add_argument("--model", required=True, help="checkpoint folder")
+    sa.add_argument("--model", required=True, help=CHECKPOINT_HELP)
     sa.add_argument("--method", action="append", default=None,
                     help="{methods}; repeat for several (default: native, gradcam, saliency)")
     sa.add_argument("--target", default=None, help="class to explain (default: the trained model's prediction)")
@@ -644,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     sa.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
     sa.add_argument("--out", default=None, help="PNG path (default: PHOTO_sanity.png here); the JSON goes beside it")
-    sa.add_argument("--device", default="cpu")
+    sa.add_argument("--device", default="auto", help=DEVICE_HELP)
     sa.set_defaults(func=_cmd_sanity)
 
     oc = sub.add_parser("occlude", help="occlusion brush: fill the painted pixels of a photo and see each model's "
@@ -652,12 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
     oc.add_argument("--mask", required=True, help="an image of the photo's size: painted where its alpha is above 0, "
                     "or (no alpha) where it is brighter than mid-grey")
-    oc.add_argument("--model", action="append", required=True, help="checkpoint folder; repeat for several")
+    oc.add_argument("--model", action="append", required=True, help=f"{CHECKPOINT_HELP}; repeat for several")
     oc.add_argument("--fill", default="blur", help="what painted pixels become: blur, mean (grey) or black")
     oc.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like)")
     oc.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
     oc.add_argument("--out", default=None, help="JSON path for every model's probabilities before and after")
-    oc.add_argument("--device", default="cpu")
+    oc.add_argument("--device", default="auto", help=DEVICE_HELP)
     oc.set_defaults(func=_cmd_occlude)
 
     app = sub.add_parser("app", help="the Gradio web UI (defaults from $FERX_* environment variables)")

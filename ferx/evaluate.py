@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 
 from ferx.analysis.metrics import classification_metrics
 from ferx.checkpoint import LoadedModel, load_checkpoint, read_card, write_card
 from ferx.data.datasets import load_split
 from ferx.data.labels import label_mapping
-from ferx.data.packed import PackedSplit, faces_note, pack_options, pack_split
+from ferx.data.packed import PackedSplit, faces_note, pack_options, pack_split, spread_indices
 from ferx.device import resolve_device
 from ferx.inference import predict_probs
 
@@ -24,8 +25,9 @@ def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256
 
     When the dataset's labels differ from the model's (a 7-class FER-2013 model on 8-class
     FERPlus), targets are mapped by name and samples whose class the model lacks are excluded
-    and counted in ``n_excluded``. ``check_slice`` is the accuracy on the split's first
-    ``CHECK_SLICE`` images: the card keeps it so a test can re-measure a checkpoint in seconds.
+    and counted in ``n_excluded``. ``check_slice`` is the accuracy on ``CHECK_SLICE`` images spread
+    evenly over the split (:meth:`PackedSplit.spread`, every class of a class-ordered split): the
+    card keeps it so a test can re-measure a checkpoint in seconds.
     """
     to_model = label_mapping(packed.labels, loaded.labels)
     targets = to_model[packed.targets]
@@ -34,9 +36,9 @@ def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256
                           loaded.compute_dtype(precision))
     metrics = classification_metrics(targets[keep], probs, loaded.labels.classes)
     metrics["n_excluded"] = int((~keep).sum())
-    in_slice = keep.nonzero()[0] < CHECK_SLICE
+    in_slice = np.isin(keep.nonzero()[0], spread_indices(len(packed), CHECK_SLICE))
     correct = probs.argmax(1)[in_slice] == targets[keep][in_slice]
-    metrics["check_slice"] = {"first_images": min(CHECK_SLICE, len(packed)), "n": int(in_slice.sum()),
+    metrics["check_slice"] = {"spread_images": min(CHECK_SLICE, len(packed)), "n": int(in_slice.sum()),
                               "accuracy": float(correct.mean()) if len(correct) else float("nan")}
     return metrics
 
@@ -50,7 +52,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, split: str = "test
     dev = resolve_device(device)
     loaded = load_checkpoint(checkpoint, dev)
     options = pack_options([loaded.input_spec], faces, face, detector)
-    packed = pack_split(load_split(dataset, split, data_root), progress=progress, **options).head(limit)
+    packed = pack_split(load_split(dataset, split, data_root), progress=progress, **options).spread(limit)
     start = time.perf_counter()
     metrics = score_packed(loaded, packed, batch_size, progress, precision)
     return {"checkpoint": str(checkpoint), "checkpoint_sha256": loaded.sha256, "model": loaded.name,

@@ -6,7 +6,8 @@ import circle.
 * Data root: the ``data_root`` argument where a function takes one, else ``$FERX_DATA_ROOT``,
   else the project checkout's ``datasets/`` (the folder ``ferx data prepare`` fills), whatever the
   working directory; ``./datasets`` only where ferx is installed without its checkout.
-* Checkpoints: ``$FERX_CHECKPOINTS``, else the checkout's ``checkpoints/`` (likewise).
+* Checkpoints: ``$FERX_CHECKPOINTS``, else the checkout's ``checkpoints/`` (likewise); a command
+  takes a checkpoint as a folder path or by its folder's name there (``lanmsff_ferplus``).
 * Cache: ``$FERX_CACHE_DIR``, else ``<data root>/.cache``; one sub-folder per kind of derived file
   (``packed``, ``analysis``, ``embeddings``, ``zips``, ``numba``). Functions that cache take a
   ``cache_dir=`` argument that replaces ``cache_dir(kind)``.
@@ -41,6 +42,21 @@ def default_data_root() -> Path:
 
 def default_checkpoints() -> Path:
     return _project_folder("FERX_CHECKPOINTS", "checkpoints")
+
+
+def committed_checkpoints() -> list[str]:
+    """The names of the checkpoint folders (those with a card) under :func:`default_checkpoints`."""
+    root = default_checkpoints()
+    return sorted(card.parent.name for card in root.glob("*/card.json")) if root.is_dir() else []
+
+
+def checkpoint_path(value: str | Path) -> Path:
+    """A checkpoint as a user names it: a folder path, or (where no such path exists here) the name
+    of a folder under :func:`default_checkpoints`, as the app and ``ferx models`` show it."""
+    path = Path(value)
+    if not path.exists() and path.name == str(value) and str(value) in committed_checkpoints():
+        return default_checkpoints() / path
+    return path
 
 
 def cache_root() -> Path:

@@ -1,7 +1,8 @@
 """Every committed checkpoint: its card is complete, and it still scores what its card says.
 
 Each card metric was measured by ``ferx evaluate --update-card`` on a full test split; the card
-also keeps the accuracy on that split's first 500 images, re-measured here in seconds."""
+also keeps the accuracy on 500 images spread evenly over that split (every class of a split whose
+files are ordered by class), re-measured here in seconds."""
 
 import pytest
 

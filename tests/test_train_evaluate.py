@@ -280,8 +280,30 @@ def test_cli_evaluate_writes_json_and_reports_errors(data_root, tmp_path, capsys
     result = json.loads(out.read_text())
     assert result["n"] == 300 and set(result["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
     assert len(result["confusion_matrix"]) == 7 and 0 <= result["ece"] <= 1
+    # FER-2013 test's files are ordered by class (its first 300 faces are all angry): --limit spreads
+    # its faces over the split, so every class is scored, each about as often as in the whole split
+    support = {c: m["support"] for c, m in result["per_class"].items()}
+    assert min(support.values()) > 0 and abs(support["happy"] - 300 * 879 / 3589) <= 1
     assert main(["evaluate", str(tmp_path / "missing"), "--dataset", "fer2013"]) == 1
     assert "not a ferx checkpoint" in capsys.readouterr().err
+
+
+def test_commands_take_a_committed_checkpoint_by_its_name_from_any_folder(data_root, tmp_path, monkeypatch, capsys):
+    """``ferx models`` lists checkpoints by name; every command takes that name, wherever it runs."""
+    from PIL import Image
+
+    from ferx.data import load_fer2013, pack_split
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", MINI.name, "--dataset", "fer2013", "--limit", "20", "--data-root", str(data_root),
+                 "--device", DEVICE, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["model"] == "mini_xception"
+    face = tmp_path / "face.png"
+    Image.fromarray(pack_split(load_fer2013(data_root, "test"), progress=False).images[0]).save(face)
+    assert main(["explain", str(face), "--model", "lanmsf_ferplus", "--whole-image"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown model 'lanmsf_ferplus'" in err and "lanmsff_ferplus" in err and "mini_xception_fer2013" in err
 
 
 def test_batched_inference_leaves_the_model_ready_for_gradients():

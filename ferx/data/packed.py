@@ -39,6 +39,13 @@ PACK_VERSION = 2
 PHOTO_WORKERS = min(2, os.cpu_count() or 1)
 
 
+
+def spread_indices(total: int, n: int) -> np.ndarray:
+    """``min(n, total)`` indices evenly spread over ``range(total)``, first and last included."""
+    if n >= total:
+        return np.arange(total)
+    return np.linspace(0, total - 1, n).round().astype(int) if n > 1 else np.zeros(min(n, 1), dtype=int)
+
 @dataclass
 class PackedSplit:
     dataset: str
@@ -72,6 +79,12 @@ class PackedSplit:
     def head(self, n: int | None) -> "PackedSplit":
         """The first ``n`` samples (a fixed, deterministic slice)."""
         return self if n is None or n >= len(self) else self.take(np.arange(n))
+
+    def spread(self, n: int | None) -> "PackedSplit":
+        """``n`` samples evenly spread over the split: fixed and deterministic like :meth:`head`, but
+        with the split's class mix where its files are ordered by class (FER-2013 test's first 500
+        faces are 491 angry and 9 disgust)."""
+        return self if n is None or n >= len(self) else self.take(spread_indices(len(self), n))
 
     def save(self, path: Path) -> None:
         arrays = dict(images_dx=_delta_encode(self.images), targets=self.targets, paths=self.paths.astype(str),

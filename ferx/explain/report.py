@@ -51,20 +51,26 @@ def resolve_class(value: str | int | None, classes, what: str = "target", model:
     raise ValueError(f"{what} {value!r}: not a class of {model} ({', '.join(classes)})")
 
 
-def open_model(model: str, *, untrained: bool = False, seed: int = 0, device: str = "cpu") -> LoadedModel:
-    """A checkpoint folder (its trained weights), or — only with ``untrained=True`` — a registry name
+def open_model(model: str, *, untrained: bool = False, seed: int = 0, device: str = "auto") -> LoadedModel:
+    """A checkpoint folder or its name under the checkpoints root (its trained weights), or — only with ``untrained=True`` — a registry name
     built with random weights (seeded), labelled untrained everywhere it is shown."""
     from ferx.checkpoint import load_checkpoint
     from ferx.data.labels import get_label_set
+    from ferx.device import resolve_device
     from ferx.models import create_model, get_model_info, list_models
+    from ferx.paths import checkpoint_path, committed_checkpoints, default_checkpoints
 
-    path = Path(model)
+    device = resolve_device(device)
+    path = checkpoint_path(model)
     if (path / "card.json").is_file():  # a checkpoint is always its trained weights; untrained= is for names
         return load_checkpoint(path, device)
     if model not in list_models():
         hint = f"{model} is a folder without card.json" if path.is_dir() else f"unknown model {model!r}"
-        raise ValueError(f"{hint}: give a checkpoint folder (e.g. checkpoints/mini_xception_fer2013) or a registry "
-                         f"name ({', '.join(list_models())}) with --untrained")
+        named = committed_checkpoints()
+        raise ValueError(f"{hint}: give a checkpoint folder"
+                         + (f" or the name of one in {default_checkpoints()} ({', '.join(named)})" if named else
+                            " (e.g. checkpoints/mini_xception_fer2013)")
+                         + f", or a registry name ({', '.join(list_models())}) with --untrained")
     if not untrained:
         raise ValueError(f"{model} is an architecture, not a trained model: give a checkpoint folder, or add "
                          "--untrained to explain random weights (outputs are labelled untrained)")

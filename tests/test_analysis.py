@@ -185,6 +185,14 @@ def test_user_zip_is_unpacked_safely(data_root, tmp_path, monkeypatch):
     assert len(split) == 12 and split.labels.classes == ("happy", "surprise")
     assert split.excluded == {"non_image_files": 2}
     assert len(load_split(str(good), "all")) == 12  # second time from the unpacked copy
+    # one class folder, or one split folder, is the content, not a folder wrapping it
+    for folder, split_name in (("happy", "all"), ("test/happy", "test")):
+        archive = tmp_path / f"{folder.replace('/', '_')}.zip"
+        with zipfile.ZipFile(archive, "w") as z:
+            for f in sorted((src / "happy").iterdir())[:5]:
+                z.write(f, f"{folder}/{f.name}")
+        split = load_split(str(archive), split_name)
+        assert len(split) == 5 and split.split == split_name and split.labels.classes == ("happy",)
 
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as z:

@@ -12,7 +12,7 @@ from conftest import CHECKPOINTS, DEVICE
 from ferx.checkpoint import load_checkpoint, sha256_file
 from ferx.cli import main
 from ferx.data import load_fer2013, pack_split
-from ferx.explain.card import footer_lines, write_card
+from ferx.explain.card import footer_lines, link_line, write_card
 from ferx.explain.report import explain_photo
 from ferx.faces import find_faces, load_photo
 
@@ -29,14 +29,18 @@ def test_the_card_carries_the_view_and_its_provenance(happy_png, tmp_path):
     models = [load_checkpoint(CHECKPOINTS / name, DEVICE) for name in ("mini_xception_fer2013", "lanmsff_ferplus")]
     search = find_faces(load_photo(happy_png), whole_image=True)
     result = explain_photo(models, search, 0, ["native", "gradcam"], faithfulness=True, deletion_steps=8, n_random=1)
-    link = "http://127.0.0.1:7860/?view=explain&dataset=fer2013"
+    link = ("http://127.0.0.1:7860/?view=explain&dataset=fer2013&sample=3173&models=%5B%22lanmsff_ferplus%22%2C"
+            "%22mini_xception_fer2013%22%5D&methods=%5B%22gradcam%22%5D&colormap_name=%22viridis%22&clip_pct=98")
     files = write_card(tmp_path / "card", result, models, scale="shared", clip_percentile=98, alpha=0.6, cmap="viridis",
                        link=link)
     with Image.open(files.png) as png:
         assert png.width > 1000 and png.height > 800
         pixels = np.asarray(png.convert("RGB"))
     assert (pixels.std(axis=(0, 1)) > 10).all()  # a drawn panel, not a blank page
-    assert files.pdf.read_bytes()[:5] == b"%PDF-"
+    pdf = files.pdf.read_bytes()
+    assert pdf[:5] == b"%PDF-"
+    assert f"/URI ({link})".encode() in pdf  # the whole link, clickable: printed whole it would wrap and break
+    assert b"/Subtype /CIDFontType2" in pdf and b"/Type3" not in pdf  # TrueType outlines, which print shops accept
     facts = json.loads(files.json.read_text())
     card = facts["card"]
     assert card["view"] == {"scale": "shared", "clip_percentile": 98, "opacity": 0.6, "colormap": "viridis",
@@ -51,7 +55,9 @@ def test_the_card_carries_the_view_and_its_provenance(happy_png, tmp_path):
     assert [m["predicted"] for m in facts["models"]] == ["happy", "happy"] and facts["scale"] == "shared"
     assert all(m["faithfulness"]["deletion_auc"] >= 0 for row in facts["models"] for m in row["maps"])
     footer = "\n".join(footer_lines(card))
-    assert models[1].sha256 in footer and f"torch {torch.__version__}" in footer and link in footer
+    assert models[1].sha256 in footer and f"torch {torch.__version__}" in footer
+    shown = link_line(link)
+    assert "\n" not in shown and link[:60] in shown and shown.endswith("…") and len(shown) < 170
     assert "shared colour scale, clipped at the 98th percentile" in footer
     assert "faithfulness: deletion/insertion, 8 steps, 1 random map(s), baseline blur" in footer  # the same for both
     # models whose deletions ran differently (the app sizes steps and blur to each model): each its own line

@@ -212,8 +212,11 @@ def test_the_disagreement_view_shows_face_and_both_maps_with_scores(bank, analys
 
     a, b = analysis.runs[0].name, analysis.runs[-1].name
     swept = set()
-    items, table, classes, csv, chosen = show_disagreement(bank, analysis, a, b, "both most confident", 30, 5, swept)
-    assert len(items) == min(24, len(table)) and items[0][0].shape[1] > 3 * items[0][0].shape[0]  # three panels
+    items, table, classes, csv, chosen, tiles = show_disagreement(bank, analysis, a, b, "both most confident", 30, 5,
+                                                                  swept)
+    tile = items[0][0]
+    assert len(items) == min(24, len(table)) and 0.7 < tile.shape[1] / tile.shape[0] < 1.3  # 2 x 2: fits a gallery cell
+    assert tiles == list(table["sample"])[:len(items)]  # a click on tile j opens this face in Explain
     first = table.iloc[0]
     assert items[0][1].startswith(f"#{first['sample']} {first['true']} · A {first[f'pred_{a}']}")
     assert f"ρ {first['spearman']:.2f}" in items[0][1] and chosen["ids"] == list(table["sample"])
@@ -243,7 +246,8 @@ def test_native_attention_and_gradcam_face_the_same_faithfulness_test(bank, anal
     start = time.perf_counter()
     again = attention_study([loaded], analysis.packed, 2)
     assert time.perf_counter() - start < 2 and np.allclose(again["deletion"], rows["deletion"])  # cached
-    with pytest.raises(ValueError, match="no.*native maps"):
+    with pytest.raises(ValueError, match=r"None of the analysed models \(mini_xception_fer2013\) has attention of its "
+                       r"own \(native maps\) to test: analyse a Conv-cut or LANMSFF checkpoint"):
         attention_study([bank.models["mini_xception_fer2013"]], analysis.packed, 2)
     one = type(analysis)([r for r in analysis.runs if r.name == loaded.path.name], analysis.packed)
     shown, fig, (csv, html) = show_attention(bank, one, 2, set())

@@ -86,7 +86,7 @@ def _predict(client, path):
     return client.predict(path=handle_file(str(path)), whole_image=True, index=0, api_name="/predict")
 
 
-def test_every_bad_photo_gets_one_message_naming_it_and_no_server_path(server, tmp_path, capfd):
+def test_every_bad_photo_gets_one_message_naming_it_and_no_server_path(server, face_png, tmp_path, capfd):
     """Nothing is decoded before ferx's own check: the 13,300² gray+alpha PNG (344 kB; gradio's RGB
     conversion cost 1.3 GB before it) is refused by its declared size, as is every other bad file,
     by its own name."""
@@ -111,6 +111,10 @@ def test_every_bad_photo_gets_one_message_naming_it_and_no_server_path(server, t
         message = str(err.value)
         assert re.search(f"{re.escape(name)}: {problem}", message), message
         assert "Could not preprocess" not in message and "/tmp" not in message and "gradio" not in message
+    from gradio_client import handle_file
+
+    with pytest.raises(Exception, match="Value -1 is less than minimum value 0"):  # gradio's own check of a number
+        client.predict(path=handle_file(str(face_png)), whole_image=True, index=-1, api_name="/predict")
     assert "Traceback" not in capfd.readouterr().err  # an ordinary user error is no trace in the server log
 
 

@@ -207,6 +207,28 @@ def test_an_uploaded_face_lands_on_itself_among_the_analysed_faces(page, data_ro
     page.screenshot(path=str(SHOTS / "dataset_placement.png"), full_page=True)
 
 
+def test_the_disagreement_explorer_tile_opens_its_face_and_a_new_analysis_clears_it(page):
+    page.get_by_role("tab", name="Dataset").click()
+    page.get_by_text("Disagreement explorer: model A vs model B, with their maps").click()
+    page.get_by_label("Faces (both surest first)").fill("4")
+    page.get_by_label("Faces per class (table)").fill("1")
+    start = time.perf_counter()
+    page.get_by_role("button", name="Compare the maps where they disagree").click()
+    caption = page.locator("#disagree-gallery .caption-label").first
+    caption.wait_for(timeout=300_000)
+    print(f"disagreement explorer, 4 faces: {time.perf_counter() - start:.2f} s")
+    assert 1 <= page.locator("#disagree-gallery img").count() <= 4
+    sample = re.match(r"#(\d+) ", caption.inner_text()).group(1)
+    page.locator("#disagree-gallery").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "dataset_disagreement.png"), full_page=True)
+    page.locator("#disagree-gallery img").first.click()
+    status = page.locator("#explain-results")
+    status.get_by_text(re.compile(rf"ckplus/test face #{sample} \(its exact pixels\)")).wait_for(timeout=180_000)
+    page.get_by_role("tab", name="Dataset").click()
+    page.get_by_role("button", name="Run analysis").click()  # the same split again (cached): the explorer is cleared
+    page.wait_for_function("() => !document.querySelector('#disagree-gallery img')", timeout=120_000)
+
+
 def test_on_a_phone_a_tapped_cell_brings_its_faces_into_view(page):
     page.get_by_role("tab", name="Dataset").click()  # at 390 px Gradio folds tabs into a menu: choose it first
     page.locator("#confusion-matrix").wait_for()

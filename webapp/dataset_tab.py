@@ -37,6 +37,7 @@ from ferx.text import choices_text, plural
 from webapp.app_context import AppContext
 from webapp.config import AppConfig
 from webapp.errors import user_errors
+from webapp.inputs import Count
 from webapp.model_bank import ModelBank
 from webapp.narrow import scroll_to_on_narrow
 from webapp.plotly_select import selectable_plot
@@ -260,11 +261,17 @@ def show_matrix(analysis, name, norm):
             reliability_figure({r.name: reliability(r) for r in analysis.runs}))
 
 
+ONE_MODEL = "tick a second model under Models and run the analysis again"
+
+
 def show_cross(analysis, a, b):
     if analysis is None or not a or not b:
         return None, ""
     frame = cross_model_frame(analysis.run(a), analysis.run(b))
     frame.index.name, frame.columns.name = "A", "B"
+    if a == b:
+        more = "pick another model as B" if len(analysis.runs) > 1 else ONE_MODEL
+        return matrix_table(frame), f"A and B are both **{a}**: {more} to see where two models part."
     rate = agreement(analysis.run(a), analysis.run(b))
     return matrix_table(frame), f"A = **{a}**, B = **{b}**: they agree on **{rate:.1%}** of the faces."
 
@@ -532,7 +539,7 @@ def _gallery_views() -> SimpleNamespace:
     summary = gr.Markdown(elem_id="dataset-selection-summary")
     with gr.Row():
         sort = gr.Dropdown(list(SORTS), value="as given", label="Sort by")
-        page = gr.Number(1, precision=0, minimum=1, label="Page", elem_id="dataset-gallery-page")
+        page = Count(1, precision=0, minimum=1, label="Page", elem_id="dataset-gallery-page")
     gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=2, height=640, object_fit="contain",
                          elem_id="dataset-gallery", allow_preview=False)
     with gr.Row():
@@ -585,7 +592,7 @@ def _placement_views() -> SimpleNamespace:
             with gr.Column(scale=1):
                 image, whole, index = photo_inputs("Photo (not stored)", "place-photo", 260)
                 whole.elem_id = "place-whole"  # the tabs' other "whole image" boxes share its label
-                k = gr.Number(8, precision=0, minimum=1, maximum=50, label="Nearest faces (k)")
+                k = Count(8, precision=0, minimum=1, maximum=50, label="Nearest faces (k)")
                 button = gr.Button("Place it among the analysed faces")
             with gr.Column(scale=2):
                 table = gr.Dataframe(label="Typicality per model", interactive=False, elem_id="place-table")
@@ -657,15 +664,22 @@ DISAGREE_HELP = ("The faces model A and model B (chosen above) label differently
 DISAGREE_TILES = 24  # faces drawn with both maps (the table and CSV hold them all)
 
 
+def under_caption(tile: np.ndarray, px: int = 30) -> np.ndarray:
+    """``tile`` with a white strip below for the gallery's caption, which gradio draws over the image's foot."""
+    return np.pad(tile, ((0, px), (0, 0), (0, 0)), constant_values=255)
+
+
 @user_errors
 def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, swept: set,
                       progress=gr.Progress(track_tqdm=True)):
-    """Both models' maps on the faces they disagree on (sorted), the per-class map agreement, a CSV, and
-    the faces as a selection (gallery, ringed in the embedding)."""
+    """Both models' maps on the faces they disagree on (sorted), the per-class map agreement, a CSV, the
+    faces as a selection (gallery, ringed in the embedding) and the sample ids of the tiles drawn."""
     from ferx.analysis.disagreement import class_agreement, disagreement_frame, pair_tile
 
     if analysis is None:
         raise gr.Error("Run an analysis with at least two models first.")
+    if len(analysis.runs) < 2:
+        raise gr.Error(f"This analysis has one model: {ONE_MODEL}.")
     if a == b:
         raise gr.Error("Choose two different models (Model A and Model B above).")
     loaded_a, loaded_b = bank.models[a], bank.models[b]
@@ -680,14 +694,18 @@ def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, s
     frame, maps_a, maps_b = maps_of(disagreement_frame, limit=int(limit or 200), sort=sort)
     progress(0.6, desc="map agreement per class")
     per_class_table = maps_of(class_agreement, per_class=int(per_class or 20))
-    items = [(pair_tile(analysis.packed.images[int(i)], maps_a[j], maps_b[j]),
+    items = [(under_caption(pair_tile(analysis.packed.images[int(i)], maps_a[j], maps_b[j], names=(a, b),
+                        lines=(f"#{int(i)} true {row['true']}\nρ {row['spearman']:.2f} · IoU {row['top_k_iou']:.2f}",
+                               f"→ {row[f'pred_{a}']} {row[f'confidence_{a}']:.2f}",
+                               f"→ {row[f'pred_{b}']} {row[f'confidence_{b}']:.2f}"))),
               f"#{int(i)} {row['true']} · A {row[f'pred_{a}']} {row[f'confidence_{a}']:.2f} · B {row[f'pred_{b}']} "
               f"{row[f'confidence_{b}']:.2f} · ρ {row['spearman']:.2f} · IoU {row['top_k_iou']:.2f}")
              for j, (i, row) in enumerate(frame.head(DISAGREE_TILES).iterrows())]
     path = write_csv(frame, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_disagreement_{a}_vs_{b}.csv")
     swept.add(str(path))
     return (items, rounded(frame.drop(columns=["path"])).reset_index(), rounded(per_class_table).reset_index(),
-            str(path), selection(a, frame.index, f"Faces {a} and {b} label differently ({sort})", "ranking"))
+            str(path), selection(a, frame.index, f"Faces {a} and {b} label differently ({sort})", "ranking"),
+            [int(i) for i in frame.index[:len(items)]])
 
 
 def _disagreement_views() -> SimpleNamespace:
@@ -697,11 +715,12 @@ def _disagreement_views() -> SimpleNamespace:
         gr.Markdown(DISAGREE_HELP)
         with gr.Row():
             sort = gr.Dropdown(list(DISAGREE_SORTS), value=list(DISAGREE_SORTS)[0], label="Sort by")
-            limit = gr.Number(200, precision=0, minimum=1, maximum=5000, label="Faces (both surest first)")
-            per_class = gr.Number(20, precision=0, minimum=1, maximum=500, label="Faces per class (table)")
+            limit = Count(200, precision=0, minimum=1, maximum=5000, label="Faces (both surest first)")
+            per_class = Count(20, precision=0, minimum=1, maximum=500, label="Faces per class (table)")
             button = gr.Button("Compare the maps where they disagree")
-        gallery = gr.Gallery(label="Face · A's map · B's map (one scale)", columns=2, height=520,
-                             object_fit="contain", elem_id="disagree-gallery", allow_preview=False)
+        gallery = gr.Gallery(label="Face, A's map, colour bar, B's map (one scale): click a face to explain it",
+                             columns=3, height=760, object_fit="contain", elem_id="disagree-gallery",
+                             allow_preview=False)
         table = gr.Dataframe(label="Faces they disagree on", interactive=False, max_height=320,
                              elem_id="disagree-table")
         classes = gr.Dataframe(label="Map agreement per true class", interactive=False, elem_id="disagree-classes")
@@ -715,7 +734,8 @@ ATTENTION_HELP = ("Is a network's own attention an explanation of its decision? 
                   "lower: the score falls faster, more faithful) and insertion AUC (put them back; higher is better) "
                   "of each native map and of Grad-CAM for the predicted class, beside random maps at each map's own "
                   "resolution. The *beats random* columns: on what share of the faces the map did better than its "
-                  "random maps. About 8 s per face and model on 2 CPU cores the first time, then cached.")
+                  "random maps. Models without native maps are left out (named under the figure's title). Roughly 5-15 s per "
+                  "face and model on 2 CPU cores the first time (Conv-cut the slowest), then cached.")
 
 
 @user_errors
@@ -731,7 +751,7 @@ def show_attention(bank: ModelBank, analysis, n, swept: set, progress=gr.Progres
                            hold=lambda loaded: bank.using(names[id(loaded)], background=True),
                            progress=lambda f, what: progress(f, desc=f"deletion/insertion of {what}'s maps"))
     table = attention_table(rows)
-    fig = attention_figure(table)
+    fig = attention_figure(table, left_out=[r.name for r in analysis.runs if r.name not in set(rows["model"])])
     return rounded(table).reset_index(), fig, exports(swept, "ferx_attention", table=rows.set_index("model"),
                                                       figure=fig)
 
@@ -743,11 +763,11 @@ def _map_study_views(title: str, help_text: str, count: tuple[int, str], button:
     with gr.Accordion(title, open=False):
         gr.Markdown(help_text)
         with gr.Row():
-            n = gr.Number(count[0], precision=0, minimum=1, maximum=2000, label=count[1])
+            n = Count(count[0], precision=0, minimum=1, maximum=2000, label=count[1])
             run = gr.Button(button)
         shown = gr.Dataframe(label=table[0], interactive=False, elem_id=table[1])
         figure = gr.Plot(label=plot)
-        file = gr.File(label=files, interactive=False, file_count="multiple", height=90)
+        file = gr.File(label=files, interactive=False, file_count="multiple")
     return SimpleNamespace(n=n, button=run, table=shown, plot=figure, csv=file)
 
 
@@ -785,6 +805,11 @@ def build_dataset_tab(ctx: AppContext) -> None:
     att = _attention_views()
     reg = _region_views()
     page_out = [gal.gallery, shown, gal.title, gal.summary, gal.page]
+    tiles = gr.State([], time_to_live=ttl)  # sample ids of the disagreement explorer's tiles, in order
+    # what the research views showed of an earlier analysis: cleared when a new one lands
+    research_out = [plc.table, plc.title, plc.gallery, noise.metrics, noise.table, noise.csv, noise.votes,
+                    dis.gallery, dis.table, dis.classes, dis.csv, tiles, att.table, att.plot, att.csv,
+                    reg.table, reg.plot, reg.csv]
 
     def analyse(name, split_name, zip_file, chosen, calib, request: gr.Request, faces="given", face="best",
                 progress=gr.Progress(track_tqdm=True)):  # not a partial: gradio passes gr.Request by annotation
@@ -805,7 +830,8 @@ def build_dataset_tab(ctx: AppContext) -> None:
     cross_io = ([state, mx.model_a, mx.model_b], [mx.cross, mx.agreement_line])
     embedding_in = [state, mx.emb_model, mx.method, mx.colour]
     embedding_io = (embedding_in + [chosen, placed], [mx.embedding])
-    analysed.success(lambda: (None, None), None, [chosen, placed]).then(show_matrix, *matrix_io).then(
+    analysed.success(lambda: (None,) * (2 + len(research_out)), None, [chosen, placed] + research_out).then(
+        show_matrix, *matrix_io).then(
         show_cross, *cross_io).then(show_embedding, *embedding_io).then(first_page, [state, chosen, gal.sort], page_out)
     for handler, io, triggers in ((show_matrix, matrix_io, (mx.matrix_model, mx.normalise)),
                                   (show_cross, cross_io, (mx.model_a, mx.model_b)),
@@ -826,7 +852,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
                                      api_name="label_noise"),
                   dis.button.click(functools.partial(show_disagreement, bank, swept=dis.csv.temp_files),
                                    [state, mx.model_a, mx.model_b, dis.sort, dis.limit, dis.per_class],
-                                   [dis.gallery, dis.table, dis.classes, dis.csv, chosen], concurrency_limit=1,
+                                   [dis.gallery, dis.table, dis.classes, dis.csv, chosen, tiles], concurrency_limit=1,
                                    api_name="disagreement")):
         event.success(first_page, [state, chosen, gal.sort], page_out).then(
             ring_selection, embedding_in + [chosen, placed], mx.embedding)
@@ -850,5 +876,6 @@ def build_dataset_tab(ctx: AppContext) -> None:
     def open_face(analysis, ids, evt: gr.SelectData):
         return open_in_explain(analysis, ids, evt.index, ex.image.temp_files)
 
-    gal.gallery.select(open_face, [state, shown], [ex.image, ex.whole, ex.index, ex.source, ctx.tabs]).success(
-        ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs)
+    for gallery, ids in ((gal.gallery, shown), (dis.gallery, tiles)):
+        gallery.select(open_face, [state, ids], [ex.image, ex.whole, ex.index, ex.source, ctx.tabs]).success(
+            ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs)

@@ -153,7 +153,7 @@ def explanation_card(bank, swept: set, card, base_url: str):
     note = (f"[Link to this view]({link}) — opens this face with these settings and explains it again" if link else
             "No link: an uploaded photo is not stored, so no link can reopen it (faces opened from the Dataset "
             "tab and the examples have links).")
-    return [str(f) for f in files], str(files.png), note, link or ""
+    return [str(f) for f in files], str(files.png), note, gr.update(value=link or "", visible=bool(link))
 
 
 def source_line(source: dict | None) -> str:
@@ -228,7 +228,7 @@ def build_explain_tab(ctx) -> None:
             card_button = gr.Button("Explanation card (PNG, PDF) and link")
             card_note = gr.Markdown(elem_id="explain-card-link")
             card_url = gr.Textbox(label="Link to this view", buttons=["copy"], interactive=False,
-                                  elem_id="explain-card-url")
+                                  elem_id="explain-card-url", visible=False)  # shown when there is a link
             card_files = gr.File(label="The card: PNG, PDF and its JSON", file_count="multiple",
                                  elem_id="explain-card-files")
             card_png = gr.Image(label="The card", interactive=False, elem_id="explain-card-png")

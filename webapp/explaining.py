@@ -15,7 +15,7 @@ import numpy as np
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, overlay
 from ferx.explain.report import ModelExplanation
 from ferx.faces import FaceSearch, find_faces, load_photo
-from webapp.inputs import Photo
+from webapp.inputs import Count, Photo
 
 UNCERTAIN_MARGIN = 0.15  # top-1 minus top-2 probability below this: the model hesitates
 
@@ -46,7 +46,7 @@ def face_controls(elem_prefix: str | None = None):
     """The "whole image" switch and the face number that go with every photo input."""
     whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)",
                         elem_id=elem_prefix and f"{elem_prefix}-whole")
-    index = gr.Number(0, precision=0, minimum=0, label="Face to score (0 = the most face-like)")
+    index = Count(0, precision=0, minimum=0, label="Face to score (0 = the most face-like)")
     return whole, index
 
 

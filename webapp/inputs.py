@@ -74,3 +74,18 @@ class PaintedPhoto(gr.ImageEditor):
         if payload.background.path is None or not Path(payload.background.path).is_file():
             raise expired(name)
         return {"background": payload.background.path, "layers": [x.path for x in payload.layers], "name": name}
+
+
+class Count(gr.Number):
+    """A number input whose out-of-range value gets gradio's message ("Value 0 is
+    less than minimum value 1.") as one log line: gradio's own Number logged a traceback for each."""
+
+    is_template = True  # no __init__ of its own: gradio reads a component's settings off its constructor's signature
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except gr.Error as err:
+            err.print_exception = False
+            log.info("%s refused: %s", self.label or "number", err.message)
+            raise

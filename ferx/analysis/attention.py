@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ferx.cache import atomic_path, cache_key, cached
+from ferx.data.packed import spread_indices
 from ferx.paths import cache_dir as default_cache_dir
 
 ATTENTION_VERSION = 1
@@ -38,7 +39,7 @@ def has_native_maps(loaded) -> bool:
 
 def fixed_sample(n_faces: int, n: int) -> np.ndarray:
     """``n`` evenly spaced face ids of a split of ``n_faces`` (all of them when it has fewer)."""
-    return np.unique(np.linspace(0, n_faces - 1, min(n, n_faces)).round().astype(np.int64))
+    return spread_indices(n_faces, n)
 
 
 def attention_faithfulness(loaded, packed, n: int = 50, *, hold: Callable[[], ContextManager] = nullcontext,
@@ -105,27 +106,34 @@ def attention_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def attention_figure(table: pd.DataFrame):
-    """Deletion (lower is better) and insertion (higher is better) AUC per model and map, each map's
-    random baseline as a hollow marker beside its bar."""
+def attention_figure(table: pd.DataFrame, left_out: list[str] = ()):
+    """Deletion (lower is better) and insertion (higher is better) AUC per model and map, as horizontal
+    bars (one row per model and map, so any number of them stays legible), each map's random baseline
+    as a hollow marker on its row; ``left_out``: analysed models without native maps, named under the title."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    labels = [f"{m}<br>{k}" for m, k in table.index]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["Deletion AUC (lower: more faithful)",
-                                                        "Insertion AUC (higher: more faithful)"])
+    labels = [f"{m} · {k}" for m, k in table.index]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=["Deletion AUC (lower: more faithful)", "Insertion AUC (higher: more faithful)"])
     for col, test in enumerate(("deletion", "insertion"), start=1):
         colours = ["#d62728" if k == GRADCAM else "#1f77b4" for _, k in table.index]
-        fig.add_trace(go.Bar(x=labels, y=table[test], marker_color=colours, name=test, showlegend=False,
-                             hovertemplate="%{x}<br>" + test + " AUC %{y:.3f}<extra></extra>"), row=1, col=col)
-        fig.add_trace(go.Scatter(x=labels, y=table[f"random_{test}"], mode="markers", name="random maps",
+        fig.add_trace(go.Bar(y=labels, x=table[test], orientation="h", marker_color=colours, name=test,
+                             showlegend=False, hovertemplate="%{y}<br>" + test + " AUC %{x:.3f}<extra></extra>"),
+                      row=1, col=col)
+        fig.add_trace(go.Scatter(y=labels, x=table[f"random_{test}"], mode="markers", name="random maps",
                                  marker=dict(symbol="diamond-open", size=12, color="black", line=dict(width=2)),
                                  showlegend=col == 1,
-                                 hovertemplate="%{x}<br>random maps %{y:.3f}<extra></extra>"), row=1, col=col)
-    fig.update_layout(title="Is attention an explanation? Native maps (blue) vs Grad-CAM (red) vs random maps "
-                            f"(◇), mean over {int(table['faces'].max())} faces", height=460, barmode="group",
-                      margin=dict(l=40, r=20, t=80, b=120))
-    fig.update_yaxes(range=[0, 1])
+                                 hovertemplate="%{y}<br>random maps %{x:.3f}<extra></extra>"), row=1, col=col)
+    title = ("Is attention an explanation? Native maps (blue) vs Grad-CAM (red) vs random maps (◇), mean over "
+             f"{int(table['faces'].max())} faces")
+    if left_out:
+        title += f"<br><sub>left out, no attention of their own: {', '.join(left_out)}</sub>"
+    plot_px = 40 + 34 * len(labels)  # the axes' height: the figure's less its margins
+    fig.update_layout(title=title, height=plot_px + 150, margin=dict(l=20, r=20, t=100, b=50),
+                      legend=dict(orientation="h", y=-35 / plot_px, yanchor="top", x=0))
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(autorange="reversed", automargin=True)
     return fig
 
 
@@ -135,7 +143,11 @@ def attention_study(models, packed, n: int = 50, *, hold: Callable | None = None
     around each face's work); rows of all of them. ValueError when none has."""
     chosen = [m for m in models if has_native_maps(m)]
     if not chosen:
-        raise ValueError("none of the models has attention of its own (native maps) to test")
+        from ferx.models import get_model_info, list_models
+
+        with_maps = [get_model_info(a).description.split(" (")[0] for a in list_models() if get_model_info(a).native_maps]
+        raise ValueError(f"None of the analysed models ({', '.join(m.path.name for m in models)}) has attention of "
+                         f"its own (native maps) to test: analyse a {' or '.join(with_maps)} checkpoint")
     frames = []
     for i, loaded in enumerate(chosen):
         report = (lambda f, i=i, m=loaded: progress((i + f) / len(chosen), m.path.name)) if progress else None

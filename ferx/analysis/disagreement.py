@@ -149,23 +149,61 @@ def class_agreement(loaded_a, loaded_b, a: ModelRun, b: ModelRun, packed, *, per
     return pd.DataFrame(rows).set_index("true")
 
 
-def pair_tile(face: np.ndarray, map_a: np.ndarray, map_b: np.ndarray, *, size: int = 144,
-              cmap: str = "jet") -> np.ndarray:
-    """The face, then model A's and model B's maps over it, on one scale (each map's share of its own
-    mass per pixel), with the shared colour bar: one uint8 image."""
+def pair_tile(face: np.ndarray, map_a: np.ndarray, map_b: np.ndarray, *, names: tuple[str, str] = ("A", "B"),
+              lines: tuple[str, str, str] = ("", "", ""), size: int = 160, cmap: str = "jet") -> np.ndarray:
+    """One square tile that reads on its own: the face (``lines[0]``, up to 2 lines, under it) beside model A's map, and
+    under them the colour bar beside model B's map; each map titled with its model's name (``names``) and
+    ``lines[1]`` / ``lines[2]`` (e.g. its label). Both maps on one scale: each map's share of its own
+    positive mass per pixel, the top at the larger 99th percentile of the two. Returns uint8 H x W x 3."""
     import cv2
+    from PIL import Image, ImageDraw
 
-    from ferx.explain.overlay import MapScale, overlay
+    from ferx.explain.overlay import MapScale, colormap, overlay
 
     def share(m):
         m = np.clip(m, 0, None)
         return m / m.sum() if m.sum() > 0 else m
 
     sa, sb = share(map_a), share(map_b)
-    scale = MapScale(0.0, float(max(np.percentile(sa, 99), np.percentile(sb, 99), 1e-12)), False, 99.0)
+    top = float(max(np.percentile(sa, 99), np.percentile(sb, 99), 1e-12))
+    scale = MapScale(0.0, top, False, 99.0)
     rgb = face if face.ndim == 3 else np.repeat(face[..., None], 3, 2)
     big = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_CUBIC)
-    tiles = [big] + [overlay(big, cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR), scale, cmap=cmap)
-                     for m in (sa, sb)]
-    gap = np.full((size, 4, 3), 255, np.uint8)
-    return np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], 1)
+    maps = [overlay(big, cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR), scale, cmap=cmap)
+            for m in (sa, sb)]
+    bar = np.full((size, size, 3), 255, np.uint8)
+    ramp = (colormap(cmap)(np.linspace(0, 1, size - 24))[:, :3] * 255).astype(np.uint8)
+    bar[size // 2 - 8:size // 2 + 8, 12:size - 12] = ramp[None]
+    font = _tile_font(11)
+    text_h, gap = 30, 4
+    tile = Image.new("RGB", (2 * size + gap, 2 * (size + text_h) + gap), "white")
+    panels = [(big, lines[0].split("\n")[:2]), (maps[0], [f"A {names[0]}", lines[1]]),
+              (bar, []), (maps[1], [f"B {names[1]}", lines[2]])]
+    draw = ImageDraw.Draw(tile)
+    for k, (image, texts) in enumerate(panels):
+        x, y = (k % 2) * (size + gap), (k // 2) * (size + text_h + gap)
+        tile.paste(Image.fromarray(image), (x, y))
+        for row, text in enumerate(t for t in texts if t):
+            draw.text((x + 2, y + size + 2 + 13 * row), _fit(draw, text, font, size - 4), fill="black", font=font)
+    y_bar = size + text_h + gap + size // 2
+    for text, x, anchor in (("0", 12, "la"), (f"{top:.3g}", size - 12, "ra")):
+        draw.text((x, y_bar + 12), text, fill="black", font=font, anchor=anchor)
+    for row, text in enumerate(("both maps: share of the", "map's mass per pixel")):
+        draw.text((12, y_bar - 40 + 13 * row), text, fill="black", font=font)
+    return np.asarray(tile)
+
+
+def _tile_font(px: int):
+    from matplotlib import font_manager
+    from PIL import ImageFont
+
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), px)
+
+
+def _fit(draw, text: str, font, width: int) -> str:
+    """``text``, cut with an ellipsis to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"

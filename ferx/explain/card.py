@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+FOOTER_PT = 7.5  # the footer's font size: legible in the 110-dpi PNG
+
 # the distributions whose versions decide what a card shows (models, maps, faces, drawing)
 LIBRARIES = ("ferx", "torch", "torchvision", "timm", "grad-cam", "captum", "numpy", "opencv-python-headless",
              "matplotlib", "pillow", "gradio")
@@ -101,12 +103,19 @@ def footer_lines(facts: dict) -> list[str]:
         lines.append(f"{model}: " + (f"checkpoint {ck['checkpoint']}, sha256 {ck['sha256']}" if ck["sha256"]
                                      else ck["note"]))
     lines += textwrap.wrap("libraries: " + ", ".join(f"{k} {v}" for k, v in facts["libraries"].items()), 170)
-    link = facts["link"]
-    lines += textwrap.wrap(f"link to this view: {link}" if link else
-                           "link: none (not a photo the app can reopen: uploads are not stored; the JSON's settings redo this "
-                           "view on the same photo)",
-                           170, subsequent_indent="    ", break_on_hyphens=False)
     return lines
+
+
+LINK_SHOWN = 90  # characters of the link printed on the card; the whole link is a hyperlink in the PDF
+
+
+def link_line(link: str | None) -> str:
+    """The card's last line: where the view's link is (a link is never wrapped: a copied wrapped link is broken)."""
+    if not link:
+        return ("link: none (not a photo the app can reopen: uploads are not stored; the JSON's settings redo this "
+                "view on the same photo)")
+    shown = link if len(link) <= LINK_SHOWN else link[:LINK_SHOWN - 1] + "…"
+    return f"link to this view (click it in the PDF; whole in the JSON's card.link): {shown}"
 
 
 def write_card(out: str | Path, result, models, *, scale: str = "per-map", clip_percentile: float = 99.0,
@@ -115,6 +124,7 @@ def write_card(out: str | Path, result, models, *, scale: str = "per-map", clip_
     """``out``.png, ``out``.pdf and ``out``.json for ``result`` (a :class:`~ferx.explain.report.PhotoExplanation`)
     explained by ``models`` (the :class:`~ferx.checkpoint.LoadedModel` of each row, in order)."""
     import matplotlib.pyplot as plt
+    from matplotlib.text import Annotation
 
     from ferx.explain.panel import panel_figure
 
@@ -124,10 +134,16 @@ def write_card(out: str | Path, result, models, *, scale: str = "per-map", clip_
                        target=target, contrast=contrast, link=link)
     fig = panel_figure(result.search, result.face, result.rows, scale=scale, clip_percentile=clip_percentile,
                        alpha=alpha, cmap=cmap)
-    fig.text(0.01, 0.0, "\n".join(footer_lines(facts)), va="top", ha="left", fontsize=6.5, family="monospace")
+    footer = fig.text(0.01, 0.0, "\n".join(footer_lines(facts)), va="top", ha="left", fontsize=FOOTER_PT,
+                      family="monospace")
+    # the link on its own line just under the footer (placed on the footer's drawn box), a hyperlink in the PDF
+    fig.add_artist(Annotation(link_line(link), xy=(0, 0), xycoords=footer, xytext=(0, -2), textcoords="offset points",
+                              va="top", ha="left", fontsize=FOOTER_PT, family="monospace",
+                              color="#1a4fa0" if link else "black", url=link))
     files = CardFiles(out.with_suffix(".png"), out.with_suffix(".pdf"), out.with_suffix(".json"))
     fig.savefig(files.png, bbox_inches="tight")
-    fig.savefig(files.pdf, bbox_inches="tight")
+    with plt.rc_context({"pdf.fonttype": 42}):  # TrueType fonts in the PDF, not Type 3 (print shops refuse those)
+        fig.savefig(files.pdf, bbox_inches="tight")
     plt.close(fig)
     numbers = result.to_dict(scale)
     numbers["photo"]["name"] = Path(numbers["photo"]["name"]).name  # the photo's own name, never a folder

@@ -58,7 +58,8 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
         x0, y0, x1, y1 = (v * s for v in f.crop_box)
         colour = "red" if i == face_index else "yellow"
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.5))
-        ax.text(x0, y0, f" {i}", color=colour, fontsize=8, va="bottom")
+        at_top = y0 < 0.08 * search.photo.rgb.shape[0]  # above the box would run into the title: inside it
+        ax.text(x0, y0, f" {i}", color=colour, fontsize=8, va="top" if at_top else "bottom")
         if f.landmarks is not None:
             ax.scatter(f.landmarks[:, 0] * s, f.landmarks[:, 1] * s, s=4, c=colour)
     ax.set_title(f"{Path(search.photo.name).name}: {plural(len(search.faces), 'face')}; face {face_index} explained",
@@ -78,8 +79,9 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
         lines.insert(1, f"note: {search.note}")
     lines.append(f"facial regions ({'detected' if face.landmark_source != 'template' else 'mean-face template'} "
                  "landmarks): positive mass share per region (its area share) under each map")
-    lines.append(f"scale: {scale} ({clip_percentile:g}th percentile clip); faithfulness: deletion AUC lower is "
-                 "better, insertion higher; 'rnd' = random map")
+    lines.append(f"scale: {scale} ({clip_percentile:g}th percentile clip)"
+                 + ("; faithfulness: deletion AUC lower is better, insertion higher; 'rnd' = random map"
+                    if any(f is not None for row in rows for f in row.faithfulness) else ""))
     ax.text(0, 1, "\n".join(lines), va="top", fontsize=7.5, family="monospace", wrap=True)
 
     for r, row in enumerate(rows, start=1):

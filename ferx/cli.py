@@ -12,8 +12,37 @@ import ferx  # noqa: F401  (torchvision compatibility before anything imports ti
 from ferx.data.datasets import list_datasets
 from ferx.paths import checkpoint_path
 
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
+
+
+def figure_path(value: str | None, default: str) -> Path:
+    """``--out`` of a command that draws a figure (its JSON goes beside it): ``.png`` added to a path
+    without a suffix; a suffix matplotlib cannot draw is refused before any work."""
+    out = Path(value or default)
+    if not out.suffix:
+        return out.with_suffix(".png")
+    if out.suffix.lower() not in FIGURE_SUFFIXES:
+        raise ValueError(f"--out {value}: a figure path ({', '.join(FIGURE_SUFFIXES)}); the JSON is written beside it")
+    return out
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number")
+    return value
+
+
+def percentile(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"{value:g} is not a percentile in (0, 100]")
+    return value
+
+
 CHECKPOINT_HELP = "a checkpoint folder, or its name under the project's checkpoints/ (ferx models lists them)"
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda"
+DATA_ROOT = dict(default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
 
 
 def _cmd_data_prepare(args) -> int:
@@ -35,8 +64,10 @@ def _cmd_data_info(args) -> int:
         data = load_split(args.dataset, split, args.data_root)
         counts = np.bincount(data.targets, minlength=len(data.labels))
         per_class = ", ".join(f"{c} {n}" for c, n in zip(data.labels.classes, counts))
-        excluded = f"; excluded {data.excluded}" if data.excluded else ""
-        print(f"{data.dataset}/{split}: {len(data)} images ({per_class}){excluded}")
+        excluded = "; excluded " + ", ".join(f"{k} {v}" for k, v in data.excluded.items()) if data.excluded else ""
+        print(f"{data.dataset}/{data.split}: {len(data)} images ({per_class}){excluded}")
+        if data.split != split:  # a folder without split folders is one split, whatever was asked
+            print(f"  (it has no {split} folder: every image is in split all)")
     return 0
 
 
@@ -104,11 +135,13 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from ferx.evaluate import evaluate_checkpoint, record_on_card, summary_line
+    from ferx.evaluate import card_worthy, evaluate_checkpoint, record_on_card, summary_line
 
+    if args.update_card:  # refused before the run, not after it
+        card_worthy(args.dataset, args.split, args.limit, args.faces)
     result = evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_root, args.device, args.limit,
                                  args.batch_size, faces=args.faces, face=args.face, precision=args.precision)
-    print(summary_line(result))
+    print(summary_line(result), file=sys.stdout if args.out else sys.stderr)  # stdout: only the JSON, for a pipe
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -130,9 +163,12 @@ def _cmd_analyze(args) -> int:
                                per_class_table, reliability, summary_table)
     from ferx.analysis.embeddings import project
     from ferx.analysis.figures import confusion_figure, embedding_figure, reliability_figure, write_figure
+    from ferx.analysis.figures import COLOUR_BY
     from ferx.analysis.tables import FAILURE_KINDS
     from ferx.data.packed import faces_note
 
+    if args.color_by not in COLOUR_BY:  # before the analysis, not after it
+        raise ValueError(f"--color-by {args.color_by}: choose {', '.join(COLOUR_BY)}")
     runs = analyze(args.checkpoints, args.dataset, args.split, data_root=args.data_root, device=args.device,
                    batch_size=args.batch_size, calibrate=args.calibrate, faces=args.faces, face=args.face,
                    precision=args.precision)
@@ -279,6 +315,7 @@ def _cmd_explain(args) -> int:
     from ferx.faces import find_faces, load_photo
     from ferx.text import plural
 
+    out = figure_path(args.out, f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png")
     # The faces are found and reported before torch, the models and the explanation libraries load:
     # this first line comes after 0.3 s, where the first line used to wait 6.8 s for all of them (2 CPU
     # cores at load 4, bench/bench_startup.py); a photo without a face is refused before that wait.
@@ -292,8 +329,11 @@ def _cmd_explain(args) -> int:
           + (" (whole image)" if search.faces[face].whole_image else "")
           + f" with {', '.join(Path(m).name for m in args.model)}: {', '.join(args.method or ['native', 'gradcam'])}")
 
+    import matplotlib
     import torch
 
+    if args.cmap and args.cmap not in matplotlib.colormaps:
+        raise ValueError(f"--cmap {args.cmap}: not a matplotlib colormap (e.g. jet, inferno, viridis, RdBu_r)")
     from ferx.explain.panel import render_panel
     from ferx.explain.regions import REGIONS, breakdown_line
     from ferx.explain.report import canonical_method, explain_photo, open_model
@@ -305,7 +345,6 @@ def _cmd_explain(args) -> int:
     result = explain_photo(models, search, args.face, methods, target=args.target, contrast=args.contrast,
                            faithfulness=not args.no_faithfulness, baseline=args.baseline,
                            deletion_steps=args.deletion_steps, n_random=args.random_maps, ig_steps=args.ig_steps)
-    out = Path(args.out) if args.out else Path(f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png")
     view = dict(scale=args.scale, clip_percentile=args.clip_percentile, alpha=args.alpha, cmap=args.cmap)
     if args.card:
         from ferx.explain.card import write_card
@@ -357,13 +396,13 @@ def _cmd_occlude(args) -> int:
     from ferx.explain.report import open_model
     from ferx.faces import load_photo
 
+    models = [open_model(path, device=args.device) for path in args.model]  # a wrong name stops it here
     photo = load_photo(args.photo)
     mask = read_masks([args.mask], photo.original_size, str(args.mask))
     face = occlude_face(photo, mask, face=args.face, whole_image=args.whole_image, fill=args.fill)
     print(f"{face.covered:.0%} of face {args.face}'s crop painted over ({FILLS[args.fill]})")
     effects = []
-    for path in args.model:
-        em = open_model(path, device=args.device)
+    for em in models:
         effect = occlusion_effect(em.model, em.input_spec, em.classes, face)
         label, new = effect.classes[effect.label], effect.classes[int(effect.after.argmax())]
         print(f"{em.display}: {label} {effect.before[effect.label]:.3f} -> {effect.after[effect.label]:.3f} "
@@ -388,6 +427,7 @@ def _cmd_sanity(args) -> int:
     from ferx.explain.sanity import cascading_randomization
     from ferx.faces import find_faces, load_photo
 
+    out = figure_path(args.out, f"{Path(args.photo).stem}_sanity.png")
     loaded = open_model(args.model, device=args.device)
     methods = [canonical_method(m) for m in (args.method or ["native", "gradcam", "saliency"])]
     if "native" in methods and not has_native_attention(loaded.model):
@@ -398,7 +438,7 @@ def _cmd_sanity(args) -> int:
     x = search.faces[search.pick(args.face)].model_input(loaded.input_spec).to(resolve_device(args.device))
     check = cascading_randomization(loaded.model, x, methods, target=resolve_class(args.target, loaded.classes),
                                     n_steps=args.steps, seed=args.seed, name=loaded.display, classes=loaded.classes)
-    out = Path(args.out) if args.out else Path(f"{Path(args.photo).stem}_sanity.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
     check.figure().savefig(out, dpi=130)
     out.with_suffix(".json").write_text(json.dumps(check.to_dict(), indent=2) + "\n")
     table = check.frame().pivot(index="map", columns="step", values="spearman").round(2)
@@ -439,7 +479,7 @@ class _RegistryHelp(argparse.HelpFormatter):
 def _inference_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT or ./datasets)")
+    parser.add_argument("--data-root", **DATA_ROOT)
 
 
 def _face_options(parser: argparse.ArgumentParser) -> None:
@@ -462,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ferx", description="Facial-expression-recognition analysis workbench")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = p.add_subparsers(dest="command", required=True)
-    data_root = dict(default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
+    data_root = DATA_ROOT
 
     data = sub.add_parser("data", help="unpack and inspect datasets").add_subparsers(dest="data_command", required=True)
     prep = data.add_parser("prepare", help="unpack the ../shared/datasets archives into the data root")
@@ -541,9 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class metrics, confusion matrix and ECE as JSON")
     ev.add_argument("checkpoint", type=checkpoint_path, help=CHECKPOINT_HELP)
-    ev.add_argument("--dataset", required=True)
-    ev.add_argument("--split", default="test")
-    ev.add_argument("--limit", type=int, default=None,
+    ev.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
+    ev.add_argument("--split", default="test", help="train, val or test (a folder without split folders: all)")
+    ev.add_argument("--limit", type=positive_int, default=None,
                     help="score only N images spread evenly over the split (a fixed slice with every class)")
     ev.add_argument("--out", default=None, help="write the JSON here (default: print it)")
     ev.add_argument("--update-card", action="store_true", help="record the result on the checkpoint's card")
@@ -619,7 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "bench/bench_alignment.py measured it does not help)")
     ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",
                     help="colour scale per map, or shared by each method across models")
-    ex.add_argument("--clip-percentile", type=float, default=99.0)
+    ex.add_argument("--clip-percentile", type=percentile, default=99.0,
+                    help="the colour scale's top: this percentile of the map's values (default 99)")
     ex.add_argument("--alpha", type=float, default=0.5, help="map opacity")
     ex.add_argument("--cmap", default=None, help="matplotlib colormap (default: jet, RdBu_r for signed maps)")
     ex.add_argument("--baseline", choices=["blur", "black", "mean"], default="blur",
@@ -645,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--method", action="append", default=None,
                     help="{methods}; repeat for several (default: native, gradcam, saliency)")
     sa.add_argument("--target", default=None, help="class to explain (default: the trained model's prediction)")
-    sa.add_argument("--steps", type=int, default=6, help="groups of layers randomised one after another")
+    sa.add_argument("--steps", type=positive_int, default=6, help="groups of layers randomised one after another")
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     sa.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")

@@ -11,7 +11,10 @@ import torch
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch's message lists some twenty device types ferx does not run on
+        raise ValueError(f"--device {name}: choose auto (CUDA when present), cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"--device {name} was asked for but this machine has no usable CUDA GPU; use --device cpu or auto")
     return device

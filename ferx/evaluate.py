@@ -66,10 +66,23 @@ CARD_METRIC_KEYS = ("dataset", "split", "n", "n_excluded", "accuracy", "macro_f1
                     "confusion_matrix", "dataset_fingerprint", "check_slice", "compute_dtype")
 
 
+def card_worthy(dataset: str, split: str, limit: int | None = None, faces: str = "given") -> None:
+    """ValueError unless an evaluation of ``dataset``/``split`` can go on a card: a whole split of a
+    registered dataset (one anyone can name and re-measure), its faces as given."""
+    from ferx.data.datasets import list_datasets
+
+    if dataset not in list_datasets():
+        raise ValueError(f"only registered datasets ({', '.join(list_datasets())}) go on a card: {dataset} is a folder "
+                         "or zip of your own (evaluate it without --update-card)")
+    if limit is not None:
+        raise ValueError("only full-split evaluations go on a card (drop --limit)")
+    if faces != "given":
+        raise ValueError("only the dataset's own face crops go on a card (drop --faces)")
+
+
 def record_on_card(checkpoint: str | Path, result: dict) -> None:
     """Store a full-split evaluation on the checkpoint's card (replacing the same dataset/split)."""
-    if result.get("limit") is not None:
-        raise ValueError("only full-split evaluations go on a card (drop --limit)")
+    card_worthy(result["dataset"], result["split"], result.get("limit"), result.get("faces", "given"))
     card = read_card(checkpoint)
     runs = [m for m in card.get("metrics", []) if (m["dataset"], m["split"]) != (result["dataset"], result["split"])]
     entry = {k: result[k] for k in CARD_METRIC_KEYS}
@@ -86,9 +99,10 @@ def summary_line(result: dict) -> str:
     over = f" (over the {len(result['per_class']) - absent} classes with faces)" if absent else ""
     excluded = f" ({result['n_excluded']} excluded: class not in the model's label set)" if result["n_excluded"] else ""
     found = faces_note(result.get("faces", "given"), result.get("no_face", 0))
-    return (f"{result['model']} on {result['dataset']}/{result['split']}: {result['n']} images{excluded}{found}\n"
+    name = f"{Path(result['checkpoint']).name} ({result['model']})"  # the checkpoint: two may share an architecture
+    return (f"{name} on {result['dataset']}/{result['split']}: {result['n']} images{excluded}{found}\n"
             f"  accuracy {100 * result['accuracy']:.2f} % ({result.get('compute_dtype', 'fp32')})  macro-F1 {result['macro_f1']:.4f}{over}  ECE {result['ece']:.4f}\n"
             f"  recall: {recall}")
 
 
-__all__ = ["CHECK_SLICE", "evaluate_checkpoint", "record_on_card", "score_packed", "summary_line"]
+__all__ = ["CHECK_SLICE", "card_worthy", "evaluate_checkpoint", "record_on_card", "score_packed", "summary_line"]

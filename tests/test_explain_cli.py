@@ -99,3 +99,38 @@ def test_explain_a_contrast_by_class_names(photo, tmp_path):
                  "--contrast", "Sad", "--no-faithfulness", "--out", str(out)]) == 0
     (m,) = json.loads(out.with_suffix(".json").read_text())["models"][0]["maps"]
     assert (m["target_label"], m["contrast_label"], m["faithfulness"]) == ("happy", "sad", None)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "mini_xception_fer2013", "--dataset", "{folder}", "--update-card"], "only registered datasets"),
+    (["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--device", "gpu"], "--device gpu: choose auto"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--color-by", "bogus"], "--color-by bogus: choose"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "{folder}", "--calibrate"], "has no val folder to fit"),
+    (["explain", "{photo}", "--model", "lanmsff_ferplus", "--out", "res.json"], "--out res.json: a figure path"),
+    (["explain", "{photo}", "--model", "lanmsff_ferplus", "--cmap", "bogus"], "--cmap bogus: not a matplotlib"),
+    (["sanity", "{photo}", "--model", "lanmsff"], "lanmsff is an architecture, not a trained model"),
+    (["occlude", "{photo}", "--mask", "{photo}", "--model", "lanmsf"], "unknown model 'lanmsf'"),
+])
+def test_commands_refuse_a_bad_option_before_the_work_in_one_line(photo, data_root, tmp_path, monkeypatch, capsys,
+                                                                   argv, message):
+    """Each refused before the analysis, the models or the maps run (they used to fail after them, with a
+    library's message that did not name the option), and nothing suggests an option the command lacks."""
+    folder = tmp_path / "my_faces" / "happy"  # a folder of one's own: no split folders
+    folder.mkdir(parents=True)
+    Image.fromarray(pack_split(load_fer2013(data_root, "test"), progress=False).images[0]).save(folder / "a.png")
+    monkeypatch.chdir(tmp_path)
+    argv = [a.format(folder=folder.parent, photo=photo) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert "--untrained" not in err  # sanity and occlude have no --untrained
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_faces"]  # nothing written
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--limit", "0"],
+                                  ["explain", "x.png", "--model", MINI, "--clip-percentile", "200"],
+                                  ["sanity", "x.png", "--model", MINI, "--steps", "0"]])
+def test_numbers_out_of_range_are_refused_by_argparse(argv, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "is not a p" in capsys.readouterr().err  # "not a positive whole number" / "not a percentile"

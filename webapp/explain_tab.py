@@ -153,7 +153,7 @@ def explanation_card(bank, swept: set, card, base_url: str):
     note = (f"[Link to this view]({link}) — opens this face with these settings and explains it again" if link else
             "No link: an uploaded photo is not stored, so no link can reopen it (faces opened from the Dataset "
             "tab and the examples have links).")
-    return [str(f) for f in files], str(files.png), note, gr.update(value=link or "", visible=bool(link))
+    return [str(f) for f in files], str(files.png), note, link or ""
 
 
 def source_line(source: dict | None) -> str:
@@ -247,7 +247,8 @@ def build_explain_tab(ctx) -> None:
         page = request.headers.get("referer") or ""  # the page's own address, as the browser shows it
         return explanation_card(bank, card_files.temp_files, state, page)
 
-    card_button.click(card, card_state, [card_files, card_png, card_note, card_url], api_name="card")
+    card_button.click(card, card_state, [card_files, card_png, card_note, card_url], api_name="card").then(
+        lambda link: gr.update(visible=bool(link)), card_url, card_url, api_visibility="undocumented")  # no link: hidden
     for picker in (pick_a, pick_b):
         picker.input(compare_two, [tiles_state, pick_a, pick_b], slider, api_visibility="undocumented")
     image.upload(show_faces, [image, whole], status, api_visibility="undocumented").then(

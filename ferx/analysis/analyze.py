@@ -47,7 +47,11 @@ def analyze(checkpoints: list[str | Path], dataset: str, split: str = "test", *,
     dev = resolve_device(device)
     models = [load_checkpoint(ckpt, dev) for ckpt in checkpoints]
     options = pack_options([m.input_spec for m in models], faces, face, detector)
+    val_source = load_split(dataset, val_split, data_root) if calibrate else None
+    if val_source is not None and val_source.split != val_split:  # no split folders: val would be the faces scored
+        raise ValueError(f"{dataset} has no {val_split} folder to fit a temperature on (--calibrate needs "
+                         f"<{val_split}>/<class>/ images beside the split it analyses)")
     packed = pack_split(load_split(dataset, split, data_root), progress=progress, **options)
-    val = pack_split(load_split(dataset, val_split, data_root), progress=progress, **options) if calibrate else None
+    val = pack_split(val_source, progress=progress, **options) if calibrate else None
     return analyze_packed(models, packed, val, batch_size=batch_size, progress=progress, cache_dir=cache_dir,
                           precision=precision)

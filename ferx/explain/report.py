@@ -51,9 +51,10 @@ def resolve_class(value: str | int | None, classes, what: str = "target", model:
     raise ValueError(f"{what} {value!r}: not a class of {model} ({', '.join(classes)})")
 
 
-def open_model(model: str, *, untrained: bool = False, seed: int = 0, device: str = "auto") -> LoadedModel:
-    """A checkpoint folder or its name under the checkpoints root (its trained weights), or — only with ``untrained=True`` — a registry name
-    built with random weights (seeded), labelled untrained everywhere it is shown."""
+def open_model(model: str, *, untrained: bool | None = None, seed: int = 0, device: str = "auto") -> LoadedModel:
+    """A checkpoint folder or its name under the checkpoints root (its trained weights), or — only with
+    ``untrained=True`` — a registry name built with random weights (seeded), labelled untrained everywhere
+    it is shown. ``untrained=None``: the caller offers no ``--untrained``, and its messages do not suggest it."""
     from ferx.checkpoint import load_checkpoint
     from ferx.data.labels import get_label_set
     from ferx.device import resolve_device
@@ -64,16 +65,17 @@ def open_model(model: str, *, untrained: bool = False, seed: int = 0, device: st
     path = checkpoint_path(model)
     if (path / "card.json").is_file():  # a checkpoint is always its trained weights; untrained= is for names
         return load_checkpoint(path, device)
+    named = committed_checkpoints()
+    give = "give a checkpoint folder" + (f" or the name of one in {default_checkpoints()} ({', '.join(named)})"
+                                         if named else " (e.g. checkpoints/mini_xception_fer2013)")
     if model not in list_models():
         hint = f"{model} is a folder without card.json" if path.is_dir() else f"unknown model {model!r}"
-        named = committed_checkpoints()
-        raise ValueError(f"{hint}: give a checkpoint folder"
-                         + (f" or the name of one in {default_checkpoints()} ({', '.join(named)})" if named else
-                            " (e.g. checkpoints/mini_xception_fer2013)")
-                         + f", or a registry name ({', '.join(list_models())}) with --untrained")
+        raise ValueError(f"{hint}: {give}" + (f", or a registry name ({', '.join(list_models())}) with --untrained"
+                                              if untrained is not None else ""))
     if not untrained:
-        raise ValueError(f"{model} is an architecture, not a trained model: give a checkpoint folder, or add "
-                         "--untrained to explain random weights (outputs are labelled untrained)")
+        raise ValueError(f"{model} is an architecture, not a trained model: {give}"
+                         + (", or add --untrained to explain random weights (outputs are labelled untrained)"
+                            if untrained is not None else ""))
     info = get_model_info(model)
     labels = get_label_set(info.default_labels)
     with torch.random.fork_rng():

@@ -33,11 +33,12 @@ class ArchiveError(ValueError):
 
 
 def extract_images(zip_path: str | Path, dest: str | Path, max_files: int = MAX_FILES,
-                   max_total_bytes: int = MAX_TOTAL_BYTES, max_file_bytes: int = MAX_FILE_BYTES) -> tuple[Path, int]:
+                   max_total_bytes: int = MAX_TOTAL_BYTES, max_file_bytes: int = MAX_FILE_BYTES,
+                   content: frozenset[str] = frozenset()) -> tuple[Path, int]:
     """Extract the images of ``zip_path`` into ``dest``; returns (dataset root, non-images skipped).
 
     The dataset root is ``dest``, or its only sub-folder when the zip wraps everything in one (a sole
-    class or split folder is kept as content).
+    folder whose lower-case name is in ``content``, a class or a split, is kept as content).
     Files are written under ``dest.partial`` first, which is removed if anything is refused.
     """
     zip_path, dest = Path(zip_path), Path(dest)
@@ -59,20 +60,16 @@ def extract_images(zip_path: str | Path, dest: str | Path, max_files: int = MAX_
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return _unwrapped(dest), skipped
+    return _unwrapped(dest, content), skipped
 
 
-def _unwrapped(dest: Path) -> Path:
-    """``dest``, or its only sub-folder when that wraps the rest (``faces/happy/...``); a sole class
-    folder (``happy/``) or split folder (``test/``) is content, not a wrapper."""
-    from ferx.data.datasets import SPLITS
-    from ferx.data.labels import ALIASES
-
+def _unwrapped(dest: Path, content: frozenset[str]) -> Path:
+    """``dest``, or its only sub-folder when that wraps the rest (``faces/happy/...``); a sole folder
+    named in ``content`` (a class, ``happy/``, or a split, ``test/``) is content, not a wrapper."""
     children = [p for p in dest.iterdir() if p.is_dir()]
     if len(children) != 1 or any(p.is_file() for p in dest.iterdir()):
         return dest
-    name = children[0].name.strip().lower()
-    return dest if name in ALIASES or name in SPLITS else children[0]
+    return dest if children[0].name.strip().lower() in content else children[0]
 
 
 def _extract(archive: zipfile.ZipFile, zip_name: str, tmp: Path, max_files: int, max_total_bytes: int,

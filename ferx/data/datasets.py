@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 
 from ferx.data.archive import MAX_FILES, extract_images, zip_digest
-from ferx.data.labels import CKPLUS_7, FER2013_7, FERPLUS_8, LabelSet, canonical_name, get_label_set
+from ferx.data.labels import ALIASES, CKPLUS_7, FER2013_7, FERPLUS_8, LabelSet, canonical_name, get_label_set
 from ferx.cache import atomic_path, cached
 from ferx.paths import IMAGE_EXTS, IMAGE_FORMATS, default_data_root
 from ferx.paths import cache_dir as default_cache_dir
@@ -333,7 +333,7 @@ def _load_zip(path: Path, split: str, cache_dir: Path, max_files: int) -> FaceSp
         return found
 
     def build() -> dict:
-        root, skipped = extract_images(path, dest, max_files=max_files)
+        root, skipped = extract_images(path, dest, max_files=max_files, content=frozenset(SPLITS) | frozenset(ALIASES))
         return {"root": str(root.relative_to(dest)), "skipped": skipped}
 
     def save(found: dict, marker: Path) -> None:

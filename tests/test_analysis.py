@@ -80,6 +80,9 @@ def test_cross_model_matrix_and_disagreements(ferplus_runs):
     cross = cross_model_frame(mini, lan)
     assert cross.shape == (7, 8) and cross.values.sum() == len(mini)
     assert len(cross_cell_samples(mini, lan, "happy", "neutral")) == cross.loc["happy", "neutral"]
+    assert list(cross.columns) == list(mini.model_classes) + ["contempt"]  # B's classes in A's order: agreement
+    assert np.trace(cross.to_numpy()) == (np.asarray(mini.model_classes)[mini.preds]   # is the diagonal
+                                          == np.asarray(lan.model_classes)[lan.preds]).sum()
     rate = agreement(mini, lan)
     names_a = np.asarray(mini.model_classes)[mini.preds]
     names_b = np.asarray(lan.model_classes)[lan.preds]

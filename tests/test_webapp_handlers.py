@@ -254,3 +254,21 @@ def test_without_data_the_examples_are_two_portraits_whose_face_is_found(tmp_pat
     assert [caption.split(",")[0] for _, caption in examples] == ["Photo: Eileen Collins", "Photo: Grace Hopper"]
     for path, _ in examples:
         assert len(find_faces(load_photo(path)).faces) >= 1
+
+
+def test_a_cross_model_cell_click_selects_the_faces_of_the_cell_shown(bank, analysis):
+    """A FER-2013 model against a FERPlus one: the matrix puts B's classes in A's order (agreement on the
+    diagonal), and a click on the cell (happy, happy) selects exactly the faces both call happy."""
+    from types import SimpleNamespace
+
+    from ferx.analysis import cross_model_frame
+    from webapp.dataset_tab import Analysis, cross_click
+
+    other = analyze_packed([bank.models["mini_xception_fer2013"]], analysis.packed, progress=False)[0]
+    both = Analysis([other, analysis.runs[0]], analysis.packed)
+    frame = cross_model_frame(other, analysis.runs[0])
+    row = col = list(frame.index).index("happy")
+    chosen = cross_click(both, other.name, MODEL, SimpleNamespace(index=(row, col + 1)))
+    happy_a = np.asarray(other.model_classes)[other.preds] == "happy"
+    happy_b = np.asarray(analysis.runs[0].model_classes)[analysis.runs[0].preds] == "happy"
+    assert sorted(chosen["ids"]) == list(np.flatnonzero(happy_a & happy_b)) and frame.iloc[row, col] == len(chosen["ids"])

@@ -342,7 +342,8 @@ def cross_click(analysis, a, b, evt: gr.SelectData):
     if analysis is None or col == 0:
         return gr.skip()
     run_a, run_b = analysis.run(a), analysis.run(b)
-    pa, pb = run_a.model_classes[row], run_b.model_classes[col - 1]
+    frame = cross_model_frame(run_a, run_b)  # the matrix as shown: its rows' and columns' names
+    pa, pb = frame.index[row], frame.columns[col - 1]
     ids = cross_cell_samples(run_a, run_b, pa, pb)
     return selection(a, ids, f"**{len(ids)}** faces: {a} says *{pa}*, {b} says *{pb}*", "cross")
 

@@ -66,12 +66,17 @@ def _check_aligned(a: ModelRun, b: ModelRun) -> None:
 
 
 def cross_model_frame(a: ModelRun, b: ModelRun) -> pd.DataFrame:
-    """Rows: model A's prediction, columns: model B's prediction, counts over every sample."""
+    """Rows: model A's prediction, columns: model B's prediction, counts over every sample. B's classes
+    in A's order where the two share them (then B's others), so agreement is the diagonal even when
+    their label sets are ordered differently (FERPlus starts with neutral, FER-2013 with angry)."""
     _check_aligned(a, b)
     counts = np.zeros((len(a.model_classes), len(b.model_classes)), dtype=np.int64)
     np.add.at(counts, (a.preds, b.preds), 1)
-    return pd.DataFrame(counts, index=pd.Index(a.model_classes, name=f"{a.name} predicted"),
-                        columns=pd.Index(b.model_classes, name=f"{b.name} predicted"))
+    order = ([c for c in a.model_classes if c in b.model_classes]
+             + [c for c in b.model_classes if c not in a.model_classes])
+    frame = pd.DataFrame(counts, index=pd.Index(a.model_classes, name=f"{a.name} predicted"),
+                         columns=pd.Index(b.model_classes, name=f"{b.name} predicted"))
+    return frame[order]
 
 
 def predicted_names(run: ModelRun) -> np.ndarray:

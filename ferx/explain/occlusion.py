@@ -138,8 +138,11 @@ class OcclusionEffect:
         return float(self.after[self.label] - self.before[self.label])
 
     def to_dict(self) -> dict:
-        return {"label": self.classes[self.label], "before": dict(zip(self.classes, self.before.round(4).tolist())),
-                "after": dict(zip(self.classes, self.after.round(4).tolist())), "change": round(self.change, 4),
+        def rounded(probs):  # rounded as float64: float32's 0.0003 prints as 0.0003000000142492354
+            return {c: round(float(v), 4) for c, v in zip(self.classes, probs)}
+
+        return {"label": self.classes[self.label], "before": rounded(self.before), "after": rounded(self.after),
+                "change": round(self.change, 4),
                 "new_top1": self.classes[int(self.after.argmax())]}
 
 

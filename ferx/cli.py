@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import ferx  # noqa: F401  (torchvision compatibility before anything imports timm)
@@ -24,6 +25,26 @@ def figure_path(value: str | None, default: str) -> Path:
     if out.suffix.lower() not in FIGURE_SUFFIXES:
         raise ValueError(f"--out {value}: a figure path ({', '.join(FIGURE_SUFFIXES)}); the JSON is written beside it")
     return out
+
+
+@contextmanager
+def terminal_progress(width: int = 78):
+    """A ``progress(fraction, what)`` callback that keeps one line on stderr up to date ("40% lanmsff
+    (lanmsff_ferplus): gradcam") where stderr is a terminal, and clears it at the end; silent otherwise
+    (logs and pipes get the results only)."""
+    shown = sys.stderr.isatty()
+
+    def report(fraction: float, what: str) -> None:
+        if shown:
+            sys.stderr.write(f"\r{100 * fraction:3.0f}% {what}"[:width].ljust(width))
+            sys.stderr.flush()
+
+    try:
+        yield report
+    finally:
+        if shown:
+            sys.stderr.write("\r" + " " * width + "\r")
+            sys.stderr.flush()
 
 
 def positive_int(text: str) -> int:
@@ -342,9 +363,11 @@ def _cmd_explain(args) -> int:
     models = [open_model(m, untrained=args.untrained, device=args.device) for m in args.model]
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = explain_photo(models, search, args.face, methods, target=args.target, contrast=args.contrast,
-                           faithfulness=not args.no_faithfulness, baseline=args.baseline,
-                           deletion_steps=args.deletion_steps, n_random=args.random_maps, ig_steps=args.ig_steps)
+    with terminal_progress() as progress:  # a bar with the step under way, where stderr is a terminal
+        result = explain_photo(models, search, args.face, methods, target=args.target, contrast=args.contrast,
+                               faithfulness=not args.no_faithfulness, baseline=args.baseline,
+                               deletion_steps=args.deletion_steps, n_random=args.random_maps, ig_steps=args.ig_steps,
+                               progress=progress)
     view = dict(scale=args.scale, clip_percentile=args.clip_percentile, alpha=args.alpha, cmap=args.cmap)
     if args.card:
         from ferx.explain.card import write_card

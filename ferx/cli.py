@@ -316,7 +316,8 @@ def _cmd_models(args) -> int:
     for name in list_models():
         info = get_model_info(name)
         s = info.input_spec
-        print(f"  {name:14s} {s.size}x{s.size}x{s.channels}  {info.description}")
+        size = f"{s.size}x{s.size}x{s.channels}"
+        print(f"  {name:14s} {size:11s} {info.description}")
     from ferx.paths import default_checkpoints
 
     root = Path(args.checkpoints) if args.checkpoints else default_checkpoints()
@@ -328,7 +329,10 @@ def _cmd_models(args) -> int:
             print(f"  {card_path.parent.name}: unusable ({err})")
             continue
         measured = "; ".join(f"{m['dataset']}/{m['split']} acc {100 * m['accuracy']:.2f} %" for m in card.get("metrics", []))
-        print(f"  {card_path.parent.name:28s} {card['model']:14s} {len(card['labels'])} classes  {measured or 'not evaluated'}")
+        spec = card["input_spec"]  # a checkpoint's own input (Conv-cut's was trained at 112, its architecture's 224)
+        size = f"{spec['size']}x{spec['size']}x{spec['channels']}"
+        print(f"  {card_path.parent.name:24s} {card['model']:14s} {size:11s} {len(card['labels'])} classes  "
+              f"{measured or 'not evaluated'}")
     return 0
 
 

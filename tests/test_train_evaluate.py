@@ -457,3 +457,15 @@ def test_training_precision_and_soft_labels_are_chosen_recorded_and_kept(data_ro
     # a recipe whose targets are votes trains on classes where there are none, and its card says so
     assert read_card(train("lanmsff_short", "fer2013", tmp_path / "classes", **kwargs)["checkpoint"])["recipe"][
         "soft_labels"] is False and seen[-1] == (torch.float32, 1)
+
+
+def test_ferx_models_lists_each_checkpoint_with_its_own_input(capsys):
+    """Conv-cut's architecture defaults to 224 px; its checkpoint was trained and scores at the size its
+    card records, which is what ferx models shows beside it."""
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for card_path in CHECKPOINTS.glob("*/card.json"):
+        card = read_card(card_path.parent)
+        spec = card["input_spec"]
+        line = next(row for row in out.splitlines() if row.strip().startswith(card_path.parent.name + " "))
+        assert f"{spec['size']}x{spec['size']}x{spec['channels']}" in line and f"{len(card['labels'])} classes" in line

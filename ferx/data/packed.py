@@ -275,8 +275,8 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
         if found_faces is not None:
             found_faces.close()  # a Stop or an error: the photos in flight are finished or dropped
     if no_face:
-        log.warning("%d of %d photo(s) in %s/%s have no face found; left out", no_face, len(split), split.dataset,
-                    split.split)
+        log.warning("%d of %d readable photo(s) in %s/%s have no face found; left out", no_face,
+                    len(split) - len(bad), split.dataset, split.split)
     if bad:
         log.warning("%d unreadable image(s) skipped in %s/%s, e.g. %s", len(bad), split.dataset, split.split,
                     "; ".join(bad[:3]))

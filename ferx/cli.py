@@ -183,8 +183,7 @@ def _cmd_analyze(args) -> int:
     from ferx.analysis import (agreement, analyze, confusion_frame, cross_model_frame, disagreements, failures,
                                per_class_table, reliability, summary_table)
     from ferx.analysis.embeddings import project
-    from ferx.analysis.figures import confusion_figure, embedding_figure, reliability_figure, write_figure
-    from ferx.analysis.figures import COLOUR_BY
+    from ferx.analysis.figures import COLOUR_BY, confusion_figure, embedding_figure, reliability_figure, write_figure
     from ferx.analysis.tables import FAILURE_KINDS
     from ferx.data.packed import faces_note
 

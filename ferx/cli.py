@@ -462,8 +462,10 @@ def _cmd_sanity(args) -> int:
     if search.no_face:
         raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
     x = search.faces[search.pick(args.face)].model_input(loaded.input_spec).to(resolve_device(args.device))
-    check = cascading_randomization(loaded.model, x, methods, target=resolve_class(args.target, loaded.classes),
-                                    n_steps=args.steps, seed=args.seed, name=loaded.display, classes=loaded.classes)
+    with terminal_progress() as progress:
+        check = cascading_randomization(loaded.model, x, methods, target=resolve_class(args.target, loaded.classes),
+                                        n_steps=args.steps, seed=args.seed, name=loaded.display,
+                                        classes=loaded.classes, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     check.figure().savefig(out, dpi=130)
     out.with_suffix(".json").write_text(json.dumps(check.to_dict(), indent=2) + "\n")

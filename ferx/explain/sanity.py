@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import textwrap
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -172,20 +172,26 @@ def _maps(model: nn.Module, x: torch.Tensor, methods: Sequence[str], target: int
 
 def cascading_randomization(model: nn.Module, x: torch.Tensor, methods: Sequence[str], *, target: int | None = None,
                             n_steps: int = 6, seed: int = 0, name: str | None = None,
-                            classes: Sequence[str] | None = None) -> SanityCheck:
+                            classes: Sequence[str] | None = None,
+                            progress: Callable[[float, str], None] | None = None) -> SanityCheck:
     """Maps of one image ``x`` (1 x C x H x W, the model's input) by ``methods`` on the trained model,
     then after randomising the top layer group, the top two, ... down to every layer (``n_steps``
-    groups). ``target`` defaults to the trained model's prediction and stays fixed."""
+    groups). ``target`` defaults to the trained model's prediction and stays fixed. ``progress(fraction,
+    what)`` is told before each step."""
     if x.ndim == 3:
         x = x.unsqueeze(0)
     target = resolve_targets(model, x, target)[0]
+    report = progress or (lambda fraction, what: None)
+    report(0.0, "maps of the trained model")
     steps = [SanityStep(0, [], _maps(model, x, methods, target))]
     work = copy.deepcopy(model)  # the caller's model is never changed
     modules = dict(work.named_modules())
     generator_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        for i, group in enumerate(layer_groups(work, n_steps), start=1):
+        groups = layer_groups(work, n_steps)
+        for i, group in enumerate(groups, start=1):
+            report(i / (len(groups) + 1), f"step {i}: random down to {group[-1]}")
             for layer in group:
                 _randomise(modules[layer])
             steps.append(SanityStep(i, list(group), _maps(work, x, methods, target)))

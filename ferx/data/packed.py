@@ -42,9 +42,7 @@ PHOTO_WORKERS = min(2, os.cpu_count() or 1)
 
 def spread_indices(total: int, n: int) -> np.ndarray:
     """``min(n, total)`` indices evenly spread over ``range(total)``, first and last included."""
-    if n >= total:
-        return np.arange(total)
-    return np.linspace(0, total - 1, n).round().astype(int) if n > 1 else np.zeros(min(n, 1), dtype=int)
+    return np.linspace(0, total - 1, min(n, total)).round().astype(int)  # step >= 1: no index twice
 
 @dataclass
 class PackedSplit:

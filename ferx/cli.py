@@ -272,7 +272,10 @@ def _map_studies(args, runs) -> dict:
     if args.attention:
         from ferx.analysis.attention import attention_figure, attention_study, attention_table
 
-        table = attention_table(attention_study(list(models.values()), packed, args.attention))
+        with terminal_progress() as progress:
+            rows = attention_study(list(models.values()), packed, args.attention,
+                                   progress=lambda f, what: progress(f, f"deletion/insertion of {what}'s maps"))
+        table = attention_table(rows)
         print(f"is attention an explanation? ({plural(args.attention, 'face')}; deletion lower and insertion higher is more "
               f"faithful)\n{table.round(3).to_string()}\n")
         out["attention"] = (table, attention_figure(table))
@@ -403,8 +406,15 @@ def _cmd_regions(args) -> int:
 
     packed = pack_split(load_split(args.dataset, args.split, args.data_root))
     dev = resolve_device(args.device)
-    table = pd.concat([region_table(region_shares(load_checkpoint(c, dev), packed, per_class=args.per_class or None,
-                                                  batch_size=args.batch_size)) for c in args.checkpoints])
+    tables = []
+    with terminal_progress() as progress:  # one line on stderr, where it is a terminal
+        for i, path in enumerate(args.checkpoints):
+            loaded = load_checkpoint(path, dev)
+            shares = region_shares(loaded, packed, per_class=args.per_class or None, batch_size=args.batch_size,
+                                   progress=lambda f, i=i, name=Path(path).name: progress(
+                                       (i + f) / len(args.checkpoints), f"{name}: Grad-CAM and attention maps"))
+            tables.append(region_table(shares))
+    table = pd.concat(tables)
     pd.set_option("display.width", 200, "display.max_columns", 20)
     print(f"{packed.dataset}/{packed.split}: mean share of each map's positive mass per facial region "
           f"(mean-face template; '(area)': the regions' area shares)\n{table.round(3).to_string()}")

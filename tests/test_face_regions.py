@@ -157,8 +157,10 @@ def test_dataset_region_table_has_every_class_and_both_kinds_of_map(fer_test, tm
     from ferx.analysis.regions import AREA_ROW, region_figure, region_shares, region_table
     from ferx.checkpoint import load_checkpoint
 
+    seen = []
     shares = region_shares(load_checkpoint(CHECKPOINTS / "lanmsff_fer2013", "cpu"), fer_test, per_class=3,
-                           cache_dir=tmp_path)
+                           cache_dir=tmp_path, batch_size=8, progress=seen.append)
+    assert seen == [8 / 21, 16 / 21, 1.0]  # 7 classes x 3 faces, after each batch of 8
     table = region_table(shares)
     maps = set(table.index.get_level_values("map"))
     assert {"gradcam", "massatt_block4_spatial"} <= maps

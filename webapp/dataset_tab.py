@@ -575,9 +575,13 @@ def show_regions(bank: ModelBank, analysis, per_class, swept: set, progress=gr.P
         raise gr.Error("Run an analysis first: the region breakdown uses its faces and models.")
     tables = []
     for i, run in enumerate(analysis.runs):
-        progress(i / len(analysis.runs), desc=f"{run.name}: Grad-CAM and attention maps")
+        def report(f, i=i, what=f"{run.name}: Grad-CAM and attention maps"):
+            progress((i + f) / len(analysis.runs), desc=what)
+
+        report(0.0)
         shares = at_low_priority(region_shares, bank.models[run.name], analysis.packed, per_class=int(per_class or 50),
-                                 batch_size=ANALYSIS_BATCH, hold=functools.partial(bank.using, run.name, background=True))
+                                 batch_size=ANALYSIS_BATCH, hold=functools.partial(bank.using, run.name, background=True),
+                                 progress=report)
         tables.append(region_table(shares))
     table = pd.concat(tables)
     fig = region_figure(table)

@@ -45,8 +45,9 @@ def _shares(values: np.ndarray, onehot: np.ndarray, signed: bool) -> np.ndarray:
 
 def region_shares(loaded, packed, *, per_class: int | None = 100, batch_size: int = 64,
                   hold: Callable[[], ContextManager] = nullcontext, cache_dir: str | Path | None = None,
-                  use_cache: bool = True) -> pd.DataFrame:
-    """One row per face and map: ``model, map, sample, true, predicted`` and the mass share of every region."""
+                  use_cache: bool = True, progress: Callable[[float], None] | None = None) -> pd.DataFrame:
+    """One row per face and map: ``model, map, sample, true, predicted`` and the mass share of every region.
+    ``progress(fraction)`` is called after each batch (not when the shares come from the cache)."""
     from ferx.data.preprocess import to_model_input
     from ferx.explain.cam import cam_maps
     from ferx.explain.native import has_native_attention, native_attention
@@ -75,6 +76,8 @@ def region_shares(loaded, packed, *, per_class: int | None = 100, batch_size: in
             shares.append({name: _shares(np.stack([m.values for m in ms]), onehot, ms[0].signed)
                            for name, ms in maps.items()})
             rows_maps = list(maps)
+            if progress is not None:
+                progress(min(start + batch_size, len(idx)) / len(idx))
         return {"names": np.array(rows_maps), "preds": np.concatenate(preds),
                 **{f"s_{n}": np.concatenate([s[n] for s in shares]) for n in rows_maps}}
 

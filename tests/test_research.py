@@ -226,12 +226,13 @@ def test_the_disagreement_view_shows_face_and_both_maps_with_scores(bank, analys
 def test_native_attention_and_gradcam_face_the_same_faithfulness_test(bank, analysis, tmp_path, monkeypatch):
     """Two faces (the test costs ~8 s per face and model on 2 cores): the table has every native map the
     registry declares and Grad-CAM, AUCs in [0, 1]; the app's view reads the cache the core wrote."""
-    from ferx.analysis.attention import attention_study, attention_table, fixed_sample
+    from ferx.analysis.attention import attention_study, attention_table
+    from ferx.data.packed import spread_indices
     from ferx.models import get_model_info
     from webapp.dataset_tab import show_attention
 
     monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path))
-    assert fixed_sample(300, 4).tolist() == [0, 100, 199, 299] and fixed_sample(3, 10).tolist() == [0, 1, 2]
+    assert spread_indices(300, 4).tolist() == [0, 100, 199, 299] and spread_indices(3, 10).tolist() == [0, 1, 2]
     with_maps = [bank.models[r.name] for r in analysis.runs if get_model_info(bank.models[r.name].name).native_maps]
     loaded = with_maps[0]
     rows = attention_study([bank.models["mini_xception_fer2013"], loaded], analysis.packed, 2)

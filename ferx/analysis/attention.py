@@ -37,11 +37,6 @@ def has_native_maps(loaded) -> bool:
     return has_native_attention(loaded.model)
 
 
-def fixed_sample(n_faces: int, n: int) -> np.ndarray:
-    """``n`` evenly spaced face ids of a split of ``n_faces`` (all of them when it has fewer)."""
-    return spread_indices(n_faces, n)
-
-
 def attention_faithfulness(loaded, packed, n: int = 50, *, hold: Callable[[], ContextManager] = nullcontext,
                            cache_dir: str | Path | None = None, progress: Callable[[float], None] | None = None
                            ) -> pd.DataFrame:
@@ -55,7 +50,7 @@ def attention_faithfulness(loaded, packed, n: int = 50, *, hold: Callable[[], Co
     name = loaded.path.name if loaded.path is not None else loaded.display
     if not has_native_maps(loaded):
         raise ValueError(f"{name} has no attention of its own to test")
-    ids = fixed_sample(len(packed), n)
+    ids = spread_indices(len(packed), n)  # fixed: the same faces for every model
     key = cache_key(ATTENTION_VERSION, loaded.sha256, packed.fingerprint, loaded.input_spec.to_dict(), ids.tolist(),
                     N_STEPS, N_RANDOM)
     path = Path(cache_dir or default_cache_dir("attention")) / f"{key[:32]}.csv"

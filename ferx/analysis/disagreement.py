@@ -125,18 +125,12 @@ def disagreement_frame(loaded_a, loaded_b, a: ModelRun, b: ModelRun, packed, *, 
     return frame.iloc[order], maps_a[order], maps_b[order]
 
 
-def sample_per_class(packed, per_class: int) -> np.ndarray:
-    """The first ``per_class`` faces of each true class (split order)."""
-    return np.sort(np.concatenate([np.flatnonzero(packed.targets == c)[:per_class]
-                                   for c in range(len(packed.classes))]))
-
-
 def class_agreement(loaded_a, loaded_b, a: ModelRun, b: ModelRun, packed, *, per_class: int = 20, hold=None,
                     **options) -> pd.DataFrame:
     """Per true class (over ``per_class`` faces of each): how often the labels agree, and the mean map
     agreement (Spearman, top-10 % IoU) on all of them, on the faces they agree on and on the others."""
     _check_aligned(a, b)
-    ids = sample_per_class(packed, per_class)
+    ids = packed.per_class(per_class)
     frame = _pair_frame(a, b, ids, agreement_scores(*_both_maps(loaded_a, loaded_b, packed, ids, hold, options)))
     frame["labels agree"] = frame[f"pred_{a.name}"] == frame[f"pred_{b.name}"]
     rows = []

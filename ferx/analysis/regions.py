@@ -29,12 +29,6 @@ MAPS = ("gradcam", "native")  # the post-hoc map and the model's own attention (
 AREA_ROW = "(area)"
 
 
-def _select(packed, per_class: int | None) -> np.ndarray:
-    if not per_class:
-        return np.arange(len(packed))
-    return np.sort(np.concatenate([np.flatnonzero(packed.targets == c)[:per_class] for c in range(len(packed.classes))]))
-
-
 def _shares(values: np.ndarray, onehot: np.ndarray, signed: bool) -> np.ndarray:
     """N x H x W maps -> N x R shares of positive mass (the rule of :func:`ferx.explain.regions.region_breakdown`)."""
     flat = values.reshape(len(values), -1).astype(np.float64)
@@ -53,7 +47,7 @@ def region_shares(loaded, packed, *, per_class: int | None = 100, batch_size: in
     from ferx.explain.native import has_native_attention, native_attention
     from ferx.faces import MEAN_FACE
 
-    idx = _select(packed, per_class)
+    idx = packed.per_class(per_class)
     model, spec = loaded.model, loaded.input_spec
     key = cache_key(REGIONS_VERSION, loaded.sha256, packed.fingerprint, spec.to_dict(), idx.tolist(), MAPS)
     path = Path(cache_dir or default_cache_dir("regions")) / f"{key[:32]}.npz"

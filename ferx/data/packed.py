@@ -84,6 +84,13 @@ class PackedSplit:
         faces are 491 angry and 9 disgust)."""
         return self if n is None or n >= len(self) else self.take(spread_indices(len(self), n))
 
+    def per_class(self, n: int | None) -> np.ndarray:
+        """Indices of the first ``n`` samples of each class in split order, sorted (every sample when
+        ``n`` is None or 0): a fixed, class-balanced selection for the dataset-wide map studies."""
+        if not n:
+            return np.arange(len(self))
+        return np.sort(np.concatenate([np.flatnonzero(self.targets == c)[:n] for c in range(len(self.classes))]))
+
     def save(self, path: Path) -> None:
         arrays = dict(images_dx=_delta_encode(self.images), targets=self.targets, paths=self.paths.astype(str),
                       classes=np.asarray(self.classes), meta=np.asarray([PACK_VERSION, self.skipped, self.no_face]),

@@ -181,7 +181,7 @@ def _cmd_analyze(args) -> int:
     import pandas as pd
 
     from ferx.analysis import (agreement, analyze, confusion_frame, cross_model_frame, disagreements, failures,
-                               per_class_table, reliability, summary_table)
+                               per_class_table, summary_table)
     from ferx.analysis.embeddings import project
     from ferx.analysis.figures import COLOUR_BY, confusion_figure, embedding_figure, reliability_figure, write_figure
     from ferx.analysis.tables import FAILURE_KINDS
@@ -224,7 +224,7 @@ def _cmd_analyze(args) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         summary_table(runs).to_csv(out / "summary.csv")
-        figures = {"reliability": reliability_figure({r.name: reliability(r) for r in runs})}
+        figures = {"reliability": reliability_figure(runs)}
         if votes is not None:
             vote_metrics(runs, votes).to_csv(out / "vote_metrics.csv")
             for run in runs:
@@ -247,8 +247,9 @@ def _cmd_analyze(args) -> int:
                 figures[name] = fig
         for name, fig in figures.items():
             for fmt in args.format:
-                write_figure(fig, out / f"{name}.{fmt}")
-        print(f"wrote tables and {len(figures)} figure(s) ({', '.join(args.format)}) to {out}")
+                write_figure(fig, out / f"{name}.{fmt}", shared_js=True)
+        shared = " (the HTML files load plotly.min.js from there: move the folder as a whole)" if "html" in args.format else ""
+        print(f"wrote tables and {len(figures)} figure(s) ({', '.join(args.format)}) to {out}{shared}")
     return 0
 
 
@@ -398,6 +399,7 @@ def _cmd_explain(args) -> int:
 def _cmd_regions(args) -> int:
     import pandas as pd
 
+    from ferx.analysis.figures import write_figure
     from ferx.analysis.regions import region_figure, region_shares, region_table
     from ferx.checkpoint import load_checkpoint
     from ferx.data.datasets import load_split
@@ -422,8 +424,8 @@ def _cmd_regions(args) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "regions.csv")
-        region_figure(table).write_html(out / "regions.html", include_plotlyjs=True)
-        print(f"wrote {out / 'regions.csv'} and {out / 'regions.html'}")
+        write_figure(region_figure(table), out / "regions.html", shared_js=True)
+        print(f"wrote {out / 'regions.csv'} and {out / 'regions.html'} (with plotly.min.js beside it)")
     return 0
 
 

@@ -145,8 +145,28 @@ def test_embeddings_are_cached_and_figures_carry_sample_ids(ferplus_runs, tmp_pa
     fig = embedding_figure(coords, mini, "correct", "pca")
     ids = np.concatenate([np.asarray(trace.customdata)[:, 0].astype(int) for trace in fig.data])
     assert sorted(ids) == list(range(len(mini)))
-    html = write_figure(confusion_figure(confusion_frame(mini)), tmp_path / "cm.html")
-    assert html.stat().st_size > 100_000  # self-contained: plotly.js is inside
+    html = write_figure(confusion_figure(confusion_frame(mini)), tmp_path / "alone" / "cm.html")
+    assert html.stat().st_size > 3_000_000 and len(list(html.parent.iterdir())) == 1  # self-contained: plotly.js inside
+    shared = [write_figure(fig, tmp_path / "folder" / f"{i}.html", shared_js=True)
+              for i, fig in enumerate([confusion_figure(confusion_frame(mini)), fig])]
+    assert all(p.stat().st_size < 300_000 and 'src="plotly.min.js"' in p.read_text() for p in shared)
+    assert (tmp_path / "folder" / "plotly.min.js").stat().st_size > 3_000_000  # once, beside them
+
+
+def test_the_reliability_figure_names_its_split_and_each_models_ece(ferplus_runs):
+    from ferx.analysis import summary_table
+    from ferx.analysis.figures import reliability_figure
+
+    fig = reliability_figure(ferplus_runs)
+    run = ferplus_runs[0]
+    assert fig.layout.title.text == f"Reliability on {run.dataset}/{run.split}"
+    eces = summary_table(ferplus_runs)["ece"]
+    # mini-Xception scores 3,344 faces (no contempt), the 8-class model 3,371; ECE as the summary table has it
+    for r, n, trace in zip(ferplus_runs, (3344, 3371), fig.data[1:]):
+        assert trace.name == f"{r.name}: {n} faces, ECE {eces[r.name]:.3f}"
+        assert sum(trace.customdata) == int(r.scored.sum())  # every scored face in one bin
+    scaled = reliability_figure([r.with_temperature(2.0) for r in ferplus_runs])
+    assert "temperature-scaled" in scaled.layout.title.text and ", T = 2.00" in scaled.data[1].name
 
 
 def test_tsne_and_umap_on_a_small_real_slice(ferplus_runs, tmp_path):

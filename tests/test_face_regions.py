@@ -217,4 +217,5 @@ def test_ferx_regions_prints_the_table_and_writes_its_files(data_root, tmp_path,
                  "--data-root", str(data_root), "--device", "cpu", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "(area)" in printed and "happy" in printed and "off-face" in printed
-    assert (tmp_path / "regions.csv").stat().st_size > 0 and (tmp_path / "regions.html").stat().st_size > 0
+    assert (tmp_path / "regions.csv").stat().st_size > 0 and "plotly.min.js" in (tmp_path / "regions.html").read_text()
+    assert (tmp_path / "plotly.min.js").stat().st_size > 3_000_000

@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image
 
 from ferx.analysis import (agreement, analyze_packed, cell_samples, confusion_frame, cross_cell_samples,
-                           cross_model_frame, disagreements, failures, per_class_table, reliability, summary_table)
+                           cross_model_frame, disagreements, failures, per_class_table, summary_table)
 from ferx.analysis.bundle import bundled_splits
 from ferx.analysis.embeddings import METHODS, expected_seconds, project
 from ferx.analysis.figures import COLOUR_BY, embedding_figure, reliability_figure, write_figure
@@ -57,7 +57,9 @@ HELP = {
                  "box select in the plot's toolbar) around points: exactly those faces fill the gallery. Faces chosen "
                  "in a matrix or a ranking are ringed in black here. Double-click clears the selection.",
     "reliability": "If the model is calibrated, faces predicted with 70 % confidence are right 70 % of the time: the "
-                   "curve follows the diagonal. Below it means over-confident.",
+                   "curve follows the diagonal. Below it means over-confident. Each marker is a bin of faces by confidence, "
+                   "sized by how many it holds (a bin of three faces is noise); the legend gives each model's expected "
+                   "calibration error (ECE: the gap from the diagonal, averaged over the faces).",
 }
 
 
@@ -258,7 +260,7 @@ def show_matrix(analysis, name, norm):
     counts = confusion_frame(run)
     shown = confusion_frame(run, normalize=True).round(3) if norm else counts
     return (matrix_table(shown, counts), per_class_table(run).round(4).reset_index(),
-            reliability_figure({r.name: reliability(r) for r in analysis.runs}))
+            reliability_figure(analysis.runs))
 
 
 ONE_MODEL = "tick a second model under Models and run the analysis again"

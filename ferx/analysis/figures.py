@@ -27,17 +27,31 @@ def confusion_figure(counts: pd.DataFrame, normalized: pd.DataFrame | None = Non
     return fig
 
 
-def reliability_figure(tables: dict[str, pd.DataFrame]) -> go.Figure:
-    """Accuracy against confidence per bin, one line per model, with the diagonal of perfect calibration."""
+def reliability_figure(runs: list[ModelRun]) -> go.Figure:
+    """Accuracy against confidence per bin, one line per model run on one split (its ECE in the legend;
+    a marker's area follows its bin's face count, so a bin of 3 faces does not look like one of 300),
+    with the diagonal of perfect calibration. The title names the split; the legend the faces each model scored."""
+    from ferx.analysis.metrics import table_ece
+    from ferx.analysis.tables import reliability
+
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="gray"),
                                name="perfectly calibrated"))
-    for name, table in tables.items():
+    scaled = any(r.temperature != 1.0 for r in runs)
+    for run in runs:
+        table = reliability(run)
         t = table[table["count"] > 0]
-        fig.add_trace(go.Scatter(x=t["confidence"], y=t["accuracy"], mode="lines+markers", name=name,
+        name = run.name + (f", T = {run.temperature:.2f}" if scaled else "")
+        size = 5 + 17 * np.sqrt(t["count"] / t["count"].max())
+        fig.add_trace(go.Scatter(x=t["confidence"], y=t["accuracy"], mode="lines+markers",
+                                 name=f"{name}: {int(t['count'].sum())} faces, ECE {table_ece(table):.3f}",
+                                 marker=dict(size=size),
                                  customdata=t["count"], hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}"
-                                                                      "<br>%{customdata} images<extra></extra>"))
-    fig.update_layout(title="Reliability", xaxis_title="confidence", yaxis_title="accuracy",
-                      xaxis_range=[0, 1], yaxis_range=[0, 1], width=560, height=500)
+                                                                      "<br>%{customdata} faces<extra></extra>"))
+    title = f"Reliability on {runs[0].dataset}/{runs[0].split}" + (" (temperature-scaled)" if scaled else "")
+    fig.update_layout(title=title, xaxis_title="confidence (mean top probability in the bin)",
+                      yaxis_title="accuracy in the bin", xaxis_range=[0, 1.02], yaxis_range=[0, 1.02],
+                      width=560, height=620, legend=dict(orientation="h", yanchor="top", y=-0.15, x=0),
+                      margin=dict(b=120))
     return fig
 
 
@@ -113,12 +127,14 @@ def embedding_figure(coords: np.ndarray, run: ModelRun, color_by: str = "true", 
     return fig
 
 
-def write_figure(fig: go.Figure, path: str | Path) -> Path:
-    """Write ``.html`` (self-contained) or ``.png`` (needs kaleido and a Chrome/Chromium browser)."""
+def write_figure(fig: go.Figure, path: str | Path, shared_js: bool = False) -> Path:
+    """Write ``.html`` or ``.png`` (needs kaleido and a Chrome/Chromium browser). An HTML file holds
+    plotly.js (4.7 MB) itself, or with ``shared_js`` loads the one ``plotly.min.js`` written beside
+    it: for a folder of figures, which then opens offline as a whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".html":
-        fig.write_html(path, include_plotlyjs=True)
+        fig.write_html(path, include_plotlyjs="directory" if shared_js else True)
     elif path.suffix == ".png":
         try:
             fig.write_image(path, scale=2)

@@ -8,16 +8,13 @@ import pandas as pd
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
     """ECE with equal-width confidence bins: sum over bins of |accuracy - confidence| x bin share."""
-    conf = probs.max(1)
-    correct = probs.argmax(1) == y_true
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
-    return float(ece)
+    return table_ece(reliability_table(probs, y_true, n_bins))
+
+
+def table_ece(table: pd.DataFrame) -> float:
+    """The ECE of a :func:`reliability_table` (its empty bins weigh nothing)."""
+    t = table[table["count"] > 0]
+    return float((t["count"] * (t["accuracy"] - t["confidence"]).abs()).sum() / t["count"].sum())
 
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: tuple[str, ...] | list[str],

@@ -261,6 +261,17 @@ class FaceSearch:
         return {"photo": self.photo.to_dict(), "no_face": self.no_face, "note": self.note,
                 "faces": [f.to_dict() for f in self.faces]}
 
+    def largest(self) -> int | None:
+        """The number of the face with the largest box (None when there is none)."""
+        areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in self.faces]
+        return int(np.argmax(areas)) if areas else None
+
+    def face_at(self, x: float, y: float) -> int | None:
+        """The number of the smallest face box holding the point (x, y) of the photo (None: no box holds it)."""
+        hits = [(f.box[2] - f.box[0], i) for i, f in enumerate(self.faces)
+                if f.box[0] <= x <= f.box[2] and f.box[1] <= y <= f.box[3]]
+        return min(hits)[1] if hits else None
+
     def pick(self, index) -> int:
         """The face number ``index`` (None is 0) checked against the faces found."""
         index = int(index or 0)

@@ -75,8 +75,7 @@ def largest_face(photo) -> tuple[Face | None, int]:
     search = find_faces(photo)
     if search.no_face:
         return None, 0
-    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in search.faces]
-    return search.faces[int(np.argmax(areas))], len(search.faces)
+    return search.faces[search.largest()], len(search.faces)
 
 
 def score_frame(models: Iterable, frame, *, using: Callable = nullcontext, name: str = "frame") -> LiveFrame:

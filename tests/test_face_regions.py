@@ -56,6 +56,12 @@ def test_three_faces_of_a_group_photo_are_found_with_landmarks_on_them(fer_test)
         assert ((lm[:, 0] > x) & (lm[:, 0] < x + 250) & (lm[:, 1] > y) & (lm[:, 1] < y + 250)).all()
         assert lm[0, 1] < lm[2, 1] < lm[3, 1] and lm[0, 0] < lm[1, 0]  # eyes above nose above mouth, left to right
         assert face.score > 0.85 and 0 < face.rank <= 1
+    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in search.faces]
+    assert search.largest() == int(np.argmax(areas))
+    for _, x, y in placed:  # a click on a face's centre names that face; one on the background none
+        i = search.face_at(x + 125, y + 125)
+        assert x <= (search.faces[i].box[0] + search.faces[i].box[2]) / 2 <= x + 250
+    assert search.face_at(5, 5) is None
 
 
 def test_a_portrait_upscaled_to_phone_size_scores_the_real_face_as_face_0(fer_test):

@@ -20,6 +20,16 @@ def test_a_dataset_face_link_reopens_its_exact_pixels(data_root):
     assert restored == {"dataset": "ckplus", "split": "test", "sample": 7, "true": packed.classes[packed.targets[7]]}
 
 
+def test_a_ferplus_face_link_brings_its_annotators_votes_as_the_gallery_does(data_root):
+    """A link to a FERPlus face restores the same origin, votes included, as opening it from the Dataset tab."""
+    swept = set()
+    _, restored = restore_face({"dataset": "ferplus", "split": "test", "sample": "3"}, data_root, [], swept)
+    packed = pack_split(load_split("ferplus", "test", data_root), progress=False)
+    votes = packed.soft_targets[3]
+    assert restored["votes"] == {c: round(float(v), 3) for c, v in zip(packed.classes, votes) if v > 0}
+    assert sum(restored["votes"].values()) == pytest.approx(1, abs=0.01)
+
+
 @pytest.mark.parametrize("params, message", [
     ({"dataset": "/etc", "split": "test", "sample": "0"}, "names no face this server can open"),
     ({"dataset": "ckplus", "split": "../x", "sample": "0"}, "names no face this server can open"),

@@ -4,8 +4,6 @@ side by side, each method drawn on one colour scale shared by the models."""
 from __future__ import annotations
 
 import functools
-import getpass
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from ferx.models import get_model_info
 from ferx.text import plural
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
+from webapp.uploads import user_temp_dir
 from webapp.explaining import annotate, crop_strip, photo_inputs, search_faces, tile, verdict
 from webapp.model_bank import ModelBank
 from webapp.narrow import scroll_to_on_narrow
@@ -58,8 +57,7 @@ def example_photos(data_root: Path) -> list[tuple[str, str]]:
         packed = pack_split(load_fer2013(data_root, "test"), progress=False)
     except (ValueError, OSError):
         return portrait_examples()
-    folder = Path(tempfile.gettempdir()) / f"ferx-examples-{getpass.getuser()}"
-    folder.mkdir(exist_ok=True)
+    folder = user_temp_dir("examples")
     faces = []
     for true in EXAMPLE_CLASSES:
         for i in np.flatnonzero(packed.targets == packed.classes.index(true)):
@@ -147,9 +145,8 @@ def face_at(path, whole_image, evt: gr.SelectData):
         return gr.skip()
     search = search_faces(path, bool(whole_image))
     x, y = (v / search.photo.scale for v in evt.index[:2])  # the annotated photo is at working resolution
-    hits = [(f.box[2] - f.box[0], i) for i, f in enumerate(search.faces)
-            if f.box[0] <= x <= f.box[2] and f.box[1] <= y <= f.box[3]]
-    return min(hits)[1] if hits else gr.skip()
+    index = search.face_at(x, y)
+    return gr.skip() if index is None else index
 
 
 def build_compare_tab(ctx: AppContext) -> None:

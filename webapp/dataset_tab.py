@@ -9,7 +9,6 @@ gallery face opens in the Explain tab.
 from __future__ import annotations
 
 import functools
-import getpass
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -38,9 +37,11 @@ from webapp.app_context import AppContext
 from webapp.config import AppConfig
 from webapp.errors import user_errors
 from webapp.inputs import Count
+from webapp.links import dataset_face_file
 from webapp.model_bank import ModelBank
 from webapp.narrow import scroll_to_on_narrow
 from webapp.plotly_select import selectable_plot
+from webapp.uploads import user_temp_dir
 
 FAILURE_VIEWS = {"Confident mistakes": "confident_mistakes", "Highest loss": "highest_loss",
                  "Lowest margin": "lowest_margin", "Model A vs B disagreement": "disagreement"}
@@ -383,16 +384,15 @@ def first_page(analysis, chosen, sort):
     return gallery_page(analysis, chosen, sort, 1)
 
 
-def export_dir() -> Path:
-    folder = Path(tempfile.gettempdir()) / f"ferx-exports-{getpass.getuser()}"
-    folder.mkdir(exist_ok=True)
-    return folder
+def export_folder() -> Path:
+    """A fresh folder for one download (two at once never overwrite each other's files)."""
+    return Path(tempfile.mkdtemp(dir=user_temp_dir("exports")))
 
 
 def exports(swept: set, stem: str, *, table: pd.DataFrame | None = None, figure=None) -> list[str]:
     """A view's downloads: its table as CSV and its figure as self-contained HTML (the figure's toolbar
     saves a PNG), in a fresh folder; listed in ``swept`` (deleted with the uploads)."""
-    folder = Path(tempfile.mkdtemp(dir=export_dir()))
+    folder = export_folder()
     paths = []
     if table is not None:
         paths.append(write_csv(table, folder / f"{stem}.csv"))
@@ -408,7 +408,7 @@ def selection_csv(analysis, chosen, sort, swept: set):
     if analysis is None or not chosen:
         raise gr.Error("Select some faces first.")
     frame = selection_frame(analysis.run(chosen["model"]), chosen["ids"], sort, votes=analysis.packed.soft_targets)
-    path = write_csv(frame, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_selection_{chosen['view']}.csv")
+    path = write_csv(frame, export_folder() / f"ferx_selection_{chosen['view']}.csv")
     swept.add(str(path))
     return str(path)
 
@@ -419,7 +419,7 @@ def embedding_html(analysis, name, how, colour_by, chosen, swept: set):
     if analysis is None or not name:
         raise gr.Error("Run an analysis first.")
     fig = embedding_view(analysis, name, how, colour_by, chosen)
-    path = write_figure(fig, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_{how}_{name}.html")
+    path = write_figure(fig, export_folder() / f"ferx_{how}_{name}.html")
     swept.add(str(path))
     return str(path)
 
@@ -428,19 +428,8 @@ def open_in_explain(analysis, ids, index: int, swept: set):
     """Gallery face ``index``, opened in Explain with the pixels the analysis scored (a lossless PNG of
     the packed face, scored whole: it is already a face crop), face 0, and its origin and true label.
     The PNG goes in ``swept`` (a component's temporary files: deleted within two minutes)."""
-    sample = int(ids[index])
-    packed = analysis.packed
-    true = packed.classes[packed.targets[sample]]
-    name = f"{packed.dataset}_{packed.split}_{sample}_{true}.png".replace("/", "_").replace(":", "_")
-    folder = Path(tempfile.gettempdir()) / f"ferx-faces-{getpass.getuser()}"
-    folder.mkdir(exist_ok=True)
-    path = folder / name  # the same face has the same pixels: concurrent opens may share the file
-    Image.fromarray(packed.images[sample]).save(path)
-    swept.add(str(path))
-    source = {"dataset": packed.dataset, "split": packed.split, "sample": sample, "true": true}
-    if packed.soft_targets is not None:  # FERPlus: the annotators' votes, shown beside the models' probabilities
-        source["votes"] = {c: round(float(v), 3) for c, v in zip(packed.classes, packed.soft_targets[sample]) if v > 0}
-    return str(path), True, 0, source, gr.Tabs(selected="explain")
+    path, source = dataset_face_file(analysis.packed, int(ids[index]), swept)
+    return path, True, 0, source, gr.Tabs(selected="explain")
 
 
 def source_controls(name: str | None, zip_file, faces: str = "given"):
@@ -628,7 +617,7 @@ def show_label_noise(analysis, kind, model, swept: set):
     soft = analysis.packed.soft_targets
     metrics = rounded(vote_metrics(analysis.runs, soft)).reset_index()
     table = ranking(analysis.run(model), soft, kind, GALLERY_LIMIT)
-    path = write_csv(table, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_{kind.replace(' ', '_')}_{model}.csv")
+    path = write_csv(table, export_folder() / f"ferx_{kind.replace(' ', '_')}_{model}.csv")
     swept.add(str(path))
     shown = rounded(table.drop(columns=["path"])).reset_index()
     return (metrics, shown, str(path),
@@ -708,7 +697,7 @@ def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, s
               f"#{int(i)} {row['true']} · A {row[f'pred_{a}']} {row[f'confidence_{a}']:.2f} · B {row[f'pred_{b}']} "
               f"{row[f'confidence_{b}']:.2f} · ρ {row['spearman']:.2f} · IoU {row['top_k_iou']:.2f}")
              for j, (i, row) in enumerate(frame.head(DISAGREE_TILES).iterrows())]
-    path = write_csv(frame, Path(tempfile.mkdtemp(dir=export_dir())) / f"ferx_disagreement_{a}_vs_{b}.csv")
+    path = write_csv(frame, export_folder() / f"ferx_disagreement_{a}_vs_{b}.csv")
     swept.add(str(path))
     return (items, rounded(frame.drop(columns=["path"])).reset_index(), rounded(per_class_table).reset_index(),
             str(path), selection(a, frame.index, f"Faces {a} and {b} label differently ({sort})", "ranking"),

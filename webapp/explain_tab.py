@@ -8,8 +8,6 @@ The method choices, their readings and which of them are slow come from the meth
 from __future__ import annotations
 
 import functools
-import getpass
-import tempfile
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +24,7 @@ from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
 from ferx.text import plural
 from webapp.errors import user_errors
+from webapp.uploads import user_temp_dir
 from webapp.links import face_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
 from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, from_png, photo_inputs, png_bytes,
@@ -142,7 +141,7 @@ def explanation_card(bank, swept: set, card, base_url: str):
         raise gr.Error("Explain a face first: the card shows the explanation on screen.")
     s = card["settings"]
     link = view_link(base_url, card["face"], s) if card["face"] else None
-    folder = Path(tempfile.gettempdir()) / f"ferx-cards-{getpass.getuser()}" / uuid.uuid4().hex
+    folder = user_temp_dir("cards") / uuid.uuid4().hex
     files = write_card(folder / f"{Path(card['result'].search.photo.name).stem}_card", card["result"],
                        [bank.models[name] for name in s["chosen"]], scale="shared" if s["shared_scale"] else "per-map",
                        clip_percentile=float(s["clip_pct"]), alpha=float(s["opacity"]),

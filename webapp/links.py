@@ -10,11 +10,9 @@ dataset must be a registered one (never a path), a choice one the component offe
 from __future__ import annotations
 
 import functools
-import getpass
 import hashlib
 import json
 import logging
-import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -23,10 +21,10 @@ from PIL import Image
 
 from ferx.data.datasets import DATASETS, SPLITS, load_split
 from ferx.data.packed import pack_split
+from webapp.uploads import user_temp_dir
 
 log = logging.getLogger(__name__)
 VIEW = "explain"
-FACE_KEYS = ("dataset", "split", "sample", "example")
 NOT_SETTINGS = ("bank", "path", "source", "examples", "progress")  # explain() parameters a link does not carry
 
 
@@ -80,14 +78,22 @@ def restore_face(params: dict, data_root: Path, examples, swept: set) -> tuple[s
     raw = str(params.get("sample", ""))
     if not raw.isdigit() or int(raw) >= len(packed.images):
         raise ValueError(f"{dataset}/{split} has no face #{raw[:20]}")
-    sample = int(raw)
+    return dataset_face_file(packed, int(raw), swept)
+
+
+def dataset_face_file(packed, sample: int, swept: set) -> tuple[str, dict]:
+    """Face ``sample`` of a packed split as the photo Explain opens: a lossless PNG of the exact pixels
+    scored (listed in ``swept``, deleted with the uploads: webapp/uploads.py), and its origin shown
+    beside it: dataset, split, sample, true label and, for FERPlus, the annotators' votes."""
     true = packed.classes[packed.targets[sample]]
-    folder = Path(tempfile.gettempdir()) / f"ferx-faces-{getpass.getuser()}"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"link_{dataset}_{split}_{sample}_{true}.png"
+    name = f"{packed.dataset}_{packed.split}_{sample}_{true}.png".replace("/", "_").replace(":", "_")
+    path = user_temp_dir("faces") / name  # the same face has the same pixels: concurrent opens may share the file
     Image.fromarray(packed.images[sample]).save(path)
-    swept.add(str(path))  # deleted with the uploads (webapp/uploads.py)
-    return str(path), {"dataset": dataset, "split": split, "sample": sample, "true": true}
+    swept.add(str(path))
+    source = {"dataset": packed.dataset, "split": packed.split, "sample": sample, "true": true}
+    if packed.soft_targets is not None:  # FERPlus: the annotators' votes, shown beside the models' probabilities
+        source["votes"] = {c: round(float(v), 3) for c, v in zip(packed.classes, packed.soft_targets[sample]) if v > 0}
+    return str(path), source
 
 
 def out_of_place(component, value) -> str | None:

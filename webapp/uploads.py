@@ -10,15 +10,26 @@ its start to its shutdown (which deletes everything left): files live at most
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
+import tempfile
 import threading
 import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30
 MAX_AGE_S = 60
+
+
+def user_temp_dir(kind: str) -> Path:
+    """The server user's own folder for ``kind`` of generated file (``ferx-<kind>-<user>`` in the system
+    temp folder; created): another user's server on the machine never shares it."""
+    folder = Path(tempfile.gettempdir()) / f"ferx-{kind}-{getpass.getuser()}"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def sweep(blocks, max_age_s: float | None = MAX_AGE_S) -> int:

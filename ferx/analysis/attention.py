@@ -19,7 +19,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, ContextManager
 
-import numpy as np
 import pandas as pd
 
 from ferx.cache import atomic_path, cache_key, cached

@@ -202,15 +202,15 @@ def faces_note(faces: str, no_face: int) -> str:
 def read_faces(path: Path, size: int, mode: str, face: str = "best", detector: str | None = None) -> list[np.ndarray]:
     """The faces of one photo as a model of input ``size`` scores them (``pack_split(faces="detect")``):
     ``size`` x ``size`` uint8 arrays in mode ``L`` or ``RGB``, best first; empty when it has none."""
-    from ferx.data.preprocess import model_pixels
     from ferx.faces import find_faces
     from ferx.models import InputSpec
 
-    found = find_faces(load_photo(path, name=path.name), detector=detector).faces
+    search = find_faces(load_photo(path, name=path.name), detector=detector)
+    found = search.faces
     if face == "best":
         found = found[:1]
     elif face == "largest":
-        found = sorted(found, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))[:1]
+        found = [found[search.largest()]] if found else []
     channels = 1 if mode == "L" else 3
     spec = InputSpec(size, channels, (0.0,) * channels, (1.0,) * channels)
     return [f.model_pixels(spec) for f in found]

@@ -460,28 +460,26 @@ def _cmd_sanity(args) -> int:
 
     matplotlib.use("Agg")
     from ferx.device import resolve_device
-    from ferx.explain import has_native_attention
     from ferx.explain.report import canonical_method, open_model, resolve_class
-    from ferx.explain.sanity import cascading_randomization
+    from ferx.explain.sanity import DEFAULT_STEPS, applicable_methods, cascading_randomization
     from ferx.faces import find_faces, load_photo
 
     out = figure_path(args.out, f"{Path(args.photo).stem}_sanity.png")
     loaded = open_model(args.model, device=args.device)
-    methods = [canonical_method(m) for m in (args.method or ["native", "gradcam", "saliency"])]
-    if "native" in methods and not has_native_attention(loaded.model):
-        methods.remove("native")
+    methods = applicable_methods(loaded.model, [canonical_method(m) for m in args.method or ()])
     search = find_faces(load_photo(args.photo), whole_image=args.whole_image)
     if search.no_face:
         raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
-    x = search.faces[search.pick(args.face)].model_input(loaded.input_spec).to(resolve_device(args.device))
+    face = search.faces[search.pick(args.face)]
+    x = face.model_input(loaded.input_spec).to(resolve_device(args.device))
     with terminal_progress() as progress:
         check = cascading_randomization(loaded.model, x, methods, target=resolve_class(args.target, loaded.classes),
-                                        n_steps=args.steps, seed=args.seed, name=loaded.display,
+                                        n_steps=args.steps or DEFAULT_STEPS, seed=args.seed, name=loaded.display,
                                         classes=loaded.classes, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    check.figure().savefig(out, dpi=130)
+    check.figure(face=face.crop, photo=Path(args.photo).name).savefig(out, dpi=130)
     out.with_suffix(".json").write_text(json.dumps(check.to_dict(), indent=2) + "\n")
-    table = check.frame().pivot(index="map", columns="step", values="spearman").round(2)
+    table = check.spearman_table()
     print(f"{loaded.display}, class {check.target_label}: Spearman with the trained map as layers are randomised "
           f"from the head down (steps 1..{len(check.steps) - 1})")
     print(table.to_string())
@@ -513,6 +511,11 @@ class _RegistryHelp(argparse.HelpFormatter):
             from ferx.explain.methods import method_help
 
             text = text.replace("{methods}", method_help())
+        if "{sanity_" in text:  # the sanity check's defaults, declared beside it
+            from ferx.explain.sanity import DEFAULT_METHODS, DEFAULT_STEPS
+
+            text = text.replace("{sanity_methods}", ", ".join(DEFAULT_METHODS)).replace("{sanity_steps}",
+                                                                                     str(DEFAULT_STEPS))
         return text
 
 
@@ -724,9 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
     sa.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
     sa.add_argument("--model", required=True, help=CHECKPOINT_HELP)
     sa.add_argument("--method", action="append", default=None,
-                    help="{methods}; repeat for several (default: native, gradcam, saliency)")
+                    help="{methods}; repeat for several (default: {sanity_methods}; native only where the model has it)")
     sa.add_argument("--target", default=None, help="class to explain (default: the trained model's prediction)")
-    sa.add_argument("--steps", type=positive_int, default=6, help="groups of layers randomised one after another")
+    sa.add_argument("--steps", type=positive_int, default=None,
+                    help="groups of layers randomised one after another (default: {sanity_steps})")
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     sa.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")

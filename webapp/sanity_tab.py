@@ -11,9 +11,9 @@ import functools
 
 import gradio as gr
 
-from ferx.explain import has_native_attention
 from ferx.explain.methods import get_method, list_methods
-from ferx.explain.sanity import INDEPENDENT_SPEARMAN, cascading_randomization
+from ferx.explain.sanity import (DEFAULT_METHODS, DEFAULT_STEPS, INDEPENDENT_SPEARMAN, applicable_methods,
+                                 cascading_randomization)
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.explaining import chosen_face, photo_inputs
@@ -36,7 +36,7 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
     face = chosen_face(path, whole_image, index, to="check it")
     progress(0, desc=f"{model_name}: {len(methods)} method(s) × {int(n_steps) + 1} versions of the model")
     with bank.using(model_name) as loaded:
-        chosen = [m for m in methods if m != "native" or has_native_attention(loaded.model)]
+        chosen = applicable_methods(loaded.model, methods)
         if not chosen:
             raise gr.Error(f"{model_name} has no native attention: choose another method.")
         x = face.model_input(loaded.input_spec).to(next(loaded.model.parameters()).device)
@@ -44,9 +44,9 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
                                         classes=loaded.classes)
     import matplotlib.pyplot as plt  # here: the app's start-up need not wait for pyplot (0.25 s)
 
-    figure = check.figure()
+    figure = check.figure(face=face.crop)
     plt.close(figure)  # gradio renders it; pyplot must not keep every figure alive
-    table = check.frame().pivot(index="map", columns="step", values="spearman").round(2)
+    table = check.spearman_table()
     table.columns = [f"{s.index}: {s.label}" for s in check.steps]  # how far down each step randomised
     table = table.reset_index()
     mean = check.mean_similarity()
@@ -61,14 +61,14 @@ def build_sanity_tab(ctx: AppContext) -> None:
     bank = ctx.bank
     gr.Markdown(INTRO)
     offered = list_methods(offered=True, cost="light")
-    defaults = [m for m in ("native", "gradcam", "saliency") if m in offered]
+    defaults = [m for m in DEFAULT_METHODS if m in offered]
     with gr.Row():
         with gr.Column(scale=2):
             photo, whole, face_index = photo_inputs("Photo", "sanity-photo", 300)
             model = gr.Dropdown(bank.names, value=bank.names[0] if bank.names else None, label="Model")
             methods = gr.CheckboxGroup([(get_method(m).title, m) for m in offered], value=defaults,
                                        label="Methods (native: the model's own attention, where it has one)")
-            steps = gr.Slider(2, 8, value=5, step=1, label="Randomisation steps (groups of layers, head first)")
+            steps = gr.Slider(2, 8, value=DEFAULT_STEPS, step=1, label="Randomisation steps (groups of layers, head first)")
             button = gr.Button("Run the sanity check", variant="primary")
         with gr.Column(scale=3):
             verdicts = gr.Markdown(elem_id="sanity-verdicts")

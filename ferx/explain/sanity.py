@@ -34,6 +34,15 @@ from ferx.explain.methods import get_method
 # the randomisation steps, does not depend on what the model learned (Adebayo et al. read it by eye;
 # the number is ferx's, stated wherever the flag is shown)
 INDEPENDENT_SPEARMAN = 0.5
+DEFAULT_METHODS = ("native", "gradcam", "saliency")  # the model's own maps (where it has them), a CAM, a gradient
+DEFAULT_STEPS = 6  # groups of layers randomised one after another
+
+
+def applicable_methods(model: nn.Module, methods: Sequence[str] | None = None) -> list[str]:
+    """``methods`` (default :data:`DEFAULT_METHODS`) less ``native`` when the model has no attention of its own."""
+    from ferx.explain.native import has_native_attention
+
+    return [m for m in (methods or DEFAULT_METHODS) if m != "native" or has_native_attention(model)]
 
 
 @dataclass
@@ -89,6 +98,10 @@ class SanityCheck:
                              "ssim": float(structural_similarity(_unit(original), _unit(values), data_range=1.0))})
         return pd.DataFrame(rows)
 
+    def spearman_table(self) -> pd.DataFrame:
+        """Maps (rows) x steps (columns, 0 = trained): Spearman with the trained map, to 2 decimals."""
+        return self.frame().pivot(index="map", columns="step", values="spearman").round(2)
+
     def mean_similarity(self) -> pd.Series:
         """Per map: its mean Spearman with the trained map over the randomised steps. The mean, not the
         last step alone: a coarse map (mini-Xception's Grad-CAM is 4 x 4) correlates by chance at
@@ -101,32 +114,50 @@ class SanityCheck:
         mean = self.mean_similarity()
         return {name: bool(mean[name] >= self.threshold) for name in self.map_names}
 
-    def figure(self, size: float = 1.6):
-        """A grid for people: one row per map, one column per step (trained first), each map scaled
-        to its own range, with its similarity to the trained map; flagged rows say so."""
+    def figure(self, size: float = 1.6, face: np.ndarray | None = None, photo: str | None = None):
+        """A grid for people: one row per map, one column per step (trained first; the ``face`` crop
+        before them when given), each map scaled to its own range (a signed map symmetric about 0, in
+        the diverging colours ferx draws signed maps with), with its similarity to the trained map;
+        flagged rows say so. ``photo`` (a file name) goes in the title."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP
+
         frame, flags, mean = self.frame().set_index(["map", "step"]), self.independent(), self.mean_similarity()
         names = self.map_names
-        width = size * len(self.steps)
-        fig, axes = plt.subplots(len(names), len(self.steps), squeeze=False, figsize=(width, size * len(names) + 1.0),
+        first = 1 if face is not None else 0  # the face's column
+        width = size * (len(self.steps) + first)
+        fig, grid = plt.subplots(len(names), len(self.steps) + first, squeeze=False,
+                                 figsize=(width, size * len(names) + 1.0),
                                  layout="constrained")  # room for the wrapped title, unlike tight_layout
+        axes = [row[first:] for row in grid]
+        if face is not None:
+            for r in range(len(names)):
+                grid[r][0].imshow(face, cmap="gray" if face.ndim == 2 else None)
+                grid[r][0].set_xticks([]), grid[r][0].set_yticks([])
+            grid[0][0].set_title("face", fontsize=6)
         for r, name in enumerate(names):
             for c, step in enumerate(self.steps):
                 ax = axes[r][c]
-                ax.imshow(step.maps[name].values, cmap="jet")
+                m = step.maps[name]
+                if m.signed:
+                    top = float(np.abs(m.values).max()) or 1.0
+                    ax.imshow(m.values, cmap=DEFAULT_SIGNED_CMAP, vmin=-top, vmax=top)
+                else:
+                    ax.imshow(m.values, cmap=DEFAULT_CMAP)
                 ax.set_xticks([]), ax.set_yticks([])
                 sim = frame.loc[(name, step.index)]
                 ax.set_xlabel(f"ρ {sim.spearman:.2f} · SSIM {sim.ssim:.2f}", fontsize=7)
                 if r == 0:
                     ax.set_title("trained" if c == 0 else f"random down to\n{step.label}", fontsize=6)
             flag = "\n(independent of\nthe model!)" if flags[name] else ""
-            axes[r][0].set_ylabel(f"{name}\nmean ρ {mean[name]:.2f}{flag}", fontsize=7,
+            grid[r][0].set_ylabel(f"{name}\nmean ρ {mean[name]:.2f}{flag}", fontsize=7,
                                   color="crimson" if flags[name] else "black")
-        title = (f"Sanity check, {self.model}: layers randomised from the head down (class {self.target_label}); "
+        title = (f"Sanity check, {self.model}{f', {photo}' if photo else ''}: layers randomised from the head down "
+                 f"(class {self.target_label}); each map on its own colour range (signed maps blue < 0 < red); "
                  f"ρ = Spearman with the trained map; flagged when its mean over the steps ≥ {self.threshold}")
         fig.suptitle(textwrap.fill(title, int(width * 15)), fontsize=8)  # ~15 characters of 8 pt an inch
         return fig
@@ -171,7 +202,7 @@ def _maps(model: nn.Module, x: torch.Tensor, methods: Sequence[str], target: int
 
 
 def cascading_randomization(model: nn.Module, x: torch.Tensor, methods: Sequence[str], *, target: int | None = None,
-                            n_steps: int = 6, seed: int = 0, name: str | None = None,
+                            n_steps: int = DEFAULT_STEPS, seed: int = 0, name: str | None = None,
                             classes: Sequence[str] | None = None,
                             progress: Callable[[float, str], None] | None = None) -> SanityCheck:
     """Maps of one image ``x`` (1 x C x H x W, the model's input) by ``methods`` on the trained model,

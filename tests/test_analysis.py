@@ -153,6 +153,27 @@ def test_embeddings_are_cached_and_figures_carry_sample_ids(ferplus_runs, tmp_pa
     assert (tmp_path / "folder" / "plotly.min.js").stat().st_size > 3_000_000  # once, beside them
 
 
+def test_every_table_and_figure_shows_the_classes_in_one_order_and_one_colour_each(ferplus_runs):
+    """A FERPlus-ordered model (neutral first) and a FER-2013 one (angry first): the same class order in
+    their confusion matrices and per-class tables, and a class keeps its colour whatever colours the points."""
+    from ferx.analysis.figures import embedding_figure
+    from ferx.data.labels import CANONICAL, CLASS_COLOURS
+
+    mini, eight = ferplus_runs
+    assert eight.model_classes[0] == "neutral" and mini.model_classes[0] == "angry"
+    for run in ferplus_runs:
+        order = [c for c in CANONICAL if c in run.model_classes]
+        frame = confusion_frame(run)
+        assert list(frame.index) == list(frame.columns) == order == list(per_class_table(run).index)
+        for true in ("neutral", "happy"):  # still each cell's own faces
+            assert frame.loc[true, "sad"] == len(cell_samples(run, true, "sad"))
+    coords = np.zeros((len(mini), 2))
+    for colour_by in ("true", "pred"):
+        fig = embedding_figure(coords, mini, colour_by)
+        assert [t.name for t in fig.data] == [c for c in CANONICAL if c in {t.name for t in fig.data}]
+        assert all(t.marker.color == CLASS_COLOURS[t.name] for t in fig.data)
+
+
 def test_the_reliability_figure_names_its_split_and_each_models_ece(ferplus_runs):
     from ferx.analysis import summary_table
     from ferx.analysis.figures import reliability_figure

@@ -334,7 +334,8 @@ def confusion_click(analysis, name, evt: gr.SelectData):
     if analysis is None or col == 0:
         return gr.skip()
     run = analysis.run(name)
-    true, pred = run.model_classes[row], run.model_classes[col - 1]
+    frame = confusion_frame(run)  # the matrix as shown: its rows' and columns' names
+    true, pred = frame.index[row], frame.columns[col - 1]
     ids = cell_samples(run, true, pred)
     return selection(name, ids, f"**{plural(len(ids), 'face')}** of true class *{true}* that {name} predicts as "
                                 f"*{pred}*", "confusion")

@@ -26,6 +26,7 @@ import pandas as pd
 from ferx.analysis.runs import ModelRun
 from ferx.analysis.tables import _check_aligned, predicted_names
 from ferx.cache import atomic_path, cache_key, cached
+from ferx.data.labels import in_canonical_order
 from ferx.paths import cache_dir as default_cache_dir
 
 MAPS_VERSION = 1
@@ -134,7 +135,8 @@ def class_agreement(loaded_a, loaded_b, a: ModelRun, b: ModelRun, packed, *, per
     frame = _pair_frame(a, b, ids, agreement_scores(*_both_maps(loaded_a, loaded_b, packed, ids, hold, options)))
     frame["labels agree"] = frame[f"pred_{a.name}"] == frame[f"pred_{b.name}"]
     rows = []
-    for true, group in list(frame.groupby("true", sort=False)) + [("(all)", frame)]:
+    groups = dict(list(frame.groupby("true", sort=False)))
+    for true, group in [(c, groups[c]) for c in in_canonical_order(groups)] + [("(all)", frame)]:
         same, differ = group[group["labels agree"]], group[~group["labels agree"]]
         rows.append({"true": true, "faces": len(group), "labels agree": group["labels agree"].mean(),
                      "spearman": group["spearman"].mean(), "top-10 % IoU": group["top_k_iou"].mean(),

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ferx.analysis.runs import ModelRun
+from ferx.data.labels import CLASS_COLOURS, in_canonical_order
 
 
 def confusion_figure(counts: pd.DataFrame, normalized: pd.DataFrame | None = None, title: str = "") -> go.Figure:
@@ -107,11 +108,12 @@ def embedding_figure(coords: np.ndarray, run: ModelRun, color_by: str = "true", 
                               hovertemplate=hover, marker=dict(size=5, opacity=0.8, color=colour.values, cmin=0,
                                                                cmax=1, colorscale="Viridis",
                                                                colorbar=dict(title="confidence"))))
-    else:
-        for value in sorted(colour.unique()):
+    else:  # classes in the canonical order and colours (the same in every figure), other values sorted
+        for value in in_canonical_order(sorted(colour.unique())):
             idx = np.flatnonzero(colour.values == value)
             fig.add_trace(scatter(x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=str(value),
-                                  marker=dict(size=5, opacity=0.75), customdata=custom[idx], hovertemplate=hover))
+                                  marker=dict(size=5, opacity=0.75, color=CLASS_COLOURS.get(value)),
+                                  customdata=custom[idx], hovertemplate=hover))
     if highlight is not None and len(highlight):
         idx = np.asarray(highlight, dtype=np.int64)
         fig.add_trace(scatter(x=coords[idx, 0], y=coords[idx, 1], mode="markers", name=f"highlighted ({len(idx)})",

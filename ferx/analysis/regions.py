@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ferx.cache import atomic_path, cache_key, cached
+from ferx.data.labels import in_canonical_order
 from ferx.explain.regions import REGION_TITLES, REGIONS, region_labels
 from ferx.paths import cache_dir as default_cache_dir
 
@@ -103,6 +104,8 @@ def region_shares(loaded, packed, *, per_class: int | None = 100, batch_size: in
 def region_table(shares: pd.DataFrame) -> pd.DataFrame:
     """Mean mass share per model, map and true class (rows), region (columns); each map's "(area)"
     row holds the regions' area shares, the level a map that ignores the face would reach."""
+    rank = {c: i for i, c in enumerate(in_canonical_order(shares["true"].unique()))}
+    shares = shares.iloc[np.argsort(shares["true"].map(rank).to_numpy(), kind="stable")]  # classes in canonical order
     table = shares.groupby(["model", "map", "true"], sort=False)[list(REGIONS)].mean()
     area = shares.attrs.get("area")
     if area:

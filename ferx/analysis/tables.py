@@ -7,6 +7,7 @@ import pandas as pd
 
 from ferx.analysis.metrics import classification_metrics, negative_log_likelihood, reliability_table
 from ferx.analysis.runs import ModelRun
+from ferx.data.labels import in_canonical_order
 
 
 def _scored(run: ModelRun):
@@ -31,7 +32,7 @@ def summary_table(runs: list[ModelRun]) -> pd.DataFrame:
 def per_class_table(run: ModelRun) -> pd.DataFrame:
     y, probs, _ = _scored(run)
     m = classification_metrics(y, probs, run.model_classes)
-    return pd.DataFrame(m["per_class"]).T.rename_axis("class")
+    return pd.DataFrame(m["per_class"]).T.rename_axis("class").loc[in_canonical_order(run.model_classes)]
 
 
 def reliability(run: ModelRun, n_bins: int = 15) -> pd.DataFrame:
@@ -42,13 +43,15 @@ def reliability(run: ModelRun, n_bins: int = 15) -> pd.DataFrame:
 # ------------------------------------------------------------------ confusion matrices
 
 def confusion_frame(run: ModelRun, normalize: bool = False) -> pd.DataFrame:
-    """Rows: true class, columns: predicted class (model label space); row-normalised on request."""
+    """Rows: true class, columns: predicted class (model label space, in the canonical class order:
+    :func:`ferx.data.labels.in_canonical_order`); row-normalised on request."""
     k = len(run.model_classes)
     y, _, _ = _scored(run)
     counts = np.zeros((k, k), dtype=np.int64)
     np.add.at(counts, (y, run.preds[run.scored]), 1)
+    order = in_canonical_order(run.model_classes)
     frame = pd.DataFrame(counts, index=pd.Index(run.model_classes, name="true"),
-                         columns=pd.Index(run.model_classes, name="predicted"))
+                         columns=pd.Index(run.model_classes, name="predicted")).loc[order, order]
     if normalize:
         return frame.div(frame.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
     return frame
@@ -66,17 +69,17 @@ def _check_aligned(a: ModelRun, b: ModelRun) -> None:
 
 
 def cross_model_frame(a: ModelRun, b: ModelRun) -> pd.DataFrame:
-    """Rows: model A's prediction, columns: model B's prediction, counts over every sample. B's classes
-    in A's order where the two share them (then B's others), so agreement is the diagonal even when
-    their label sets are ordered differently (FERPlus starts with neutral, FER-2013 with angry)."""
+    """Rows: model A's prediction, columns: model B's prediction, counts over every sample. A's classes
+    in the canonical order, B's in A's order where the two share them (then B's others), so agreement
+    is the diagonal whatever order their label sets have (FERPlus starts with neutral, FER-2013 with angry)."""
     _check_aligned(a, b)
     counts = np.zeros((len(a.model_classes), len(b.model_classes)), dtype=np.int64)
     np.add.at(counts, (a.preds, b.preds), 1)
-    order = ([c for c in a.model_classes if c in b.model_classes]
-             + [c for c in b.model_classes if c not in a.model_classes])
+    rows = in_canonical_order(a.model_classes)
+    columns = [c for c in rows if c in b.model_classes] + [c for c in b.model_classes if c not in rows]
     frame = pd.DataFrame(counts, index=pd.Index(a.model_classes, name=f"{a.name} predicted"),
                          columns=pd.Index(b.model_classes, name=f"{b.name} predicted"))
-    return frame[order]
+    return frame.loc[rows, columns]
 
 
 def predicted_names(run: ModelRun) -> np.ndarray:

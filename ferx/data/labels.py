@@ -13,6 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 
 CANONICAL = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt")
+# one colour per class in every figure that colours by class (plotly's and matplotlib's default cycle, "tab10")
+CLASS_COLOURS = {"angry": "#d62728", "disgust": "#2ca02c", "fear": "#9467bd", "happy": "#ff7f0e", "sad": "#1f77b4",
+                 "surprise": "#17becf", "neutral": "#7f7f7f", "contempt": "#8c564b"}
+
+
+def in_canonical_order(names) -> list[str]:
+    """Class names in :data:`CANONICAL` order (others after them, as given): the order of every table and
+    figure, whatever order a model's or a dataset's label set has."""
+    names = list(names)
+    return sorted(names, key=lambda n: (CANONICAL.index(n) if n in CANONICAL else len(CANONICAL), names.index(n)))
 
 # Spellings found in dataset folders and label files -> canonical name.
 ALIASES = {

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferx.data.labels import in_canonical_order
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, colormap, map_scales, overlay
 from ferx.explain.regions import breakdown_line
 from ferx.explain.report import ModelExplanation
@@ -119,9 +120,10 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
                 ax.text(0.5, 0.5, "n/a", ha="center", va="center", fontsize=8, color="gray")
                 ax.axis("off")
         ax = fig.add_subplot(grid[r, 1 + len(methods)])
-        colours = ["tab:red" if k == row.predicted else "tab:blue" for k in range(len(row.classes))]
-        ax.barh(range(len(row.classes)), row.probs, color=colours)
-        ax.set_yticks(range(len(row.classes)), row.classes, fontsize=6.5)
+        shown = [list(row.classes).index(c) for c in in_canonical_order(row.classes)]  # every model's in one order
+        colours = ["tab:red" if k == row.predicted else "tab:blue" for k in shown]
+        ax.barh(range(len(shown)), np.asarray(row.probs)[shown], color=colours)
+        ax.set_yticks(range(len(shown)), [row.classes[k] for k in shown], fontsize=6.5)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
         ax.tick_params(axis="x", labelsize=6)

@@ -279,7 +279,8 @@ def _map_studies(args, runs) -> dict:
         table = attention_table(rows)
         print(f"is attention an explanation? ({plural(args.attention, 'face')}; deletion lower and insertion higher is more "
               f"faithful)\n{table.round(3).to_string()}\n")
-        out["attention"] = (table, attention_figure(table))
+        left_out = [name for name in models if name not in set(rows["model"])]  # no native maps
+        out["attention"] = (table, attention_figure(table, left_out=left_out))
     if args.disagreement:
         from ferx.analysis.disagreement import class_agreement
 

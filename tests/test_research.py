@@ -242,6 +242,8 @@ def test_native_attention_and_gradcam_face_the_same_faithfulness_test(bank, anal
     assert list(table.loc[loaded.path.name].index) == declared + ["gradcam"] and (table["faces"] == 2).all()
     aucs = table[["deletion", "insertion", "random_deletion", "random_insertion"]].to_numpy()
     assert ((aucs >= 0) & (aucs <= 1)).all()
+    per_map = rows.groupby(["model", "map"], sort=False)["deletion"]
+    assert np.allclose(table["deletion_se"], per_map.std() / np.sqrt(per_map.count()))  # the bars' error bars
     import time
 
     start = time.perf_counter()

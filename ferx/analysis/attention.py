@@ -23,17 +23,12 @@ import pandas as pd
 
 from ferx.cache import atomic_path, cache_key, cached
 from ferx.data.packed import spread_indices
+from ferx.explain.native import has_native_attention
 from ferx.paths import cache_dir as default_cache_dir
 
 ATTENTION_VERSION = 1
 N_STEPS, N_RANDOM = 16, 3  # deletion steps and random maps per test (the Explain tab uses 32 and 3)
 GRADCAM = "gradcam"
-
-
-def has_native_maps(loaded) -> bool:
-    from ferx.explain.native import has_native_attention
-
-    return has_native_attention(loaded.model)
 
 
 def attention_faithfulness(loaded, packed, n: int = 50, *, hold: Callable[[], ContextManager] = nullcontext,
@@ -47,7 +42,7 @@ def attention_faithfulness(loaded, packed, n: int = 50, *, hold: Callable[[], Co
     from ferx.explain.native import native_attention
 
     name = loaded.path.name if loaded.path is not None else loaded.display
-    if not has_native_maps(loaded):
+    if not has_native_attention(loaded.model):
         raise ValueError(f"{name} has no attention of its own to test")
     ids = spread_indices(len(packed), n)  # fixed: the same faces for every model
     key = cache_key(ATTENTION_VERSION, loaded.sha256, packed.fingerprint, loaded.input_spec.to_dict(), ids.tolist(),
@@ -88,13 +83,15 @@ def attention_faithfulness(loaded, packed, n: int = 50, *, hold: Callable[[], Co
 
 
 def attention_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean AUCs per model and map, the random maps' beside them, and the share of faces on which the
-    map beats its random maps on deletion (falls faster) and on insertion (rises faster)."""
+    """Mean AUCs per model and map (with their standard errors over the faces), the random maps' beside
+    them, and the share of faces on which the map beats its random maps on deletion (falls faster) and
+    on insertion (rises faster)."""
     rows = rows.assign(beats_random_deletion=rows["deletion"] < rows["random_deletion"],
                        beats_random_insertion=rows["insertion"] > rows["random_insertion"])
     table = rows.groupby(["model", "map"], sort=False).agg(
-        faces=("sample", "nunique"), deletion=("deletion", "mean"), random_deletion=("random_deletion", "mean"),
-        insertion=("insertion", "mean"), random_insertion=("random_insertion", "mean"),
+        faces=("sample", "nunique"), deletion=("deletion", "mean"), deletion_se=("deletion", "sem"),
+        random_deletion=("random_deletion", "mean"), insertion=("insertion", "mean"),
+        insertion_se=("insertion", "sem"), random_insertion=("random_insertion", "mean"),
         beats_random_deletion=("beats_random_deletion", "mean"),
         beats_random_insertion=("beats_random_insertion", "mean"))
     return table
@@ -109,22 +106,24 @@ def attention_figure(table: pd.DataFrame, left_out: list[str] = ()):
 
     labels = [f"{m} · {k}" for m, k in table.index]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=["Deletion AUC (lower: more faithful)", "Insertion AUC (higher: more faithful)"])
+                        subplot_titles=["Deletion AUC (lower: better)", "Insertion AUC (higher: better)"])
     for col, test in enumerate(("deletion", "insertion"), start=1):
         colours = ["#d62728" if k == GRADCAM else "#1f77b4" for _, k in table.index]
+        se = table.get(f"{test}_se")
         fig.add_trace(go.Bar(y=labels, x=table[test], orientation="h", marker_color=colours, name=test,
+                             error_x=None if se is None else dict(type="data", array=se.fillna(0), thickness=1.2,
+                                                                   color="#444"),
                              showlegend=False, hovertemplate="%{y}<br>" + test + " AUC %{x:.3f}<extra></extra>"),
                       row=1, col=col)
         fig.add_trace(go.Scatter(y=labels, x=table[f"random_{test}"], mode="markers", name="random maps",
                                  marker=dict(symbol="diamond-open", size=12, color="black", line=dict(width=2)),
                                  showlegend=col == 1,
                                  hovertemplate="%{y}<br>random maps %{x:.3f}<extra></extra>"), row=1, col=col)
-    title = ("Is attention an explanation? Native maps (blue) vs Grad-CAM (red) vs random maps (◇), mean over "
-             f"{int(table['faces'].max())} faces")
-    if left_out:
-        title += f"<br><sub>left out, no attention of their own: {', '.join(left_out)}</sub>"
+    title = (f"Is attention an explanation? Mean over {int(table['faces'].max())} faces (bars ± standard error)"
+             "<br><sub>native maps (blue), Grad-CAM (red), random maps (◇)"
+             + (f"; left out, no attention of their own: {', '.join(left_out)}" if left_out else "") + "</sub>")
     plot_px = 40 + 34 * len(labels)  # the axes' height: the figure's less its margins
-    fig.update_layout(title=title, height=plot_px + 150, margin=dict(l=20, r=20, t=100, b=50),
+    fig.update_layout(title=title, height=plot_px + 170, margin=dict(l=20, r=20, t=120, b=50),
                       legend=dict(orientation="h", y=-35 / plot_px, yanchor="top", x=0))
     fig.update_xaxes(range=[0, 1])
     fig.update_yaxes(autorange="reversed", automargin=True)
@@ -135,7 +134,7 @@ def attention_study(models, packed, n: int = 50, *, hold: Callable | None = None
                     progress: Callable[[float, str], None] | None = None) -> pd.DataFrame:
     """:func:`attention_faithfulness` for every model of ``models`` that has native maps (``hold(model)``
     around each face's work); rows of all of them. ValueError when none has."""
-    chosen = [m for m in models if has_native_maps(m)]
+    chosen = [m for m in models if has_native_attention(m.model)]
     if not chosen:
         from ferx.models import get_model_info, list_models
 

@@ -234,13 +234,15 @@ def _cmd_analyze(args) -> int:
             run.frame().to_csv(out / f"samples_{run.name}.csv")
             per_class_table(run).to_csv(out / f"per_class_{run.name}.csv")
             figures[f"confusion_{run.name}"] = confusion_figure(confusion_frame(run), confusion_frame(run, True),
-                                                               f"{run.name} on {run.dataset}/{run.split}")
+                                                               f"{run.name} on {run.dataset}/{run.split}<br>"
+                                                               f"<sub>{run.scored_text()}</sub>")
             for method in args.embeddings:
                 figures[f"{method}_{run.name}"] = embedding_figure(project(run, method), run, args.color_by, method,
                                                                    others=runs)
         for a, b in pairs:
             figures[f"cross_{a.name}_vs_{b.name}"] = confusion_figure(
-                cross_model_frame(a, b), title=f"{a.name} vs {b.name}: agreement {agreement(a, b):.3f}")
+                cross_model_frame(a, b), title=f"{a.name} vs {b.name}: agreement {agreement(a, b):.3f}<br>"
+                                               f"<sub>{a.dataset}/{a.split}, {len(a)} faces (every face, whatever its label)</sub>")
         for name, (table, fig) in research.items():
             table.to_csv(out / f"{name}.csv")
             if fig is not None:

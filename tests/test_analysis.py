@@ -4,6 +4,7 @@ import struct
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
@@ -172,6 +173,18 @@ def test_every_table_and_figure_shows_the_classes_in_one_order_and_one_colour_ea
         fig = embedding_figure(coords, mini, colour_by)
         assert [t.name for t in fig.data] == [c for c in CANONICAL if c in {t.name for t in fig.data}]
         assert all(t.marker.color == CLASS_COLOURS[t.name] for t in fig.data)
+
+
+def test_a_class_the_split_lacks_is_a_blank_row_of_the_matrix_and_the_title_says_what_was_left_out(ferplus_runs):
+    from ferx.analysis.figures import confusion_figure
+
+    counts = pd.DataFrame([[3, 1], [0, 0]], index=pd.Index(["happy", "neutral"], name="true"),
+                          columns=pd.Index(["happy", "neutral"], name="predicted"))
+    z = np.asarray(confusion_figure(counts).data[0].z, dtype=float)
+    assert np.allclose(z[0], [0.75, 0.25]) and np.isnan(z[1]).all()  # CK+ has no neutral: no row of zeros
+    mini, eight = ferplus_runs
+    assert mini.scored_text() == "3344 faces scored (27 contempt left out: not a class of the model)"
+    assert eight.scored_text() == "3371 faces scored"
 
 
 def test_the_reliability_figure_names_its_split_and_each_models_ece(ferplus_runs):

@@ -14,12 +14,15 @@ from ferx.data.labels import CLASS_COLOURS, in_canonical_order
 
 
 def confusion_figure(counts: pd.DataFrame, normalized: pd.DataFrame | None = None, title: str = "") -> go.Figure:
-    """Heat-map of a confusion (or model-vs-model) matrix: colour = row share, text = count."""
+    """Heat-map of a confusion (or model-vs-model) matrix: colour = row share, text = count. A row without
+    faces (a class the split lacks: CK+ has no neutral) is left blank, not drawn as a row of zeros."""
     shares = normalized if normalized is not None else counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).fillna(0)
     rows, cols = list(counts.index), list(counts.columns)
     custom = np.array([[[r, c] for c in cols] for r in rows], dtype=object)
+    z = shares.to_numpy(dtype=float, copy=True)
+    z[counts.to_numpy().sum(axis=1) == 0] = np.nan
     fig = go.Figure(go.Heatmap(
-        z=shares.values, x=cols, y=rows, text=counts.values, texttemplate="%{text}", colorscale="Blues",
+        z=z, x=cols, y=rows, text=counts.values, texttemplate="%{text}", colorscale="Blues",
         zmin=0, zmax=1, customdata=custom, colorbar=dict(title="row share"),
         hovertemplate=f"{counts.index.name}: %{{y}}<br>{counts.columns.name}: %{{x}}<br>"
                       "count %{text}<br>row share %{z:.2f}<extra></extra>"))
@@ -123,8 +126,9 @@ def embedding_figure(coords: np.ndarray, run: ModelRun, color_by: str = "true", 
         fig.add_trace(scatter(x=[photo[0]], y=[photo[1]], mode="markers", name=photo_label,
                               customdata=[[-1, "", "", 0.0]], hovertemplate=f"{photo_label}<extra></extra>",
                               marker=dict(symbol="star", size=20, color="gold", line=dict(width=2, color="black"))))
-    fig.update_layout(title=f"{run.name}: {method.upper()} of embeddings, coloured by {COLOUR_BY[color_by]}",
-                      height=560, legend_title=color_by, dragmode="lasso", margin=dict(l=40, r=20, t=50, b=40),
+    fig.update_layout(title=f"{run.name}: {method.upper()} of embeddings, coloured by {COLOUR_BY[color_by]}"
+                            f"<br><sub>{run.dataset}/{run.split}, {len(run)} faces</sub>",
+                      height=560, legend_title=color_by, dragmode="lasso", margin=dict(l=40, r=20, t=70, b=40),
                       xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2")
     return fig
 

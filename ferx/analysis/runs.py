@@ -74,6 +74,15 @@ class ModelRun:
         """Samples whose class the model knows (all others are left out of every metric)."""
         return self.model_targets >= 0
 
+    def scored_text(self) -> str:
+        """'138 faces scored (6 contempt left out: not a class of the model)', for titles."""
+        text = f"{int(self.scored.sum())} faces scored"
+        left = self.targets[~self.scored]
+        if len(left):
+            counts = ", ".join(f"{int((left == c).sum())} {self.dataset_classes[c]}" for c in np.unique(left))
+            text += f" ({counts} left out: not a class of the model)"
+        return text
+
     @cached_property
     def probs(self) -> np.ndarray:
         return torch.softmax(torch.from_numpy(self.logits) / self.temperature, 1).numpy()

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ferx.cache import atomic_path, cache_key, cached
 from ferx.data.labels import in_canonical_order
-from ferx.explain.regions import REGION_TITLES, REGIONS, region_labels
+from ferx.explain.regions import REGIONS, region_labels
 from ferx.paths import cache_dir as default_cache_dir
 
 REGIONS_VERSION = 1
@@ -114,7 +114,7 @@ def region_table(shares: pd.DataFrame) -> pd.DataFrame:
         table = pd.concat([extra, table]).sort_index(level=["model", "map"], sort_remaining=False)
     counts = shares.groupby(["model", "map", "true"], sort=False).size()
     table.insert(0, "faces", counts.reindex(table.index).fillna(0).astype(int))
-    return table.rename(columns=REGION_TITLES)
+    return table
 
 
 def region_figure(table: pd.DataFrame):

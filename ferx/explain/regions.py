@@ -11,15 +11,17 @@ The canonical frame has its origin between the eyes, x to the image's right, y d
 eye-to-eye distance (IOD) as unit. ``CANONICAL`` are the ArcFace 112-px alignment points in that
 frame. Regions, in priority order (a pixel belongs to the first that contains it):
 
-=========  ===========================================================================
-eyes       two ellipses centred on the eyes, semi-axes 0.30 x 0.17 IOD
-brows      two ellipses centred 0.33 IOD above the eyes, semi-axes 0.36 x 0.13 IOD
-nose       an ellipse from the eye line to below the nose tip: centre (0, 0.40), 0.24 x 0.36
-mouth      an ellipse around the mouth corners: centre (0, 1.16), 0.62 x 0.28
-forehead   the face oval above y = -0.45 (above the brows)
-cheeks     the rest of the face oval: cheeks, jaw and chin
-off_face   outside the face oval, an ellipse centred (0, 0.35) with semi-axes 1.05 x 1.60 IOD
-=========  ===========================================================================
+==========  ===========================================================================
+eyes        two ellipses centred on the eyes, semi-axes 0.30 x 0.17 IOD
+brows       two ellipses centred 0.33 IOD above the eyes, semi-axes 0.36 x 0.13 IOD
+nose        an ellipse from the eye line to below the nose tip: centre (0, 0.40), 0.24 x 0.36
+mouth       an ellipse around the mouth corners: centre (0, 1.16), 0.62 x 0.28
+forehead    the face oval above y = -0.45 (above the brows)
+cheeks/jaw  the rest of the face oval: cheeks, jaw and chin
+off-face    outside the face oval, an ellipse centred (0, 0.35) with semi-axes 1.05 x 1.60 IOD
+==========  ===========================================================================
+
+Each region has one name, the same in text, tables, figures and JSON.
 
 For every map, :func:`region_breakdown` gives each region's share of the map's *positive* mass
 (for signed maps, the evidence for the target, the negative part left out; for unsigned maps, the
@@ -38,9 +40,8 @@ from __future__ import annotations
 
 import numpy as np
 
-REGIONS = ("eyes", "brows", "nose", "mouth", "forehead", "cheeks", "off_face")
-REGION_TITLES = {"eyes": "eyes", "brows": "brows", "nose": "nose", "mouth": "mouth", "forehead": "forehead",
-                 "cheeks": "cheeks/jaw", "off_face": "off-face"}
+REGIONS = ("eyes", "brows", "nose", "mouth", "forehead", "cheeks/jaw", "off-face")
+OFF_FACE = REGIONS[-1]
 OFF_FACE_WARNING = 0.5  # share of positive mass outside the face oval above which a map is flagged ...
 OFF_FACE_DENSITY = 1.2  # ... when its mass per pixel off the face is also at least this times that on the face
 CANONICAL = np.array([[-0.5, 0.003], [0.5, -0.003], [0.003, 0.571], [-0.408, 1.157], [0.420, 1.152]])
@@ -74,9 +75,9 @@ def region_labels(landmarks: np.ndarray, size: int | tuple[int, int]) -> np.ndar
         "nose": _ellipse(x, y, 0.0, 0.40, 0.24, 0.36),
         "mouth": _ellipse(x, y, 0.0, 1.16, 0.62, 0.28),
         "forehead": oval & (y < -0.45),
-        "cheeks": oval,
+        "cheeks/jaw": oval,
     }
-    labels = np.full(h * w, REGIONS.index("off_face"), dtype=np.int8)
+    labels = np.full(h * w, REGIONS.index(OFF_FACE), dtype=np.int8)
     for name in reversed(REGIONS[:-1]):  # the first region in REGIONS wins where shapes overlap
         labels[masks[name]] = REGIONS.index(name)
     return labels.reshape(h, w)
@@ -101,15 +102,15 @@ def region_breakdown(values: np.ndarray, labels: np.ndarray, signed: bool = Fals
     area = np.bincount(flat, minlength=len(REGIONS)) / flat.size
     shares = {r: {"mass": None if mass is None else round(float(mass[i]), 4), "area": round(float(area[i]), 4)}
               for i, r in enumerate(REGIONS)}
-    off = None if mass is None else float(mass[REGIONS.index("off_face")])
+    off = None if mass is None else float(mass[REGIONS.index(OFF_FACE)])
     warning = None
-    off_area = float(area[REGIONS.index("off_face")])
+    off_area = float(area[REGIONS.index(OFF_FACE)])
     # most of the mass off the face, and denser there than on the face (a map spread evenly over a crop that is
     # mostly background is not a shortcut, only a map that prefers the background)
     if off is not None and off > OFF_FACE_WARNING and 0 < off_area < 1 \
             and off / off_area >= OFF_FACE_DENSITY * (1 - off) / (1 - off_area):
         warning = (f"off-face shortcut? {off:.0%} of this map's positive mass lies outside the face "
-                   f"(the off-face area is {area[REGIONS.index('off_face')]:.0%} of the crop)")
+                   f"(the off-face area is {area[REGIONS.index(OFF_FACE)]:.0%} of the crop)")
     return {"regions": shares, "off_face_mass": None if off is None else round(off, 4), "warning": warning}
 
 
@@ -118,7 +119,7 @@ def breakdown_line(breakdown: dict | None, top: int = 3) -> str:
     if not breakdown or breakdown["off_face_mass"] is None:
         return "no positive mass"
     shares = sorted(breakdown["regions"].items(), key=lambda kv: -kv[1]["mass"])[:top]
-    return ", ".join(f"{REGION_TITLES[r]} {s['mass']:.0%} ({'area ' if i == 0 else ''}{s['area']:.0%})"
+    return ", ".join(f"{r} {s['mass']:.0%} ({'area ' if i == 0 else ''}{s['area']:.0%})"
                      for i, (r, s) in enumerate(shares))
 
 

@@ -365,6 +365,11 @@ def _cmd_explain(args) -> int:
 
     if args.cmap and args.cmap not in matplotlib.colormaps:
         raise ValueError(f"--cmap {args.cmap}: not a matplotlib colormap (e.g. jet, inferno, viridis, RdBu_r)")
+    from ferx.explain.attributions import BASELINES, DEFAULT_BASELINE
+
+    baseline = args.baseline or DEFAULT_BASELINE
+    if baseline not in BASELINES:
+        raise ValueError(f"--baseline {baseline}: choose {', '.join(BASELINES)}")
     from ferx.explain.panel import render_panel
     from ferx.explain.regions import REGIONS, breakdown_line
     from ferx.explain.report import canonical_method, explain_photo, open_model
@@ -375,7 +380,7 @@ def _cmd_explain(args) -> int:
         torch.set_num_threads(args.threads)
     with terminal_progress() as progress:  # a bar with the step under way, where stderr is a terminal
         result = explain_photo(models, search, args.face, methods, target=args.target, contrast=args.contrast,
-                               faithfulness=not args.no_faithfulness, baseline=args.baseline,
+                               faithfulness=not args.no_faithfulness, baseline=baseline,
                                deletion_steps=args.deletion_steps, n_random=args.random_maps, ig_steps=args.ig_steps,
                                progress=progress)
     view = dict(scale=args.scale, clip_percentile=args.clip_percentile, alpha=args.alpha, cmap=args.cmap)
@@ -514,6 +519,14 @@ class _RegistryHelp(argparse.HelpFormatter):
             from ferx.explain.methods import method_help
 
             text = text.replace("{methods}", method_help())
+        if "{cmaps}" in text:
+            from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP
+
+            text = text.replace("{cmaps}", f"{DEFAULT_CMAP}, {DEFAULT_SIGNED_CMAP} for signed maps")
+        if "{baselines}" in text:
+            from ferx.explain.attributions import BASELINES, DEFAULT_BASELINE
+
+            text = text.replace("{baselines}", f"{', '.join(BASELINES)} (default: {DEFAULT_BASELINE})")
         if "{sanity_" in text:  # the sanity check's defaults, declared beside it
             from ferx.explain.sanity import DEFAULT_METHODS, DEFAULT_STEPS
 
@@ -708,9 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--clip-percentile", type=percentile, default=99.0,
                     help="the colour scale's top: this percentile of the map's values (default 99)")
     ex.add_argument("--alpha", type=float, default=0.5, help="map opacity")
-    ex.add_argument("--cmap", default=None, help="matplotlib colormap (default: jet, RdBu_r for signed maps)")
-    ex.add_argument("--baseline", choices=["blur", "black", "mean"], default="blur",
-                    help="what deleted pixels become in the deletion/insertion test")
+    ex.add_argument("--cmap", default=None, help="matplotlib colormap (default: {cmaps})")
+    ex.add_argument("--baseline", default=None,
+                    help="what deleted pixels become in the deletion/insertion test: {baselines}")
     ex.add_argument("--deletion-steps", type=int, default=None,
                     help="deletion/insertion steps (default 32; 16 for Conv-cut-sized models)")
     ex.add_argument("--random-maps", type=int, default=None,

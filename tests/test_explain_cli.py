@@ -108,6 +108,7 @@ def test_explain_a_contrast_by_class_names(photo, tmp_path):
     (["analyze", "mini_xception_fer2013", "--dataset", "{folder}", "--calibrate"], "has no val folder to fit"),
     (["explain", "{photo}", "--model", "lanmsff_ferplus", "--out", "res.json"], "--out res.json: a figure path"),
     (["explain", "{photo}", "--model", "lanmsff_ferplus", "--cmap", "bogus"], "--cmap bogus: not a matplotlib"),
+    (["explain", "{photo}", "--model", "lanmsff_ferplus", "--baseline", "grey"], "--baseline grey: choose blur, black"),
     (["sanity", "{photo}", "--model", "lanmsff"], "lanmsff is an architecture, not a trained model"),
     (["occlude", "{photo}", "--mask", "{photo}", "--model", "lanmsf"], "unknown model 'lanmsf'"),
 ])

@@ -18,7 +18,8 @@ import gradio as gr
 
 from ferx.explain.card import write_card
 from ferx.explain.methods import FAMILIES, get_method, list_methods, reading, units
-from ferx.explain.overlay import describe_scale, map_scales
+from ferx.explain.attributions import BASELINES, DEFAULT_BASELINE
+from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, describe_scale, map_scales
 from ferx.explain.regions import REGIONS, breakdown_line
 from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
@@ -207,13 +208,14 @@ def build_explain_tab(ctx) -> None:
         with gr.Column(scale=3):
             with gr.Row():
                 alpha = gr.Slider(0, 1, 0.5, step=0.05, label="Opacity")
-                cmap = gr.Dropdown(["auto"] + COLORMAPS, value="auto", label="Colormap (auto: jet, RdBu for signed)")
+                cmap = gr.Dropdown(["auto"] + COLORMAPS, value="auto",
+                                   label=f"Colormap (auto: {DEFAULT_CMAP}, {DEFAULT_SIGNED_CMAP} for signed)")
             with gr.Row():
                 clip = gr.Slider(90, 100, 99, step=0.5, label="Clip at percentile")
                 shared = gr.Checkbox(True, label="Shared scale (one per method across models)")
             with gr.Row():
                 faithful = gr.Checkbox(True, label="Faithfulness (deletion / insertion vs random maps)")
-                baseline = gr.Dropdown(["blur", "black", "mean"], value="blur", label="Deleted pixels become")
+                baseline = gr.Dropdown(list(BASELINES), value=DEFAULT_BASELINE, label="Deleted pixels become")
             button = gr.Button("Explain", variant="primary")
             status = gr.Markdown(elem_id="explain-results")
             gallery = gr.Gallery(label="Maps", columns=2, height=980, object_fit="contain",

@@ -37,7 +37,18 @@ from ferx.explain._libraries import captum_attr
 from ferx.explain.maps import ExplanationMap, make_map
 from ferx.explain.methods import ExplanationMethod, get_method, list_methods, register_method
 
-BASELINES = ("black", "blur", "mean")
+BLUR_SIGMA = 1 / 16  # the blur baseline's Gaussian sigma, a fraction of the input's side (4 px at 64 x 64)
+# what the pixels a method or the deletion test removes become: name -> description (input side ``size``)
+BASELINES = {
+    "blur": lambda size: f"blur: the image under a Gaussian blur of sigma {size * BLUR_SIGMA:g} px (input {size}x{size})",
+    "black": lambda size: "black: pixel value 0",
+    "mean": lambda size: "mean: every pixel mid-gray (127.5)",
+}
+DEFAULT_BASELINE = "blur"
+
+
+def describe_baseline(kind: str, size: int) -> str:
+    return BASELINES[kind](size) if kind in BASELINES else kind
 
 
 @dataclass(frozen=True)
@@ -91,10 +102,10 @@ def canonical_attribution(method: str) -> str:
 
 
 def pixel_baseline(x: torch.Tensor, spec, kind: str = "black") -> torch.Tensor:
-    """A reference image in the model's normalised space: ``black`` (pixel 0), ``mean`` (pixel
-    127.5) or ``blur`` (``x`` under a Gaussian blur of sigma = size / 16)."""
+    """A reference image in the model's normalised space, one of :data:`BASELINES`: ``black`` (pixel 0),
+    ``mean`` (pixel 127.5) or ``blur`` (``x`` under a Gaussian blur of sigma = :data:`BLUR_SIGMA` x size)."""
     if kind == "blur":
-        return gaussian_blur(x, sigma=x.shape[-1] / 16)
+        return gaussian_blur(x, sigma=x.shape[-1] * BLUR_SIGMA)
     if kind not in BASELINES:
         raise ValueError(f"unknown baseline {kind!r}; choose from {', '.join(BASELINES)}")
     value = 0.0 if kind == "black" else 0.5
@@ -173,7 +184,7 @@ def _occlusion(attr, forward, x, target, ref, s: Settings) -> torch.Tensor:
 
 
 def _gradient_shap(attr, forward, x, target, ref, s: Settings) -> torch.Tensor:
-    refs = torch.cat([ref, gaussian_blur(x, x.shape[-1] / 16)])
+    refs = torch.cat([ref, gaussian_blur(x, x.shape[-1] * BLUR_SIGMA)])
     with torch.random.fork_rng():  # reproducible noise without touching the caller's RNG
         torch.manual_seed(s.seed)
         return attr.GradientShap(forward).attribute(x, baselines=refs, target=target, n_samples=s.n_samples)

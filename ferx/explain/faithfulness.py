@@ -31,15 +31,11 @@ import torch.nn as nn
 
 from ferx.explain._common import as_batch, check_classes, fast_logits
 from ferx.memory_format import fast_inference
-from ferx.explain.attributions import pixel_baseline
+from ferx.explain.attributions import DEFAULT_BASELINE, describe_baseline, pixel_baseline
 from ferx.explain.maps import ExplanationMap, resize_map
 
 
 
-def describe_baseline(kind: str, size: int) -> str:
-    if kind == "blur":
-        return f"blur: the image under a Gaussian blur of sigma {size / 16:g} px (input {size}x{size})"
-    return {"black": "black: pixel value 0", "mean": "mean: every pixel mid-gray (127.5)"}.get(kind, kind)
 
 
 
@@ -83,7 +79,7 @@ def _ranks(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def deletion_insertion(model: nn.Module, x: torch.Tensor, explanation: ExplanationMap | np.ndarray,
-                       target: int | None = None, *, baseline: str = "blur", n_steps: int = 32, n_random: int = 3,
+                       target: int | None = None, *, baseline: str = DEFAULT_BASELINE, n_steps: int = 32, n_random: int = 3,
                        seed: int = 0, batch_size: int = 128, spec=None) -> Faithfulness:
     """Deletion and insertion AUC of one map for one image, beside the same for random maps.
 

@@ -20,6 +20,7 @@ import torch
 from ferx.checkpoint import LoadedModel
 from ferx.data.labels import ALIASES as LABEL_ALIASES
 from ferx.explain._common import fast_logits
+from ferx.explain.attributions import DEFAULT_BASELINE
 from ferx.explain.faithfulness import Faithfulness, deletion_insertion, map_agreement
 from ferx.explain.maps import ExplanationMap
 from ferx.explain.methods import MethodOptions, get_method
@@ -115,7 +116,7 @@ class ModelExplanation:
 
 
 def explain_face(em: LoadedModel, face, methods, *, target: int | None = None, contrast: int | None = None,
-                 faithfulness: bool = True, baseline: str = "blur", deletion_steps: int | None = None,
+                 faithfulness: bool = True, baseline: str = DEFAULT_BASELINE, deletion_steps: int | None = None,
                  n_random: int | None = None, ig_steps: int = 32,
                  progress: Callable[[float, str], None] | None = None) -> ModelExplanation:
     """Every requested map of ``face`` (a :class:`ferx.faces.Face`) for one model, each with its

@@ -485,8 +485,8 @@ def test_cli_analyze_prints_the_attention_and_map_agreement_tables(tiny_folder, 
     out = capsys.readouterr().out
     attention = out.split("is attention an explanation? (1 face; deletion lower and insertion higher is more "
                           "faithful)\n")[1].split("\n\n")[0].splitlines()
-    assert attention[0].split() == ["faces", "deletion", "random_deletion", "insertion", "random_insertion",
-                                    "beats_random_deletion", "beats_random_insertion"]
+    assert attention[0].split() == ["faces", "deletion", "deletion_se", "random_deletion", "insertion", "insertion_se",
+                                    "random_insertion", "beats_random_deletion", "beats_random_insertion"]
     assert attention[1].split() == ["model", "map"] and attention[2].split()[:2] == ["lanmsff_ferplus", "massatt_block2_spatial"]
     assert attention[-1].split()[0] == "gradcam"
     agreement = out.split("mini_xception_fer2013 vs lanmsff_ferplus: Grad-CAM agreement per true class (2 faces "

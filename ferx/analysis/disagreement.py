@@ -27,10 +27,10 @@ from ferx.analysis.runs import ModelRun
 from ferx.analysis.tables import _check_aligned, predicted_names
 from ferx.cache import atomic_path, cache_key, cached
 from ferx.data.labels import in_canonical_order
+from ferx.explain.faithfulness import TOP_K
 from ferx.paths import cache_dir as default_cache_dir
 
 MAPS_VERSION = 1
-TOP_K = 0.1
 SORTS = {"both most confident": ("min_confidence", False), "maps least alike": ("spearman", True),
          "least top-10 % overlap": ("top_k_iou", True), "maps most alike": ("spearman", False)}
 

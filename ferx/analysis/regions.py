@@ -22,7 +22,7 @@ import pandas as pd
 
 from ferx.cache import atomic_path, cache_key, cached
 from ferx.data.labels import in_canonical_order
-from ferx.explain.regions import REGIONS, region_labels
+from ferx.explain.regions import REGIONS, positive_mass, region_labels
 from ferx.paths import cache_dir as default_cache_dir
 
 REGIONS_VERSION = 1
@@ -31,9 +31,8 @@ AREA_ROW = "(area)"
 
 
 def _shares(values: np.ndarray, onehot: np.ndarray, signed: bool) -> np.ndarray:
-    """N x H x W maps -> N x R shares of positive mass (the rule of :func:`ferx.explain.regions.region_breakdown`)."""
-    flat = values.reshape(len(values), -1).astype(np.float64)
-    pos = np.clip(flat, 0, None) if signed else flat - flat.min(1, keepdims=True)
+    """N x H x W maps -> N x R shares of positive mass (:func:`ferx.explain.regions.positive_mass`)."""
+    pos = positive_mass(values.reshape(len(values), -1), signed)
     total = pos.sum(1, keepdims=True)
     return np.where(total > 0, (pos @ onehot) / np.where(total > 0, total, 1), np.nan)
 

@@ -136,7 +136,10 @@ def deletion_insertion(model: nn.Module, x: torch.Tensor, explanation: Explanati
         n_steps=n_steps, n_random=n_random, elapsed_s=time.perf_counter() - start)
 
 
-def map_agreement(a: ExplanationMap | np.ndarray, b: ExplanationMap | np.ndarray, top_k: float = 0.1) -> dict:
+TOP_K = 0.1  # the share of pixels whose overlap two maps' agreement reports (top-10 % IoU)
+
+
+def map_agreement(a: ExplanationMap | np.ndarray, b: ExplanationMap | np.ndarray, top_k: float = TOP_K) -> dict:
     """How much two maps agree: Spearman rank correlation of their pixels, and the IoU of their
     top ``top_k`` fraction of pixels. Maps are compared at the first map's resolution (the model
     input size for two ExplanationMaps of one model; use ``crop_values`` for two models)."""

@@ -83,6 +83,13 @@ def region_labels(landmarks: np.ndarray, size: int | tuple[int, int]) -> np.ndar
     return labels.reshape(h, w)
 
 
+def positive_mass(flat: np.ndarray, signed: bool) -> np.ndarray:
+    """The mass of each map of ``flat`` (N x pixels): a signed map's positive part (the evidence for the
+    target), an unsigned map's values above its own minimum (the floor it is coloured from)."""
+    flat = np.asarray(flat, dtype=np.float64)
+    return np.clip(flat, 0, None) if signed else flat - flat.min(1, keepdims=True)
+
+
 def region_breakdown(values: np.ndarray, labels: np.ndarray, signed: bool = False) -> dict:
     """Share of ``values``' positive mass and share of area per region (``labels`` from
     :func:`region_labels`, same shape; a map at another size is resized to it first).
@@ -95,7 +102,7 @@ def region_breakdown(values: np.ndarray, labels: np.ndarray, signed: bool = Fals
     values = np.nan_to_num(np.asarray(values, dtype=np.float64))
     if values.shape != labels.shape:
         values = resize_map(values, labels.shape).astype(np.float64)
-    pos = (np.clip(values, 0, None) if signed else values - values.min()).ravel()
+    pos = positive_mass(values.reshape(1, -1), signed)[0]
     flat = labels.ravel()
     total = pos.sum()
     mass = np.bincount(flat, weights=pos, minlength=len(REGIONS)) / total if total > 0 else None

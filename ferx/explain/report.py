@@ -21,7 +21,7 @@ from ferx.checkpoint import LoadedModel
 from ferx.data.labels import ALIASES as LABEL_ALIASES
 from ferx.explain._common import fast_logits
 from ferx.explain.attributions import DEFAULT_BASELINE
-from ferx.explain.faithfulness import Faithfulness, deletion_insertion, map_agreement
+from ferx.explain.faithfulness import TOP_K, Faithfulness, deletion_insertion, map_agreement
 from ferx.explain.maps import ExplanationMap
 from ferx.explain.methods import MethodOptions, get_method
 from ferx.explain.native import has_native_attention, native_attention
@@ -180,7 +180,7 @@ def explain_face(em: LoadedModel, face, methods, *, target: int | None = None, c
     return out
 
 
-def cross_model_agreement(rows: list[ModelExplanation], top_k: float = 0.1) -> list[dict]:
+def cross_model_agreement(rows: list[ModelExplanation], top_k: float = TOP_K) -> list[dict]:
     """Agreement of the same method on two models, compared on the photo crop (both maps are
     registered to it, whatever each model's input size)."""
     out = []

@@ -394,7 +394,7 @@ def _cmd_explain(args) -> int:
         written[1].write_text(json.dumps(result.to_dict(args.scale), indent=2) + "\n")
     for row in result.rows:
         top = row.classes[row.predicted]
-        print(f"{row.model}: {top} {row.probs[row.predicted]:.3f}; "
+        print(f"{row.model}: {top} {row.probs[row.predicted]:.3f} (margin {row.margin:.2f}, {row.certainty}); "
               + "; ".join(f"{m.method} {m.elapsed_s * 1000:.0f} ms" for m in row.maps))
         for m in row.maps:  # facial-region breakdown: share of the map's positive mass (share of the crop's area)
             print(f"  {m.method} regions: {breakdown_line(m.regions, top=len(REGIONS))}")

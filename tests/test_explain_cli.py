@@ -50,6 +50,9 @@ def test_explain_writes_a_panel_and_the_numbers(photo, tmp_path, capsys):
     assert report["faces"] and report["face"] == 0 and report["photo"]["original_size"] == [1200, 900]
     mini, lan = report["models"]
     assert mini["trained"] and mini["predicted"] == "happy" and mini["probabilities"]["happy"] > 0.5
+    top2 = sorted(mini["probabilities"].values())[-2:]
+    assert mini["margin"] == pytest.approx(top2[1] - top2[0], abs=1e-5)  # the state the app shows, in the JSON
+    assert mini["certainty"] == ("uncertain" if mini["margin"] < 0.15 else "confident" if top2[1] >= 0.6 else "leaning")
     assert not lan["trained"] and "UNTRAINED" in lan["model"]
     assert [m["method"] for m in mini["maps"]] == ["gradcam", "integrated_gradients"]
     assert "no native attention" in mini["notes"][0]

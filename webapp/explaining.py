@@ -17,7 +17,6 @@ from ferx.explain.report import ModelExplanation
 from ferx.faces import FaceSearch, find_faces, load_photo
 from webapp.inputs import Count, Photo
 
-UNCERTAIN_MARGIN = 0.15  # top-1 minus top-2 probability below this: the model hesitates
 
 def search_faces(path: str, whole_image: bool) -> FaceSearch:
     """Decode an upload (our robust loader, not the browser's) and find its faces. Messages name
@@ -79,10 +78,8 @@ def crop_strip(search: FaceSearch, side: int = 128) -> np.ndarray:
 def verdict(ex: ModelExplanation) -> str:
     order = np.argsort(ex.probs)[::-1]
     top, second = ex.probs[order[0]], ex.probs[order[1]]
-    margin = top - second
-    state = ("**uncertain** — the top two classes are close" if margin < UNCERTAIN_MARGIN
-             else "confident" if top >= 0.6 else "leaning")
-    return (f"**{ex.classes[order[0]]}** {top:.0%} · then {ex.classes[order[1]]} {second:.0%} · margin {margin:.2f} "
+    state = "**uncertain** — the top two classes are close" if ex.certainty == "uncertain" else ex.certainty
+    return (f"**{ex.classes[order[0]]}** {top:.0%} · then {ex.classes[order[1]]} {second:.0%} · margin {ex.margin:.2f} "
             f"· {state}")
 
 

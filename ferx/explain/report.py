@@ -84,8 +84,14 @@ def open_model(model: str, *, untrained: bool | None = None, seed: int = 0, devi
     return LoadedModel(net, model, labels, info.input_spec, {}, None)
 
 
+UNCERTAIN_MARGIN = 0.15  # top-1 minus top-2 probability below this: the model hesitates between two classes
+CONFIDENT_TOP = 0.6  # a top probability at least this (and a clear margin): confident; below it: leaning
+
+
 @dataclass
 class ModelExplanation:
+    """One model's reading of one face: probabilities, maps and their scores."""
+
     model: str  # display name (says UNTRAINED for random weights)
     name: str
     trained: bool
@@ -103,11 +109,26 @@ class ModelExplanation:
     def predicted(self) -> int:
         return int(np.argmax(self.probs))
 
+    @property
+    def margin(self) -> float:
+        """Top-1 minus top-2 probability."""
+        top2 = np.sort(self.probs)[-2:]
+        return float(top2[1] - top2[0])
+
+    @property
+    def certainty(self) -> str:
+        """``uncertain`` (margin under :data:`UNCERTAIN_MARGIN`: the top two classes are close),
+        ``confident`` (top probability at least :data:`CONFIDENT_TOP`) or ``leaning``."""
+        if self.margin < UNCERTAIN_MARGIN:
+            return "uncertain"
+        return "confident" if float(np.max(self.probs)) >= CONFIDENT_TOP else "leaning"
+
     def to_dict(self) -> dict:
         return {
             "model": self.model, "architecture": self.name, "trained": self.trained,
             "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, self.probs)},
-            "predicted": self.classes[self.predicted], "predict_s": round(self.predict_s, 6),
+            "predicted": self.classes[self.predicted], "margin": round(self.margin, 6), "certainty": self.certainty,
+            "predict_s": round(self.predict_s, 6),
             "maps": [{**m.to_dict(), "faithfulness": None if f is None else f.to_dict()}
                      for m, f in zip(self.maps, self.faithfulness)],
             "channel_weights": {k: [round(float(v), 5) for v in w] for k, w in self.channel_weights.items()},

@@ -28,8 +28,10 @@ from ferx.analysis.figures import COLOUR_BY, embedding_figure, reliability_figur
 from ferx.analysis.runs import ModelRun
 from ferx.analysis.placement import UNLIKE_PERCENTILE, UNUSUAL_PERCENTILE, place
 from ferx.analysis.selection import SORTS, caption, selection_frame, summary_text, write_csv
+from ferx.analysis.tables import FAILURE_KINDS
 from ferx.background import at_low_priority
-from ferx.data.datasets import FACE_CHOICES, FACES, available_datasets, list_datasets, load_split
+from ferx.data.datasets import (FACE_CHOICES, FACES, SPLITS, available_datasets, get_dataset_info, list_datasets,
+                                load_split)
 from ferx.data.packed import PackedSplit, faces_note, pack_options, pack_split
 from ferx.paths import cache_root
 from ferx.text import choices_text, plural
@@ -43,8 +45,9 @@ from webapp.narrow import scroll_to_on_narrow
 from webapp.plotly_select import selectable_plot
 from webapp.uploads import user_temp_dir
 
-FAILURE_VIEWS = {"Confident mistakes": "confident_mistakes", "Highest loss": "highest_loss",
-                 "Lowest margin": "lowest_margin", "Model A vs B disagreement": "disagreement"}
+FAILURE_VIEWS = {**{kind.replace("_", " ").capitalize(): kind for kind in FAILURE_KINDS},
+                 "Model A vs B disagreement": "disagreement"}
+SPLIT_CHOICES = [s for s in reversed(SPLITS) if s != "all"]  # test, val, train: the split to analyse first
 GALLERY_LIMIT = 60  # faces per gallery page
 # faces per model call in an analysis: the model lock is held one batch at a time, so /predict waits
 # at most one batch (64 faces, ~0.5 s for LANMSFF on 2 cores) rather than 256
@@ -462,8 +465,9 @@ def face_source_controls(zip_file, faces: str) -> tuple[dict, dict]:
 
 
 def no_dataset_text(data_root: Path) -> str:
-    return (f"No dataset is unpacked under {data_root}. Run `ferx data prepare` (it unpacks FER-2013, FERPlus and "
-            "CK+48 from ../shared/datasets) and restart the app, or upload a zip of class folders "
+    titles = [get_dataset_info(name).title for name in list_datasets()]
+    return (f"No dataset is unpacked under {data_root}. Run `ferx data prepare` (it unpacks {', '.join(titles[:-1])} "
+            f"and {titles[-1]} from ../shared/datasets) and restart the app, or upload a zip of class folders "
             "(happy/, sad/, …) below.")
 
 
@@ -475,7 +479,7 @@ def _source_inputs(names: list[str], data_root: Path) -> SimpleNamespace:
                 "repeated run appears at once), then follow any number back to the faces behind it.")
     with gr.Row():
         dataset = gr.Dropdown(choices, value=choices[0] if choices else None, label="Dataset (configured)")
-        split = gr.Dropdown(["test", "val", "train"], value="test", label="Split (configured datasets; zips with "
+        split = gr.Dropdown(SPLIT_CHOICES, value=SPLIT_CHOICES[0], label="Split (configured datasets; zips with "
                             "split folders)")
         upload = gr.File(label="…or upload a zip of class folders (happy/, sad/, …)", file_types=[".zip"],
                          elem_id="dataset-zip")

@@ -238,15 +238,12 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
         if calib and not zip_file and name in list_datasets():
             val = at_low_priority(pack_split, load_split(name, "val", cfg.data_root))
         # each model is ours alone for one batch at a time: /predict and /explain wait for a batch, not a dataset
-        names = {id(bank.models[m]): m for m in chosen}
-
-        def stoppable_hold(model_name: str):
+        def stoppable_hold(loaded):
             STOPS.check(session)  # before every batch: Stop ends the work, not only the request
-            return bank.using(model_name, background=True)
+            return bank.batch_hold(loaded)
 
         runs = at_low_priority(analyze_packed, [bank.models[m] for m in chosen], packed, val,
-                               batch_size=ANALYSIS_BATCH, cache_dir=scratch if zip_file else None,
-                               hold=lambda loaded: stoppable_hold(names[id(loaded)]))
+                               batch_size=ANALYSIS_BATCH, cache_dir=scratch if zip_file else None, hold=stoppable_hold)
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first
@@ -576,7 +573,7 @@ def show_regions(bank: ModelBank, analysis, per_class, swept: set, progress=gr.P
 
         report(0.0)
         shares = at_low_priority(region_shares, bank.models[run.name], analysis.packed, per_class=int(per_class or 50),
-                                 batch_size=ANALYSIS_BATCH, hold=functools.partial(bank.using, run.name, background=True),
+                                 batch_size=ANALYSIS_BATCH, hold=functools.partial(bank.batch_hold, bank.models[run.name]),
                                  progress=report)
         tables.append(region_table(shares))
     table = pd.concat(tables)
@@ -685,11 +682,10 @@ def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, s
         raise gr.Error("Choose two different models (Model A and Model B above).")
     loaded_a, loaded_b = bank.models[a], bank.models[b]
     run_a, run_b = analysis.run(a), analysis.run(b)
-    names = {id(loaded_a): a, id(loaded_b): b}
 
     def maps_of(fn, **kw):  # batch by batch at low priority, each model ours for one batch at a time
         return at_low_priority(fn, loaded_a, loaded_b, run_a, run_b, analysis.packed, batch_size=ANALYSIS_BATCH,
-                               hold=lambda loaded: bank.using(names[id(loaded)], background=True), **kw)
+                               hold=bank.batch_hold, **kw)
 
     progress(0, desc=f"Grad-CAM of {a} and {b} on the faces they disagree on (cached after the first time)")
     frame, maps_a, maps_b = maps_of(disagreement_frame, limit=int(limit or 200), sort=sort)
@@ -747,9 +743,7 @@ def show_attention(bank: ModelBank, analysis, n, swept: set, progress=gr.Progres
     if analysis is None:
         raise gr.Error("Run an analysis first: the test uses its faces and models.")
     models = [bank.models[r.name] for r in analysis.runs]
-    names = {id(m): r.name for m, r in zip(models, analysis.runs)}
-    rows = at_low_priority(attention_study, models, analysis.packed, int(n or 20),
-                           hold=lambda loaded: bank.using(names[id(loaded)], background=True),
+    rows = at_low_priority(attention_study, models, analysis.packed, int(n or 20), hold=bank.batch_hold,
                            progress=lambda f, what: progress(f, desc=f"deletion/insertion of {what}'s maps"))
     table = attention_table(rows)
     fig = attention_figure(table, left_out=[r.name for r in analysis.runs if r.name not in set(rows["model"])])

@@ -133,6 +133,12 @@ class ModelBank:
         with self._gate.hold(name, background=background):
             yield self.models[name]
 
+    def batch_hold(self, loaded):
+        """A dataset-wide job's hold on one of the bank's models (the core's ``hold(loaded)`` callbacks):
+        :meth:`using` in the background, for one batch at a time."""
+        name = next(n for n, m in self.models.items() if m is loaded)
+        return self.using(name, background=True)
+
     @property
     def names(self) -> list[str]:
         return list(self.models)

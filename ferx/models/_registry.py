@@ -102,8 +102,3 @@ def create_model(name: str, num_classes: int = 7, **config) -> nn.Module:
     model.ferx_config = {"num_classes": num_classes, **config}
     return model
 
-
-def cam_target_layers(model: nn.Module) -> list[nn.Module]:
-    """The default Grad-CAM target layer(s) of a registered model instance."""
-    info = get_model_info(model.ferx_name)
-    return [model.get_submodule(info.cam_target_layers[0])]

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -31,18 +32,27 @@ def _numba_cache() -> None:
     os.environ.setdefault("NUMBA_CACHE_DIR", str(default_cache_dir("numba")))
 
 
-def _standardise(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean(0)) / (x.std(0) + 1e-8)
+def standardiser(embeddings: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The map into the space the projections start from: each dimension less the dataset's mean, over
+    its spread (a new face placed among the dataset's goes through the same map)."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    mean, std = x.mean(0), x.std(0) + 1e-8
+    return lambda e: (np.asarray(e, dtype=np.float64) - mean) / std
+
+
+def fit_pca(x: np.ndarray, seed: int = 0):
+    """The 2-D PCA of standardised embeddings (deterministic: refitting gives the cached axes)."""
+    from sklearn.decomposition import PCA
+
+    return PCA(2, random_state=seed).fit(x)
 
 
 def compute_projection(embeddings: np.ndarray, method: str, seed: int = 0, fitted: dict | None = None) -> np.ndarray:
     """N x 2 coordinates of standardised embeddings; a UMAP reducer is left in ``fitted["reducer"]``
     (it can place new faces: ``reducer.transform``)."""
-    x = _standardise(embeddings.astype(np.float64))
+    x = standardiser(embeddings)(embeddings)
     if method == "pca":
-        from sklearn.decomposition import PCA
-
-        return PCA(2, random_state=seed).fit_transform(x)
+        return fit_pca(x, seed).transform(x)
     if method == "tsne":
         from sklearn.decomposition import PCA
         from sklearn.manifold import TSNE

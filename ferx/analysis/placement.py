@@ -25,11 +25,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ferx.analysis.embeddings import METHODS, project, projection_reducer
+from ferx.analysis.embeddings import METHODS, fit_pca, project, projection_reducer, standardiser
 from ferx.analysis.runs import ModelRun
 from ferx.checkpoint import LoadedModel
-from ferx.data.preprocess import to_model_input
-from ferx.inference import _logits_and_embedding
+from ferx.inference import predict_logits_and_embeddings
 
 UNUSUAL_PERCENTILE = 75.0  # distance percentile from which a placed face is "unusual" ...
 UNLIKE_PERCENTILE = 99.0  # ... and "unlike anything in the data"
@@ -62,21 +61,12 @@ class Placement:
                 f"{self.predicted}; distance percentile {self.percentile:.0f}")
 
 
-def _standardiser(embeddings: np.ndarray):
-    x = embeddings.astype(np.float64)
-    mean, std = x.mean(0), x.std(0) + 1e-8
-    return lambda e: (np.asarray(e, dtype=np.float64) - mean) / std
-
-
 def embed(loaded: LoadedModel, image: np.ndarray, compute_dtype: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and embedding of one uint8 face (S x S or S x S x 3), as the analysis computes them
     (``compute_dtype``: the run's; a bf16 embedding compared with fp32 ones lands far from its own copy)."""
-    device = next(loaded.model.parameters()).device
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=compute_dtype == "bf16"):
-        loaded.model.eval()
-        x = to_model_input(np.asarray(image)[None], loaded.input_spec).to(device)
-        logits, embedding = _logits_and_embedding(loaded.model, x)
-    return torch.softmax(logits.float(), 1)[0].cpu().numpy(), embedding.float()[0].cpu().numpy()
+    logits, embedding = predict_logits_and_embeddings(loaded.model, loaded.input_spec, np.asarray(image)[None],
+                                                      precision=compute_dtype)
+    return torch.softmax(logits, 1)[0].numpy(), embedding[0].numpy()
 
 
 _OWN: dict[tuple, np.ndarray] = {}  # (run key, faces, k) -> distances: a few KiB each, reused by every photo
@@ -90,7 +80,7 @@ def own_distances(run: ModelRun, k: int) -> np.ndarray:
 
     key = (run.key, len(run), k)
     if key not in _OWN or not run.key:
-        z = _standardiser(run.embeddings)(run.embeddings)
+        z = standardiser(run.embeddings)(run.embeddings)
         dist, _ = NearestNeighbors(n_neighbors=min(k + 1, len(z))).fit(z).kneighbors(z)
         if len(_OWN) >= _OWN_MAX:
             _OWN.pop(next(iter(_OWN)))
@@ -108,7 +98,7 @@ def place(loaded: LoadedModel, run: ModelRun, image: np.ndarray, *, k: int = 8, 
         raise ValueError(f"the analysis of {run.name} was made with another checkpoint than {loaded.path.name}")
     k = max(1, min(int(k), len(run) - 1))
     probs, embedding = embed(loaded, image, run.compute_dtype)
-    standardise = _standardiser(run.embeddings)
+    standardise = standardiser(run.embeddings)
     z, q = standardise(run.embeddings), standardise(embedding[None])
     dist, idx = NearestNeighbors(n_neighbors=k).fit(z).kneighbors(q)
     dist, idx = dist[0], idx[0]
@@ -122,9 +112,7 @@ def place(loaded: LoadedModel, run: ModelRun, image: np.ndarray, *, k: int = 8, 
     weights = 1 / (dist + 1e-6)
     for method in methods:
         if method == "pca":
-            from sklearn.decomposition import PCA
-
-            xy = PCA(2, random_state=0).fit(z).transform(q)[0]  # as compute_projection fits it
+            xy = fit_pca(z).transform(q)[0]  # the cached projection's axes
             placement.how[method] = HOW["pca"]
         elif method == "umap" and (reducer := projection_reducer(run, "umap", cache_dir=cache_dir)) is not None:
             xy = reducer.transform(q)[0]

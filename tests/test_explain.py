@@ -285,3 +285,12 @@ def test_explain_progress_counts_methods_and_faithfulness_across_models(data_roo
     per_model = 2 + 2 * FAITHFULNESS_COST
     assert fractions[3] == pytest.approx(0.5 * (2 + FAITHFULNESS_COST) / per_model)  # faithfulness: the long part
     assert fractions[4] == pytest.approx(0.5)  # the second model starts half-way
+
+
+def test_a_nearly_constant_map_is_called_flat_where_its_own_colour_range_would_hide_it():
+    from ferx.explain.overlay import flat_range
+
+    rng = np.random.default_rng(0)
+    gate = 0.157 + 0.003 * rng.standard_normal((32, 32))  # a MassAtt gate at about 0.16 everywhere
+    assert flat_range(gate).startswith("nearly flat: 0.15") and flat_range(np.outer(np.hanning(8), np.hanning(8))) is None
+    assert flat_range(np.zeros((4, 4))) is None and flat_range(-gate) is not None  # all zero: nothing to call flat

@@ -19,7 +19,7 @@ import gradio as gr
 from ferx.explain.card import write_card
 from ferx.explain.methods import FAMILIES, get_method, list_methods, reading, units
 from ferx.explain.attributions import BASELINES, DEFAULT_BASELINE
-from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, describe_scale, map_scales
+from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, describe_scale, flat_range, map_scales
 from ferx.explain.regions import REGIONS, breakdown_line
 from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
@@ -94,7 +94,9 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     for name, ex, sc in zip(chosen, result.rows, scales):
         lines.append(f"\n**{name}** — {verdict(ex)}" + "".join(f" _{n}_" for n in ex.notes))
         for m, f, s in zip(ex.maps, ex.faithfulness, sc):
-            caption = f"{name} · {m.title}" + (" · ⚠️ off-face" if m.regions and m.regions["warning"] else "")
+            flat = flat_range(m.values)  # its own colour range would make a near-constant map look structured
+            caption = (f"{name} · {m.title}" + (f" · {flat}" if flat else "")
+                       + (" · ⚠️ off-face" if m.regions and m.regions["warning"] else ""))
             tiles.append((tile(crop, m.crop_values, s, cmap, float(opacity)), caption))
             warn = m.regions["warning"] if m.regions else None
             lines.append(f"- *{caption}* ({m.kind}, {m.elapsed_s * 1000:.0f} ms): {reading(m.method)}"

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-FOOTER_PT = 7.5  # the footer's font size: legible in the 110-dpi PNG
+FOOTER_PT = 7.5  # the footer's font size: legible in the PNG (ferx.explain.panel.DPI)
 
 # the distributions whose versions decide what a card shows (models, maps, faces, drawing)
 LIBRARIES = ("ferx", "torch", "torchvision", "timm", "grad-cam", "captum", "numpy", "opencv-python-headless",
@@ -141,9 +141,9 @@ def write_card(out: str | Path, result, models, *, scale: str = "per-map", clip_
                               va="top", ha="left", fontsize=FOOTER_PT, family="monospace",
                               color="#1a4fa0" if link else "black", url=link))
     files = CardFiles(out.with_suffix(".png"), out.with_suffix(".pdf"), out.with_suffix(".json"))
-    fig.savefig(files.png, bbox_inches="tight")
+    fig.savefig(files.png, bbox_inches="tight", pad_inches=0.25)  # a margin round the footer's long lines
     with plt.rc_context({"pdf.fonttype": 42}):  # TrueType fonts in the PDF, not Type 3 (print shops refuse those)
-        fig.savefig(files.pdf, bbox_inches="tight")
+        fig.savefig(files.pdf, bbox_inches="tight", pad_inches=0.25)
     plt.close(fig)
     numbers = result.to_dict(scale)
     numbers["photo"]["name"] = Path(numbers["photo"]["name"]).name  # the photo's own name, never a folder

@@ -4,16 +4,19 @@ the class probabilities."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from ferx.data.labels import in_canonical_order
-from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, colormap, map_scales, overlay
+from ferx.explain.methods import units
+from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, colormap, flat_range, map_scales, overlay
 from ferx.explain.regions import breakdown_line
 from ferx.explain.report import ModelExplanation
 from ferx.text import plural
 
+DPI = 150  # the PNG's resolution: 5.5-pt region lines come out about 11 px tall
 KIND_TEXT = {"native": "native attention", "cam": "post-hoc CAM", "attribution": "post-hoc attribution",
              "random": "random"}
 
@@ -46,13 +49,14 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
     methods = list(dict.fromkeys([m.method for m in maps if m.kind == "native"] + [m.method for m in maps]))
     has_channels = any(row.channel_weights for row in rows)
     ncols = 1 + len(methods) + 1 + int(has_channels)
-    nrows = 1 + len(rows)
-    fig = plt.figure(figsize=(2.7 * max(ncols, 4), 3.3 * nrows), dpi=110)
-    grid = fig.add_gridspec(nrows, max(ncols, 4), hspace=0.7, wspace=0.6)
+    fig = plt.figure(figsize=(2.9 * max(ncols, 4), 2.2 + 3.3 * len(rows)), dpi=DPI)
+    outer = fig.add_gridspec(2, 1, height_ratios=[0.6, len(rows)], hspace=0.1)  # the header close to the rows
+    head = outer[0].subgridspec(1, max(ncols, 4), wspace=0.85)
+    body = outer[1].subgridspec(len(rows), max(ncols, 4), hspace=0.45, wspace=0.85)  # room for titles and regions
     scales = map_scales(rows, scale, clip_percentile)
 
     # header: the photo with every face found, the explained one in red
-    ax = fig.add_subplot(grid[0, 0:2])
+    ax = fig.add_subplot(head[0, 0:2])
     ax.imshow(search.photo.rgb)
     s = search.photo.scale
     for i, f in enumerate(search.faces):
@@ -66,7 +70,7 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
     ax.set_title(f"{Path(search.photo.name).name}: {plural(len(search.faces), 'face')}; face {face_index} explained",
                  fontsize=8)
     ax.axis("off")
-    ax = fig.add_subplot(grid[0, 2:])
+    ax = fig.add_subplot(head[0, 2:])
     ax.axis("off")
     lines = [f"face {face_index}: " + ("the whole image, scored as a face" if face.whole_image else
                                        f"box {list(face.box)}, crop {list(face.crop_box)} ({face.crop_size} px)")]
@@ -86,7 +90,7 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
     ax.text(0, 1, "\n".join(lines), va="top", fontsize=7.5, family="monospace", wrap=True)
 
     for r, row in enumerate(rows, start=1):
-        ax = fig.add_subplot(grid[r, 0])
+        ax = fig.add_subplot(body[r - 1, 0])
         px = row.model_pixels
         ax.imshow(px, cmap="gray" if px.ndim == 2 else None, vmin=0, vmax=255)
         size = px.shape[0]
@@ -94,11 +98,14 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
                      color="black" if row.trained else "red")
         ax.axis("off")
         for m, sc, faith in zip(row.maps, scales[r - 1], row.faithfulness):
-            ax = fig.add_subplot(grid[r, 1 + methods.index(m.method)])
+            ax = fig.add_subplot(body[r - 1, 1 + methods.index(m.method)])
             values = m.crop_values if m.crop_values is not None else m.at_size(face.crop_size)
             cm = cmap or (DEFAULT_SIGNED_CMAP if sc.signed else DEFAULT_CMAP)
             ax.imshow(overlay(face.crop, values, sc, cmap=cm, alpha=alpha))
-            title = f"{m.title}\n{KIND_TEXT[m.kind]}, {m.source_shape[0]}x{m.source_shape[1]}"
+            title = m.title + (f" (p {row.probs[m.target]:.2f})" if m.target is not None else "")  # a target the
+            title += f"\n{KIND_TEXT[m.kind]}, {m.source_shape[0]}x{m.source_shape[1]}"  # model gives p 0 says little
+            if flat := flat_range(m.values):
+                title += f"\n{flat}"
             if faith is not None:
                 title += (f"\ndel {faith.deletion_auc:.2f} (rnd {faith.random_deletion_auc:.2f}) "
                           f"ins {faith.insertion_auc:.2f} (rnd {faith.random_insertion_auc:.2f})")
@@ -112,14 +119,15 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
             bar = fig.colorbar(ScalarMappable(Normalize(sc.vmin, sc.vmax), colormap(cm)), ax=ax, fraction=0.046,
                                pad=0.02)
             bar.ax.tick_params(labelsize=5)
+            bar.set_label(textwrap.fill(units(m.method), 28), fontsize=5, labelpad=2)
             bar.formatter.set_powerlimits((-3, 4))
             bar.ax.yaxis.get_offset_text().set_fontsize(5)
         for method in methods:
             if not any(m.method == method for m in row.maps):
-                ax = fig.add_subplot(grid[r, 1 + methods.index(method)])
+                ax = fig.add_subplot(body[r - 1, 1 + methods.index(method)])
                 ax.text(0.5, 0.5, "n/a", ha="center", va="center", fontsize=8, color="gray")
                 ax.axis("off")
-        ax = fig.add_subplot(grid[r, 1 + len(methods)])
+        ax = fig.add_subplot(body[r - 1, 1 + len(methods)])
         shown = [list(row.classes).index(c) for c in in_canonical_order(row.classes)]  # every model's in one order
         colours = ["tab:red" if k == row.predicted else "tab:blue" for k in shown]
         ax.barh(range(len(shown)), np.asarray(row.probs)[shown], color=colours)
@@ -130,10 +138,11 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
         ax.set_title("probabilities" + ("" if row.trained else " (UNTRAINED)"), fontsize=7,
                      color="black" if row.trained else "red")
         if row.channel_weights:
-            ax = fig.add_subplot(grid[r, 2 + len(methods)])
-            for block, w in row.channel_weights.items():
-                ax.plot(np.arange(len(w)), w, marker=".", markersize=2, linewidth=0.8, label=block)
+            ax = fig.add_subplot(body[r - 1, 2 + len(methods)])
+            for block, w in row.channel_weights.items():  # channels are unordered: points, not a line
+                ax.plot(np.arange(len(w)), w, ".", markersize=3, label=block)
             ax.set_ylim(0, 1)
+            ax.set_ylabel("weight (sigmoid)", fontsize=6)
             ax.set_title("MassAtt channel weights", fontsize=7)
             ax.set_xlabel("channel", fontsize=6)
             ax.tick_params(labelsize=5.5)

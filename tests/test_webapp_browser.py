@@ -65,8 +65,10 @@ TRAINED = sorted(p for p in CHECKPOINTS.iterdir() if (p / "card.json").is_file()
 
 def diagonal_cell(page, label: str):
     """The diagonal cell of ``label`` in the Dataset tab's confusion matrix, which opens on the first
-    trained checkpoint: one row per class of its label set, after a column of row labels."""
-    labels = read_card(TRAINED[0])["labels"]
+    trained checkpoint: one row per class of its label set (in the canonical order), after a column of row labels."""
+    from ferx.data.labels import in_canonical_order
+
+    labels = in_canonical_order(read_card(TRAINED[0])["labels"])
     row, width = labels.index(label), len(labels) + 1
     return page.locator("#confusion-matrix [role=gridcell]").nth(row * width + row + 1)
 

@@ -247,6 +247,67 @@ def _overrides(recipe: Recipe) -> dict | None:
     return {k: v for k, v in asdict(recipe).items() if named[k] != v}
 
 
+def _initialise_from(model: nn.Module, init_from: str | Path, dev, architecture: str, spec, labels,
+                     classifier: str) -> dict:
+    """Load a checkpoint's weights into ``model`` (:func:`_start_from`); what the card says about that start."""
+    start = load_checkpoint(init_from, dev, expect_model=architecture)
+    if start.input_spec != spec:
+        raise ValueError(f"{init_from} takes {start.input_spec}, this run {spec}")
+    classes_taken = _start_from(model, start.model, start.labels, labels, classifier)
+    its_recipe = start.card.get("recipe")
+    named = Path(init_from)  # a run's own folder "checkpoint" is named with its run: "lanmsff_ferplus/checkpoint"
+    initialised = {"checkpoint": named.name if named.name != "checkpoint" else f"{named.parent.name}/{named.name}",
+                   "checkpoint_sha256": start.sha256,
+                   "its_recipe": its_recipe.get("name") if isinstance(its_recipe, dict) else its_recipe,
+                   "its_data": (start.card.get("data") or {}).get("dataset"),
+                   "its_selection": start.card.get("selection"), "its_wall_time_s": start.card.get("wall_time_s")}
+    if "carried" in start.card:  # a travel copy (bench/carry_weights.py): name the weights it was made from
+        initialised["carried"] = start.card["carried"]
+    if start.labels.classes != labels.classes:
+        fresh = [c for c in labels.classes if c not in classes_taken]
+        initialised["classifier_rows"] = (f"{len(classes_taken)} of {len(labels)} classes taken by name from its "
+                                          f"{len(start.labels)} ({', '.join(classes_taken) or 'none'})"
+                                          + (f"; {', '.join(fresh)} start at random" if fresh else ""))
+    return initialised  # ``start``, a second copy of the model (Conv-cut: 200 MB), goes with this frame
+
+
+def _resumed_recipe(recipe: Recipe, state: dict, has_ema: bool, out: Path, asked: dict, recipes_before: dict) -> Recipe:
+    """The recipe a resumed run goes on with: the one it began with (its ``state``, updated to say so).
+    A setting ``asked`` for now that differs from the run's (its start, peak learning rate, warm-up,
+    augmentation, targets, moving average) is refused rather than silently ignored or half applied."""
+    initialised = state.get("initialised_from") or {}
+    if asked["init_from"] is not None:  # the weights come from state.pt: a different start would be silently ignored
+        start = load_checkpoint(asked["init_from"], "cpu", expect_model=recipe.model, defer=True).sha256  # card only
+        if initialised.get("checkpoint_sha256") != start:
+            raise ValueError(f"{out} was started from {initialised.get('checkpoint') or 'random weights'}, "
+                             f"not from {asked['init_from']}: resume it without --init-from, or start a new run "
+                             f"(another --out)")
+    if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
+        recipe = replace(recipe, epochs=state["fitted_epochs"])
+    # the peak learning rate, warm-up, augmentation and targets are part of the run: it goes on with those it began with
+    for key in ("lr", "augment", "warmup_epochs", "soft_labels"):
+        before = recipes_before[key] if key in recipes_before else getattr(recipe, key)
+        kept = state.get(key, before)  # state files from before they were kept: as asked (or the recipe's)
+        if asked[key] is not None and asked[key] != kept:
+            flag = _as_flag(key, asked[key]).split()[0]
+            raise ValueError(f"{out} was started with {_as_flag(key, kept)}, not "
+                             f"{flag if isinstance(asked[key], bool) else asked[key]}: resume it without {flag}, "
+                             f"or start a new run (another --out)")
+        recipe = replace(recipe, **{key: kept})
+        state[key] = kept
+    # the moving average is part of the run: it goes on with the decay it began with, or not at all
+    ema_decay = asked["ema_decay"]
+    began = state.get("ema_decay", None if has_ema else 0.0)  # None: kept before the decay was recorded
+    if began is None and not ema_decay:
+        raise ValueError(f"{out} keeps a moving average of its weights: resume it with its --ema-decay")
+    began = ema_decay if began is None else began
+    if ema_decay is not None and ema_decay != began:
+        raise ValueError(f"{out} was started with " + (f"--ema-decay {began}" if began else "no --ema-decay")
+                         + f", not {ema_decay}: resume it without --ema-decay, or start a new run (another --out)")
+    state["ema_decay"] = began
+    return replace(recipe, ema_decay=began)
+
+
 def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root: str | Path | None = None,
           train_split: str = "train", val_split: str = "val", device: str = "auto", epochs: int | None = None,
           batch_size: int | None = None, limit_train: int | None = None, limit_val: int | None = None,
@@ -328,25 +389,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config).to(dev)
     initialised = None
     if init_from is not None and not (resume and (out / "state.pt").is_file()):  # a resumed run has its weights
-        start = load_checkpoint(init_from, dev, expect_model=recipe.model)
-        if start.input_spec != spec:
-            raise ValueError(f"{init_from} takes {start.input_spec}, this run {spec}")
-        classes_taken = _start_from(model, start.model, start.labels, labels, info.classifier)
-        its_recipe = start.card.get("recipe")
-        named = Path(init_from)  # a run's own folder "checkpoint" is named with its run: "lanmsff_ferplus/checkpoint"
-        initialised = {"checkpoint": named.name if named.name != "checkpoint" else f"{named.parent.name}/{named.name}",
-                       "checkpoint_sha256": start.sha256,
-                       "its_recipe": its_recipe.get("name") if isinstance(its_recipe, dict) else its_recipe,
-                       "its_data": (start.card.get("data") or {}).get("dataset"),
-                       "its_selection": start.card.get("selection"), "its_wall_time_s": start.card.get("wall_time_s")}
-        if "carried" in start.card:  # a travel copy (bench/carry_weights.py): name the weights it was made from
-            initialised["carried"] = start.card["carried"]
-        if start.labels.classes != labels.classes:
-            fresh = [c for c in labels.classes if c not in classes_taken]
-            initialised["classifier_rows"] = (f"{len(classes_taken)} of {len(labels)} classes taken by name from its "
-                                              f"{len(start.labels)} ({', '.join(classes_taken) or 'none'})"
-                                              + (f"; {', '.join(fresh)} start at random" if fresh else ""))
-        del start  # a second copy of the model (Conv-cut: 200 MB) for the whole run otherwise
+        initialised = _initialise_from(model, init_from, dev, recipe.model, spec, labels, info.classifier)
     memory_format = training_memory_format(model, dev)
     model = model.to(memory_format=memory_format)
     optimizer = _make_optimizer(model, recipe)
@@ -370,37 +413,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         gen.set_state(saved["generator"].cpu())
         state = json.loads(saved["progress"])
         initialised = state.get("initialised_from")  # where the run's first call started from, if anywhere
-        if init_from is not None:  # the weights come from state.pt: a different start would be silently ignored
-            asked = load_checkpoint(init_from, "cpu", expect_model=recipe.model, defer=True).sha256  # card only
-            if (initialised or {}).get("checkpoint_sha256") != asked:
-                raise ValueError(f"{out} was started from {(initialised or {}).get('checkpoint') or 'random weights'}, "
-                                 f"not from {init_from}: resume it without --init-from, or start a new run "
-                                 f"(another --out)")
-        if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
-            recipe = replace(recipe, epochs=state["fitted_epochs"])
-        # the peak learning rate, warm-up, augmentation and targets are part of the run: it goes on with those it began
-        # with
-        for key, asked in (("lr", lr), ("augment", augment), ("warmup_epochs", warmup_epochs),
-                           ("soft_labels", soft_labels)):
-            before = recipes_before[key] if key in recipes_before else getattr(recipe, key)
-            kept = state.get(key, before)  # state files from before they were kept: as asked (or the recipe's)
-            if asked is not None and asked != kept:
-                flag = _as_flag(key, asked).split()[0]
-                raise ValueError(f"{out} was started with {_as_flag(key, kept)}, not "
-                                 f"{flag if isinstance(asked, bool) else asked}: resume it without {flag}, "
-                                 f"or start a new run (another --out)")
-            recipe = replace(recipe, **{key: kept})
-            state[key] = kept
-        # the moving average is part of the run: it goes on with the decay it began with, or not at all
-        began = state.get("ema_decay", None if "ema" in saved else 0.0)  # None: kept before the decay was recorded
-        if began is None and not ema_decay:
-            raise ValueError(f"{out} keeps a moving average of its weights: resume it with its --ema-decay")
-        began = ema_decay if began is None else began
-        if ema_decay is not None and ema_decay != began:
-            raise ValueError(f"{out} was started with " + (f"--ema-decay {began}" if began else "no --ema-decay")
-                             + f", not {ema_decay}: resume it without --ema-decay, or start a new run (another --out)")
-        recipe = replace(recipe, ema_decay=began)
-        state["ema_decay"] = began
+        asked = {"lr": lr, "augment": augment, "warmup_epochs": warmup_epochs, "soft_labels": soft_labels,
+                 "ema_decay": ema_decay, "init_from": init_from}
+        recipe = _resumed_recipe(recipe, state, "ema" in saved, out, asked, recipes_before)
     ema = _moving_average(model, recipe.ema_decay) if recipe.ema_decay else None  # from the start or resumed weights
     if ema is not None and "ema" in saved:
         ema.module.load_state_dict(saved["ema"])

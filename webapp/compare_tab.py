@@ -8,24 +8,22 @@ import time
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
-from PIL import Image
 
 from ferx.data.datasets import load_fer2013
 from ferx.data.packed import pack_split
+from ferx.data.photos import example_faces
 from ferx.explain.methods import reading, units
 from ferx.explain.overlay import map_scales
 from ferx.explain.regions import breakdown_line
 from ferx.explain.report import explain_photo
-from ferx.faces import find_faces, load_photo
 from ferx.models import get_model_info
 from ferx.text import plural
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
-from webapp.uploads import user_temp_dir
 from webapp.explaining import annotate, crop_strip, photo_inputs, search_faces, tile, verdict
 from webapp.model_bank import ModelBank
 from webapp.narrow import scroll_to_on_narrow
+from webapp.uploads import user_temp_dir
 
 HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are found with MTCNN (five landmarks; "
         "face 0 is the most face-like by detector confidence and size — click a box to score another face); images "
@@ -34,7 +32,6 @@ HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are
         "class. Each map is coloured from its own minimum to its 99th percentile (the numbers on its colour bar): "
         "compare where models look, not raw magnitudes, which differ between networks.")
 POST_HOC = "gradcam"
-EXAMPLE_CLASSES = ("happy", "surprise", "sad", "angry")  # one FER-2013 PrivateTest face of each
 
 
 def portrait_examples() -> list[tuple[str, str]]:
@@ -57,18 +54,8 @@ def example_photos(data_root: Path) -> list[tuple[str, str]]:
         packed = pack_split(load_fer2013(data_root, "test"), progress=False)
     except (ValueError, OSError):
         return portrait_examples()
-    folder = user_temp_dir("examples")
-    faces = []
-    for true in EXAMPLE_CLASSES:
-        for i in np.flatnonzero(packed.targets == packed.classes.index(true)):
-            # enlarged (bicubic) as a user's photo of a face; the first of its class the face detector finds
-            image = Image.fromarray(packed.images[i]).resize((192, 192), Image.Resampling.BICUBIC)
-            if not find_faces(load_photo(image)).no_face:
-                path = folder / f"fer2013_test_{i}_{true}.png"
-                image.save(path)
-                faces.append((str(path), f"FER-2013 test face #{i} · true label: {true}"))
-                break
-    return faces + portrait_examples()
+    faces = example_faces(packed, user_temp_dir("examples"))
+    return [(str(path), caption) for path, caption in faces] + portrait_examples()
 
 
 def native_line(architecture: str) -> str:

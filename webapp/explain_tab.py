@@ -25,11 +25,11 @@ from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
 from ferx.text import plural
 from webapp.errors import user_errors
-from webapp.uploads import user_temp_dir
 from webapp.links import face_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
 from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, from_png, photo_inputs, png_bytes,
                                search_faces, tile, verdict)
+from webapp.uploads import user_temp_dir
 
 COLORMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "RdBu_r", "coolwarm"]
 

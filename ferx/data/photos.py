@@ -1,6 +1,6 @@
 """Dataset faces made into photos: a labelled folder for checking the photo path (face detection,
 crop) on known labels — ``ferx evaluate FOLDER --faces detect`` — and for timing it
-(``bench/bench_photos.py``).
+(``bench/bench_photos.py``); and the app's example photos (:func:`example_faces`).
 
 Each face is upscaled (bicubic) to ``face_side`` pixels and padded by edge replication to a
 ``side``-pixel square, so the detector has to find it in a larger image, as in a portrait.
@@ -36,3 +36,27 @@ def write_photo_folder(packed: PackedSplit, out: str | Path, n: int | None = Non
         Image.fromarray(photo).convert("RGB").save(path, quality=quality)
         paths.append(path)
     return paths
+
+
+EXAMPLE_CLASSES = ("happy", "surprise", "sad", "angry")  # one FER-2013 test face of each
+
+
+def example_faces(packed: PackedSplit, out: str | Path, classes=EXAMPLE_CLASSES, side: int = 192) -> list[tuple[Path, str]]:
+    """One face of each of ``classes``, enlarged (bicubic) to ``side`` px as a user's photo of a face: the
+    first of its class in split order that the face detector finds. Written to ``out`` (the true label in
+    the file name); returns each path with its caption."""
+    from ferx.data.datasets import get_dataset_info
+    from ferx.faces import find_faces, load_photo
+
+    title = get_dataset_info(packed.dataset).title
+    out = Path(out)
+    faces = []
+    for true in classes:
+        for i in np.flatnonzero(packed.targets == packed.classes.index(true)):
+            image = Image.fromarray(packed.images[i]).resize((side, side), Image.Resampling.BICUBIC)
+            if not find_faces(load_photo(image)).no_face:
+                path = out / f"{packed.dataset}_{packed.split}_{i}_{true}.png"
+                image.save(path)
+                faces.append((path, f"{title} {packed.split} face #{i} · true label: {true}"))
+                break
+    return faces

@@ -438,7 +438,7 @@ def _cmd_regions(args) -> int:
 
 
 def _cmd_occlude(args) -> int:
-    from ferx.explain.occlusion import FILLS, occlude_face, occlusion_effect, read_masks
+    from ferx.explain.occlusion import FILLS, occlude_face, occlusion_effect, occlusion_figure, read_masks
     from ferx.explain.report import open_model
     from ferx.faces import load_photo
 
@@ -447,19 +447,25 @@ def _cmd_occlude(args) -> int:
     mask = read_masks([args.mask], photo.original_size, str(args.mask))
     face = occlude_face(photo, mask, face=args.face, whole_image=args.whole_image, fill=args.fill)
     print(f"{face.covered:.0%} of face {args.face}'s crop painted over ({FILLS[args.fill]})")
-    effects = []
+    effects, raw = [], []
     for em in models:
         effect = occlusion_effect(em.model, em.input_spec, em.classes, face)
+        raw.append(effect)
         label, new = effect.classes[effect.label], effect.classes[int(effect.after.argmax())]
         print(f"{em.display}: {label} {effect.before[effect.label]:.3f} -> {effect.after[effect.label]:.3f} "
               f"({effect.change:+.3f}); top class now {new} {effect.after.max():.3f}")
         effects.append({"model": em.display, **effect.to_dict()})
     if args.out:
+        import matplotlib.pyplot as plt
+
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"photo": Path(args.photo).name, "fill": args.fill, "covered": round(face.covered, 4),
                                    "models": effects}, indent=2) + "\n")
-        print(f"wrote {out}")
+        fig = occlusion_figure(face, raw, [em.display for em in models], title=f"{Path(args.photo).name}, face {args.face}")
+        fig.savefig(out.with_suffix(".png"), dpi=150)
+        plt.close(fig)
+        print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
 
@@ -763,7 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--fill", default="blur", help="what painted pixels become: blur, mean (grey) or black")
     oc.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like)")
     oc.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
-    oc.add_argument("--out", default=None, help="JSON path for every model's probabilities before and after")
+    oc.add_argument("--out", default=None, help="JSON path for every model's probabilities before and after; a PNG "
+                    "of the face before and after and the probabilities goes beside it")
     oc.add_argument("--device", default="auto", help=DEVICE_HELP)
     oc.set_defaults(func=_cmd_occlude)
 

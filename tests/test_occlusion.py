@@ -102,6 +102,8 @@ def test_ferx_occlude_from_the_command_line(happy_photo, tmp_path, capsys):
     assert result["fill"] == "black" and 0.1 < result["covered"] < 0.3
     assert result["models"][0]["label"] == "happy" and result["models"][0]["change"] < -0.1
     assert "painted over (black)" in capsys.readouterr().out
+    figure = np.asarray(Image.open(out.with_suffix(".png")).convert("RGB"))  # the faces and the bars beside the JSON
+    assert figure.shape[1] > 2 * figure.shape[0] and (figure < 50).all(2).any()  # the black fill is drawn
     capsys.readouterr()
     assert main(["occlude", str(photo), "--mask", str(mask), "--model", str(CHECKPOINTS / "mini_xception_fer2013"),
                  "--whole-image", "--fill", "paint"]) == 1

@@ -155,6 +155,39 @@ def occlusion_effect(model: torch.nn.Module, spec, classes: list[str], face: Occ
     return OcclusionEffect(list(classes), probs[0], probs[1])
 
 
+def occlusion_figure(face: OccludedFace, effects: list[OcclusionEffect], names: list[str], title: str = ""):
+    """The face before and after the fill (what each model was given), then each model's probabilities
+    before (grey) and after (coloured), classes in the canonical order, its first class marked: a
+    matplotlib figure (the caller saves and closes it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ferx.data.labels import in_canonical_order
+
+    fig, axes = plt.subplots(1, 2 + len(effects), figsize=(2.6 * (2 + len(effects)), 3.2), layout="constrained",
+                             gridspec_kw={"width_ratios": [1, 1] + [1.2] * len(effects)})
+    for ax, image, label in zip(axes, (face.crop, face.occluded), ("face", f"{face.covered:.0%} painted, {FILLS[face.fill]}")):
+        ax.imshow(image)
+        ax.set_title(label, fontsize=8)
+        ax.axis("off")
+    for ax, effect, name in zip(axes[2:], effects, names):
+        order = [effect.classes.index(c) for c in in_canonical_order(effect.classes)]
+        y = np.arange(len(order))
+        ax.barh(y - 0.2, effect.before[order], 0.4, color="#bbbbbb", label="before")
+        ax.barh(y + 0.2, effect.after[order], 0.4, color="#1f77b4", label="after")
+        ax.set_yticks(y, [effect.classes[k] + (" *" if k == effect.label else "") for k in order], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.tick_params(axis="x", labelsize=6)
+        ax.set_title(f"{name}\n{effect.classes[effect.label]} {effect.before[effect.label]:.2f} → "
+                     f"{effect.after[effect.label]:.2f} ({effect.change:+.2f})", fontsize=7)
+        ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle(title + ("; " if title else "") + "* the class the model predicted before", fontsize=8)
+    return fig
+
+
 @dataclass
 class OcclusionExplanation:
     """One model on the unpainted face and on the occluded one, every map explaining the class it

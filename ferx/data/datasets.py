@@ -108,8 +108,9 @@ def _images(folder: Path):
 
 
 def _layout_error(dataset: str, root: Path, expected: str, prepare: bool = True) -> DatasetLayoutError:
-    """``prepare``: a registered dataset, which ``ferx data prepare`` unpacks (advice a user's own folder
-    or zip has no use for)."""
+    """``dataset``: a registered name (shown by its title) or what the folder was taken for; ``prepare``: a
+    registered dataset, which ``ferx data prepare`` unpacks (advice a user's own folder or zip has no use for)."""
+    dataset = DATASETS.get(dataset).title if dataset in DATASETS.names() else dataset
     found = sorted(p.name for p in root.iterdir())[:12] if root.is_dir() else "nothing (folder does not exist)"
     advice = " Run `ferx data prepare` to unpack ../shared/datasets into the data root." if prepare else ""
     return DatasetLayoutError(f"{root} does not look like {dataset}: expected {expected}; found {found}.{advice}")
@@ -166,17 +167,17 @@ def load_fer2013(root: Path, split: str) -> FaceSplit:
                 continue
             prefix = name.split("_", 1)[0]
             if prefix not in FER_PREFIX:
-                raise _layout_error("FER-2013", root, f"file names Training_*/PublicTest_*/PrivateTest_*, got {folder / name}")
+                raise _layout_error("fer2013", root, f"file names Training_*/PublicTest_*/PrivateTest_*, got {folder / name}")
             if split != "all" and FER_PREFIX[prefix] != split:
                 continue
             try:
                 label = FER2013_7.index(folder.name)
             except (KeyError, ValueError):
-                raise _layout_error("FER-2013", root, f"class folders {FER2013_7.classes}, got {folder}") from None
+                raise _layout_error("fer2013", root, f"class folders {FER2013_7.classes}, got {folder}") from None
             paths.append(str((folder / name).relative_to(root)))
             targets.append(label)
     if not paths:
-        raise _layout_error("FER-2013", root, "<split folder>/<class>/<Training|PublicTest|PrivateTest>_<n>.jpg")
+        raise _layout_error("fer2013", root, "<split folder>/<class>/<Training|PublicTest|PrivateTest>_<n>.jpg")
     order = np.argsort(paths)
     return FaceSplit("fer2013", split, root, FER2013_7, [paths[i] for i in order], np.asarray(targets)[order])
 
@@ -205,7 +206,7 @@ def load_ferplus(root: Path, split: str) -> FaceSplit:
     for folder in splits.values():
         label_csv = root / folder / "label.csv"
         if not label_csv.is_file():
-            raise _layout_error("FERPlus", root, f"{folder}/label.csv (FERPlus repository layout after its data-generation step)")
+            raise _layout_error("ferplus", root, f"{folder}/label.csv (FERPlus repository layout after its data-generation step)")
         with open(label_csv, newline="") as f:
             for row in csv.reader(f):
                 if len(row) != 12:
@@ -239,13 +240,13 @@ def load_ckplus(root: Path, split: str) -> FaceSplit:
     root = _find(root, "CK+48")
     class_dirs = [d for d in sorted(root.iterdir()) if d.is_dir()] if root.is_dir() else []
     if not class_dirs:
-        raise _layout_error("CK+48", root, "CK+48/<class>/S<subject>_<seq>_<frame>.png")
+        raise _layout_error("ckplus", root, "CK+48/<class>/S<subject>_<seq>_<frame>.png")
     paths, targets = [], []
     for d in class_dirs:
         try:
             label = CKPLUS_7.index(d.name)
         except (KeyError, ValueError):
-            raise _layout_error("CK+48", root, f"class folders like {CKPLUS_7.classes}, got {d.name!r}") from None
+            raise _layout_error("ckplus", root, f"class folders like {CKPLUS_7.classes}, got {d.name!r}") from None
         paths += [f"{d.name}/{p.name}" for p in _images(d)]
         targets += [label] * (len(paths) - len(targets))
     subjects = [Path(p).name.split("_", 1)[0] for p in paths]

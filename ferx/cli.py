@@ -458,7 +458,7 @@ def _cmd_occlude(args) -> int:
     if args.out:
         import matplotlib.pyplot as plt
 
-        out = Path(args.out)
+        out = Path(args.out).with_suffix(".json")  # --out x.png: x.json and x.png, neither over the other
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"photo": Path(args.photo).name, "fill": args.fill, "covered": round(face.covered, 4),
                                    "models": effects}, indent=2) + "\n")

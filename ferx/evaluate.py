@@ -10,7 +10,7 @@ import numpy as np
 from ferx.analysis.metrics import classification_metrics
 from ferx.checkpoint import LoadedModel, load_checkpoint, read_card, write_card
 from ferx.data.datasets import load_split
-from ferx.data.labels import label_mapping
+from ferx.data.labels import in_canonical_order, label_mapping
 from ferx.data.packed import PackedSplit, faces_note, pack_options, pack_split, spread_indices
 from ferx.device import resolve_device
 from ferx.inference import predict_probs
@@ -94,7 +94,7 @@ def record_on_card(checkpoint: str | Path, result: dict) -> None:
 
 def summary_line(result: dict) -> str:
     recall = ", ".join(f"{c} {m['recall']:.3f}" if m["support"] else f"{c} — (no faces)"
-                       for c, m in result["per_class"].items())
+                       for c, m in ((c, result["per_class"][c]) for c in in_canonical_order(result["per_class"])))
     absent = sum(not m["support"] for m in result["per_class"].values())
     over = f" (over the {len(result['per_class']) - absent} classes with faces)" if absent else ""
     excluded = f" ({result['n_excluded']} excluded: class not in the model's label set)" if result["n_excluded"] else ""

@@ -185,6 +185,22 @@ def test_a_class_the_split_lacks_is_a_blank_row_of_the_matrix_and_the_title_says
     mini, eight = ferplus_runs
     assert mini.scored_text() == "3344 faces scored (27 contempt left out: not a class of the model)"
     assert eight.scored_text() == "3371 faces scored"
+    table = per_class_table(eight)  # the untrained model never predicts some classes: no precision to give
+    never = [c for c in eight.model_classes if not (np.asarray(eight.model_classes)[eight.preds] == c).any()]
+    assert never and table.loc[never, "precision"].isna().all() and table["recall"].notna().all()
+    both = (np.asarray(eight.model_classes)[eight.preds] == np.asarray(mini.model_classes)[mini.preds]).sum()
+    for a, b in ((mini, eight), (eight, mini)):  # the model with contempt on either axis: agreement stays diagonal
+        assert np.trace(cross_model_frame(a, b).to_numpy()) == both
+
+
+def test_an_ece_of_no_faces_is_zero_and_a_table_csv_keeps_its_index_names(tmp_path):
+    from ferx.analysis.metrics import expected_calibration_error
+    from ferx.analysis.selection import write_csv
+
+    assert expected_calibration_error(np.zeros((0, 7)), np.zeros(0, int)) == 0.0  # not NaN in evaluate's JSON
+    index = pd.MultiIndex.from_tuples([("m", "gradcam", "happy")], names=["model", "map", "true"])
+    path = write_csv(pd.DataFrame({"faces": [3], "mouth": [0.41]}, index=index), tmp_path / "regions.csv")
+    assert path.read_text().splitlines()[0] == "model,map,true,faces,mouth"  # a column name for every column
 
 
 def test_the_reliability_figure_names_its_split_and_each_models_ece(ferplus_runs):

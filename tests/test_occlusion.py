@@ -104,6 +104,10 @@ def test_ferx_occlude_from_the_command_line(happy_photo, tmp_path, capsys):
     assert "painted over (black)" in capsys.readouterr().out
     figure = np.asarray(Image.open(out.with_suffix(".png")).convert("RGB"))  # the faces and the bars beside the JSON
     assert figure.shape[1] > 2 * figure.shape[0] and (figure < 50).all(2).any()  # the black fill is drawn
+    out.unlink()
+    assert main(["occlude", str(photo), "--mask", str(mask), "--model", str(CHECKPOINTS / "mini_xception_fer2013"),
+                 "--whole-image", "--out", str(out.with_suffix(".png"))]) == 0  # a figure path: JSON beside it
+    assert json.loads(out.read_text())["fill"] == "blur" and Image.open(out.with_suffix(".png")).format == "PNG"
     capsys.readouterr()
     assert main(["occlude", str(photo), "--mask", str(mask), "--model", str(CHECKPOINTS / "mini_xception_fer2013"),
                  "--whole-image", "--fill", "paint"]) == 1

@@ -175,7 +175,9 @@ def test_the_label_noise_view_fills_the_gallery_in_ranking_order_and_shows_a_fac
     assert pd.read_csv(csv)["sample"].tolist() == list(table["sample"])
     fig = noise_row_click(analysis, table, SimpleNamespace(index=[0, 2]))
     sample = table["sample"][0]
-    assert fig.data[0].name.startswith("annotators") and np.allclose(fig.data[0].y, analysis.packed.soft_targets[sample])
+    votes = dict(zip(analysis.packed.classes, analysis.packed.soft_targets[sample]))
+    assert fig.data[0].name.startswith("annotators") and list(fig.data[0].x)[:2] == ["angry", "disgust"]  # canonical
+    assert np.allclose(fig.data[0].y, [votes[c] for c in fig.data[0].x])  # each class's own votes
     assert [t.name for t in fig.data[1:]] == [r.name for r in analysis.runs]
 
 

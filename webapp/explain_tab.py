@@ -202,8 +202,10 @@ def build_explain_tab(ctx) -> None:
             # ticked and shown only when an offered model has attention of its own (else it would always be skipped)
             any_native = any(get_model_info(m.name).native_maps for m in bank.models.values())
             native = gr.Checkbox(any_native, label=native_label(), visible=any_native)
-            cams = gr.CheckboxGroup(list_methods("cam", offered=True), value=["gradcam"], label=FAMILIES["cam"])
-            captum = gr.CheckboxGroup(list_methods("captum", offered=True), value=[], label=FAMILIES["captum"])
+            cams = gr.CheckboxGroup([(get_method(m).title, m) for m in list_methods("cam", offered=True)],
+                                    value=["gradcam"], label=FAMILIES["cam"])
+            captum = gr.CheckboxGroup([(get_method(m).title, m) for m in list_methods("captum", offered=True)],
+                                      value=[], label=FAMILIES["captum"])
             with gr.Row():
                 target = gr.Dropdown(["predicted"] + classes, value="predicted", label="Target class")
                 contrast = gr.Dropdown(["none"] + classes, value="none", label="…over (contrastive)")

@@ -105,10 +105,11 @@ def tile(crop: np.ndarray, values: np.ndarray, scale: MapScale, cmap: str | None
     gradient = np.linspace(1, 0, h)[:, None].repeat(bar_w, 1)
     cm = colormap(cmap or (DEFAULT_SIGNED_CMAP if scale.signed else DEFAULT_CMAP))
     bar = (cm(gradient)[..., :3] * 255).astype(np.uint8)
-    label_w = max(48, h // 6)
-    labels = np.full((h, label_w, 3), 255, np.uint8)
     font = 0.3 + h / 1400
-    for text, y in ((f"{scale.vmax:.3g}", int(14 * font / 0.4)), (f"{scale.vmin:.3g}", h - 6)):
+    texts = (f"{scale.vmax:.3g}", f"{scale.vmin:.3g}")
+    widest = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, font, 1)[0][0] for t in texts)
+    labels = np.full((h, max(48, h // 6, widest + 8), 3), 255, np.uint8)  # room for "-0.192" and "0.001"
+    for text, y in zip(texts, (int(14 * font / 0.4), h - 6)):
         cv2.putText(labels, text, (3, y), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA)
     gap = np.full((h, 4, 3), 255, np.uint8)
     return np.concatenate([over, gap, bar, labels], 1)

@@ -33,7 +33,8 @@ def confusion_figure(counts: pd.DataFrame, normalized: pd.DataFrame | None = Non
 
 def reliability_figure(runs: list[ModelRun]) -> go.Figure:
     """Accuracy against confidence per bin, one line per model run on one split (its ECE in the legend;
-    a marker's area follows its bin's face count, so a bin of 3 faces does not look like one of 300),
+    a marker's diameter grows with the square root of its bin's face count, so its area with the count:
+    a bin of 3 faces does not look like one of 300),
     with the diagonal of perfect calibration. The title names the split; the legend the faces each model scored."""
     from ferx.analysis.metrics import table_ece
     from ferx.analysis.tables import reliability

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ferx.analysis.runs import ModelRun
-from ferx.data.labels import canonical_name
+from ferx.data.labels import canonical_name, in_canonical_order
 
 RANKINGS = {"likely label errors": "label_error", "ambiguous faces": "ambiguity"}
 
@@ -94,8 +94,9 @@ def votes_figure(sample: int, runs: list[ModelRun], soft_targets: np.ndarray):
     """One face: the annotators' vote shares beside every model's probabilities, class by class."""
     import plotly.graph_objects as go
 
-    classes = list(runs[0].dataset_classes)
-    fig = go.Figure(go.Bar(x=classes, y=soft_targets[sample], name="annotators (vote share)",
+    classes = in_canonical_order(runs[0].dataset_classes)
+    votes = dict(zip(runs[0].dataset_classes, soft_targets[sample]))
+    fig = go.Figure(go.Bar(x=classes, y=[votes[c] for c in classes], name="annotators (vote share)",
                            marker_color="black", opacity=0.75))
     for run in runs:
         probs = dict(zip((canonical_name(c) for c in run.model_classes), run.probs[sample]))

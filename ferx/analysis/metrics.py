@@ -14,6 +14,8 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
 def table_ece(table: pd.DataFrame) -> float:
     """The ECE of a :func:`reliability_table` (its empty bins weigh nothing)."""
     t = table[table["count"] > 0]
+    if t.empty:  # no face scored: no calibration error to speak of (and no NaN in a JSON)
+        return 0.0
     return float((t["count"] * (t["accuracy"] - t["confidence"]).abs()).sum() / t["count"].sum())
 
 

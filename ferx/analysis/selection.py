@@ -80,8 +80,10 @@ def caption(sample: int, row: pd.Series) -> str:
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
-    """The selection as CSV (sample id, path, labels, prediction, scores), numbers to 4 decimals."""
+    """A selection as CSV (sample id, path, labels, prediction, scores), or any table with its index
+    columns named, numbers to 4 decimals."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.round(4).to_csv(path, index_label="sample")
+    unnamed = frame.index.nlevels == 1 and frame.index.name is None  # a selection: its index is the sample id
+    frame.round(4).to_csv(path, index_label="sample" if unnamed else None)  # a table keeps its own index names
     return path

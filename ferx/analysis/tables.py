@@ -30,9 +30,15 @@ def summary_table(runs: list[ModelRun]) -> pd.DataFrame:
 
 
 def per_class_table(run: ModelRun) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class (canonical order); blank where a value has nothing
+    to measure: recall and F1 of a class without faces (CK+'s neutral), precision of one never predicted."""
     y, probs, _ = _scored(run)
     m = classification_metrics(y, probs, run.model_classes)
-    return pd.DataFrame(m["per_class"]).T.rename_axis("class").loc[in_canonical_order(run.model_classes)]
+    table = pd.DataFrame(m["per_class"]).T.rename_axis("class")
+    predicted = np.bincount(probs.argmax(1), minlength=len(run.model_classes))
+    table.loc[table["support"] == 0, ["recall", "f1"]] = np.nan
+    table.loc[predicted == 0, "precision"] = np.nan
+    return table.loc[in_canonical_order(run.model_classes)]
 
 
 def reliability(run: ModelRun, n_bins: int = 15) -> pd.DataFrame:
@@ -69,14 +75,16 @@ def _check_aligned(a: ModelRun, b: ModelRun) -> None:
 
 
 def cross_model_frame(a: ModelRun, b: ModelRun) -> pd.DataFrame:
-    """Rows: model A's prediction, columns: model B's prediction, counts over every sample. A's classes
-    in the canonical order, B's in A's order where the two share them (then B's others), so agreement
-    is the diagonal whatever order their label sets have (FERPlus starts with neutral, FER-2013 with angry)."""
+    """Rows: model A's prediction, columns: model B's prediction, counts over every sample. The classes
+    both have come first, in the canonical order, on both axes, then each model's own: agreement is the
+    diagonal whatever order or classes their label sets have (FERPlus starts with neutral and has contempt,
+    FER-2013 starts with angry; CK+ has contempt and no neutral)."""
     _check_aligned(a, b)
     counts = np.zeros((len(a.model_classes), len(b.model_classes)), dtype=np.int64)
     np.add.at(counts, (a.preds, b.preds), 1)
-    rows = in_canonical_order(a.model_classes)
-    columns = [c for c in rows if c in b.model_classes] + [c for c in b.model_classes if c not in rows]
+    shared = [c for c in in_canonical_order(a.model_classes) if c in b.model_classes]
+    rows = shared + [c for c in in_canonical_order(a.model_classes) if c not in shared]
+    columns = shared + [c for c in in_canonical_order(b.model_classes) if c not in shared]
     frame = pd.DataFrame(counts, index=pd.Index(a.model_classes, name=f"{a.name} predicted"),
                          columns=pd.Index(b.model_classes, name=f"{b.name} predicted"))
     return frame.loc[rows, columns]

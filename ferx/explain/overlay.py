@@ -83,14 +83,14 @@ def map_scales(rows, scale: str = "per-map", clip_percentile: float = 99.0) -> l
     return [[shared[m.method] for m in row.maps] for row in rows]
 
 
-FLAT_SPREAD = 0.1  # a map whose values (1st-99th percentile) span less than this share of their magnitude is nearly flat
+FLAT_SPREAD = 0.1  # a map whose values (minimum to 99th percentile) span less than this share of their magnitude is nearly flat
 
 
 def flat_range(values: np.ndarray) -> str | None:
-    """'nearly flat: 0.149-0.164' for a map whose own colour range stretches a small spread into every
+    """'nearly flat: 0.147-0.164' for a map whose own colour range stretches a small spread into every
     colour (a sigmoid gate at about 0.15 everywhere looks as structured as a sharp map); None otherwise.
-    The 1st to 99th percentile, as colour scales clip: a few outlying pixels do not make a map varied."""
-    lo, hi = (float(v) for v in np.nanpercentile(values, [1, 99]))
+    The range is the one its own colour bar spans: its minimum to its 99th percentile."""
+    lo, hi = float(np.nanmin(values)), float(np.nanpercentile(values, 99))
     top = max(abs(lo), abs(hi))
     return f"nearly flat: {lo:.3g}–{hi:.3g}" if top > 0 and hi - lo < FLAT_SPREAD * top else None
 

@@ -83,7 +83,7 @@ def map_scales(rows, scale: str = "per-map", clip_percentile: float = 99.0) -> l
     return [[shared[m.method] for m in row.maps] for row in rows]
 
 
-FLAT_SPREAD = 0.1  # a map whose values (minimum to 99th percentile) span less than this share of their magnitude is nearly flat
+FLAT_SPREAD = 0.15  # a map whose values (minimum to 99th percentile) span less than this share of their top is nearly flat
 
 
 def flat_range(values: np.ndarray) -> str | None:

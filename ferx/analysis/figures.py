@@ -129,7 +129,7 @@ def embedding_figure(coords: np.ndarray, run: ModelRun, color_by: str = "true", 
                               marker=dict(symbol="star", size=20, color="gold", line=dict(width=2, color="black"))))
     fig.update_layout(title=f"{run.name}: {method.upper()} of embeddings, coloured by {COLOUR_BY[color_by]}"
                             f"<br><sub>{run.dataset}/{run.split}, {len(run)} faces</sub>",
-                      height=560, legend_title=color_by, dragmode="lasso", margin=dict(l=40, r=20, t=70, b=40),
+                      height=560, legend_title=COLOUR_BY[color_by], dragmode="lasso", margin=dict(l=40, r=20, t=70, b=40),
                       xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2")
     return fig
 

@@ -24,6 +24,7 @@ def in_canonical_order(names) -> list[str]:
     names = list(names)
     return sorted(names, key=lambda n: (CANONICAL.index(n) if n in CANONICAL else len(CANONICAL), names.index(n)))
 
+
 # Spellings found in dataset folders and label files -> canonical name.
 ALIASES = {
     "anger": "angry",

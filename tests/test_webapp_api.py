@@ -227,6 +227,13 @@ def test_sanity_check_through_the_api(server, face_png):
     assert "massatt_block4_spatial" in verdicts  # LANMSFF's own attention is checked too
     assert plot is not None
     assert [c for c in table["headers"]][:2] == ["map", "0: trained"] and len(table["data"]) == 3
+    import json
+    import urllib.request
+
+    config = json.load(urllib.request.urlopen(f"{server.rstrip('/')}/config"))
+    photo = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "sanity-photo")
+    examples = [c for c in config["components"] if c["type"] == "dataset" and photo in c["props"]["component_ids"]]
+    assert examples and len(examples[0]["props"]["samples"]) >= 2  # the tab offers the example faces, as Explain does
 
 
 def test_stability_probe_through_the_api(server, face_png):

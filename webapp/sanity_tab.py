@@ -65,6 +65,8 @@ def build_sanity_tab(ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             photo, whole, face_index = photo_inputs("Photo", "sanity-photo", 300)
+            if ctx.shared.get("examples"):  # the faces the Compare tab offers
+                gr.Examples([[path] for path, _ in ctx.shared["examples"]], inputs=[photo], label="Examples")
             model = gr.Dropdown(bank.names, value=bank.names[0] if bank.names else None, label="Model")
             methods = gr.CheckboxGroup([(get_method(m).title, m) for m in offered], value=defaults,
                                        label="Methods (native: the model's own attention, where it has one)")

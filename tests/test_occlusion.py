@@ -39,6 +39,19 @@ def test_covering_the_mouth_of_a_happy_face_lowers_happy(happy_photo, fill):
     assert effect.change < -0.1, effect.to_dict()  # the smile was the evidence
 
 
+def test_the_unpainted_crop_is_the_one_compare_scores(data_root, tmp_path):
+    """A 48-px dataset face is scored whole by find_faces; the brush must score that same crop, not one
+    padded by the margin (it did: a 58-px smeared crop, other probabilities than Compare's)."""
+    from ferx.faces import find_faces
+
+    packed = pack_split(load_fer2013(data_root, "test"), progress=False)
+    path = tmp_path / "face48.png"
+    Image.fromarray(packed.images[0]).save(path)
+    photo = load_photo(path)
+    face = occlude_face(photo, _mouth(photo.rgb.shape))
+    assert np.array_equal(face.crop, find_faces(photo).faces[0].crop)
+
+
 def test_covering_the_forehead_costs_less_than_the_mouth(happy_photo):
     loaded = load_checkpoint(CHECKPOINTS / "mini_xception_fer2013", DEVICE)
     mouth = _mouth(happy_photo.rgb.shape)

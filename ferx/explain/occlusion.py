@@ -115,7 +115,7 @@ def occlude_face(photo: Photo, mask: np.ndarray, *, face: int = 0, whole_image: 
     if mask.shape[:2] != rgb.shape[:2]:
         mask = cv2.resize(mask.astype(np.uint8), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST)
     box = tuple(v * photo.scale for v in chosen.box)  # working pixels, the ones find_faces cropped from
-    pad = 0.0 if whole_image else margin
+    pad = 0.0 if chosen.whole_image else margin  # as find_faces cropped it (a small image is a whole face)
     crop = square_crop(rgb, box, pad)[0]
     occluded = square_crop(occlude(rgb, mask, fill), box, pad)[0]
     covered = square_crop(np.repeat(mask.astype(np.uint8)[..., None] * 255, 3, 2), box, pad)[0][..., 0] > 127

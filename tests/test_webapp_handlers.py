@@ -227,6 +227,19 @@ def test_a_wrong_face_number_is_one_message_and_the_panels_keep_their_content(ba
     assert out[0].startswith("**face 2:") and len(out) == 9 and all(o == gr.skip() for o in out[1:])
 
 
+def test_native_attention_alone_for_a_model_without_any_says_so(bank, analysis):
+    """It ended in "Something went wrong (IndexError)": no tile to put on the slider."""
+    from webapp.dataset_tab import open_in_explain
+    from webapp.explain_tab import explain
+
+    path = open_in_explain(analysis, [0], 0, set())[0]
+    with pytest.raises(gr.Error) as err:
+        explain(bank, path, True, 0, ["mini_xception_fer2013"], True, [], [], "predicted", "none", 0.5, "auto", 99,
+                True, False, "blur")
+    assert err.value.message == ("No map to draw: mini_xception_fer2013 has no native attention. Tick Grad-CAM "
+                                 "or a Captum method as well.")
+
+
 def test_a_new_photo_that_is_not_an_image_clears_the_last_photos_results(bank, tmp_path, monkeypatch):
     """In the browser a refused upload empties the panels (they held the previous photo's verdicts) and
     says why once; the /predict API still raises the same message."""

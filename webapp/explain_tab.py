@@ -79,8 +79,6 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
         gr.Warning(str(err))
         return [f"**{err}**"] + [gr.skip()] * 8
     slow = " (slow methods take several seconds)" if set(methods) & set(list_methods(cost="heavy")) else ""
-
-
     scale = "shared" if shared_scale else "per-map"
     result = explain_photo(chosen, search, index, methods, using=bank.using,
                            progress=lambda fraction, what: progress(fraction, desc=f"{what}{slow}"),
@@ -105,6 +103,9 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
                          f"{breakdown_line(m.regions, top=len(REGIONS))}" + (f"<br>⚠️ **{warn}**" if warn else ""))
         if ex.channel_weights:  # the channel half of MassAtt, beside its spatial maps
             tiles.append((channel_tile(ex.channel_weights), f"{name} · MassAtt channel weights"))
+    if not tiles:  # only native attention was asked for, of models without any
+        raise gr.Error(f"No map to draw: {', '.join(chosen)} {'has' if len(chosen) == 1 else 'have'} no native "
+                       "attention. Tick Grad-CAM or a Captum method as well.")
     lines.append(baseline_line(result.rows))
     names = [caption for _, caption in tiles]
     numbers = result.to_dict(scale)

@@ -1,5 +1,6 @@
 import io
 import json
+import shutil
 import struct
 import zipfile
 
@@ -104,7 +105,7 @@ def test_failure_rankings(ferplus_runs):
 
 
 def test_second_run_is_served_from_the_cache_and_corrupt_entries_are_rebuilt(ferplus_runs, data_root, cache,
-                                                                             untrained, monkeypatch):
+                                                                             untrained, monkeypatch, tmp_path):
     assert not any(r.from_cache for r in ferplus_runs)
 
     def no_inference(*args, **kwargs):
@@ -115,6 +116,9 @@ def test_second_run_is_served_from_the_cache_and_corrupt_entries_are_rebuilt(fer
                     progress=False, cache_dir=cache)
     assert all(r.from_cache for r in again)
     assert np.array_equal(again[0].logits, ferplus_runs[0].logits)
+    copy = shutil.copytree(untrained, tmp_path / "my_copy")  # the same weights under another name
+    run = analyze([copy], "ferplus", "test", data_root=data_root, device=DEVICE, progress=False, cache_dir=cache)[0]
+    assert run.from_cache and (run.name, run.checkpoint) == ("my_copy", str(copy))  # named as loaded now
     monkeypatch.undo()
     entry = cache / f"{ferplus_runs[0].key[:32]}.json"
     meta = json.loads(entry.read_text())

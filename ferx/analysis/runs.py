@@ -178,7 +178,9 @@ def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = 256
     run = cached(path, lambda p: ModelRun.load(p, key),
                  lambda: _compute(loaded, packed, key, batch_size, progress, hold, bf16),
                  ModelRun.save, what="analysis")
-    return dataclasses.replace(run, faces=packed.faces, no_face=packed.no_face)  # the pack's, cached or not
+    # the checkpoint as loaded now (the cache is keyed by its weights: a renamed copy finds it) and the pack's faces
+    return dataclasses.replace(run, name=loaded.path.name, checkpoint=str(loaded.path), faces=packed.faces,
+                               no_face=packed.no_face)
 
 
 def _compute(loaded: LoadedModel, packed: PackedSplit, key: str, batch_size: int, progress: bool,

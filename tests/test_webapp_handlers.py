@@ -227,6 +227,32 @@ def test_a_wrong_face_number_is_one_message_and_the_panels_keep_their_content(ba
     assert out[0].startswith("**face 2:") and len(out) == 9 and all(o == gr.skip() for o in out[1:])
 
 
+def test_a_bundle_built_where_the_cpu_has_bf16_is_found_where_it_has_none(data_root, bank, tmp_path, monkeypatch):
+    """A run's cache key holds its precision; 'auto' is bf16 on a CPU with native bf16 for a checkpoint whose
+    card says bf16 agrees. The Space's CPU may lack it: the bundle must still answer, computing nothing."""
+    from ferx.analysis.bundle import build_bundle
+    from ferx.checkpoint import LoadedModel
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import run_analysis
+
+    model = "mini_xception_fer2013"
+    with monkeypatch.context() as m:  # the machine that builds the bundle
+        m.setattr("ferx.device.cpu_has_bf16", lambda: True)
+        m.setattr(LoadedModel, "bf16_agrees", property(lambda self: True))
+        build_bundle([CHECKPOINTS / model], "ckplus", "test", tmp_path / "bundle", data_root=data_root, methods=())
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "bundle"))
+    monkeypatch.setattr("ferx.device.cpu_has_bf16", lambda: False)  # the Space's
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("a bundled analysis must not run the model")
+
+    monkeypatch.setattr("ferx.analysis.runs.predict_logits_and_embeddings", no_inference)
+    cfg = AppConfig(data_root=tmp_path / "no-datasets", checkpoints=CHECKPOINTS)
+    status = run_analysis(bank, cfg, "bundle:ckplus/test", "test", None, [model], False, None,
+                          lambda *a, **k: None)[1]
+    assert status.endswith(f"{model} (from cache)")
+
+
 def test_native_attention_alone_for_a_model_without_any_says_so(bank, analysis):
     """It ended in "Something went wrong (IndexError)": no tile to put on the slider."""
     from webapp.dataset_tab import open_in_explain

@@ -22,7 +22,7 @@ from PIL import Image
 
 from ferx.analysis import (agreement, analyze_packed, cell_samples, confusion_frame, cross_cell_samples,
                            cross_model_frame, disagreements, failures, per_class_table, summary_table)
-from ferx.analysis.bundle import bundled_splits
+from ferx.analysis.bundle import BUNDLE_PRECISION, bundled_splits
 from ferx.analysis.embeddings import METHODS, expected_seconds, project
 from ferx.analysis.figures import COLOUR_BY, embedding_figure, reliability_figure, write_figure
 from ferx.analysis.runs import ModelRun
@@ -243,7 +243,8 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
             return bank.batch_hold(loaded)
 
         runs = at_low_priority(analyze_packed, [bank.models[m] for m in chosen], packed, val,
-                               batch_size=ANALYSIS_BATCH, cache_dir=scratch if zip_file else None, hold=stoppable_hold)
+                               batch_size=ANALYSIS_BATCH, cache_dir=scratch if zip_file else None, hold=stoppable_hold,
+                               precision=BUNDLE_PRECISION if name and name.startswith("bundle:") else "auto")
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first

@@ -4,7 +4,10 @@ A bundle folder holds a manifest (``bundle.json``), the packed faces of each spl
 (``faces/<dataset>-<split>.npz``) and, as a ferx cache (``analysis/``, ``embeddings/``), every
 model's run and 2-D projections on them. An app
 started with ``FERX_CACHE_DIR`` pointing at the bundle finds them exactly as if it had computed
-them: the keys are the same checkpoint hashes and dataset fingerprint.
+them: the keys are the same checkpoint hashes and dataset fingerprint. Its runs are computed in
+:data:`BUNDLE_PRECISION`, the precision every CPU computes, and the app asks for that precision when it
+analyses a bundle (a run's key includes its precision: with ``auto`` a bundle built where the CPU has native
+bf16 would be missed on a Space's CPU without it, and recomputed there for minutes).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ferx.data.packed import PackedSplit, pack_split
 
 
 MANIFEST = "bundle.json"
+BUNDLE_PRECISION = "fp32"
 
 
 def bundled_splits(bundle: str | Path) -> dict[str, Path]:
@@ -35,7 +39,8 @@ def build_bundle(checkpoints: list[str | Path], dataset: str, split: str, out: s
     out = Path(out)
     packed = pack_split(load_split(dataset, split, data_root))
     models = [load_checkpoint(c, device) for c in checkpoints]
-    for run in analyze_packed(models, packed, cache_dir=out / "analysis"):  # the app's cache_dir("analysis")
+    for run in analyze_packed(models, packed, cache_dir=out / "analysis",  # the app's cache_dir("analysis")
+                              precision=BUNDLE_PRECISION):
         for method in methods:
             project(run, method, cache_dir=out / "embeddings")
     rel = f"faces/{packed.dataset.replace(':', '_')}-{packed.split}.npz"
@@ -43,5 +48,6 @@ def build_bundle(checkpoints: list[str | Path], dataset: str, split: str, out: s
     manifest = out / MANIFEST
     splits = json.loads(manifest.read_text())["splits"] if manifest.is_file() else {}
     splits[f"{packed.dataset}/{packed.split}"] = rel
-    manifest.write_text(json.dumps({"splits": splits, "checkpoints": [str(c) for c in checkpoints]}, indent=1))
+    manifest.write_text(json.dumps({"splits": splits, "checkpoints": [str(c) for c in checkpoints],
+                                     "precision": BUNDLE_PRECISION}, indent=1))
     return out

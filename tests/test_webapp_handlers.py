@@ -2,7 +2,9 @@
 very pixels the analysis scored (same probabilities), with its origin and true label; a zip's non-image
 files are counted; the clickable confusion matrix is the coloured one; a wrong face number is one message."""
 
+import io
 import zipfile
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -311,3 +313,77 @@ def test_a_cross_model_cell_click_selects_the_faces_of_the_cell_shown(bank, anal
     happy_a = np.asarray(other.model_classes)[other.preds] == "happy"
     happy_b = np.asarray(analysis.runs[0].model_classes)[analysis.runs[0].preds] == "happy"
     assert sorted(chosen["ids"]) == list(np.flatnonzero(happy_a & happy_b)) and frame.iloc[row, col] == len(chosen["ids"])
+
+
+def test_every_handler_of_the_app_turns_errors_into_one_message(bank, data_root):
+    """A handler outside webapp.errors.user_errors shows gradio's str(error) (an AttributeError's text, a
+    server path) and logs a traceback: a gallery face clicked after its analysis had expired did."""
+    import functools
+
+    from webapp.app import build_app
+    from webapp.config import AppConfig
+
+    demo = build_app(AppConfig(data_root=data_root, checkpoints=CHECKPOINTS), bank)
+    bare = []
+    for block_fn in demo.fns.values():
+        fn = block_fn.fn.func if isinstance(block_fn.fn, functools.partial) else block_fn.fn
+        if fn is None or not getattr(fn, "__module__", "").startswith("webapp") or fn.__name__ == "<lambda>":
+            continue  # front-end only, gradio's own (examples), or a lambda that returns constants
+        if not getattr(fn, "refuses_user_errors", False):
+            bare.append(fn.__qualname__)
+    assert not bare, bare
+
+
+def test_a_gallery_face_clicked_after_its_analysis_expired_says_so():
+    from webapp.dataset_tab import open_in_explain
+
+    with pytest.raises(gr.Error) as err:
+        open_in_explain(None, [0], 0, set())
+    assert err.value.message == "This analysis is no longer kept on the server: run it again to open its faces."
+
+
+def test_a_refusal_names_a_folder_by_its_own_name_not_where_the_server_keeps_it(tmp_path):
+    from ferx.data import DatasetLayoutError, load_split
+    from webapp.errors import user_errors
+
+    @user_errors
+    def handler():
+        load_split("fer2013", "test", tmp_path / "datasets")
+
+    with pytest.raises(gr.Error) as err:
+        handler()
+    assert err.value.message.startswith("datasets does not look like FER-2013: expected ")
+    assert str(tmp_path) not in err.value.message
+    with pytest.raises(DatasetLayoutError, match=str(tmp_path)):  # the CLI and the log keep the whole path
+        load_split("fer2013", "test", tmp_path / "datasets")
+
+
+def test_studies_of_a_zips_faces_leave_nothing_in_the_cache(data_root, bank, tmp_path, monkeypatch):
+    """The README promises that only the 2-D coordinates of a zip's faces are cached: the disagreement
+    explorer's maps, the region shares and the attention study of a zip's faces wrote per-face files there."""
+    import tempfile
+
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import run_analysis, show_attention, show_disagreement, show_regions
+
+    faces = pack_split(load_split("ferplus", "test", data_root), progress=False).head(16)
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    archive = tmp_path / "mine.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i, image in enumerate(faces.images):
+            buf = io.BytesIO()
+            Image.fromarray(image).save(buf, "PNG")
+            z.writestr(f"{faces.classes[faces.targets[i]]}/{i}.png", buf.getvalue())
+    scratch_before = set(Path(tempfile.gettempdir()).glob("ferx-study-*"))
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
+    quiet = lambda *a, **k: None  # noqa: E731 (gr.Progress outside a request)
+    analysis = run_analysis(bank, cfg, None, "test", str(archive), [MODEL, "mini_xception_fer2013"], False, None,
+                            quiet)[0]
+    out = show_disagreement(bank, analysis, MODEL, "mini_xception_fer2013", "both most confident", 4, 2, set(),
+                            progress=quiet)
+    assert len(out[1]) >= 1  # they disagree on some of the 16 faces
+    assert len(show_regions(bank, analysis, 2, set(), progress=quiet)[0])
+    assert len(show_attention(bank, analysis, 2, set(), progress=quiet)[0])
+    kept = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert kept == [], kept  # neither faces nor maps, region shares, attention scores or runs
+    assert set(Path(tempfile.gettempdir()).glob("ferx-study-*")) == scratch_before

@@ -1,5 +1,6 @@
 """Compare tab: a photo → its faces → every model's probabilities, native attention and Grad-CAM
-side by side, each method drawn on one colour scale shared by the models."""
+side by side, each map on its own colour scale (raw CAM magnitudes of different networks are not comparable;
+Explain offers a shared scale)."""
 
 from __future__ import annotations
 
@@ -109,6 +110,7 @@ def compare(bank: ModelBank, path, whole_image, index):
     return [note, annotate(search, result.face), crop_strip(search)] + outputs
 
 
+@user_errors
 def compare_new_photo(bank: ModelBank, path, whole_image, index):
     """:func:`compare` for a photo just uploaded in the browser: one that cannot be used (not an image,
     truncated, too large) clears the previous photo's results and says why once, instead of an error
@@ -126,6 +128,7 @@ def region_text(m) -> str:
     return line + (f"  \n⚠️ **{m.regions['warning']}**" if m.regions and m.regions["warning"] else "")
 
 
+@user_errors
 def face_at(path, whole_image, evt: gr.SelectData):
     """The number of the face whose box holds the clicked point of the annotated photo (the smallest such box)."""
     if not path or evt is None or evt.index is None:

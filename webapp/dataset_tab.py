@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,8 +31,8 @@ from ferx.analysis.placement import UNLIKE_PERCENTILE, UNUSUAL_PERCENTILE, place
 from ferx.analysis.selection import SORTS, caption, selection_frame, summary_text, write_csv
 from ferx.analysis.tables import FAILURE_KINDS
 from ferx.background import at_low_priority
-from ferx.data.datasets import (FACE_CHOICES, FACES, SPLITS, available_datasets, get_dataset_info, list_datasets,
-                                load_split)
+from ferx.data.datasets import (FACE_CHOICES, FACES, SPLITS, available_datasets, from_user_zip, get_dataset_info,
+                                list_datasets, load_split)
 from ferx.data.packed import PackedSplit, faces_note, pack_options, pack_split
 from ferx.paths import cache_root
 from ferx.text import choices_text, plural
@@ -78,6 +79,18 @@ class Analysis:
             if run.name == name:
                 return run
         raise ValueError(f"{name} was not part of this analysis: tick it under Models and run the analysis again")
+
+
+@contextmanager
+def study_cache(analysis: Analysis):
+    """Where a study of the analysed faces (maps, regions, attention) caches its per-face results: ferx's cache
+    for a configured dataset (None: the default), a scratch folder deleted on return for a user's zip, whose
+    faces and what is derived from them face by face are not kept."""
+    if not from_user_zip(analysis.packed.dataset):
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="ferx-study-") as scratch:
+        yield scratch
 
 
 def dataset_choices(data_root: Path) -> list[str]:
@@ -208,6 +221,7 @@ class AnalysisStopped(gr.Error):
 STOPS = StopRequests()
 
 
+@user_errors
 def stop_analysis(request: gr.Request):
     STOPS.stop(request.session_hash)
     return "Analysis stopped: nothing was kept."
@@ -255,6 +269,7 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
             gr.update(choices=chosen, value=first))
 
 
+@user_errors
 def show_matrix(analysis, name, norm):
     if analysis is None or not name:
         return None, None, None
@@ -268,6 +283,7 @@ def show_matrix(analysis, name, norm):
 ONE_MODEL = "tick a second model under Models and run the analysis again"
 
 
+@user_errors
 def show_cross(analysis, a, b):
     if analysis is None or not a or not b:
         return None, ""
@@ -288,6 +304,7 @@ def show_embedding(analysis, name, how, colour_by, chosen, placed, progress=gr.P
     return embedding_view(analysis, name, how, colour_by, chosen, placed, progress).to_json()
 
 
+@user_errors
 def ring_selection(analysis, name, how, colour_by, chosen, placed):
     """After a selection made elsewhere: the embedding again, its faces ringed (skipped for its own lasso)."""
     if analysis is None or not name or not chosen or chosen["view"] == "embedding":
@@ -330,6 +347,7 @@ def place_photo(bank: ModelBank, analysis, path, whole, index, k, model, progres
     return table, items, f"Nearest faces for **{shown_model}** (true label · distance)", placed
 
 
+@user_errors
 def confusion_click(analysis, name, evt: gr.SelectData):
     row, col = evt.index
     if analysis is None or col == 0:
@@ -342,6 +360,7 @@ def confusion_click(analysis, name, evt: gr.SelectData):
                                 f"*{pred}*", "confusion")
 
 
+@user_errors
 def cross_click(analysis, a, b, evt: gr.SelectData):
     row, col = evt.index
     if analysis is None or col == 0:
@@ -353,6 +372,7 @@ def cross_click(analysis, a, b, evt: gr.SelectData):
     return selection(a, ids, f"**{len(ids)}** faces: {a} says *{pa}*, {b} says *{pb}*", "cross")
 
 
+@user_errors
 def embedding_select(analysis, name, how, evt: gr.SelectData):
     """A lasso or box selection in the embedding: exactly the faces inside it (plotly's own point test)."""
     if analysis is None or not name:
@@ -426,14 +446,18 @@ def embedding_html(analysis, name, how, colour_by, chosen, swept: set):
     return str(path)
 
 
+@user_errors
 def open_in_explain(analysis, ids, index: int, swept: set):
     """Gallery face ``index``, opened in Explain with the pixels the analysis scored (a lossless PNG of
     the packed face, scored whole: it is already a face crop), face 0, and its origin and true label.
     The PNG goes in ``swept`` (a component's temporary files: deleted within two minutes)."""
+    if analysis is None:  # the gallery outlived its analysis (a session keeps one for cfg.state_ttl_s)
+        raise gr.Error("This analysis is no longer kept on the server: run it again to open its faces.")
     path, source = dataset_face_file(analysis.packed, int(ids[index]), swept)
     return path, True, 0, source, gr.Tabs(selected="explain")
 
 
+@user_errors
 def source_controls(name: str | None, zip_file, faces: str = "given"):
     """The split, temperature-scaling and face controls a source can honour: a bundle holds one split
     and no val split; a zip has no val split to fit a temperature on (and its split folders are
@@ -464,7 +488,7 @@ def face_source_controls(zip_file, faces: str) -> tuple[dict, dict]:
 
 def no_dataset_text(data_root: Path) -> str:
     titles = [get_dataset_info(name).title for name in list_datasets()]
-    return (f"No dataset is unpacked under {data_root}. Run `ferx data prepare` (it unpacks {', '.join(titles[:-1])} "
+    return (f"No dataset is unpacked in the app's data root ({data_root.name}/). Run `ferx data prepare` (it unpacks {', '.join(titles[:-1])} "
             f"and {titles[-1]} from ../shared/datasets) and restart the app, or upload a zip of class folders "
             "(happy/, sad/, …) below.")
 
@@ -573,9 +597,11 @@ def show_regions(bank: ModelBank, analysis, per_class, swept: set, progress=gr.P
             progress((i + f) / len(analysis.runs), desc=what)
 
         report(0.0)
-        shares = at_low_priority(region_shares, bank.models[run.name], analysis.packed, per_class=int(per_class or 50),
-                                 batch_size=ANALYSIS_BATCH, hold=functools.partial(bank.batch_hold, bank.models[run.name]),
-                                 progress=report)
+        with study_cache(analysis) as cache:
+            shares = at_low_priority(region_shares, bank.models[run.name], analysis.packed,
+                                     per_class=int(per_class or 50), batch_size=ANALYSIS_BATCH,
+                                     hold=functools.partial(bank.batch_hold, bank.models[run.name]), progress=report,
+                                     cache_dir=cache)
         tables.append(region_table(shares))
     table = pd.concat(tables)
     fig = region_figure(table)
@@ -627,6 +653,7 @@ def show_label_noise(analysis, kind, model, swept: set):
             selection(model, table.index, f"{kind.capitalize()} by {model}'s predictions against the votes", "ranking"))
 
 
+@user_errors
 def noise_row_click(analysis, table, evt: gr.SelectData):
     """A row of the ranking: that face's votes beside every model's probabilities."""
     from ferx.analysis.labelnoise import votes_figure
@@ -685,8 +712,9 @@ def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, s
     run_a, run_b = analysis.run(a), analysis.run(b)
 
     def maps_of(fn, **kw):  # batch by batch at low priority, each model ours for one batch at a time
-        return at_low_priority(fn, loaded_a, loaded_b, run_a, run_b, analysis.packed, batch_size=ANALYSIS_BATCH,
-                               hold=bank.batch_hold, **kw)
+        with study_cache(analysis) as cache:
+            return at_low_priority(fn, loaded_a, loaded_b, run_a, run_b, analysis.packed, batch_size=ANALYSIS_BATCH,
+                                   hold=bank.batch_hold, cache_dir=cache, **kw)
 
     progress(0, desc=f"Grad-CAM of {a} and {b} on the faces they disagree on (cached after the first time)")
     frame, maps_a, maps_b = maps_of(disagreement_frame, limit=int(limit or 200), sort=sort)
@@ -744,8 +772,10 @@ def show_attention(bank: ModelBank, analysis, n, swept: set, progress=gr.Progres
     if analysis is None:
         raise gr.Error("Run an analysis first: the test uses its faces and models.")
     models = [bank.models[r.name] for r in analysis.runs]
-    rows = at_low_priority(attention_study, models, analysis.packed, int(n or 20), hold=bank.batch_hold,
-                           progress=lambda f, what: progress(f, desc=f"deletion/insertion of {what}'s maps"))
+    with study_cache(analysis) as cache:
+        rows = at_low_priority(attention_study, models, analysis.packed, int(n or 20), hold=bank.batch_hold,
+                               cache_dir=cache,
+                               progress=lambda f, what: progress(f, desc=f"deletion/insertion of {what}'s maps"))
     table = attention_table(rows)
     fig = attention_figure(table, left_out=[r.name for r in analysis.runs if r.name not in set(rows["model"])])
     return rounded(table).reset_index(), fig, exports(swept, "ferx_attention", table=rows.set_index("model"),
@@ -807,6 +837,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
                     dis.gallery, dis.table, dis.classes, dis.csv, tiles, att.table, att.plot, att.csv,
                     reg.table, reg.plot, reg.csv]
 
+    @user_errors
     def analyse(name, split_name, zip_file, chosen, calib, request: gr.Request, faces="given", face="best",
                 progress=gr.Progress(track_tqdm=True)):  # not a partial: gradio passes gr.Request by annotation
         return run_analysis(bank, ctx.cfg, name, split_name, zip_file, chosen, calib, request, progress, faces, face)
@@ -869,6 +900,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
                      concurrency_limit=1, api_name="regions")
     ex = ctx.shared["explain_photo"]
 
+    @user_errors
     def open_face(analysis, ids, evt: gr.SelectData):
         return open_in_explain(analysis, ids, evt.index, ex.image.temp_files)
 

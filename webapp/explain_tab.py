@@ -170,6 +170,7 @@ def source_line(source: dict | None) -> str:
             f"true label **{source['true']}**{said}")
 
 
+@user_errors
 def compare_two(tiles, a, b):
     """The slider's two maps, from the session's tiles (kept PNG-encoded: a session holds ~0.4 MiB of them,
     not ~1.7 MiB of arrays, and up to FERX_MAX_SESSIONS sessions are kept)."""
@@ -249,6 +250,7 @@ def build_explain_tab(ctx) -> None:
     button.click(run.fn, inputs_kwargs=run.inputs_kwargs, outputs=run.outputs, api_name="explain")
     scroll_to_on_narrow(button.click, "explain-results")
 
+    @user_errors
     def card(state, request: gr.Request):  # a named function: gradio passes the request to it
         page = request.headers.get("referer") or ""  # the page's own address, as the browser shows it
         return explanation_card(bank, card_files.temp_files, state, page)

@@ -21,6 +21,7 @@ from PIL import Image
 
 from ferx.data.datasets import DATASETS, SPLITS, load_split
 from ferx.data.packed import pack_split
+from webapp.errors import user_errors
 from webapp.uploads import user_temp_dir
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ def wire_restore(app: gr.Blocks, ctx) -> None:
     settings = {k: c for k, c in ex.run.inputs_kwargs.items() if k in linked_settings(ex.run.fn)}
     restored = gr.State(0)  # bumped when a link was restored: its change runs the explanation
 
+    @user_errors
     def restore_view(request: gr.Request):
         params = dict(request.query_params)
         if params.get("view") != VIEW:

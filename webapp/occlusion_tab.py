@@ -118,6 +118,7 @@ def build_occlusion_tab(ctx: AppContext) -> None:
     outputs = [status, strip] + columns
     button.click(handler, inputs, outputs, api_name="occlude")
 
+    @user_errors
     def rescore(edited, *rest):  # an emptied editor (cleared, or mid-upload) just waits for a photo
         return handler(edited, *rest) if edited else [gr.skip()] * len(outputs)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ferx.analysis.runs import ModelRun
 from ferx.cache import atomic_path, cache_key, cached
+from ferx.data.datasets import from_user_zip
 from ferx.paths import cache_dir as default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def project(run: ModelRun, method: str = "pca", seed: int = 0, cache_dir: str | 
         fitted = {}
         coords = compute_projection(run.embeddings, method, seed, fitted).astype(np.float32)
         seconds = time.perf_counter() - start
-        if "reducer" in fitted and not run.dataset.startswith("zip:"):
+        if "reducer" in fitted and not from_user_zip(run.dataset):
             _save_reducer(fitted["reducer"], path.with_suffix(".umap.joblib"))
         log.info("%s of %s (%d points) took %.1f s", method, run.name, len(run), seconds)
         _record_rate(path.parent, method, len(run), seconds)

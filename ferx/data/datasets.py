@@ -46,6 +46,12 @@ from ferx.paths import cache_dir as default_cache_dir
 from ferx.registry import Registry
 
 SPLITS = ("train", "val", "test", "all")
+ZIP_PREFIX = "zip:"  # a user's zip, as a split's dataset names it ("zip:my_photos"): its faces are not kept
+
+
+def from_user_zip(dataset: str) -> bool:
+    """Whether a split's ``dataset`` is a user's zip: results derived face by face from it are not cached."""
+    return dataset.startswith(ZIP_PREFIX)
 # How a split's images become the faces a model scores (ferx.data.packed.pack_split, the CLI's --faces and
 # --face, the Dataset tab's zip upload), the first of each the default. Declared here, with the splits,
 # so the CLI builds its options without importing the pixel code.
@@ -345,6 +351,6 @@ def _load_zip(path: Path, split: str, cache_dir: Path, max_files: int) -> FaceSp
         split_data = load_image_folder(dest / found["root"], split)
     except DatasetLayoutError as err:  # name the user's zip, not the server's folder
         raise DatasetLayoutError(str(err).replace(str(dest / found["root"]), path.name)) from None
-    split_data.dataset = f"zip:{path.stem}"
+    split_data.dataset = f"{ZIP_PREFIX}{path.stem}"
     split_data.excluded = {"non_image_files": found["skipped"]} if found["skipped"] else {}
     return split_data

@@ -480,7 +480,8 @@ def _cmd_sanity(args) -> int:
 
     out = figure_path(args.out, f"{Path(args.photo).stem}_sanity.png")
     loaded = open_model(args.model, device=args.device)
-    methods = applicable_methods(loaded.model, [canonical_method(m) for m in args.method or ()])
+    methods = applicable_methods(loaded.model, [canonical_method(m) for m in args.method or ()],
+                                 loaded.display)
     search = find_faces(load_photo(args.photo), whole_image=args.whole_image)
     if search.no_face:
         raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")

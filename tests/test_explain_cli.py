@@ -113,6 +113,8 @@ def test_explain_a_contrast_by_class_names(photo, tmp_path):
     (["explain", "{photo}", "--model", "lanmsff_ferplus", "--cmap", "bogus"], "--cmap bogus: not a matplotlib"),
     (["explain", "{photo}", "--model", "lanmsff_ferplus", "--baseline", "grey"], "--baseline grey: choose blur, black"),
     (["sanity", "{photo}", "--model", "lanmsff"], "lanmsff is an architecture, not a trained model"),
+    (["sanity", "{photo}", "--model", "mini_xception_fer2013", "--method", "native"],
+     "mini_xception (mini_xception_fer2013) has no native attention: choose another method"),
     (["occlude", "{photo}", "--mask", "{photo}", "--model", "lanmsf"], "unknown model 'lanmsf'"),
 ])
 def test_commands_refuse_a_bad_option_before_the_work_in_one_line(photo, data_root, tmp_path, monkeypatch, capsys,

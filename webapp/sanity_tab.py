@@ -36,9 +36,7 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
     face = chosen_face(path, whole_image, index, to="check it")
     progress(0, desc=f"{model_name}: {len(methods)} method(s) × {int(n_steps) + 1} versions of the model")
     with bank.using(model_name) as loaded:
-        chosen = applicable_methods(loaded.model, methods)
-        if not chosen:
-            raise gr.Error(f"{model_name} has no native attention: choose another method.")
+        chosen = applicable_methods(loaded.model, methods, model_name)
         x = face.model_input(loaded.input_spec).to(next(loaded.model.parameters()).device)
         check = cascading_randomization(loaded.model, x, chosen, n_steps=int(n_steps), name=loaded.display,
                                         classes=loaded.classes)

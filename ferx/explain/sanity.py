@@ -38,11 +38,15 @@ DEFAULT_METHODS = ("native", "gradcam", "saliency")  # the model's own maps (whe
 DEFAULT_STEPS = 6  # groups of layers randomised one after another
 
 
-def applicable_methods(model: nn.Module, methods: Sequence[str] | None = None) -> list[str]:
-    """``methods`` (default :data:`DEFAULT_METHODS`) less ``native`` when the model has no attention of its own."""
+def applicable_methods(model: nn.Module, methods: Sequence[str] | None = None, name: str = "this model") -> list[str]:
+    """``methods`` (default :data:`DEFAULT_METHODS`) less ``native`` when the model has no attention of its own;
+    a ValueError naming the model (``name``) when nothing is left to check."""
     from ferx.explain.native import has_native_attention
 
-    return [m for m in (methods or DEFAULT_METHODS) if m != "native" or has_native_attention(model)]
+    kept = [m for m in (methods or DEFAULT_METHODS) if m != "native" or has_native_attention(model)]
+    if not kept:
+        raise ValueError(f"{name} has no native attention: choose another method")
+    return kept
 
 
 @dataclass

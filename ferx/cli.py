@@ -621,8 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="read the train and val splits from a carry file (ferx data carry) instead of the data root")
     tr.add_argument("--input-size", type=int, default=None,
                     help="train at this input size instead of the model's (e.g. 112 for Conv-cut; the card records it)")
-    tr.add_argument("--init-from", default=None, metavar="CHECKPOINT",
-                    help="start from this checkpoint's weights (same model): a further schedule for a run that ended "
+    tr.add_argument("--init-from", default=None, metavar="CHECKPOINT", type=checkpoint_path,
+                    help="start from this checkpoint's weights (same model; a folder or a name `ferx models` lists): "
+                         "a further schedule for a run that ended "
                          "still improving, or a checkpoint with other labels (its classifier rows are taken by class "
                          "name); the card names it")
     tr.add_argument("--lr", type=float, default=None, help="peak learning rate instead of the recipe's")

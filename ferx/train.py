@@ -247,12 +247,17 @@ def _overrides(recipe: Recipe) -> dict | None:
     return {k: v for k, v in asdict(recipe).items() if named[k] != v}
 
 
+def _check_start(init_from: str | Path, architecture: str, spec) -> None:
+    """Refuse a start checkpoint of another model or input from its card, before any data is packed."""
+    start = load_checkpoint(init_from, "cpu", expect_model=architecture, defer=True)  # the card, not the weights
+    if start.input_spec != spec:
+        raise ValueError(f"{init_from} takes {start.input_spec}, this run {spec}")
+
+
 def _initialise_from(model: nn.Module, init_from: str | Path, dev, architecture: str, spec, labels,
                      classifier: str) -> dict:
     """Load a checkpoint's weights into ``model`` (:func:`_start_from`); what the card says about that start."""
     start = load_checkpoint(init_from, dev, expect_model=architecture)
-    if start.input_spec != spec:
-        raise ValueError(f"{init_from} takes {start.input_spec}, this run {spec}")
     classes_taken = _start_from(model, start.model, start.labels, labels, classifier)
     its_recipe = start.card.get("recipe")
     named = Path(init_from)  # a run's own folder "checkpoint" is named with its run: "lanmsff_ferplus/checkpoint"
@@ -369,13 +374,15 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         raise ValueError(f"ema_decay must lie in [0, 1], not {recipe.ema_decay}")
     dev = resolve_device(device)
     bf16 = autocast_bf16(dev, precision)  # auto: CUDA only; bf16 on CPU only where it is native
+    info = get_model_info(recipe.model)
+    spec = info.input_spec if recipe.input_size is None else replace(info.input_spec, size=recipe.input_size)
+    if init_from is not None:
+        _check_start(init_from, recipe.model, spec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = dev.type == "cuda"  # fixed input sizes: let cuDNN pick its fastest kernels
 
-    info = get_model_info(recipe.model)
-    spec = info.input_spec if recipe.input_size is None else replace(info.input_spec, size=recipe.input_size)
     train_data, val_data = _packed_splits(dataset, (train_split, val_split), data_root, carried, progress)
     rng = np.random.default_rng(seed)
     if limit_train and limit_train < len(train_data):

@@ -116,6 +116,8 @@ def test_explain_a_contrast_by_class_names(photo, tmp_path):
     (["sanity", "{photo}", "--model", "mini_xception_fer2013", "--method", "native"],
      "mini_xception (mini_xception_fer2013) has no native attention: choose another method"),
     (["occlude", "{photo}", "--mask", "{photo}", "--model", "lanmsf"], "unknown model 'lanmsf'"),
+    (["train", "--recipe", "lanmsff", "--dataset", "fer2013", "--out", "run", "--init-from", "mini_xception_fer2013"],
+     "not 'lanmsff'"),  # the name found from any folder, and its card read before the data is packed
 ])
 def test_commands_refuse_a_bad_option_before_the_work_in_one_line(photo, data_root, tmp_path, monkeypatch, capsys,
                                                                    argv, message):

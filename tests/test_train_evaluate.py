@@ -92,6 +92,7 @@ def test_a_further_schedule_starts_from_a_checkpoints_weights(data_root, tmp_pat
     assert card["initialised_from"]["checkpoint_sha256"] == load_checkpoint(shipped).sha256
     with pytest.raises(CheckpointError, match="not 'lanmsff'"):
         train("lanmsff", "fer2013", tmp_path / "wrong", epochs=1, init_from=shipped, **kwargs)
+    assert not (tmp_path / "wrong").exists()  # refused from its card, before any data is packed
     # resuming takes the weights from state.pt: a run started elsewhere is refused, not silently continued
     with pytest.raises(ValueError, match="was started from random weights, not from"):
         train("mini_xception", "fer2013", tmp_path / "scratch", epochs=2, init_from=shipped, resume=True, **kwargs)

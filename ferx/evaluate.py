@@ -68,12 +68,16 @@ CARD_METRIC_KEYS = ("dataset", "split", "n", "n_excluded", "accuracy", "macro_f1
 
 def card_worthy(dataset: str, split: str, limit: int | None = None, faces: str = "given") -> None:
     """ValueError unless an evaluation of ``dataset``/``split`` can go on a card: a whole split of a
-    registered dataset (one anyone can name and re-measure), its faces as given."""
-    from ferx.data.datasets import list_datasets
+    registered dataset (one anyone can name and re-measure), one split of it, its faces as given."""
+    from ferx.data.datasets import SPLITS, list_datasets
 
     if dataset not in list_datasets():
         raise ValueError(f"only registered datasets ({', '.join(list_datasets())}) go on a card: {dataset} is a folder "
                          "or zip of your own (evaluate it without --update-card)")
+    one = [s for s in SPLITS if s != "all"]  # "all" mixes the faces a model trained on with those it is tested on
+    if split not in one:
+        raise ValueError(f"only one split ({', '.join(one)}) goes on a card, not {split}: {split} mixes the "
+                         "faces a model trained on with those it is tested on")
     if limit is not None:
         raise ValueError("only full-split evaluations go on a card (drop --limit)")
     if faces != "given":

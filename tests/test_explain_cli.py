@@ -106,6 +106,8 @@ def test_explain_a_contrast_by_class_names(photo, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "mini_xception_fer2013", "--dataset", "{folder}", "--update-card"], "only registered datasets"),
+    (["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--split", "all", "--update-card"],
+     "only one split (train, val, test) goes on a card, not all"),
     (["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--device", "gpu"], "--device gpu: choose auto"),
     (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--color-by", "bogus"], "--color-by bogus: choose"),
     (["analyze", "mini_xception_fer2013", "--dataset", "{folder}", "--calibrate"], "has no val folder to fit"),

@@ -404,7 +404,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                                                          patience=recipe.plateau_patience)
     images = torch.as_tensor(train_data.images).to(dev)  # uint8, stays on the device
     gen = torch.Generator(device=dev).manual_seed(seed)
-    steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
+    # the last, partial batch is kept, unless it holds one face: batch norm cannot train on one sample (Conv-cut's
+    # head is a BatchNorm1d), and the shuffle gives that face a place in the other epochs
+    steps_per_epoch = len(images) // recipe.batch_size + (len(images) % recipe.batch_size > 1)
 
     state = {"epoch": 0, "step": 0, "best_val_acc": -1.0, "best_val_loss": math.inf, "best_epoch": 0,
              "bad_epochs": 0, "wall_time_s": 0.0, "history": [], "initialised_from": initialised,

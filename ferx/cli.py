@@ -456,23 +456,17 @@ def _cmd_occlude(args) -> int:
               f"({effect.change:+.3f}); top class now {new} {effect.after.max():.3f}")
         effects.append({"model": em.display, **effect.to_dict()})
     if args.out:
-        import matplotlib.pyplot as plt
-
         out = Path(args.out).with_suffix(".json")  # --out x.png: x.json and x.png, neither over the other
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"photo": Path(args.photo).name, "fill": args.fill, "covered": round(face.covered, 4),
                                    "models": effects}, indent=2) + "\n")
         fig = occlusion_figure(face, raw, [em.display for em in models], title=f"{Path(args.photo).name}, face {args.face}")
         fig.savefig(out.with_suffix(".png"), dpi=150)
-        plt.close(fig)
         print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
 
 def _cmd_sanity(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
     from ferx.device import resolve_device
     from ferx.explain.report import canonical_method, open_model, resolve_class
     from ferx.explain.sanity import DEFAULT_STEPS, applicable_methods, cascading_randomization

@@ -117,22 +117,20 @@ def tile(crop: np.ndarray, values: np.ndarray, scale: MapScale, cmap: str | None
 
 def channel_tile(channel_weights: dict[str, np.ndarray], height: int = TILE_MIN) -> np.ndarray:
     """MassAtt channel weights M_c (one bar per channel, per block) as an image for the map gallery."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(channel_weights), 1, figsize=(4, 3), dpi=height / 3, squeeze=False)
+    fig = Figure(figsize=(4, 3), dpi=height / 3)  # not pyplot's: requests draw at once, and nothing needs closing
+    canvas = FigureCanvasAgg(fig)
+    axes = fig.subplots(len(channel_weights), 1, squeeze=False)
     for ax, (block, w) in zip(axes[:, 0], channel_weights.items()):
         ax.bar(np.arange(len(w)), w, width=1.0, color="tab:orange")
         ax.set_ylim(0, 1)
         ax.set_title(f"{block}: weight per channel (0-1)", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def baseline_line(rows: list[ModelExplanation]) -> str:

@@ -40,10 +40,7 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
         x = face.model_input(loaded.input_spec).to(next(loaded.model.parameters()).device)
         check = cascading_randomization(loaded.model, x, chosen, n_steps=int(n_steps), name=loaded.display,
                                         classes=loaded.classes)
-    import matplotlib.pyplot as plt  # here: the app's start-up need not wait for pyplot (0.25 s)
-
     figure = check.figure(face=face.crop)
-    plt.close(figure)  # gradio renders it; pyplot must not keep every figure alive
     table = check.spearman_table()
     table.columns = [f"{s.index}: {s.label}" for s in check.steps]  # how far down each step randomised
     table = table.reset_index()

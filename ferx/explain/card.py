@@ -123,7 +123,7 @@ def write_card(out: str | Path, result, models, *, scale: str = "per-map", clip_
                link: str | None = None) -> CardFiles:
     """``out``.png, ``out``.pdf and ``out``.json for ``result`` (a :class:`~ferx.explain.report.PhotoExplanation`)
     explained by ``models`` (the :class:`~ferx.checkpoint.LoadedModel` of each row, in order)."""
-    import matplotlib.pyplot as plt
+    import matplotlib
     from matplotlib.text import Annotation
 
     from ferx.explain.panel import panel_figure
@@ -142,9 +142,8 @@ def write_card(out: str | Path, result, models, *, scale: str = "per-map", clip_
                               color="#1a4fa0" if link else "black", url=link))
     files = CardFiles(out.with_suffix(".png"), out.with_suffix(".pdf"), out.with_suffix(".json"))
     fig.savefig(files.png, bbox_inches="tight", pad_inches=0.25)  # a margin round the footer's long lines
-    with plt.rc_context({"pdf.fonttype": 42}):  # TrueType fonts in the PDF, not Type 3 (print shops refuse those)
+    with matplotlib.rc_context({"pdf.fonttype": 42}):  # TrueType fonts in the PDF, not Type 3 (print shops refuse those)
         fig.savefig(files.pdf, bbox_inches="tight", pad_inches=0.25)
-    plt.close(fig)
     numbers = result.to_dict(scale)
     numbers["photo"]["name"] = Path(numbers["photo"]["name"]).name  # the photo's own name, never a folder
     files.json.write_text(json.dumps({**numbers, "card": facts}, indent=2) + "\n")

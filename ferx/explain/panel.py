@@ -24,24 +24,18 @@ KIND_TEXT = {"native": "native attention", "cam": "post-hoc CAM", "attribution":
 def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExplanation], **options) -> Path:
     """The panel written to ``path`` (PNG, or any format matplotlib writes); ``options`` as :func:`panel_figure`."""
     fig = panel_figure(search, face_index, rows, **options)
-    import matplotlib.pyplot as plt  # after panel_figure chose the Agg backend
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
 def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale: str = "per-map",
                  clip_percentile: float = 99.0, alpha: float = 0.5, cmap: str | None = None):
-    """The panel as a matplotlib figure (the caller saves and closes it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The panel as a matplotlib figure (not pyplot's: requests draw at once, and nothing needs closing)."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
     face = search.faces[face_index]
@@ -49,7 +43,7 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
     methods = list(dict.fromkeys([m.method for m in maps if m.kind == "native"] + [m.method for m in maps]))
     has_channels = any(row.channel_weights for row in rows)
     ncols = 1 + len(methods) + 1 + int(has_channels)
-    fig = plt.figure(figsize=(2.9 * max(ncols, 4), 2.2 + 3.3 * len(rows)), dpi=DPI)
+    fig = Figure(figsize=(2.9 * max(ncols, 4), 2.2 + 3.3 * len(rows)), dpi=DPI)
     outer = fig.add_gridspec(2, 1, height_ratios=[0.6, len(rows)], hspace=0.1)  # the header close to the rows
     head = outer[0].subgridspec(1, max(ncols, 4), wspace=0.85)
     body = outer[1].subgridspec(len(rows), max(ncols, 4), hspace=0.45, wspace=0.85)  # room for titles and regions

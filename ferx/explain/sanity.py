@@ -123,10 +123,7 @@ class SanityCheck:
         before them when given), each map scaled to its own range (a signed map symmetric about 0, in
         the diverging colours ferx draws signed maps with), with its similarity to the trained map;
         flagged rows say so. ``photo`` (a file name) goes in the title."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # not pyplot's: requests draw at once, and nothing needs closing
 
         from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP
 
@@ -134,9 +131,9 @@ class SanityCheck:
         names = self.map_names
         first = 1 if face is not None else 0  # the face's column
         width = size * (len(self.steps) + first)
-        fig, grid = plt.subplots(len(names), len(self.steps) + first, squeeze=False,
-                                 figsize=(width, size * len(names) + 1.0),
-                                 layout="constrained")  # room for the wrapped title, unlike tight_layout
+        fig = Figure(figsize=(width, size * len(names) + 1.0),
+                     layout="constrained")  # room for the wrapped title, unlike tight_layout
+        grid = fig.subplots(len(names), len(self.steps) + first, squeeze=False)
         axes = [row[first:] for row in grid]
         if face is not None:
             for r in range(len(names)):

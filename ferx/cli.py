@@ -63,6 +63,7 @@ def percentile(text: str) -> float:
 
 CHECKPOINT_HELP = "a checkpoint folder, or its name under the project's checkpoints/ (ferx models lists them)"
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda"
+EXPLAIN_METHODS = ("native", "gradcam")  # ferx explain's maps unless --method says: the model's own, and a CAM
 DATA_ROOT = dict(default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
 
 
@@ -358,30 +359,31 @@ def _cmd_explain(args) -> int:
     face = search.pick(args.face)
     print(f"{args.photo}: {plural(len(search.faces), 'face')} found; explaining face {face}"
           + (" (whole image)" if search.faces[face].whole_image else "")
-          + f" with {', '.join(Path(m).name for m in args.model)}: {', '.join(args.method or ['native', 'gradcam'])}")
+          + f" with {', '.join(Path(m).name for m in args.model)}: {', '.join(args.method or EXPLAIN_METHODS)}")
 
     import matplotlib
     import torch
 
     if args.cmap and args.cmap not in matplotlib.colormaps:
         raise ValueError(f"--cmap {args.cmap}: not a matplotlib colormap (e.g. jet, inferno, viridis, RdBu_r)")
-    from ferx.explain.attributions import BASELINES, DEFAULT_BASELINE
+    from ferx.explain.attributions import BASELINES, DELETION_BASELINE
 
-    baseline = args.baseline or DEFAULT_BASELINE
+    baseline = args.baseline or DELETION_BASELINE
     if baseline not in BASELINES:
         raise ValueError(f"--baseline {baseline}: choose {', '.join(BASELINES)}")
     from ferx.explain.panel import render_panel
     from ferx.explain.regions import REGIONS, breakdown_line
     from ferx.explain.report import canonical_method, explain_photo, open_model
 
-    methods = [canonical_method(m) for m in (args.method or ["native", "gradcam"])]
+    methods = [canonical_method(m) for m in (args.method or EXPLAIN_METHODS)]
     models = [open_model(m, untrained=args.untrained, device=args.device) for m in args.model]
     if args.threads:
         torch.set_num_threads(args.threads)
     with terminal_progress() as progress:  # a bar with the step under way, where stderr is a terminal
         result = explain_photo(models, search, args.face, methods, target=args.target, contrast=args.contrast,
                                faithfulness=not args.no_faithfulness, baseline=baseline,
-                               deletion_steps=args.deletion_steps, n_random=args.random_maps, ig_steps=args.ig_steps,
+                               deletion_steps=args.deletion_steps, n_random=args.random_maps,
+                               **({} if args.ig_steps is None else {"ig_steps": args.ig_steps}),
                                progress=progress)
     view = dict(scale=args.scale, clip_percentile=args.clip_percentile, alpha=args.alpha, cmap=args.cmap)
     if args.card:
@@ -525,9 +527,18 @@ class _RegistryHelp(argparse.HelpFormatter):
 
             text = text.replace("{cmaps}", f"{DEFAULT_CMAP}, {DEFAULT_SIGNED_CMAP} for signed maps")
         if "{baselines}" in text:
-            from ferx.explain.attributions import BASELINES, DEFAULT_BASELINE
+            from ferx.explain.attributions import BASELINES, DELETION_BASELINE
 
-            text = text.replace("{baselines}", f"{', '.join(BASELINES)} (default: {DEFAULT_BASELINE})")
+            text = text.replace("{baselines}", f"{', '.join(BASELINES)} (default: {DELETION_BASELINE})")
+        if "{deletion_steps}" in text or "{random_maps}" in text or "{ig_steps}" in text:
+            from ferx.explain.faithfulness import DELETION_STEPS, RANDOM_MAPS
+            from ferx.explain.methods import MethodOptions
+
+            def budget(counts):
+                return f"{counts['small']}; {counts['large']} for Conv-cut-sized models"
+
+            text = (text.replace("{deletion_steps}", budget(DELETION_STEPS)).replace("{random_maps}", budget(RANDOM_MAPS))
+                    .replace("{ig_steps}", str(MethodOptions.ig_steps)))
         if "{sanity_" in text:  # the sanity check's defaults, declared beside it
             from ferx.explain.sanity import DEFAULT_METHODS, DEFAULT_STEPS
 
@@ -701,6 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--checkpoints", default=None, help="default: $FERX_CHECKPOINTS, else the project's checkpoints/")
     mo.set_defaults(func=_cmd_models)
 
+    from ferx.faces import DEFAULT_MARGIN  # light: no torch, no OpenCV until a photo is read
+
     ex = sub.add_parser("explain", help="explain a photo: faces, maps and faithfulness as a PNG panel and JSON",
                         formatter_class=_RegistryHelp)
     ex.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
@@ -709,13 +722,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--untrained", action="store_true",
                     help="build registry names with random weights (outputs are labelled UNTRAINED)")
     ex.add_argument("--method", action="append", default=None,
-                    help="{methods}; repeat for several (default: native and gradcam)")
+                    help=f"{{methods}}; repeat for several (default: {' and '.join(EXPLAIN_METHODS)})")
     ex.add_argument("--target", default=None,
                     help="class to explain, by name (every model) or index (default: each model's prediction)")
     ex.add_argument("--contrast", default=None, help="explain --target over this class")
     ex.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     ex.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
-    ex.add_argument("--margin", type=float, default=0.1, help="crop margin, a fraction of the face box per side")
+    ex.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="crop margin, a fraction of the face box per side")
     ex.add_argument("--align", action="store_true", help="rotate the face crop so the eyes are level (off by default: "
                     "bench/bench_alignment.py measured it does not help)")
     ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",
@@ -727,10 +740,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--baseline", default=None,
                     help="what deleted pixels become in the deletion/insertion test: {baselines}")
     ex.add_argument("--deletion-steps", type=int, default=None,
-                    help="deletion/insertion steps (default 32; 16 for Conv-cut-sized models)")
+                    help="deletion/insertion steps (default {deletion_steps})")
     ex.add_argument("--random-maps", type=int, default=None,
-                    help="random maps the deletion/insertion scores are compared with (default 3; 1 for Conv-cut)")
-    ex.add_argument("--ig-steps", type=int, default=32)
+                    help="random maps the deletion/insertion scores are compared with (default {random_maps})")
+    ex.add_argument("--ig-steps", type=int, default=None, help="Integrated Gradients path points (default {ig_steps})")
     ex.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion (faster)")
     ex.add_argument("--out", default=None, help="PNG path (default: PHOTO_explain.png here); the JSON goes beside it")
     ex.add_argument("--card", action="store_true", help="an explanation card instead of the panel: the panel plus "

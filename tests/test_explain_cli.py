@@ -1,6 +1,8 @@
 """``ferx explain`` end to end on a photo made of real FER-2013 test faces."""
 
+import argparse
 import json
+import re
 
 import numpy as np
 import pytest
@@ -144,3 +146,34 @@ def test_numbers_out_of_range_are_refused_by_argparse(argv, capsys):
     with pytest.raises(SystemExit):
         main(argv)
     assert "is not a p" in capsys.readouterr().err  # "not a positive whole number" / "not a percentile"
+
+
+def test_the_clis_options_offer_what_the_core_declares():
+    """The parser retypes a few lists (importing their modules would make `ferx --help` wait for torch):
+    each must stay what the module that owns it declares."""
+    import torch
+
+    from ferx.analysis.embeddings import METHODS
+    from ferx.analysis.figures import COLOUR_BY
+    from ferx.cli import build_parser
+    from ferx.device import PRECISIONS
+    from ferx.explain.occlusion import FILLS
+    from ferx.explain.overlay import SCALES
+    from ferx.train import AUGMENTS, RECIPES
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    def option(command, flag):
+        return next(a for a in commands[command]._actions if flag in a.option_strings)
+
+    for command in ("evaluate", "analyze", "train"):
+        assert tuple(option(command, "--precision").choices) == PRECISIONS, command
+    for command in ("analyze", "bundle"):
+        assert tuple(option(command, "--embeddings").choices) == METHODS, command
+    assert tuple(option("bundle", "--embeddings").default) == METHODS  # a bundle holds every projection
+    assert tuple(option("explain", "--scale").choices) == SCALES
+    assert all(isinstance(getattr(torch, d), torch.dtype) for d in option("train", "--export-dtype").choices)
+    for command, flag, names in (("train", "--recipe", RECIPES), ("train", "--augment", AUGMENTS),
+                                 ("occlude", "--fill", FILLS), ("analyze", "--color-by", COLOUR_BY)):
+        said = option(command, flag).help
+        assert all(re.search(rf"\b{re.escape(n)}\b", said) for n in names), (flag, said)

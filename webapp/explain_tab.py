@@ -18,7 +18,7 @@ import gradio as gr
 
 from ferx.explain.card import write_card
 from ferx.explain.methods import FAMILIES, get_method, list_methods, reading, units
-from ferx.explain.attributions import BASELINES, DEFAULT_BASELINE
+from ferx.explain.attributions import BASELINES, DELETION_BASELINE
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, describe_scale, flat_range, map_scales
 from ferx.explain.regions import REGIONS, breakdown_line
 from ferx.explain.report import FAITHFULNESS_COST, explain_photo
@@ -221,7 +221,7 @@ def build_explain_tab(ctx) -> None:
                 shared = gr.Checkbox(True, label="Shared scale (one per method across models)")
             with gr.Row():
                 faithful = gr.Checkbox(True, label="Faithfulness (deletion / insertion vs random maps)")
-                baseline = gr.Dropdown(list(BASELINES), value=DEFAULT_BASELINE, label="Deleted pixels become")
+                baseline = gr.Dropdown(list(BASELINES), value=DELETION_BASELINE, label="Deleted pixels become")
             button = gr.Button("Explain", variant="primary")
             status = gr.Markdown(elem_id="explain-results")
             gallery = gr.Gallery(label="Maps", columns=2, height=980, object_fit="contain",

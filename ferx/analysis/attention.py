@@ -27,7 +27,8 @@ from ferx.explain.native import has_native_attention
 from ferx.paths import cache_dir as default_cache_dir
 
 ATTENTION_VERSION = 1
-N_STEPS, N_RANDOM = 16, 3  # deletion steps and random maps per test (the Explain tab uses 32 and 3)
+N_STEPS, N_RANDOM = 16, 3  # deletion steps and random maps per face: fewer steps than one photo's test
+# (ferx.explain.faithfulness.DELETION_STEPS), as the study tests many faces
 GRADCAM = "gradcam"
 
 

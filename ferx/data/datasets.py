@@ -39,7 +39,8 @@ from typing import Callable
 import numpy as np
 
 from ferx.data.archive import MAX_FILES, extract_images, zip_digest
-from ferx.data.labels import ALIASES, CKPLUS_7, FER2013_7, FERPLUS_8, LabelSet, canonical_name, get_label_set
+from ferx.data.labels import (ALIASES, CKPLUS_7, FER2013_7, FERPLUS_8, LABEL_SETS, LabelSet, canonical_name,
+                              get_label_set)
 from ferx.cache import atomic_path, cached
 from ferx.paths import IMAGE_EXTS, IMAGE_FORMATS, default_data_root
 from ferx.paths import cache_dir as default_cache_dir
@@ -282,7 +283,7 @@ def load_image_folder(root: str | Path, split: str = "all", labels: LabelSet | N
     if not names:
         raise _layout_error("an image folder", base, "one sub-folder per expression class", prepare=False)
     if labels is None:  # a known label set when the folders match one, else the folders' order
-        matches = [s for s in (FER2013_7, FERPLUS_8, CKPLUS_7) if set(s.classes) == set(names)]
+        matches = [s for s in LABEL_SETS.values() if set(s.classes) == set(names)]
         labels = matches[0] if matches else get_label_set(names)
     paths, targets = [], []
     for d, name in zip(class_dirs, names):

@@ -8,8 +8,8 @@ map) with respect to the normalised model input, then collapses channels to one 
   and keep the sign: positive = evidence for the target, negative = against it;
 * Saliency is |gradient| by definition (Simonyan et al.), the maximum over channels; unsigned.
 
-Baseline (IG, Occlusion, GradientSHAP): ``"black"`` by default — pixel value 0 pushed through the
-model's own normalisation — or ``"blur"`` (the image under a Gaussian blur of sigma size/16) or
+Baseline (IG, Occlusion, GradientSHAP): ``"black"`` (:data:`ATTRIBUTION_BASELINE`) — pixel value 0 pushed
+through the model's own normalisation — or ``"blur"`` (the image under a Gaussian blur of sigma size/16) or
 ``"mean"`` (every pixel mid-gray, 127.5). It is recorded in each map's ``params``.
 
 Internal batching: IG evaluates its ``n_steps`` path points ``internal_batch_size`` at a time;
@@ -35,7 +35,7 @@ import torch.nn as nn
 from ferx.explain._common import ContrastModel, as_batch, gradient_safe, per_image, resolve_targets
 from ferx.explain._libraries import captum_attr
 from ferx.explain.maps import ExplanationMap, make_map
-from ferx.explain.methods import ExplanationMethod, get_method, list_methods, register_method
+from ferx.explain.methods import ExplanationMethod, MethodOptions, get_method, list_methods, register_method
 
 BLUR_SIGMA = 1 / 16  # the blur baseline's Gaussian sigma, a fraction of the input's side (4 px at 64 x 64)
 # what the pixels a method or the deletion test removes become: name -> description (input side ``size``)
@@ -44,7 +44,8 @@ BASELINES = {
     "black": lambda size: "black: pixel value 0",
     "mean": lambda size: "mean: every pixel mid-gray (127.5)",
 }
-DEFAULT_BASELINE = "blur"
+ATTRIBUTION_BASELINE = "black"  # IG, Occlusion, GradientSHAP: the reference input an attribution departs from
+DELETION_BASELINE = "blur"  # the deletion/insertion test (ferx.explain.faithfulness): what removed pixels become
 
 
 def describe_baseline(kind: str, size: int) -> str:
@@ -101,7 +102,7 @@ def canonical_attribution(method: str) -> str:
     return name
 
 
-def pixel_baseline(x: torch.Tensor, spec, kind: str = "black") -> torch.Tensor:
+def pixel_baseline(x: torch.Tensor, spec, kind: str = ATTRIBUTION_BASELINE) -> torch.Tensor:
     """A reference image in the model's normalised space, one of :data:`BASELINES`: ``black`` (pixel 0),
     ``mean`` (pixel 127.5) or ``blur`` (``x`` under a Gaussian blur of sigma = :data:`BLUR_SIGMA` x size)."""
     if kind == "blur":
@@ -134,7 +135,7 @@ def _spec_of(model: nn.Module):
 
 def attribution_maps(model: nn.Module, x: torch.Tensor, method: str = "integrated_gradients", *,
                      targets: int | Sequence[int] | None = None, contrast: int | Sequence[int] | None = None,
-                     baseline: str = "black", n_steps: int = 32, internal_batch_size: int = 32,
+                     baseline: str = ATTRIBUTION_BASELINE, n_steps: int = MethodOptions.ig_steps, internal_batch_size: int = 32,
                      window: int | None = None, stride: int | None = None, perturbations_per_eval: int = 64,
                      n_samples: int = 16, seed: int = 0) -> list[ExplanationMap]:
     """One Captum attribution map per image of ``x`` (N x C x H x W, normalised model input).

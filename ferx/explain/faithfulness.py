@@ -30,13 +30,21 @@ import torch
 import torch.nn as nn
 
 from ferx.explain._common import as_batch, check_classes, fast_logits
-from ferx.memory_format import fast_inference
-from ferx.explain.attributions import DEFAULT_BASELINE, describe_baseline, pixel_baseline
+from ferx.memory_format import SMALL_MODEL, fast_inference
+from ferx.explain.attributions import DELETION_BASELINE, describe_baseline, pixel_baseline
 from ferx.explain.maps import ExplanationMap, resize_map
 
+TOP_K = 0.1  # the share of pixels whose overlap two maps' agreement reports (top-10 % IoU)
+# Deletion/insertion steps and random maps per test: "large" for models of ferx.memory_format.SMALL_MODEL
+# parameters or more (Conv-cut: each step is a 12.6 G multiply-add forward pass), "small" for the others
+DELETION_STEPS = {"small": 32, "large": 16}
+RANDOM_MAPS = {"small": 3, "large": 1}
 
 
-
+def deletion_budget(model: nn.Module) -> tuple[int, int]:
+    """The deletion steps and random maps a test of ``model``'s maps takes by default (:data:`DELETION_STEPS`)."""
+    size = "large" if sum(p.numel() for p in model.parameters()) >= SMALL_MODEL else "small"
+    return DELETION_STEPS[size], RANDOM_MAPS[size]
 
 
 @dataclass
@@ -79,7 +87,8 @@ def _ranks(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def deletion_insertion(model: nn.Module, x: torch.Tensor, explanation: ExplanationMap | np.ndarray,
-                       target: int | None = None, *, baseline: str = DEFAULT_BASELINE, n_steps: int = 32, n_random: int = 3,
+                       target: int | None = None, *, baseline: str = DELETION_BASELINE,
+                       n_steps: int = DELETION_STEPS["small"], n_random: int = RANDOM_MAPS["small"],
                        seed: int = 0, batch_size: int = 128, spec=None) -> Faithfulness:
     """Deletion and insertion AUC of one map for one image, beside the same for random maps.
 
@@ -134,9 +143,6 @@ def deletion_insertion(model: nn.Module, x: torch.Tensor, explanation: Explanati
         deletion_curve=del_curves[0].tolist(), insertion_curve=ins_curves[0].tolist(), target=int(target),
         baseline=describe_baseline(baseline, h),
         n_steps=n_steps, n_random=n_random, elapsed_s=time.perf_counter() - start)
-
-
-TOP_K = 0.1  # the share of pixels whose overlap two maps' agreement reports (top-10 % IoU)
 
 
 def map_agreement(a: ExplanationMap | np.ndarray, b: ExplanationMap | np.ndarray, top_k: float = TOP_K) -> dict:

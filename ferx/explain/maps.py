@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-KINDS = ("native", "cam", "attribution", "random")
+KINDS = ("native", "cam", "attribution")
 
 
 def resize_map(values: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
@@ -36,7 +36,7 @@ class ExplanationMap:
     raw: np.ndarray
     values: np.ndarray
     method: str  # "gradcam", "massatt_block4_spatial", "integrated_gradients", ...
-    kind: str  # "native" (the model's own attention), "cam", "attribution", "random"
+    kind: str  # "native" (the model's own attention), "cam", "attribution"
     model: str
     target: int | None  # the class explained; None where the method ignores classes (attention, EigenCAM)
     signed: bool  # True when negative values mean evidence *against* the target

@@ -29,7 +29,7 @@ FAMILIES = {"native": "Native attention", "cam": "CAM family (pytorch-grad-cam)"
 class MethodOptions:
     """Settings a caller may tune across methods; each method reads the ones it has."""
 
-    ig_steps: int = 32  # Integrated Gradients: path points
+    ig_steps: int = 32  # Integrated Gradients: path points (the default everywhere: ferx explain, the app)
 
 
 # run(model, x, targets=..., contrast=..., options=...) -> one map per image of x

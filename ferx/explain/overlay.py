@@ -67,12 +67,15 @@ def map_scale(maps: Iterable[ExplanationMap | np.ndarray], clip_percentile: floa
     return MapScale(low, top, False, clip_percentile)
 
 
+SCALES = ("per-map", "shared")  # how maps share colour scales (map_scales); the CLI's --scale choices
+
+
 def map_scales(rows, scale: str = "per-map", clip_percentile: float = 99.0) -> list[list[MapScale]]:
     """A :class:`MapScale` per (row, map) of rows that each hold ``.maps`` (one row per model):
     each map its own (``per-map``), or one per method across all rows (``shared``: the same method
     on several models is drawn on one scale)."""
-    if scale not in ("per-map", "shared"):
-        raise ValueError(f"scale must be 'per-map' or 'shared', got {scale!r}")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     if scale == "per-map":
         return [[map_scale([m], clip_percentile) for m in row.maps] for row in rows]
     by_method: dict[str, list] = {}

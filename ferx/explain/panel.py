@@ -17,8 +17,7 @@ from ferx.explain.report import ModelExplanation
 from ferx.text import plural
 
 DPI = 150  # the PNG's resolution: 5.5-pt region lines come out about 11 px tall
-KIND_TEXT = {"native": "native attention", "cam": "post-hoc CAM", "attribution": "post-hoc attribution",
-             "random": "random"}
+KIND_TEXT = {"native": "native attention", "cam": "post-hoc CAM", "attribution": "post-hoc attribution"}
 
 
 def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExplanation], **options) -> Path:

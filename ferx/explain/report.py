@@ -20,13 +20,12 @@ import torch
 from ferx.checkpoint import LoadedModel
 from ferx.data.labels import ALIASES as LABEL_ALIASES
 from ferx.explain._common import fast_logits
-from ferx.explain.attributions import DEFAULT_BASELINE
-from ferx.explain.faithfulness import TOP_K, Faithfulness, deletion_insertion, map_agreement
+from ferx.explain.attributions import DELETION_BASELINE
+from ferx.explain.faithfulness import TOP_K, Faithfulness, deletion_insertion, map_agreement, deletion_budget
 from ferx.explain.maps import ExplanationMap
 from ferx.explain.methods import MethodOptions, get_method
 from ferx.explain.native import has_native_attention, native_attention
 from ferx.explain.regions import face_labels, region_breakdown
-from ferx.memory_format import SMALL_MODEL
 
 # deletion/insertion of one map costs about this many map computations (2 x 32 forward passes plus
 # random maps; measured in the app: 5 light methods took 1.6 s without faithfulness, 14.5 s with)
@@ -137,22 +136,22 @@ class ModelExplanation:
 
 
 def explain_face(em: LoadedModel, face, methods, *, target: int | None = None, contrast: int | None = None,
-                 faithfulness: bool = True, baseline: str = DEFAULT_BASELINE, deletion_steps: int | None = None,
-                 n_random: int | None = None, ig_steps: int = 32,
+                 faithfulness: bool = True, baseline: str = DELETION_BASELINE, deletion_steps: int | None = None,
+                 n_random: int | None = None, ig_steps: int = MethodOptions.ig_steps,
                  progress: Callable[[float, str], None] | None = None) -> ModelExplanation:
     """Every requested map of ``face`` (a :class:`ferx.faces.Face`) for one model, each with its
     deletion/insertion scores next to random maps', and the pairwise agreement of the maps.
     ``progress(fraction, what)`` is told before each step, faithfulness weighted by its cost
     (:data:`FAITHFULNESS_COST` map computations per map).
 
-    Deletion/insertion defaults: 32 steps and 3 random maps; for models of 5 M parameters or more
-    (Conv-cut: each step is a 12.6 G multiply-add forward pass) 16 steps and 1 random map.
+    Deletion/insertion defaults: :func:`ferx.explain.faithfulness.deletion_budget` (fewer steps and random maps for
+    Conv-cut-sized models).
     """
     methods = [get_method(m) for m in dict.fromkeys(canonical_method(m) for m in methods)]  # unique, in order
     native_asked = any(m.family == "native" for m in methods)
-    big = sum(p.numel() for p in em.model.parameters()) >= SMALL_MODEL
-    deletion_steps = deletion_steps or (16 if big else 32)
-    n_random = n_random if n_random is not None else (1 if big else 3)
+    default_steps, default_random = deletion_budget(em.model)
+    deletion_steps = deletion_steps or default_steps
+    n_random = n_random if n_random is not None else default_random
     x = face.model_input(em.input_spec).to(next(em.model.parameters()).device)
     maps, channel_weights, notes = [], {}, []
     if native_asked and has_native_attention(em.model):

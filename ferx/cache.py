@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,10 +32,11 @@ def cache_key(*parts) -> str:
 @contextmanager
 def atomic_path(path: Path):
     """A temporary path beside ``path`` (same suffix, so numpy adds none) that replaces ``path``
-    once the block has written it."""
+    once the block has written it; its own name, so two requests writing one entry at once do not write
+    into one file (the last to finish wins, whole)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
     try:
         yield tmp
         tmp.replace(path)

@@ -515,3 +515,17 @@ def test_cli_analyze_prints_the_attention_and_map_agreement_tables(tiny_folder, 
                                     "agree)", "spearman", "(labels", "differ)"]
     assert [line.split()[0] for line in agreement[2:]] == ["happy", "surprise", "(all)"]
     assert agreement[-1].split()[1] == "4"  # the faces of both classes
+
+
+def test_two_writers_of_one_cache_entry_do_not_share_a_temporary_file(tmp_path):
+    """Two requests building one cache entry at once wrote into one temporary file (a fixed name): the
+    second's replace took the first's file away from under it. Each writer has its own now; the last wins."""
+    from ferx.cache import atomic_path
+
+    target = tmp_path / "entry.json"
+    with atomic_path(target) as first:
+        first.write_text("first")
+        with atomic_path(target) as second:
+            second.write_text("second")
+        assert target.read_text() == "second"
+    assert target.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["entry.json"]

@@ -19,6 +19,7 @@ Nothing about the face is stored or cached.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +72,7 @@ def embed(loaded: LoadedModel, image: np.ndarray, compute_dtype: str = "fp32") -
 
 _OWN: dict[tuple, np.ndarray] = {}  # (run key, faces, k) -> distances: a few KiB each, reused by every photo
 _OWN_MAX = 32
+_OWN_LOCK = threading.Lock()  # requests place photos at once: one evicts while another reads
 
 
 def own_distances(run: ModelRun, k: int) -> np.ndarray:
@@ -79,13 +81,19 @@ def own_distances(run: ModelRun, k: int) -> np.ndarray:
     from sklearn.neighbors import NearestNeighbors
 
     key = (run.key, len(run), k)
-    if key not in _OWN or not run.key:
-        z = standardiser(run.embeddings)(run.embeddings)
-        dist, _ = NearestNeighbors(n_neighbors=min(k + 1, len(z))).fit(z).kneighbors(z)
-        if len(_OWN) >= _OWN_MAX:
-            _OWN.pop(next(iter(_OWN)))
-        _OWN[key] = dist[:, 1:].mean(1)
-    return _OWN[key]
+    with _OWN_LOCK:
+        kept = _OWN.get(key) if run.key else None
+    if kept is not None:
+        return kept
+    z = standardiser(run.embeddings)(run.embeddings)
+    dist, _ = NearestNeighbors(n_neighbors=min(k + 1, len(z))).fit(z).kneighbors(z)
+    own = dist[:, 1:].mean(1)
+    if run.key:
+        with _OWN_LOCK:
+            if key not in _OWN and len(_OWN) >= _OWN_MAX:
+                _OWN.pop(next(iter(_OWN)))
+            _OWN[key] = own
+    return own
 
 
 def place(loaded: LoadedModel, run: ModelRun, image: np.ndarray, *, k: int = 8, methods=METHODS,

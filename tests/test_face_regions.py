@@ -5,6 +5,7 @@ import io
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -160,7 +161,7 @@ def test_every_map_of_an_explanation_carries_its_region_breakdown(fer_test):
 
 
 def test_dataset_region_table_has_every_class_and_both_kinds_of_map(fer_test, tmp_path):
-    from ferx.analysis.regions import AREA_ROW, region_figure, region_shares, region_table
+    from ferx.analysis.regions import AREA_ROW, region_figure, region_shares, region_table, template_areas
     from ferx.checkpoint import load_checkpoint
 
     seen = []
@@ -182,6 +183,15 @@ def test_dataset_region_table_has_every_class_and_both_kinds_of_map(fer_test, tm
     assert np.allclose(again.select_dtypes("number"), shares.select_dtypes("number"), equal_nan=True)
     fig = region_figure(table)
     assert len(fig.data) == len(maps)
+    # two models' shares in one frame (each placed the template on its own input: 64 and 112 px) keep an
+    # "(area)" row each, at its own input size (the areas travelled in DataFrame.attrs: concat kept the first's)
+    convcut = region_shares(load_checkpoint(CHECKPOINTS / "convcut_ferplus", "cpu"), fer_test, per_class=1,
+                            cache_dir=tmp_path)
+    areas = region_table(pd.concat([shares, convcut], ignore_index=True)).xs(AREA_ROW, level="true")
+    assert set(areas.index.get_level_values("model")) == {"lanmsff_fer2013", "convcut_ferplus"}
+    assert np.allclose(areas.loc[("lanmsff_fer2013", "gradcam")].drop("faces"), list(template_areas(64).values()))
+    assert np.allclose(areas.loc[("convcut_ferplus", "gradcam")].drop("faces"), list(template_areas(112).values()))
+    assert not np.allclose(list(template_areas(112).values()), list(template_areas(64).values()))
 
 
 def test_the_app_scores_a_48_px_face_unticked_and_shows_regions(data_root, fer_test, tmp_path):

@@ -37,22 +37,35 @@ def _shares(values: np.ndarray, onehot: np.ndarray, signed: bool) -> np.ndarray:
     return np.where(total > 0, (pos @ onehot) / np.where(total > 0, total, 1), np.nan)
 
 
+def template_labels(size: int) -> np.ndarray:
+    """The region (index into :data:`REGIONS`) of every pixel of a ``size`` x ``size`` model input, the
+    mean-face template placed on it (flattened)."""
+    from ferx.faces import MEAN_FACE
+
+    return region_labels(MEAN_FACE * size, size).ravel()
+
+
+def template_areas(size: int) -> dict[str, float]:
+    """Each region's share of a ``size``-px input (the level a map that ignores the face reaches)."""
+    labels = template_labels(size)
+    return dict(zip(REGIONS, np.bincount(labels, minlength=len(REGIONS)) / labels.size))
+
+
 def region_shares(loaded, packed, *, per_class: int | None = 100, batch_size: int = 64,
                   hold: Callable[[], ContextManager] = nullcontext, cache_dir: str | Path | None = None,
                   progress: Callable[[float], None] | None = None) -> pd.DataFrame:
-    """One row per face and map: ``model, map, sample, true, predicted`` and the mass share of every region.
+    """One row per face and map: ``model, map, sample, true, predicted, input_px`` (the side of the input the
+    template was placed on) and the mass share of every region.
     ``progress(fraction)`` is called after each batch (not when the shares come from the cache)."""
     from ferx.data.preprocess import to_model_input
     from ferx.explain.cam import cam_maps
     from ferx.explain.native import has_native_attention, native_attention
-    from ferx.faces import MEAN_FACE
 
     idx = packed.per_class(per_class)
     model, spec = loaded.model, loaded.input_spec
     key = cache_key(REGIONS_VERSION, loaded.sha256, packed.fingerprint, spec.to_dict(), idx.tolist(), MAPS)
     path = Path(cache_dir or default_cache_dir("regions")) / f"{key[:32]}.npz"
-    labels = region_labels(MEAN_FACE * spec.size, spec.size).ravel()  # the template on the model's input
-    onehot = np.eye(len(REGIONS))[labels]
+    onehot = np.eye(len(REGIONS))[template_labels(spec.size)]  # the template on the model's input
 
     def build():
         rows_maps, shares, preds = [], [], []
@@ -89,15 +102,14 @@ def region_shares(loaded, packed, *, per_class: int | None = 100, batch_size: in
     frames = []
     for name in data["names"]:
         f = pd.DataFrame(data[f"s_{name}"], columns=list(REGIONS))
+        f.insert(0, "input_px", spec.size)
         f.insert(0, "predicted", [loaded.labels.classes[p] for p in data["preds"]])
         f.insert(0, "true", [packed.classes[t] for t in packed.targets[idx]])
         f.insert(0, "sample", idx)
         f.insert(0, "map", str(name))
         f.insert(0, "model", loaded.path.name if loaded.path is not None else loaded.display)
         frames.append(f)
-    out = pd.concat(frames, ignore_index=True)
-    out.attrs["area"] = dict(zip(REGIONS, np.bincount(labels, minlength=len(REGIONS)) / labels.size))
-    return out
+    return pd.concat(frames, ignore_index=True)
 
 
 def region_table(shares: pd.DataFrame) -> pd.DataFrame:
@@ -106,11 +118,10 @@ def region_table(shares: pd.DataFrame) -> pd.DataFrame:
     rank = {c: i for i, c in enumerate(in_canonical_order(shares["true"].unique()))}
     shares = shares.iloc[np.argsort(shares["true"].map(rank).to_numpy(), kind="stable")]  # classes in canonical order
     table = shares.groupby(["model", "map", "true"], sort=False)[list(REGIONS)].mean()
-    area = shares.attrs.get("area")
-    if area:
-        extra = pd.DataFrame([{**dict(zip(("model", "map", "true"), k[:2] + (AREA_ROW,))), **area}
-                              for k in table.index.droplevel("true").unique()]).set_index(["model", "map", "true"])
-        table = pd.concat([extra, table]).sort_index(level=["model", "map"], sort_remaining=False)
+    sides = shares.groupby(["model", "map"], sort=False)["input_px"].first()
+    extra = pd.DataFrame([{"model": model, "map": name, "true": AREA_ROW, **template_areas(int(side))}
+                          for (model, name), side in sides.items()]).set_index(["model", "map", "true"])
+    table = pd.concat([extra, table]).sort_index(level=["model", "map"], sort_remaining=False)
     counts = shares.groupby(["model", "map", "true"], sort=False).size()
     table.insert(0, "faces", counts.reindex(table.index).fillna(0).astype(int))
     return table

@@ -787,9 +787,11 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
     app.add_argument("--checkpoints", default=None,
                      help="checkpoint folder (default: $FERX_CHECKPOINTS, else the project's checkpoints/)")
-    app.add_argument("--device", default=None, help="auto, cpu or cuda (default: auto)")
-    app.add_argument("--host", default=None, help="default 127.0.0.1; 0.0.0.0 to serve the network")
-    app.add_argument("--port", type=int, default=None, help="default 7860")
+    from webapp.config import AppConfig  # light: the defaults, read from $FERX_DEVICE, $FERX_HOST, $FERX_PORT
+
+    app.add_argument("--device", default=None, help=f"auto, cpu or cuda (default: {AppConfig.device})")
+    app.add_argument("--host", default=None, help=f"default {AppConfig.host}; 0.0.0.0 to serve the network")
+    app.add_argument("--port", type=int, default=None, help=f"default {AppConfig.port}")
     app.set_defaults(func=_cmd_app)
     return p
 

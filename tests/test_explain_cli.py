@@ -131,6 +131,11 @@ def test_commands_refuse_a_bad_option_before_the_work_in_one_line(photo, data_ro
     folder.mkdir(parents=True)
     Image.fromarray(pack_split(load_fer2013(data_root, "test"), progress=False).images[0]).save(folder / "a.png")
     monkeypatch.chdir(tmp_path)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a refused command wrote a committed checkpoint's card")
+
+    monkeypatch.setattr("ferx.evaluate.record_on_card", never)
     argv = [a.format(folder=folder.parent, photo=photo) for a in argv]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()

@@ -343,6 +343,8 @@ def test_a_gallery_face_clicked_after_its_analysis_expired_says_so():
 
 
 def test_a_refusal_names_a_folder_by_its_own_name_not_where_the_server_keeps_it(tmp_path):
+    """Paths in the server's folders (here the temporary one) are cut to their last part; every other slash
+    (the layout hint, a zip's own entry names, "cheeks/jaw") stays."""
     from ferx.data import DatasetLayoutError, load_split
     from webapp.errors import user_errors
 
@@ -352,10 +354,17 @@ def test_a_refusal_names_a_folder_by_its_own_name_not_where_the_server_keeps_it(
 
     with pytest.raises(gr.Error) as err:
         handler()
-    assert err.value.message.startswith("datasets does not look like FER-2013: expected ")
-    assert str(tmp_path) not in err.value.message
+    assert err.value.message == ("datasets does not look like FER-2013: expected <split folder>/<class>/"
+                                 "<Training|PublicTest|PrivateTest>_<n>.jpg; found nothing (folder does not exist). "
+                                 "Run `ferx data prepare` to unpack ../shared/datasets into the data root.")
     with pytest.raises(DatasetLayoutError, match=str(tmp_path)):  # the CLI and the log keep the whole path
         load_split("fer2013", "test", tmp_path / "datasets")
+    from webapp.errors import without_server_paths
+
+    for kept in ("mine.zip: unsafe path '/happy/a.png' (absolute or outside the archive)",
+                 "file names Training_*/PublicTest_*/PrivateTest_*", "cheeks/jaw 54% (area 31%)", "zip:my_photos/all",
+                 "see http://127.0.0.1:7860/?view=explain&sample=3"):
+        assert without_server_paths(kept) == kept
 
 
 def test_studies_of_a_zips_faces_leave_nothing_in_the_cache(data_root, bank, tmp_path, monkeypatch):
@@ -387,3 +396,19 @@ def test_studies_of_a_zips_faces_leave_nothing_in_the_cache(data_root, bank, tmp
     kept = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "cache").rglob("*") if p.is_file())
     assert kept == [], kept  # neither faces nor maps, region shares, attention scores or runs
     assert set(Path(tempfile.gettempdir()).glob("ferx-study-*")) == scratch_before
+
+
+def test_a_damaged_checkpoint_is_named_on_the_models_tab_without_the_servers_folders(tmp_path):
+    """A weight file that is not what its card says (e.g. a Git LFS pointer on a Space) is not offered; the
+    Models tab says why by the file's own name (it showed the absolute path of the weights)."""
+    import shutil
+
+    from webapp.models_tab import models_markdown
+
+    folder = shutil.copytree(CHECKPOINTS / "mini_xception_fer2013", tmp_path / "checkpoints" / "broken")
+    (folder / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n")  # an LFS pointer
+    bank = ModelBank.load(tmp_path / "checkpoints", "cpu")
+    assert "broken" in bank.unusable and str(tmp_path) in bank.unusable["broken"]  # the log gets the whole path
+    page = models_markdown(bank)
+    assert "### Checkpoint `broken` — not offered" in page and str(tmp_path) not in page
+    assert "model.safetensors" in page

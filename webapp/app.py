@@ -16,6 +16,7 @@ from webapp.app_context import AppContext
 from webapp.compare_tab import build_compare_tab
 from webapp.config import AppConfig
 from webapp.dataset_tab import build_dataset_tab
+from webapp.errors import SERVER_FOLDERS
 from webapp.explain_tab import build_explain_tab
 from webapp.links import wire_restore
 from webapp.live_tab import build_live_tab
@@ -53,6 +54,7 @@ TABS = (
 
 
 def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
+    SERVER_FOLDERS.update({cfg.data_root, cfg.checkpoints})  # messages name what is in them by its own name
     bank = bank or ModelBank.load(cfg.checkpoints, cfg.device)
     if not bank.models:
         log.warning("no trained checkpoints found in %s: Compare, Explain and Dataset have no models", cfg.checkpoints)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from ferx.analysis import (agreement, analyze_packed, cell_samples, confusion_frame, cross_cell_samples,
                            cross_model_frame, disagreements, failures, per_class_table, summary_table)
-from ferx.analysis.bundle import BUNDLE_PRECISION, bundled_splits
+from ferx.analysis.bundle import bundle_precision, bundled_splits
 from ferx.analysis.embeddings import METHODS, expected_seconds, project
 from ferx.analysis.figures import COLOUR_BY, embedding_figure, reliability_figure, write_figure
 from ferx.analysis.runs import ModelRun
@@ -258,7 +258,7 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
 
         runs = at_low_priority(analyze_packed, [bank.models[m] for m in chosen], packed, val,
                                batch_size=ANALYSIS_BATCH, cache_dir=scratch if zip_file else None, hold=stoppable_hold,
-                               precision=BUNDLE_PRECISION if name and name.startswith("bundle:") else "auto")
+                               precision=bundle_precision(cache_root()) if name and name.startswith("bundle:") else "auto")
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first
@@ -716,7 +716,8 @@ def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, s
             return at_low_priority(fn, loaded_a, loaded_b, run_a, run_b, analysis.packed, batch_size=ANALYSIS_BATCH,
                                    hold=bank.batch_hold, cache_dir=cache, **kw)
 
-    progress(0, desc=f"Grad-CAM of {a} and {b} on the faces they disagree on (cached after the first time)")
+    kept = "" if from_user_zip(analysis.packed.dataset) else " (cached after the first time)"
+    progress(0, desc=f"Grad-CAM of {a} and {b} on the faces they disagree on{kept}")
     frame, maps_a, maps_b = maps_of(disagreement_frame, limit=int(limit or 200), sort=sort)
     progress(0.6, desc="map agreement per class")
     per_class_table = maps_of(class_agreement, per_class=int(per_class or 20))

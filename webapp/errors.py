@@ -7,23 +7,38 @@ import functools
 import inspect
 import logging
 import re
+import tempfile
+from pathlib import Path
 
 import gradio as gr
 
 from ferx.checkpoint import CheckpointError
 from ferx.data.archive import ArchiveError
 from ferx.data.datasets import DatasetLayoutError
+from ferx.paths import PROJECT_ROOT, cache_root, default_checkpoints, default_data_root
 
 log = logging.getLogger(__name__)
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, CheckpointError, ArchiveError, DatasetLayoutError, OSError)
-# an absolute path of two or more parts (not a URL's, not "cheeks/jaw" or "happy/"): the server's, shown by its last part
-SERVER_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s/:'\"]+/)+([^\s/:'\"]*)")
+SERVER_FOLDERS: set[Path] = set()  # the app's own data root and checkpoints (webapp.app.build_app adds them)
+
+
+def server_folders() -> list[str]:
+    """Folders whose place on the server is nobody else's business, longest first: the project's, the data root,
+    checkpoints, cache, temporary files, the home folder (and any the app was pointed at)."""
+    folders = {PROJECT_ROOT, default_data_root(), default_checkpoints(), cache_root(), Path(tempfile.gettempdir()),
+               Path.home(), *SERVER_FOLDERS}
+    paths = {p for f in folders if f is not None for p in (f, f.resolve()) if p.is_absolute() and p != Path("/")}
+    return sorted(map(str, paths), key=len, reverse=True)  # the longest first: /srv/ferx/datasets before /srv/ferx
 
 
 def without_server_paths(message: str) -> str:
-    """``message`` with every absolute path cut to its last part: a user sees "fer2013", not where the server
-    keeps it (the log line keeps the whole message)."""
-    return SERVER_PATH.sub(lambda m: m.group(1) or m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
+    """``message`` with every path inside a server folder (:func:`server_folders`) cut to its last part: a user
+    sees "fer2013", not where the server keeps it (the log line keeps the whole message). Other slashes — a zip's
+    own entries, "cheeks/jaw", "ferplus/test", URLs — are left as they are."""
+    for folder in server_folders():
+        message = re.sub(re.escape(folder) + r"(?![^/\s'\"])(/[^\s'\"]*)?",  # the folder, or a path in it
+                         lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
+    return message
 
 
 def user_errors(fn):
@@ -48,5 +63,5 @@ def user_errors(fn):
             raise gr.Error(f"Something went wrong ({type(err).__name__}); the server log has details.") from None
 
     wrapper.__signature__ = inspect.signature(fn)  # gradio reads it (gr.Progress defaults)
-    wrapper.refuses_user_errors = True  # tests/test_startup.py checks that every handler of the app has it
+    wrapper.refuses_user_errors = True  # tests/test_webapp_handlers.py checks that every handler of the app has it
     return wrapper

@@ -6,6 +6,7 @@ import gradio as gr
 
 from ferx.checkpoint import render_card
 from ferx.models import get_model_info
+from webapp.errors import without_server_paths
 from webapp.model_bank import ModelBank
 
 
@@ -19,7 +20,7 @@ def models_markdown(bank: ModelBank) -> str:
                   get_model_info(arch).description + ". Its architecture is implemented and tested; a trained "
                   "checkpoint will appear here once one has been trained and evaluated."]
     for name, why in bank.unusable.items():
-        parts += [f"---\n### Checkpoint `{name}` — not offered", why]
+        parts += [f"---\n### Checkpoint `{name}` — not offered", without_server_paths(why)]
     return "\n\n".join(parts)
 
 

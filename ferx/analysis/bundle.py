@@ -34,6 +34,13 @@ def bundled_splits(bundle: str | Path) -> dict[str, Path]:
     return {name: Path(bundle) / rel for name, rel in json.loads(manifest.read_text())["splits"].items()}
 
 
+def bundle_precision(bundle: str | Path) -> str:
+    """The precision a bundle's runs were computed in (its manifest's; "auto" for a bundle made before manifests
+    said it: the machine's choice then, which this one may or may not share)."""
+    manifest = Path(bundle) / MANIFEST
+    return json.loads(manifest.read_text()).get("precision", "auto") if manifest.is_file() else "auto"
+
+
 def build_bundle(checkpoints: list[str | Path], dataset: str, split: str, out: str | Path, *,
                  data_root: str | Path | None = None, methods=METHODS, device: str = "cpu") -> Path:
     out = Path(out)

@@ -142,8 +142,10 @@ def write_card(out: str | Path, result, models, *, scale: str = "per-map", clip_
                               color="#1a4fa0" if link else "black", url=link))
     files = CardFiles(out.with_suffix(".png"), out.with_suffix(".pdf"), out.with_suffix(".json"))
     fig.savefig(files.png, bbox_inches="tight", pad_inches=0.25)  # a margin round the footer's long lines
-    with matplotlib.rc_context({"pdf.fonttype": 42}):  # TrueType fonts in the PDF, not Type 3 (print shops refuse those)
-        fig.savefig(files.pdf, bbox_inches="tight", pad_inches=0.25)
+    # TrueType fonts in the PDF, not Type 3 (print shops refuse those): set for good, not in an rc_context, whose
+    # restore at the end of one request's card would give a card saved at the same time Type 3 fonts
+    matplotlib.rcParams["pdf.fonttype"] = 42
+    fig.savefig(files.pdf, bbox_inches="tight", pad_inches=0.25)
     numbers = result.to_dict(scale)
     numbers["photo"]["name"] = Path(numbers["photo"]["name"]).name  # the photo's own name, never a folder
     files.json.write_text(json.dumps({**numbers, "card": facts}, indent=2) + "\n")

@@ -230,7 +230,9 @@ def build_explain_tab(ctx) -> None:
             with gr.Row():
                 pick_a = gr.Dropdown([], label="Slider: map A")
                 pick_b = gr.Dropdown([], label="Slider: map B")
-            slider = gr.ImageSlider(label="Compare two maps (drag)", height=360)
+            # max_height fits the whole tile (a height crops it to fill the box: the mouth and the colour bar's numbers
+            # were cut off)
+            slider = gr.ImageSlider(label="Compare two maps (drag)", max_height=360)
             numbers = gr.JSON(label="Numbers", visible=True)
             card_button = gr.Button("Explanation card (PNG, PDF) and link")
             card_note = gr.Markdown(elem_id="explain-card-link")

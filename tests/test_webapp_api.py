@@ -272,7 +272,7 @@ def test_occlusion_brush_through_the_api(server, face_png, tmp_path):
     assert "of the face crop painted over (mean grey)" in status and strip is not None
     probs, change, maps = columns["mini_xception_fer2013"]
     assert probs["label"] != "happy" or max(c["confidence"] for c in probs["confidences"]) < 0.5
-    assert re.search(r"\*\*happy\*\* \d+% → \d+% \(▼ -\d+\.\d points\)", change), change  # the smile was the evidence
+    assert re.search(r"\*\*happy\*\* \d+% → \d+% \(▼ \d+\.\d points\)", change), change  # the smile was the evidence
     assert maps is not None  # Grad-CAM before | after
     assert not columns["lanmsff_ferplus"][0] and not columns["lanmsff_ferplus"][1]  # a model not chosen is not scored
     blank = {"background": handle_file(str(face_png)), "layers": [handle_file(str(_mouth_layer(face_png, tmp_path / "b.png", False)))],

@@ -309,7 +309,7 @@ def test_the_occlusion_brush_on_a_happy_face_costs_happy(page, data_root, tmp_pa
         page.mouse.move(x0 + 0.75 * side, y0 + fy * side, steps=12)
         page.mouse.up()
     mini = page.locator(".occlusion-change").nth(-1)  # mini-Xception's column is the last
-    mini.get_by_text(re.compile(r"happy \d+% → \d+% \(▼ -[1-9]\d\.\d points\)")).wait_for()  # lost ≥ 10 points
+    mini.get_by_text(re.compile(r"happy \d+% → \d+% \(▼ [1-9]\d\.\d points\)")).wait_for()  # lost ≥ 10 points
     status.get_by_text("of the face crop painted over").wait_for()
     page.wait_for_function("() => !document.querySelector('#occlusion-status .wrap:not(.hide)') && "
                            "parseInt(document.getElementById('occlusion-status').innerText) >= 15")  # all strokes

@@ -9,10 +9,12 @@ This tab only decodes the editor's payload and draws the result.
 from __future__ import annotations
 
 import functools
+import io
 import time
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from ferx.explain.occlusion import FILLS, explain_occlusion, occlude_face, read_masks
 from ferx.explain.overlay import map_scales
@@ -29,6 +31,32 @@ INTRO = ("### Occlusion brush: cover part of the face and see what each model ma
          "and each map before (left) and after (right) on one colour scale, both explaining that first class. "
          "A large drop means the model's evidence was under the paint.")
 METHODS = ("native", "gradcam")  # the maps shown before/after (native: only for models with attention of their own)
+
+
+BRUSH_PER_SIDE = 16  # the brush's radius: a 16th of the photo's shorter side (3 px on a 48-px face, 12 on 192)
+
+
+def brush(side: int | None = None) -> gr.Brush:
+    """The paint brush, sized for a photo whose shorter side is ``side`` pixels (the editor paints in the photo's
+    pixels: gradio's default radius, 25, covered most of a 48-px face with one dab)."""
+    size = max(1, round(side / BRUSH_PER_SIDE)) if side else "auto"
+    return gr.Brush(colors=["rgb(255, 0, 255)"], color_mode="fixed", default_size=size)
+
+
+@user_errors
+def fit_brush(edited, shown):
+    """The brush resized when the editor shows a photo of another size than ``shown`` (its width, height)."""
+    source = (edited or {}).get("background")
+    if source is None:
+        return gr.skip(), gr.skip()
+    try:  # the header only: the photo itself is decoded, and refused if it must be, by the scoring
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            size = image.size
+    except Exception:  # noqa: BLE001 (not an image, or a bomb: the scoring names the problem)
+        return gr.skip(), gr.skip()
+    if list(size) == list(shown or ()):
+        return gr.skip(), gr.skip()
+    return gr.ImageEditor(brush=brush(min(size))), list(size)
 
 
 def pair_tiles(before, after, crops) -> np.ndarray | None:
@@ -48,7 +76,7 @@ def change_line(result) -> str:
     e = result.effect
     label, new = e.classes[e.label], e.classes[int(e.after.argmax())]
     arrow = "▼" if e.change < 0 else "▲" if e.change > 0 else "="
-    return (f"**{label}** {e.before[e.label]:.0%} → {e.after[e.label]:.0%} ({arrow} {e.change * 100:+.1f} points)"
+    return (f"**{label}** {e.before[e.label]:.0%} → {e.after[e.label]:.0%} ({arrow} {abs(e.change) * 100:.1f} points)"
             + (f" · now **{new}** {e.after.max():.0%}" if new != label else " · still the top class")
             + "  \n" + " · ".join(f"{m.method}" for m in result.after.maps) + (" (left: unpainted, right: occluded)"
                                                                               if result.after.maps else ""))
@@ -89,7 +117,7 @@ def build_occlusion_tab(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             editor = PaintedPhoto(label="Photo — paint over part of the face", type="filepath", image_mode="RGBA",
                                   sources=["upload", "webcam", "clipboard"], layers=False, transforms=(),
-                                  brush=gr.Brush(colors=["rgb(255, 0, 255)"], color_mode="fixed"),
+                                  brush=brush(),
                                   elem_id="occlusion-editor", height=420)  # handed over undecoded (webapp/inputs.py)
             whole, face_index = face_controls("occlusion")
             fill = gr.Radio([(label, key) for key, label in FILLS.items()], value="blur",
@@ -112,7 +140,10 @@ def build_occlusion_tab(ctx: AppContext) -> None:
                 columns += [gr.Label(num_top_classes=3, label="Probabilities of the occluded face",
                                      elem_classes=["occlusion-probs"]),
                             gr.Markdown(elem_classes=["occlusion-change"]),
-                            gr.Image(label="Maps: unpainted | occluded", interactive=False, buttons=[])]
+                            # no label drawn over it: it hid the first colour bar's top number (the line above
+                            # names the maps and says which side is which)
+                            gr.Image(label="Maps: unpainted | occluded", show_label=False, interactive=False,
+                                     buttons=[])]
     handler = functools.partial(occlude_view, bank)
     inputs = [editor, whole, face_index, fill, models, with_maps]
     outputs = [status, strip] + columns
@@ -126,3 +157,5 @@ def build_occlusion_tab(ctx: AppContext) -> None:
     # folded into the next one
     for trigger in (editor.upload, editor.change, fill.input):
         trigger(rescore, inputs, outputs, trigger_mode="always_last", api_visibility="undocumented")
+    shown = gr.State(None)  # the size of the photo the brush was last fitted to
+    editor.change(fit_brush, [editor, shown], [editor, shown], api_visibility="undocumented")

@@ -133,6 +133,8 @@ def test_a_gallery_face_opens_in_explain_and_runs_with_its_true_label(page):
     status = page.locator("#explain-results")
     status.get_by_text("true label").wait_for(timeout=180_000)  # the explanation ran by itself
     assert "ckplus/test face #" in status.inner_text() and "its exact pixels" in status.inner_text()
+    # explained by the models analysed (every trained one here), not by Explain's own two default ticks
+    assert page.locator("#explain-models input:checked").count() == len(TRAINED)
     tiles = page.locator("#explain-gallery img")
     tiles.first.wait_for()
     assert tiles.count() >= 2

@@ -39,7 +39,8 @@ def test_gallery_face_opens_in_explain_with_the_analysed_pixels_and_label(bank, 
 
     ids = [7, 3]
     swept = set()
-    path, whole, index, source, _ = open_in_explain(analysis, ids, 1, swept)
+    path, whole, index, source, models, _ = open_in_explain(analysis, ids, 1, swept)
+    assert models == [MODEL]  # the analysed models, not Explain's own default ticks
     assert swept == {path}  # deleted with the uploads (webapp/uploads.py)
     true = analysis.packed.classes[analysis.packed.targets[3]]
     votes = {c: round(float(v), 3) for c, v in zip(analysis.packed.classes, analysis.packed.soft_targets[3]) if v > 0}

@@ -447,14 +447,16 @@ def embedding_html(analysis, name, how, colour_by, chosen, swept: set):
 
 
 @user_errors
-def open_in_explain(analysis, ids, index: int, swept: set):
+def open_in_explain(analysis, ids, index: int, swept: set, models: list[str] | None = None):
     """Gallery face ``index``, opened in Explain with the pixels the analysis scored (a lossless PNG of
-    the packed face, scored whole: it is already a face crop), face 0, and its origin and true label.
+    the packed face, scored whole: it is already a face crop), face 0, its origin and true label, and the
+    models under study ticked: ``models``, else every analysed one (Explain's own defaults were others).
     The PNG goes in ``swept`` (a component's temporary files: deleted within two minutes)."""
     if analysis is None:  # the gallery outlived its analysis (a session keeps one for cfg.state_ttl_s)
         raise gr.Error("This analysis is no longer kept on the server: run it again to open its faces.")
     path, source = dataset_face_file(analysis.packed, int(ids[index]), swept)
-    return path, True, 0, source, gr.Tabs(selected="explain")
+    models = list(dict.fromkeys(models or [run.name for run in analysis.runs]))
+    return path, True, 0, source, models, gr.Tabs(selected="explain")
 
 
 @user_errors
@@ -902,9 +904,14 @@ def build_dataset_tab(ctx: AppContext) -> None:
     ex = ctx.shared["explain_photo"]
 
     @user_errors
-    def open_face(analysis, ids, evt: gr.SelectData):
+    def open_face(analysis, ids, evt: gr.SelectData):  # every analysed model
         return open_in_explain(analysis, ids, evt.index, ex.image.temp_files)
 
-    for gallery, ids in ((gal.gallery, shown), (dis.gallery, tiles)):
-        gallery.select(open_face, [state, ids], [ex.image, ex.whole, ex.index, ex.source, ctx.tabs]).success(
-            ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs)
+    @user_errors
+    def open_pair_face(analysis, ids, a, b, evt: gr.SelectData):  # the two models the explorer compares
+        return open_in_explain(analysis, ids, evt.index, ex.image.temp_files, [a, b])
+
+    opened = [ex.image, ex.whole, ex.index, ex.source, ex.models, ctx.tabs]
+    for event in (gal.gallery.select(open_face, [state, shown], opened),
+                  dis.gallery.select(open_pair_face, [state, tiles, mx.model_a, mx.model_b], opened)):
+        event.success(ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs)

@@ -200,7 +200,7 @@ def build_explain_tab(ctx) -> None:
             image, whole, face_index = photo_inputs("Photo or face", "explain-photo", 300)
             if ctx.shared.get("examples"):  # an example's view has a link (an upload's cannot)
                 gr.Examples([[p] for p, _ in ctx.shared["examples"]], inputs=[image], label="Examples")
-            models = gr.CheckboxGroup(bank.names, value=bank.names[:2], label="Models")
+            models = gr.CheckboxGroup(bank.names, value=bank.names[:2], label="Models", elem_id="explain-models")
             # ticked and shown only when an offered model has attention of its own (else it would always be skipped)
             any_native = any(get_model_info(m.name).native_maps for m in bank.models.values())
             native = gr.Checkbox(any_native, label=native_label(), visible=any_native)
@@ -264,4 +264,5 @@ def build_explain_tab(ctx) -> None:
     image.upload(show_faces, [image, whole], status, api_visibility="undocumented").then(
         lambda: None, None, source, api_visibility="undocumented")  # an upload is not the dataset face any more
     # the Dataset tab opens a face here (its pixels, whole-image, face 0, its origin) and runs the explanation
-    ctx.shared["explain_photo"] = SimpleNamespace(image=image, whole=whole, index=face_index, source=source, run=run)
+    ctx.shared["explain_photo"] = SimpleNamespace(image=image, whole=whole, index=face_index, source=source,
+                                                  models=models, run=run)

@@ -432,3 +432,18 @@ def test_the_occlusion_brush_is_sized_to_the_photo(data_root, tmp_path):
     assert editor.brush.default_size == 10 and shown == [192, 160]  # the canvas export comes as bytes
     (tmp_path / "notes.jpg").write_text("not a picture")
     assert fit_brush({"background": str(tmp_path / "notes.jpg"), "layers": []}, shown) == (gr.skip(), gr.skip())
+
+
+def test_compare_reads_out_the_maps_it_draws_and_says_when_one_is_nearly_flat(data_root, bank, tmp_path):
+    """LANMSFF's block-2 gate sits at about 0.15-0.165 everywhere; its own colour range drew that as a striking
+    grid of red and blue with no word of warning (Explain says "nearly flat"), and the reading quoted block 4,
+    which Compare does not draw."""
+    from ferx.data.photos import example_faces
+    from webapp.compare_tab import compare
+
+    packed = pack_split(load_split("ferplus", "test", data_root), progress=False)
+    ((photo, _),) = example_faces(packed, tmp_path, classes=["happy"])
+    out = compare(bank, str(photo), False, 0)
+    reading = out[3 + 4 * bank.names.index("lanmsff_ferplus") + 1]
+    assert "massatt_block2_spatial (**nearly flat: 0.1" in reading and "its colours exaggerate it" in reading
+    assert "massatt_block4_spatial" not in reading and "\ngradcam: " in reading

@@ -14,7 +14,7 @@ from ferx.data.datasets import load_fer2013
 from ferx.data.packed import pack_split
 from ferx.data.photos import example_faces
 from ferx.explain.methods import reading, units
-from ferx.explain.overlay import map_scales
+from ferx.explain.overlay import flat_range, map_scales
 from ferx.explain.regions import breakdown_line
 from ferx.explain.report import explain_photo
 from ferx.models import get_model_info
@@ -100,8 +100,9 @@ def compare(bank: ModelBank, path, whole_image, index):
     for ex, sc in zip(result.rows, map_scales(result.rows, "per-map")):
         native = next((i for i, m in enumerate(ex.maps) if m.kind == "native"), None)
         cam = next(i for i, m in enumerate(ex.maps) if m.method == POST_HOC)
+        shown = [i for i in (native, cam) if i is not None]  # the maps drawn, and only those, are read out
         outputs += [{c: float(p) for c, p in zip(ex.classes, ex.probs)},
-                    verdict(ex) + "".join(region_text(m) for m in ex.maps if m.kind == "native" or m.method == POST_HOC),
+                    verdict(ex) + "".join(region_text(ex.maps[i], sc[i]) for i in shown),
                     None if native is None else tile(crop, ex.maps[native].crop_values, sc[native], None, 0.5),
                     tile(crop, ex.maps[cam].crop_values, sc[cam], None, 0.5)]
     note = (f"{plural(len(search.faces), 'face')} found; scoring face {result.face}"
@@ -122,9 +123,12 @@ def compare_new_photo(bank: ModelBank, path, whole_image, index):
         return [f"**{err.message}**", None, None] + [None] * (4 * len(bank.names))
 
 
-def region_text(m) -> str:
-    """One map's facial-region breakdown as a markdown line (and the off-face warning, when raised)."""
-    line = f"  \n{m.method}: {breakdown_line(m.regions)}"
+def region_text(m, scale) -> str:
+    """One map's facial-region breakdown as a markdown line, saying when its colour ``scale`` makes a nearly
+    flat map look structured (and the off-face warning, when raised)."""
+    flat = flat_range(scale)
+    line = (f"  \n{m.method}" + (f" (**{flat}**: its colours exaggerate it)" if flat else "")
+            + f": {breakdown_line(m.regions)}")
     return line + (f"  \n⚠️ **{m.regions['warning']}**" if m.regions and m.regions["warning"] else "")
 
 

@@ -92,7 +92,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     for name, ex, sc in zip(chosen, result.rows, scales):
         lines.append(f"\n**{name}** — {verdict(ex)}" + "".join(f" _{n}_" for n in ex.notes))
         for m, f, s in zip(ex.maps, ex.faithfulness, sc):
-            flat = flat_range(m.crop_values)  # as drawn: its own colour range would make it look structured
+            flat = flat_range(s)  # as drawn: a narrow colour range would make it look structured
             caption = (f"{name} · {m.title}" + (f" · {flat}" if flat else "")
                        + (" · ⚠️ off-face" if m.regions and m.regions["warning"] else ""))
             tiles.append((tile(crop, m.crop_values, s, cmap, float(opacity)), caption))

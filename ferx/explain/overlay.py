@@ -89,11 +89,13 @@ def map_scales(rows, scale: str = "per-map", clip_percentile: float = 99.0) -> l
 FLAT_SPREAD = 0.15  # a map whose values (minimum to 99th percentile) span less than this share of their top is nearly flat
 
 
-def flat_range(values: np.ndarray) -> str | None:
-    """'nearly flat: 0.147-0.164' for a map whose own colour range stretches a small spread into every
+def flat_range(scale: MapScale | np.ndarray) -> str | None:
+    """'nearly flat: 0.147-0.164' for a map drawn on a colour scale that stretches a small spread into every
     colour (a sigmoid gate at about 0.15 everywhere looks as structured as a sharp map); None otherwise.
-    The range is the one its own colour bar spans: its minimum to its 99th percentile."""
-    lo, hi = float(np.nanmin(values)), float(np.nanpercentile(values, 99))
+    ``scale``: the :class:`MapScale` the map is drawn with, so the range quoted is its colour bar's (or the
+    map's values, for the scale :func:`map_scale` gives them alone)."""
+    scale = scale if isinstance(scale, MapScale) else map_scale([scale])
+    lo, hi = scale.vmin, scale.vmax
     top = max(abs(lo), abs(hi))
     return f"nearly flat: {lo:.3g}–{hi:.3g}" if top > 0 and hi - lo < FLAT_SPREAD * top else None
 

@@ -97,7 +97,7 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
             ax.imshow(overlay(face.crop, values, sc, cmap=cm, alpha=alpha))
             title = m.title + (f" (p {row.probs[m.target]:.2f})" if m.target is not None else "")  # a target the
             title += f"\n{KIND_TEXT[m.kind]}, {m.source_shape[0]}x{m.source_shape[1]}"  # model gives p 0 says little
-            if flat := flat_range(values):  # the values drawn, as the colour bar reads them
+            if flat := flat_range(sc):  # the range its colour bar spans
                 title += f"\n{flat}"
             if faith is not None:
                 title += (f"\ndel {faith.deletion_auc:.2f} (rnd {faith.random_deletion_auc:.2f}) "

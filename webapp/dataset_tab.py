@@ -276,7 +276,8 @@ def show_matrix(analysis, name, norm):
     run = analysis.run(name)
     counts = confusion_frame(run)
     shown = confusion_frame(run, normalize=True).round(3) if norm else counts
-    return (matrix_table(shown, counts), per_class_table(run).round(4).reset_index(),
+    return (matrix_table(shown, counts),  # the per-class table is the matrix's model's; the reliability plot, everyone's
+            gr.Dataframe(per_class_table(run).round(4).reset_index(), label=f"Per class: {name}"),
             reliability_figure(analysis.runs))
 
 
@@ -573,9 +574,13 @@ def _gallery_views() -> SimpleNamespace:
 
 def _detail_views() -> SimpleNamespace:
     with gr.Accordion("Per-class metrics and reliability", open=False):
-        per_class = gr.Dataframe(label="Per class", interactive=False)
-        gr.Markdown(HELP["reliability"])
-        reliability_plot = gr.Plot(label="Reliability")
+        with gr.Row():  # the table beside the (square, 560-px) reliability diagram
+            with gr.Column(scale=3):
+                per_class = gr.Dataframe(label="Per class (the model of the confusion matrix)", interactive=False,
+                                         elem_id="dataset-per-class")
+                gr.Markdown(HELP["reliability"])
+            with gr.Column(scale=2, min_width=580):
+                reliability_plot = gr.Plot(label="Reliability", elem_id="dataset-reliability")
     return SimpleNamespace(per_class=per_class, reliability_plot=reliability_plot)
 
 

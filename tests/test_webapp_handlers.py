@@ -447,3 +447,16 @@ def test_compare_reads_out_the_maps_it_draws_and_says_when_one_is_nearly_flat(da
     reading = out[3 + 4 * bank.names.index("lanmsff_ferplus") + 1]
     assert "massatt_block2_spatial (**nearly flat: 0.1" in reading and "its colours exaggerate it" in reading
     assert "massatt_block4_spatial" not in reading and "\ngradcam: " in reading
+
+
+def test_the_models_tab_opens_with_one_row_per_model_and_its_measured_accuracy(bank):
+    """The cards run to 13,000 px, a sha256 table first: the figures a user compares models by come first now."""
+    from ferx.checkpoint import read_card
+    from webapp.models_tab import models_markdown
+
+    page = models_markdown(bank)
+    table = page[:page.index("\n---\n")]  # before the first card
+    for name in bank.names:
+        run = next(m for m in read_card(CHECKPOINTS / name)["metrics"] if m["split"] == "test")
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"accuracy **{run['accuracy']:.2%}**" in row and f"{run['n']:,} faces" in row

@@ -118,7 +118,9 @@ def _layout_error(dataset: str, root: Path, expected: str, prepare: bool = True)
     """``dataset``: a registered name (shown by its title) or what the folder was taken for; ``prepare``: a
     registered dataset, which ``ferx data prepare`` unpacks (advice a user's own folder or zip has no use for)."""
     dataset = DATASETS.get(dataset).title if dataset in DATASETS.names() else dataset
-    found = sorted(p.name for p in root.iterdir())[:12] if root.is_dir() else "nothing (folder does not exist)"
+    names = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    found = (", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "") if names else
+             "nothing" + ("" if root.is_dir() else " (folder does not exist)"))
     advice = " Run `ferx data prepare` to unpack ../shared/datasets into the data root." if prepare else ""
     return DatasetLayoutError(f"{root} does not look like {dataset}: expected {expected}; found {found}.{advice}")
 

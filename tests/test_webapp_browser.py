@@ -110,6 +110,21 @@ def test_upload_a_face_shows_probabilities_and_maps(page, data_root, tmp_path):
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)  # every model's maps drawn
 
 
+def test_a_file_that_is_not_an_image_is_one_message_not_an_error_on_every_panel(page, tmp_path):
+    """Compare models on it put gradio's red "Error" badge on each of the 16 panels, one over the message."""
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("not a picture")
+    page.locator("#compare-photo input[type=file]").set_input_files(str(fake))
+    status = page.locator("#compare-status")
+    status.get_by_text("holiday.jpg: ").wait_for()
+    page.get_by_role("button", name="Compare models").click()
+    page.wait_for_timeout(3000)  # the answer: the same message, panels cleared
+    assert status.inner_text().startswith("holiday.jpg: ")
+    assert page.locator("#compare-results").get_by_text("Error", exact=True).count() == 0
+    for close in page.locator(".toast-close").all():
+        close.click()  # out of the later tests' way
+
+
 def test_dataset_analysis_renders_and_a_cell_click_fills_the_gallery(page):
     page.get_by_role("tab", name="Dataset").click()
     page.get_by_label("Dataset (configured)").click()

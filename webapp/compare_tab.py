@@ -113,9 +113,9 @@ def compare(bank: ModelBank, path, whole_image, index):
 
 @user_errors
 def compare_new_photo(bank: ModelBank, path, whole_image, index):
-    """:func:`compare` for a photo just uploaded in the browser: one that cannot be used (not an image,
-    truncated, too large) clears the previous photo's results and says why once, instead of an error
-    badge on each of its panels over results that are not this photo's. ``/predict`` still raises."""
+    """:func:`compare` in the browser (a photo just uploaded, or the button): one that cannot be used (not an
+    image, truncated, too large) clears the previous photo's results and says why once, instead of an error
+    badge on each of its 16 panels (one over the message itself). ``/predict`` still raises."""
     try:
         return compare(bank, path, whole_image, index)
     except gr.Error as err:
@@ -155,7 +155,7 @@ def build_compare_tab(ctx: AppContext) -> None:
             gr.Examples([list(example) for example in examples], inputs=[photo, caption],
                         label="Examples (FER-2013 test faces when the data root has them; two portrait photos)")
         with gr.Column(scale=3, elem_id="compare-results"):
-            status = gr.Markdown()
+            status = gr.Markdown(elem_id="compare-status")
             boxes = gr.Image(label="Detected faces (orange: the one scored; click a box to score it)", interactive=False, height=300,
                              elem_id="compare-boxes")
             crops = gr.Image(label="Face crops, as cropped for the models (numbered)", interactive=False,
@@ -182,11 +182,13 @@ def build_compare_tab(ctx: AppContext) -> None:
     handler = functools.partial(compare, bank)
     inputs = dict(path=photo, whole_image=whole, index=face_index)
     outputs = [status, boxes, crops] + columns
-    button.click(handler, inputs_kwargs=inputs, outputs=outputs, api_name="predict")
+    in_browser = functools.partial(compare_new_photo, bank)
+    button.click(in_browser, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
+    # /predict, for API clients: the same comparison, raising on a photo it cannot use (a hidden button's event)
+    gr.Button(visible=False).click(handler, inputs_kwargs=inputs, outputs=outputs, api_name="predict")
     # a new photo starts at its face 0 (a face number clicked on the previous photo may not exist in this one)
     photo.upload(lambda: 0, None, face_index, api_visibility="undocumented").then(
-        functools.partial(compare_new_photo, bank), inputs_kwargs=inputs, outputs=outputs,
-        api_visibility="undocumented")
+        in_browser, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
     boxes.select(face_at, [photo, whole], face_index, api_visibility="undocumented").success(
         handler, inputs_kwargs=inputs, outputs=outputs, api_visibility="undocumented")
     for trigger in (button.click, photo.upload, boxes.select):

@@ -5,9 +5,10 @@ A bundle folder holds a manifest (``bundle.json``), the packed faces of each spl
 model's run and 2-D projections on them. An app
 started with ``FERX_CACHE_DIR`` pointing at the bundle finds them exactly as if it had computed
 them: the keys are the same checkpoint hashes and dataset fingerprint. Its runs are computed in
-:data:`BUNDLE_PRECISION`, the precision every CPU computes, and the app asks for that precision when it
-analyses a bundle (a run's key includes its precision: with ``auto`` a bundle built where the CPU has native
-bf16 would be missed on a Space's CPU without it, and recomputed there for minutes).
+:data:`BUNDLE_PRECISION`, the precision every CPU computes, recorded in the manifest, and the app asks
+for the manifest's precision when it analyses a bundle (a run's key includes its precision: with ``auto`` a
+bundle built where the CPU has native bf16 would be missed on a Space's CPU without it, and recomputed there
+for minutes).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from PIL import Image
 
 from ferx.analysis import (agreement, analyze_packed, cell_samples, confusion_frame, cross_cell_samples,
                            cross_model_frame, disagreements, failures, per_class_table, summary_table)
-from ferx.analysis.bundle import bundle_precision, bundled_splits
+from ferx.analysis.bundle import PREFIX as BUNDLE, bundle_precision, bundled_splits
 from ferx.analysis.embeddings import METHODS, expected_seconds, project
 from ferx.analysis.figures import COLOUR_BY, embedding_figure, reliability_figure, write_figure
 from ferx.analysis.runs import ModelRun
@@ -95,7 +95,7 @@ def study_cache(analysis: Analysis):
 
 def dataset_choices(data_root: Path) -> list[str]:
     """Registered datasets present under the data root, then precomputed bundles (``bundle:ferplus/test``)."""
-    return available_datasets(data_root) + [f"bundle:{name}" for name in bundled_splits(cache_root())]
+    return available_datasets(data_root) + [f"{BUNDLE}{name}" for name in bundled_splits(cache_root())]
 
 
 def read_faces(source: str, split: str, data_root: Path, zip_file: str | None, scratch: Path,
@@ -111,8 +111,8 @@ def read_faces(source: str, split: str, data_root: Path, zip_file: str | None, s
         photos = load_split(str(zip_file), split, data_root, cache_dir=scratch, max_files=max_zip_files)
         packed = pack_split(photos, cache_dir=scratch, check=check, **pack_options(specs, faces, face))
         return packed, photos.excluded.get("non_image_files", 0)
-    if source.startswith("bundle:"):
-        return PackedSplit.load(bundled_splits(cache_root())[source.removeprefix("bundle:")]), 0
+    if source.startswith(BUNDLE):
+        return PackedSplit.load(bundled_splits(cache_root())[source.removeprefix(BUNDLE)]), 0
     return pack_split(load_split(source, split, data_root), check=check), 0
 
 
@@ -258,7 +258,7 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
 
         runs = at_low_priority(analyze_packed, [bank.models[m] for m in chosen], packed, val,
                                batch_size=ANALYSIS_BATCH, cache_dir=scratch if zip_file else None, hold=stoppable_hold,
-                               precision=bundle_precision(cache_root()) if name and name.startswith("bundle:") else "auto")
+                               precision=bundle_precision(cache_root()) if name and name.startswith(BUNDLE) else "auto")
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first
@@ -471,7 +471,7 @@ def source_controls(name: str | None, zip_file, faces: str = "given"):
         return (gr.update(interactive=True, info="used when the zip has <split>/<class>/ folders"),
                 gr.update(value=False, interactive=False, info="a zip has no val split to fit a temperature on"),
                 *face_controls)
-    if name and name.startswith("bundle:"):
+    if name and name.startswith(BUNDLE):
         split = name.rsplit("/", 1)[-1]
         return (gr.update(value=split, interactive=False, info=f"a bundle holds one split: {split}"),
                 gr.update(value=False, interactive=False, info="a bundle has no val split to fit a temperature on"),

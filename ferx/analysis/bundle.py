@@ -24,6 +24,7 @@ from ferx.data.packed import PackedSplit, pack_split
 
 
 MANIFEST = "bundle.json"
+PREFIX = "bundle:"  # how the app's source list names a bundled split: "bundle:ferplus/test"
 BUNDLE_PRECISION = "fp32"
 
 

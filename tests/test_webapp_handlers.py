@@ -415,25 +415,6 @@ def test_a_damaged_checkpoint_is_named_on_the_models_tab_without_the_servers_fol
     assert "model.safetensors" in page
 
 
-def test_the_occlusion_brush_is_sized_to_the_photo(data_root, tmp_path):
-    """The editor paints in the photo's pixels: gradio's default radius (25) covered most of a 48-px face
-    with one dab (79 % of the crop after four short strokes). A new photo gets a brush of a 16th of its
-    shorter side; strokes on the same photo leave the brush (and any size the user chose) alone."""
-    from webapp.occlusion_tab import fit_brush
-
-    faces = pack_split(load_split("ferplus", "test", data_root), progress=False).head(1)
-    small, large = tmp_path / "face48.png", tmp_path / "face192.png"
-    Image.fromarray(faces.images[0]).save(small)
-    Image.fromarray(faces.images[0]).resize((192, 160)).save(large)
-    editor, shown = fit_brush({"background": str(small), "layers": [], "name": "face48.png"}, None)
-    assert editor.brush.default_size == 3 and shown == [48, 48]
-    assert fit_brush({"background": str(small), "layers": [], "name": "face48.png"}, shown) == (gr.skip(), gr.skip())
-    editor, shown = fit_brush({"background": large.read_bytes(), "layers": [], "name": "painted"}, shown)
-    assert editor.brush.default_size == 10 and shown == [192, 160]  # the canvas export comes as bytes
-    (tmp_path / "notes.jpg").write_text("not a picture")
-    assert fit_brush({"background": str(tmp_path / "notes.jpg"), "layers": []}, shown) == (gr.skip(), gr.skip())
-
-
 def test_compare_reads_out_the_maps_it_draws_and_says_when_one_is_nearly_flat(data_root, bank, tmp_path):
     """LANMSFF's block-2 gate sits at about 0.15-0.165 everywhere; its own colour range drew that as a striking
     grid of red and blue with no word of warning (Explain says "nearly flat"), and the reading quoted block 4,

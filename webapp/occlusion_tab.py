@@ -9,12 +9,10 @@ This tab only decodes the editor's payload and draws the result.
 from __future__ import annotations
 
 import functools
-import io
 import time
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
 from ferx.explain.occlusion import FILLS, explain_occlusion, occlude_face, read_masks
 from ferx.explain.overlay import map_scales
@@ -31,32 +29,6 @@ INTRO = ("### Occlusion brush: cover part of the face and see what each model ma
          "and each map before (left) and after (right) on one colour scale, both explaining that first class. "
          "A large drop means the model's evidence was under the paint.")
 METHODS = ("native", "gradcam")  # the maps shown before/after (native: only for models with attention of their own)
-
-
-BRUSH_PER_SIDE = 16  # the brush's radius: a 16th of the photo's shorter side (3 px on a 48-px face, 12 on 192)
-
-
-def brush(side: int | None = None) -> gr.Brush:
-    """The paint brush, sized for a photo whose shorter side is ``side`` pixels (the editor paints in the photo's
-    pixels: gradio's default radius, 25, covered most of a 48-px face with one dab)."""
-    size = max(1, round(side / BRUSH_PER_SIDE)) if side else "auto"
-    return gr.Brush(colors=["rgb(255, 0, 255)"], color_mode="fixed", default_size=size)
-
-
-@user_errors
-def fit_brush(edited, shown):
-    """The brush resized when the editor shows a photo of another size than ``shown`` (its width, height)."""
-    source = (edited or {}).get("background")
-    if source is None:
-        return gr.skip(), gr.skip()
-    try:  # the header only: the photo itself is decoded, and refused if it must be, by the scoring
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            size = image.size
-    except Exception:  # noqa: BLE001 (not an image, or a bomb: the scoring names the problem)
-        return gr.skip(), gr.skip()
-    if list(size) == list(shown or ()):
-        return gr.skip(), gr.skip()
-    return gr.ImageEditor(brush=brush(min(size))), list(size)
 
 
 def pair_tiles(before, after, crops) -> np.ndarray | None:
@@ -117,7 +89,7 @@ def build_occlusion_tab(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             editor = PaintedPhoto(label="Photo — paint over part of the face", type="filepath", image_mode="RGBA",
                                   sources=["upload", "webcam", "clipboard"], layers=False, transforms=(),
-                                  brush=brush(),
+                                  brush=gr.Brush(colors=["rgb(255, 0, 255)"], color_mode="fixed"),
                                   elem_id="occlusion-editor", height=420)  # handed over undecoded (webapp/inputs.py)
             whole, face_index = face_controls("occlusion")
             fill = gr.Radio([(label, key) for key, label in FILLS.items()], value="blur",
@@ -157,5 +129,3 @@ def build_occlusion_tab(ctx: AppContext) -> None:
     # folded into the next one
     for trigger in (editor.upload, editor.change, fill.input):
         trigger(rescore, inputs, outputs, trigger_mode="always_last", api_visibility="undocumented")
-    shown = gr.State(None)  # the size of the photo the brush was last fitted to
-    editor.change(fit_brush, [editor, shown], [editor, shown], api_visibility="undocumented")

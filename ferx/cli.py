@@ -372,6 +372,7 @@ def _cmd_explain(args) -> int:
     if baseline not in BASELINES:
         raise ValueError(f"--baseline {baseline}: choose {', '.join(BASELINES)}")
     from ferx.explain.panel import render_panel
+    from ferx.explain.methods import map_caption
     from ferx.explain.regions import REGIONS, breakdown_line
     from ferx.explain.report import canonical_method, explain_photo, open_model
 
@@ -397,11 +398,11 @@ def _cmd_explain(args) -> int:
     for row in result.rows:
         top = row.classes[row.predicted]
         print(f"{row.model}: {top} {row.probs[row.predicted]:.3f} (margin {row.margin:.2f}, {row.certainty}); "
-              + "; ".join(f"{m.method} {m.elapsed_s * 1000:.0f} ms" for m in row.maps))
+              + "; ".join(f"{map_caption(m)} {m.elapsed_s * 1000:.0f} ms" for m in row.maps))
         for m in row.maps:  # facial-region breakdown: share of the map's positive mass (share of the crop's area)
-            print(f"  {m.method} regions: {breakdown_line(m.regions, top=len(REGIONS))}")
+            print(f"  {map_caption(m)} regions: {breakdown_line(m.regions, top=len(REGIONS))}")
             if m.regions and m.regions["warning"]:
-                print(f"  WARNING {m.method}: {m.regions['warning']}")
+                print(f"  WARNING {map_caption(m)}: {m.regions['warning']}")
     print(f"wrote {', '.join(map(str, written))}")
     return 0
 

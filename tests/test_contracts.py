@@ -162,7 +162,7 @@ class TinyAttention(nn.Module):
 def test_a_new_model_with_attention_needs_only_its_registration():
     register_model("tiny_attention", input_spec=InputSpec(32, 1, (0.5,), (0.5,)), default_labels="fer2013",
                    description="test-only", cam_target_layers=("conv",),
-                   native_maps=(NativeMap("tiny_gate", (16, 16), "The tiny model's gate (native)."),))(TinyAttention)
+                   native_maps=(NativeMap("tiny_gate", (16, 16), "Tiny gate", "The tiny model's gate (native)."),))(TinyAttention)
     try:
         model = create_model("tiny_attention").eval()
         x = torch.randn(1, 1, 32, 32)

@@ -281,7 +281,7 @@ def test_explain_progress_counts_methods_and_faithfulness_across_models(data_roo
     assert len(seen) == 2 * (2 + 2)  # per model: two maps, then their two faithfulness tests
     steps = [w.split(": ", 1)[1] for _, w in seen[:4]]
     assert steps[:2] == ["Grad-CAM", "Saliency"]
-    assert steps[2].startswith("deletion/insertion of gradcam") and steps[3].startswith("deletion/insertion of saliency")
+    assert steps[2].startswith("deletion/insertion of Grad-CAM → ") and steps[3].startswith("deletion/insertion of Saliency → ")
     per_model = 2 + 2 * FAITHFULNESS_COST
     assert fractions[3] == pytest.approx(0.5 * (2 + FAITHFULNESS_COST) / per_model)  # faithfulness: the long part
     assert fractions[4] == pytest.approx(0.5)  # the second model starts half-way

@@ -217,7 +217,7 @@ def test_the_app_scores_a_48_px_face_unticked_and_shows_regions(data_root, fer_t
         out = client.predict(path=handle_file(str(face)), whole_image=False, index=0, api_name="/predict")
         assert "scoring face 0 (whole image)" in out[0] and "already-cropped face" in out[0]
         summaries = out[4::4]
-        assert all("gradcam:" in s and "(area" in s for s in summaries)
+        assert all("Grad-CAM → " in s and "(area" in s for s in summaries)
         client.predict(name=None, split_name="test", zip_file=handle_file(str(archive)),
                        chosen=["mini_xception_fer2013"], calib=False, api_name="/analyze")
         table = client.predict(per_class=2, api_name="/regions")[0]  # the table, its figure, the downloads

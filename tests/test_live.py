@@ -65,7 +65,7 @@ def test_the_live_handlers_stream_a_frame_and_draw_maps_on_demand(bank, frame, t
     assert skipped[-2] is pacer and all(x == gr.skip() for x in skipped[:-2]) and skipped[-1] == gr.skip()
     tiles = live_maps(bank, face, chosen)
     assert [caption.split(" · ")[0] for _, caption in tiles] == chosen
-    assert all("gradcam → happy" in caption for _, caption in tiles)
+    assert all("Grad-CAM → happy" in caption for _, caption in tiles)
     blank = tmp_path / "wall.jpg"
     Image.new("RGB", (640, 480), (200, 200, 190)).save(blank)
     assert live_step(bank, str(blank), chosen, None)[0] == "No face in view."

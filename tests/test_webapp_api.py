@@ -223,10 +223,12 @@ def test_sanity_check_through_the_api(server, face_png):
     verdicts, plot, table = client.predict(path=handle_file(str(face_png)), whole_image=True, index=0,
                                            model_name="lanmsff_ferplus", methods=["native", "gradcam"], n_steps=2,
                                            api_name="/sanity")
-    assert "class *happy*" in verdicts and "`gradcam`: mean ρ" in verdicts
-    assert "massatt_block4_spatial" in verdicts  # LANMSFF's own attention is checked too
+    assert "class *happy*" in verdicts and "**Grad-CAM**: mean ρ" in verdicts
+    assert "**MassAtt block 4**: mean ρ" in verdicts  # LANMSFF's own attention is checked too, named for people
     assert plot is not None
-    assert [c for c in table["headers"]][:2] == ["map", "0: trained"] and len(table["data"]) == 3
+    assert table["headers"] == ["randomised", "MassAtt block 2", "MassAtt block 4", "Grad-CAM"]
+    assert [row[0] for row in table["data"]][0] == "0: trained" and len(table["data"]) == 3  # the trained + 2 steps
+    assert [row[1] for row in table["data"]][0] == 1.0  # each map matches itself before any randomisation
     import json
     import urllib.request
 

@@ -426,8 +426,8 @@ def test_compare_reads_out_the_maps_it_draws_and_says_when_one_is_nearly_flat(da
     ((photo, _),) = example_faces(packed, tmp_path, classes=["happy"])
     out = compare(bank, str(photo), False, 0)
     reading = out[3 + 4 * bank.names.index("lanmsff_ferplus") + 1]
-    assert "massatt_block2_spatial (**nearly flat: 0.1" in reading and "its colours exaggerate it" in reading
-    assert "massatt_block4_spatial" not in reading and "\ngradcam: " in reading
+    assert "MassAtt block 2 (**nearly flat: 0.1" in reading and "its colours exaggerate it" in reading
+    assert "block 4" not in reading and "\nGrad-CAM → " in reading and "massatt_" not in reading
 
 
 def test_the_models_tab_opens_with_one_row_per_model_and_its_measured_accuracy(bank):

@@ -13,7 +13,7 @@ import gradio as gr
 from ferx.data.datasets import load_fer2013
 from ferx.data.packed import pack_split
 from ferx.data.photos import example_faces
-from ferx.explain.methods import reading, units
+from ferx.explain.methods import map_caption, reading, units
 from ferx.explain.overlay import flat_range, map_scales
 from ferx.explain.regions import breakdown_line
 from ferx.explain.report import explain_photo
@@ -127,7 +127,7 @@ def region_text(m, scale) -> str:
     """One map's facial-region breakdown as a markdown line, saying when its colour ``scale`` makes a nearly
     flat map look structured (and the off-face warning, when raised)."""
     flat = flat_range(scale)
-    line = (f"  \n{m.method}" + (f" (**{flat}**: its colours exaggerate it)" if flat else "")
+    line = (f"  \n{map_caption(m)}" + (f" (**{flat}**: its colours exaggerate it)" if flat else "")
             + f": {breakdown_line(m.regions)}")
     return line + (f"  \n⚠️ **{m.regions['warning']}**" if m.regions and m.regions["warning"] else "")
 

@@ -17,7 +17,7 @@ import cv2
 import gradio as gr
 
 from ferx.explain.card import write_card
-from ferx.explain.methods import FAMILIES, get_method, list_methods, reading, units
+from ferx.explain.methods import FAMILIES, get_method, list_methods, map_caption, reading, units
 from ferx.explain.attributions import BASELINES, DELETION_BASELINE
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, describe_scale, flat_range, map_scales
 from ferx.explain.regions import REGIONS, breakdown_line
@@ -93,7 +93,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
         lines.append(f"\n**{name}** — {verdict(ex)}" + "".join(f" _{n}_" for n in ex.notes))
         for m, f, s in zip(ex.maps, ex.faithfulness, sc):
             flat = flat_range(s)  # as drawn: a narrow colour range would make it look structured
-            caption = (f"{name} · {m.title}" + (f" · {flat}" if flat else "")
+            caption = (f"{name} · {map_caption(m)}" + (f" · {flat}" if flat else "")
                        + (" · ⚠️ off-face" if m.regions and m.regions["warning"] else ""))
             tiles.append((tile(crop, m.crop_values, s, cmap, float(opacity)), caption))
             warn = m.regions["warning"] if m.regions else None

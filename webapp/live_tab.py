@@ -10,6 +10,7 @@ import functools
 
 import gradio as gr
 
+from ferx.explain.methods import map_caption
 from ferx.explain.overlay import map_scales
 from ferx.faces import ImageError
 from ferx.live import FRAME_INTERVAL_S, Pacer, map_face, score_frame
@@ -64,7 +65,7 @@ def live_maps(bank, face, chosen):
             ex = map_face(loaded, face)
         scale = map_scales([ex], "per-map")[0][0]
         tiles.append((tile(face.crop, ex.maps[0].crop_values, scale, None, 0.5),
-                      f"{name} · {ex.maps[0].title} · {verdict(ex).replace('**', '')}"))
+                      f"{name} · {map_caption(ex.maps[0])} · {verdict(ex).replace('**', '')}"))
     return tiles
 
 

@@ -14,6 +14,7 @@ import time
 import gradio as gr
 import numpy as np
 
+from ferx.explain.methods import map_caption
 from ferx.explain.occlusion import FILLS, explain_occlusion, occlude_face, read_masks
 from ferx.explain.overlay import map_scales
 from ferx.faces import load_photo
@@ -50,7 +51,7 @@ def change_line(result) -> str:
     arrow = "▼" if e.change < 0 else "▲" if e.change > 0 else "="
     return (f"**{label}** {e.before[e.label]:.0%} → {e.after[e.label]:.0%} ({arrow} {abs(e.change) * 100:.1f} points)"
             + (f" · now **{new}** {e.after.max():.0%}" if new != label else " · still the top class")
-            + "  \n" + " · ".join(f"{m.method}" for m in result.after.maps) + (" (left: unpainted, right: occluded)"
+            + "  \n" + " · ".join(map_caption(m) for m in result.after.maps) + (" (left: unpainted, right: occluded)"
                                                                               if result.after.maps else ""))
 
 

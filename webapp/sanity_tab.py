@@ -11,7 +11,7 @@ import functools
 
 import gradio as gr
 
-from ferx.explain.methods import get_method, list_methods
+from ferx.explain.methods import get_method, list_methods, map_title
 from ferx.explain.sanity import (DEFAULT_METHODS, DEFAULT_STEPS, INDEPENDENT_SPEARMAN, applicable_methods,
                                  cascading_randomization)
 from webapp.app_context import AppContext
@@ -41,14 +41,16 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
         check = cascading_randomization(loaded.model, x, chosen, n_steps=int(n_steps), name=loaded.display,
                                         classes=loaded.classes)
     figure = check.figure(face=face.crop)
-    table = check.spearman_table()
-    table.columns = [f"{s.index}: {s.label}" for s in check.steps]  # how far down each step randomised
-    table = table.reset_index()
+    # one row per step (how far down it randomised), one column per map: a few narrow columns, however
+    # long the layer names, instead of a table wider than the panel
+    table = check.spearman_table().T
+    table.columns = [map_title(name) for name in table.columns]
+    table.insert(0, "randomised", [f"{s.index}: {s.label}" for s in check.steps])
     mean = check.mean_similarity()
     lines = [f"**{loaded.display}**, class *{check.target_label}* (fixed at every step):"]
     for name, flag in check.independent().items():
-        lines.append(f"- `{name}`: mean ρ {mean[name]:.2f} — " + ("**does not depend on the model** (flagged)" if flag
-                                                                   else "changes with the model (passes)"))
+        lines.append(f"- **{map_title(name)}**: mean ρ {mean[name]:.2f} — "
+                     + ("**does not depend on the model** (flagged)" if flag else "changes with the model (passes)"))
     return "\n".join(lines), figure, table
 
 
@@ -69,7 +71,7 @@ def build_sanity_tab(ctx: AppContext) -> None:
             button = gr.Button("Run the sanity check", variant="primary")
         with gr.Column(scale=3):
             verdicts = gr.Markdown(elem_id="sanity-verdicts")
-            table = gr.Dataframe(label="Spearman ρ with the trained map, per step (columns: what was randomised)",
+            table = gr.Dataframe(label="Spearman ρ with the trained map, per step (rows: what was randomised)",
                                  interactive=False)
     plot = gr.Plot(show_label=False)  # the figure's own title says what it shows
     button.click(functools.partial(run_sanity, bank), [photo, whole, face_index, model, methods, steps],

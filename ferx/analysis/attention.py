@@ -23,6 +23,7 @@ import pandas as pd
 
 from ferx.cache import atomic_path, cache_key, cached
 from ferx.data.packed import spread_indices
+from ferx.explain.methods import map_title
 from ferx.explain.native import has_native_attention
 from ferx.paths import cache_dir as default_cache_dir
 
@@ -105,7 +106,7 @@ def attention_figure(table: pd.DataFrame, left_out: list[str] = ()):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    labels = [f"{m} · {k}" for m, k in table.index]
+    labels = [f"{m} · {map_title(k)}" for m, k in table.index]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=["Deletion AUC (lower: better)", "Insertion AUC (higher: better)"])
     for col, test in enumerate(("deletion", "insertion"), start=1):

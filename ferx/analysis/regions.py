@@ -22,6 +22,7 @@ import pandas as pd
 
 from ferx.cache import atomic_path, cache_key, cached
 from ferx.data.labels import in_canonical_order
+from ferx.explain.methods import map_title
 from ferx.explain.regions import REGIONS, positive_mass, region_labels
 from ferx.paths import cache_dir as default_cache_dir
 
@@ -138,7 +139,7 @@ def region_figure(table: pd.DataFrame):
     regions = [c for c in table.columns if c != "faces"]
     ncols = min(3, len(groups))
     nrows = -(-len(groups) // ncols)
-    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=[f"{m}<br>{k}" for m, k in groups],
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=[f"{m}<br>{map_title(k)}" for m, k in groups],
                         horizontal_spacing=0.05, vertical_spacing=0.28 / nrows)
     for i, (m, k) in enumerate(groups):
         row, col = divmod(i, ncols)

@@ -76,15 +76,6 @@ class ExplanationMap:
             self.contrast_label = classes[self.contrast]
         return self
 
-    @property
-    def title(self) -> str:
-        what = self.method
-        if self.target_label is not None or self.target is not None:
-            what += f" → {self.target_label or self.target}"
-        if self.contrast is not None:
-            what += f" vs {self.contrast_label or self.contrast}"
-        return what
-
     def to_dict(self) -> dict:
         """Everything but the arrays' full contents (JSON-ready)."""
         v = self.values

@@ -99,6 +99,25 @@ def _native(map_method: str):
     return next((n for m in list_models() for n in get_model_info(m).native_maps if n.name == map_method), None)
 
 
+def map_title(map_method: str) -> str:
+    """A map's name for people: its method's title ("Grad-CAM"), or the title its model declares for a
+    native map ("MassAtt block 2"); the key itself for a map nobody declared."""
+    if map_method in METHODS:
+        return METHODS.get(map_method).title
+    native = _native(map_method)
+    return native.title if native else map_method
+
+
+def map_caption(m: ExplanationMap) -> str:
+    """A map's name for people with the class it explains: "Grad-CAM → happy", "MassAtt block 2"."""
+    what = map_title(m.method)
+    if m.target_label is not None or m.target is not None:
+        what += f" → {m.target_label or m.target}"
+    if m.contrast is not None:
+        what += f" vs {m.contrast_label or m.contrast}"
+    return what
+
+
 def units(map_method: str) -> str:
     """What the numbers on a map's colour bar are: its method's units, or its native map's."""
     if map_method in METHODS:

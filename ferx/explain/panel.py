@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ferx.data.labels import in_canonical_order
-from ferx.explain.methods import units
+from ferx.explain.methods import map_caption, units
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, colormap, flat_range, map_scales, overlay
 from ferx.explain.regions import breakdown_line
 from ferx.explain.report import ModelExplanation
@@ -95,7 +95,7 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
             values = m.crop_values if m.crop_values is not None else m.at_size(face.crop_size)
             cm = cmap or (DEFAULT_SIGNED_CMAP if sc.signed else DEFAULT_CMAP)
             ax.imshow(overlay(face.crop, values, sc, cmap=cm, alpha=alpha))
-            title = m.title + (f" (p {row.probs[m.target]:.2f})" if m.target is not None else "")  # a target the
+            title = map_caption(m) + (f" (p {row.probs[m.target]:.2f})" if m.target is not None else "")  # a target the
             title += f"\n{KIND_TEXT[m.kind]}, {m.source_shape[0]}x{m.source_shape[1]}"  # model gives p 0 says little
             if flat := flat_range(sc):  # the range its colour bar spans
                 title += f"\n{flat}"

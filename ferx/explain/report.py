@@ -23,7 +23,7 @@ from ferx.explain._common import fast_logits
 from ferx.explain.attributions import DELETION_BASELINE
 from ferx.explain.faithfulness import TOP_K, Faithfulness, deletion_insertion, map_agreement, deletion_budget
 from ferx.explain.maps import ExplanationMap
-from ferx.explain.methods import MethodOptions, get_method
+from ferx.explain.methods import MethodOptions, get_method, map_caption
 from ferx.explain.native import has_native_attention, native_attention
 from ferx.explain.regions import face_labels, region_breakdown
 
@@ -189,7 +189,7 @@ def explain_face(em: LoadedModel, face, methods, *, target: int | None = None, c
         m.regions = region_breakdown(m.crop_values, labels, m.signed)
         out.maps.append(m)
         if faithfulness:
-            step(f"deletion/insertion of {m.title}", FAITHFULNESS_COST)
+            step(f"deletion/insertion of {map_caption(m)}", FAITHFULNESS_COST)
         out.faithfulness.append(deletion_insertion(em.model, x, m, target=target, baseline=baseline,
                                                    n_steps=deletion_steps, n_random=n_random, spec=em.input_spec)
                                 if faithfulness else None)

@@ -28,7 +28,7 @@ import torch.nn as nn
 from ferx.explain._common import resolve_targets
 from ferx.explain.faithfulness import map_agreement
 from ferx.explain.maps import ExplanationMap
-from ferx.explain.methods import get_method
+from ferx.explain.methods import get_method, map_title
 
 # a map whose rank correlation with the trained model's map stays at or above this, on average over
 # the randomisation steps, does not depend on what the model learned (Adebayo et al. read it by eye;
@@ -103,8 +103,9 @@ class SanityCheck:
         return pd.DataFrame(rows)
 
     def spearman_table(self) -> pd.DataFrame:
-        """Maps (rows) x steps (columns, 0 = trained): Spearman with the trained map, to 2 decimals."""
-        return self.frame().pivot(index="map", columns="step", values="spearman").round(2)
+        """Maps (rows, in the order they were computed) x steps (columns, 0 = trained): Spearman with the
+        trained map, to 2 decimals."""
+        return self.frame().pivot(index="map", columns="step", values="spearman").reindex(self.map_names).round(2)
 
     def mean_similarity(self) -> pd.Series:
         """Per map: its mean Spearman with the trained map over the randomised steps. The mean, not the
@@ -155,7 +156,7 @@ class SanityCheck:
                 if r == 0:
                     ax.set_title("trained" if c == 0 else f"random down to\n{step.label}", fontsize=6)
             flag = "\n(independent of\nthe model!)" if flags[name] else ""
-            grid[r][0].set_ylabel(f"{name}\nmean ρ {mean[name]:.2f}{flag}", fontsize=7,
+            grid[r][0].set_ylabel(f"{map_title(name)}\nmean ρ {mean[name]:.2f}{flag}", fontsize=7,
                                   color="crimson" if flags[name] else "black")
         title = (f"Sanity check, {self.model}{f', {photo}' if photo else ''}: layers randomised from the head down "
                  f"(class {self.target_label}); each map on its own colour range (signed maps blue < 0 < red); "

@@ -45,6 +45,7 @@ class NativeMap:
 
     name: str  # key in forward_attention(x)["maps"]; the map's method name in explanations
     shape: tuple[int, int]  # H x W at the registered input size
+    title: str  # for people, wherever the map is named: "MassAtt block 2"
     reading: str  # what it shows, in one line (the app prints it under the map)
     units: str = "attention weight"  # what its colour bar's numbers are
     channel_weights: str | None = None  # key in forward_attention(x)["channel_weights"] drawn beside it

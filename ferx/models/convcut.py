@@ -184,7 +184,7 @@ def _build_convnext(backbone_weights: str | None, drop_path_rate: float) -> nn.M
     default_labels="ferplus",
     description="Conv-cut (Nan et al. 2025): truncated ConvNeXt-Base + spatial self-attention + DET, 224x224 RGB",
     cam_target_layers=("attention", "backbone.tail"),
-    native_maps=(NativeMap("convcut_attention", (14, 14),
+    native_maps=(NativeMap("convcut_attention", (14, 14), "Conv-cut self-attention",
                            reading="Conv-cut's own self-attention (native): how much attention each location of the "
                                    "backbone's last feature map receives (14×14 at 224 px input, 7×7 at 112 px), "
                                    "averaged over heads and queries.",

@@ -185,11 +185,11 @@ class LANMSFF(nn.Module):
     description="LANMSFF (Ezati et al. 2024): 356k-parameter CNN with MassAtt attention and PWFS fusion, 64x64 gray",
     cam_target_layers=("block4.conv", "block3.conv3", "block2.conv"),
     native_maps=(
-        NativeMap("massatt_block2_spatial", (32, 32), channel_weights="block2",
+        NativeMap("massatt_block2_spatial", (32, 32), "MassAtt block 2", channel_weights="block2",
                   reading="LANMSFF's own spatial attention (MassAtt, block 2, native): the 0–1 weight the network "
                           "multiplies each location by. Part of the prediction, not an explanation of it.",
                   units="MassAtt weight, sigmoid 0–1"),
-        NativeMap("massatt_block4_spatial", (8, 8), channel_weights="block4",
+        NativeMap("massatt_block4_spatial", (8, 8), "MassAtt block 4", channel_weights="block4",
                   reading="LANMSFF's own spatial attention (MassAtt, block 4, native, 8×8): coarse; bright = kept, "
                           "dark = suppressed before the last block.",
                   units="MassAtt weight, sigmoid 0–1"),

@@ -441,3 +441,17 @@ def test_the_models_tab_opens_with_one_row_per_model_and_its_measured_accuracy(b
         run = next(m for m in read_card(CHECKPOINTS / name)["metrics"] if m["split"] == "test")
         row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
         assert f"accuracy **{run['accuracy']:.2%}**" in row and f"{run['n']:,} faces" in row
+
+
+def test_the_models_tab_says_what_each_model_is_in_plain_words_and_folds_the_training_log(bank):
+    """Each card's notes are a training log for developers (learning rates, sha256s, epochs); a teacher saw
+    30,000 characters of them. Each checkpoint now opens with its card's plain summary; the rest is folded."""
+    from webapp.models_tab import card_sections
+
+    _, sections = card_sections(bank)
+    offered = {heading.split("`")[1]: (summary, body) for heading, summary, body in sections if "offered as" in heading}
+    assert set(offered) == set(bank.names)
+    for name, (summary, body) in offered.items():
+        assert summary == bank.models[name].card["summary"] and summary not in body  # said once, unfolded
+        assert "sha256" not in summary and "sha256" in body
+    assert all("## Notes" in body for name, (_, body) in offered.items() if name != "mini_xception_fer2013")

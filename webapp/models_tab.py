@@ -24,21 +24,42 @@ def summary_table(bank: ModelBank) -> str:
     return "\n".join(rows)
 
 
-def models_markdown(bank: ModelBank) -> str:
-    parts = ["Measured figures below come from `ferx evaluate` on the full split named; numbers a paper "
-             "reports are quoted as the paper's."]
+def card_sections(bank: ModelBank) -> tuple[str, list[tuple[str, str, str]]]:
+    """The tab's page: its head (the summary table), then per checkpoint or architecture a heading, what it
+    is in plain words (the card's summary, or why it is not offered) and the full card, for whoever wants the
+    data, recipe and training log (shown folded)."""
+    head = ["Measured figures below come from `ferx evaluate` on the full split named; numbers a paper "
+            "reports are quoted as the paper's."]
     if bank.models:
-        parts.append(summary_table(bank))
+        head.append(summary_table(bank))
+    sections = []
     for name, loaded in bank.models.items():
-        parts += [f"---\n### Checkpoint `{name}` — offered as a predictor", render_card(loaded.card).split("\n", 2)[2]]
+        body = render_card(loaded.card).split("\n", 2)[2]  # the card less its title (the heading says it)
+        summary = loaded.card.get("summary", "")
+        if summary:
+            body = body.replace(summary + "\n\n", "", 1)  # shown unfolded, above the card
+        sections.append((f"### Checkpoint `{name}` — offered as a predictor", summary, body))
     for arch in bank.untrained_architectures():
-        parts += [f"---\n### `{arch}` — no trained weights: not offered as a predictor",
-                  get_model_info(arch).description + ". Its architecture is implemented and tested; a trained "
-                  "checkpoint will appear here once one has been trained and evaluated."]
+        sections.append((f"### `{arch}` — no trained weights: not offered as a predictor",
+                         get_model_info(arch).description + ". Its architecture is implemented and tested; a trained "
+                         "checkpoint will appear here once one has been trained and evaluated.", ""))
     for name, why in bank.unusable.items():
-        parts += [f"---\n### Checkpoint `{name}` — not offered", without_server_paths(why)]
-    return "\n\n".join(parts)
+        sections.append((f"### Checkpoint `{name}` — not offered", without_server_paths(why), ""))
+    return "\n\n".join(head), sections
+
+
+def models_markdown(bank: ModelBank) -> str:
+    """The whole page as one markdown text (what the tab shows, unfolded)."""
+    head, sections = card_sections(bank)
+    return "\n\n".join([head] + ["\n\n".join(["---\n" + heading] + [p for p in (summary, body) if p])
+                                  for heading, summary, body in sections])
 
 
 def build_models_tab(ctx) -> None:
-    gr.Markdown(models_markdown(ctx.bank))
+    head, sections = card_sections(ctx.bank)
+    gr.Markdown(head)
+    for heading, summary, body in sections:
+        gr.Markdown(heading + ("\n\n" + summary if summary else ""))
+        if body:
+            with gr.Accordion("Full card: data, recipe, training log, per-class figures", open=False):
+                gr.Markdown(body)

@@ -39,6 +39,7 @@ from ferx.text import choices_text, plural
 from webapp.app_context import AppContext
 from webapp.config import AppConfig
 from webapp.errors import user_errors
+from webapp.tables import result_table
 from webapp.inputs import Count
 from webapp.links import dataset_face_file
 from webapp.model_bank import ModelBank
@@ -519,7 +520,8 @@ def _source_inputs(names: list[str], data_root: Path) -> SimpleNamespace:
         run_button = gr.Button("Run analysis", variant="primary")
         stop_button = gr.Button("Stop", variant="stop")
     status = gr.Markdown(elem_id="dataset-status")
-    summary = gr.Dataframe(label="Metrics (scored faces; classes a model lacks are left out; macro-F1 averages the classes that have faces)", interactive=False)
+    summary = result_table("Metrics (scored faces; classes a model lacks are left out; macro-F1 averages the classes "
+                           "that have faces)", "Run an analysis: one row per model")
     return SimpleNamespace(dataset=dataset, split=split, upload=upload, faces=faces, face=face, models=models,
                            calibrate=calibrate, run_button=run_button, stop_button=stop_button, status=status,
                            summary=summary)
@@ -530,14 +532,15 @@ def _matrix_views(names: list[str]) -> SimpleNamespace:
         matrix_model = gr.Dropdown(names, label="Confusion matrix of")
         normalise = gr.Checkbox(False, label="Row-normalised")
     gr.Markdown(HELP["confusion"])
-    confusion = gr.Dataframe(label="Confusion matrix (click a cell)", interactive=False, elem_id="confusion-matrix")
+    confusion = result_table("Confusion matrix (click a cell)", "Run an analysis: true classes (rows) × predicted",
+                             elem_id="confusion-matrix")
     with gr.Row():
         model_a = gr.Dropdown(names, label="Model A")
         model_b = gr.Dropdown(names, label="Model B")
     gr.Markdown(HELP["cross"])
     agreement_line = gr.Markdown()
-    cross = gr.Dataframe(label="Model A × model B predictions (click a cell)", interactive=False,
-                         elem_id="cross-matrix")
+    cross = result_table("Model A × model B predictions (click a cell)",
+                         "Run an analysis of two models: A's predictions (rows) × B's", elem_id="cross-matrix")
     with gr.Row():
         method = gr.Radio(list(METHODS), value="pca", label="Embedding projection")
         colour = gr.Dropdown(list(COLOUR_BY), value="true", label="Colour by")
@@ -576,7 +579,8 @@ def _detail_views() -> SimpleNamespace:
     with gr.Accordion("Per-class metrics and reliability", open=False):
         with gr.Row():  # the table beside the (square, 560-px) reliability diagram
             with gr.Column(scale=3):
-                per_class = gr.Dataframe(label="Per class (the model of the confusion matrix)", interactive=False,
+                per_class = result_table("Per class (the model of the confusion matrix)",
+                                         "Run an analysis: precision, recall and F1 per class",
                                          elem_id="dataset-per-class")
                 gr.Markdown(HELP["reliability"])
             with gr.Column(scale=2, min_width=580):
@@ -627,7 +631,7 @@ def _placement_views() -> SimpleNamespace:
                 k = Count(8, precision=0, minimum=1, maximum=50, label="Nearest faces (k)")
                 button = gr.Button("Place it among the analysed faces")
             with gr.Column(scale=2):
-                table = gr.Dataframe(label="Typicality per model", interactive=False, elem_id="place-table")
+                table = result_table("Typicality per model", "Place a photo: one row per model", elem_id="place-table")
                 title = gr.Markdown()
                 gallery = gr.Gallery(label="Nearest dataset faces", columns=4, height=300, object_fit="contain",
                                      elem_id="place-neighbours", allow_preview=False)
@@ -680,10 +684,10 @@ def _noise_views(names: list[str]) -> SimpleNamespace:
             kind = gr.Dropdown(list(RANKINGS), value=list(RANKINGS)[0], label="Ranking")
             model = gr.Dropdown(names, value=names[0] if names else None, label="Model")
             button = gr.Button("Rank the faces")
-        metrics = gr.Dataframe(label="Accuracy against the majority and against the votes", interactive=False,
-                               elem_id="noise-metrics")
-        table = gr.Dataframe(label="Ranked faces (click a row)", interactive=False, elem_id="noise-ranking",
-                             max_height=360)
+        metrics = result_table("Accuracy against the majority and against the votes",
+                               "Rank the faces (of a FERPlus analysis): one row per model", elem_id="noise-metrics")
+        table = result_table("Ranked faces (click a row)", "Rank the faces: one row per face",
+                             elem_id="noise-ranking", max_height=360)
         csv = gr.File(label="Ranking (CSV)", interactive=False, height=60)
         votes = gr.Plot(label="Votes and probabilities of one face")
     return SimpleNamespace(kind=kind, model=model, button=button, metrics=metrics, table=table, csv=csv, votes=votes)
@@ -755,9 +759,10 @@ def _disagreement_views() -> SimpleNamespace:
         gallery = gr.Gallery(label="Face, A's map, colour bar, B's map (one scale): click a face to explain it",
                              columns=3, height=760, object_fit="contain", elem_id="disagree-gallery",
                              allow_preview=False)
-        table = gr.Dataframe(label="Faces they disagree on", interactive=False, max_height=320,
-                             elem_id="disagree-table")
-        classes = gr.Dataframe(label="Map agreement per true class", interactive=False, elem_id="disagree-classes")
+        table = result_table("Faces they disagree on", "Compare the maps: one row per face A and B disagree on",
+                             max_height=320, elem_id="disagree-table")
+        classes = result_table("Map agreement per true class", "Compare the maps: one row per true class",
+                               elem_id="disagree-classes")
         csv = gr.File(label="Disagreements (CSV)", interactive=False, height=60)
     return SimpleNamespace(sort=sort, limit=limit, per_class=per_class, button=button, gallery=gallery, table=table,
                            classes=classes, csv=csv)
@@ -799,7 +804,7 @@ def _map_study_views(title: str, help_text: str, count: tuple[int, str], button:
         with gr.Row():
             n = Count(count[0], precision=0, minimum=1, maximum=2000, label=count[1])
             run = gr.Button(button)
-        shown = gr.Dataframe(label=table[0], interactive=False, elem_id=table[1])
+        shown = result_table(table[0], f"{button}: one row per model and map", elem_id=table[1])
         figure = gr.Plot(label=plot)
         file = gr.File(label=files, interactive=False, file_count="multiple")
     return SimpleNamespace(n=n, button=run, table=shown, plot=figure, csv=file)

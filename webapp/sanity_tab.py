@@ -16,6 +16,7 @@ from ferx.explain.sanity import (DEFAULT_METHODS, DEFAULT_STEPS, INDEPENDENT_SPE
                                  cascading_randomization)
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
+from webapp.tables import result_table
 from webapp.explaining import chosen_face, photo_inputs
 
 INTRO = ("### Sanity check: does each map depend on the model?\n"
@@ -71,8 +72,8 @@ def build_sanity_tab(ctx: AppContext) -> None:
             button = gr.Button("Run the sanity check", variant="primary")
         with gr.Column(scale=3):
             verdicts = gr.Markdown(elem_id="sanity-verdicts")
-            table = gr.Dataframe(label="Spearman ρ with the trained map, per step (rows: what was randomised)",
-                                 interactive=False)
+            table = result_table("Spearman ρ with the trained map, per step (rows: what was randomised)",
+                                 "Run the sanity check: one row per step, one column per map")
     plot = gr.Plot(show_label=False)  # the figure's own title says what it shows
     button.click(functools.partial(run_sanity, bank), [photo, whole, face_index, model, methods, steps],
                  [verdicts, plot, table], api_name="sanity")

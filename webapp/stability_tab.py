@@ -14,6 +14,7 @@ import pandas as pd
 from ferx.explain.stability import VARIANTS, stability_probe
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
+from webapp.tables import result_table
 from webapp.explaining import chosen_face, photo_inputs
 
 INTRO = ("### Stability probe: the same face, as a camera might take it again\n"
@@ -53,9 +54,9 @@ def build_stability_tab(ctx: AppContext) -> None:
             button = gr.Button("Probe stability", variant="primary")
         with gr.Column(scale=3):
             summary = gr.Markdown(elem_id="stability-summary")
-            table = gr.Dataframe(label="Per version and model: ✓ keeps the original label (✗: the new top-1), the original label's "
-                                       "probability · map ρ",
-                                 interactive=False, wrap=True)
+            table = result_table("Per version and model: ✓ keeps the original label (✗: the new top-1), the original "
+                                 "label's probability · map ρ", "Probe stability: one row per version of the photo",
+                                 wrap=True)
     gallery = gr.Gallery(label="The versions each model scored", columns=len(VARIANTS) + 1, height=220,
                          object_fit="contain")
     button.click(functools.partial(run_stability, bank), [photo, whole, face_index, models],

@@ -140,6 +140,13 @@ def test_dataset_analysis_renders_and_a_cell_click_fills_the_gallery(page):
     assert page.locator("#dataset-gallery img").count() == min(expected, 60)
     style = happy.evaluate("c => getComputedStyle(c.closest('td') || c).backgroundColor")
     assert style not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)")  # the clickable matrix is the coloured one
+    # the clicked cell keeps its number legible: behind the text is the cell's own colour (gradio painted the
+    # selected cell's text on white, and a dark cell's number is near-white: a 781 vanished)
+    behind = happy.evaluate("""c => { const r = c.getBoundingClientRect();
+        let e = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+        while (e && getComputedStyle(e).backgroundColor === 'rgba(0, 0, 0, 0)') e = e.parentElement;
+        return getComputedStyle(e).backgroundColor; }""")
+    assert behind == style
     page.screenshot(path=str(SHOTS / "dataset.png"), full_page=True)
 
 

@@ -71,11 +71,16 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
     return app
 
 
+# A clicked cell of a read-only table keeps its number legible: gradio paints the selected cell's text on
+# white, and the matrices' darkest cells have near-white numbers (the 781 of a confusion diagonal vanished).
+CSS = ".body-cell.cell-selected span.text { background: transparent !important; }"
+
+
 def launch_options(cfg: AppConfig) -> dict:
     # show_error: a gr.Error's message (what went wrong with the user's input) reaches API clients too
     # lifespan: uploads and generated images are deleted within two minutes (webapp/uploads.py)
     return dict(server_name=cfg.host, server_port=cfg.port, max_file_size=f"{cfg.max_upload_mb}mb", show_error=True,
-                app_kwargs={"lifespan": sweeping}, state_session_capacity=cfg.max_sessions)
+                app_kwargs={"lifespan": sweeping}, state_session_capacity=cfg.max_sessions, css=CSS)
 
 
 def first_run_data(cfg: AppConfig) -> None:

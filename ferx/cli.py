@@ -186,7 +186,7 @@ def _cmd_analyze(args) -> int:
     from ferx.analysis.embeddings import project
     from ferx.analysis.figures import COLOUR_BY, confusion_figure, embedding_figure, reliability_figure, write_figure
     from ferx.analysis.tables import FAILURE_KINDS
-    from ferx.data.packed import faces_note
+    from ferx.data.packed import faces_note, left_out
 
     if args.color_by not in COLOUR_BY:  # before the analysis, not after it
         raise ValueError(f"--color-by {args.color_by}: choose {', '.join(COLOUR_BY)}")
@@ -195,7 +195,8 @@ def _cmd_analyze(args) -> int:
                    precision=args.precision)
     pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
     cached = ", ".join(f"{r.name}: {r.compute_dtype}, {'cache' if r.from_cache else 'computed'}" for r in runs)
-    print(f"{runs[0].dataset}/{runs[0].split}: {len(runs[0])} faces{faces_note(runs[0].faces, runs[0].no_face)} "
+    print(f"{runs[0].dataset}/{runs[0].split}: {len(runs[0])} faces{left_out(runs[0].skipped)}"
+          f"{faces_note(runs[0].faces, runs[0].no_face)} "
           f"({cached})\n")
     print(summary_table([r.with_temperature(1.0) for r in runs]).to_string(), "\n")
     if args.calibrate:

@@ -529,3 +529,22 @@ def test_two_writers_of_one_cache_entry_do_not_share_a_temporary_file(tmp_path):
             second.write_text("second")
         assert target.read_text() == "second"
     assert target.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["entry.json"]
+
+
+def test_evaluate_and_analyze_say_an_unreadable_image_was_left_out_also_from_the_cache(tiny_folder, tmp_path,
+                                                                                        monkeypatch, capsys):
+    """A folder with a broken image: the summaries said "4 images" with no word of the file left out (the
+    pack's log line names it once, when the split is first read, and never again once the pack is cached)."""
+    import shutil
+
+    from ferx.cli import main
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    folder = shutil.copytree(tiny_folder, tmp_path / "faces")
+    (folder / "happy" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    for _ in range(2):  # computed, then from the cache
+        assert main(["evaluate", str(MINI), "--dataset", str(folder), "--split", "all", "--device", "cpu"]) == 0
+        assert "4 images (1 unreadable image skipped)" in capsys.readouterr().err
+    assert main(["analyze", str(MINI), "--dataset", str(folder), "--split", "all", "--device", "cpu",
+                 "--top", "1"]) == 0
+    assert "4 faces (1 unreadable image skipped)" in capsys.readouterr().out

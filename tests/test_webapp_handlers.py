@@ -64,7 +64,8 @@ def test_gallery_face_opens_in_explain_with_the_analysed_pixels_and_label(bank, 
 
 
 def test_zip_reports_non_image_files(data_root, tmp_path):
-    from webapp.dataset_tab import left_out, read_faces
+    from ferx.data.packed import left_out
+    from webapp.dataset_tab import read_faces
 
     faces = pack_split(load_split("ferplus", "test", data_root), progress=False).head(6)
     archive = tmp_path / "mine.zip"

@@ -33,7 +33,7 @@ from ferx.analysis.tables import FAILURE_KINDS
 from ferx.background import at_low_priority
 from ferx.data.datasets import (FACE_CHOICES, FACES, SPLITS, available_datasets, from_user_zip, get_dataset_info,
                                 list_datasets, load_split)
-from ferx.data.packed import PackedSplit, faces_note, pack_options, pack_split
+from ferx.data.packed import PackedSplit, faces_note, left_out, pack_options, pack_split
 from ferx.paths import cache_root
 from ferx.text import choices_text, plural
 from webapp.app_context import AppContext
@@ -115,13 +115,6 @@ def read_faces(source: str, split: str, data_root: Path, zip_file: str | None, s
     if source.startswith(BUNDLE):
         return PackedSplit.load(bundled_splits(cache_root())[source.removeprefix(BUNDLE)]), 0
     return pack_split(load_split(source, split, data_root), check=check), 0
-
-
-def left_out(unreadable: int, non_images: int) -> str:
-    """What an analysis did not score, in words (empty when it scored everything)."""
-    parts = ([f"{plural(unreadable, 'unreadable image')}"] if unreadable else []) + (
-        [f"{plural(non_images, 'file')} that {'is' if non_images == 1 else 'are'} not an image"] if non_images else [])
-    return f" ({' and '.join(parts)} skipped)" if parts else ""
 
 
 def face_thumbnail(image: np.ndarray, size: int = 112) -> np.ndarray:

@@ -55,6 +55,7 @@ class ModelRun:
     compute_dtype: str = "fp32"  # or "bf16": the forward pass ran under bf16 autocast
     faces: str = "given"  # the packed split's (PackedSplit.faces): given, or detect:<face>:<detector>
     no_face: int = 0  # photos of the split without a face found (faces="detect"), left out
+    skipped: int = 0  # unreadable images of the split, left out (the pack's)
     temperature: float = 1.0
     from_cache: bool = False
     extra: dict = field(default_factory=dict)
@@ -180,7 +181,7 @@ def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = 256
                  ModelRun.save, what="analysis")
     # the checkpoint as loaded now (the cache is keyed by its weights: a renamed copy finds it) and the pack's faces
     return dataclasses.replace(run, name=loaded.path.name, checkpoint=str(loaded.path), faces=packed.faces,
-                               no_face=packed.no_face)
+                               no_face=packed.no_face, skipped=packed.skipped)
 
 
 def _compute(loaded: LoadedModel, packed: PackedSplit, key: str, batch_size: int, progress: bool,

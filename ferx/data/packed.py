@@ -199,6 +199,14 @@ def faces_note(faces: str, no_face: int) -> str:
     return f" (faces found by {detector}: {FACE_CHOICES[face]}; {plural(no_face, 'photo')} without a face left out)"
 
 
+def left_out(unreadable: int, non_images: int = 0) -> str:
+    """What a pack did not score, in words (empty when it scored everything): unreadable images (and, for a
+    zip, files that are not images), said after the count of faces by the CLI's summaries and the app's."""
+    parts = ([f"{plural(unreadable, 'unreadable image')}"] if unreadable else []) + (
+        [f"{plural(non_images, 'file')} that {'is' if non_images == 1 else 'are'} not an image"] if non_images else [])
+    return f" ({' and '.join(parts)} skipped)" if parts else ""
+
+
 def read_faces(path: Path, size: int, mode: str, face: str = "best", detector: str | None = None) -> list[np.ndarray]:
     """The faces of one photo as a model of input ``size`` scores them (``pack_split(faces="detect")``):
     ``size`` x ``size`` uint8 arrays in mode ``L`` or ``RGB``, best first; empty when it has none."""

@@ -27,7 +27,8 @@ def _run_batches(model: nn.Module, spec: InputSpec, images, batch_size: int, pro
     device = next(model.parameters()).device
     bf16 = autocast_bf16(device, precision)
     outputs: list[list[torch.Tensor]] = []
-    for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
+    # disable=None: a bar only where stderr is a terminal (none in a log or a pipe)
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=None if progress else True, leave=False):
         with hold(), channels_last(model), torch.inference_mode():
             model.eval()
             batch = torch.as_tensor(images[start:start + batch_size]).to(device, non_blocking=True)

@@ -267,8 +267,9 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
                              lambda path: read_faces(path, size, mode, face, detector), check)
                    if faces != "given" else None)
     try:
-        for i, rel in enumerate(tqdm(split.paths, desc=f"packing {split.dataset}/{split.split}", disable=not progress,
-                                     leave=False)):
+        # disable=None: a bar only where stderr is a terminal (none in a log or a pipe)
+        for i, rel in enumerate(tqdm(split.paths, desc=f"packing {split.dataset}/{split.split}",
+                                     disable=None if progress else True, leave=False)):
             try:
                 if found_faces is None:
                     if check is not None:

@@ -21,7 +21,7 @@ from ferx.models import get_model_info
 from ferx.text import plural
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
-from webapp.explaining import annotate, crop_strip, photo_inputs, search_faces, tile, verdict
+from webapp.explaining import MODEL_COLUMN_PX, annotate, crop_strip, photo_inputs, search_faces, tile, verdict
 from webapp.model_bank import ModelBank
 from webapp.narrow import scroll_to_on_narrow
 from webapp.uploads import user_temp_dir
@@ -164,7 +164,7 @@ def build_compare_tab(ctx: AppContext) -> None:
     with gr.Row():
         for name in bank.names:
             has_native = bool(get_model_info(bank.models[name].name).native_maps)
-            with gr.Column():
+            with gr.Column(min_width=MODEL_COLUMN_PX):
                 gr.Markdown(f"### {name}")
                 label = gr.Label(num_top_classes=len(bank.models[name].labels), label="Probabilities",
                                  elem_classes=["compare-probs"])

@@ -18,6 +18,11 @@ from ferx.faces import FaceSearch, find_faces, load_photo
 from webapp.inputs import Count, Photo
 
 
+# the narrowest a model's column of results may be (Compare, Occlusion): four models side by side in a 1,280-px
+# window; gradio's default, 320 px, put the fourth alone on a full-width row, its maps twice the others' size
+MODEL_COLUMN_PX = 240
+
+
 def search_faces(path: str, whole_image: bool) -> FaceSearch:
     """Decode an upload (our robust loader, not the browser's) and find its faces. Messages name
     the file as the user named it (gradio keeps that name as the upload's), never the server path."""

@@ -20,15 +20,23 @@ from ferx.explain.overlay import map_scales
 from ferx.faces import load_photo
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
-from webapp.explaining import face_controls, tile
+from webapp.explaining import MODEL_COLUMN_PX, face_controls, tile
 from webapp.inputs import PaintedPhoto
+
+# The brush's radius in the photo's own pixels. gradio's default, 25, covered most of a 48-px face (the examples)
+# with one dab. Sizing it to each photo needs an editor update after the photo is shown, which raced the first
+# strokes (they were lost), so it is one size, chosen for the small faces the models read; the editor's Brush
+# Size slider (1-100) widens it on a large photo.
+BRUSH_RADIUS = 6
 
 INTRO = ("### Occlusion brush: cover part of the face and see what each model makes of the rest\n"
          "Upload a photo (or pick an example), then paint over part of the face — the mouth, the eyes, the brows. "
          "The painted pixels are filled (blurred, mean grey or black) and every model scores the occluded face at "
          "once: its probabilities, the change in the probability of the class it predicted on the unpainted face, "
          "and each map before (left) and after (right) on one colour scale, both explaining that first class. "
-         "A large drop means the model's evidence was under the paint.")
+         "A large drop means the model's evidence was under the paint. The brush paints in the photo's own pixels "
+         f"(a radius of {BRUSH_RADIUS}, about a mouth's height on a 48-px face): on a large photo, widen it with the "
+         "editor's *Brush Size* button.")
 METHODS = ("native", "gradcam")  # the maps shown before/after (native: only for models with attention of their own)
 
 
@@ -90,7 +98,7 @@ def build_occlusion_tab(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             editor = PaintedPhoto(label="Photo — paint over part of the face", type="filepath", image_mode="RGBA",
                                   sources=["upload", "webcam", "clipboard"], layers=False, transforms=(),
-                                  brush=gr.Brush(colors=["rgb(255, 0, 255)"], color_mode="fixed"),
+                                  brush=gr.Brush(colors=["rgb(255, 0, 255)"], color_mode="fixed", default_size=BRUSH_RADIUS),
                                   elem_id="occlusion-editor", height=420)  # handed over undecoded (webapp/inputs.py)
             whole, face_index = face_controls("occlusion")
             fill = gr.Radio([(label, key) for key, label in FILLS.items()], value="blur",
@@ -108,7 +116,7 @@ def build_occlusion_tab(ctx: AppContext) -> None:
     columns = []
     with gr.Row():
         for name in bank.names:
-            with gr.Column():
+            with gr.Column(min_width=MODEL_COLUMN_PX):
                 gr.Markdown(f"### {name}")
                 columns += [gr.Label(num_top_classes=3, label="Probabilities of the occluded face",
                                      elem_classes=["occlusion-probs"]),

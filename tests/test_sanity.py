@@ -83,3 +83,14 @@ def test_cli_writes_the_figure_and_json(happy_face, tmp_path, capsys):
     assert {"massatt_block4_spatial", "gradcam", "saliency"} <= set(report["independent_of_model"])
     assert report["target_label"] == "happy" and len(report["steps"]) == 4
     assert "gradcam: mean rho" in printed and "depends on the model" in printed
+
+
+def test_the_figure_says_when_a_randomised_map_is_flat(happy_face):
+    """A fully randomised Grad-CAM can be 0 everywhere (every ReLU'd weight negative): drawn on its own range
+    it was a solid blue square with nothing to say why."""
+    face = happy_face.astype(np.float32)
+    flat = np.zeros_like(face)
+    check = SanityCheck("m", 0, _steps([face, face + 1.0, flat]))
+    fig = check.figure(face=happy_face)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts == ["flat: every\nvalue 0"]  # the flat map only

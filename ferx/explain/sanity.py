@@ -151,6 +151,9 @@ class SanityCheck:
                 else:
                     ax.imshow(m.values, cmap=DEFAULT_CMAP)
                 ax.set_xticks([]), ax.set_yticks([])
+                if np.ptp(m.values) <= 1e-9 * max(1.0, float(np.abs(m.values).max())):  # one colour: say why
+                    ax.text(0.5, 0.5, f"flat: every\nvalue {float(m.values.flat[0]):.3g}", transform=ax.transAxes,
+                            ha="center", va="center", fontsize=7, color="white")
                 sim = frame.loc[(name, step.index)]
                 ax.set_xlabel(f"ρ {sim.spearman:.2f} · SSIM {sim.ssim:.2f}", fontsize=7)
                 if r == 0:

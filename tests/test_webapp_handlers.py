@@ -456,3 +456,22 @@ def test_the_models_tab_says_what_each_model_is_in_plain_words_and_folds_the_tra
         assert summary == bank.models[name].card["summary"] and summary not in body  # said once, unfolded
         assert "sha256" not in summary and "sha256" in body
     assert all("## Notes" in body for name, (_, body) in offered.items() if name != "mini_xception_fer2013")
+
+
+def test_stop_pressed_after_the_analysis_finished_keeps_its_results_and_says_so(data_root, bank):
+    """A cached analysis returns in a second: Stop pressed just after it said "Analysis stopped: nothing was
+    kept." over the complete results (which had been kept)."""
+    import types
+
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import run_analysis, stop_analysis
+
+    session = types.SimpleNamespace(session_hash="finished-then-stop")
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
+    out = run_analysis(bank, cfg, "ckplus", "test", None, ["mini_xception_fer2013"], False, session,
+                       lambda *a, **k: None)
+    assert "**ckplus/test**: 144 faces" in out[1]
+    assert stop_analysis(session) == gr.skip()  # the status line and the results stay
+    again = run_analysis(bank, cfg, "ckplus", "test", None, ["mini_xception_fer2013"], False, session,
+                         lambda *a, **k: None)  # and the next analysis is not stopped by that press
+    assert "144 faces" in again[1]

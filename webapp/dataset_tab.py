@@ -188,18 +188,29 @@ def embedding_view(analysis: Analysis, model: str, method: str, colour_by: str, 
 
 class StopRequests:
     """The sessions whose user pressed Stop. gradio's ``cancels=`` only drops the request: the
-    analysis thread would run on and hold the cores, so it checks here before every batch."""
+    analysis thread would run on and hold the cores, so it checks here before every batch. A session
+    whose last analysis has finished has nothing to stop (its results are on the page)."""
 
     def __init__(self) -> None:
-        self._lock, self._stopped = threading.Lock(), set()
+        self._lock, self._stopped, self._finished = threading.Lock(), set(), set()
 
     def clear(self, session: str) -> None:
+        """A new analysis of ``session`` starts (queued or running until :meth:`finished`)."""
         with self._lock:
             self._stopped.discard(session)
+            self._finished.discard(session)
 
-    def stop(self, session: str) -> None:
+    def finished(self, session: str) -> None:
         with self._lock:
+            self._finished.add(session)
+
+    def stop(self, session: str) -> bool:
+        """Stop ``session``'s analysis; False when it had already finished (nothing to stop)."""
+        with self._lock:
+            if session in self._finished:
+                return False
             self._stopped.add(session)
+            return True
 
     def check(self, session: str) -> None:
         with self._lock:
@@ -217,7 +228,9 @@ STOPS = StopRequests()
 
 @user_errors
 def stop_analysis(request: gr.Request):
-    STOPS.stop(request.session_hash)
+    if not STOPS.stop(request.session_hash):  # pressed after the results came: they stay, and so does their line
+        gr.Info("Nothing to stop: the analysis had finished; its results are shown.")
+        return gr.skip()
     return "Analysis stopped: nothing was kept."
 
 
@@ -257,6 +270,7 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first
     skipped = left_out(packed.skipped, non_images) + faces_note(packed.faces, packed.no_face)
+    STOPS.finished(session)
     return (Analysis(runs, packed), f"**{packed.dataset}/{packed.split}**: {len(packed)} faces{skipped} — {cached}",
             summary_table(runs).round(4).reset_index(), gr.update(choices=chosen, value=first),
             gr.update(choices=chosen, value=first), gr.update(choices=chosen, value=second),

@@ -186,6 +186,7 @@ def _cmd_analyze(args) -> int:
     from ferx.analysis.embeddings import project
     from ferx.analysis.figures import COLOUR_BY, confusion_figure, embedding_figure, reliability_figure, write_figure
     from ferx.analysis.tables import FAILURE_KINDS
+    from ferx.data.datasets import split_title
     from ferx.data.packed import faces_note, left_out
 
     if args.color_by not in COLOUR_BY:  # before the analysis, not after it
@@ -195,7 +196,7 @@ def _cmd_analyze(args) -> int:
                    precision=args.precision)
     pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
     cached = ", ".join(f"{r.name}: {r.compute_dtype}, {'cache' if r.from_cache else 'computed'}" for r in runs)
-    print(f"{runs[0].dataset}/{runs[0].split}: {len(runs[0])} faces{left_out(runs[0].skipped)}"
+    print(f"{split_title(runs[0].dataset, runs[0].split)}: {len(runs[0])} faces{left_out(runs[0].skipped)}"
           f"{faces_note(runs[0].faces, runs[0].no_face)} "
           f"({cached})\n")
     print(summary_table([r.with_temperature(1.0) for r in runs]).to_string(), "\n")
@@ -236,7 +237,7 @@ def _cmd_analyze(args) -> int:
             run.frame().to_csv(out / f"samples_{run.name}.csv")
             per_class_table(run).to_csv(out / f"per_class_{run.name}.csv")
             figures[f"confusion_{run.name}"] = confusion_figure(confusion_frame(run), confusion_frame(run, True),
-                                                               f"{run.name} on {run.dataset}/{run.split}<br>"
+                                                               f"{run.name} on {split_title(run.dataset, run.split)}<br>"
                                                                f"<sub>{run.scored_text()}</sub>")
             for method in args.embeddings:
                 figures[f"{method}_{run.name}"] = embedding_figure(project(run, method), run, args.color_by, method,
@@ -244,7 +245,7 @@ def _cmd_analyze(args) -> int:
         for a, b in pairs:
             figures[f"cross_{a.name}_vs_{b.name}"] = confusion_figure(
                 cross_model_frame(a, b), title=f"{a.name} vs {b.name}: agreement {agreement(a, b):.3f}<br>"
-                                               f"<sub>{a.dataset}/{a.split}, {len(a)} faces (every face, whatever its label)</sub>")
+                                               f"<sub>{split_title(a.dataset, a.split)}, {len(a)} faces (every face, whatever its label)</sub>")
         for name, (table, fig) in research.items():
             table.to_csv(out / f"{name}.csv")
             if fig is not None:
@@ -414,7 +415,7 @@ def _cmd_regions(args) -> int:
     from ferx.analysis.figures import write_figure
     from ferx.analysis.regions import region_figure, region_shares, region_table
     from ferx.checkpoint import load_checkpoint
-    from ferx.data.datasets import load_split
+    from ferx.data.datasets import load_split, split_title
     from ferx.data.packed import pack_split
     from ferx.device import resolve_device
 
@@ -430,7 +431,7 @@ def _cmd_regions(args) -> int:
             tables.append(region_table(shares))
     table = pd.concat(tables)
     pd.set_option("display.width", 200, "display.max_columns", 20)
-    print(f"{packed.dataset}/{packed.split}: mean share of each map's positive mass per facial region "
+    print(f"{split_title(packed.dataset, packed.split)}: mean share of each map's positive mass per facial region "
           f"(mean-face template; '(area)': the regions' area shares)\n{table.round(3).to_string()}")
     if args.out:
         out = Path(args.out)

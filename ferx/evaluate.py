@@ -9,7 +9,7 @@ import numpy as np
 
 from ferx.analysis.metrics import classification_metrics
 from ferx.checkpoint import LoadedModel, load_checkpoint, read_card, write_card
-from ferx.data.datasets import load_split
+from ferx.data.datasets import load_split, split_title
 from ferx.data.labels import in_canonical_order, label_mapping
 from ferx.data.packed import PackedSplit, faces_note, left_out, pack_options, pack_split, spread_indices
 from ferx.device import resolve_device
@@ -104,7 +104,7 @@ def summary_line(result: dict) -> str:
     excluded = f" ({result['n_excluded']} excluded: class not in the model's label set)" if result["n_excluded"] else ""
     found = faces_note(result.get("faces", "given"), result.get("no_face", 0))
     name = f"{Path(result['checkpoint']).name} ({result['model']})"  # the checkpoint: two may share an architecture
-    return (f"{name} on {result['dataset']}/{result['split']}: {result['n']} images{left_out(result.get('unreadable_skipped', 0))}{excluded}{found}\n"
+    return (f"{name} on {split_title(result['dataset'], result['split'])}: {result['n']} images{left_out(result.get('unreadable_skipped', 0))}{excluded}{found}\n"
             f"  accuracy {100 * result['accuracy']:.2f} % ({result.get('compute_dtype', 'fp32')})  macro-F1 {result['macro_f1']:.4f}{over}  ECE {result['ece']:.4f}\n"
             f"  recall: {recall}")
 

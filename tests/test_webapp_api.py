@@ -163,10 +163,10 @@ def test_an_uploaded_zip_is_analysed_by_split_and_leaves_no_faces_on_disk(server
     client = Client(server, verbose=False)
     out = client.predict(name=None, split_name="test", zip_file=handle_file(str(path)),
                          chosen=["mini_xception_fer2013"], calib=False, api_name="/analyze")
-    assert "**zip:my_faces/test**: 12 faces" in out[0]
+    assert "**my_faces.zip/test**: 12 faces" in out[0]
     out = client.predict(name=None, split_name="test", zip_file=handle_file(str(path)), faces="detect",
                          face="largest", chosen=["mini_xception_fer2013"], calib=False, api_name="/analyze")
-    assert ("**zip:my_faces/test**: 12 faces (faces found by mtcnn: the largest face of each photo; 0 photos without "
+    assert ("**my_faces.zip/test**: 12 faces (faces found by mtcnn: the largest face of each photo; 0 photos without "
             "a face left out)") in out[0]  # 48-px images are taken as faces, as a small photo is
     assert (set(cache_dir("zips").glob("*")), set(cache_dir("packed").glob("*zip*"))) == before
     assert set(Path(tempfile.gettempdir()).glob("ferx-upload-*")) == scratch_before

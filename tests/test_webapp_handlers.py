@@ -195,13 +195,13 @@ def test_a_zip_of_photos_is_scored_as_ferx_analyze_faces_detect_scores_it(data_r
     assert analysis.packed.images.shape[1:] == (64, 64)  # the crop at the model's input, as a photo's is scored
     note = (f"{len(run)} faces (faces found by mtcnn: the most face-like face of each photo, as a single photo is "
             f"scored; {run.no_face} photos without a face left out)")
-    assert status.startswith(f"**zip:my_photos/all**: {note} — {model} (computed)")  # a zip without split folders
+    assert status.startswith(f"**my_photos.zip**: {note} — {model} (computed)")  # a zip without split folders
     assert main(["analyze", str(CHECKPOINTS / model), "--dataset", str(archive), "--faces", "detect", "--device", "cpu",
                  "--top", "1"]) == 0
-    assert f"zip:my_photos/all: {note} ({model}: fp32, cache)" in capsys.readouterr().out
+    assert f"my_photos.zip: {note} ({model}: fp32, cache)" in capsys.readouterr().out
 
     analysis, status = app("given")[:2]
-    assert status.startswith(f"**zip:my_photos/all**: 37 faces — {model} (computed)")
+    assert status.startswith(f"**my_photos.zip**: 37 faces — {model} (computed)")
     assert analysis.packed.faces == "given" and analysis.packed.images.shape[1:3] == (48, 48)  # the photo shrunk
 
     blank = tmp_path / "blank.zip"
@@ -210,7 +210,7 @@ def test_a_zip_of_photos_is_scored_as_ferx_analyze_faces_detect_scores_it(data_r
             z.write(folder / "happy" / "blank.jpg", f"{name}/blank.jpg")
     with pytest.raises(gr.Error) as err:
         run_analysis(bank, cfg, None, "test", str(blank), [model], False, None, lambda *a, **k: None, "detect", "all")
-    assert err.value.message == "no faces found in zip:blank/all"  # no server path in the message
+    assert err.value.message == "no faces found in blank.zip"  # no server path in the message
 
 
 def test_a_wrong_face_number_is_one_message_and_the_panels_keep_their_content(bank, analysis, monkeypatch):
@@ -475,3 +475,20 @@ def test_stop_pressed_after_the_analysis_finished_keeps_its_results_and_says_so(
     again = run_analysis(bank, cfg, "ckplus", "test", None, ["mini_xception_fer2013"], False, session,
                          lambda *a, **k: None)  # and the next analysis is not stopped by that press
     assert "144 faces" in again[1]
+
+
+def test_a_zip_without_a_readable_image_is_named_by_its_file_and_says_why(data_root, bank, tmp_path):
+    """It said "no readable images in zip:junk/all": an internal id, and no reason (the log had it)."""
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import run_analysis
+
+    junk = tmp_path / "junk.zip"
+    with zipfile.ZipFile(junk, "w") as z:
+        z.writestr("happy/a.txt", "not a face")
+        z.writestr("sad/b.png", b"\x89PNG\r\n\x1a\n garbage")
+        z.writestr("readme.md", "# my faces")
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
+    with pytest.raises(gr.Error) as err:
+        run_analysis(bank, cfg, None, "test", str(junk), ["mini_xception_fer2013"], False, None, lambda *a, **k: None)
+    assert err.value.message.startswith("no readable images in junk.zip (b.png: ")
+    assert err.value.message.endswith("; 2 files that are not an image)") and "zip:" not in err.value.message

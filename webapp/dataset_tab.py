@@ -32,7 +32,7 @@ from ferx.analysis.selection import SORTS, caption, selection_frame, summary_tex
 from ferx.analysis.tables import FAILURE_KINDS
 from ferx.background import at_low_priority
 from ferx.data.datasets import (FACE_CHOICES, FACES, SPLITS, available_datasets, from_user_zip, get_dataset_info,
-                                list_datasets, load_split)
+                                list_datasets, load_split, split_title)
 from ferx.data.packed import PackedSplit, faces_note, left_out, pack_options, pack_split
 from ferx.paths import cache_root
 from ferx.text import choices_text, plural
@@ -271,7 +271,7 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     second = runs[1].name if len(runs) > 1 else first
     skipped = left_out(packed.skipped, non_images) + faces_note(packed.faces, packed.no_face)
     STOPS.finished(session)
-    return (Analysis(runs, packed), f"**{packed.dataset}/{packed.split}**: {len(packed)} faces{skipped} — {cached}",
+    return (Analysis(runs, packed), f"**{split_title(packed.dataset, packed.split)}**: {len(packed)} faces{skipped} — {cached}",
             summary_table(runs).round(4).reset_index(), gr.update(choices=chosen, value=first),
             gr.update(choices=chosen, value=first), gr.update(choices=chosen, value=second),
             gr.update(choices=chosen, value=first))
@@ -867,7 +867,9 @@ def build_dataset_tab(ctx: AppContext) -> None:
         inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen=src.models,
                            calib=src.calibrate, faces=src.faces, face=src.face),
         outputs=[state, src.status, src.summary, mx.matrix_model, mx.model_a, mx.model_b, mx.emb_model],
-        concurrency_limit=1, api_name="analyze")
+        # progress, and an error's badge, on the metrics table only (the message itself is the toast): a zip
+        # without a readable image put red "Error" badges on the status and on five dropdowns, like a crash
+        show_progress_on=[src.summary], concurrency_limit=1, api_name="analyze")
     # triggers=None: on page load and whenever the source changes
     gr.on(None, source_controls, [src.dataset, src.upload, src.faces], [src.split, src.calibrate, src.faces, src.face],
           api_visibility="undocumented")
@@ -931,4 +933,5 @@ def build_dataset_tab(ctx: AppContext) -> None:
     opened = [ex.image, ex.whole, ex.index, ex.source, ex.models, ctx.tabs]
     for event in (gal.gallery.select(open_face, [state, shown], opened),
                   dis.gallery.select(open_pair_face, [state, tiles, mx.model_a, mx.model_b], opened)):
-        event.success(ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs)
+        event.success(ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs,
+                      show_progress_on=ex.run.show_progress_on)

@@ -223,7 +223,9 @@ def build_explain_tab(ctx) -> None:
                 faithful = gr.Checkbox(True, label="Faithfulness (deletion / insertion vs random maps)")
                 baseline = gr.Dropdown(list(BASELINES), value=DELETION_BASELINE, label="Deleted pixels become")
             button = gr.Button("Explain", variant="primary")
-            status = gr.Markdown(elem_id="explain-results")
+            # the progress of a run shows here, under the button (on the 980-px gallery it sat below the fold and
+            # its line overprinted the slider's labels)
+            status = gr.Markdown(elem_id="explain-results", min_height=60)
             gallery = gr.Gallery(label="Maps", columns=2, height=980, object_fit="contain",
                                  elem_id="explain-gallery")  # whole tiles: face, colour bar and its numbers
             readings = gr.Markdown()
@@ -248,8 +250,10 @@ def build_explain_tab(ctx) -> None:
         path=image, whole_image=whole, index=face_index, chosen=models, use_native=native, cam_methods=cams,
         captum_methods=captum, target_name=target, contrast_name=contrast, opacity=alpha, colormap_name=cmap,
         clip_pct=clip, shared_scale=shared, faithfulness=faithful, baseline_kind=baseline, source=source),
-        outputs=[status, gallery, readings, numbers, tiles_state, pick_a, pick_b, slider, card_state])
-    button.click(run.fn, inputs_kwargs=run.inputs_kwargs, outputs=run.outputs, api_name="explain")
+        outputs=[status, gallery, readings, numbers, tiles_state, pick_a, pick_b, slider, card_state],
+        show_progress_on=[status])
+    button.click(run.fn, inputs_kwargs=run.inputs_kwargs, outputs=run.outputs, show_progress_on=run.show_progress_on,
+                 api_name="explain")
     scroll_to_on_narrow(button.click, "explain-results")
 
     @user_errors

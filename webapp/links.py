@@ -164,4 +164,5 @@ def wire_restore(app: gr.Blocks, ctx) -> None:
 
     app.load(restore_view, None, [ex.image, ex.source, ctx.tabs, restored, *settings.values()],
              api_visibility="private")
-    restored.change(ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs, api_visibility="private")
+    restored.change(ex.run.fn, inputs_kwargs=ex.run.inputs_kwargs, outputs=ex.run.outputs,
+                    show_progress_on=ex.run.show_progress_on, api_visibility="private")

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ferx.analysis.runs import ModelRun
+from ferx.data.datasets import split_title
 from ferx.data.labels import CLASS_COLOURS, in_canonical_order
 
 
@@ -52,7 +53,7 @@ def reliability_figure(runs: list[ModelRun]) -> go.Figure:
                                  marker=dict(size=size),
                                  customdata=t["count"], hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}"
                                                                       "<br>%{customdata} faces<extra></extra>"))
-    title = f"Reliability on {runs[0].dataset}/{runs[0].split}" + (" (temperature-scaled)" if scaled else "")
+    title = f"Reliability on {split_title(runs[0].dataset, runs[0].split)}" + (" (temperature-scaled)" if scaled else "")
     fig.update_layout(title=title, xaxis_title="confidence (mean top probability in the bin)",
                       yaxis_title="accuracy in the bin", xaxis_range=[0, 1.02], yaxis_range=[0, 1.02],
                       width=560, height=620, legend=dict(orientation="h", yanchor="top", y=-0.15, x=0),
@@ -128,7 +129,7 @@ def embedding_figure(coords: np.ndarray, run: ModelRun, color_by: str = "true", 
                               customdata=[[-1, "", "", 0.0]], hovertemplate=f"{photo_label}<extra></extra>",
                               marker=dict(symbol="star", size=20, color="gold", line=dict(width=2, color="black"))))
     fig.update_layout(title=f"{run.name}: {method.upper()} of embeddings, coloured by {COLOUR_BY[color_by]}"
-                            f"<br><sub>{run.dataset}/{run.split}, {len(run)} faces</sub>",
+                            f"<br><sub>{split_title(run.dataset, run.split)}, {len(run)} faces</sub>",
                       height=560, legend_title=COLOUR_BY[color_by], dragmode="lasso", margin=dict(l=40, r=20, t=70, b=40),
                       xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2")
     return fig

@@ -53,6 +53,16 @@ ZIP_PREFIX = "zip:"  # a user's zip, as a split's dataset names it ("zip:my_phot
 def from_user_zip(dataset: str) -> bool:
     """Whether a split's ``dataset`` is a user's zip: results derived face by face from it are not cached."""
     return dataset.startswith(ZIP_PREFIX)
+
+
+def split_title(dataset: str, split: str) -> str:
+    """A split as its user knows it, in messages, summaries and figure titles: ``ferplus/test``; a zip by its
+    file's name, ``my_faces.zip`` (all of it) or ``my_faces.zip/test`` (its test folder), not ``zip:my_faces/all``."""
+    if from_user_zip(dataset):
+        name = dataset.removeprefix(ZIP_PREFIX) + ".zip"
+        return name if split == "all" else f"{name}/{split}"
+    return f"{dataset}/{split}"
+
 # How a split's images become the faces a model scores (ferx.data.packed.pack_split, the CLI's --faces and
 # --face, the Dataset tab's zip upload), the first of each the default. Declared here, with the splits,
 # so the CLI builds its options without importing the pixel code.

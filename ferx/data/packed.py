@@ -26,7 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ferx.cache import atomic_path, cached
-from ferx.data.datasets import FACE_CHOICES, FACES, FaceSplit
+from ferx.data.datasets import FACE_CHOICES, FACES, FaceSplit, split_title
 from ferx.data.labels import get_label_set
 from ferx.faces import ImageError, load_photo
 from ferx.paths import cache_dir as default_cache_dir
@@ -288,15 +288,18 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
     finally:
         if found_faces is not None:
             found_faces.close()  # a Stop or an error: the photos in flight are finished or dropped
+    where = split_title(split.dataset, split.split)  # not the root: a zip's is a scratch folder
     if no_face:
-        log.warning("%d of %d readable photo(s) in %s/%s have no face found; left out", no_face,
-                    len(split) - len(bad), split.dataset, split.split)
+        log.warning("%d of %d readable photo(s) in %s have no face found; left out", no_face, len(split) - len(bad),
+                    where)
     if bad:
-        log.warning("%d unreadable image(s) skipped in %s/%s, e.g. %s", len(bad), split.dataset, split.split,
-                    "; ".join(bad[:3]))
+        log.warning("%d unreadable image(s) skipped in %s, e.g. %s", len(bad), where, "; ".join(bad[:3]))
     if not keep:
         what = "faces found" if no_face else "readable images"
-        raise ValueError(f"no {what} in {split.dataset}/{split.split}")  # not the root: a zip's is a scratch folder
+        non_images = getattr(split, "excluded", {}).get("non_image_files", 0)  # a zip's README, .txt...
+        why = bad[:3] + ([f"{plural(non_images, 'file')} that {'is' if non_images == 1 else 'are'} not an image"]
+                         if non_images else [])
+        raise ValueError(f"no {what} in {where}" + (f" ({'; '.join(why)})" if why else ""))
     sub = split.subset(keep)
     return PackedSplit(split.dataset, split.split, fingerprint, split.labels.classes, np.stack(images), sub.targets,
                        np.asarray(names), sub.soft_targets, len(bad), no_face, faces)

@@ -73,7 +73,10 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
 
 # A clicked cell of a read-only table keeps its number legible: gradio paints the selected cell's text on
 # white, and the matrices' darkest cells have near-white numbers (the 781 of a confusion diagonal vanished).
-CSS = ".body-cell.cell-selected span.text { background: transparent !important; }"
+# A photo input fills its box, small photos too: gradio draws an image no larger than its own pixels, and a
+# 48-px face (the examples, a FER-2013 face) was a speck in a 300-px box.
+CSS = (".body-cell.cell-selected span.text { background: transparent !important; }\n"
+       ".ferx-photo .image-frame img { object-fit: contain; }")
 
 
 def launch_options(cfg: AppConfig) -> dict:

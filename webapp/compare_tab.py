@@ -18,10 +18,10 @@ from ferx.explain.overlay import flat_range, map_scales
 from ferx.explain.regions import breakdown_line
 from ferx.explain.report import explain_photo
 from ferx.models import get_model_info
-from ferx.text import plural
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
-from webapp.explaining import MODEL_COLUMN_PX, annotate, crop_strip, photo_inputs, search_faces, tile, verdict
+from webapp.explaining import (MODEL_COLUMN_PX, annotate, crop_strip, found_line, photo_inputs, search_faces, tile,
+                               verdict)
 from webapp.model_bank import ModelBank
 from webapp.narrow import scroll_to_on_narrow
 from webapp.uploads import user_temp_dir
@@ -105,8 +105,7 @@ def compare(bank: ModelBank, path, whole_image, index):
                     verdict(ex) + "".join(region_text(ex.maps[i], sc[i]) for i in shown),
                     None if native is None else tile(crop, ex.maps[native].crop_values, sc[native], None, 0.5),
                     tile(crop, ex.maps[cam].crop_values, sc[cam], None, 0.5)]
-    note = (f"{plural(len(search.faces), 'face')} found; scoring face {result.face}"
-            + (" (whole image)" if search.faces[result.face].whole_image else "")
+    note = (found_line(search, result.face)
             + f" · {time.perf_counter() - start:.2f} s" + (f"  \n_{search.note}_" if search.note else ""))
     return [note, annotate(search, result.face), crop_strip(search)] + outputs
 

@@ -23,12 +23,11 @@ from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, describe_sca
 from ferx.explain.regions import REGIONS, breakdown_line
 from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
-from ferx.text import plural
 from webapp.errors import user_errors
 from webapp.links import face_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
-from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, from_png, photo_inputs, png_bytes,
-                               search_faces, tile, verdict)
+from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, found_line, from_png, photo_inputs,
+                               png_bytes, search_faces, tile, verdict)
 from webapp.uploads import user_temp_dir
 
 COLORMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "RdBu_r", "coolwarm"]
@@ -114,8 +113,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     if source:
         numbers["photo"]["sample"] = source
     found = (source_line(source) if source else
-             f"{plural(len(search.faces), 'face')} found; explaining face {result.face}"
-             + (f" — {search.note}" if search.note else ""))
+             found_line(search, result.face, "explaining") + (f" — {search.note}" if search.note else ""))
     return (found, tiles, "\n".join(lines),
             numbers, [(png_bytes(img), caption) for img, caption in tiles], gr.update(choices=names, value=names[0]),
             gr.update(choices=names, value=second), (tiles[0][0], tiles[1][0] if len(tiles) > 1 else tiles[0][0]),
@@ -187,7 +185,7 @@ def show_faces(path, whole_image):
     search = search_faces(path, bool(whole_image))
     if search.no_face:
         return "No face found: tick 'whole image'."
-    return f"{plural(len(search.faces), 'face')} found" + (f" — {search.note}" if search.note else "")
+    return found_line(search) + (f" — {search.note}" if search.note else "")
 
 
 def build_explain_tab(ctx) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, overlay
 from ferx.explain.report import ModelExplanation
 from ferx.faces import FaceSearch, find_faces, load_photo
+from ferx.text import plural
 from webapp.inputs import Count, Photo
 
 
@@ -42,7 +43,8 @@ def chosen_face(path, whole_image, index, *, to: str = "check it"):
 def photo_inputs(label: str, elem_id: str, height: int):
     """The photo, the "whole image" switch and the face number, as both tabs take them."""
     image = Photo(label=label, type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
-                  elem_id=elem_id, height=height)  # its handler gets the upload undecoded (webapp/inputs.py)
+                  elem_id=elem_id, height=height,  # its handler gets the upload undecoded (webapp/inputs.py)
+                  elem_classes=["ferx-photo"])  # drawn to fill its box (webapp/app.py CSS): a 48-px face was a speck
     return (image, *face_controls())
 
 
@@ -54,10 +56,28 @@ def face_controls(elem_prefix: str | None = None):
     return whole, index
 
 
+def found_line(search: FaceSearch, index: int | None = None, doing: str = "scoring") -> str:
+    """How the photo's faces were found and which one is used ("2 faces found; scoring face 1"); a photo taken
+    whole (ticked, or too small to search) is one face, not one found: "scoring face 0 (whole image)"."""
+    whole = bool(search.faces) and search.faces[0].whole_image
+    found = "the whole image taken as one face" if whole else f"{plural(len(search.faces), 'face')} found"
+    if index is None:
+        return found
+    return f"{doing} face {index} (whole image)" if whole else f"{found}; {doing} face {index}"
+
+
+SHOWN_MIN_SIDE = 240  # a smaller photo is drawn enlarged, so its box, number and landmarks do not cover the face
+
+
 def annotate(search: FaceSearch, selected: int = 0) -> np.ndarray:
-    """The photo with numbered face boxes; the face being scored in orange, others in blue."""
+    """The photo with numbered face boxes; the face being scored in orange, others in blue. A small photo (a
+    48-px face) is enlarged first, by a whole factor: the marks were as large as the face itself."""
     img = search.photo.rgb.copy()
     scale = search.photo.scale
+    if min(img.shape[:2]) < SHOWN_MIN_SIDE:
+        k = -(-SHOWN_MIN_SIDE // min(img.shape[:2]))
+        img = cv2.resize(img, (img.shape[1] * k, img.shape[0] * k), interpolation=cv2.INTER_NEAREST)
+        scale *= k
     thickness = max(2, int(round(max(img.shape[:2]) / 300)))
     for i, face in enumerate(search.faces):
         x0, y0, x1, y1 = (int(round(v * scale)) for v in face.box)

@@ -42,9 +42,12 @@ EXAMPLE_CLASSES = ("happy", "surprise", "sad", "angry")  # one FER-2013 test fac
 
 
 def example_faces(packed: PackedSplit, out: str | Path, classes=EXAMPLE_CLASSES, side: int = 192) -> list[tuple[Path, str]]:
-    """One face of each of ``classes``, enlarged (bicubic) to ``side`` px as a user's photo of a face: the
-    first of its class in split order that the face detector finds. Written to ``out`` (the true label in
-    the file name); returns each path with its caption."""
+    """One face of each of ``classes``: the first of its class in split order that the face detector finds
+    when enlarged to ``side`` px (a face it can place landmarks on), written as it is stored (48 px), so the app
+    scores it as the dataset's face, an already-cropped one, with the Dataset tab's probabilities. (The enlarged
+    copy was detected and cropped with a margin past its edges: smeared borders in every map, "off-face"
+    warnings on the app's own examples.) Written to ``out`` (the true label in the file name); returns each
+    path with its caption."""
     from ferx.data.datasets import get_dataset_info
     from ferx.faces import find_faces, load_photo
 
@@ -53,8 +56,8 @@ def example_faces(packed: PackedSplit, out: str | Path, classes=EXAMPLE_CLASSES,
     faces = []
     for true in classes:
         for i in np.flatnonzero(packed.targets == packed.classes.index(true)):
-            image = Image.fromarray(packed.images[i]).resize((side, side), Image.Resampling.BICUBIC)
-            if not find_faces(load_photo(image)).no_face:
+            image = Image.fromarray(packed.images[i])
+            if not find_faces(load_photo(image.resize((side, side), Image.Resampling.BICUBIC))).no_face:
                 path = out / f"{packed.dataset}_{packed.split}_{i}_{true}.png"
                 image.save(path)
                 faces.append((path, f"{title} {packed.split} face #{i} · true label: {true}"))

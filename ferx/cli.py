@@ -54,6 +54,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    from webapp.config import PORTS, in_range, range_text  # light: FERX_PORT is checked against the same range
+
+    value = int(text)
+    if not in_range(value, PORTS):
+        raise argparse.ArgumentTypeError(f"{value} is not a port ({range_text(PORTS)})")
+    return value
+
+
 def percentile(text: str) -> float:
     value = float(text)
     if not 0 < value <= 100:
@@ -503,12 +512,14 @@ def _cmd_sanity(args) -> int:
 
 
 def _cmd_app(args) -> int:
-    from webapp.app import launch
     from webapp.config import AppConfig
 
     overrides = {k: v for k, v in (("data_root", args.data_root), ("checkpoints", args.checkpoints),
                                    ("device", args.device), ("host", args.host), ("port", args.port)) if v is not None}
+    # the $FERX_* settings are read and checked here, before gradio and the models load
     cfg = AppConfig(**{k: Path(v) if k in ("data_root", "checkpoints") else v for k, v in overrides.items()})
+    from webapp.app import launch
+
     launch(cfg)
     return 0
 
@@ -788,11 +799,11 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
     app.add_argument("--checkpoints", default=None,
                      help="checkpoint folder (default: $FERX_CHECKPOINTS, else the project's checkpoints/)")
-    from webapp.config import AppConfig  # light: the defaults, read from $FERX_DEVICE, $FERX_HOST, $FERX_PORT
+    from webapp.config import setting_text  # light: the defaults as $FERX_DEVICE, $FERX_HOST, $FERX_PORT say
 
-    app.add_argument("--device", default=None, help=f"auto, cpu or cuda (default: {AppConfig.device})")
-    app.add_argument("--host", default=None, help=f"default {AppConfig.host}; 0.0.0.0 to serve the network")
-    app.add_argument("--port", type=int, default=None, help=f"default {AppConfig.port}")
+    app.add_argument("--device", default=None, help=f"auto, cpu or cuda (default: {setting_text('device')})")
+    app.add_argument("--host", default=None, help=f"default {setting_text('host')}; 0.0.0.0 to serve the network")
+    app.add_argument("--port", type=port_number, default=None, help=f"default {setting_text('port')}")
     app.set_defaults(func=_cmd_app)
     return p
 

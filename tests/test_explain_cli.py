@@ -182,3 +182,37 @@ def test_the_clis_options_offer_what_the_core_declares():
                                  ("occlude", "--fill", FILLS), ("analyze", "--color-by", COLOUR_BY)):
         said = option(command, flag).help
         assert all(re.search(rf"\b{re.escape(n)}\b", said) for n in names), (flag, said)
+
+
+@pytest.mark.parametrize("variable, value", [("FERX_PORT", "abc"), ("FERX_PORT", "99999"), ("FERX_CONCURRENCY", "0"),
+                                             ("FERX_MAX_UPLOAD_MB", "1.5"), ("FERX_MAX_ZIP_FILES", "-1"),
+                                             ("FERX_MAX_SESSIONS", "x"), ("FERX_STATE_TTL_S", "ten")])
+def test_a_malformed_app_setting_stops_the_app_alone_in_one_line(variable, value, monkeypatch, capsys):
+    """The FERX_* settings used to be converted when the parser imported webapp/config.py: `FERX_PORT=abc ferx
+    models` ended in a traceback. Now they are read when the app's config is built, before gradio loads."""
+    monkeypatch.setenv(variable, value)
+    assert main(["models"]) == 0
+    with pytest.raises(SystemExit):
+        main(["app", "--help"])
+    assert "--port PORT" in capsys.readouterr().out  # the help still shows the defaults
+    assert main(["app"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"ferx app: error: {variable}={value}: give a whole number") and "\n" not in err
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_app_port_out_of_range_is_refused_by_argparse(port, capsys):
+    with pytest.raises(SystemExit):  # it used to start loading the app, then end in an OverflowError traceback
+        main(["app", "--port", port])
+    assert f"argument --port: {port} is not a port (a whole number from 1 to 65535)" in capsys.readouterr().err
+
+
+def test_app_help_shows_the_defaults_and_where_they_come_from(monkeypatch, capsys):
+    monkeypatch.delenv("FERX_PORT", raising=False)
+    with pytest.raises(SystemExit):
+        main(["app", "--help"])
+    assert "default 7860" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.setenv("FERX_PORT", "8000")
+    with pytest.raises(SystemExit):
+        main(["app", "--help"])
+    assert "default 8000 (from $FERX_PORT)" in " ".join(capsys.readouterr().out.split())

@@ -625,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=None)
     tr.add_argument("--limit-train", type=int, default=None, help="random subset of the training split (smoke tests)")
     tr.add_argument("--limit-val", type=int, default=None)
-    tr.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/state.pt (refused where there is none)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                     help="stop before an epoch that would not fit, export the best epoch so far, keep state for --resume")

@@ -471,3 +471,18 @@ def test_ferx_models_lists_each_checkpoint_with_its_own_input(capsys):
         spec = card["input_spec"]
         line = next(row for row in out.splitlines() if row.strip().startswith(card_path.parent.name + " "))
         assert f"{spec['size']}x{spec['size']}x{spec['channels']}" in line and f"{len(card['labels'])} classes" in line
+
+
+def test_resume_without_a_saved_run_is_refused_before_any_data_is_packed(tmp_path, monkeypatch, capsys):
+    """--resume used to start a fresh run, silently, where OUT had no state.pt (a typo in --out lost the
+    stopped run's place); now it is refused in one line, before the data is read or the folder is made."""
+    def never(*args, **kwargs):
+        raise AssertionError("the data was packed for a refused run")
+
+    monkeypatch.setattr("ferx.train._packed_splits", never)
+    run = tmp_path / "runs" / "typo"
+    assert main(["train", "--recipe", "mini_xception", "--dataset", "fer2013", "--out", str(run), "--resume"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"ferx train: error: --resume: {run} has no state.pt to resume from (no run was saved there); "
+                   "leave out --resume to start a new run")
+    assert not (tmp_path / "runs").exists()

@@ -54,6 +54,38 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a whole number of 0 or more")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:  # NaN too
+        raise argparse.ArgumentTypeError(f"{value:g} is not a fraction in [0, 1]")
+    return value
+
+
+def crop_margin(text: str) -> float:
+    from ferx.faces import MARGINS  # light: no torch, no OpenCV
+
+    value = float(text)
+    if not MARGINS[0] <= value <= MARGINS[1]:
+        raise argparse.ArgumentTypeError(f"{value:g} is not a crop margin in [{MARGINS[0]:g}, {MARGINS[1]:g}] (a fraction "
+                                         "of the face box per side)")
+    return value
+
+
+def recipe_name(text: str) -> str:
+    from ferx.train import RECIPES  # the registry (torch: only once ferx train is run, which needs it anyway)
+
+    if text not in RECIPES:
+        raise argparse.ArgumentTypeError(f"unknown recipe {text!r}: choose {', '.join(RECIPES)}")
+    return text
+
+
 def port_number(text: str) -> int:
     from webapp.config import PORTS, in_range, range_text  # light: FERX_PORT is checked against the same range
 
@@ -481,11 +513,14 @@ def _cmd_occlude(args) -> int:
 def _cmd_sanity(args) -> int:
     from ferx.device import resolve_device
     from ferx.explain.report import canonical_method, open_model, resolve_class
-    from ferx.explain.sanity import DEFAULT_STEPS, applicable_methods, cascading_randomization
+    from ferx.explain.sanity import DEFAULT_STEPS, applicable_methods, cascading_randomization, max_steps
     from ferx.faces import find_faces, load_photo
 
     out = figure_path(args.out, f"{Path(args.photo).stem}_sanity.png")
     loaded = open_model(args.model, device=args.device)
+    if args.steps and args.steps > max_steps(loaded.model):  # it was cut to the maximum, silently
+        raise ValueError(f"--steps {args.steps}: {loaded.display} has {max_steps(loaded.model)} layers with weights, "
+                         f"so at most {max_steps(loaded.model)} steps (one layer each)")
     methods = applicable_methods(loaded.model, [canonical_method(m) for m in args.method or ()],
                                  loaded.display)
     search = find_faces(load_photo(args.photo), whole_image=args.whole_image)
@@ -560,7 +595,7 @@ class _RegistryHelp(argparse.HelpFormatter):
 
 
 def _inference_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--data-root", **DATA_ROOT)
 
@@ -605,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     carry.add_argument("dataset")
     carry.add_argument("--splits", nargs="+", default=["train", "val"])
     carry.add_argument("--out", required=True)
-    carry.add_argument("--limit", type=int, default=None, help="a fixed random subset of each split (dry runs)")
+    carry.add_argument("--limit", type=positive_int, default=None, help="a fixed random subset of each split (dry runs)")
     carry.add_argument("--seed", type=int, default=0)
     carry.add_argument("--data-root", **data_root)
     carry.set_defaults(func=_cmd_data_carry)
@@ -617,14 +652,15 @@ def build_parser() -> argparse.ArgumentParser:
     conv.set_defaults(func=_cmd_convert)
 
     tr = sub.add_parser("train", help="train a recipe; selects on the validation split only")
-    tr.add_argument("--recipe", required=True, help="lanmsff, lanmsff_short, convcut or mini_xception")
+    tr.add_argument("--recipe", required=True, type=recipe_name, help="lanmsff, lanmsff_short, convcut or mini_xception")
     tr.add_argument("--dataset", required=True)
     tr.add_argument("--out", required=True, help="run folder (metrics.jsonl, state.pt, checkpoint/)")
     tr.add_argument("--checkpoint-dir", default=None, help="where to export the best checkpoint (default: OUT/checkpoint)")
-    tr.add_argument("--epochs", type=int, default=None)
-    tr.add_argument("--batch-size", type=int, default=None)
-    tr.add_argument("--limit-train", type=int, default=None, help="random subset of the training split (smoke tests)")
-    tr.add_argument("--limit-val", type=int, default=None)
+    tr.add_argument("--epochs", type=positive_int, default=None)
+    tr.add_argument("--batch-size", type=positive_int, default=None)
+    tr.add_argument("--limit-train", type=positive_int, default=None,
+                    help="random subset of the training split (smoke tests)")
+    tr.add_argument("--limit-val", type=positive_int, default=None)
     tr.add_argument("--resume", action="store_true", help="continue from OUT/state.pt (refused where there is none)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
@@ -686,12 +722,12 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--color-by", default="true",
                     help="colour the embeddings by true, pred, correct, confidence or disagreement (with the other "
                          "models)")
-    an.add_argument("--top", type=int, default=10, help="failure cases listed per ranking")
-    an.add_argument("--attention", type=int, default=0, metavar="N",
+    an.add_argument("--top", type=positive_int, default=10, help="failure cases listed per ranking")
+    an.add_argument("--attention", type=non_negative_int, default=0, metavar="N",
                     help="is attention an explanation? deletion/insertion of each native map vs Grad-CAM vs random "
                          "maps on N evenly spaced faces, for the models with native maps (cached; ~8 s per face and "
                          "model on 2 CPU cores the first time); default 0: off")
-    an.add_argument("--disagreement", type=int, default=0, metavar="N",
+    an.add_argument("--disagreement", type=non_negative_int, default=0, metavar="N",
                     help="for each pair of models, Grad-CAM map agreement on N faces per true class and on the faces "
                          "they disagree on (cached); default 0: off")
     an.add_argument("--out", default=None, help="folder for CSV tables and figures")
@@ -706,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
     rg.add_argument("checkpoints", nargs="+", type=checkpoint_path, help=f"one or more: {CHECKPOINT_HELP}")
     rg.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
     rg.add_argument("--split", default="test")
-    rg.add_argument("--per-class", type=int, default=100, help="faces per true class (the first in split order; 0: all)")
+    rg.add_argument("--per-class", type=non_negative_int, default=100, help="faces per true class (the first in split order; 0: all)")
     rg.add_argument("--out", default=None, help="folder for regions.csv and regions.html")
     _inference_options(rg)
     rg.set_defaults(func=_cmd_regions, batch_size=64)
@@ -724,7 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--checkpoints", default=None, help="default: $FERX_CHECKPOINTS, else the project's checkpoints/")
     mo.set_defaults(func=_cmd_models)
 
-    from ferx.faces import DEFAULT_MARGIN  # light: no torch, no OpenCV until a photo is read
+    from ferx.faces import DEFAULT_MARGIN, MARGINS  # light: no torch, no OpenCV until a photo is read
 
     ex = sub.add_parser("explain", help="explain a photo: faces, maps and faithfulness as a PNG panel and JSON",
                         formatter_class=_RegistryHelp)
@@ -740,28 +776,31 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--contrast", default=None, help="explain --target over this class")
     ex.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     ex.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
-    ex.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="crop margin, a fraction of the face box per side")
+    ex.add_argument("--margin", type=crop_margin, default=DEFAULT_MARGIN,
+                    help=f"crop margin, a fraction of the face box per side, {MARGINS[0]:g} to {MARGINS[1]:g} "
+                         f"(default {DEFAULT_MARGIN:g})")
     ex.add_argument("--align", action="store_true", help="rotate the face crop so the eyes are level (off by default: "
                     "bench/bench_alignment.py measured it does not help)")
     ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",
                     help="colour scale per map, or shared by each method across models")
     ex.add_argument("--clip-percentile", type=percentile, default=99.0,
                     help="the colour scale's top: this percentile of the map's values (default 99)")
-    ex.add_argument("--alpha", type=float, default=0.5, help="map opacity")
+    ex.add_argument("--alpha", type=fraction, default=0.5, help="map opacity, 0 to 1 (default 0.5)")
     ex.add_argument("--cmap", default=None, help="matplotlib colormap (default: {cmaps})")
     ex.add_argument("--baseline", default=None,
                     help="what deleted pixels become in the deletion/insertion test: {baselines}")
-    ex.add_argument("--deletion-steps", type=int, default=None,
+    ex.add_argument("--deletion-steps", type=positive_int, default=None,
                     help="deletion/insertion steps (default {deletion_steps})")
-    ex.add_argument("--random-maps", type=int, default=None,
-                    help="random maps the deletion/insertion scores are compared with (default {random_maps})")
-    ex.add_argument("--ig-steps", type=int, default=None, help="Integrated Gradients path points (default {ig_steps})")
+    ex.add_argument("--random-maps", type=non_negative_int, default=None,
+                    help="random maps the deletion/insertion scores are compared with (default {random_maps}; 0: "
+                         "no comparison)")
+    ex.add_argument("--ig-steps", type=positive_int, default=None, help="Integrated Gradients path points (default {ig_steps})")
     ex.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion (faster)")
     ex.add_argument("--out", default=None, help="PNG path (default: PHOTO_explain.png here); the JSON goes beside it")
     ex.add_argument("--card", action="store_true", help="an explanation card instead of the panel: the panel plus "
                     "method parameters, checkpoint sha256s and library versions, as PNG, PDF and JSON "
                     "(default name PHOTO_card.png)")
-    ex.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ex.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     ex.add_argument("--device", default="auto", help=DEVICE_HELP)
     ex.set_defaults(func=_cmd_explain)
 
@@ -773,7 +812,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="{methods}; repeat for several (default: {sanity_methods}; native only where the model has it)")
     sa.add_argument("--target", default=None, help="class to explain (default: the trained model's prediction)")
     sa.add_argument("--steps", type=positive_int, default=None,
-                    help="groups of layers randomised one after another (default: {sanity_steps})")
+                    help="groups of layers randomised one after another (default: {sanity_steps}; at most the model's "
+                         "layers with weights)")
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     sa.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")

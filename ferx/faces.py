@@ -43,6 +43,9 @@ MAX_PIXELS = 60_000_000
 WORK_SIDE = 2048
 CROP_SIDE = 512  # crops larger than this are stored downscaled (maps are shown at this resolution)
 DEFAULT_MARGIN = 0.1  # fraction of the detection box added on each side
+# the margins a crop takes: from the detection box itself to a box's side on each side (a crop three times the
+# face's width, most of it background or edge-replicated padding); a larger one made crops of billions of pixels
+MARGINS = (0.0, 1.0)
 
 
 READABLE = "JPEG, PNG, WebP, BMP, GIF, TIFF or PGM"  # what ferx.paths.IMAGE_FORMATS decodes, for messages
@@ -363,6 +366,8 @@ def find_faces(photo: Photo, *, whole_image: bool = False, margin: float = DEFAU
     """
     from ferx.face_detectors import DEFAULT_DETECTOR, detect
 
+    if not MARGINS[0] <= margin <= MARGINS[1]:
+        raise ValueError(f"margin {margin:g}: choose {MARGINS[0]:g} to {MARGINS[1]:g} (a fraction of the face box per side)")
     detector = detector or DEFAULT_DETECTOR
     rgb, inv = photo.rgb, 1.0 / photo.scale
 

@@ -153,6 +153,77 @@ def test_numbers_out_of_range_are_refused_by_argparse(argv, capsys):
     assert "is not a p" in capsys.readouterr().err  # "not a positive whole number" / "not a percentile"
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["explain", "x.png", "--model", MINI, "--method", "ig", "--ig-steps", "0"], "--ig-steps: 0 is not a positive"),
+    (["explain", "x.png", "--model", MINI, "--deletion-steps", "0"], "--deletion-steps: 0 is not a positive"),
+    (["explain", "x.png", "--model", MINI, "--random-maps", "-1"], "--random-maps: -1 is not a whole number of 0 or more"),
+    (["explain", "x.png", "--model", MINI, "--alpha", "1.5"], "--alpha: 1.5 is not a fraction in [0, 1]"),
+    (["explain", "x.png", "--model", MINI, "--alpha", "-0.1"], "--alpha: -0.1 is not a fraction in [0, 1]"),
+    (["explain", "x.png", "--model", MINI, "--margin", "-0.2"], "--margin: -0.2 is not a crop margin in [0, 1]"),
+    (["explain", "x.png", "--model", MINI, "--margin", "50"], "--margin: 50 is not a crop margin in [0, 1]"),
+    (["explain", "x.png", "--model", MINI, "--threads", "0"], "--threads: 0 is not a positive"),
+    (["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--batch-size", "0"], "--batch-size: 0 is not a positive"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--batch-size", "-8"], "--batch-size: -8 is not a positive"),
+    (["regions", "mini_xception_fer2013", "--dataset", "ckplus", "--batch-size", "0"], "--batch-size: 0 is not a positive"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--top", "-1"], "--top: -1 is not a positive"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--attention", "-3"], "--attention: -3 is not a whole number of 0 or more"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--disagreement", "-1"], "--disagreement: -1 is not a whole"),
+    (["regions", "mini_xception_fer2013", "--dataset", "ckplus", "--per-class", "-1"], "--per-class: -1 is not a whole number"),
+    (["data", "carry", "ckplus", "--out", "c.zip", "--limit", "-5"], "--limit: -5 is not a positive"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--epochs", "0"], "--epochs: 0 is not a positive"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--batch-size", "0"], "--batch-size: 0 is not"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--limit-train", "-1"], "--limit-train: -1 is"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--limit-val", "0"], "--limit-val: 0 is not"),
+    (["train", "--recipe", "foo", "--dataset", "ckplus", "--out", "r"],
+     "argument --recipe: unknown recipe 'foo': choose lanmsff, lanmsff_short, convcut, mini_xception"),
+])
+def test_option_values_out_of_range_are_refused_by_argparse_naming_the_option(argv, message, tmp_path, monkeypatch,
+                                                                             capsys):
+    """Each used to run on: --ig-steps 0 ended in Captum's AssertionError, --deletion-steps 0 became 32,
+    --batch-size 0 in "range() arg 3 must not be zero", --recipe foo in "error: 'foo'"; negative counts were taken."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_the_recipes_offered_are_the_registrys():
+    from ferx.cli import recipe_name
+    from ferx.train import RECIPES
+
+    assert [recipe_name(name) for name in RECIPES] == list(RECIPES)
+    with pytest.raises(argparse.ArgumentTypeError, match=", ".join(RECIPES)):
+        recipe_name("foo")
+
+
+def test_no_random_maps_means_no_comparison_not_nan(photo, tmp_path):
+    """--random-maps 0 wrote NaN into the JSON (not JSON: strict readers refuse it) and 'rnd nan' on the panel;
+    now the random scores are null and the panel leaves them out. 0 deletion steps is refused, not replaced by 32."""
+    from ferx.explain.faithfulness import deletion_insertion
+
+    out = tmp_path / "p.png"
+    assert main(["explain", str(photo), "--model", MINI, "--method", "gradcam", "--deletion-steps", "4",
+                 "--random-maps", "0", "--out", str(out)]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    (m,) = json.loads(out.with_suffix(".json").read_text(), parse_constant=refuse)["models"][0]["maps"]
+    f = m["faithfulness"]
+    assert f["n_random"] == 0 and f["random_deletion_auc"] is None and f["random_insertion_auc"] is None
+    assert f["n_steps"] == 4 and len(f["deletion_curve"]) == 5
+    from ferx.explain.faithfulness import Faithfulness
+
+    none = Faithfulness(0.2, 0.6, float("nan"), float("nan"), [], [], 0, "blur", 4, 0, 0.1)
+    assert none.random_text("deletion") == "" and none.to_dict()["random_deletion_auc"] is None
+    assert Faithfulness(0.2, 0.6, 0.4, 0.3, [], [], 0, "blur", 4, 1, 0.1).random_text("insertion") == " (rnd 0.30)"
+    import torch
+
+    with pytest.raises(ValueError, match="1 step or more"):
+        deletion_insertion(torch.nn.Identity(), torch.zeros(1, 1, 8, 8), np.ones((8, 8)), 0, n_steps=0)
+
+
 def test_the_clis_options_offer_what_the_core_declares():
     """The parser retypes a few lists (importing their modules would make `ferx --help` wait for torch):
     each must stay what the module that owns it declares."""

@@ -150,7 +150,7 @@ def explain_face(em: LoadedModel, face, methods, *, target: int | None = None, c
     methods = [get_method(m) for m in dict.fromkeys(canonical_method(m) for m in methods)]  # unique, in order
     native_asked = any(m.family == "native" for m in methods)
     default_steps, default_random = deletion_budget(em.model)
-    deletion_steps = deletion_steps or default_steps
+    deletion_steps = deletion_steps if deletion_steps is not None else default_steps  # 0 is refused, not replaced
     n_random = n_random if n_random is not None else default_random
     x = face.model_input(em.input_spec).to(next(em.model.parameters()).device)
     maps, channel_weights, notes = [], {}, []

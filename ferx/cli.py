@@ -224,7 +224,7 @@ def _cmd_analyze(args) -> int:
 
     from ferx.analysis import (agreement, analyze, confusion_frame, cross_model_frame, disagreements, failures,
                                per_class_table, summary_table)
-    from ferx.analysis.embeddings import project
+    from ferx.analysis.embeddings import check_projectable, project
     from ferx.analysis.figures import COLOUR_BY, confusion_figure, embedding_figure, reliability_figure, write_figure
     from ferx.analysis.tables import FAILURE_KINDS
     from ferx.data.packed import faces_note
@@ -234,6 +234,9 @@ def _cmd_analyze(args) -> int:
     runs = analyze(args.checkpoints, args.dataset, args.split, data_root=args.data_root, device=args.device,
                    batch_size=args.batch_size, calibrate=args.calibrate, faces=args.faces, face=args.face,
                    precision=args.precision)
+    if args.out:  # too few faces for a projection: refused before the report, not after it and half the files
+        for method in args.embeddings:
+            check_projectable(len(runs[0]), method)
     pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
     cached = ", ".join(f"{r.name}: {r.compute_dtype}, {'cache' if r.from_cache else 'computed'}" for r in runs)
     print(f"{runs[0].dataset}/{runs[0].split}: {len(runs[0])} faces{faces_note(runs[0].faces, runs[0].no_face)} "

@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +27,55 @@ def figure_path(value: str | None, default: str) -> Path:
     if out.suffix.lower() not in FIGURE_SUFFIXES:
         raise ValueError(f"--out {value}: a figure path ({', '.join(FIGURE_SUFFIXES)}); the JSON is written beside it")
     return out
+
+
+def _writable_folder(folder: Path, value: str, option: str) -> None:
+    """Refuse ``option value`` unless ``folder`` (where it goes) exists or can be made, and can be written in: the
+    nearest folder that exists is tried with a temporary file (permission bits say nothing for root, or on a
+    read-only mount)."""
+    existing = next((f for f in (folder, *folder.parents) if f.exists()), Path("."))
+    if not existing.is_dir():
+        raise ValueError(f"{option} {value}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError(f"{option} {value}: cannot write in {existing} ({err.strerror or err})") from None
+
+
+def output_file(value: str | Path, option: str = "--out") -> Path:
+    """A file a command will write, checked before its work: not a folder, and its folder writable."""
+    path = Path(value)
+    if path.is_dir():
+        raise ValueError(f"{option} {value}: a folder, not a file; give a file path")
+    _writable_folder(path.parent, str(value), option)
+    return path
+
+
+def output_folder(value: str | Path, option: str = "--out") -> Path:
+    """A folder a command will write files in, checked before its work: not a file, and writable (or creatable)."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {value}: a file, not a folder; give a folder path")
+    _writable_folder(path, str(value), option)
+    return path
+
+
+@contextmanager
+def written_together(*paths: Path):
+    """Temporary names beside ``paths`` (one folder; a shared stem, so ``out.png``'s temporary name with
+    ``.json`` is ``out.json``'s) for a block to write them under; once it has written all of them, each
+    replaces its path. A failure leaves none of them, and whatever was there before stays."""
+    stem = f".{paths[0].stem}.{uuid.uuid4().hex[:8]}.partial"
+    temps = [p.with_name(stem + p.suffix) for p in paths]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield temps
+        for tmp, path in zip(temps, paths):
+            tmp.replace(path)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -141,6 +192,7 @@ def _cmd_data_carry(args) -> int:
     from ferx.data.datasets import load_split
     from ferx.data.packed import pack_split
 
+    output_file(args.out)
     rng = np.random.default_rng(args.seed)
     packs = []
     for split in args.splits:
@@ -184,6 +236,9 @@ def _cmd_convert(args) -> int:
 def _cmd_train(args) -> int:
     from ferx.train import train
 
+    output_folder(args.out)
+    if args.checkpoint_dir:
+        output_folder(args.checkpoint_dir, "--checkpoint-dir")
     summary = train(args.recipe, args.dataset, args.out, data_root=args.data_root, device=args.device,
                     epochs=args.epochs, batch_size=args.batch_size, limit_train=args.limit_train,
                     limit_val=args.limit_val, resume=args.resume, checkpoint_dir=args.checkpoint_dir, seed=args.seed,
@@ -200,14 +255,16 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from ferx.evaluate import card_worthy, evaluate_checkpoint, record_on_card, summary_line
 
-    if args.update_card:  # refused before the run, not after it
+    if args.out:  # refused before the run, not after it
+        output_file(args.out)
+    if args.update_card:
         card_worthy(args.dataset, args.split, args.limit, args.faces)
     result = evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_root, args.device, args.limit,
                                  args.batch_size, faces=args.faces, face=args.face, precision=args.precision)
     print(summary_line(result), file=sys.stdout if args.out else sys.stderr)  # stdout: only the JSON, for a pipe
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        with written_together(Path(args.out)) as (tmp,):  # whole or not at all
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")
     else:
         print(json.dumps(result, indent=2))
@@ -231,6 +288,8 @@ def _cmd_analyze(args) -> int:
 
     if args.color_by not in COLOUR_BY:  # before the analysis, not after it
         raise ValueError(f"--color-by {args.color_by}: choose {', '.join(COLOUR_BY)}")
+    if args.out:
+        output_folder(args.out)
     runs = analyze(args.checkpoints, args.dataset, args.split, data_root=args.data_root, device=args.device,
                    batch_size=args.batch_size, calibrate=args.calibrate, faces=args.faces, face=args.face,
                    precision=args.precision)
@@ -352,6 +411,7 @@ def _votes(args):
 def _cmd_bundle(args) -> int:
     from ferx.analysis.bundle import build_bundle
 
+    output_folder(args.out)
     out = build_bundle(args.checkpoints, args.dataset, args.split, args.out, data_root=args.data_root,
                        methods=args.embeddings)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
@@ -391,7 +451,7 @@ def _cmd_explain(args) -> int:
     from ferx.faces import find_faces, load_photo
     from ferx.text import plural
 
-    out = figure_path(args.out, f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png")
+    out = output_file(figure_path(args.out, f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png"))
     # The faces are found and reported before torch, the models and the explanation libraries load:
     # this first line comes after 0.3 s, where the first line used to wait 6.8 s for all of them (2 CPU
     # cores at load 4, bench/bench_startup.py); a photo without a face is refused before that wait.
@@ -434,11 +494,14 @@ def _cmd_explain(args) -> int:
     if args.card:
         from ferx.explain.card import write_card
 
-        written = list(write_card(out, result, models, target=args.target, contrast=args.contrast, **view))
+        written = [out.with_suffix(s) for s in (".png", ".pdf", ".json")]
+        with written_together(*written) as temps:  # all three or none
+            write_card(temps[0], result, models, target=args.target, contrast=args.contrast, **view)
     else:
-        render_panel(out, search, result.face, result.rows, **view)
         written = [out, out.with_suffix(".json")]
-        written[1].write_text(json.dumps(result.to_dict(args.scale), indent=2) + "\n")
+        with written_together(*written) as (png, numbers):  # both or neither
+            render_panel(png, search, result.face, result.rows, **view)
+            numbers.write_text(json.dumps(result.to_dict(args.scale), indent=2) + "\n")
     for row in result.rows:
         top = row.classes[row.predicted]
         print(f"{row.model}: {top} {row.probs[row.predicted]:.3f} (margin {row.margin:.2f}, {row.certainty}); "
@@ -461,6 +524,8 @@ def _cmd_regions(args) -> int:
     from ferx.data.packed import pack_split
     from ferx.device import resolve_device
 
+    if args.out:
+        output_folder(args.out)
     packed = pack_split(load_split(args.dataset, args.split, args.data_root))
     dev = resolve_device(args.device)
     tables = []
@@ -519,7 +584,7 @@ def _cmd_sanity(args) -> int:
     from ferx.explain.sanity import DEFAULT_STEPS, applicable_methods, cascading_randomization, max_steps
     from ferx.faces import find_faces, load_photo
 
-    out = figure_path(args.out, f"{Path(args.photo).stem}_sanity.png")
+    out = output_file(figure_path(args.out, f"{Path(args.photo).stem}_sanity.png"))
     loaded = open_model(args.model, device=args.device)
     if args.steps and args.steps > max_steps(loaded.model):  # it was cut to the maximum, silently
         raise ValueError(f"--steps {args.steps}: {loaded.display} has {max_steps(loaded.model)} layers with weights, "
@@ -535,9 +600,9 @@ def _cmd_sanity(args) -> int:
         check = cascading_randomization(loaded.model, x, methods, target=resolve_class(args.target, loaded.classes),
                                         n_steps=args.steps or DEFAULT_STEPS, seed=args.seed, name=loaded.display,
                                         classes=loaded.classes, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    check.figure(face=face.crop, photo=Path(args.photo).name).savefig(out, dpi=130)
-    out.with_suffix(".json").write_text(json.dumps(check.to_dict(), indent=2) + "\n")
+    with written_together(out, out.with_suffix(".json")) as (png, numbers):  # both or neither
+        check.figure(face=face.crop, photo=Path(args.photo).name).savefig(png, dpi=130)
+        numbers.write_text(json.dumps(check.to_dict(), indent=2) + "\n")
     table = check.spearman_table()
     print(f"{loaded.display}, class {check.target_label}: Spearman with the trained map as layers are randomised "
           f"from the head down (steps 1..{len(check.steps) - 1})")
@@ -864,7 +929,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, KeyError, RuntimeError) as err:  # user errors (a read-only folder too): one line
         if args.verbose:
             raise
-        print(f"ferx {args.command}: error: {err}", file=sys.stderr)
+        command = " ".join(c for c in (args.command, getattr(args, "data_command", None)) if c)  # ferx data carry
+        print(f"ferx {command}: error: {err}", file=sys.stderr)
         return 1
 
 

@@ -3,6 +3,7 @@
 import argparse
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,3 +288,69 @@ def test_app_help_shows_the_defaults_and_where_they_come_from(monkeypatch, capsy
     with pytest.raises(SystemExit):
         main(["app", "--help"])
     assert "default 8000 (from $FERX_PORT)" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["explain", "{photo}", "--model", MINI, "--out", "ro/x.png"], "--out ro/x.png: cannot write in ro (Permission denied)"),
+    (["explain", "{photo}", "--model", MINI, "--out", "ro/new/x.png"], "--out ro/new/x.png: cannot write in ro (Permission"),
+    (["explain", "{photo}", "--model", MINI, "--card", "--out", "dir.png"], "--out dir.png: a folder, not a file"),
+    (["explain", "{photo}", "--model", MINI, "--out", "notes.txt/x.png"], "--out notes.txt/x.png: notes.txt is a file, not a folder"),
+    (["sanity", "{photo}", "--model", MINI, "--out", "ro/s.png"], "--out ro/s.png: cannot write in ro (Permission denied)"),
+    (["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "dir.png"], "--out dir.png: a folder, not a file"),
+    (["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "ro/e.json"], "--out ro/e.json: cannot write in ro"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "notes.txt"], "--out notes.txt: a file, not a folder"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "ro/an"], "--out ro/an: cannot write in ro"),
+    (["regions", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "notes.txt"], "--out notes.txt: a file, not a folder"),
+    (["data", "carry", "ckplus", "--out", "dir.png"], "ferx data carry: error: --out dir.png: a folder, not a file"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "notes.txt"], "--out notes.txt: a file, not a"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "run", "--checkpoint-dir", "ro/ck"],
+     "--checkpoint-dir ro/ck: cannot write in ro"),
+    (["bundle", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "notes.txt"], "--out notes.txt: a file, not a"),
+])
+def test_an_unusable_output_path_is_refused_before_the_work_naming_it_as_given(photo, tmp_path, monkeypatch, capsys,
+                                                                             argv, message):
+    """Outputs were opened after the work, and refused as raw OS errors with the absolute path ('[Errno 21] Is a
+    directory' after scoring, '[Errno 17] File exists', '[Errno 1] Operation not permitted: /abs/ro/x.png')."""
+    import tempfile
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    real = tempfile.TemporaryFile
+
+    def read_only(*args, dir=None, **kwargs):  # root writes anywhere: a read-only folder as a read-only mount has it
+        if dir is not None and Path(dir).resolve() == tmp_path / "ro":
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the work ran before its output path was checked")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    for work in ("ferx.faces.find_faces", "ferx.evaluate.evaluate_checkpoint", "ferx.analysis.analyze",
+                 "ferx.data.datasets.load_split", "ferx.train.train", "ferx.analysis.bundle.build_bundle"):
+        monkeypatch.setattr(work, never)
+    assert main([a.format(photo=photo) for a in argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and str(tmp_path) not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "notes.txt", "ro"]
+    assert not any((tmp_path / "ro").iterdir()) and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_panel_and_its_numbers_are_written_together_or_not_at_all(photo, tmp_path, monkeypatch):
+    """A failure while writing the pair (a full disk, a plotting error) left one half behind; now neither is
+    written, and a pair already there stays as it was."""
+    out = tmp_path / "p.png"
+    out.write_bytes(b"old png")
+    out.with_suffix(".json").write_text("old json")
+
+    def half(path, *args, **kwargs):
+        Path(path).write_bytes(b"half a png")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ferx.explain.panel.render_panel", half)
+    assert main(["explain", str(photo), "--model", MINI, "--method", "gradcam", "--no-faithfulness",
+                 "--out", str(out)]) == 1
+    assert out.read_bytes() == b"old png" and out.with_suffix(".json").read_text() == "old json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json", "p.png"]  # no temporary file left

@@ -212,6 +212,10 @@ def _cmd_convert(args) -> int:
     from ferx.models import create_model
     from ferx.models.mini_xception import convert_keras_h5
 
+    out = output_folder(args.out)
+    if out.is_dir() and any(out.iterdir()) and not args.force:  # the shipped card lost its metrics this way
+        held = "a checkpoint (its card and the metrics recorded on it)" if (out / "card.json").is_file() else "files"
+        raise ValueError(f"--out {args.out} already holds {held}: pass --force to replace it, or choose another --out")
     model = create_model("mini_xception", num_classes=7)
     model.load_state_dict(convert_keras_h5(args.h5))
     card = {
@@ -228,7 +232,7 @@ def _cmd_convert(args) -> int:
         "hardware": "unknown (trained by the original authors)",
         "wall_time_s": "unknown",
     }
-    out = save_checkpoint(model, args.out, labels=FER2013_7, card=card)
+    out = save_checkpoint(model, out, labels=FER2013_7, card=card)
     print(f"wrote {out}")
     return 0
 
@@ -716,7 +720,11 @@ def build_parser() -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="convert third-party weights into a ferx checkpoint")
     conv.add_argument("kind", choices=["mini-xception"])
     conv.add_argument("h5", help="Keras .hdf5 file")
-    conv.add_argument("--out", default="checkpoints/mini_xception_fer2013")
+    conv.add_argument("--out", default="checkpoints/mini_xception_fer2013",
+                      help="checkpoint folder to write (default: %(default)s, from the current folder); one that "
+                           "already holds files is refused unless --force")
+    conv.add_argument("--force", action="store_true", help="replace what --out holds (a checkpoint's card and "
+                      "recorded metrics included)")
     conv.set_defaults(func=_cmd_convert)
 
     tr = sub.add_parser("train", help="train a recipe; selects on the validation split only")

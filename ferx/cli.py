@@ -558,11 +558,24 @@ def _cmd_occlude(args) -> int:
     from ferx.explain.report import open_model
     from ferx.faces import load_photo
 
-    models = [open_model(path, device=args.device) for path in args.model]  # a wrong name stops it here
-    photo = load_photo(args.photo)
-    mask = read_masks([args.mask], photo.original_size, str(args.mask))
+    out = None
+    if args.out:  # --out x.png, x.json or x: x.json and x.png, neither over the other
+        if Path(args.out).suffix.lower() not in ("", ".json", ".png"):
+            raise ValueError(f"--out {args.out}: give a .json or .png path (both are written: "
+                             f"{Path(args.out).stem}.json and {Path(args.out).stem}.png)")
+        out = output_file(Path(args.out).with_suffix(".json"))
+        output_file(out.with_suffix(".png"))
+    photo = load_photo(args.photo)  # the photo and the mask before the models: they are quicker to refuse
+    mask = read_masks([args.mask], photo.original_size, f"--mask {args.mask}")
+    if not mask.any():
+        print(f"warning: nothing painted: --mask {args.mask} has no pixel brighter than mid-grey (nor, with alpha, "
+              "any pixel above alpha 0); the face is scored as it is", file=sys.stderr)
+    models = [open_model(path, device=args.device) for path in args.model]
     face = occlude_face(photo, mask, face=args.face, whole_image=args.whole_image, fill=args.fill)
     print(f"{face.covered:.0%} of face {args.face}'s crop painted over ({FILLS[args.fill]})")
+    if mask.any() and not face.covered:
+        print(f"warning: nothing painted over face {args.face}: --mask {args.mask} paints elsewhere in the photo",
+              file=sys.stderr)
     effects, raw = [], []
     for em in models:
         effect = occlusion_effect(em.model, em.input_spec, em.classes, face)
@@ -571,13 +584,12 @@ def _cmd_occlude(args) -> int:
         print(f"{em.display}: {label} {effect.before[effect.label]:.3f} -> {effect.after[effect.label]:.3f} "
               f"({effect.change:+.3f}); top class now {new} {effect.after.max():.3f}")
         effects.append({"model": em.display, **effect.to_dict()})
-    if args.out:
-        out = Path(args.out).with_suffix(".json")  # --out x.png: x.json and x.png, neither over the other
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"photo": Path(args.photo).name, "fill": args.fill, "covered": round(face.covered, 4),
-                                   "models": effects}, indent=2) + "\n")
+    if out is not None:
         fig = occlusion_figure(face, raw, [em.display for em in models], title=f"{Path(args.photo).name}, face {args.face}")
-        fig.savefig(out.with_suffix(".png"), dpi=150)
+        with written_together(out, out.with_suffix(".png")) as (numbers, png):  # both or neither
+            numbers.write_text(json.dumps({"photo": Path(args.photo).name, "fill": args.fill,
+                                           "covered": round(face.covered, 4), "models": effects}, indent=2) + "\n")
+            fig.savefig(png, dpi=150)
         print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
@@ -903,11 +915,13 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--mask", required=True, help="an image of the photo's size: painted where its alpha is above 0, "
                     "or (no alpha) where it is brighter than mid-grey")
     oc.add_argument("--model", action="append", required=True, help=f"{CHECKPOINT_HELP}; repeat for several")
-    oc.add_argument("--fill", default="blur", help="what painted pixels become: blur, mean (grey) or black")
+    oc.add_argument("--fill", default="blur", choices=["blur", "mean", "black"],  # ferx.explain.occlusion.FILLS
+                    help="what painted pixels become: blur, mean (grey) or black")
     oc.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like)")
     oc.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
-    oc.add_argument("--out", default=None, help="JSON path for every model's probabilities before and after; a PNG "
-                    "of the face before and after and the probabilities goes beside it")
+    oc.add_argument("--out", default=None, help="JSON path (.json; x.png or x says the same: x.json) for every model's "
+                    "probabilities before and after; a PNG of the face before and after and the probabilities goes "
+                    "beside it")
     oc.add_argument("--device", default="auto", help=DEVICE_HELP)
     oc.set_defaults(func=_cmd_occlude)
 

@@ -88,6 +88,16 @@ def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MA
     """
     if isinstance(source, Image.Image):
         return _decode(source, name or "image", max_pixels, work_side)
+    im, name, nbytes = open_image(source, name=name, max_pixels=max_pixels)
+    with im:
+        return _decode(im, name, max_pixels, work_side, nbytes)
+
+
+def open_image(source: str | Path | bytes, *, name: str | None = None,
+               max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, str, int]:
+    """``source`` (a path or the file's bytes) opened by Pillow, its header read and no pixels decoded, with
+    the name messages use and its size in bytes: the photo's checks and wording ("file not found", "empty
+    file", "not an image ferx reads"), for any image a user gives (a photo, a mask). Raises :class:`ImageError`."""
     if isinstance(source, (bytes, bytearray)):
         name = name or "uploaded image"
         data, nbytes = io.BytesIO(bytes(source)), len(source)
@@ -116,8 +126,7 @@ def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MA
         raise ImageError(f"{name}: not an image ferx reads ({READABLE})") from None
     except Exception as err:  # OSError, or a plugin's ValueError (a PNG text chunk too large to decompress ...)
         raise ImageError(f"{name}: cannot read it ({_reason(err)})") from None
-    with im:
-        return _decode(im, name, max_pixels, work_side, nbytes)
+    return im, name, nbytes
 
 
 def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes: int | None = None) -> Photo:

@@ -249,6 +249,7 @@ def test_the_clis_options_offer_what_the_core_declares():
         assert tuple(option(command, "--embeddings").choices) == METHODS, command
     assert tuple(option("bundle", "--embeddings").default) == METHODS  # a bundle holds every projection
     assert tuple(option("explain", "--scale").choices) == SCALES
+    assert tuple(option("occlude", "--fill").choices) == tuple(FILLS)  # refused by argparse, before the models load
     assert all(isinstance(getattr(torch, d), torch.dtype) for d in option("train", "--export-dtype").choices)
     for command, flag, names in (("train", "--recipe", RECIPES), ("train", "--augment", AUGMENTS),
                                  ("occlude", "--fill", FILLS), ("analyze", "--color-by", COLOUR_BY)):

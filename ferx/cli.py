@@ -455,6 +455,9 @@ def _cmd_explain(args) -> int:
     from ferx.faces import find_faces, load_photo
     from ferx.text import plural
 
+    if args.card and args.out and Path(args.out).suffix.lower() not in ("", ".png"):  # k.svg wrote k.png, k.pdf ...
+        raise ValueError(f"--out {args.out}: a card is written as PNG, PDF and JSON: give a .png path (the .pdf and "
+                         ".json go beside it)")
     out = output_file(figure_path(args.out, f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png"))
     # The faces are found and reported before torch, the models and the explanation libraries load:
     # this first line comes after 0.3 s, where the first line used to wait 6.8 s for all of them (2 CPU
@@ -887,7 +890,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default=None, help="PNG path (default: PHOTO_explain.png here); the JSON goes beside it")
     ex.add_argument("--card", action="store_true", help="an explanation card instead of the panel: the panel plus "
                     "method parameters, checkpoint sha256s and library versions, as PNG, PDF and JSON "
-                    "(default name PHOTO_card.png)")
+                    "(--out a .png path; default name PHOTO_card.png)")
     ex.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     ex.add_argument("--device", default="auto", help=DEVICE_HELP)
     ex.set_defaults(func=_cmd_explain)

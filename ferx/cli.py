@@ -180,8 +180,10 @@ def _cmd_data_info(args) -> int:
         per_class = ", ".join(f"{c} {n}" for c, n in zip(data.labels.classes, counts))
         excluded = "; excluded " + ", ".join(f"{k} {v}" for k, v in data.excluded.items()) if data.excluded else ""
         print(f"{data.dataset}/{data.split}: {len(data)} images ({per_class}){excluded}")
-        if data.split != split:  # a folder without split folders is one split, whatever was asked
-            print(f"  (it has no {split} folder: every image is in split all)")
+        if data.split != split:  # a folder without split folders is one split, whatever was asked: said once
+            asked = ", ".join(args.splits[:-1]) + " or " * (len(args.splits) > 1) + args.splits[-1]
+            print(f"  (it has no {asked} folder: every image is in split {data.split})")
+            break
     return 0
 
 

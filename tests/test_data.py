@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ferx.data import (CKPLUS_7, FER2013_7, FERPLUS_8, DatasetLayoutError, get_label_set, label_mapping, load_ckplus,
                        load_fer2013, load_ferplus, load_image_folder, load_split, pack_split, to_model_input)
@@ -195,3 +196,18 @@ def test_colour_image_folders_are_packed_in_rgb(tmp_path):
     assert data.mode == "RGB"
     packed = pack_split(data, size=64, cache_dir=tmp_path / "cache", progress=False)
     assert packed.images.shape == (6, 64, 64, 3)
+
+
+def test_data_info_of_a_folder_without_splits_says_it_once(tmp_path, capsys):
+    """`ferx data info FOLDER` printed the folder's one split three times, once per default split asked."""
+    from ferx.cli import main
+
+    for name in ("happy", "sad"):
+        (tmp_path / "faces" / name).mkdir(parents=True)
+        Image.new("L", (48, 48), 128).save(tmp_path / "faces" / name / "a.png")
+    assert main(["data", "info", str(tmp_path / "faces")]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "folder:faces/all: 2 images (happy 1, sad 1)",
+        "  (it has no train, val or test folder: every image is in split all)"]
+    assert main(["data", "info", str(tmp_path / "faces"), "--splits", "all"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["folder:faces/all: 2 images (happy 1, sad 1)"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import ferx  # noqa: F401  (torchvision compatibility before anything imports timm)
 from ferx.data.datasets import list_datasets
-from ferx.paths import checkpoint_path
+from ferx.paths import checkpoint_path, no_checkpoint
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
 
@@ -135,6 +135,15 @@ def recipe_name(text: str) -> str:
     if text not in RECIPES:
         raise argparse.ArgumentTypeError(f"unknown recipe {text!r}: choose {', '.join(RECIPES)}")
     return text
+
+
+def checkpoint_folder(text: str) -> Path:
+    """A checkpoint folder, or its name under the checkpoints root (:func:`ferx.paths.checkpoint_path`),
+    that has a card: refused otherwise, as ``ferx explain --model`` refuses it."""
+    path = checkpoint_path(text)
+    if not (path / "card.json").is_file():
+        raise argparse.ArgumentTypeError(no_checkpoint(text))
+    return path
 
 
 def port_number(text: str) -> int:
@@ -428,16 +437,18 @@ def _cmd_bundle(args) -> int:
 def _cmd_models(args) -> int:
     from ferx.checkpoint import CheckpointError, read_card
     from ferx.models import get_model_info, list_models
+    from ferx.paths import default_checkpoints
 
+    root = Path(args.checkpoints) if args.checkpoints else default_checkpoints()
+    if not root.is_dir():  # it listed no checkpoint, exit 0, for a folder that is not there
+        given = f"--checkpoints {args.checkpoints}" if args.checkpoints else f"{root} ($FERX_CHECKPOINTS, or the default)"
+        raise ValueError(f"{given}: " + ("no such folder" if not root.exists() else "not a folder"))
     print("registered architectures:")
     for name in list_models():
         info = get_model_info(name)
         s = info.input_spec
         size = f"{s.size}x{s.size}x{s.channels}"
         print(f"  {name:14s} {size:11s} {info.description}")
-    from ferx.paths import default_checkpoints
-
-    root = Path(args.checkpoints) if args.checkpoints else default_checkpoints()
     print(f"checkpoints in {root}:")
     for card_path in sorted(root.glob("*/card.json")):
         try:
@@ -767,7 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="read the train and val splits from a carry file (ferx data carry) instead of the data root")
     tr.add_argument("--input-size", type=int, default=None,
                     help="train at this input size instead of the model's (e.g. 112 for Conv-cut; the card records it)")
-    tr.add_argument("--init-from", default=None, metavar="CHECKPOINT", type=checkpoint_path,
+    tr.add_argument("--init-from", default=None, metavar="CHECKPOINT", type=checkpoint_folder,
                     help="start from this checkpoint's weights (same model; a folder or a name `ferx models` lists): "
                          "a further schedule for a run that ended "
                          "still improving, or a checkpoint with other labels (its classifier rows are taken by class "
@@ -793,7 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class metrics, confusion matrix and ECE as JSON")
-    ev.add_argument("checkpoint", type=checkpoint_path, help=CHECKPOINT_HELP)
+    ev.add_argument("checkpoint", type=checkpoint_folder, help=CHECKPOINT_HELP)
     ev.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
     ev.add_argument("--split", default="test", help="train, val or test (a folder without split folders: all)")
     ev.add_argument("--limit", type=positive_int, default=None,
@@ -806,7 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_evaluate)
 
     an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")
-    an.add_argument("checkpoints", nargs="+", type=checkpoint_path, help=f"one or more: {CHECKPOINT_HELP}")
+    an.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
     an.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
     an.add_argument("--split", default="test")
     an.add_argument("--calibrate", action="store_true", help="fit a temperature on the val split and apply it")
@@ -832,7 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rg = sub.add_parser("regions", help="facial-region breakdown of Grad-CAM and native attention per model and "
                         "true class (mean-face template)")
-    rg.add_argument("checkpoints", nargs="+", type=checkpoint_path, help=f"one or more: {CHECKPOINT_HELP}")
+    rg.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
     rg.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
     rg.add_argument("--split", default="test")
     rg.add_argument("--per-class", type=non_negative_int, default=100, help="faces per true class (the first in split order; 0: all)")
@@ -841,7 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
     rg.set_defaults(func=_cmd_regions, batch_size=64)
 
     bu = sub.add_parser("bundle", help="precompute a Dataset-tab bundle (faces, runs, projections) for a Space")
-    bu.add_argument("checkpoints", nargs="+", type=checkpoint_path, help=f"one or more: {CHECKPOINT_HELP}")
+    bu.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
     bu.add_argument("--dataset", required=True)
     bu.add_argument("--split", default="test")
     bu.add_argument("--out", default="spaces/bundle")

@@ -1,4 +1,5 @@
 import logging
+import re
 import shutil
 
 import numpy as np
@@ -94,8 +95,15 @@ def test_load_split_by_name_and_layout_errors(data_root, tmp_path):
         load_ferplus(data_root / "fer2013", "test")
     with pytest.raises(ValueError, match="unknown split"):
         load_fer2013(data_root, "validation")
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(ValueError, match="unknown dataset 'affectnet': use one of fer2013, ferplus, ckplus"):
         load_split("affectnet", "test", data_root)
+    # a path that is not there is said to be missing (it was "unknown dataset '/.../my_faces': use one of fer2013 ...")
+    for path in (str(tmp_path / "my_faces"), "./my_faces", "faces.zip"):
+        with pytest.raises(ValueError, match=f"^{re.escape(path)}: no such folder or zip$"):
+            load_split(path, "test", data_root)
+    (tmp_path / "notes.txt").write_text("not faces")
+    with pytest.raises(ValueError, match="notes.txt: not an image folder or zip$"):
+        load_split(str(tmp_path / "notes.txt"), "test", data_root)
 
 
 # ------------------------------------------------------------------ image folders and packing

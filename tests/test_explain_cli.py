@@ -120,7 +120,7 @@ def test_explain_a_contrast_by_class_names(photo, tmp_path):
     (["sanity", "{photo}", "--model", "lanmsff"], "lanmsff is an architecture, not a trained model"),
     (["sanity", "{photo}", "--model", "mini_xception_fer2013", "--method", "native"],
      "mini_xception (mini_xception_fer2013) has no native attention: choose another method"),
-    (["occlude", "{photo}", "--mask", "{photo}", "--model", "lanmsf"], "unknown model 'lanmsf'"),
+    (["occlude", "{photo}", "--mask", "{photo}", "--model", "lanmsf"], "lanmsf: no such checkpoint"),
     (["train", "--recipe", "lanmsff", "--dataset", "fer2013", "--out", "run", "--init-from", "mini_xception_fer2013"],
      "not 'lanmsff'"),  # the name found from any folder, and its card read before the data is packed
 ])

@@ -270,7 +270,8 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from ferx.evaluate import card_worthy, evaluate_checkpoint, record_on_card, summary_line
 
-    if args.out:  # refused before the run, not after it
+    faces_chosen(args)  # refused before the run, not after it
+    if args.out:
         output_file(args.out)
     if args.update_card:
         card_worthy(args.dataset, args.split, args.limit, args.faces)
@@ -301,7 +302,8 @@ def _cmd_analyze(args) -> int:
     from ferx.analysis.tables import FAILURE_KINDS
     from ferx.data.packed import faces_note
 
-    if args.color_by not in COLOUR_BY:  # before the analysis, not after it
+    faces_chosen(args)  # before the analysis, not after it
+    if args.color_by not in COLOUR_BY:
         raise ValueError(f"--color-by {args.color_by}: choose {', '.join(COLOUR_BY)}")
     if args.out:
         output_folder(args.out)
@@ -705,8 +707,18 @@ def _face_options(parser: argparse.ArgumentParser) -> None:
     from ferx.text import choices_text
 
     parser.add_argument("--faces", choices=list(FACES), default=next(iter(FACES)), help=choices_text(FACES))
-    parser.add_argument("--face", choices=list(FACE_CHOICES), default=next(iter(FACE_CHOICES)),
+    parser.add_argument("--face", choices=list(FACE_CHOICES), default=None,  # None: not given (faces_chosen)
                         help=f"with --faces detect: {choices_text(FACE_CHOICES)}")
+
+
+def faces_chosen(args) -> None:
+    """Refuse ``--face`` without ``--faces detect`` (it was ignored, silently), else fill in its default."""
+    from ferx.data.datasets import FACE_CHOICES
+
+    if args.face is not None and args.faces != "detect":
+        raise ValueError(f"--face {args.face} chooses among the faces found in each photo: it applies only with "
+                         f"--faces detect (--faces {args.faces} takes each image as one face)")
+    args.face = args.face or next(iter(FACE_CHOICES))
 
 
 def _precision_option(parser: argparse.ArgumentParser) -> None:

@@ -114,6 +114,11 @@ def test_explain_a_contrast_by_class_names(photo, tmp_path):
     (["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--device", "gpu"], "--device gpu: choose auto"),
     (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--color-by", "bogus"], "--color-by bogus: choose"),
     (["analyze", "mini_xception_fer2013", "--dataset", "{folder}", "--calibrate"], "has no val folder to fit"),
+    (["evaluate", "mini_xception_fer2013", "--dataset", "{folder}", "--face", "largest"],  # was ignored, silently
+     "--face largest chooses among the faces found in each photo: it applies only with --faces detect (--faces given "
+     "takes each image as one face)"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "{folder}", "--faces", "given", "--face", "all"],
+     "--face all chooses among the faces found in each photo: it applies only with --faces detect"),
     (["explain", "{photo}", "--model", "lanmsff_ferplus", "--out", "res.json"], "--out res.json: a figure path"),
     (["explain", "{photo}", "--model", "lanmsff_ferplus", "--cmap", "bogus"], "--cmap bogus: not a matplotlib"),
     (["explain", "{photo}", "--model", "lanmsff_ferplus", "--baseline", "grey"], "--baseline grey: choose blur, black"),

@@ -15,7 +15,8 @@
 #   tests                        the core's test suite on CUDA (FERX_TEST_DEVICE=cuda); tests needing ../shared skip
 #   bench                        inference img/s at batch 1 and 256, explanation latency (Grad-CAM, native maps)
 #   probe                        one Conv-cut training step at 224 and 112 px (img/s, seconds per epoch, memory)
-#   train:RECIPE:DATASET:MIN[:SIZE[:FROM[:FLAGS]]]  ferx train --resume --time-budget MIN --fit-budget from
+#   train:RECIPE:DATASET:MIN[:SIZE[:FROM[:FLAGS]]]  ferx train --time-budget MIN --fit-budget (--resume where its run
+#                                folder has a state.pt) from
 #                                .carry/DATASET.zip. FROM: --init-from a checkpoint folder (checkpoints/lanmsff_ferplus,
 #                                or runs/gpu/lanmsff_short_ferplus/checkpoint made by an earlier step of the same call)
 #                                or a weights carry file (.carry/convcut_ferplus.zip, unpacked into runs/gpu/init/).
@@ -131,8 +132,9 @@ step_train() {  # RECIPE DATASET MINUTES [SIZE [FROM [FLAGS]]]
     for flag in "${more[@]}"; do [ -n "$flag" ] && extra+=("$flag"); done
     [ -n "${GPU_PLAN_EPOCHS:-}" ] && extra+=(--epochs "$GPU_PLAN_EPOCHS")
     [[ $recipe == convcut* ]] && extra+=(--export-dtype float16)
+    [ -f "$run/state.pt" ] && extra+=(--resume)  # a warm machine's earlier call; --resume without it is refused
     $PY -m ferx.cli train --recipe "$recipe" --dataset "$dataset" --carried "$CARRY/$dataset.zip" --out "$run" \
-        --resume --time-budget "$minutes" --fit-budget --device "$DEVICE" "${extra[@]}"
+        --time-budget "$minutes" --fit-budget --device "$DEVICE" "${extra[@]}"
     mkdir -p "$dest"
     cp "$run/metrics.jsonl" "$run/checkpoint/card.json" "$dest/"
     $PY bench/plot_curves.py "$run/metrics.jsonl" "$dest/curves.png" --title "$recipe on $dataset"

@@ -6,12 +6,14 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import ferx  # noqa: F401  (torchvision compatibility before anything imports timm)
 from ferx.data.datasets import list_datasets
-from ferx.paths import checkpoint_path
+from ferx.paths import checkpoint_path, no_checkpoint
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
 
@@ -25,6 +27,55 @@ def figure_path(value: str | None, default: str) -> Path:
     if out.suffix.lower() not in FIGURE_SUFFIXES:
         raise ValueError(f"--out {value}: a figure path ({', '.join(FIGURE_SUFFIXES)}); the JSON is written beside it")
     return out
+
+
+def _writable_folder(folder: Path, value: str, option: str) -> None:
+    """Refuse ``option value`` unless ``folder`` (where it goes) exists or can be made, and can be written in: the
+    nearest folder that exists is tried with a temporary file (permission bits say nothing for root, or on a
+    read-only mount)."""
+    existing = next((f for f in (folder, *folder.parents) if f.exists()), Path("."))
+    if not existing.is_dir():
+        raise ValueError(f"{option} {value}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError(f"{option} {value}: cannot write in {existing} ({err.strerror or err})") from None
+
+
+def output_file(value: str | Path, option: str = "--out") -> Path:
+    """A file a command will write, checked before its work: not a folder, and its folder writable."""
+    path = Path(value)
+    if path.is_dir():
+        raise ValueError(f"{option} {value}: a folder, not a file; give a file path")
+    _writable_folder(path.parent, str(value), option)
+    return path
+
+
+def output_folder(value: str | Path, option: str = "--out") -> Path:
+    """A folder a command will write files in, checked before its work: not a file, and writable (or creatable)."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {value}: a file, not a folder; give a folder path")
+    _writable_folder(path, str(value), option)
+    return path
+
+
+@contextmanager
+def written_together(*paths: Path):
+    """Temporary names beside ``paths`` (one folder; a shared stem, so ``out.png``'s temporary name with
+    ``.json`` is ``out.json``'s) for a block to write them under; once it has written all of them, each
+    replaces its path. A failure leaves none of them, and whatever was there before stays."""
+    stem = f".{paths[0].stem}.{uuid.uuid4().hex[:8]}.partial"
+    temps = [p.with_name(stem + p.suffix) for p in paths]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield temps
+        for tmp, path in zip(temps, paths):
+            tmp.replace(path)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -51,6 +102,56 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive whole number")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a whole number of 0 or more")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:  # NaN too
+        raise argparse.ArgumentTypeError(f"{value:g} is not a fraction in [0, 1]")
+    return value
+
+
+def crop_margin(text: str) -> float:
+    from ferx.faces import MARGINS  # light: no torch, no OpenCV
+
+    value = float(text)
+    if not MARGINS[0] <= value <= MARGINS[1]:
+        raise argparse.ArgumentTypeError(f"{value:g} is not a crop margin in [{MARGINS[0]:g}, {MARGINS[1]:g}] (a fraction "
+                                         "of the face box per side)")
+    return value
+
+
+def recipe_name(text: str) -> str:
+    from ferx.train import RECIPES  # the registry (torch: only once ferx train is run, which needs it anyway)
+
+    if text not in RECIPES:
+        raise argparse.ArgumentTypeError(f"unknown recipe {text!r}: choose {', '.join(RECIPES)}")
+    return text
+
+
+def checkpoint_folder(text: str) -> Path:
+    """A checkpoint folder, or its name under the checkpoints root (:func:`ferx.paths.checkpoint_path`),
+    that has a card: refused otherwise, as ``ferx explain --model`` refuses it."""
+    path = checkpoint_path(text)
+    if not (path / "card.json").is_file():
+        raise argparse.ArgumentTypeError(no_checkpoint(text))
+    return path
+
+
+def port_number(text: str) -> int:
+    from webapp.config import PORTS, in_range, range_text  # light: FERX_PORT is checked against the same range
+
+    value = int(text)
+    if not in_range(value, PORTS):
+        raise argparse.ArgumentTypeError(f"{value} is not a port ({range_text(PORTS)})")
     return value
 
 
@@ -88,8 +189,10 @@ def _cmd_data_info(args) -> int:
         per_class = ", ".join(f"{c} {n}" for c, n in zip(data.labels.classes, counts))
         excluded = "; excluded " + ", ".join(f"{k} {v}" for k, v in data.excluded.items()) if data.excluded else ""
         print(f"{data.dataset}/{data.split}: {len(data)} images ({per_class}){excluded}")
-        if data.split != split:  # a folder without split folders is one split, whatever was asked
-            print(f"  (it has no {split} folder: every image is in split all)")
+        if data.split != split:  # a folder without split folders is one split, whatever was asked: said once
+            asked = ", ".join(args.splits[:-1]) + " or " * (len(args.splits) > 1) + args.splits[-1]
+            print(f"  (it has no {asked} folder: every image is in split {data.split})")
+            break
     return 0
 
 
@@ -100,6 +203,7 @@ def _cmd_data_carry(args) -> int:
     from ferx.data.datasets import load_split
     from ferx.data.packed import pack_split
 
+    output_file(args.out)
     rng = np.random.default_rng(args.seed)
     packs = []
     for split in args.splits:
@@ -119,6 +223,10 @@ def _cmd_convert(args) -> int:
     from ferx.models import create_model
     from ferx.models.mini_xception import convert_keras_h5
 
+    out = output_folder(args.out)
+    if out.is_dir() and any(out.iterdir()) and not args.force:  # the shipped card lost its metrics this way
+        held = "a checkpoint (its card and the metrics recorded on it)" if (out / "card.json").is_file() else "files"
+        raise ValueError(f"--out {args.out} already holds {held}: pass --force to replace it, or choose another --out")
     model = create_model("mini_xception", num_classes=7)
     model.load_state_dict(convert_keras_h5(args.h5))
     card = {
@@ -135,7 +243,7 @@ def _cmd_convert(args) -> int:
         "hardware": "unknown (trained by the original authors)",
         "wall_time_s": "unknown",
     }
-    out = save_checkpoint(model, args.out, labels=FER2013_7, card=card)
+    out = save_checkpoint(model, out, labels=FER2013_7, card=card)
     print(f"wrote {out}")
     return 0
 
@@ -143,6 +251,9 @@ def _cmd_convert(args) -> int:
 def _cmd_train(args) -> int:
     from ferx.train import train
 
+    output_folder(args.out)
+    if args.checkpoint_dir:
+        output_folder(args.checkpoint_dir, "--checkpoint-dir")
     summary = train(args.recipe, args.dataset, args.out, data_root=args.data_root, device=args.device,
                     epochs=args.epochs, batch_size=args.batch_size, limit_train=args.limit_train,
                     limit_val=args.limit_val, resume=args.resume, checkpoint_dir=args.checkpoint_dir, seed=args.seed,
@@ -159,14 +270,17 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from ferx.evaluate import card_worthy, evaluate_checkpoint, record_on_card, summary_line
 
-    if args.update_card:  # refused before the run, not after it
+    faces_chosen(args)  # refused before the run, not after it
+    if args.out:
+        output_file(args.out)
+    if args.update_card:
         card_worthy(args.dataset, args.split, args.limit, args.faces)
     result = evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_root, args.device, args.limit,
                                  args.batch_size, faces=args.faces, face=args.face, precision=args.precision)
     print(summary_line(result), file=sys.stdout if args.out else sys.stderr)  # stdout: only the JSON, for a pipe
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        with written_together(Path(args.out)) as (tmp,):  # whole or not at all
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")
     else:
         print(json.dumps(result, indent=2))
@@ -183,17 +297,23 @@ def _cmd_analyze(args) -> int:
 
     from ferx.analysis import (agreement, analyze, confusion_frame, cross_model_frame, disagreements, failures,
                                per_class_table, summary_table)
-    from ferx.analysis.embeddings import project
+    from ferx.analysis.embeddings import check_projectable, project
     from ferx.analysis.figures import COLOUR_BY, confusion_figure, embedding_figure, reliability_figure, write_figure
     from ferx.analysis.tables import FAILURE_KINDS
     from ferx.data.datasets import split_title
     from ferx.data.packed import faces_note, left_out
 
-    if args.color_by not in COLOUR_BY:  # before the analysis, not after it
+    faces_chosen(args)  # before the analysis, not after it
+    if args.color_by not in COLOUR_BY:
         raise ValueError(f"--color-by {args.color_by}: choose {', '.join(COLOUR_BY)}")
+    if args.out:
+        output_folder(args.out)
     runs = analyze(args.checkpoints, args.dataset, args.split, data_root=args.data_root, device=args.device,
                    batch_size=args.batch_size, calibrate=args.calibrate, faces=args.faces, face=args.face,
                    precision=args.precision)
+    if args.out:  # too few faces for a projection: refused before the report, not after it and half the files
+        for method in args.embeddings:
+            check_projectable(len(runs[0]), method)
     pd.set_option("display.width", 160, "display.max_columns", 20, "display.precision", 4)
     cached = ", ".join(f"{r.name}: {r.compute_dtype}, {'cache' if r.from_cache else 'computed'}" for r in runs)
     print(f"{split_title(runs[0].dataset, runs[0].split)}: {len(runs[0])} faces{left_out(runs[0].skipped)}"
@@ -310,6 +430,7 @@ def _votes(args):
 def _cmd_bundle(args) -> int:
     from ferx.analysis.bundle import build_bundle
 
+    output_folder(args.out)
     out = build_bundle(args.checkpoints, args.dataset, args.split, args.out, data_root=args.data_root,
                        methods=args.embeddings)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
@@ -320,16 +441,18 @@ def _cmd_bundle(args) -> int:
 def _cmd_models(args) -> int:
     from ferx.checkpoint import CheckpointError, read_card
     from ferx.models import get_model_info, list_models
+    from ferx.paths import default_checkpoints
 
+    root = Path(args.checkpoints) if args.checkpoints else default_checkpoints()
+    if not root.is_dir():  # it listed no checkpoint, exit 0, for a folder that is not there
+        given = f"--checkpoints {args.checkpoints}" if args.checkpoints else f"{root} ($FERX_CHECKPOINTS, or the default)"
+        raise ValueError(f"{given}: " + ("no such folder" if not root.exists() else "not a folder"))
     print("registered architectures:")
     for name in list_models():
         info = get_model_info(name)
         s = info.input_spec
         size = f"{s.size}x{s.size}x{s.channels}"
         print(f"  {name:14s} {size:11s} {info.description}")
-    from ferx.paths import default_checkpoints
-
-    root = Path(args.checkpoints) if args.checkpoints else default_checkpoints()
     print(f"checkpoints in {root}:")
     for card_path in sorted(root.glob("*/card.json")):
         try:
@@ -349,7 +472,10 @@ def _cmd_explain(args) -> int:
     from ferx.faces import find_faces, load_photo
     from ferx.text import plural
 
-    out = figure_path(args.out, f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png")
+    if args.card and args.out and Path(args.out).suffix.lower() not in ("", ".png"):  # k.svg wrote k.png, k.pdf ...
+        raise ValueError(f"--out {args.out}: a card is written as PNG, PDF and JSON: give a .png path (the .pdf and "
+                         ".json go beside it)")
+    out = output_file(figure_path(args.out, f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png"))
     # The faces are found and reported before torch, the models and the explanation libraries load:
     # this first line comes after 0.3 s, where the first line used to wait 6.8 s for all of them (2 CPU
     # cores at load 4, bench/bench_startup.py); a photo without a face is refused before that wait.
@@ -392,11 +518,14 @@ def _cmd_explain(args) -> int:
     if args.card:
         from ferx.explain.card import write_card
 
-        written = list(write_card(out, result, models, target=args.target, contrast=args.contrast, **view))
+        written = [out.with_suffix(s) for s in (".png", ".pdf", ".json")]
+        with written_together(*written) as temps:  # all three or none
+            write_card(temps[0], result, models, target=args.target, contrast=args.contrast, **view)
     else:
-        render_panel(out, search, result.face, result.rows, **view)
         written = [out, out.with_suffix(".json")]
-        written[1].write_text(json.dumps(result.to_dict(args.scale), indent=2) + "\n")
+        with written_together(*written) as (png, numbers):  # both or neither
+            render_panel(png, search, result.face, result.rows, **view)
+            numbers.write_text(json.dumps(result.to_dict(args.scale), indent=2) + "\n")
     for row in result.rows:
         top = row.classes[row.predicted]
         print(f"{row.model}: {top} {row.probs[row.predicted]:.3f} (margin {row.margin:.2f}, {row.certainty}); "
@@ -419,6 +548,8 @@ def _cmd_regions(args) -> int:
     from ferx.data.packed import pack_split
     from ferx.device import resolve_device
 
+    if args.out:
+        output_folder(args.out)
     packed = pack_split(load_split(args.dataset, args.split, args.data_root))
     dev = resolve_device(args.device)
     tables = []
@@ -447,11 +578,24 @@ def _cmd_occlude(args) -> int:
     from ferx.explain.report import open_model
     from ferx.faces import load_photo
 
-    models = [open_model(path, device=args.device) for path in args.model]  # a wrong name stops it here
-    photo = load_photo(args.photo)
-    mask = read_masks([args.mask], photo.original_size, str(args.mask))
+    out = None
+    if args.out:  # --out x.png, x.json or x: x.json and x.png, neither over the other
+        if Path(args.out).suffix.lower() not in ("", ".json", ".png"):
+            raise ValueError(f"--out {args.out}: give a .json or .png path (both are written: "
+                             f"{Path(args.out).stem}.json and {Path(args.out).stem}.png)")
+        out = output_file(Path(args.out).with_suffix(".json"))
+        output_file(out.with_suffix(".png"))
+    photo = load_photo(args.photo)  # the photo and the mask before the models: they are quicker to refuse
+    mask = read_masks([args.mask], photo.original_size, f"--mask {args.mask}")
+    if not mask.any():
+        print(f"warning: nothing painted: --mask {args.mask} has no pixel brighter than mid-grey (nor, with alpha, "
+              "any pixel above alpha 0); the face is scored as it is", file=sys.stderr)
+    models = [open_model(path, device=args.device) for path in args.model]
     face = occlude_face(photo, mask, face=args.face, whole_image=args.whole_image, fill=args.fill)
     print(f"{face.covered:.0%} of face {args.face}'s crop painted over ({FILLS[args.fill]})")
+    if mask.any() and not face.covered:
+        print(f"warning: nothing painted over face {args.face}: --mask {args.mask} paints elsewhere in the photo",
+              file=sys.stderr)
     effects, raw = [], []
     for em in models:
         effect = occlusion_effect(em.model, em.input_spec, em.classes, face)
@@ -460,13 +604,12 @@ def _cmd_occlude(args) -> int:
         print(f"{em.display}: {label} {effect.before[effect.label]:.3f} -> {effect.after[effect.label]:.3f} "
               f"({effect.change:+.3f}); top class now {new} {effect.after.max():.3f}")
         effects.append({"model": em.display, **effect.to_dict()})
-    if args.out:
-        out = Path(args.out).with_suffix(".json")  # --out x.png: x.json and x.png, neither over the other
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"photo": Path(args.photo).name, "fill": args.fill, "covered": round(face.covered, 4),
-                                   "models": effects}, indent=2) + "\n")
+    if out is not None:
         fig = occlusion_figure(face, raw, [em.display for em in models], title=f"{Path(args.photo).name}, face {args.face}")
-        fig.savefig(out.with_suffix(".png"), dpi=150)
+        with written_together(out, out.with_suffix(".png")) as (numbers, png):  # both or neither
+            numbers.write_text(json.dumps({"photo": Path(args.photo).name, "fill": args.fill,
+                                           "covered": round(face.covered, 4), "models": effects}, indent=2) + "\n")
+            fig.savefig(png, dpi=150)
         print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
@@ -474,11 +617,14 @@ def _cmd_occlude(args) -> int:
 def _cmd_sanity(args) -> int:
     from ferx.device import resolve_device
     from ferx.explain.report import canonical_method, open_model, resolve_class
-    from ferx.explain.sanity import DEFAULT_STEPS, applicable_methods, cascading_randomization
+    from ferx.explain.sanity import DEFAULT_STEPS, applicable_methods, cascading_randomization, max_steps
     from ferx.faces import find_faces, load_photo
 
-    out = figure_path(args.out, f"{Path(args.photo).stem}_sanity.png")
+    out = output_file(figure_path(args.out, f"{Path(args.photo).stem}_sanity.png"))
     loaded = open_model(args.model, device=args.device)
+    if args.steps and args.steps > max_steps(loaded.model):  # it was cut to the maximum, silently
+        raise ValueError(f"--steps {args.steps}: {loaded.display} has {max_steps(loaded.model)} layers with weights, "
+                         f"so at most {max_steps(loaded.model)} steps (one layer each)")
     methods = applicable_methods(loaded.model, [canonical_method(m) for m in args.method or ()],
                                  loaded.display)
     search = find_faces(load_photo(args.photo), whole_image=args.whole_image)
@@ -490,9 +636,9 @@ def _cmd_sanity(args) -> int:
         check = cascading_randomization(loaded.model, x, methods, target=resolve_class(args.target, loaded.classes),
                                         n_steps=args.steps or DEFAULT_STEPS, seed=args.seed, name=loaded.display,
                                         classes=loaded.classes, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    check.figure(face=face.crop, photo=Path(args.photo).name).savefig(out, dpi=130)
-    out.with_suffix(".json").write_text(json.dumps(check.to_dict(), indent=2) + "\n")
+    with written_together(out, out.with_suffix(".json")) as (png, numbers):  # both or neither
+        check.figure(face=face.crop, photo=Path(args.photo).name).savefig(png, dpi=130)
+        numbers.write_text(json.dumps(check.to_dict(), indent=2) + "\n")
     table = check.spearman_table()
     print(f"{loaded.display}, class {check.target_label}: Spearman with the trained map as layers are randomised "
           f"from the head down (steps 1..{len(check.steps) - 1})")
@@ -505,12 +651,14 @@ def _cmd_sanity(args) -> int:
 
 
 def _cmd_app(args) -> int:
-    from webapp.app import launch
     from webapp.config import AppConfig
 
     overrides = {k: v for k, v in (("data_root", args.data_root), ("checkpoints", args.checkpoints),
                                    ("device", args.device), ("host", args.host), ("port", args.port)) if v is not None}
+    # the $FERX_* settings are read and checked here, before gradio and the models load
     cfg = AppConfig(**{k: Path(v) if k in ("data_root", "checkpoints") else v for k, v in overrides.items()})
+    from webapp.app import launch
+
     launch(cfg)
     return 0
 
@@ -551,7 +699,7 @@ class _RegistryHelp(argparse.HelpFormatter):
 
 
 def _inference_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--data-root", **DATA_ROOT)
 
@@ -561,8 +709,18 @@ def _face_options(parser: argparse.ArgumentParser) -> None:
     from ferx.text import choices_text
 
     parser.add_argument("--faces", choices=list(FACES), default=next(iter(FACES)), help=choices_text(FACES))
-    parser.add_argument("--face", choices=list(FACE_CHOICES), default=next(iter(FACE_CHOICES)),
+    parser.add_argument("--face", choices=list(FACE_CHOICES), default=None,  # None: not given (faces_chosen)
                         help=f"with --faces detect: {choices_text(FACE_CHOICES)}")
+
+
+def faces_chosen(args) -> None:
+    """Refuse ``--face`` without ``--faces detect`` (it was ignored, silently), else fill in its default."""
+    from ferx.data.datasets import FACE_CHOICES
+
+    if args.face is not None and args.faces != "detect":
+        raise ValueError(f"--face {args.face} chooses among the faces found in each photo: it applies only with "
+                         f"--faces detect (--faces {args.faces} takes each image as one face)")
+    args.face = args.face or next(iter(FACE_CHOICES))
 
 
 def _precision_option(parser: argparse.ArgumentParser) -> None:
@@ -596,7 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
     carry.add_argument("dataset")
     carry.add_argument("--splits", nargs="+", default=["train", "val"])
     carry.add_argument("--out", required=True)
-    carry.add_argument("--limit", type=int, default=None, help="a fixed random subset of each split (dry runs)")
+    carry.add_argument("--limit", type=positive_int, default=None, help="a fixed random subset of each split (dry runs)")
     carry.add_argument("--seed", type=int, default=0)
     carry.add_argument("--data-root", **data_root)
     carry.set_defaults(func=_cmd_data_carry)
@@ -604,19 +762,24 @@ def build_parser() -> argparse.ArgumentParser:
     conv = sub.add_parser("convert", help="convert third-party weights into a ferx checkpoint")
     conv.add_argument("kind", choices=["mini-xception"])
     conv.add_argument("h5", help="Keras .hdf5 file")
-    conv.add_argument("--out", default="checkpoints/mini_xception_fer2013")
+    conv.add_argument("--out", default="checkpoints/mini_xception_fer2013",
+                      help="checkpoint folder to write (default: %(default)s, from the current folder); one that "
+                           "already holds files is refused unless --force")
+    conv.add_argument("--force", action="store_true", help="replace what --out holds (a checkpoint's card and "
+                      "recorded metrics included)")
     conv.set_defaults(func=_cmd_convert)
 
     tr = sub.add_parser("train", help="train a recipe; selects on the validation split only")
-    tr.add_argument("--recipe", required=True, help="lanmsff, lanmsff_short, convcut or mini_xception")
+    tr.add_argument("--recipe", required=True, type=recipe_name, help="lanmsff, lanmsff_short, convcut or mini_xception")
     tr.add_argument("--dataset", required=True)
     tr.add_argument("--out", required=True, help="run folder (metrics.jsonl, state.pt, checkpoint/)")
     tr.add_argument("--checkpoint-dir", default=None, help="where to export the best checkpoint (default: OUT/checkpoint)")
-    tr.add_argument("--epochs", type=int, default=None)
-    tr.add_argument("--batch-size", type=int, default=None)
-    tr.add_argument("--limit-train", type=int, default=None, help="random subset of the training split (smoke tests)")
-    tr.add_argument("--limit-val", type=int, default=None)
-    tr.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    tr.add_argument("--epochs", type=positive_int, default=None)
+    tr.add_argument("--batch-size", type=positive_int, default=None)
+    tr.add_argument("--limit-train", type=positive_int, default=None,
+                    help="random subset of the training split (smoke tests)")
+    tr.add_argument("--limit-val", type=positive_int, default=None)
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/state.pt (refused where there is none)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                     help="stop before an epoch that would not fit, export the best epoch so far, keep state for --resume")
@@ -629,7 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="read the train and val splits from a carry file (ferx data carry) instead of the data root")
     tr.add_argument("--input-size", type=int, default=None,
                     help="train at this input size instead of the model's (e.g. 112 for Conv-cut; the card records it)")
-    tr.add_argument("--init-from", default=None, metavar="CHECKPOINT", type=checkpoint_path,
+    tr.add_argument("--init-from", default=None, metavar="CHECKPOINT", type=checkpoint_folder,
                     help="start from this checkpoint's weights (same model; a folder or a name `ferx models` lists): "
                          "a further schedule for a run that ended "
                          "still improving, or a checkpoint with other labels (its classifier rows are taken by class "
@@ -655,7 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class metrics, confusion matrix and ECE as JSON")
-    ev.add_argument("checkpoint", type=checkpoint_path, help=CHECKPOINT_HELP)
+    ev.add_argument("checkpoint", type=checkpoint_folder, help=CHECKPOINT_HELP)
     ev.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
     ev.add_argument("--split", default="test", help="train, val or test (a folder without split folders: all)")
     ev.add_argument("--limit", type=positive_int, default=None,
@@ -668,7 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_evaluate)
 
     an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")
-    an.add_argument("checkpoints", nargs="+", type=checkpoint_path, help=f"one or more: {CHECKPOINT_HELP}")
+    an.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
     an.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
     an.add_argument("--split", default="test")
     an.add_argument("--calibrate", action="store_true", help="fit a temperature on the val split and apply it")
@@ -677,12 +840,12 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--color-by", default="true",
                     help="colour the embeddings by true, pred, correct, confidence or disagreement (with the other "
                          "models)")
-    an.add_argument("--top", type=int, default=10, help="failure cases listed per ranking")
-    an.add_argument("--attention", type=int, default=0, metavar="N",
+    an.add_argument("--top", type=positive_int, default=10, help="failure cases listed per ranking")
+    an.add_argument("--attention", type=non_negative_int, default=0, metavar="N",
                     help="is attention an explanation? deletion/insertion of each native map vs Grad-CAM vs random "
                          "maps on N evenly spaced faces, for the models with native maps (cached; ~8 s per face and "
                          "model on 2 CPU cores the first time); default 0: off")
-    an.add_argument("--disagreement", type=int, default=0, metavar="N",
+    an.add_argument("--disagreement", type=non_negative_int, default=0, metavar="N",
                     help="for each pair of models, Grad-CAM map agreement on N faces per true class and on the faces "
                          "they disagree on (cached); default 0: off")
     an.add_argument("--out", default=None, help="folder for CSV tables and figures")
@@ -694,16 +857,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     rg = sub.add_parser("regions", help="facial-region breakdown of Grad-CAM and native attention per model and "
                         "true class (mean-face template)")
-    rg.add_argument("checkpoints", nargs="+", type=checkpoint_path, help=f"one or more: {CHECKPOINT_HELP}")
+    rg.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
     rg.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
     rg.add_argument("--split", default="test")
-    rg.add_argument("--per-class", type=int, default=100, help="faces per true class (the first in split order; 0: all)")
+    rg.add_argument("--per-class", type=non_negative_int, default=100, help="faces per true class (the first in split order; 0: all)")
     rg.add_argument("--out", default=None, help="folder for regions.csv and regions.html")
     _inference_options(rg)
     rg.set_defaults(func=_cmd_regions, batch_size=64)
 
     bu = sub.add_parser("bundle", help="precompute a Dataset-tab bundle (faces, runs, projections) for a Space")
-    bu.add_argument("checkpoints", nargs="+", type=checkpoint_path, help=f"one or more: {CHECKPOINT_HELP}")
+    bu.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
     bu.add_argument("--dataset", required=True)
     bu.add_argument("--split", default="test")
     bu.add_argument("--out", default="spaces/bundle")
@@ -715,7 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--checkpoints", default=None, help="default: $FERX_CHECKPOINTS, else the project's checkpoints/")
     mo.set_defaults(func=_cmd_models)
 
-    from ferx.faces import DEFAULT_MARGIN  # light: no torch, no OpenCV until a photo is read
+    from ferx.faces import DEFAULT_MARGIN, MARGINS  # light: no torch, no OpenCV until a photo is read
 
     ex = sub.add_parser("explain", help="explain a photo: faces, maps and faithfulness as a PNG panel and JSON",
                         formatter_class=_RegistryHelp)
@@ -731,28 +894,31 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--contrast", default=None, help="explain --target over this class")
     ex.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     ex.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
-    ex.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="crop margin, a fraction of the face box per side")
+    ex.add_argument("--margin", type=crop_margin, default=DEFAULT_MARGIN,
+                    help=f"crop margin, a fraction of the face box per side, {MARGINS[0]:g} to {MARGINS[1]:g} "
+                         f"(default {DEFAULT_MARGIN:g})")
     ex.add_argument("--align", action="store_true", help="rotate the face crop so the eyes are level (off by default: "
                     "bench/bench_alignment.py measured it does not help)")
     ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",
                     help="colour scale per map, or shared by each method across models")
     ex.add_argument("--clip-percentile", type=percentile, default=99.0,
                     help="the colour scale's top: this percentile of the map's values (default 99)")
-    ex.add_argument("--alpha", type=float, default=0.5, help="map opacity")
+    ex.add_argument("--alpha", type=fraction, default=0.5, help="map opacity, 0 to 1 (default 0.5)")
     ex.add_argument("--cmap", default=None, help="matplotlib colormap (default: {cmaps})")
     ex.add_argument("--baseline", default=None,
                     help="what deleted pixels become in the deletion/insertion test: {baselines}")
-    ex.add_argument("--deletion-steps", type=int, default=None,
+    ex.add_argument("--deletion-steps", type=positive_int, default=None,
                     help="deletion/insertion steps (default {deletion_steps})")
-    ex.add_argument("--random-maps", type=int, default=None,
-                    help="random maps the deletion/insertion scores are compared with (default {random_maps})")
-    ex.add_argument("--ig-steps", type=int, default=None, help="Integrated Gradients path points (default {ig_steps})")
+    ex.add_argument("--random-maps", type=non_negative_int, default=None,
+                    help="random maps the deletion/insertion scores are compared with (default {random_maps}; 0: "
+                         "no comparison)")
+    ex.add_argument("--ig-steps", type=positive_int, default=None, help="Integrated Gradients path points (default {ig_steps})")
     ex.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion (faster)")
     ex.add_argument("--out", default=None, help="PNG path (default: PHOTO_explain.png here); the JSON goes beside it")
     ex.add_argument("--card", action="store_true", help="an explanation card instead of the panel: the panel plus "
                     "method parameters, checkpoint sha256s and library versions, as PNG, PDF and JSON "
-                    "(default name PHOTO_card.png)")
-    ex.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+                    "(--out a .png path; default name PHOTO_card.png)")
+    ex.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     ex.add_argument("--device", default="auto", help=DEVICE_HELP)
     ex.set_defaults(func=_cmd_explain)
 
@@ -764,7 +930,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="{methods}; repeat for several (default: {sanity_methods}; native only where the model has it)")
     sa.add_argument("--target", default=None, help="class to explain (default: the trained model's prediction)")
     sa.add_argument("--steps", type=positive_int, default=None,
-                    help="groups of layers randomised one after another (default: {sanity_steps})")
+                    help="groups of layers randomised one after another (default: {sanity_steps}; at most the model's "
+                         "layers with weights)")
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
     sa.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
@@ -778,11 +945,13 @@ def build_parser() -> argparse.ArgumentParser:
     oc.add_argument("--mask", required=True, help="an image of the photo's size: painted where its alpha is above 0, "
                     "or (no alpha) where it is brighter than mid-grey")
     oc.add_argument("--model", action="append", required=True, help=f"{CHECKPOINT_HELP}; repeat for several")
-    oc.add_argument("--fill", default="blur", help="what painted pixels become: blur, mean (grey) or black")
+    oc.add_argument("--fill", default="blur", choices=["blur", "mean", "black"],  # ferx.explain.occlusion.FILLS
+                    help="what painted pixels become: blur, mean (grey) or black")
     oc.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like)")
     oc.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
-    oc.add_argument("--out", default=None, help="JSON path for every model's probabilities before and after; a PNG "
-                    "of the face before and after and the probabilities goes beside it")
+    oc.add_argument("--out", default=None, help="JSON path (.json; x.png or x says the same: x.json) for every model's "
+                    "probabilities before and after; a PNG of the face before and after and the probabilities goes "
+                    "beside it")
     oc.add_argument("--device", default="auto", help=DEVICE_HELP)
     oc.set_defaults(func=_cmd_occlude)
 
@@ -790,11 +959,11 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
     app.add_argument("--checkpoints", default=None,
                      help="checkpoint folder (default: $FERX_CHECKPOINTS, else the project's checkpoints/)")
-    from webapp.config import AppConfig  # light: the defaults, read from $FERX_DEVICE, $FERX_HOST, $FERX_PORT
+    from webapp.config import setting_text  # light: the defaults as $FERX_DEVICE, $FERX_HOST, $FERX_PORT say
 
-    app.add_argument("--device", default=None, help=f"auto, cpu or cuda (default: {AppConfig.device})")
-    app.add_argument("--host", default=None, help=f"default {AppConfig.host}; 0.0.0.0 to serve the network")
-    app.add_argument("--port", type=int, default=None, help=f"default {AppConfig.port}")
+    app.add_argument("--device", default=None, help=f"auto, cpu or cuda (default: {setting_text('device')})")
+    app.add_argument("--host", default=None, help=f"default {setting_text('host')}; 0.0.0.0 to serve the network")
+    app.add_argument("--port", type=port_number, default=None, help=f"default {setting_text('port')}")
     app.set_defaults(func=_cmd_app)
     return p
 
@@ -812,7 +981,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, KeyError, RuntimeError) as err:  # user errors (a read-only folder too): one line
         if args.verbose:
             raise
-        print(f"ferx {args.command}: error: {err}", file=sys.stderr)
+        command = " ".join(c for c in (args.command, getattr(args, "data_command", None)) if c)  # ferx data carry
+        print(f"ferx {command}: error: {err}", file=sys.stderr)
         return 1
 
 

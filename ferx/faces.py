@@ -43,6 +43,9 @@ MAX_PIXELS = 60_000_000
 WORK_SIDE = 2048
 CROP_SIDE = 512  # crops larger than this are stored downscaled (maps are shown at this resolution)
 DEFAULT_MARGIN = 0.1  # fraction of the detection box added on each side
+# the margins a crop takes: from the detection box itself to a box's side on each side (a crop three times the
+# face's width, most of it background or edge-replicated padding); a larger one made crops of billions of pixels
+MARGINS = (0.0, 1.0)
 
 
 READABLE = "JPEG, PNG, WebP, BMP, GIF, TIFF or PGM"  # what ferx.paths.IMAGE_FORMATS decodes, for messages
@@ -85,6 +88,16 @@ def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MA
     """
     if isinstance(source, Image.Image):
         return _decode(source, name or "image", max_pixels, work_side)
+    im, name, nbytes = open_image(source, name=name, max_pixels=max_pixels)
+    with im:
+        return _decode(im, name, max_pixels, work_side, nbytes)
+
+
+def open_image(source: str | Path | bytes, *, name: str | None = None,
+               max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, str, int]:
+    """``source`` (a path or the file's bytes) opened by Pillow, its header read and no pixels decoded, with
+    the name messages use and its size in bytes: the photo's checks and wording ("file not found", "empty
+    file", "not an image ferx reads"), for any image a user gives (a photo, a mask). Raises :class:`ImageError`."""
     if isinstance(source, (bytes, bytearray)):
         name = name or "uploaded image"
         data, nbytes = io.BytesIO(bytes(source)), len(source)
@@ -113,8 +126,7 @@ def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MA
         raise ImageError(f"{name}: not an image ferx reads ({READABLE})") from None
     except Exception as err:  # OSError, or a plugin's ValueError (a PNG text chunk too large to decompress ...)
         raise ImageError(f"{name}: cannot read it ({_reason(err)})") from None
-    with im:
-        return _decode(im, name, max_pixels, work_side, nbytes)
+    return im, name, nbytes
 
 
 def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes: int | None = None) -> Photo:
@@ -363,6 +375,8 @@ def find_faces(photo: Photo, *, whole_image: bool = False, margin: float = DEFAU
     """
     from ferx.face_detectors import DEFAULT_DETECTOR, detect
 
+    if not MARGINS[0] <= margin <= MARGINS[1]:
+        raise ValueError(f"margin {margin:g}: choose {MARGINS[0]:g} to {MARGINS[1]:g} (a fraction of the face box per side)")
     detector = detector or DEFAULT_DETECTOR
     rgb, inv = photo.rgb, 1.0 / photo.scale
 

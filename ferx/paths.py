@@ -59,6 +59,20 @@ def checkpoint_path(value: str | Path) -> Path:
     return path
 
 
+def naming_a_checkpoint() -> str:
+    """How to name a checkpoint, with those there are by name."""
+    named = committed_checkpoints()
+    return "give a checkpoint folder" + (f" or the name of one in {default_checkpoints()} ({', '.join(named)})"
+                                         if named else " (e.g. checkpoints/mini_xception_fer2013)")
+
+
+def no_checkpoint(value: str | Path) -> str:
+    """Why ``value`` names no checkpoint, and how to name one: the one message of every command that takes
+    a checkpoint (``ferx evaluate nosuch`` and ``ferx explain --model nosuch`` alike)."""
+    what = f"{value} is a folder without card.json" if checkpoint_path(value).is_dir() else f"{value}: no such checkpoint"
+    return f"{what}: {naming_a_checkpoint()}"
+
+
 def cache_root() -> Path:
     return Path(os.environ["FERX_CACHE_DIR"]) if os.environ.get("FERX_CACHE_DIR") else default_data_root() / ".cache"
 

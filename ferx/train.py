@@ -354,6 +354,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     shards of at most 15 MiB, the largest file a GPU machine can send back.
     """
     session_start = time.perf_counter()
+    if resume and not (Path(out_dir) / "state.pt").is_file():  # before any data is packed or any folder made
+        raise ValueError(f"--resume: {out_dir} has no state.pt to resume from (no run was saved there); "
+                         "leave out --resume to start a new run")
     budget_s = None if time_budget_min is None else time_budget_min * 60
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     # what a run started before --warmup-epochs / --soft-labels existed warmed up over and trained on
@@ -395,7 +398,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
 
     model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config).to(dev)
     initialised = None
-    if init_from is not None and not (resume and (out / "state.pt").is_file()):  # a resumed run has its weights
+    if init_from is not None and not resume:  # a resumed run has its weights
         initialised = _initialise_from(model, init_from, dev, recipe.model, spec, labels, info.classifier)
     memory_format = training_memory_format(model, dev)
     model = model.to(memory_format=memory_format)
@@ -414,7 +417,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
              "warmup_epochs": recipe.warmup_epochs, "soft_labels": recipe.soft_labels}
     state_path, best_path = out / "state.pt", out / "best.pt"
     saved = {}
-    if resume and state_path.is_file():
+    if resume:
         saved = torch.load(state_path, map_location=dev, weights_only=True)  # plain tensors and numbers only
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])

@@ -548,3 +548,34 @@ def test_evaluate_and_analyze_say_an_unreadable_image_was_left_out_also_from_the
     assert main(["analyze", str(MINI), "--dataset", str(folder), "--split", "all", "--device", "cpu",
                  "--top", "1"]) == 0
     assert "4 faces (1 unreadable image skipped)" in capsys.readouterr().out
+
+
+def test_cli_analyze_projects_a_handful_of_faces(tiny_folder, tmp_path, monkeypatch, capsys):
+    """t-SNE of fewer than 50 faces failed after the report was printed (its PCA asked for 50 components of 4
+    faces: "n_components=50 must be between 0 and min(n_samples, n_features)"), leaving half the folder; now the
+    PCA takes at most as many components as there are faces, and too few faces are refused before any output."""
+    from ferx.analysis.embeddings import MIN_FACES, compute_projection
+    from ferx.cli import main
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "an"
+    assert main(["analyze", str(MINI), "--dataset", str(tiny_folder), "--split", "all", "--device", "cpu", "--top", "1",
+                 "--embeddings", "tsne", "--out", str(out)]) == 0
+    assert "tsne_mini_xception_fer2013.html" in {p.name for p in out.iterdir()}
+    assert "wrote tables and 3 figure(s)" in capsys.readouterr().out
+    for n in (MIN_FACES["tsne"], 9):
+        coords = compute_projection(np.random.default_rng(0).normal(size=(n, 256)), "tsne")
+        assert coords.shape == (n, 2) and np.isfinite(coords).all()
+    for method, n in MIN_FACES.items():
+        with pytest.raises(ValueError, match=f"{method} needs at least {n} faces, not {n - 1}"):
+            compute_projection(np.zeros((n - 1, 8)), method)
+    few = tmp_path / "few" / "happy"  # 3 faces: too few for UMAP, refused before the report and any file
+    few.mkdir(parents=True)
+    for face in list((tiny_folder / "happy").iterdir()) + list((tiny_folder / "surprise").iterdir())[:1]:
+        shutil.copy(face, few / face.name)
+    assert main(["analyze", str(MINI), "--dataset", str(few.parent), "--split", "all", "--device", "cpu",
+                 "--embeddings", "umap", "--out", str(tmp_path / "few_out")]) == 1
+    printed = capsys.readouterr()
+    assert printed.err.strip().splitlines()[-1] == "ferx analyze: error: umap needs at least 4 faces, not 3"
+    assert "per class" not in printed.out
+    assert not (tmp_path / "few_out").exists()

@@ -75,4 +75,15 @@ def test_ferx_explain_card_from_the_command_line(happy_png, tmp_path, capsys):
     card = json.loads(out.with_suffix(".json").read_text())["card"]
     assert card["checkpoints"]["mini_xception (mini_xception_fer2013)"]["sha256"]
     assert card["link"] is None  # a photo on disk has no app view to link to
-    assert "cli_card.pdf" in capsys.readouterr().out
+    assert f"wrote {out}, {out.with_suffix('.pdf')}, {out.with_suffix('.json')}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["k.svg", "k.pdf", "k.jpg"])
+def test_ferx_explain_card_refuses_a_format_it_does_not_write(happy_png, tmp_path, monkeypatch, capsys, name):
+    """--card --out k.svg wrote k.png, k.pdf and k.json and no SVG, without a word: refused before the work."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", str(happy_png), "--model", "mini_xception_fer2013", "--whole-image", "--card",
+                 "--out", name]) == 1
+    assert capsys.readouterr().err.strip() == (f"ferx explain: error: --out {name}: a card is written as PNG, PDF and "
+                                               "JSON: give a .png path (the .pdf and .json go beside it)")
+    assert list(tmp_path.iterdir()) == []

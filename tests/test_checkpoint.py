@@ -6,7 +6,7 @@ import torch
 from ferx.checkpoint import CheckpointError, load_checkpoint, read_card, render_card, save_checkpoint
 from ferx.data import FER2013_7, FERPLUS_8
 from ferx.models import create_model
-from conftest import CHECKPOINTS, DEVICE
+from conftest import CHECKPOINTS, DEVICE, SHARED
 
 
 @pytest.fixture
@@ -141,3 +141,28 @@ def test_auto_precision_is_bf16_only_for_a_checkpoint_whose_card_shows_it_agrees
     assert loaded.compute_dtype() == "fp32"  # emulated bf16 is slower: never chosen
     with pytest.raises(ValueError, match="no native bf16"):
         loaded.compute_dtype("bf16")
+
+
+def test_convert_refuses_to_overwrite_a_checkpoint_unless_forced(tmp_path, monkeypatch, capsys):
+    """`ferx convert` (README) wrote over checkpoints/mini_xception_fer2013 (its default --out, from the current
+    folder) and the shipped card lost its metrics; an existing checkpoint is now refused before the file is read."""
+    from ferx.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    shipped = tmp_path / "checkpoints" / "mini_xception_fer2013"
+    shipped.mkdir(parents=True)
+    (shipped / "card.json").write_text('{"metrics": ["measured"]}')
+    assert main(["convert", "mini-xception", "missing.hdf5"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "ferx convert: error: --out checkpoints/mini_xception_fer2013 already holds a checkpoint (its card and the "
+        "metrics recorded on it): pass --force to replace it, or choose another --out")
+    assert (shipped / "card.json").read_text() == '{"metrics": ["measured"]}'
+    assert main(["convert", "mini-xception", "missing.hdf5", "--force"]) == 1  # forced: the file is read, by its name
+    assert capsys.readouterr().err.strip() == "ferx convert: error: missing.hdf5: file not found"
+    (tmp_path / "notes.h5").write_text("not hdf5")
+    assert main(["convert", "mini-xception", "notes.h5", "--out", "new"]) == 1
+    assert capsys.readouterr().err.strip() == "ferx convert: error: notes.h5: not an HDF5 file (a Keras .hdf5 / .h5 model)"
+    h5 = SHARED / "weights" / "fer2013_mini_XCEPTION.102-0.66.hdf5"
+    if h5.is_file():
+        assert main(["convert", "mini-xception", str(h5), "--force"]) == 0
+        assert read_card(shipped)["model"] == "mini_xception" and "metrics" not in read_card(shipped)

@@ -1,9 +1,11 @@
 import logging
+import re
 import shutil
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ferx.data import (CKPLUS_7, FER2013_7, FERPLUS_8, DatasetLayoutError, get_label_set, label_mapping, load_ckplus,
                        load_fer2013, load_ferplus, load_image_folder, load_split, pack_split, to_model_input)
@@ -93,8 +95,15 @@ def test_load_split_by_name_and_layout_errors(data_root, tmp_path):
         load_ferplus(data_root / "fer2013", "test")
     with pytest.raises(ValueError, match="unknown split"):
         load_fer2013(data_root, "validation")
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(ValueError, match="unknown dataset 'affectnet': use one of fer2013, ferplus, ckplus"):
         load_split("affectnet", "test", data_root)
+    # a path that is not there is said to be missing (it was "unknown dataset '/.../my_faces': use one of fer2013 ...")
+    for path in (str(tmp_path / "my_faces"), "./my_faces", "faces.zip"):
+        with pytest.raises(ValueError, match=f"^{re.escape(path)}: no such folder or zip$"):
+            load_split(path, "test", data_root)
+    (tmp_path / "notes.txt").write_text("not faces")
+    with pytest.raises(ValueError, match="notes.txt: not an image folder or zip$"):
+        load_split(str(tmp_path / "notes.txt"), "test", data_root)
 
 
 # ------------------------------------------------------------------ image folders and packing
@@ -195,3 +204,18 @@ def test_colour_image_folders_are_packed_in_rgb(tmp_path):
     assert data.mode == "RGB"
     packed = pack_split(data, size=64, cache_dir=tmp_path / "cache", progress=False)
     assert packed.images.shape == (6, 64, 64, 3)
+
+
+def test_data_info_of_a_folder_without_splits_says_it_once(tmp_path, capsys):
+    """`ferx data info FOLDER` printed the folder's one split three times, once per default split asked."""
+    from ferx.cli import main
+
+    for name in ("happy", "sad"):
+        (tmp_path / "faces" / name).mkdir(parents=True)
+        Image.new("L", (48, 48), 128).save(tmp_path / "faces" / name / "a.png")
+    assert main(["data", "info", str(tmp_path / "faces")]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "folder:faces/all: 2 images (happy 1, sad 1)",
+        "  (it has no train, val or test folder: every image is in split all)"]
+    assert main(["data", "info", str(tmp_path / "faces"), "--splits", "all"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["folder:faces/all: 2 images (happy 1, sad 1)"]

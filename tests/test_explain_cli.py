@@ -3,6 +3,7 @@
 import argparse
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,13 +114,18 @@ def test_explain_a_contrast_by_class_names(photo, tmp_path):
     (["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--device", "gpu"], "--device gpu: choose auto"),
     (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--color-by", "bogus"], "--color-by bogus: choose"),
     (["analyze", "mini_xception_fer2013", "--dataset", "{folder}", "--calibrate"], "has no val folder to fit"),
+    (["evaluate", "mini_xception_fer2013", "--dataset", "{folder}", "--face", "largest"],  # was ignored, silently
+     "--face largest chooses among the faces found in each photo: it applies only with --faces detect (--faces given "
+     "takes each image as one face)"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "{folder}", "--faces", "given", "--face", "all"],
+     "--face all chooses among the faces found in each photo: it applies only with --faces detect"),
     (["explain", "{photo}", "--model", "lanmsff_ferplus", "--out", "res.json"], "--out res.json: a figure path"),
     (["explain", "{photo}", "--model", "lanmsff_ferplus", "--cmap", "bogus"], "--cmap bogus: not a matplotlib"),
     (["explain", "{photo}", "--model", "lanmsff_ferplus", "--baseline", "grey"], "--baseline grey: choose blur, black"),
     (["sanity", "{photo}", "--model", "lanmsff"], "lanmsff is an architecture, not a trained model"),
     (["sanity", "{photo}", "--model", "mini_xception_fer2013", "--method", "native"],
      "mini_xception (mini_xception_fer2013) has no native attention: choose another method"),
-    (["occlude", "{photo}", "--mask", "{photo}", "--model", "lanmsf"], "unknown model 'lanmsf'"),
+    (["occlude", "{photo}", "--mask", "{photo}", "--model", "lanmsf"], "lanmsf: no such checkpoint"),
     (["train", "--recipe", "lanmsff", "--dataset", "fer2013", "--out", "run", "--init-from", "mini_xception_fer2013"],
      "not 'lanmsff'"),  # the name found from any folder, and its card read before the data is packed
 ])
@@ -153,6 +159,77 @@ def test_numbers_out_of_range_are_refused_by_argparse(argv, capsys):
     assert "is not a p" in capsys.readouterr().err  # "not a positive whole number" / "not a percentile"
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["explain", "x.png", "--model", MINI, "--method", "ig", "--ig-steps", "0"], "--ig-steps: 0 is not a positive"),
+    (["explain", "x.png", "--model", MINI, "--deletion-steps", "0"], "--deletion-steps: 0 is not a positive"),
+    (["explain", "x.png", "--model", MINI, "--random-maps", "-1"], "--random-maps: -1 is not a whole number of 0 or more"),
+    (["explain", "x.png", "--model", MINI, "--alpha", "1.5"], "--alpha: 1.5 is not a fraction in [0, 1]"),
+    (["explain", "x.png", "--model", MINI, "--alpha", "-0.1"], "--alpha: -0.1 is not a fraction in [0, 1]"),
+    (["explain", "x.png", "--model", MINI, "--margin", "-0.2"], "--margin: -0.2 is not a crop margin in [0, 1]"),
+    (["explain", "x.png", "--model", MINI, "--margin", "50"], "--margin: 50 is not a crop margin in [0, 1]"),
+    (["explain", "x.png", "--model", MINI, "--threads", "0"], "--threads: 0 is not a positive"),
+    (["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--batch-size", "0"], "--batch-size: 0 is not a positive"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--batch-size", "-8"], "--batch-size: -8 is not a positive"),
+    (["regions", "mini_xception_fer2013", "--dataset", "ckplus", "--batch-size", "0"], "--batch-size: 0 is not a positive"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--top", "-1"], "--top: -1 is not a positive"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--attention", "-3"], "--attention: -3 is not a whole number of 0 or more"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--disagreement", "-1"], "--disagreement: -1 is not a whole"),
+    (["regions", "mini_xception_fer2013", "--dataset", "ckplus", "--per-class", "-1"], "--per-class: -1 is not a whole number"),
+    (["data", "carry", "ckplus", "--out", "c.zip", "--limit", "-5"], "--limit: -5 is not a positive"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--epochs", "0"], "--epochs: 0 is not a positive"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--batch-size", "0"], "--batch-size: 0 is not"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--limit-train", "-1"], "--limit-train: -1 is"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--limit-val", "0"], "--limit-val: 0 is not"),
+    (["train", "--recipe", "foo", "--dataset", "ckplus", "--out", "r"],
+     "argument --recipe: unknown recipe 'foo': choose lanmsff, lanmsff_short, convcut, mini_xception"),
+])
+def test_option_values_out_of_range_are_refused_by_argparse_naming_the_option(argv, message, tmp_path, monkeypatch,
+                                                                             capsys):
+    """Each used to run on: --ig-steps 0 ended in Captum's AssertionError, --deletion-steps 0 became 32,
+    --batch-size 0 in "range() arg 3 must not be zero", --recipe foo in "error: 'foo'"; negative counts were taken."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_the_recipes_offered_are_the_registrys():
+    from ferx.cli import recipe_name
+    from ferx.train import RECIPES
+
+    assert [recipe_name(name) for name in RECIPES] == list(RECIPES)
+    with pytest.raises(argparse.ArgumentTypeError, match=", ".join(RECIPES)):
+        recipe_name("foo")
+
+
+def test_no_random_maps_means_no_comparison_not_nan(photo, tmp_path):
+    """--random-maps 0 wrote NaN into the JSON (not JSON: strict readers refuse it) and 'rnd nan' on the panel;
+    now the random scores are null and the panel leaves them out. 0 deletion steps is refused, not replaced by 32."""
+    from ferx.explain.faithfulness import deletion_insertion
+
+    out = tmp_path / "p.png"
+    assert main(["explain", str(photo), "--model", MINI, "--method", "gradcam", "--deletion-steps", "4",
+                 "--random-maps", "0", "--out", str(out)]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    (m,) = json.loads(out.with_suffix(".json").read_text(), parse_constant=refuse)["models"][0]["maps"]
+    f = m["faithfulness"]
+    assert f["n_random"] == 0 and f["random_deletion_auc"] is None and f["random_insertion_auc"] is None
+    assert f["n_steps"] == 4 and len(f["deletion_curve"]) == 5
+    from ferx.explain.faithfulness import Faithfulness
+
+    none = Faithfulness(0.2, 0.6, float("nan"), float("nan"), [], [], 0, "blur", 4, 0, 0.1)
+    assert none.random_text("deletion") == "" and none.to_dict()["random_deletion_auc"] is None
+    assert Faithfulness(0.2, 0.6, 0.4, 0.3, [], [], 0, "blur", 4, 1, 0.1).random_text("insertion") == " (rnd 0.30)"
+    import torch
+
+    with pytest.raises(ValueError, match="1 step or more"):
+        deletion_insertion(torch.nn.Identity(), torch.zeros(1, 1, 8, 8), np.ones((8, 8)), 0, n_steps=0)
+
+
 def test_the_clis_options_offer_what_the_core_declares():
     """The parser retypes a few lists (importing their modules would make `ferx --help` wait for torch):
     each must stay what the module that owns it declares."""
@@ -177,8 +254,109 @@ def test_the_clis_options_offer_what_the_core_declares():
         assert tuple(option(command, "--embeddings").choices) == METHODS, command
     assert tuple(option("bundle", "--embeddings").default) == METHODS  # a bundle holds every projection
     assert tuple(option("explain", "--scale").choices) == SCALES
+    assert tuple(option("occlude", "--fill").choices) == tuple(FILLS)  # refused by argparse, before the models load
     assert all(isinstance(getattr(torch, d), torch.dtype) for d in option("train", "--export-dtype").choices)
     for command, flag, names in (("train", "--recipe", RECIPES), ("train", "--augment", AUGMENTS),
                                  ("occlude", "--fill", FILLS), ("analyze", "--color-by", COLOUR_BY)):
         said = option(command, flag).help
         assert all(re.search(rf"\b{re.escape(n)}\b", said) for n in names), (flag, said)
+
+
+@pytest.mark.parametrize("variable, value", [("FERX_PORT", "abc"), ("FERX_PORT", "99999"), ("FERX_CONCURRENCY", "0"),
+                                             ("FERX_MAX_UPLOAD_MB", "1.5"), ("FERX_MAX_ZIP_FILES", "-1"),
+                                             ("FERX_MAX_SESSIONS", "x"), ("FERX_STATE_TTL_S", "ten")])
+def test_a_malformed_app_setting_stops_the_app_alone_in_one_line(variable, value, monkeypatch, capsys):
+    """The FERX_* settings used to be converted when the parser imported webapp/config.py: `FERX_PORT=abc ferx
+    models` ended in a traceback. Now they are read when the app's config is built, before gradio loads."""
+    monkeypatch.setenv(variable, value)
+    assert main(["models"]) == 0
+    with pytest.raises(SystemExit):
+        main(["app", "--help"])
+    assert "--port PORT" in capsys.readouterr().out  # the help still shows the defaults
+    assert main(["app"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"ferx app: error: {variable}={value}: give a whole number") and "\n" not in err
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_app_port_out_of_range_is_refused_by_argparse(port, capsys):
+    with pytest.raises(SystemExit):  # it used to start loading the app, then end in an OverflowError traceback
+        main(["app", "--port", port])
+    assert f"argument --port: {port} is not a port (a whole number from 1 to 65535)" in capsys.readouterr().err
+
+
+def test_app_help_shows_the_defaults_and_where_they_come_from(monkeypatch, capsys):
+    monkeypatch.delenv("FERX_PORT", raising=False)
+    with pytest.raises(SystemExit):
+        main(["app", "--help"])
+    assert "default 7860" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.setenv("FERX_PORT", "8000")
+    with pytest.raises(SystemExit):
+        main(["app", "--help"])
+    assert "default 8000 (from $FERX_PORT)" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["explain", "{photo}", "--model", MINI, "--out", "ro/x.png"], "--out ro/x.png: cannot write in ro (Permission denied)"),
+    (["explain", "{photo}", "--model", MINI, "--out", "ro/new/x.png"], "--out ro/new/x.png: cannot write in ro (Permission"),
+    (["explain", "{photo}", "--model", MINI, "--card", "--out", "dir.png"], "--out dir.png: a folder, not a file"),
+    (["explain", "{photo}", "--model", MINI, "--out", "notes.txt/x.png"], "--out notes.txt/x.png: notes.txt is a file, not a folder"),
+    (["sanity", "{photo}", "--model", MINI, "--out", "ro/s.png"], "--out ro/s.png: cannot write in ro (Permission denied)"),
+    (["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "dir.png"], "--out dir.png: a folder, not a file"),
+    (["evaluate", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "ro/e.json"], "--out ro/e.json: cannot write in ro"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "notes.txt"], "--out notes.txt: a file, not a folder"),
+    (["analyze", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "ro/an"], "--out ro/an: cannot write in ro"),
+    (["regions", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "notes.txt"], "--out notes.txt: a file, not a folder"),
+    (["data", "carry", "ckplus", "--out", "dir.png"], "ferx data carry: error: --out dir.png: a folder, not a file"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "notes.txt"], "--out notes.txt: a file, not a"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "run", "--checkpoint-dir", "ro/ck"],
+     "--checkpoint-dir ro/ck: cannot write in ro"),
+    (["bundle", "mini_xception_fer2013", "--dataset", "ckplus", "--out", "notes.txt"], "--out notes.txt: a file, not a"),
+])
+def test_an_unusable_output_path_is_refused_before_the_work_naming_it_as_given(photo, tmp_path, monkeypatch, capsys,
+                                                                             argv, message):
+    """Outputs were opened after the work, and refused as raw OS errors with the absolute path ('[Errno 21] Is a
+    directory' after scoring, '[Errno 17] File exists', '[Errno 1] Operation not permitted: /abs/ro/x.png')."""
+    import tempfile
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    real = tempfile.TemporaryFile
+
+    def read_only(*args, dir=None, **kwargs):  # root writes anywhere: a read-only folder as a read-only mount has it
+        if dir is not None and Path(dir).resolve() == tmp_path / "ro":
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the work ran before its output path was checked")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    for work in ("ferx.faces.find_faces", "ferx.evaluate.evaluate_checkpoint", "ferx.analysis.analyze",
+                 "ferx.data.datasets.load_split", "ferx.train.train", "ferx.analysis.bundle.build_bundle"):
+        monkeypatch.setattr(work, never)
+    assert main([a.format(photo=photo) for a in argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and str(tmp_path) not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "notes.txt", "ro"]
+    assert not any((tmp_path / "ro").iterdir()) and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_panel_and_its_numbers_are_written_together_or_not_at_all(photo, tmp_path, monkeypatch):
+    """A failure while writing the pair (a full disk, a plotting error) left one half behind; now neither is
+    written, and a pair already there stays as it was."""
+    out = tmp_path / "p.png"
+    out.write_bytes(b"old png")
+    out.with_suffix(".json").write_text("old json")
+
+    def half(path, *args, **kwargs):
+        Path(path).write_bytes(b"half a png")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ferx.explain.panel.render_panel", half)
+    assert main(["explain", str(photo), "--model", MINI, "--method", "gradcam", "--no-faithfulness",
+                 "--out", str(out)]) == 1
+    assert out.read_bytes() == b"old png" and out.with_suffix(".json").read_text() == "old json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json", "p.png"]  # no temporary file left

@@ -122,9 +122,52 @@ def test_ferx_occlude_from_the_command_line(happy_photo, tmp_path, capsys):
                  "--whole-image", "--out", str(out.with_suffix(".png"))]) == 0  # a figure path: JSON beside it
     assert json.loads(out.read_text())["fill"] == "blur" and Image.open(out.with_suffix(".png")).format == "PNG"
     capsys.readouterr()
-    assert main(["occlude", str(photo), "--mask", str(mask), "--model", str(CHECKPOINTS / "mini_xception_fer2013"),
-                 "--whole-image", "--fill", "paint"]) == 1
-    assert "fill must be one of blur, mean, black, got 'paint'" in capsys.readouterr().err
     Image.new("L", (10, 20), 255).save(mask)
     assert main(["occlude", str(photo), "--mask", str(mask), "--model", str(CHECKPOINTS / "mini_xception_fer2013")]) == 1
-    assert f"{mask}: the painted layer is 10x20 px but the photo is 192x192 px" in capsys.readouterr().err
+    assert f"--mask {mask}: the painted layer is 10x20 px but the photo is 192x192 px" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mask, message", [
+    ("nosuch.png", "--mask nosuch.png: file not found"),  # "the mask cannot be read (FileNotFoundError)"
+    ("folder", "--mask folder: not a file"),  # (IsADirectoryError)
+    ("empty.png", "--mask empty.png: empty file"),
+    ("notes.png", "--mask notes.png: not an image ferx reads (JPEG, PNG, WebP, BMP, GIF, TIFF or PGM)"),  # (Unidentified...)
+])
+def test_ferx_occlude_names_a_bad_mask_as_a_bad_photo_is_named_before_the_models_load(happy_photo, tmp_path,
+                                                                                    monkeypatch, capsys, mask, message):
+    from ferx.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("the models loaded for a refused mask")
+
+    monkeypatch.setattr("ferx.explain.report.open_model", never)
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(happy_photo.rgb).save("happy.png")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("not a picture")
+    assert main(["occlude", "happy.png", "--mask", mask, "--model", "mini_xception_fer2013"]) == 1
+    assert capsys.readouterr().err.strip() == f"ferx occlude: error: {message}"
+
+
+def test_ferx_occlude_refuses_a_bad_fill_and_out_and_warns_of_an_empty_mask(happy_photo, tmp_path, monkeypatch, capsys):
+    """--fill pink was refused after the models loaded; --out o.txt wrote o.json and o.png without a word; an
+    all-black mask scored the face as it is, without a word."""
+    from ferx.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(happy_photo.rgb).save("happy.png")
+    Image.new("L", happy_photo.original_size, 0).save("black.png")
+    with pytest.raises(SystemExit):
+        main(["occlude", "happy.png", "--mask", "black.png", "--model", "mini_xception_fer2013", "--fill", "pink"])
+    assert "argument --fill: invalid choice: 'pink'" in capsys.readouterr().err
+    assert main(["occlude", "happy.png", "--mask", "black.png", "--model", "mini_xception_fer2013", "--out", "o.txt"]) == 1
+    assert capsys.readouterr().err.strip() == ("ferx occlude: error: --out o.txt: give a .json or .png path (both are "
+                                               "written: o.json and o.png)")
+    assert main(["occlude", "happy.png", "--mask", "black.png", "--model", "mini_xception_fer2013", "--whole-image",
+                 "--out", "o"]) == 0
+    printed = capsys.readouterr()
+    assert printed.err.strip() == ("warning: nothing painted: --mask black.png has no pixel brighter than mid-grey (nor, "
+                                   "with alpha, any pixel above alpha 0); the face is scored as it is")
+    assert "0% of face 0's crop painted over" in printed.out and "wrote o.json and o.png" in printed.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["black.png", "happy.png", "o.json", "o.png"]

@@ -94,3 +94,21 @@ def test_the_figure_says_when_a_randomised_map_is_flat(happy_face):
     fig = check.figure(face=happy_face)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert texts == ["flat: every\nvalue 0"]  # the flat map only
+
+
+def test_cli_refuses_more_steps_than_the_model_has_layers_before_any_map(tmp_path, monkeypatch, capsys):
+    """--steps 99 on mini-Xception was cut to its 37 layers with weights, silently; now it is refused, naming the
+    maximum, before the photo is read or any map computed."""
+    from ferx.cli import main
+    from ferx.explain.sanity import max_steps
+
+    def never(*args, **kwargs):
+        raise AssertionError("the maps were computed for a refused check")
+
+    monkeypatch.setattr("ferx.explain.sanity.cascading_randomization", never)
+    mini = CHECKPOINTS / "mini_xception_fer2013"
+    assert max_steps(load_checkpoint(mini).model) == 37
+    assert main(["sanity", str(tmp_path / "missing.png"), "--model", str(mini), "--steps", "38"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("ferx sanity: error: --steps 38: mini_xception (mini_xception_fer2013) has 37 layers with weights, "
+                   "so at most 37 steps (one layer each)")

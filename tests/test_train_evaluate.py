@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -286,8 +287,10 @@ def test_cli_evaluate_writes_json_and_reports_errors(data_root, tmp_path, capsys
     # its faces over the split, so every class is scored, each about as often as in the whole split
     support = {c: m["support"] for c, m in result["per_class"].items()}
     assert min(support.values()) > 0 and abs(support["happy"] - 300 * 879 / 3589) <= 1
-    assert main(["evaluate", str(tmp_path / "missing"), "--dataset", "fer2013"]) == 1
-    assert "not a ferx checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # refused by argparse, as explain refuses it
+        main(["evaluate", str(tmp_path / "missing"), "--dataset", "fer2013"])
+    assert f"argument checkpoint: {tmp_path / 'missing'}: no such checkpoint: give a checkpoint folder" in \
+        capsys.readouterr().err
 
 
 def test_commands_take_a_committed_checkpoint_by_its_name_from_any_folder(data_root, tmp_path, monkeypatch, capsys):
@@ -305,7 +308,7 @@ def test_commands_take_a_committed_checkpoint_by_its_name_from_any_folder(data_r
     Image.fromarray(pack_split(load_fer2013(data_root, "test"), progress=False).images[0]).save(face)
     assert main(["explain", str(face), "--model", "lanmsf_ferplus", "--whole-image"]) == 1
     err = capsys.readouterr().err
-    assert "unknown model 'lanmsf_ferplus'" in err and "lanmsff_ferplus" in err and "mini_xception_fer2013" in err
+    assert "lanmsf_ferplus: no such checkpoint" in err and "lanmsff_ferplus" in err and "mini_xception_fer2013" in err
 
 
 def test_batched_inference_leaves_the_model_ready_for_gradients():
@@ -471,3 +474,41 @@ def test_ferx_models_lists_each_checkpoint_with_its_own_input(capsys):
         spec = card["input_spec"]
         line = next(row for row in out.splitlines() if row.strip().startswith(card_path.parent.name + " "))
         assert f"{spec['size']}x{spec['size']}x{spec['channels']}" in line and f"{len(card['labels'])} classes" in line
+
+
+def test_resume_without_a_saved_run_is_refused_before_any_data_is_packed(tmp_path, monkeypatch, capsys):
+    """--resume used to start a fresh run, silently, where OUT had no state.pt (a typo in --out lost the
+    stopped run's place); now it is refused in one line, before the data is read or the folder is made."""
+    def never(*args, **kwargs):
+        raise AssertionError("the data was packed for a refused run")
+
+    monkeypatch.setattr("ferx.train._packed_splits", never)
+    run = tmp_path / "runs" / "typo"
+    assert main(["train", "--recipe", "mini_xception", "--dataset", "fer2013", "--out", str(run), "--resume"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"ferx train: error: --resume: {run} has no state.pt to resume from (no run was saved there); "
+                   "leave out --resume to start a new run")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_missing_checkpoint_dataset_or_folder_is_named_as_missing(tmp_path, monkeypatch, capsys):
+    """`evaluate nosuch` said "nosuch is not a ferx checkpoint: card.json not found" where explain listed the
+    checkpoints there are (now one message, ferx.paths.no_checkpoint); `--dataset /path/not/there` said "unknown
+    dataset ... use one of fer2013, ..."; `models --checkpoints nodir` listed nothing and exited 0."""
+    from ferx.explain.report import open_model
+    from ferx.paths import no_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["evaluate", "nosuch", "--dataset", "ckplus"])
+    err = capsys.readouterr().err
+    assert f"ferx evaluate: error: argument checkpoint: {no_checkpoint('nosuch')}" in err
+    assert no_checkpoint("nosuch").startswith("nosuch: no such checkpoint: give a checkpoint folder or the name of one")
+    assert "mini_xception_fer2013" in no_checkpoint("nosuch")
+    with pytest.raises(ValueError, match=re.escape(no_checkpoint("nosuch"))):
+        open_model("nosuch", untrained=False)  # what ferx explain --model nosuch says, before its --untrained hint
+    assert main(["evaluate", "mini_xception_fer2013", "--dataset", "nodir_ds/"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "ferx evaluate: error: nodir_ds/: no such folder or zip"
+    assert main(["models", "--checkpoints", "nodir"]) == 1
+    printed = capsys.readouterr()
+    assert printed.err.strip() == "ferx models: error: --checkpoints nodir: no such folder" and printed.out == ""

@@ -48,9 +48,24 @@ def fit_pca(x: np.ndarray, seed: int = 0):
     return PCA(2, random_state=seed).fit(x)
 
 
+# the fewest faces each projection is computed for: PCA's 2 axes need 2; t-SNE's perplexity must stay below the
+# number of faces; UMAP needs 2 neighbours per face and its spectral layout more faces than its 2 axes plus one
+MIN_FACES = {"pca": 2, "tsne": 3, "umap": 4}
+PRE_PCA = 50  # t-SNE starts from at most this many principal components (never more than the faces or dimensions)
+
+
+def check_projectable(n: int, method: str) -> None:
+    """Refuse, before any work, a projection of ``n`` faces that is too few for ``method`` (:data:`MIN_FACES`)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown projection {method!r}; expected one of {METHODS}")
+    if n < MIN_FACES[method]:
+        raise ValueError(f"{method} needs at least {MIN_FACES[method]} faces, not {n}")
+
+
 def compute_projection(embeddings: np.ndarray, method: str, seed: int = 0, fitted: dict | None = None) -> np.ndarray:
     """N x 2 coordinates of standardised embeddings; a UMAP reducer is left in ``fitted["reducer"]``
-    (it can place new faces: ``reducer.transform``)."""
+    (it can place new faces: ``reducer.transform``). Fewer faces than :data:`MIN_FACES` are refused."""
+    check_projectable(len(embeddings), method)
     x = standardiser(embeddings)(embeddings)
     if method == "pca":
         return fit_pca(x, seed).transform(x)
@@ -58,13 +73,16 @@ def compute_projection(embeddings: np.ndarray, method: str, seed: int = 0, fitte
         from sklearn.decomposition import PCA
         from sklearn.manifold import TSNE
 
-        if x.shape[1] > 50:  # the usual PCA pre-reduction: same neighbourhoods, much faster
-            x = PCA(50, random_state=seed).fit_transform(x)
-        return TSNE(2, perplexity=min(30, max(5, (len(x) - 1) // 3)), init="pca", random_state=seed).fit_transform(x)
+        components = min(PRE_PCA, *x.shape)  # PCA finds at most as many axes as faces (9 faces: 9, not 50)
+        if x.shape[1] > components:  # the usual PCA pre-reduction: same neighbourhoods, much faster
+            x = PCA(components, random_state=seed).fit_transform(x)
+        perplexity = min(30, max(5, (len(x) - 1) // 3), len(x) - 1)  # below the number of faces
+        return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
     if method == "umap":
         _numba_cache()
         import umap
 
+        # no PCA first: the cached reducer places new faces from their embeddings (reducer.transform)
         reducer = umap.UMAP(n_neighbors=min(15, len(x) - 1), min_dist=0.1, random_state=seed)
         coords = reducer.fit_transform(x)
         if fitted is not None:

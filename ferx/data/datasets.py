@@ -336,6 +336,10 @@ def load_split(dataset: str, split: str, data_root: str | Path | None = None,
         return _load_zip(path, split, Path(cache_dir) if cache_dir else default_cache_dir("zips"), max_files)
     if path.is_dir():
         return load_image_folder(dataset, split)
+    if path.exists():
+        raise ValueError(f"{dataset}: not an image folder or zip")
+    if any(sep in dataset for sep in ("/", "\\")) or dataset.startswith((".", "~")) or path.suffix.lower() == ".zip":
+        raise ValueError(f"{dataset}: no such folder or zip")  # a path, not a dataset's name
     raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}, or a path to an image folder "
                      "or zip")
 

@@ -66,7 +66,14 @@ class Faithfulness:
         d = asdict(self)
         for k in ("deletion_curve", "insertion_curve"):
             d[k] = [round(v, 5) for v in d[k]]
+        if not self.n_random:  # no random maps to compare with: null, not NaN (which is not JSON)
+            d["random_deletion_auc"] = d["random_insertion_auc"] = None
         return d
+
+    def random_text(self, score: str) -> str:
+        """`` (rnd 0.41)``: the random maps' mean score beside the map's, or nothing where none were drawn."""
+        value = {"deletion": self.random_deletion_auc, "insertion": self.random_insertion_auc}[score]
+        return f" (rnd {value:.2f})" if self.n_random else ""
 
 
 def _probs(model: nn.Module, batch: torch.Tensor, target: int, batch_size: int) -> np.ndarray:
@@ -96,6 +103,8 @@ def deletion_insertion(model: nn.Module, x: torch.Tensor, explanation: Explanati
     (its ``values`` are used) or an H x W array. ``target``: the class whose probability is
     followed; default the map's target, else the predicted class.
     """
+    if n_steps < 1 or n_random < 0:
+        raise ValueError(f"deletion/insertion takes 1 step or more and 0 random maps or more, not {n_steps} and {n_random}")
     x = as_batch(x)
     if x.shape[0] != 1:
         raise ValueError("deletion_insertion scores one image at a time (its steps form the batch)")

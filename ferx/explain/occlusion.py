@@ -68,23 +68,22 @@ def read_masks(sources, size: tuple[int, int], name: str = "the painted photo") 
     is painted where alpha > 0, a grey or colour mask (the command line's) where it is brighter than
     mid-grey. A file declaring far more pixels than the photo (``size``: width, height) is refused
     unread; all of them are combined by :func:`painted_mask`."""
-    import io
-
-    from PIL import Image
+    from ferx.faces import ImageError, open_image
 
     layers = []
     for source in sources:
-        try:
-            with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
-                if im.size[0] * im.size[1] > 4 * size[0] * size[1]:
-                    raise ValueError(f"{name}: the mask is {im.size[0]}x{im.size[1]} px, far larger than the photo "
-                                     f"({size[0]}x{size[1]} px)")
+        im, _, _ = open_image(source, name=name)  # the photo's checks and words: "file not found", "not an image ..."
+        with im:
+            if im.size[0] * im.size[1] > 4 * size[0] * size[1]:
+                raise ValueError(f"{name}: the mask is {im.size[0]}x{im.size[1]} px, far larger than the photo "
+                                 f"({size[0]}x{size[1]} px)")
+            try:
                 if "A" in im.getbands() or "transparency" in im.info:
                     layers.append(np.asarray(im.convert("RGBA")))
                     continue
                 gray = np.asarray(im.convert("L"))
-        except (OSError, Image.DecompressionBombError) as err:
-            raise ValueError(f"{name}: the mask cannot be read ({type(err).__name__})") from None
+            except Exception as err:  # as a photo that cannot be decoded is refused
+                raise ImageError(f"{name}: cannot decode ({type(err).__name__}) — truncated or corrupt file?") from None
         layers.append(np.dstack([gray, gray, gray, np.where(gray > 127, 255, 0).astype(np.uint8)]))
     return painted_mask(layers, size, name)
 

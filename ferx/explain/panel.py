@@ -100,8 +100,8 @@ def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale
             if flat := flat_range(sc):  # the range its colour bar spans
                 title += f"\n{flat}"
             if faith is not None:
-                title += (f"\ndel {faith.deletion_auc:.2f} (rnd {faith.random_deletion_auc:.2f}) "
-                          f"ins {faith.insertion_auc:.2f} (rnd {faith.random_insertion_auc:.2f})")
+                title += (f"\ndel {faith.deletion_auc:.2f}{faith.random_text('deletion')} "
+                          f"ins {faith.insertion_auc:.2f}{faith.random_text('insertion')}")
             ax.set_title(title, fontsize=6.5)
             ax.axis("off")
             if m.regions is not None:  # facial-region breakdown: mass share (area share) of the top regions

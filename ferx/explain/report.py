@@ -58,21 +58,17 @@ def open_model(model: str, *, untrained: bool | None = None, seed: int = 0, devi
     from ferx.data.labels import get_label_set
     from ferx.device import resolve_device
     from ferx.models import create_model, get_model_info, list_models
-    from ferx.paths import checkpoint_path, committed_checkpoints, default_checkpoints
+    from ferx.paths import checkpoint_path, naming_a_checkpoint, no_checkpoint
 
     device = resolve_device(device)
     path = checkpoint_path(model)
     if (path / "card.json").is_file():  # a checkpoint is always its trained weights; untrained= is for names
         return load_checkpoint(path, device)
-    named = committed_checkpoints()
-    give = "give a checkpoint folder" + (f" or the name of one in {default_checkpoints()} ({', '.join(named)})"
-                                         if named else " (e.g. checkpoints/mini_xception_fer2013)")
-    if model not in list_models():
-        hint = f"{model} is a folder without card.json" if path.is_dir() else f"unknown model {model!r}"
-        raise ValueError(f"{hint}: {give}" + (f", or a registry name ({', '.join(list_models())}) with --untrained"
-                                              if untrained is not None else ""))
+    if model not in list_models():  # the message every command gives for a checkpoint it cannot find
+        raise ValueError(no_checkpoint(model) + (f", or a registry name ({', '.join(list_models())}) with --untrained"
+                                                 if untrained is not None else ""))
     if not untrained:
-        raise ValueError(f"{model} is an architecture, not a trained model: {give}"
+        raise ValueError(f"{model} is an architecture, not a trained model: {naming_a_checkpoint()}"
                          + (", or add --untrained to explain random weights (outputs are labelled untrained)"
                             if untrained is not None else ""))
     info = get_model_info(model)
@@ -150,7 +146,7 @@ def explain_face(em: LoadedModel, face, methods, *, target: int | None = None, c
     methods = [get_method(m) for m in dict.fromkeys(canonical_method(m) for m in methods)]  # unique, in order
     native_asked = any(m.family == "native" for m in methods)
     default_steps, default_random = deletion_budget(em.model)
-    deletion_steps = deletion_steps or default_steps
+    deletion_steps = deletion_steps if deletion_steps is not None else default_steps  # 0 is refused, not replaced
     n_random = n_random if n_random is not None else default_random
     x = face.model_input(em.input_spec).to(next(em.model.parameters()).device)
     maps, channel_weights, notes = [], {}, []

@@ -182,11 +182,20 @@ def _unit(values: np.ndarray) -> np.ndarray:
     return np.zeros_like(values, dtype=np.float64) if hi <= lo else (values - lo) / (hi - lo)
 
 
+def _layers(model: nn.Module) -> list[str]:
+    """The model's parameterised layers from the head down (registration order is the forward order in ferx's models)."""
+    return [name for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))][::-1]
+
+
+def max_steps(model: nn.Module) -> int:
+    """The most steps a check of ``model`` takes: one parameterised layer each (more are cut to this)."""
+    return len(_layers(model))
+
+
 def layer_groups(model: nn.Module, n_steps: int) -> list[list[str]]:
-    """The model's parameterised layers from the head down, in ``n_steps`` consecutive groups
-    (registration order is the forward order in ferx's models)."""
-    layers = [name for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
-    layers.reverse()
+    """The model's parameterised layers from the head down, in ``n_steps`` consecutive groups (at most
+    :func:`max_steps`)."""
+    layers = _layers(model)
     return [list(g) for g in np.array_split(np.array(layers, dtype=object), min(n_steps, len(layers))) if len(g)]
 
 

@@ -91,7 +91,14 @@ def convert_keras_h5(path: str | Path) -> dict[str, torch.Tensor]:
     """
     import h5py
 
-    with h5py.File(path, "r") as f:
+    name = Path(path).name
+    if not Path(path).is_file():
+        raise ValueError(f"{name}: file not found" if not Path(path).exists() else f"{name}: not a file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:  # h5py's own words: "Unable to synchronously open file (file signature not found)"
+        raise ValueError(f"{name}: not an HDF5 file (a Keras .hdf5 / .h5 model)") from None
+    with f:
         if "model_weights" not in f:
             raise ValueError(f"{path}: not a Keras model file (no 'model_weights' group)")
         w = f["model_weights"]

@@ -226,7 +226,7 @@ def test_sanity_check_through_the_api(server, face_png):
     assert "class *happy*" in verdicts and "**Grad-CAM**: mean ρ" in verdicts
     assert "**MassAtt block 4**: mean ρ" in verdicts  # LANMSFF's own attention is checked too, named for people
     assert plot is not None
-    assert table["headers"] == ["randomised", "MassAtt block 2", "MassAtt block 4", "Grad-CAM"]
+    assert table["headers"] == ["randomised from the head down to", "MassAtt block 2", "MassAtt block 4", "Grad-CAM"]
     assert [row[0] for row in table["data"]][0] == "0: trained" and len(table["data"]) == 3  # the trained + 2 steps
     assert [row[1] for row in table["data"]][0] == 1.0  # each map matches itself before any randomisation
     import json

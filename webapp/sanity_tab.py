@@ -46,7 +46,7 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
     # long the layer names, instead of a table wider than the panel
     table = check.spearman_table().T
     table.columns = [map_title(name) for name in table.columns]
-    table.insert(0, "randomised", [f"{s.index}: {s.label}" for s in check.steps])
+    table.insert(0, "randomised from the head down to", [f"{s.index}: {s.label}" for s in check.steps])
     mean = check.mean_similarity()
     lines = [f"**{loaded.display}**, class *{check.target_label}* (fixed at every step):"]
     for name, flag in check.independent().items():

@@ -131,6 +131,7 @@ def embedding_figure(coords: np.ndarray, run: ModelRun, color_by: str = "true", 
     fig.update_layout(title=f"{run.name}: {method.upper()} of embeddings, coloured by {COLOUR_BY[color_by]}"
                             f"<br><sub>{split_title(run.dataset, run.split)}, {len(run)} faces</sub>",
                       height=560, legend_title=COLOUR_BY[color_by], dragmode="lasso", margin=dict(l=40, r=20, t=70, b=40),
+                      modebar_orientation="v",  # down the right edge: across the top it covered the title's end
                       xaxis_title=f"{method.upper()} 1", yaxis_title=f"{method.upper()} 2")
     return fig
 

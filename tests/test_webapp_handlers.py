@@ -456,3 +456,38 @@ def test_the_models_tab_says_what_each_model_is_in_plain_words_and_folds_the_tra
         assert summary == bank.models[name].card["summary"] and summary not in body  # said once, unfolded
         assert "sha256" not in summary and "sha256" in body
     assert all("## Notes" in body for name, (_, body) in offered.items() if name != "mini_xception_fer2013")
+
+
+def test_each_stability_cell_gives_the_probability_of_the_label_it_names(bank, data_root):
+    """A flipped version read "✗ angry 0.12": angry was the new top-1, 0.12 the original label's (neutral's)
+    probability, and users read "angry 12 %". Every label in a cell now stands beside its own probability,
+    checked here against the model's scores of the very versions the gallery shows."""
+    import re
+
+    import torch
+
+    from ferx.data.preprocess import to_model_input
+    from webapp.stability_tab import run_stability
+
+    photo = data_root / "ferplus" / "data" / "FER2013Test" / "fer0032220.png"  # a frown the model half-reads as anger
+    summary, table, gallery = run_stability(bank, str(photo), True, 0, [MODEL])
+    cells = table[MODEL].tolist()
+    loaded = bank.models[MODEL]
+    with torch.inference_mode():
+        x = to_model_input(torch.as_tensor(np.stack([image for image, _ in gallery])), loaded.input_spec)
+        probs = torch.softmax(loaded.model(x).float(), dim=1).numpy()
+    classes = list(loaded.classes)
+    original = classes[int(probs[0].argmax())]
+    assert f"**{MODEL}**: *{original}*" in summary
+    flipped = 0
+    for cell, p, (_, version) in zip(cells, probs[1:], gallery[1:]):
+        named = re.findall(r"([a-z]+)\s(\d\.\d\d)", cell)  # every "label probability" pair the cell shows
+        top = classes[int(p.argmax())]
+        if top == original:
+            assert cell.startswith(f"✓ {top}") and [label for label, _ in named] == [top], (version, cell)
+        else:
+            flipped += 1
+            assert cell.startswith(f"✗ now {top}") and [label for label, _ in named] == [top, original], (version, cell)
+        for label, shown in named:
+            assert abs(float(shown) - p[classes.index(label)]) <= 0.005 + 1e-6, (version, cell)
+    assert flipped >= 1  # the face has versions whose label flips: the ✗ cells are checked too

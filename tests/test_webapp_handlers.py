@@ -491,3 +491,26 @@ def test_each_stability_cell_gives_the_probability_of_the_label_it_names(bank, d
         for label, shown in named:
             assert abs(float(shown) - p[classes.index(label)]) <= 0.005 + 1e-6, (version, cell)
     assert flipped >= 1  # the face has versions whose label flips: the ✗ cells are checked too
+
+
+def test_a_number_out_of_range_is_taken_as_the_nearest_allowed_not_an_error_on_every_panel(bank, analysis, data_root):
+    """Page 0 raised gradio's "Value 0 is less than minimum value 1." twice, red "Error" pills over the status
+    lines and the Page box, and the gallery emptied, while page 9 (past the last) quietly showed the last page;
+    face -1 on Compare did the same. Both ends now take the nearest number allowed, and the page box shows it."""
+    from webapp.app import build_app
+    from webapp.compare_tab import compare
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import open_in_explain, page_of, selection
+
+    demo = build_app(AppConfig(data_root=data_root, checkpoints=CHECKPOINTS), bank)
+    page_box = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "dataset-gallery-page")
+    face_box = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Face to score (0 = the most "
+                    "face-like)")
+    chosen = selection(MODEL, range(len(analysis.packed)), "all the faces", "ranking")
+    for typed in (0, -3, 1, 9):
+        items, _, title, summary, page = page_of(analysis, chosen, "as given", page_box.preprocess(typed))
+        assert page == 1 and len(items) == len(analysis.packed), typed  # one page of 40: the box shows 1
+        assert title == "all the faces" and summary.startswith(f"**{len(analysis.packed)} faces**")
+    assert face_box.preprocess(-1) == 0 and face_box.preprocess(2.4) == 2
+    path = open_in_explain(analysis, [0], 0, set())[0]
+    assert "scoring face 0" in compare(bank, path, True, face_box.preprocess(-1))[0]

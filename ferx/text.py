@@ -11,3 +11,10 @@ def choices_text(choices: dict[str, str]) -> str:
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
     """'1 face', '3 faces', '0 faces'."""
     return f"{n:,} {noun if n == 1 else plural_form or noun + 's'}"
+
+
+def short_count(n: int) -> str:
+    """A count to three figures (or whole millions), for a table: '52.9 M', '356 k', '950', '1,235 M'."""
+    if n >= 999_500:
+        return f"{n / 1e6:.3g} M" if n < 999_500_000 else f"{n / 1e6:,.0f} M"
+    return f"{n / 1e3:.3g} k" if n >= 999.5 else f"{n}"

@@ -438,10 +438,18 @@ def test_the_models_tab_opens_with_one_row_per_model_and_its_measured_accuracy(b
 
     page = models_markdown(bank)
     table = page[:page.index("\n---\n")]  # before the first card
+    # three columns, the input and size under what it is: five broke "input", "112×112" and "52,906,984" mid-way
+    # in a 1,024-px window
+    assert "| checkpoint | what it is | measured by `ferx evaluate` |" in table
     for name in bank.names:
-        run = next(m for m in read_card(CHECKPOINTS / name)["metrics"] if m["split"] == "test")
+        card = read_card(CHECKPOINTS / name)
+        run = next(m for m in card["metrics"] if m["split"] == "test")
         row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
         assert f"accuracy **{run['accuracy']:.2%}**" in row and f"{run['n']:,} faces" in row
+        size = bank.models[name].input_spec.size
+        what = row.split(" | ")[1]
+        assert f"<br>{size}×{size} " in what and what.endswith(" parameters")
+    assert "64×64 gray · 57 k parameters" in table  # mini-Xception's 56,951
 
 
 def test_the_models_tab_says_what_each_model_is_in_plain_words_and_folds_the_training_log(bank):

@@ -294,7 +294,7 @@ def test_without_data_the_examples_are_two_portraits_whose_face_is_found(tmp_pat
     from webapp.compare_tab import example_photos
 
     examples = example_photos(tmp_path / "no-data")
-    assert [caption.split(",")[0] for _, caption in examples] == ["Photo: Eileen Collins", "Photo: Grace Hopper"]
+    assert [caption.split(" (")[0] for _, caption in examples] == ["Photo: Eileen Collins", "Photo: Grace Hopper"]
     for path, _ in examples:
         assert len(find_faces(load_photo(path)).faces) >= 1
 
@@ -522,3 +522,17 @@ def test_a_number_out_of_range_is_taken_as_the_nearest_allowed_not_an_error_on_e
     assert face_box.preprocess(-1) == 0 and face_box.preprocess(2.4) == 2
     path = open_in_explain(analysis, [0], 0, set())[0]
     assert "scoring face 0" in compare(bank, path, True, face_box.preprocess(-1))[0]
+
+
+def test_every_example_caption_is_shown_whole_in_the_examples_table(data_root, tmp_path):
+    """gradio's examples table shows a caption's first 60 characters: the portraits' read "Photo: Eileen Collins,
+    NASA portrait (public domain) · no la...", the "no label" lost. Every caption, with data or without, fits."""
+    import re
+
+    from webapp.compare_tab import EXAMPLE_CAPTION_CHARS, example_photos
+
+    examples = example_photos(data_root)
+    assert len(examples) == 6  # four FER-2013 faces, two portraits
+    for _, caption in examples:
+        assert len(caption) <= EXAMPLE_CAPTION_CHARS, caption
+        assert caption.endswith(" · no label") or re.search(r" · true label: [a-z]+$", caption), caption

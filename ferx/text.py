@@ -8,6 +8,12 @@ def choices_text(choices: dict[str, str]) -> str:
     return "; ".join(f"{name}: {text}" for name, text in choices.items())
 
 
+def unbroken(*parts) -> str:
+    """``parts`` joined by no-break spaces: a narrow cell or caption wraps around them, never between a label and
+    its number ("angry 0.41")."""
+    return "\u00a0".join(str(p) for p in parts)
+
+
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
     """'1 face', '3 faces', '0 faces'."""
     return f"{n:,} {noun if n == 1 else plural_form or noun + 's'}"

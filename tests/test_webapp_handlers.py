@@ -536,3 +536,34 @@ def test_every_example_caption_is_shown_whole_in_the_examples_table(data_root, t
     for _, caption in examples:
         assert len(caption) <= EXAMPLE_CAPTION_CHARS, caption
         assert caption.endswith(" · no label") or re.search(r" · true label: [a-z]+$", caption), caption
+
+
+def test_the_disagreement_gallery_says_how_many_of_all_disagreements_it_shows_and_both_labels(bank, analysis,
+                                                                                             monkeypatch):
+    """It said "60 faces · lanmsff_fer2013: accuracy 58.3%" beside an A x B matrix of 1,109 disagreements, and its
+    captions showed model A alone ("#3367 surprise ✓ 0.85" read like an agreement). Now the title counts what is
+    shown of all the disagreements, each caption gives both models' labels, the summary both models' figures."""
+    from ferx.analysis import cross_model_frame
+    from webapp import dataset_tab
+    from webapp.dataset_tab import Analysis, first_page, show_failures
+
+    other = analyze_packed([bank.models["mini_xception_fer2013"]], analysis.packed, progress=False)[0]
+    both = Analysis([other, analysis.runs[0]], analysis.packed)
+    a, b = other.name, MODEL
+    total = len(analysis.packed) - int(np.trace(cross_model_frame(other, analysis.runs[0]).to_numpy()))
+    assert total > 5
+    monkeypatch.setattr(dataset_tab, "GALLERY_LIMIT", 5)  # a page of 5: the 40 faces' disagreements run past it
+    chosen = show_failures(both, "Model A vs B disagreement", a, a, b)
+    items, shown, title, summary, _ = first_page(both, chosen, "as given")
+    assert title == f"**5 of {total} faces** where {a} (A) and {b} (B) disagree, both surest first"
+    names_a, names_b = (np.asarray(r.model_classes)[r.preds] for r in both.runs)
+    for (_, caption), i in zip(items, shown):
+        true = analysis.packed.classes[analysis.packed.targets[i]]
+        assert names_a[i] != names_b[i]
+        assert caption.replace("\u00a0", " ") == (f"#{i} {true} · A {names_a[i]} {other.confidence[i]:.2f} · "
+                                                  f"B {names_b[i]} {analysis.runs[0].confidence[i]:.2f}")
+    assert len(items) == 5 and summary.startswith(f"**5 faces** · A {a}: accuracy **")
+    assert f" · B {b}: accuracy **" in summary
+    monkeypatch.setattr(dataset_tab, "GALLERY_LIMIT", 60)  # every disagreement on one page: no "of"
+    title = first_page(both, show_failures(both, "Model A vs B disagreement", a, a, b), "as given")[2]
+    assert title.startswith(f"**{total} faces** where {a} (A) and {b} (B) disagree")

@@ -73,7 +73,10 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
 
 # A clicked cell of a read-only table keeps its number legible: gradio paints the selected cell's text on
 # white, and the matrices' darkest cells have near-white numbers (the 781 of a confusion diagonal vanished).
-CSS = ".body-cell.cell-selected span.text { background: transparent !important; }"
+CSS = (".body-cell.cell-selected span.text { background: transparent !important; }"
+       # a face's caption in the Dataset gallery wraps rather than being cut: two models' labels ("#3367 surprise ·
+       # A surprise 0.85 · B neutral 0.85") lost B's to an ellipsis
+       " #dataset-gallery .caption-label { white-space: normal; }")
 
 
 def launch_options(cfg: AppConfig) -> dict:

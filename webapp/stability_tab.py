@@ -12,6 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from ferx.explain.stability import VARIANTS, stability_probe
+from ferx.text import unbroken
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.tables import result_table
@@ -26,15 +27,12 @@ INTRO = ("### Stability probe: the same face, as a camera might take it again\n"
          "shifts undone).")
 
 
-NBSP = "\u00a0"  # a narrow cell wraps between its parts, never between a label and its probability
-
-
 def version_cell(row, label: str) -> str:
     """One version as one model scored it, each probability beside the label it is of: ``✓ happy 0.93 · ρ 0.91``
     (the label kept), ``✗ now angry 0.41 · neutral 0.12 · ρ 0.00`` (the new top-1, then the original ``label``'s)."""
-    said = (f"✓ {row.top1}{NBSP}{row.top1_prob:.2f}" if row.keeps_label
-            else f"✗ now {row.top1}{NBSP}{row.top1_prob:.2f} · {label}{NBSP}{row.prob_of_label:.2f}")
-    return f"{said} · ρ{NBSP}{row.map_spearman:.2f}"
+    top = unbroken(row.top1, f"{row.top1_prob:.2f}")  # a narrow cell wraps between its parts
+    said = f"✓ {top}" if row.keeps_label else f"✗ now {top} · {unbroken(label, f'{row.prob_of_label:.2f}')}"
+    return f"{said} · {unbroken('ρ', f'{row.map_spearman:.2f}')}"
 
 
 @user_errors

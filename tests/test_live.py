@@ -73,3 +73,14 @@ def test_the_live_handlers_stream_a_frame_and_draw_maps_on_demand(bank, frame, t
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
     message = live_step(bank, str(broken), chosen, None)[0]  # one bad frame: a message, the stream goes on
     assert message.startswith("**webcam frame: ") and str(tmp_path) not in message
+
+
+def test_maps_pressed_before_any_stream_is_a_hint_not_an_error(bank, monkeypatch):
+    """A first click on "Maps of this moment" before recording raised a red "Error" toast; it is a neutral
+    hint now, and the gallery keeps what it showed."""
+    from webapp.live_tab import live_maps
+
+    hints = []
+    monkeypatch.setattr(gr, "Info", hints.append)
+    assert live_maps(bank, None, ["mini_xception_fer2013"]) == gr.skip()
+    assert len(hints) == 1 and hints[0].startswith("Start the webcam stream first")

@@ -294,7 +294,7 @@ def test_without_data_the_examples_are_two_portraits_whose_face_is_found(tmp_pat
     from webapp.compare_tab import example_photos
 
     examples = example_photos(tmp_path / "no-data")
-    assert [caption.split(",")[0] for _, caption in examples] == ["Photo: Eileen Collins", "Photo: Grace Hopper"]
+    assert [caption.split(" (")[0] for _, caption in examples] == ["Photo: Eileen Collins", "Photo: Grace Hopper"]
     for path, _ in examples:
         assert len(find_faces(load_photo(path)).faces) >= 1
 
@@ -438,10 +438,18 @@ def test_the_models_tab_opens_with_one_row_per_model_and_its_measured_accuracy(b
 
     page = models_markdown(bank)
     table = page[:page.index("\n---\n")]  # before the first card
+    # three columns, the input and size under what it is: five broke "input", "112×112" and "52,906,984" mid-way
+    # in a 1,024-px window
+    assert "| checkpoint | what it is | measured by `ferx evaluate` |" in table
     for name in bank.names:
-        run = next(m for m in read_card(CHECKPOINTS / name)["metrics"] if m["split"] == "test")
+        card = read_card(CHECKPOINTS / name)
+        run = next(m for m in card["metrics"] if m["split"] == "test")
         row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
         assert f"accuracy **{run['accuracy']:.2%}**" in row and f"{run['n']:,} faces" in row
+        size = bank.models[name].input_spec.size
+        what = row.split(" | ")[1]
+        assert f"<br>{size}×{size} " in what and what.endswith(" parameters")
+    assert "64×64 gray · 57 k parameters" in table  # mini-Xception's 56,951
 
 
 def test_the_models_tab_says_what_each_model_is_in_plain_words_and_folds_the_training_log(bank):
@@ -492,3 +500,106 @@ def test_a_zip_without_a_readable_image_is_named_by_its_file_and_says_why(data_r
         run_analysis(bank, cfg, None, "test", str(junk), ["mini_xception_fer2013"], False, None, lambda *a, **k: None)
     assert err.value.message.startswith("no readable images in junk.zip (b.png: ")
     assert err.value.message.endswith("; 2 files that are not an image)") and "zip:" not in err.value.message
+
+
+def test_each_stability_cell_gives_the_probability_of_the_label_it_names(bank, data_root):
+    """A flipped version read "✗ angry 0.12": angry was the new top-1, 0.12 the original label's (neutral's)
+    probability, and users read "angry 12 %". Every label in a cell now stands beside its own probability,
+    checked here against the model's scores of the very versions the gallery shows."""
+    import re
+
+    import torch
+
+    from ferx.data.preprocess import to_model_input
+    from webapp.stability_tab import run_stability
+
+    photo = data_root / "ferplus" / "data" / "FER2013Test" / "fer0032220.png"  # a frown the model half-reads as anger
+    summary, table, gallery = run_stability(bank, str(photo), True, 0, [MODEL])
+    cells = table[MODEL].tolist()
+    loaded = bank.models[MODEL]
+    with torch.inference_mode():
+        x = to_model_input(torch.as_tensor(np.stack([image for image, _ in gallery])), loaded.input_spec)
+        probs = torch.softmax(loaded.model(x).float(), dim=1).numpy()
+    classes = list(loaded.classes)
+    original = classes[int(probs[0].argmax())]
+    assert f"**{MODEL}**: *{original}*" in summary
+    flipped = 0
+    for cell, p, (_, version) in zip(cells, probs[1:], gallery[1:]):
+        named = re.findall(r"([a-z]+)\s(\d\.\d\d)", cell)  # every "label probability" pair the cell shows
+        top = classes[int(p.argmax())]
+        if top == original:
+            assert cell.startswith(f"✓ {top}") and [label for label, _ in named] == [top], (version, cell)
+        else:
+            flipped += 1
+            assert cell.startswith(f"✗ now {top}") and [label for label, _ in named] == [top, original], (version, cell)
+        for label, shown in named:
+            assert abs(float(shown) - p[classes.index(label)]) <= 0.005 + 1e-6, (version, cell)
+    assert flipped >= 1  # the face has versions whose label flips: the ✗ cells are checked too
+
+
+def test_a_number_out_of_range_is_taken_as_the_nearest_allowed_not_an_error_on_every_panel(bank, analysis, data_root):
+    """Page 0 raised gradio's "Value 0 is less than minimum value 1." twice, red "Error" pills over the status
+    lines and the Page box, and the gallery emptied, while page 9 (past the last) quietly showed the last page;
+    face -1 on Compare did the same. Both ends now take the nearest number allowed, and the page box shows it."""
+    from webapp.app import build_app
+    from webapp.compare_tab import compare
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import open_in_explain, page_of, selection
+
+    demo = build_app(AppConfig(data_root=data_root, checkpoints=CHECKPOINTS), bank)
+    page_box = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "dataset-gallery-page")
+    face_box = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Face to score (0 = the most "
+                    "face-like)")
+    chosen = selection(MODEL, range(len(analysis.packed)), "all the faces", "ranking")
+    for typed in (0, -3, 1, 9):
+        items, _, title, summary, page = page_of(analysis, chosen, "as given", page_box.preprocess(typed))
+        assert page == 1 and len(items) == len(analysis.packed), typed  # one page of 40: the box shows 1
+        assert title == "all the faces" and summary.startswith(f"**{len(analysis.packed)} faces**")
+    assert face_box.preprocess(-1) == 0 and face_box.preprocess(2.4) == 2
+    path = open_in_explain(analysis, [0], 0, set())[0]
+    assert "scoring face 0" in compare(bank, path, True, face_box.preprocess(-1))[0]
+
+
+def test_every_example_caption_is_shown_whole_in_the_examples_table(data_root, tmp_path):
+    """gradio's examples table shows a caption's first 60 characters: the portraits' read "Photo: Eileen Collins,
+    NASA portrait (public domain) · no la...", the "no label" lost. Every caption, with data or without, fits."""
+    import re
+
+    from webapp.compare_tab import EXAMPLE_CAPTION_CHARS, example_photos
+
+    examples = example_photos(data_root)
+    assert len(examples) == 6  # four FER-2013 faces, two portraits
+    for _, caption in examples:
+        assert len(caption) <= EXAMPLE_CAPTION_CHARS, caption
+        assert caption.endswith(" · no label") or re.search(r" · true label: [a-z]+$", caption), caption
+
+
+def test_the_disagreement_gallery_says_how_many_of_all_disagreements_it_shows_and_both_labels(bank, analysis,
+                                                                                             monkeypatch):
+    """It said "60 faces · lanmsff_fer2013: accuracy 58.3%" beside an A x B matrix of 1,109 disagreements, and its
+    captions showed model A alone ("#3367 surprise ✓ 0.85" read like an agreement). Now the title counts what is
+    shown of all the disagreements, each caption gives both models' labels, the summary both models' figures."""
+    from ferx.analysis import cross_model_frame
+    from webapp import dataset_tab
+    from webapp.dataset_tab import Analysis, first_page, show_failures
+
+    other = analyze_packed([bank.models["mini_xception_fer2013"]], analysis.packed, progress=False)[0]
+    both = Analysis([other, analysis.runs[0]], analysis.packed)
+    a, b = other.name, MODEL
+    total = len(analysis.packed) - int(np.trace(cross_model_frame(other, analysis.runs[0]).to_numpy()))
+    assert total > 5
+    monkeypatch.setattr(dataset_tab, "GALLERY_LIMIT", 5)  # a page of 5: the 40 faces' disagreements run past it
+    chosen = show_failures(both, "Model A vs B disagreement", a, a, b)
+    items, shown, title, summary, _ = first_page(both, chosen, "as given")
+    assert title == f"**5 of {total} faces** where {a} (A) and {b} (B) disagree, both surest first"
+    names_a, names_b = (np.asarray(r.model_classes)[r.preds] for r in both.runs)
+    for (_, caption), i in zip(items, shown):
+        true = analysis.packed.classes[analysis.packed.targets[i]]
+        assert names_a[i] != names_b[i]
+        assert caption.replace("\u00a0", " ") == (f"#{i} {true} · A {names_a[i]} {other.confidence[i]:.2f} · "
+                                                  f"B {names_b[i]} {analysis.runs[0].confidence[i]:.2f}")
+    assert len(items) == 5 and summary.startswith(f"**5 faces** · A {a}: accuracy **")
+    assert f" · B {b}: accuracy **" in summary
+    monkeypatch.setattr(dataset_tab, "GALLERY_LIMIT", 60)  # every disagreement on one page: no "of"
+    title = first_page(both, show_failures(both, "Model A vs B disagreement", a, a, b), "as given")[2]
+    assert title.startswith(f"**{total} faces** where {a} (A) and {b} (B) disagree")

@@ -75,8 +75,11 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
 # white, and the matrices' darkest cells have near-white numbers (the 781 of a confusion diagonal vanished).
 # A photo input fills its box, small photos too: gradio draws an image no larger than its own pixels, and a
 # 48-px face (the examples, a FER-2013 face) was a speck in a 300-px box.
+# A face's caption in the Dataset gallery wraps rather than being cut: two models' labels ("#3367 surprise ·
+# A surprise 0.85 · B neutral 0.85") lost B's to an ellipsis.
 CSS = (".body-cell.cell-selected span.text { background: transparent !important; }\n"
-       ".ferx-photo .image-frame img { object-fit: contain; }")
+       ".ferx-photo .image-frame img { object-fit: contain; }\n"
+       "#dataset-gallery .caption-label { white-space: normal; }")
 
 
 def launch_options(cfg: AppConfig) -> dict:

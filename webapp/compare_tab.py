@@ -35,6 +35,10 @@ HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are
 POST_HOC = "gradcam"
 
 
+# gradio's examples table shows a caption's first 60 characters ("… (public domain) · no la..."): captions fit in them
+EXAMPLE_CAPTION_CHARS = 60
+
+
 def portrait_examples() -> list[tuple[str, str]]:
     """Two public-domain portrait photos that ship inside installed packages (nothing is downloaded,
     no dataset pixels enter the repository): they work on a Space and on a machine without data."""
@@ -42,9 +46,9 @@ def portrait_examples() -> list[tuple[str, str]]:
     import skimage.data
 
     return [(str(Path(skimage.data.__file__).parent / "astronaut.png"),
-             "Photo: Eileen Collins, NASA portrait (public domain) · no label"),
+             "Photo: Eileen Collins (NASA, public domain) · no label"),
             (matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False),
-             "Photo: Grace Hopper, US Navy portrait (public domain) · no label")]
+             "Photo: Grace Hopper (US Navy, public domain) · no label")]
 
 
 def example_photos(data_root: Path) -> list[tuple[str, str]]:

@@ -122,25 +122,31 @@ def face_thumbnail(image: np.ndarray, size: int = 112) -> np.ndarray:
     return np.asarray(Image.fromarray(image, mode).resize((size, size), Image.Resampling.BICUBIC).convert("RGB"))
 
 
-def selection(model: str, ids, title: str, view: str) -> dict:
-    """What every view hands to the gallery: whose predictions to show, which faces, a title, and the
-    view it came from (the embedding rings a selection made elsewhere, not its own lasso)."""
-    return {"model": model, "ids": [int(i) for i in ids], "title": title, "view": view}
+def selection(model: str, ids, title: str, view: str, versus: str | None = None) -> dict:
+    """What every view hands to the gallery: whose predictions to show (``model``, and ``versus``, a model B
+    compared with it as A), which faces, a title, and the view it came from (the embedding rings a selection
+    made elsewhere, not its own lasso)."""
+    return {"model": model, "ids": [int(i) for i in ids], "title": title, "view": view, "versus": versus}
 
 
 def gallery_page(analysis: Analysis, chosen: dict | None, sort: str, page) -> tuple:
-    """One page of the selection, sorted: gallery items with short captions (``#12 sad → angry 0.81``),
-    the sample ids shown (a click maps back through them), the title, the summary and the page number."""
+    """One page of the selection, sorted: gallery items with short captions (``#12 sad → angry 0.81``; a selection
+    of two models: ``#12 sad · A angry 0.81 · B sad 0.64``), the sample ids shown (a click maps back through them),
+    the title, the summary (of both models) and the page number."""
     if analysis is None or not chosen:
         return [], [], "Click a matrix cell, lasso embedding points or show failures: the faces appear here.", "", 1
-    run = analysis.run(chosen["model"])
-    frame = selection_frame(run, chosen["ids"], sort, votes=analysis.packed.soft_targets)
+    votes = analysis.packed.soft_targets
+    frame = selection_frame(analysis.run(chosen["model"]), chosen["ids"], sort, votes=votes)
+    versus = chosen.get("versus")
+    other = selection_frame(analysis.run(versus), frame.index, votes=votes) if versus else None  # B, in A's order
     pages = max(1, -(-len(frame) // GALLERY_LIMIT))
     page = min(max(1, int(page or 1)), pages)
     shown = frame.iloc[(page - 1) * GALLERY_LIMIT: page * GALLERY_LIMIT]
-    items = [(face_thumbnail(analysis.packed.images[int(i)]), caption(int(i), row)) for i, row in shown.iterrows()]
+    items = [(face_thumbnail(analysis.packed.images[int(i)]),
+              caption(int(i), row, None if other is None else other.loc[i])) for i, row in shown.iterrows()]
     where = f" · page {page} of {pages}" if pages > 1 else ""
-    return (items, shown.index.tolist(), f"{chosen['title']}{where}", summary_text(frame, chosen["model"]), page)
+    summary = summary_text(frame, chosen["model"], None if other is None else (versus, other))
+    return items, shown.index.tolist(), f"{chosen['title']}{where}", summary, page
 
 
 def rounded(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -378,7 +384,8 @@ def cross_click(analysis, a, b, evt: gr.SelectData):
     frame = cross_model_frame(run_a, run_b)  # the matrix as shown: its rows' and columns' names
     pa, pb = frame.index[row], frame.columns[col - 1]
     ids = cross_cell_samples(run_a, run_b, pa, pb)
-    return selection(a, ids, f"**{len(ids)}** faces: {a} says *{pa}*, {b} says *{pb}*", "cross")
+    return selection(a, ids, f"**{len(ids)}** faces: {a} (A) says *{pa}*, {b} (B) says *{pb}*", "cross",
+                     versus=b if b != a else None)
 
 
 @user_errors
@@ -398,9 +405,12 @@ def show_failures(analysis, kind, name, a, b):
     if key == "disagreement":
         if a == b:
             raise gr.Error("Choose two different models (Model A and Model B) to see their disagreements.")
-        table = disagreements(analysis.run(a), analysis.run(b), GALLERY_LIMIT)
-        return selection(a, table.index, f"Faces {a} and {b} label differently, both most confident first",
-                         "ranking")
+        every = disagreements(analysis.run(a), analysis.run(b), k=None)  # the A x B matrix's off-diagonal
+        table = every.head(GALLERY_LIMIT)
+        count = (f"**{plural(len(every), 'face')}**" if len(table) == len(every)
+                 else f"**{len(table)} of {len(every):,} faces**")
+        return selection(a, table.index, f"{count} where {a} (A) and {b} (B) disagree, both surest first",
+                         "ranking", versus=b)
     table = failures(analysis.run(name), key, GALLERY_LIMIT)
     return selection(name, table.index, f"{kind} of {name}", "ranking")
 
@@ -749,7 +759,8 @@ def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, s
     path = write_csv(frame, export_folder() / f"ferx_disagreement_{a}_vs_{b}.csv")
     swept.add(str(path))
     return (items, rounded(frame.drop(columns=["path"])).reset_index(), rounded(per_class_table).reset_index(),
-            str(path), selection(a, frame.index, f"Faces {a} and {b} label differently ({sort})", "ranking"),
+            str(path), selection(a, frame.index, f"Faces {a} (A) and {b} (B) label differently ({sort})", "ranking",
+                                 versus=b),
             [int(i) for i in frame.index[:len(items)]])
 
 

@@ -77,15 +77,21 @@ class PaintedPhoto(gr.ImageEditor):
 
 
 class Count(gr.Number):
-    """A number input whose out-of-range value gets gradio's message ("Value 0 is
-    less than minimum value 1.") as one log line: gradio's own Number logged a traceback for each."""
+    """A number input that takes an out-of-range value as the nearest one allowed (page 0 is page 1, face -1 is
+    face 0), as a page past the last is the last: gradio's own Number refused it with "Value 0 is less than
+    minimum value 1.", a red "Error" over every output of the event (the gallery emptied) and a traceback in
+    the log. A handler with the box among its outputs sends the value it used back to it."""
 
     is_template = True  # no __init__ of its own: gradio reads a component's settings off its constructor's signature
 
     def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except gr.Error as err:
-            err.print_exception = False
-            log.info("%s refused: %s", self.label or "number", err.message)
-            raise
+        if payload is None:
+            return None
+        value = payload
+        if self.minimum is not None:
+            value = max(value, self.minimum)
+        if self.maximum is not None:
+            value = min(value, self.maximum)
+        if value != payload:
+            log.info("%s: %s taken as %s", self.label or "number", payload, value)
+        return self.round_to_precision(value, self.precision)

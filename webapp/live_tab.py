@@ -54,9 +54,12 @@ def live_step(bank, frame, chosen, pacer):
 
 @user_errors
 def live_maps(bank, face, chosen):
-    """Grad-CAM of each chosen model's prediction on the last streamed face, with its verdict."""
+    """Grad-CAM of each chosen model's prediction on the last streamed face, with its verdict. Pressed before
+    any face was streamed (a natural first click), a hint, not an error: the gallery stays as it was."""
     if face is None:
-        raise gr.Error("Start the webcam stream first: the maps are of the last face it scored.")
+        gr.Info("Start the webcam stream first (allow the webcam, press record): the maps are of the last face "
+                "it scored.")
+        return gr.skip()
     if not chosen:
         raise gr.Error("Choose at least one model.")
     tiles = []

@@ -7,20 +7,27 @@ import gradio as gr
 from ferx.checkpoint import render_card
 from ferx.data.datasets import get_dataset_info
 from ferx.models import get_model_info
+from ferx.text import short_count
 from webapp.errors import without_server_paths
 from webapp.model_bank import ModelBank
 
 
+NB_HYPHEN = "\u2011"  # "macro-F1" stays on one line in a narrow cell
+
+
 def summary_table(bank: ModelBank) -> str:
-    """One row per offered checkpoint: what it is, its input and size, and what ``ferx evaluate`` measured
-    (accuracy and macro-F1 on each split its card records), before the cards' details."""
-    rows = ["| checkpoint | what it is | input | parameters | measured by `ferx evaluate` |", "|---|---|---|---|---|"]
+    """One row per offered checkpoint: what it is (its input and size on a second line) and what ``ferx evaluate``
+    measured (accuracy and macro-F1 on each split its card records), before the cards' details. Three columns: with
+    five, a 1,024-px window broke words and numbers mid-way ("inpu/t", "112×1/12", "52,906,9/84")."""
+    rows = ["| checkpoint | what it is | measured by `ferx evaluate` |", "|---|---|---|"]
     for name, loaded in bank.models.items():
         card, spec = loaded.card, loaded.input_spec
         measured = "<br>".join(f"{get_dataset_info(m['dataset']).title} {m['split']}: accuracy **{m['accuracy']:.2%}**, "
-                               f"macro-F1 {m['macro_f1']:.3f} ({m['n']:,} faces)" for m in card.get("metrics", []))
-        rows.append(f"| `{name}` | {card.get('title', card['model'])} | {spec.size}×{spec.size} "
-                    f"{'gray' if spec.channels == 1 else 'RGB'} | {card['parameters']:,} | {measured} |")
+                               f"macro{NB_HYPHEN}F1 {m['macro_f1']:.3f} ({m['n']:,} faces)"
+                               for m in card.get("metrics", []))
+        rows.append(f"| `{name}` | {card.get('title', card['model'])}<br>{spec.size}×{spec.size} "
+                    f"{'gray' if spec.channels == 1 else 'RGB'} · {short_count(card['parameters'])} parameters | "
+                    f"{measured} |")
     return "\n".join(rows)
 
 

@@ -12,6 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from ferx.explain.stability import VARIANTS, stability_probe
+from ferx.text import unbroken
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.tables import result_table
@@ -19,9 +20,19 @@ from webapp.explaining import chosen_face, photo_inputs
 
 INTRO = ("### Stability probe: the same face, as a camera might take it again\n"
          f"The face is changed the way a second shot would change it ({', '.join(v.name for v in VARIANTS)}); "
-         "every model scores all the versions at once. The table shows, per model, the share of versions that keep "
-         "the original top-1 label and, per version, the label and its probability; *map ρ* is the Spearman "
-         "correlation of the version's Grad-CAM with the original's at the same pixels (tilts and shifts undone).")
+         "every model scores all the versions at once. The summary gives, per model, the share of versions that keep "
+         "the original top-1 label. The table gives, per version and model, ✓ and the label kept with its "
+         "probability, or ✗, the version's new top-1 with its probability and then the original label's; *ρ* is "
+         "the Spearman correlation of the version's Grad-CAM with the original's at the same pixels (tilts and "
+         "shifts undone).")
+
+
+def version_cell(row, label: str) -> str:
+    """One version as one model scored it, each probability beside the label it is of: ``✓ happy 0.93 · ρ 0.91``
+    (the label kept), ``✗ now angry 0.41 · neutral 0.12 · ρ 0.00`` (the new top-1, then the original ``label``'s)."""
+    top = unbroken(row.top1, f"{row.top1_prob:.2f}")  # a narrow cell wraps between its parts
+    said = f"✓ {top}" if row.keeps_label else f"✗ now {top} · {unbroken(label, f'{row.prob_of_label:.2f}')}"
+    return f"{said} · {unbroken('ρ', f'{row.map_spearman:.2f}')}"
 
 
 @user_errors
@@ -37,8 +48,7 @@ def run_stability(bank, path, whole_image, index, chosen):
         label = probe.classes[probe.label]
         summary.append(f"- **{name}**: *{label}* {probe.frame.attrs['original_prob']:.0%} on the original; keeps it "
                        f"in **{probe.kept_share:.0%}** of the versions; mean map ρ {probe.mean_map_spearman:.2f}")
-        columns[name] = [f"{'✓' if r.keeps_label else '✗'} {r.top1} {r.prob_of_label:.2f} · ρ {r.map_spearman:.2f}"
-                         for r in probe.frame.itertuples()]
+        columns[name] = [version_cell(r, label) for r in probe.frame.itertuples()]
     table = pd.DataFrame({"version": [v.name for v in VARIANTS], **columns})
     thumbnails = [(img, name) for name, img in probe.thumbnails.items()]
     return "\n".join(summary), table, [(face.crop, "original")] + thumbnails
@@ -54,10 +64,13 @@ def build_stability_tab(ctx: AppContext) -> None:
             button = gr.Button("Probe stability", variant="primary")
         with gr.Column(scale=3):
             summary = gr.Markdown(elem_id="stability-summary")
-            table = result_table("Per version and model: ✓ keeps the original label (✗: the new top-1), the original "
-                                 "label's probability · map ρ", "Probe stability: one row per version of the photo",
-                                 wrap=True)
-    gallery = gr.Gallery(label="The versions each model scored", columns=len(VARIANTS) + 1, height=220,
-                         object_fit="contain")
+            gallery = gr.Gallery(label="The versions each model scored", columns=5, height=300, object_fit="contain")
+    # the page's full width, shared by the models, each cell wrapping in its column (beside the photo, columns as
+    # wide as their text, the third and fourth models' were cut off)
+    widths = ["14%"] + [f"{86 / max(1, len(bank.names)):.2f}%"] * len(bank.names)
+    table = result_table("Per version and model: ✓ the label kept and its probability, or ✗ now the new top-1 and "
+                         "its probability · the original label's · map ρ",
+                         "Probe stability: one row per version of the photo", wrap=True, column_widths=widths,
+                         elem_id="stability-table")
     button.click(functools.partial(run_stability, bank), [photo, whole, face_index, models],
                  [summary, table, gallery], api_name="stability")

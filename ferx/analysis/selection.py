@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ferx.analysis.runs import ModelRun
-from ferx.text import plural
+from ferx.text import plural, unbroken
 
 # name shown to the user -> (column, ascending); "as given": the view's own order (a ranking's, or sample ids)
 SORTS = {
@@ -62,19 +62,32 @@ def selection_summary(frame: pd.DataFrame) -> dict:
     return summary
 
 
-def summary_text(frame: pd.DataFrame, model: str) -> str:
-    """:func:`selection_summary` as one line (Markdown)."""
+def summary_text(frame: pd.DataFrame, model: str, other: tuple[str, pd.DataFrame] | None = None) -> str:
+    """:func:`selection_summary` as one line (Markdown); with ``other`` (a second model B and its
+    :func:`selection_frame` of the same faces) both models' figures, ``model`` as A."""
     s = selection_summary(frame)
     if not s["n"]:
         return "No faces selected."
     mix = ", ".join(f"{c} {n}" for c, n in s["true_classes"].items())
+    if other is None:
+        return f"**{plural(s['n'], 'face')}** · {model}: {_scores(s)} · true classes: {mix}"
+    name, other_frame = other
+    return (f"**{plural(s['n'], 'face')}** · A {model}: {_scores(s)} · B {name}: "
+            f"{_scores(selection_summary(other_frame))} · true classes: {mix}")
+
+
+def _scores(s: dict) -> str:
     votes = (f", against the votes **{s['vote_weighted_accuracy']:.1%}**" if "vote_weighted_accuracy" in s else "")
-    return (f"**{plural(s['n'], 'face')}** · {model}: accuracy **{s['accuracy']:.1%}**{votes}, mean confidence "
-            f"**{s['mean_confidence']:.2f}** · true classes: {mix}")
+    return f"accuracy **{s['accuracy']:.1%}**{votes}, mean confidence **{s['mean_confidence']:.2f}**"
 
 
-def caption(sample: int, row: pd.Series) -> str:
-    """A gallery caption short enough for a 2-column gallery: ``#12 sad → angry 0.81``."""
+def caption(sample: int, row: pd.Series, other: pd.Series | None = None) -> str:
+    """A gallery caption short enough for a 2-column gallery: ``#12 sad → angry 0.81``; with ``other`` (the same
+    face's row of a second model, B) both models' labels and confidences: ``#12 sad · A angry 0.81 · B sad 0.64``."""
+    if other is not None:  # wrapped, if at all, between the true label and each model's
+        a = unbroken("A", row["pred"], f"{row['confidence']:.2f}")
+        b = unbroken("B", other["pred"], f"{other['confidence']:.2f}")
+        return f"{unbroken(f'#{sample}', row['true'])} · {a} · {b}"
     said = "✓" if row["correct"] else f"→ {row['pred']}"
     return f"#{sample} {row['true']} {said} {row['confidence']:.2f}"
 

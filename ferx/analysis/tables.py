@@ -125,8 +125,9 @@ def failures(run: ModelRun, kind: str, k: int = 50) -> pd.DataFrame:
     return ranked.head(k)
 
 
-def disagreements(a: ModelRun, b: ModelRun, k: int = 50) -> pd.DataFrame:
-    """Samples the two models label differently, those where both are most sure of themselves first."""
+def disagreements(a: ModelRun, b: ModelRun, k: int | None = 50) -> pd.DataFrame:
+    """Samples the two models label differently, those where both are most sure of themselves first: the first
+    ``k``, or all of them (``k=None``: as many as the off-diagonal of :func:`cross_model_frame` counts)."""
     _check_aligned(a, b)
     differ = predicted_names(a) != predicted_names(b)
     frame = pd.DataFrame({
@@ -135,4 +136,5 @@ def disagreements(a: ModelRun, b: ModelRun, k: int = 50) -> pd.DataFrame:
         f"pred_{b.name}": predicted_names(b), f"confidence_{b.name}": b.confidence,
         "min_confidence": np.minimum(a.confidence, b.confidence),
     }).rename_axis("sample")[differ]
-    return frame.sort_values("min_confidence", ascending=False, kind="stable").head(k)
+    ranked = frame.sort_values("min_confidence", ascending=False, kind="stable")
+    return ranked if k is None else ranked.head(k)

@@ -4,7 +4,7 @@ FER users' most common complaint is a confident label that flips between two sho
 face. :func:`stability_probe` applies the changes a camera or a pose makes — a mirror image,
 brighter and darker exposure, a slight blur, JPEG quality 30, a ±10° tilt, a shifted crop — to one
 face crop, scores all of them in one batch, and reports for each variant whether the model keeps
-its top-1 label, the probability of that label, and how similar the variant's map is to the
+its top-1 label, the probabilities of its top-1 and of the original label, and how similar the variant's map is to the
 original's (Spearman ρ, after undoing the geometric change so the same pixels are compared).
 """
 
@@ -66,7 +66,9 @@ class StabilityProbe:
     model: str
     classes: list[str]
     label: int  # the original crop's top-1 class
-    frame: pd.DataFrame  # one row per variant: top-1, its probability, keeps_label, map_spearman
+    # one row per variant: top1 and top1_prob (its probability), keeps_label, prob_of_label (the original
+    # top-1's probability), map_spearman
+    frame: pd.DataFrame
     thumbnails: dict[str, np.ndarray]  # variant name -> the changed crop
 
     @property
@@ -99,9 +101,9 @@ def stability_probe(model: torch.nn.Module, spec, classes: list[str], crop: np.n
     rows = []
     for variant, p, m in zip(variants, probs[1:], maps[1:]):
         top = int(p.argmax())
-        rows.append({"variant": variant.name, "top1": classes[top], "keeps_label": top == label,
-                     "prob_of_label": float(p[label]), "map_spearman": map_agreement(original, variant.undo(m.values))[
-                         "spearman"]})
+        rows.append({"variant": variant.name, "top1": classes[top], "top1_prob": float(p[top]),
+                     "keeps_label": top == label, "prob_of_label": float(p[label]),
+                     "map_spearman": map_agreement(original, variant.undo(m.values))["spearman"]})
     frame = pd.DataFrame(rows)
     frame.attrs["original_prob"] = float(probs[0][label])
     return StabilityProbe(name, list(classes), label, frame, {v.name: im for v, im in zip(variants, images[1:])})

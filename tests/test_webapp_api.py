@@ -234,9 +234,10 @@ def test_sanity_check_through_the_api(server, face_png):
     import urllib.request
 
     config = json.load(urllib.request.urlopen(f"{server.rstrip('/')}/config"))
-    photo = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "sanity-photo")
-    examples = [c for c in config["components"] if c["type"] == "dataset" and photo in c["props"]["component_ids"]]
-    assert examples and len(examples[0]["props"]["samples"]) >= 2  # the tab offers the example faces, as Explain does
+    for tab in ("sanity", "stability"):  # each tab offers the example faces, as Explain does
+        photo = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == f"{tab}-photo")
+        examples = [c for c in config["components"] if c["type"] == "dataset" and photo in c["props"]["component_ids"]]
+        assert examples and len(examples[0]["props"]["samples"]) >= 2, tab
 
 
 def test_stability_probe_through_the_api(server, face_png):

@@ -60,6 +60,8 @@ def build_stability_tab(ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             photo, whole, face_index = photo_inputs("Photo", "stability-photo", 300)
+            if ctx.shared.get("examples"):  # the faces the Compare tab offers (the only photo tab without them)
+                gr.Examples([[path] for path, _ in ctx.shared["examples"]], inputs=[photo], label="Examples")
             models = gr.CheckboxGroup(bank.names, value=bank.names, label="Models")
             button = gr.Button("Probe stability", variant="primary")
         with gr.Column(scale=3):

@@ -39,7 +39,8 @@ def help_text() -> str:
             "post-hoc explanations of the target class. Beside each map, *deletion AUC* (remove the most important "
             "pixels first: a faithful map makes the score fall fast, so lower is better) is compared with the same "
             "test on random maps. **Faithfulness is the slow part** — about "
-            f"{FAITHFULNESS_COST}× each map's own time (five maps: ~15 s with it, ~2 s without on 2 CPU cores); "
+            f"{FAITHFULNESS_COST}× each map's own time (two models' maps with it: 23-39 s on a 2-core CPU, "
+            "bench/bench_teaching.py); "
             f"untick it for quick maps. Of the methods, {slow} take seconds each.")
 
 

@@ -263,10 +263,11 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def render_card(card: dict) -> str:
-    """The human-readable card (README.md) of a checkpoint, generated from card.json."""
+def render_card(card: dict, summary: bool = True) -> str:
+    """The human-readable card (README.md) of a checkpoint, generated from card.json (``summary=False``: without
+    its plain summary, for a page that shows it elsewhere)."""
     lines = [f"# {card.get('title', card['model'])}", ""]
-    if card.get("summary"):
+    if summary and card.get("summary"):
         lines += [card["summary"], ""]
     lines += ["| field | value |", "|---|---|",
               f"| architecture | `{card['model']}` {json.dumps(card['config'])} |",

@@ -61,6 +61,12 @@ def output_folder(value: str | Path, option: str = "--out") -> Path:
     return path
 
 
+def output_files(paths) -> list[Path]:
+    """Files a command writes together (a PNG and its JSON; a card's three), each checked as :func:`output_file`
+    before the work: ``p.json`` a folder failed after it, with half the pair replaced."""
+    return [output_file(p) for p in paths]
+
+
 @contextmanager
 def written_together(*paths: Path):
     """Temporary names beside ``paths`` (one folder; a shared stem, so ``out.png``'s temporary name with
@@ -181,17 +187,16 @@ def _cmd_data_prepare(args) -> int:
 def _cmd_data_info(args) -> int:
     import numpy as np
 
-    from ferx.data.datasets import load_split
+    from ferx.data.datasets import load_split, split_title
 
     for split in args.splits:
         data = load_split(args.dataset, split, args.data_root)
         counts = np.bincount(data.targets, minlength=len(data.labels))
         per_class = ", ".join(f"{c} {n}" for c, n in zip(data.labels.classes, counts))
         excluded = "; excluded " + ", ".join(f"{k} {v}" for k, v in data.excluded.items()) if data.excluded else ""
-        print(f"{data.dataset}/{data.split}: {len(data)} images ({per_class}){excluded}")
+        print(f"{split_title(data.dataset, data.split)}: {len(data)} images ({per_class}){excluded}")
         if data.split != split:  # a folder without split folders is one split, whatever was asked: said once
-            asked = ", ".join(args.splits[:-1]) + " or " * (len(args.splits) > 1) + args.splits[-1]
-            print(f"  (it has no {asked} folder: every image is in split {data.split})")
+            print(f"  (no split folders: every image is in split {data.split})")
             break
     return 0
 
@@ -475,7 +480,8 @@ def _cmd_explain(args) -> int:
     if args.card and args.out and Path(args.out).suffix.lower() not in ("", ".png"):  # k.svg wrote k.png, k.pdf ...
         raise ValueError(f"--out {args.out}: a card is written as PNG, PDF and JSON: give a .png path (the .pdf and "
                          ".json go beside it)")
-    out = output_file(figure_path(args.out, f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png"))
+    out = figure_path(args.out, f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png")
+    written = output_files((out, out.with_suffix(".json")))  # a card's three are checked once ferx.explain loads
     # The faces are found and reported before torch, the models and the explanation libraries load:
     # this first line comes after 0.3 s, where the first line used to wait 6.8 s for all of them (2 CPU
     # cores at load 4, bench/bench_startup.py); a photo without a face is refused before that wait.
@@ -499,11 +505,14 @@ def _cmd_explain(args) -> int:
     baseline = args.baseline or DELETION_BASELINE
     if baseline not in BASELINES:
         raise ValueError(f"--baseline {baseline}: choose {', '.join(BASELINES)}")
+    from ferx.explain.card import CardFiles
     from ferx.explain.panel import render_panel
     from ferx.explain.methods import map_caption
     from ferx.explain.regions import REGIONS, breakdown_line
     from ferx.explain.report import canonical_method, explain_photo, open_model
 
+    if args.card:  # before the models load and the maps are made
+        written = output_files(CardFiles.beside(out))
     methods = [canonical_method(m) for m in (args.method or EXPLAIN_METHODS)]
     models = [open_model(m, untrained=args.untrained, device=args.device) for m in args.model]
     if args.threads:
@@ -518,11 +527,9 @@ def _cmd_explain(args) -> int:
     if args.card:
         from ferx.explain.card import write_card
 
-        written = [out.with_suffix(s) for s in (".png", ".pdf", ".json")]
         with written_together(*written) as temps:  # all three or none
             write_card(temps[0], result, models, target=args.target, contrast=args.contrast, **view)
     else:
-        written = [out, out.with_suffix(".json")]
         with written_together(*written) as (png, numbers):  # both or neither
             render_panel(png, search, result.face, result.rows, **view)
             numbers.write_text(json.dumps(result.to_dict(args.scale), indent=2) + "\n")
@@ -620,7 +627,8 @@ def _cmd_sanity(args) -> int:
     from ferx.explain.sanity import DEFAULT_STEPS, applicable_methods, cascading_randomization, max_steps
     from ferx.faces import find_faces, load_photo
 
-    out = output_file(figure_path(args.out, f"{Path(args.photo).stem}_sanity.png"))
+    out = figure_path(args.out, f"{Path(args.photo).stem}_sanity.png")
+    output_files((out, out.with_suffix(".json")))
     loaded = open_model(args.model, device=args.device)
     if args.steps and args.steps > max_steps(loaded.model):  # it was cut to the maximum, silently
         raise ValueError(f"--steps {args.steps}: {loaded.display} has {max_steps(loaded.model)} layers with weights, "

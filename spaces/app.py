@@ -19,6 +19,14 @@ from webapp.app import launch  # noqa: E402
 from webapp.config import AppConfig  # noqa: E402
 
 if __name__ == "__main__":
-    launch(AppConfig(checkpoints=ROOT / "checkpoints", data_root=HERE / "data", device="cpu",
-                     host=os.environ.get("FERX_HOST", "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1"),
-                     port=int(os.environ.get("PORT", os.environ.get("FERX_PORT", "7860")))))
+    # the platform's port and, on a Space, every interface: given as FERX_PORT / FERX_HOST, which AppConfig reads
+    # and checks (webapp.config.SETTINGS), so a malformed value is one line, not a traceback
+    if os.environ.get("PORT"):
+        os.environ["FERX_PORT"] = os.environ["PORT"]
+    if os.environ.get("SPACE_ID"):
+        os.environ.setdefault("FERX_HOST", "0.0.0.0")
+    try:
+        config = AppConfig(checkpoints=ROOT / "checkpoints", data_root=HERE / "data", device="cpu")
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    launch(config)

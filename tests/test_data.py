@@ -216,6 +216,6 @@ def test_data_info_of_a_folder_without_splits_says_it_once(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path / "faces")]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "folder:faces/all: 2 images (happy 1, sad 1)",
-        "  (it has no train, val or test folder: every image is in split all)"]
+        "  (no split folders: every image is in split all)"]
     assert main(["data", "info", str(tmp_path / "faces"), "--splits", "all"]) == 0
     assert capsys.readouterr().out.splitlines() == ["folder:faces/all: 2 images (happy 1, sad 1)"]

@@ -360,3 +360,19 @@ def test_a_panel_and_its_numbers_are_written_together_or_not_at_all(photo, tmp_p
                  "--out", str(out)]) == 1
     assert out.read_bytes() == b"old png" and out.with_suffix(".json").read_text() == "old json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json", "p.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize("command", ["explain", "sanity"])
+def test_the_json_beside_the_figure_is_checked_before_the_work_too(photo, tmp_path, monkeypatch, capsys, command):
+    """Only the PNG path was checked: with p.json a folder the work ran, then p.png was replaced and the JSON's
+    move failed with a raw '[Errno 21]' naming the temporary file (half the pair replaced)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.json").mkdir()
+
+    def never(*args, **kwargs):
+        raise AssertionError("the work ran before its output paths were checked")
+
+    monkeypatch.setattr("ferx.faces.find_faces", never)
+    assert main([command, str(photo), "--model", MINI, "--out", "p.png"]) == 1
+    assert "--out p.json: a folder, not a file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]

@@ -405,15 +405,16 @@ def test_a_damaged_checkpoint_is_named_on_the_models_tab_without_the_servers_fol
     Models tab says why by the file's own name (it showed the absolute path of the weights)."""
     import shutil
 
-    from webapp.models_tab import models_markdown
+    from webapp.models_tab import card_sections
 
     folder = shutil.copytree(CHECKPOINTS / "mini_xception_fer2013", tmp_path / "checkpoints" / "broken")
     (folder / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n")  # an LFS pointer
     bank = ModelBank.load(tmp_path / "checkpoints", "cpu")
     assert "broken" in bank.unusable and str(tmp_path) in bank.unusable["broken"]  # the log gets the whole path
-    page = models_markdown(bank)
-    assert "### Checkpoint `broken` — not offered" in page and str(tmp_path) not in page
-    assert "model.safetensors" in page
+    _, sections = card_sections(bank)
+    ((heading, why, _),) = sections[-1:]
+    assert heading == "### Checkpoint `broken` — not offered" and str(tmp_path) not in why
+    assert "model.safetensors" in why
 
 
 def test_compare_reads_out_the_maps_it_draws_and_says_when_one_is_nearly_flat(data_root, bank, tmp_path):
@@ -434,10 +435,9 @@ def test_compare_reads_out_the_maps_it_draws_and_says_when_one_is_nearly_flat(da
 def test_the_models_tab_opens_with_one_row_per_model_and_its_measured_accuracy(bank):
     """The cards run to 13,000 px, a sha256 table first: the figures a user compares models by come first now."""
     from ferx.checkpoint import read_card
-    from webapp.models_tab import models_markdown
+    from webapp.models_tab import card_sections
 
-    page = models_markdown(bank)
-    table = page[:page.index("\n---\n")]  # before the first card
+    table, _ = card_sections(bank)  # the head, before the first card
     # three columns, the input and size under what it is: five broke "input", "112×112" and "52,906,984" mid-way
     # in a 1,024-px window
     assert "| checkpoint | what it is | measured by `ferx evaluate` |" in table
@@ -603,3 +603,22 @@ def test_the_disagreement_gallery_says_how_many_of_all_disagreements_it_shows_an
     monkeypatch.setattr(dataset_tab, "GALLERY_LIMIT", 60)  # every disagreement on one page: no "of"
     title = first_page(both, show_failures(both, "Model A vs B disagreement", a, a, b), "as given")[2]
     assert title.startswith(f"**{total} faces** where {a} (A) and {b} (B) disagree")
+
+
+def test_stop_while_an_analysis_waits_in_the_queue_stops_it_and_a_failed_one_leaves_nothing_to_stop(bank, data_root):
+    """Marked on the click, not when the queue starts the analysis: a Stop pressed while it waited behind another
+    user's said "Nothing to stop" (gradio's cancels= did drop it); an analysis that failed is not under way."""
+    import types
+
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import analysis_asked, run_analysis, stop_analysis
+
+    waiting = types.SimpleNamespace(session_hash="queued")
+    analysis_asked(waiting)  # the click; the analysis itself waits in the queue
+    assert stop_analysis(waiting) == "Analysis stopped: nothing was kept."
+    assert stop_analysis(waiting) == gr.skip()  # pressed twice: the second has nothing to stop
+    failed = types.SimpleNamespace(session_hash="failed")
+    with pytest.raises(gr.Error, match="Choose at least one model"):
+        run_analysis(bank, AppConfig(data_root=data_root, checkpoints=CHECKPOINTS), "ckplus", "test", None, [],
+                     False, failed, lambda *a, **k: None)
+    assert stop_analysis(failed) == gr.skip()

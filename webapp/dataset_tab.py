@@ -193,28 +193,31 @@ def embedding_view(analysis: Analysis, model: str, method: str, colour_by: str, 
 
 
 class StopRequests:
-    """The sessions whose user pressed Stop. gradio's ``cancels=`` only drops the request: the
-    analysis thread would run on and hold the cores, so it checks here before every batch. A session
-    whose last analysis has finished has nothing to stop (its results are on the page)."""
+    """The sessions with an analysis asked for (queued or running) and those whose user pressed Stop.
+    gradio's ``cancels=`` only drops the request: the analysis thread would run on and hold the cores,
+    so it checks here before every batch. A session with none under way has nothing to stop (a Stop
+    pressed just after the results came said it had stopped them)."""
 
     def __init__(self) -> None:
-        self._lock, self._stopped, self._finished = threading.Lock(), set(), set()
+        self._lock, self._stopped, self._under_way = threading.Lock(), set(), set()
 
-    def clear(self, session: str) -> None:
-        """A new analysis of ``session`` starts (queued or running until :meth:`finished`)."""
+    def begin(self, session: str) -> None:
+        """``session`` asked for an analysis (on the click, before the queue; again as it starts)."""
         with self._lock:
             self._stopped.discard(session)
-            self._finished.discard(session)
+            self._under_way.add(session)
 
-    def finished(self, session: str) -> None:
+    def end(self, session: str) -> None:
+        """``session``'s analysis returned, failed or was stopped."""
         with self._lock:
-            self._finished.add(session)
+            self._under_way.discard(session)
 
     def stop(self, session: str) -> bool:
-        """Stop ``session``'s analysis; False when it had already finished (nothing to stop)."""
+        """Stop ``session``'s analysis (a queued one is dropped by ``cancels=``); False when none is under way."""
         with self._lock:
-            if session in self._finished:
+            if session not in self._under_way:
                 return False
+            self._under_way.discard(session)
             self._stopped.add(session)
             return True
 
@@ -233,9 +236,14 @@ STOPS = StopRequests()
 
 
 @user_errors
+def analysis_asked(request: gr.Request):
+    STOPS.begin(request.session_hash)
+
+
+@user_errors
 def stop_analysis(request: gr.Request):
-    if not STOPS.stop(request.session_hash):  # pressed after the results came: they stay, and so does their line
-        gr.Info("Nothing to stop: the analysis had finished; its results are shown.")
+    if not STOPS.stop(request.session_hash):  # e.g. just after the results came: they stay, and so does their line
+        gr.Info("Nothing to stop: no analysis is under way (the last one finished; its results are shown).")
         return gr.skip()
     return "Analysis stopped: nothing was kept."
 
@@ -249,7 +257,14 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     are faces as given, or photos whose faces are found (``faces``, ``face``: :data:`FACES`,
     :data:`FACE_CHOICES`). Stop (this session's) ends it before its next image or batch."""
     session = request.session_hash if request is not None else ""
-    STOPS.clear(session)
+    STOPS.begin(session)
+    try:
+        return _analyse(bank, cfg, name, split_name, zip_file, chosen, calib, session, progress, faces, face)
+    finally:
+        STOPS.end(session)
+
+
+def _analyse(bank, cfg, name, split_name, zip_file, chosen, calib, session, progress, faces, face):
     if not chosen:
         raise gr.Error("Choose at least one model.")
     if not (zip_file or name):
@@ -276,7 +291,6 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first
     skipped = left_out(packed.skipped, non_images) + faces_note(packed.faces, packed.no_face)
-    STOPS.finished(session)
     return (Analysis(runs, packed), f"**{split_title(packed.dataset, packed.split)}**: {len(packed)} faces{skipped} — {cached}",
             summary_table(runs).round(4).reset_index(), gr.update(choices=chosen, value=first),
             gr.update(choices=chosen, value=first), gr.update(choices=chosen, value=second),
@@ -873,6 +887,9 @@ def build_dataset_tab(ctx: AppContext) -> None:
                 progress=gr.Progress(track_tqdm=True)):  # not a partial: gradio passes gr.Request by annotation
         return run_analysis(bank, ctx.cfg, name, split_name, zip_file, chosen, calib, request, progress, faces, face)
 
+    # an analysis asked for is under way from the click (Stop drops it while it waits in the queue), not from
+    # when the queue starts it
+    src.run_button.click(analysis_asked, None, None, queue=False, api_visibility="private")
     analysed = src.run_button.click(
         analyse,
         inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen=src.models,

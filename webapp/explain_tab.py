@@ -26,8 +26,8 @@ from ferx.models import get_model_info, list_models
 from webapp.errors import user_errors
 from webapp.links import face_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
-from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, found_line, from_png, photo_inputs,
-                               png_bytes, search_faces, tile, verdict)
+from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, found_line, from_png, offer_examples,
+                               photo_inputs, png_bytes, search_faces, tile, verdict)
 from webapp.uploads import user_temp_dir
 
 COLORMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "RdBu_r", "coolwarm"]
@@ -39,8 +39,7 @@ def help_text() -> str:
             "post-hoc explanations of the target class. Beside each map, *deletion AUC* (remove the most important "
             "pixels first: a faithful map makes the score fall fast, so lower is better) is compared with the same "
             "test on random maps. **Faithfulness is the slow part** — about "
-            f"{FAITHFULNESS_COST}× each map's own time (two models' maps with it: 23-39 s on a 2-core CPU, "
-            "bench/bench_teaching.py); "
+            f"{FAITHFULNESS_COST}× each map's own time, most with Conv-cut; "
             f"untick it for quick maps. Of the methods, {slow} take seconds each.")
 
 
@@ -197,8 +196,7 @@ def build_explain_tab(ctx) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             image, whole, face_index = photo_inputs("Photo or face", "explain-photo", 300)
-            if ctx.shared.get("examples"):  # an example's view has a link (an upload's cannot)
-                gr.Examples([[p] for p, _ in ctx.shared["examples"]], inputs=[image], label="Examples")
+            offer_examples(ctx, image)  # an example's view has a link (an upload's cannot)
             models = gr.CheckboxGroup(bank.names, value=bank.names[:2], label="Models", elem_id="explain-models")
             # ticked and shown only when an offered model has attention of its own (else it would always be skipped)
             any_native = any(get_model_info(m.name).native_maps for m in bank.models.values())

@@ -48,6 +48,13 @@ def photo_inputs(label: str, elem_id: str, height: int):
     return (image, *face_controls())
 
 
+def offer_examples(ctx, photo, label: str = "Examples") -> None:
+    """The Compare tab's example photos (``ctx.shared["examples"]``, when it has any) offered to another tab's
+    ``photo`` input, as thumbnails."""
+    if ctx.shared.get("examples"):
+        gr.Examples([[path] for path, _ in ctx.shared["examples"]], inputs=[photo], label=label)
+
+
 def face_controls(elem_prefix: str | None = None):
     """The "whole image" switch and the face number that go with every photo input."""
     whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)",

@@ -41,10 +41,9 @@ def card_sections(bank: ModelBank) -> tuple[str, list[tuple[str, str, str]]]:
         head.append(summary_table(bank))
     sections = []
     for name, loaded in bank.models.items():
-        body = render_card(loaded.card).split("\n", 2)[2]  # the card less its title (the heading says it)
+        # the card less its title (the heading says it) and its summary (shown unfolded, above it)
+        body = render_card(loaded.card, summary=False).split("\n", 2)[2]
         summary = loaded.card.get("summary", "")
-        if summary:
-            body = body.replace(summary + "\n\n", "", 1)  # shown unfolded, above the card
         sections.append((f"### Checkpoint `{name}` — offered as a predictor", summary, body))
     for arch in bank.untrained_architectures():
         sections.append((f"### `{arch}` — no trained weights: not offered as a predictor",
@@ -53,13 +52,6 @@ def card_sections(bank: ModelBank) -> tuple[str, list[tuple[str, str, str]]]:
     for name, why in bank.unusable.items():
         sections.append((f"### Checkpoint `{name}` — not offered", without_server_paths(why), ""))
     return "\n\n".join(head), sections
-
-
-def models_markdown(bank: ModelBank) -> str:
-    """The whole page as one markdown text (what the tab shows, unfolded)."""
-    head, sections = card_sections(bank)
-    return "\n\n".join([head] + ["\n\n".join(["---\n" + heading] + [p for p in (summary, body) if p])
-                                  for heading, summary, body in sections])
 
 
 def build_models_tab(ctx) -> None:

@@ -20,7 +20,7 @@ from ferx.explain.overlay import map_scales
 from ferx.faces import load_photo
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
-from webapp.explaining import MODEL_COLUMN_PX, face_controls, tile
+from webapp.explaining import MODEL_COLUMN_PX, face_controls, offer_examples, tile
 from webapp.inputs import PaintedPhoto
 
 # The brush's radius in the photo's own pixels. gradio's default, 25, covered most of a 48-px face (the examples)
@@ -106,9 +106,7 @@ def build_occlusion_tab(ctx: AppContext) -> None:
             models = gr.CheckboxGroup(bank.names, value=bank.names, label="Models")
             with_maps = gr.Checkbox(True, label="Maps before/after (native attention, Grad-CAM; slower)")
             button = gr.Button("Score the occluded face", variant="primary")
-            if ctx.shared.get("examples"):
-                gr.Examples([[path] for path, _ in ctx.shared["examples"]], inputs=[editor],
-                            label="Examples (FER-2013 test faces, two portraits)")
+            offer_examples(ctx, editor, "Examples (FER-2013 test faces, two portraits)")
         with gr.Column(scale=3):
             status = gr.Markdown(elem_id="occlusion-status")
             strip = gr.Image(label="The face crop, unpainted and occluded (what the models score)", interactive=False,

@@ -17,7 +17,7 @@ from ferx.explain.sanity import (DEFAULT_METHODS, DEFAULT_STEPS, INDEPENDENT_SPE
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.tables import result_table
-from webapp.explaining import chosen_face, photo_inputs
+from webapp.explaining import chosen_face, offer_examples, photo_inputs
 
 INTRO = ("### Sanity check: does each map depend on the model?\n"
          "Some saliency maps look the same whatever the network learned (Adebayo et al., *Sanity checks for "
@@ -63,8 +63,7 @@ def build_sanity_tab(ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             photo, whole, face_index = photo_inputs("Photo", "sanity-photo", 300)
-            if ctx.shared.get("examples"):  # the faces the Compare tab offers
-                gr.Examples([[path] for path, _ in ctx.shared["examples"]], inputs=[photo], label="Examples")
+            offer_examples(ctx, photo)
             model = gr.Dropdown(bank.names, value=bank.names[0] if bank.names else None, label="Model")
             methods = gr.CheckboxGroup([(get_method(m).title, m) for m in offered], value=defaults,
                                        label="Methods (native: the model's own attention, where it has one)")

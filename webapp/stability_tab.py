@@ -16,7 +16,7 @@ from ferx.text import unbroken
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.tables import result_table
-from webapp.explaining import chosen_face, photo_inputs
+from webapp.explaining import chosen_face, offer_examples, photo_inputs
 
 INTRO = ("### Stability probe: the same face, as a camera might take it again\n"
          f"The face is changed the way a second shot would change it ({', '.join(v.name for v in VARIANTS)}); "
@@ -60,8 +60,7 @@ def build_stability_tab(ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             photo, whole, face_index = photo_inputs("Photo", "stability-photo", 300)
-            if ctx.shared.get("examples"):  # the faces the Compare tab offers (the only photo tab without them)
-                gr.Examples([[path] for path, _ in ctx.shared["examples"]], inputs=[photo], label="Examples")
+            offer_examples(ctx, photo)
             models = gr.CheckboxGroup(bank.names, value=bank.names, label="Models")
             button = gr.Button("Probe stability", variant="primary")
         with gr.Column(scale=3):

@@ -203,8 +203,13 @@ def left_out(unreadable: int, non_images: int = 0) -> str:
     """What a pack did not score, in words (empty when it scored everything): unreadable images (and, for a
     zip, files that are not images), said after the count of faces by the CLI's summaries and the app's."""
     parts = ([f"{plural(unreadable, 'unreadable image')}"] if unreadable else []) + (
-        [f"{plural(non_images, 'file')} that {'is' if non_images == 1 else 'are'} not an image"] if non_images else [])
+        [not_images(non_images)] if non_images else [])
     return f" ({' and '.join(parts)} skipped)" if parts else ""
+
+
+def not_images(n: int) -> str:
+    """ "2 files that are not an image" (a zip's README, .DS_Store...)."""
+    return f"{plural(n, 'file')} that {'is' if n == 1 else 'are'} not an image"
 
 
 def read_faces(path: Path, size: int, mode: str, face: str = "best", detector: str | None = None) -> list[np.ndarray]:
@@ -268,7 +273,7 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
                    if faces != "given" else None)
     try:
         # disable=None: a bar only where stderr is a terminal (none in a log or a pipe)
-        for i, rel in enumerate(tqdm(split.paths, desc=f"packing {split.dataset}/{split.split}",
+        for i, rel in enumerate(tqdm(split.paths, desc=f"packing {split_title(split.dataset, split.split)}",
                                      disable=None if progress else True, leave=False)):
             try:
                 if found_faces is None:
@@ -296,9 +301,8 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
         log.warning("%d unreadable image(s) skipped in %s, e.g. %s", len(bad), where, "; ".join(bad[:3]))
     if not keep:
         what = "faces found" if no_face else "readable images"
-        non_images = getattr(split, "excluded", {}).get("non_image_files", 0)  # a zip's README, .txt...
-        why = bad[:3] + ([f"{plural(non_images, 'file')} that {'is' if non_images == 1 else 'are'} not an image"]
-                         if non_images else [])
+        non_images = split.excluded.get("non_image_files", 0)  # a zip's README, .txt...
+        why = bad[:3] + ([not_images(non_images)] if non_images else [])
         raise ValueError(f"no {what} in {where}" + (f" ({'; '.join(why)})" if why else ""))
     sub = split.subset(keep)
     return PackedSplit(split.dataset, split.split, fingerprint, split.labels.classes, np.stack(images), sub.targets,

@@ -57,6 +57,11 @@ class CardFiles:
     def __iter__(self):
         return iter((self.png, self.pdf, self.json))
 
+    @classmethod
+    def beside(cls, out: Path) -> "CardFiles":
+        """The three files of a card written as ``out`` (its suffix replaced)."""
+        return cls(out.with_suffix(".png"), out.with_suffix(".pdf"), out.with_suffix(".json"))
+
 
 def card_facts(result, models, *, scale: str, clip_percentile: float, alpha: float, cmap: str | None,
                target=None, contrast=None, link: str | None = None) -> dict:
@@ -140,7 +145,7 @@ def write_card(out: str | Path, result, models, *, scale: str = "per-map", clip_
     fig.add_artist(Annotation(link_line(link), xy=(0, 0), xycoords=footer, xytext=(0, -2), textcoords="offset points",
                               va="top", ha="left", fontsize=FOOTER_PT, family="monospace",
                               color="#1a4fa0" if link else "black", url=link))
-    files = CardFiles(out.with_suffix(".png"), out.with_suffix(".pdf"), out.with_suffix(".json"))
+    files = CardFiles.beside(out)
     fig.savefig(files.png, bbox_inches="tight", pad_inches=0.25)  # a margin round the footer's long lines
     # TrueType fonts in the PDF, not Type 3 (print shops refuse those): set for good, not in an rc_context, whose
     # restore at the end of one request's card would give a card saved at the same time Type 3 fonts

@@ -153,7 +153,8 @@ class SanityCheck:
                 ax.set_xticks([]), ax.set_yticks([])
                 if np.ptp(m.values) <= 1e-9 * max(1.0, float(np.abs(m.values).max())):  # one colour: say why
                     ax.text(0.5, 0.5, f"flat: every\nvalue {float(m.values.flat[0]):.3g}", transform=ax.transAxes,
-                            ha="center", va="center", fontsize=7, color="white")
+                            ha="center", va="center", fontsize=7,  # boxed: legible on any colour (a flat signed
+                            bbox=dict(boxstyle="round", facecolor="white", alpha=0.85, linewidth=0))  # map is white)
                 sim = frame.loc[(name, step.index)]
                 ax.set_xlabel(f"ρ {sim.spearman:.2f} · SSIM {sim.ssim:.2f}", fontsize=7)
                 if r == 0:

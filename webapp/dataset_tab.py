@@ -895,9 +895,9 @@ def build_dataset_tab(ctx: AppContext) -> None:
         inputs_kwargs=dict(name=src.dataset, split_name=src.split, zip_file=src.upload, chosen=src.models,
                            calib=src.calibrate, faces=src.faces, face=src.face),
         outputs=[state, src.status, src.summary, mx.matrix_model, mx.model_a, mx.model_b, mx.emb_model],
-        # progress, and an error's badge, on the metrics table only (the message itself is the toast): a zip
-        # without a readable image put red "Error" badges on the status and on five dropdowns, like a crash
-        show_progress_on=[src.summary], concurrency_limit=1, api_name="analyze")
+        # progress, and an error's badge, on the status line only (the message itself is the toast): a zip
+        # without a readable image put red "Error" badges on the status, the table and five dropdowns, like a crash
+        show_progress_on=[src.status], concurrency_limit=1, api_name="analyze")
     # triggers=None: on page load and whenever the source changes
     gr.on(None, source_controls, [src.dataset, src.upload, src.faces], [src.split, src.calibrate, src.faces, src.face],
           api_visibility="undocumented")

@@ -54,10 +54,14 @@ MIN_FACES = {"pca": 2, "tsne": 3, "umap": 4}
 PRE_PCA = 50  # t-SNE starts from at most this many principal components (never more than the faces or dimensions)
 
 
-def check_projectable(n: int, method: str) -> None:
-    """Refuse, before any work, a projection of ``n`` faces that is too few for ``method`` (:data:`MIN_FACES`)."""
+def _known(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown projection {method!r}; expected one of {METHODS}")
+
+
+def check_projectable(n: int, method: str) -> None:
+    """Refuse, before any work, a projection of ``n`` faces that is too few for ``method`` (:data:`MIN_FACES`)."""
+    _known(method)
     if n < MIN_FACES[method]:
         raise ValueError(f"{method} needs at least {MIN_FACES[method]} faces, not {n}")
 
@@ -78,22 +82,19 @@ def compute_projection(embeddings: np.ndarray, method: str, seed: int = 0, fitte
             x = PCA(components, random_state=seed).fit_transform(x)
         perplexity = min(30, max(5, (len(x) - 1) // 3), len(x) - 1)  # below the number of faces
         return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
-    if method == "umap":
-        _numba_cache()
-        import umap
+    _numba_cache()  # umap, the last of METHODS (checked above)
+    import umap
 
-        # no PCA first: the cached reducer places new faces from their embeddings (reducer.transform)
-        reducer = umap.UMAP(n_neighbors=min(15, len(x) - 1), min_dist=0.1, random_state=seed)
-        coords = reducer.fit_transform(x)
-        if fitted is not None:
-            fitted["reducer"] = reducer
-        return coords
-    raise ValueError(f"unknown projection {method!r}; expected one of {METHODS}")
+    # no PCA first: the cached reducer places new faces from their embeddings (reducer.transform)
+    reducer = umap.UMAP(n_neighbors=min(15, len(x) - 1), min_dist=0.1, random_state=seed)
+    coords = reducer.fit_transform(x)
+    if fitted is not None:
+        fitted["reducer"] = reducer
+    return coords
 
 
 def _projection_path(run: ModelRun, method: str, seed: int, cache_dir) -> Path:
-    if method not in METHODS:
-        raise ValueError(f"unknown projection {method!r}; expected one of {METHODS}")
+    _known(method)
     return Path(cache_dir or default_cache_dir("embeddings")) / f"{cache_key(run.key, method, seed)[:32]}.npy"
 
 

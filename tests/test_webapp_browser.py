@@ -224,10 +224,16 @@ def test_an_uploaded_face_lands_on_itself_among_the_analysed_faces(page, data_ro
     page.get_by_text("Where does my photo land?").click()
     page.locator("#place-photo input[type=file]").set_input_files(str(photo))
     page.locator("#place-whole input").check()
+    k = page.locator("#place-k input")
+    k.fill("999")  # above the box's maximum: it shows the value used once the user leaves it
+    k.press("Tab")
+    page.wait_for_function("() => document.querySelector('#place-k input').value === '50'")
+    k.fill("3")
     page.get_by_role("button", name="Place it among the analysed faces").click()
     first = page.locator("#place-neighbours .caption-label").first
     first.wait_for()
     assert first.inner_text().startswith(f"#{sample} {faces.classes[faces.targets[sample]]} · d 0.0")
+    assert page.locator("#place-neighbours .caption-label").count() == 3
     assert page.locator("#place-table").get_by_text("distance percentile").count() >= 1
     page.locator("#place-table").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "dataset_placement.png"), full_page=True)

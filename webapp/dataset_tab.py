@@ -40,7 +40,7 @@ from webapp.app_context import AppContext
 from webapp.config import AppConfig
 from webapp.errors import user_errors
 from webapp.tables import result_table
-from webapp.inputs import Count
+from webapp.inputs import count_box
 from webapp.links import dataset_face_file
 from webapp.model_bank import ModelBank
 from webapp.narrow import scroll_to_on_narrow
@@ -595,7 +595,7 @@ def _gallery_views() -> SimpleNamespace:
     summary = gr.Markdown(elem_id="dataset-selection-summary")
     with gr.Row():
         sort = gr.Dropdown(list(SORTS), value="as given", label="Sort by")
-        page = Count(1, precision=0, minimum=1, label="Page", elem_id="dataset-gallery-page")
+        page = count_box(1, minimum=1, label="Page", elem_id="dataset-gallery-page")
     gallery = gr.Gallery(label="Faces (click one to open it in Explain)", columns=2, height=640, object_fit="contain",
                          elem_id="dataset-gallery", allow_preview=False)
     with gr.Row():
@@ -659,7 +659,7 @@ def _placement_views() -> SimpleNamespace:
             with gr.Column(scale=1):
                 image, whole, index = photo_inputs("Photo (not stored)", "place-photo", 260)
                 whole.elem_id = "place-whole"  # the tabs' other "whole image" boxes share its label
-                k = Count(8, precision=0, minimum=1, maximum=50, label="Nearest faces (k)")
+                k = count_box(8, minimum=1, maximum=50, label="Nearest faces (k)", elem_id="place-k")
                 button = gr.Button("Place it among the analysed faces")
             with gr.Column(scale=2):
                 table = result_table("Typicality per model", "Place a photo: one row per model", elem_id="place-table")
@@ -785,8 +785,8 @@ def _disagreement_views() -> SimpleNamespace:
         gr.Markdown(DISAGREE_HELP)
         with gr.Row():
             sort = gr.Dropdown(list(DISAGREE_SORTS), value=list(DISAGREE_SORTS)[0], label="Sort by")
-            limit = Count(200, precision=0, minimum=1, maximum=5000, label="Faces (both surest first)")
-            per_class = Count(20, precision=0, minimum=1, maximum=500, label="Faces per class (table)")
+            limit = count_box(200, minimum=1, maximum=5000, label="Faces (both surest first)")
+            per_class = count_box(20, minimum=1, maximum=500, label="Faces per class (table)")
             button = gr.Button("Compare the maps where they disagree")
         gallery = gr.Gallery(label="Face, A's map, colour bar, B's map (one scale): click a face to explain it",
                              columns=3, height=760, object_fit="contain", elem_id="disagree-gallery",
@@ -834,7 +834,7 @@ def _map_study_views(title: str, help_text: str, count: tuple[int, str], button:
     with gr.Accordion(title, open=False):
         gr.Markdown(help_text)
         with gr.Row():
-            n = Count(count[0], precision=0, minimum=1, maximum=2000, label=count[1])
+            n = count_box(count[0], minimum=1, maximum=2000, label=count[1])
             run = gr.Button(button)
         shown = result_table(table[0], f"{button}: one row per model and map", elem_id=table[1])
         figure = gr.Plot(label=plot)

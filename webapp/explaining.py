@@ -16,7 +16,7 @@ from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, co
 from ferx.explain.report import ModelExplanation
 from ferx.faces import FaceSearch, find_faces, load_photo
 from ferx.text import plural
-from webapp.inputs import Count, Photo
+from webapp.inputs import Photo, count_box
 
 
 # the narrowest a model's column of results may be (Compare, Occlusion): four models side by side in a 1,280-px
@@ -59,7 +59,7 @@ def face_controls(elem_prefix: str | None = None):
     """The "whole image" switch and the face number that go with every photo input."""
     whole = gr.Checkbox(False, label="Score the whole image as a face (skip face detection)",
                         elem_id=elem_prefix and f"{elem_prefix}-whole")
-    index = Count(0, precision=0, minimum=0, label="Face to score (0 = the most face-like)")
+    index = count_box(0, minimum=0, label="Face to score (0 = the most face-like)")
     return whole, index
 
 

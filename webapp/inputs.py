@@ -25,6 +25,8 @@ from pathlib import Path
 import gradio as gr
 from gradio.processing_utils import save_base64_to_cache
 
+from webapp.errors import user_errors
+
 log = logging.getLogger(__name__)
 
 
@@ -80,7 +82,7 @@ class Count(gr.Number):
     """A number input that takes an out-of-range value as the nearest one allowed (page 0 is page 1, face -1 is
     face 0), as a page past the last is the last: gradio's own Number refused it with "Value 0 is less than
     minimum value 1.", a red "Error" over every output of the event (the gallery emptied) and a traceback in
-    the log. A handler with the box among its outputs sends the value it used back to it."""
+    the log. Made by :func:`count_box`, which shows the value used in the box."""
 
     is_template = True  # no __init__ of its own: gradio reads a component's settings off its constructor's signature
 
@@ -95,3 +97,17 @@ class Count(gr.Number):
         if value != payload:
             log.info("%s: %s taken as %s", self.label or "number", payload, value)
         return self.round_to_precision(value, self.precision)
+
+
+@user_errors
+def as_used(value):
+    """A :class:`Count`'s value as its handlers get it (``preprocess`` took it into range), sent back to the box."""
+    return value
+
+
+def count_box(value: int, *, minimum: int, maximum: int | None = None, label: str, **kwargs) -> Count:
+    """A whole-number box (:class:`Count`) that shows the value its handlers will use as soon as the user leaves
+    it or presses Enter: 500 typed in a box of at most 50 reads 50 (it kept showing 500 while 50 was used)."""
+    box = Count(value, precision=0, minimum=minimum, maximum=maximum, label=label, **kwargs)
+    gr.on([box.blur, box.submit], as_used, box, box, queue=False, show_progress="hidden")
+    return box

@@ -223,6 +223,16 @@ def test_the_disagreement_view_shows_face_and_both_maps_with_scores(bank, analys
     assert items[0][1].startswith(f"#{first['sample']} {first['true']} · A {first[f'pred_{a}']}")
     assert f"ρ {first['spearman']:.2f}" in items[0][1] and chosen["ids"] == list(table["sample"])
     assert table["min_confidence"].is_monotonic_decreasing and list(classes["true"])[-1] == "(all)"
+    # the selection's CSV (the gallery's download) holds both models' predictions, face by face
+    from webapp.dataset_tab import selection_csv
+
+    sel = pd.read_csv(selection_csv(analysis, chosen, "as given", swept), index_col="sample")
+    assert list(sel.index) == list(table["sample"])
+    for name in (a, b):
+        assert (sel[f"pred_{name}"] == table.set_index("sample")[f"pred_{name}"]).all()
+        assert {f"confidence_{name}", f"loss_{name}"} <= set(sel.columns)
+    assert "pred" not in sel.columns and sel.columns.tolist()[:2] == ["path", "true"]
+    assert sel.columns.str.startswith("votes_").sum() == len(analysis.runs[0].dataset_classes)
 
 
 def test_native_attention_and_gradcam_face_the_same_faithfulness_test(bank, analysis, tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ from ferx.analysis.embeddings import METHODS, expected_seconds, project
 from ferx.analysis.figures import COLOUR_BY, embedding_figure, reliability_figure, write_figure
 from ferx.analysis.runs import ModelRun
 from ferx.analysis.placement import UNLIKE_PERCENTILE, UNUSUAL_PERCENTILE, place
-from ferx.analysis.selection import SORTS, caption, selection_frame, summary_text, write_csv
+from ferx.analysis.selection import SORTS, caption, pair_frame, selection_frame, summary_text, write_csv
 from ferx.analysis.tables import FAILURE_KINDS
 from ferx.background import at_low_priority
 from ferx.data.datasets import (FACE_CHOICES, FACES, SPLITS, available_datasets, from_user_zip, get_dataset_info,
@@ -459,10 +459,15 @@ def exports(swept: set, stem: str, *, table: pd.DataFrame | None = None, figure=
 
 @user_errors
 def selection_csv(analysis, chosen, sort, swept: set):
-    """The whole selection (every page) as CSV; the file is deleted with the uploads."""
+    """The whole selection (every page) as CSV, both models' columns for an A vs B selection; the file is deleted
+    with the uploads."""
     if analysis is None or not chosen:
         raise gr.Error("Select some faces first.")
-    frame = selection_frame(analysis.run(chosen["model"]), chosen["ids"], sort, votes=analysis.packed.soft_targets)
+    votes, run = analysis.packed.soft_targets, analysis.run(chosen["model"])
+    if chosen.get("versus"):  # A vs B: both models' columns
+        frame = pair_frame(run, analysis.run(chosen["versus"]), chosen["ids"], sort, votes=votes)
+    else:
+        frame = selection_frame(run, chosen["ids"], sort, votes=votes)
     path = write_csv(frame, export_folder() / f"ferx_selection_{chosen['view']}.csv")
     swept.add(str(path))
     return str(path)

@@ -52,6 +52,23 @@ def selection_frame(run: ModelRun, ids, sort: str = "as given", extra: pd.DataFr
     return frame[EXPORT_COLUMNS + rest + probs]
 
 
+def pair_frame(a: ModelRun, b: ModelRun, ids, sort: str = "as given", votes: np.ndarray | None = None) -> pd.DataFrame:
+    """A selection of two models' predictions (A and B, as the A vs B views make one), in A's order under ``sort``:
+    the face's path, true label and votes once, and each model's own columns (prediction, confidence, margin,
+    loss, vote share of the prediction, probabilities) named after it: ``pred_<a>``, ``pred_<b>``, ``p_<class>_<b>``."""
+    if a.name == b.name:
+        raise ValueError(f"two different models, not {a.name} twice")
+    frames = [selection_frame(a, ids, sort, votes=votes)]
+    frames.append(selection_frame(b, frames[0].index, votes=votes))
+    shared = [c for c in frames[0].columns if c in ("path", "true", "vote_top", "vote_top_share")
+              or c.startswith("votes_")]
+    own = [f.drop(columns=shared).rename(columns=lambda c, n=run.name: f"{c}_{n}") for f, run in zip(frames, (a, b))]
+    probs = [c for f in own for c in f.columns if c.startswith("p_")]
+    joined = frames[0][shared].join(own)
+    rest = [c for c in joined.columns if c not in probs and not c.startswith("votes_")]
+    return joined[rest + probs + [c for c in shared if c.startswith("votes_")]]
+
+
 def selection_summary(frame: pd.DataFrame) -> dict:
     """How many faces, the accuracy and mean confidence over them, and their mix of true classes."""
     summary = {"n": len(frame), "accuracy": float(frame["correct"].mean()) if len(frame) else float("nan"),

@@ -260,7 +260,7 @@ class DeferredModel(LoadedModel):
 
 
 def _fmt(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+    return "—" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def render_card(card: dict, summary: bool = True) -> str:

@@ -158,7 +158,7 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes:
     except ImageError:
         raise
     except Exception as err:  # Pillow plugins raise OSError, SyntaxError, ValueError, zlib.error, ...
-        raise ImageError(f"{name}: cannot decode ({_reason(err)}) — truncated or corrupt file?") from None
+        raise undecodable(name, err) from None
     # the header's sides, swapped when the photo was turned a quarter (Pillow's TIFF reports them turned already)
     rotated = turned and orientation in (5, 6, 7, 8) and upright.size != (width, height)
     original = (height, width) if rotated else (width, height)
@@ -168,6 +168,11 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes:
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
     rgb = np.ascontiguousarray(rgb) if rgb.flags.writeable else np.array(rgb)  # PIL's arrays are read-only
     return Photo(rgb, name, file_format, file_mode, original, turned)
+
+
+def undecodable(name: str, err: Exception) -> ImageError:
+    """The error for an image whose header reads but whose pixels do not decode (a photo or a painted mask)."""
+    return ImageError(f"{name}: cannot decode ({_reason(err)}) — truncated or corrupt file?")
 
 
 def _reason(err: Exception) -> str:

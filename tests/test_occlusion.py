@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -132,6 +134,7 @@ def test_ferx_occlude_from_the_command_line(happy_photo, tmp_path, capsys):
     ("folder", "--mask folder: not a file"),  # (IsADirectoryError)
     ("empty.png", "--mask empty.png: empty file"),
     ("notes.png", "--mask notes.png: not an image ferx reads (JPEG, PNG, WebP, BMP, GIF, TIFF or PGM)"),  # (Unidentified...)
+    ("cut.png", "--mask cut.png: cannot decode (OSError: image file is truncated) — truncated or corrupt file?"),
 ])
 def test_ferx_occlude_names_a_bad_mask_as_a_bad_photo_is_named_before_the_models_load(happy_photo, tmp_path,
                                                                                     monkeypatch, capsys, mask, message):
@@ -146,6 +149,9 @@ def test_ferx_occlude_names_a_bad_mask_as_a_bad_photo_is_named_before_the_models
     (tmp_path / "folder").mkdir()
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "notes.png").write_text("not a picture")
+    noise = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(noise, "PNG")
+    (tmp_path / "cut.png").write_bytes(noise.getvalue()[:-200])  # a mask whose pixels stop short
     assert main(["occlude", "happy.png", "--mask", mask, "--model", "mini_xception_fer2013"]) == 1
     assert capsys.readouterr().err.strip() == f"ferx occlude: error: {message}"
 

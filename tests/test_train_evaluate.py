@@ -45,6 +45,11 @@ def test_a_class_the_data_lacks_does_not_count_in_macro_f1(data_root):
     assert result["macro_f1"] == pytest.approx(np.mean(f1s))
     text = summary_line(result)
     assert "over the 6 classes with faces" in text and "neutral — (no faces)" in text
+    # in the JSON a value with nothing to measure is null, not a score of 0
+    neutral = json.loads(json.dumps(result["per_class"]["neutral"]))
+    assert neutral["recall"] is None and neutral["f1"] is None
+    predicted = cm[:, result["classes"].index("neutral")].sum()  # faces the model called neutral: all wrong
+    assert neutral["precision"] == (0.0 if predicted else None)
 
 
 def test_metrics_agree_with_scikit_learn():

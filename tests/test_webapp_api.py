@@ -249,6 +249,7 @@ def test_stability_probe_through_the_api(server, face_png):
     assert "**mini_xception_fer2013**: *happy*" in summary and "**lanmsff_ferplus**: *happy*" in summary
     assert "keeps it in **100%** of the versions" in summary
     assert table["headers"] == ["version", "mini_xception_fer2013", "lanmsff_ferplus"] and len(table["data"]) == 8
+    assert table["data"][-1][0] == "crop shifted 6\u00a0%"  # no line break between a number and its unit
     assert all(cell.startswith("✓ happy") for row in table["data"] for cell in row[1:])
     assert len(gallery) == 9  # the original and its 8 versions
 

@@ -49,7 +49,8 @@ def run_stability(bank, path, whole_image, index, chosen):
         summary.append(f"- **{name}**: *{label}* {probe.frame.attrs['original_prob']:.0%} on the original; keeps it "
                        f"in **{probe.kept_share:.0%}** of the versions; mean map ρ {probe.mean_map_spearman:.2f}")
         columns[name] = [version_cell(r, label) for r in probe.frame.itertuples()]
-    table = pd.DataFrame({"version": [v.name for v in VARIANTS], **columns})
+    # a narrow first column wraps between words, not between a number and its unit ("crop shifted 6" / "%")
+    table = pd.DataFrame({"version": [v.name.replace(" %", "\u00a0%") for v in VARIANTS], **columns})
     thumbnails = [(img, name) for name, img in probe.thumbnails.items()]
     return "\n".join(summary), table, [(face.crop, "original")] + thumbnails
 

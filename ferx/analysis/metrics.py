@@ -22,7 +22,9 @@ def table_ece(table: pd.DataFrame) -> float:
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: tuple[str, ...] | list[str],
                            n_bins: int = 15) -> dict:
     """Accuracy, macro-F1, per-class precision / recall / F1 / support, the confusion matrix (rows true,
-    columns predicted) and ECE. Macro-F1 averages the classes that have faces in ``y_true``: a class of
+    columns predicted) and ECE. A per-class value with nothing to measure is None (null in JSON, blank in a
+    table), not 0: the recall and F1 of a class without faces (CK+'s neutral), the precision of a class never
+    predicted. Macro-F1 averages the classes that have faces in ``y_true``: a class of
     the model's that the data lacks (CK+ has no neutral) would add an F1 of 0 and say nothing about the
     model (faces wrongly given it already cost their own class's recall); ``macro_f1_classes`` counts them."""
     # here, not at the top: the app imports this module as it starts, and scikit-learn took 0.66 s of it
@@ -32,6 +34,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: tuple
     y_pred = probs.argmax(1)
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     present = [i for i in labels if support[i] > 0] or labels
+    predicted = np.bincount(y_pred, minlength=len(labels))
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -39,7 +42,9 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: tuple
         "macro_f1_classes": len(present),
         "ece": expected_calibration_error(probs, y_true, n_bins),
         "ece_bins": n_bins,
-        "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+        "per_class": {c: {"precision": float(precision[i]) if predicted[i] else None,
+                          "recall": float(recall[i]) if support[i] else None,
+                          "f1": float(f1[i]) if support[i] else None,
                           "support": int(support[i])} for i, c in enumerate(classes)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "classes": list(classes),

@@ -34,10 +34,8 @@ def per_class_table(run: ModelRun) -> pd.DataFrame:
     to measure: recall and F1 of a class without faces (CK+'s neutral), precision of one never predicted."""
     y, probs, _ = _scored(run)
     m = classification_metrics(y, probs, run.model_classes)
-    table = pd.DataFrame(m["per_class"]).T.rename_axis("class")
-    predicted = np.bincount(probs.argmax(1), minlength=len(run.model_classes))
-    table.loc[table["support"] == 0, ["recall", "f1"]] = np.nan
-    table.loc[predicted == 0, "precision"] = np.nan
+    table = pd.DataFrame.from_dict(m["per_class"], orient="index").rename_axis("class")
+    table[["precision", "recall", "f1"]] = table[["precision", "recall", "f1"]].astype(float)  # None: NaN, blank
     return table.loc[in_canonical_order(run.model_classes)]
 
 

@@ -68,7 +68,7 @@ def read_masks(sources, size: tuple[int, int], name: str = "the painted photo") 
     is painted where alpha > 0, a grey or colour mask (the command line's) where it is brighter than
     mid-grey. A file declaring far more pixels than the photo (``size``: width, height) is refused
     unread; all of them are combined by :func:`painted_mask`."""
-    from ferx.faces import ImageError, open_image
+    from ferx.faces import open_image, undecodable
 
     layers = []
     for source in sources:
@@ -83,7 +83,7 @@ def read_masks(sources, size: tuple[int, int], name: str = "the painted photo") 
                     continue
                 gray = np.asarray(im.convert("L"))
             except Exception as err:  # as a photo that cannot be decoded is refused
-                raise ImageError(f"{name}: cannot decode ({type(err).__name__}) — truncated or corrupt file?") from None
+                raise undecodable(name, err) from None
         layers.append(np.dstack([gray, gray, gray, np.where(gray > 127, 255, 0).astype(np.uint8)]))
     return painted_mask(layers, size, name)
 

@@ -50,7 +50,7 @@ def test_a_selection_is_sorted_summarised_and_exported(run, packed, tmp_path):
     assert list(selection_frame(run, ids).index) == [5, 3, 250, 17]  # as given: a ranking keeps its order
     summary = selection_summary(frame)
     truth = run.frame().loc[[3, 5, 17, 250]]
-    assert summary["n"] == 4 and summary["accuracy"] == pytest.approx(truth["correct"].mean())
+    assert summary["n"] == 4 and summary["accuracy"] == pytest.approx(truth["correct"][truth["scored"]].mean())
     assert summary["true_classes"] == truth["true"].value_counts().to_dict()
     assert summary_text(frame, run.name).startswith("**4 faces**")
     row = frame.loc[17]
@@ -64,6 +64,20 @@ def test_a_selection_is_sorted_summarised_and_exported(run, packed, tmp_path):
     assert np.allclose(voted[[f"votes_{c}" for c in run.dataset_classes]].to_numpy(), packed.soft_targets[[5, 3, 250, 17]])
     assert (voted["vote_top"] == voted["true"]).all() or not run.scored[ids].all()
     assert "against the votes" in summary_text(voted, run.name)
+    # a face of a class the 7-class model lacks (contempt) is neither right nor wrong: accuracy counts the others
+    left_out = np.flatnonzero(~run.scored)
+    assert len(left_out) and run.dataset_classes[run.targets[left_out[0]]] == "contempt"
+    mixed = selection_frame(run, [*left_out[:2], 3, 5], votes=packed.soft_targets)
+    s = selection_summary(mixed)
+    assert s["n"] == 4 and s["scored"] == 2 and s["accuracy"] == pytest.approx(run.correct[[3, 5]].mean())
+    assert s["vote_weighted_accuracy"] == pytest.approx(mixed.loc[[3, 5], "vote_pred"].mean())
+    assert f"accuracy **{s['accuracy']:.1%}** (of the 2 faces of its classes)" in summary_text(mixed, run.name)
+    assert "no accuracy" in summary_text(selection_frame(run, left_out[:2]), run.name)
+    from ferx.analysis.figures import point_colours
+
+    colours = point_colours(run, "correct")
+    assert set(colours[left_out]) == {"not a class of the model"}
+    assert (colours[run.scored] == np.where(run.correct[run.scored], "correct", "wrong")).all()
 
 
 def test_a_test_face_lands_on_itself_among_its_own_dataset(mini, run, packed, cache):
@@ -141,13 +155,16 @@ def test_label_noise_scores_models_against_the_votes_and_ranks_doubtful_faces(an
         reach = votes.sum(1)
         assert np.allclose(reach, 1) if "contempt" in run.model_classes else (reach <= 1 + 1e-6).all()
         frame = vote_frame(run, soft)
-        assert (frame["vote_top"] == frame["true"])[run.scored].all()  # FERPlus labels are the votes' majority
+        # FERPlus labels are the votes' majority: also a contempt face's, for a model without contempt
+        assert (frame["vote_top"] == frame["true"]).all() and (~run.scored).any() != ("contempt" in run.model_classes)
+        assert np.allclose(frame["ambiguity"], vote_frame(analysis.runs[0], soft)["ambiguity"])  # the votes', not the model's
         row = metrics.loc[run.name]
         assert row["majority accuracy"] == pytest.approx(run.correct[run.scored].mean())
         assert 0 < row["vote-weighted accuracy"] <= row["plausible accuracy"] <= 1
         assert row["vote-weighted accuracy"] <= row["annotator agreement"] + 0.1
         errors = ranking(run, soft, "likely label errors", 20)
         assert (errors["pred"] != errors["vote_top"]).all() and errors["label_error"].is_monotonic_decreasing
+        assert run.scored[errors.index].all() and frame["label_error"][~run.scored].isna().all()
         top = errors.iloc[0]
         assert top["label_error"] == pytest.approx(top["confidence"] * top["vote_pred"] / top["vote_top_share"])
         ambiguous = ranking(run, soft, "ambiguous faces", 20)

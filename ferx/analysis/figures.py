@@ -79,7 +79,8 @@ def point_colours(run: ModelRun, color_by: str, others: list[ModelRun] = ()) -> 
     if color_by not in COLOUR_BY:
         raise ValueError(f"colour by one of {', '.join(COLOUR_BY)}, not {color_by!r}")
     if color_by == "correct":
-        return frame["correct"].map({True: "correct", False: "wrong"})
+        return pd.Series(np.where(~frame["scored"], "not a class of the model",
+                                  np.where(frame["correct"], "correct", "wrong")), index=frame.index)
     if color_by == "disagreement":
         from ferx.analysis.tables import predicted_names
 

@@ -44,25 +44,33 @@ def votes_in_model_space(run: ModelRun, soft_targets: np.ndarray | None) -> np.n
 
 
 def vote_frame(run: ModelRun, soft_targets: np.ndarray | None) -> pd.DataFrame:
-    """One row per face: labels, prediction, the votes' top two classes, and the scores above."""
-    votes = votes_in_model_space(run, soft_targets)
-    names = np.asarray(run.model_classes)
+    """One row per face: labels, prediction, the votes' top two classes, and the scores above. The votes'
+    classes and ``ambiguity`` are the dataset's (every class the annotators could choose: a 7-class model's
+    view of them does not drop contempt); ``label_error`` is NaN where the model cannot be against the
+    majority, a face it does not score or whose majority is a class it lacks."""
+    model_votes = votes_in_model_space(run, soft_targets)
+    votes = np.asarray(soft_targets, dtype=np.float64)
+    names = np.asarray(run.dataset_classes)
     order = np.argsort(-votes, axis=1, kind="stable")
     top, second = order[:, 0], order[:, 1]
     rows = np.arange(len(run))
     top_share, second_share = votes[rows, top], votes[rows, second]
-    vote_pred = votes[rows, run.preds]
+    vote_pred = model_votes[rows, run.preds]
     frame = run.frame()[["path", "true", "pred", "confidence"]].copy()
-    against = run.preds != top
+    known = {canonical_name(c) for c in run.model_classes}
+    reachable = run.scored & np.array([canonical_name(c) in known for c in names[top]], dtype=bool)
+    against = np.array([canonical_name(p) != canonical_name(t) for p, t in zip(frame["pred"], names[top])], dtype=bool)
+    error = np.where(against, run.confidence * vote_pred / np.maximum(top_share, 1e-12), 0.0)
     frame = frame.assign(vote_top=names[top], vote_top_share=top_share, vote_second=names[second],
                          vote_second_share=second_share, vote_pred=vote_pred,
-                         label_error=np.where(against, run.confidence * vote_pred / np.maximum(top_share, 1e-12), 0.0),
+                         label_error=np.where(reachable, error, np.nan),
                          ambiguity=np.where(top_share > 0, second_share / np.maximum(top_share, 1e-12), 0.0))
     return frame
 
 
 def ranking(run: ModelRun, soft_targets: np.ndarray | None, kind: str, k: int = 60) -> pd.DataFrame:
-    """The ``k`` faces ranked highest by one of :data:`RANKINGS` (ties: the model's confidence)."""
+    """The ``k`` faces ranked highest by one of :data:`RANKINGS` (ties: the model's confidence); faces without
+    a score (NaN: see :func:`vote_frame`) are not ranked."""
     if kind not in RANKINGS:
         raise ValueError(f"rank by one of {', '.join(RANKINGS)}, not {kind!r}")
     column = RANKINGS[kind]

@@ -48,7 +48,7 @@ def selection_frame(run: ModelRun, ids, sort: str = "as given", extra: pd.DataFr
     elif column is not None:
         frame = frame.sort_values(column, ascending=ascending, kind="stable")
     probs = [c for c in frame.columns if c.startswith(("p_", "votes_"))]
-    rest = [c for c in frame.columns if c not in EXPORT_COLUMNS + probs + ["scored", "entropy"]]
+    rest = [c for c in frame.columns if c not in EXPORT_COLUMNS + probs + ["entropy"]]
     return frame[EXPORT_COLUMNS + rest + probs]
 
 
@@ -70,12 +70,16 @@ def pair_frame(a: ModelRun, b: ModelRun, ids, sort: str = "as given", votes: np.
 
 
 def selection_summary(frame: pd.DataFrame) -> dict:
-    """How many faces, the accuracy and mean confidence over them, and their mix of true classes."""
-    summary = {"n": len(frame), "accuracy": float(frame["correct"].mean()) if len(frame) else float("nan"),
+    """How many faces, the accuracy and mean confidence over them, and their mix of true classes. Accuracy (and
+    accuracy against the votes) counts the faces the model scores, as every metric does: a face of a class the
+    model lacks (FERPlus's contempt for a 7-class model) is neither right nor wrong; ``scored`` says how many."""
+    judged = frame[frame["scored"]] if "scored" in frame else frame
+    summary = {"n": len(frame), "scored": len(judged),
+               "accuracy": float(judged["correct"].mean()) if len(judged) else float("nan"),
                "mean_confidence": float(frame["confidence"].mean()) if len(frame) else float("nan"),
                "true_classes": frame["true"].value_counts().to_dict()}
     if "vote_pred" in frame:  # FERPlus: accuracy against the annotators' votes, not only their majority
-        summary["vote_weighted_accuracy"] = float(frame["vote_pred"].mean()) if len(frame) else float("nan")
+        summary["vote_weighted_accuracy"] = float(judged["vote_pred"].mean()) if len(judged) else float("nan")
     return summary
 
 
@@ -94,8 +98,11 @@ def summary_text(frame: pd.DataFrame, model: str, other: tuple[str, pd.DataFrame
 
 
 def _scores(s: dict) -> str:
+    if not s["scored"]:
+        return "no face of a class it knows, no accuracy"
+    over = f" (of the {s['scored']:,} faces of its classes)" if s["scored"] < s["n"] else ""
     votes = (f", against the votes **{s['vote_weighted_accuracy']:.1%}**" if "vote_weighted_accuracy" in s else "")
-    return f"accuracy **{s['accuracy']:.1%}**{votes}, mean confidence **{s['mean_confidence']:.2f}**"
+    return f"accuracy **{s['accuracy']:.1%}**{over}{votes}, mean confidence **{s['mean_confidence']:.2f}**"
 
 
 def caption(sample: int, row: pd.Series, other: pd.Series | None = None) -> str:

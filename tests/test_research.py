@@ -81,22 +81,30 @@ def test_a_selection_is_sorted_summarised_and_exported(run, packed, tmp_path):
 
 
 def test_a_test_face_lands_on_itself_among_its_own_dataset(mini, run, packed, cache):
-    from ferx.analysis.placement import place
+    from ferx.analysis.placement import own_distances, place
 
     emb = cache / "embeddings"
     pca, tsne = project(run, "pca", cache_dir=emb), project(run, "tsne", cache_dir=emb)
     for sample in (17, 123):
         where = place(mini, run, packed.images[sample], k=8, methods=("pca", "tsne"), cache_dir=emb)
         assert where.neighbours.index[0] == sample and where.neighbours["distance"].iloc[0] < 1e-3
-        assert where.neighbours["distance"].is_monotonic_increasing and len(where.neighbours) == 8
+        assert where.neighbours["distance"].is_monotonic_increasing and len(where.neighbours) == 9  # itself + 8
+        assert where.in_data == sample and where.k == 8 and f"face #{sample} of the data" in where.verdict()
         assert where.neighbours.loc[sample, "true"] == run.frame().loc[sample, "true"]
         assert np.allclose(where.coords["pca"], pca[sample], atol=1e-3)  # the same PCA axes
         assert np.allclose(where.coords["tsne"], tsne[sample], atol=1e-2)  # its neighbours' place: its own
         assert where.predicted == run.frame().loc[sample, "pred"] and not where.unlike_the_data
-        labelled = (where.neighbours["true"] == where.predicted).mean()
-        assert where.agreement == pytest.approx(labelled)
+        # typicality without the face itself, as every dataset face's own is measured: the same percentile
+        others = where.neighbours.iloc[1:]
+        assert where.agreement == pytest.approx((others["true"] == where.predicted).mean())
+        assert where.distance == pytest.approx(others["distance"].mean())
+        own = own_distances(run, 8)  # (within one face: its own distance may sit a rounding error above its copy's)
+        assert where.percentile == pytest.approx(100 * (own < own[sample]).mean(), abs=100 / len(own) + 1e-9)
     gray = place(mini, run, np.full((48, 48), 128, np.uint8), methods=("pca",), cache_dir=emb)
     assert gray.unlike_the_data and "unlike anything in the data" in gray.verdict()
+    assert gray.in_data is None and len(gray.neighbours) == gray.k == 8
+    hot = run.with_temperature(2.0)  # a calibrated analysis: the photo's confidence is scaled as its faces' are
+    assert place(mini, hot, packed.images[17], methods=("pca",)).confidence == pytest.approx(hot.confidence[17], abs=1e-5)
     assert "tsne" not in place(mini, run, packed.images[0], methods=("tsne",), cache_dir=cache / "empty").coords
 
 
@@ -141,8 +149,9 @@ def test_the_app_places_a_photo_among_every_models_faces(bank, analysis, tmp_pat
     table, items, title, placed = place_photo(bank, analysis, str(photo), True, 0, 5, model)
     assert list(table["model"]) == [r.name for r in analysis.runs] and model in title
     assert set(placed) == set(table["model"]) and all("pca" in where for where in placed.values())
-    assert len(items) == 5 and items[0][1].startswith(f"#{sample} ")  # enlarged 3x, it still finds itself first
-    assert (table["distance percentile"] < 50).all() and table["verdict"].str.contains("labelled").all()
+    assert len(items) == 6 and items[0][1].startswith(f"#{sample} ")  # enlarged 3x, it still finds itself first
+    assert f"first, the photo itself: face #{sample} of the data" in title
+    assert table["verdict"].str.contains(f"labelled .* \\(it is face #{sample} of the data").all()
 
 
 def test_label_noise_scores_models_against_the_votes_and_ranks_doubtful_faces(analysis):

@@ -369,11 +369,12 @@ def place_photo(bank: ModelBank, analysis, path, whole, index, k, model, progres
                      "neighbours agreeing": where.agreement, "distance percentile": where.percentile,
                      "verdict": where.verdict()})
         if run.name == model or neighbours is None:
-            neighbours, shown_model = where.neighbours, run.name
+            neighbours, shown_model, itself = where.neighbours, run.name, where.in_data
     items = [(face_thumbnail(analysis.packed.images[int(i)]), f"#{int(i)} {row['true']} · d {row['distance']:.1f}")
              for i, row in neighbours.iterrows()]
     table = rounded(pd.DataFrame(rows))
-    return table, items, f"Nearest faces for **{shown_model}** (true label · distance)", placed
+    first = f"; first, the photo itself: face #{itself} of the data" if itself is not None else ""
+    return table, items, f"Nearest faces for **{shown_model}** (true label · distance){first}", placed
 
 
 @user_errors

@@ -622,3 +622,21 @@ def test_stop_while_an_analysis_waits_in_the_queue_stops_it_and_a_failed_one_lea
         run_analysis(bank, AppConfig(data_root=data_root, checkpoints=CHECKPOINTS), "ckplus", "test", None, [],
                      False, failed, lambda *a, **k: None)
     assert stop_analysis(failed) == gr.skip()
+
+
+def test_what_a_tab_keeps_of_a_photo_is_dropped_within_two_minutes_as_its_files_are(bank, data_root):
+    """The intro says the server's copies of a photo are deleted within two minutes: the session state that
+    holds a face's pixels (Explain's slider tiles and card, Live's last face) lives that long, not the 30
+    minutes of a session's other state (an analysis)."""
+    from webapp.app import build_app
+    from webapp.config import AppConfig
+    from webapp.uploads import PHOTO_KEPT_S
+
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
+    demo = build_app(cfg, bank)
+    fns = {f.api_name: f for f in demo.fns.values() if f.api_name}
+    held = [o for o in fns["explain"].outputs if isinstance(o, gr.State)]
+    held += [i for name in ("card", "live_maps") for i in fns[name].inputs if isinstance(i, gr.State)]
+    assert len(held) == 4 and {s.time_to_live for s in held} == {PHOTO_KEPT_S} and PHOTO_KEPT_S <= 120
+    intro = next(b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b.value.startswith("# ferx"))
+    assert cfg.state_ttl_s == 1800 and "until 30 minutes after your last click" in intro

@@ -29,9 +29,12 @@ from webapp.uploads import sweeping
 
 log = logging.getLogger(__name__)
 
-INTRO = ("# ferx — facial-expression recognition, explained\n"
-         "Compare models on a photo, see what each one looked at, and analyse whole datasets. "
-         "Uploaded images are processed in memory; the server's copies are deleted within two minutes.")
+def intro(cfg: AppConfig) -> str:
+    return ("# ferx — facial-expression recognition, explained\n"
+            "Compare models on a photo, see what each one looked at, and analyse whole datasets. "
+            "Uploaded images are processed in memory: the server's copies of a photo (its files, and what a tab "
+            "keeps for your next click) are deleted within two minutes; an uploaded zip's analysis is kept while you "
+            f"explore it, until {cfg.state_ttl_s / 60:g} minutes after your last click.")
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
         log.warning("no trained checkpoints found in %s: Compare, Explain and Dataset have no models", cfg.checkpoints)
     # uploads and generated images live in gradio's cache: webapp.uploads deletes them (not delete_cache)
     with gr.Blocks(title="ferx") as app:
-        gr.Markdown(INTRO)
+        gr.Markdown(intro(cfg))
         with gr.Tabs() as tabs:
             ctx = AppContext(bank, cfg, tabs)
             for tab in TABS:

@@ -28,7 +28,7 @@ from webapp.links import face_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
 from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, found_line, from_png, offer_examples,
                                photo_inputs, png_bytes, search_faces, tile, verdict)
-from webapp.uploads import user_temp_dir
+from webapp.uploads import PHOTO_KEPT_S, user_temp_dir
 
 COLORMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "RdBu_r", "coolwarm"]
 
@@ -140,7 +140,8 @@ def kept_for_card(result):
 def explanation_card(bank, swept: set, card, base_url: str):
     """The card of the explanation on screen (PNG, PDF, JSON) and the link that restores the view."""
     if not card:
-        raise gr.Error("Explain a face first: the card shows the explanation on screen.")
+        raise gr.Error("Explain a face first: the card shows the explanation on screen (a photo is kept two minutes "
+                       "for its card, then dropped: explain it again).")
     s = card["settings"]
     link = view_link(base_url, card["face"], s) if card["face"] else None
     folder = user_temp_dir("cards") / uuid.uuid4().hex
@@ -173,6 +174,9 @@ def compare_two(tiles, a, b):
     """The slider's two maps, from the session's tiles (kept PNG-encoded: a session holds ~0.4 MiB of them,
     not ~1.7 MiB of arrays, and up to FERX_MAX_SESSIONS sessions are kept)."""
     lookup = {caption: data for data, caption in tiles}
+    if not tiles and (a or b):
+        gr.Info("The maps of this face were dropped two minutes after they were drawn (a photo is not kept): press "
+                "Explain again to compare them.")
     if a not in lookup or b not in lookup:
         return gr.skip()
     return from_png(lookup[a]), from_png(lookup[b])
@@ -240,8 +244,8 @@ def build_explain_tab(ctx) -> None:
             card_files = gr.File(label="The card: PNG, PDF and its JSON", file_count="multiple",
                                  elem_id="explain-card-files")
             card_png = gr.Image(label="The card", interactive=False, elem_id="explain-card-png")
-    tiles_state = gr.State([], time_to_live=ctx.cfg.state_ttl_s)
-    card_state = gr.State(None, time_to_live=ctx.cfg.state_ttl_s)
+    tiles_state = gr.State([], time_to_live=PHOTO_KEPT_S)  # the face's pixels: kept as briefly as its files
+    card_state = gr.State(None, time_to_live=PHOTO_KEPT_S)
     source = gr.State(None, time_to_live=ctx.cfg.state_ttl_s)  # a dataset face's origin, until the next upload
     run = SimpleNamespace(fn=functools.partial(explain, bank, examples=ctx.shared.get("examples")), inputs_kwargs=dict(
         path=image, whole_image=whole, index=face_index, chosen=models, use_native=native, cam_methods=cams,

@@ -22,6 +22,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30
 MAX_AGE_S = 60
+# what a tab keeps of a photo in memory for the next click (an explanation's card and slider tiles, the webcam's
+# last face): dropped two minutes after it was made, as the files are (a session's other state lives longer)
+PHOTO_KEPT_S = 120
 
 
 def user_temp_dir(kind: str) -> Path:

@@ -59,6 +59,10 @@ def test_predict_and_explain_endpoints(server, face_png, tmp_path):
     assert [m["method"] for m in maps] == ["gradcam", "saliency"] and all(m["target_label"] == "happy" for m in maps)
     assert all(m["faithfulness"]["deletion_auc"] >= 0 for m in maps)
     assert "deletion AUC" in readings
+    for item, m in zip(gallery, maps):  # each map's faithfulness beside it, in its caption
+        caption = item["caption"]
+        f = m["faithfulness"]
+        assert f"deletion {f['deletion_auc']:.2f} vs random {f['random_deletion_auc']:.2f}" in caption, caption
 
 
 def test_bad_inputs_become_clear_errors_and_the_server_survives(server, face_png, tmp_path):

@@ -26,8 +26,8 @@ from ferx.models import get_model_info, list_models
 from webapp.errors import user_errors
 from webapp.links import face_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
-from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, found_line, from_png, offer_examples,
-                               photo_inputs, png_bytes, search_faces, tile, verdict)
+from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, faithfulness_tag, found_line, from_png,
+                               offer_examples, photo_inputs, png_bytes, search_faces, tile, verdict)
 from webapp.uploads import PHOTO_KEPT_S, user_temp_dir
 
 COLORMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "RdBu_r", "coolwarm"]
@@ -87,7 +87,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     scales = map_scales(result.rows, scale, float(clip_pct))
     crop = search.faces[result.face].crop
     cmap = None if colormap_name == "auto" else colormap_name
-    tiles, lines = [], []
+    tiles, shown, lines = [], [], []  # shown: the gallery's captions (the slider picks by the tiles')
     for name, ex, sc in zip(chosen, result.rows, scales):
         lines.append(f"\n**{name}** — {verdict(ex)}" + "".join(f" _{n}_" for n in ex.notes))
         for m, f, s in zip(ex.maps, ex.faithfulness, sc):
@@ -95,6 +95,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
             caption = (f"{name} · {map_caption(m)}" + (f" · {flat}" if flat else "")
                        + (" · ⚠️ off-face" if m.regions and m.regions["warning"] else ""))
             tiles.append((tile(crop, m.crop_values, s, cmap, float(opacity)), caption))
+            shown.append(caption + faithfulness_tag(f))  # the gallery's: faithfulness beside the map
             warn = m.regions["warning"] if m.regions else None
             lines.append(f"- *{caption}* ({m.kind}, {m.elapsed_s * 1000:.0f} ms): {reading(m.method)}"
                          f"<br>colour bar: {units(m.method)} — {describe_scale(s, scale)}<br>{faithfulness_line(f)}"
@@ -102,6 +103,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
                          f"{breakdown_line(m.regions, top=len(REGIONS))}" + (f"<br>⚠️ **{warn}**" if warn else ""))
         if ex.channel_weights:  # the channel half of MassAtt, beside its spatial maps
             tiles.append((channel_tile(ex.channel_weights), f"{name} · MassAtt channel weights"))
+            shown.append(tiles[-1][1])
     if not tiles:  # only native attention was asked for, of models without any
         raise gr.Error(f"No map to draw: {', '.join(chosen)} {'has' if len(chosen) == 1 else 'have'} no native "
                        "attention. Tick Grad-CAM or a Captum method as well.")
@@ -114,7 +116,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
         numbers["photo"]["sample"] = source
     found = (source_line(source) if source else
              found_line(search, result.face, "explaining") + (f" — {search.note}" if search.note else ""))
-    return (found, tiles, "\n".join(lines),
+    return (found, [(img, caption) for (img, _), caption in zip(tiles, shown)], "\n".join(lines),
             numbers, [(png_bytes(img), caption) for img, caption in tiles], gr.update(choices=names, value=names[0]),
             gr.update(choices=names, value=second), (tiles[0][0], tiles[1][0] if len(tiles) > 1 else tiles[0][0]),
             {"result": kept_for_card(result), "settings": settings, "face": face_of(path, source, examples)})

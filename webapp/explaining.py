@@ -173,6 +173,14 @@ def baseline_line(rows: list[ModelExplanation]) -> str:
     return f"\nDeletion/insertion baseline — {'; '.join(baselines)}; score: softmax probability of the target class."
 
 
+def faithfulness_tag(f) -> str:
+    """A map's faithfulness in a few words, for its caption: ``deletion 0.12 vs random 0.20 ✓`` (✗: no better)."""
+    if f is None:
+        return ""
+    better = "✓" if f.deletion_auc < f.random_deletion_auc else "✗ no better"
+    return f" · deletion {f.deletion_auc:.2f} vs random {f.random_deletion_auc:.2f} {better}"
+
+
 def faithfulness_line(f) -> str:
     if f is None:
         return "faithfulness not computed"

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from ferx.data.labels import LabelSet, get_label_set
 from ferx.device import BF16_MIN_AGREEMENT, autocast_bf16
-from ferx.models import InputSpec, create_model, get_model_info
+from ferx.models import InputSpec, create_model, get_model_info, list_models
 
 FORMAT = "ferx-checkpoint/1"
 CARD = "card.json"
@@ -281,6 +281,9 @@ def render_card(card: dict, summary: bool = True) -> str:
     lines.append(f"| weights | {', '.join(card['weights']['files'])} ({card['weights']['dtype']}) |")
     for f, h in card["weights"]["sha256"].items():
         lines.append(f"| sha256 {f} | `{h}` |")
+    design = get_model_info(card["model"]).design if card["model"] in list_models() else ""
+    if design:  # the architecture's own (its registry entry), not the checkpoint's
+        lines += ["", "## Design", "", design]
     for key in ("source", "data", "initialised_from", "recipe"):
         if isinstance(card.get(key), dict):
             lines += ["", f"## {key.replace('_', ' ').capitalize()}", ""]

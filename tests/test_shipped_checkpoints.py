@@ -26,6 +26,20 @@ def test_card_says_where_the_checkpoint_comes_from_and_what_it_scores(ckpt):
         assert all("recall" in c for c in entry["per_class"].values())
 
 
+@pytest.mark.parametrize("ckpt", SHIPPED, ids=lambda p: p.name)
+def test_the_readme_is_the_card_as_rendered_now_with_its_architectures_design(ckpt):
+    """README.md is generated from card.json (and the architecture's registry entry): an edit to either shows."""
+    from ferx.checkpoint import render_card
+    from ferx.models import get_model_info
+
+    card = read_card(ckpt)
+    assert (ckpt / "README.md").read_text() == render_card(card)
+    design = get_model_info(card["model"]).design
+    assert ("## Design" in render_card(card)) == bool(design)
+    if card["model"] == "convcut":  # models.md: where the self-attention sits and why, in the docstring and card
+        assert "14x14 tokens" in design and "batch" in design and "before DET" in design
+
+
 @pytest.mark.parametrize("ckpt,dataset,split", MEASURED, ids=lambda v: getattr(v, "name", v))
 def test_checkpoint_scores_its_card_on_a_fixed_slice(ckpt, dataset, split, data_root):
     entry = next(m for m in read_card(ckpt)["metrics"] if (m["dataset"], m["split"]) == (dataset, split))

@@ -74,16 +74,20 @@ class ModelInfo:
     # Dotted path of the module whose outputs are the classes (timm's default_cfg["classifier"]): its
     # parameters have one row per class, so a checkpoint with other labels can hand over the rest.
     classifier: str = "head"
+    # where this implementation chooses what the paper leaves open (or fixes what its code gets wrong), and why:
+    # one paragraph, printed on every checkpoint's card (the module docstring tells the whole story)
+    design: str = ""
 
 
 MODELS: Registry[ModelInfo] = Registry("model", "models")
 
 
 def register_model(name: str, *, input_spec: InputSpec, default_labels: str, description: str,
-                   cam_target_layers: tuple[str, ...], native_maps: tuple[NativeMap, ...] = (), classifier: str = "head"):
+                   cam_target_layers: tuple[str, ...], native_maps: tuple[NativeMap, ...] = (), classifier: str = "head",
+                   design: str = ""):
     def wrap(builder):
         MODELS.add(name, ModelInfo(name, builder, input_spec, default_labels, description, cam_target_layers,
-                                   native_maps, classifier))
+                                   native_maps, classifier, design))
         return builder
 
     return wrap

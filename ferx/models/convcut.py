@@ -189,6 +189,12 @@ def _build_convnext(backbone_weights: str | None, drop_path_rate: float) -> nn.M
                                    "backbone's last feature map receives (14×14 at 224 px input, 7×7 at 112 px), "
                                    "averaged over heads and queries.",
                            units="attention received, softmax share (a uniform map is 1 / the number of locations)"),),
+    design="Self-attention: per-sample multi-head self-attention over the backbone's 14x14 tokens (7x7 at 112 px), "
+           "learned Q/K/V, softmax over the tokens, residual, before DET. The authors' code attends across the "
+           "samples of a batch (a Keras Attention layer on a batch x 32 tensor), so a prediction depended on the "
+           "other images in its batch and there was no spatial map: here each face is scored alone, identically in "
+           "any batch. It sits on the backbone's tokens, not DET's 4x4, because a 14x14 map is fine enough to show "
+           "where on the face the model looks, and before DET so that DET still sees attention-refined features.",
 )
 def convcut(num_classes: int = 7, **kwargs) -> ConvCut:
     return ConvCut(num_classes=num_classes, **kwargs)

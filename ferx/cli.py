@@ -265,7 +265,8 @@ def _cmd_train(args) -> int:
                     time_budget_min=args.time_budget, carried=args.carried, export_dtype=args.export_dtype,
                     input_size=args.input_size, fit_budget=args.fit_budget, init_from=args.init_from, lr=args.lr,
                     ema_decay=args.ema_decay, augment=args.augment, warmup_epochs=args.warmup_epochs,
-                    soft_labels=args.soft_labels, precision=args.precision)
+                    soft_labels=args.soft_labels, precision=args.precision,
+                    backbone_weights=args.backbone_weights, head_epochs=args.head_epochs)
     print(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f}); checkpoint: "
           f"{summary['checkpoint']}\nmeasure it with: ferx evaluate {summary['checkpoint']} --dataset {args.dataset} "
           f"--split test --update-card")
@@ -818,6 +819,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--soft-labels", action=argparse.BooleanOptionalAction, default=None,
                     help="train on FERPlus's vote distributions (or, with --no-soft-labels, the majority class) "
                          "instead of what the recipe says")
+    tr.add_argument("--backbone-weights", default=None, metavar="FILE",
+                    help="start Conv-cut's ConvNeXt-Base from these ImageNet weights (a convnext_base state dict, "
+                         ".safetensors or .pth, e.g. timm's convnext_base.fb_in22k_ft_in1k), or 'hub' where the "
+                         "Hugging Face hub answers; the card names the file and its sha256")
+    tr.add_argument("--head-epochs", type=non_negative_int, default=None, metavar="N",
+                    help="train the head alone for the first N epochs (the pre-trained backbone frozen, dropout 0.1), "
+                         "then the whole model (dropout 0.2), as models.md describes Conv-cut's; needs "
+                         "--backbone-weights or --init-from")
     tr.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                     help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 also on a CPU with native bf16 "
                          "(AVX512-BF16 or AMX; refused elsewhere, where it is emulated and slower); validation runs alike")

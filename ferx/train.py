@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ferx.checkpoint import load_checkpoint, save_checkpoint
+from ferx.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from ferx.data.carry import read_carry
 from ferx.data.datasets import load_split
 from ferx.data.labels import LabelSet, label_mapping
@@ -30,7 +30,7 @@ from ferx.data.preprocess import to_model_input
 from ferx.device import autocast_bf16, describe_hardware, resolve_device
 from ferx.inference import predict_logits
 from ferx.memory_format import training_memory_format
-from ferx.models import create_model, get_model_info
+from ferx.models import create_model, get_model_info, list_models
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,10 @@ class Recipe:
     soft_labels: bool = False  # FERPlus vote distributions as targets
     mixup_alpha: float = 0.0
     ema_decay: float = 0.0  # > 0: validate, select and export a moving average of the weights (timm ModelEmaV3)
+    # the first head_epochs train everything but the model's pre-trained backbone (ModelInfo.backbone), frozen, with
+    # dropout head_drop_rate; then everything, with the model's own dropout (Conv-cut, models.md: 0.1, then 0.2)
+    head_epochs: int = 0
+    head_drop_rate: float = 0.1
     model_config: dict = field(default_factory=dict)
     input_size: int | None = None  # override the model's input size (e.g. 112 for Conv-cut)
 
@@ -238,6 +242,29 @@ def _start_from(model: nn.Module, start: nn.Module, its_labels: LabelSet, labels
     return [c for c, r in zip(labels.classes, rows.tolist()) if r >= 0]
 
 
+def _head_only(model: nn.Module, backbone: str, on: bool, drop_rate: float, model_drop: dict) -> None:
+    """Freeze the ``backbone`` module (eval mode: no stochastic depth) and set every dropout outside it to
+    ``drop_rate``, or (``on`` False) train it again with the model's own dropout (``model_drop``: module -> p)."""
+    frozen = model.get_submodule(backbone)
+    frozen.requires_grad_(not on)
+    frozen.train(not on and model.training)
+    for module, p in model_drop.items():
+        module.p = drop_rate if on else p
+
+
+def _backbone_start(info, weights: str) -> dict:
+    """What the card says of a run whose backbone started from pre-trained ``weights`` (a file or "hub")."""
+    if not info.backbone:
+        raise ValueError(f"--backbone-weights: {info.name} has no pre-trained backbone to start from "
+                         f"({', '.join(n for n in list_models() if get_model_info(n).backbone)} has)")
+    if weights == "hub":
+        return {"backbone_weights": "hub (timm convnext_base.fb_in22k_ft_in1k, if the hub answered; else random)"}
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"--backbone-weights: {weights}: file not found")
+    return {"backbone_weights": path.name, "backbone_weights_sha256": sha256_file(path)}
+
+
 def _overrides(recipe: Recipe) -> dict | None:
     """The fields a run changed from its named recipe (whose ``description`` tells the recipe as declared);
     ``None`` for a recipe that is not registered (nothing to compare with)."""
@@ -290,7 +317,7 @@ def _resumed_recipe(recipe: Recipe, state: dict, has_ema: bool, out: Path, asked
     if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
         recipe = replace(recipe, epochs=state["fitted_epochs"])
     # the peak learning rate, warm-up, augmentation and targets are part of the run: it goes on with those it began with
-    for key in ("lr", "augment", "warmup_epochs", "soft_labels"):
+    for key in ("lr", "augment", "warmup_epochs", "soft_labels", "head_epochs"):
         before = recipes_before[key] if key in recipes_before else getattr(recipe, key)
         kept = state.get(key, before)  # state files from before they were kept: as asked (or the recipe's)
         if asked[key] is not None and asked[key] != kept:
@@ -321,7 +348,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
           input_size: int | None = None, fit_budget: bool = False, init_from: str | Path | None = None,
           lr: float | None = None, ema_decay: float | None = None, augment: str | None = None,
           warmup_epochs: float | None = None, soft_labels: bool | None = None, precision: str = "auto",
-          progress: bool = True) -> dict:
+          backbone_weights: str | None = None, head_epochs: int | None = None, progress: bool = True) -> dict:
     """Train ``recipe`` on ``dataset`` and export the best-on-validation epoch as a checkpoint.
 
     Returns a summary with the per-epoch history. ``limit_train`` / ``limit_val`` take a fixed
@@ -350,6 +377,11 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     ``ema_decay`` (> 0) keeps an exponential moving average of the weights after every step (timm's
     ``ModelEmaV3``, batch-norm statistics included): the average is what is validated, selected and exported, and
     each epoch's line also gives the raw weights' validation accuracy (``raw_val_acc``) beside it.
+    ``backbone_weights`` starts the model's pre-trained part (``ModelInfo.backbone``: Conv-cut's ConvNeXt-Base) from
+    a state-dict file or ``"hub"`` (the card names the file and its sha256); ``head_epochs`` trains the rest alone for
+    that many epochs first, the backbone frozen and the head's dropout at the recipe's ``head_drop_rate``, then the
+    whole model with the model's own dropout (models.md: 0.1 while the head trains alone, 0.2 after); a head-only
+    phase needs a trained start (``backbone_weights`` or ``init_from``).
     The checkpoint is written in ``export_dtype`` (``float16`` halves Conv-cut's 212 MB) in safetensors
     shards of at most 15 MiB, the largest file a GPU machine can send back.
     """
@@ -365,7 +397,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                      input_size=input_size or recipe.input_size, lr=recipe.lr if lr is None else lr,
                      ema_decay=recipe.ema_decay if ema_decay is None else ema_decay, augment=augment or recipe.augment,
                      warmup_epochs=recipe.warmup_epochs if warmup_epochs is None else warmup_epochs,
-                     soft_labels=recipe.soft_labels if soft_labels is None else soft_labels)
+                     soft_labels=recipe.soft_labels if soft_labels is None else soft_labels,
+                     head_epochs=recipe.head_epochs if head_epochs is None else head_epochs)
     if recipe.augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, not {recipe.augment!r}")
     if recipe.warmup_epochs < 0:
@@ -381,6 +414,17 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     spec = info.input_spec if recipe.input_size is None else replace(info.input_spec, size=recipe.input_size)
     if init_from is not None:
         _check_start(init_from, recipe.model, spec)
+    if backbone_weights is not None and (init_from is not None or resume):
+        raise ValueError("--backbone-weights starts a new run's backbone: not with --init-from (whose weights are "
+                         "all there) or --resume (whose weights are in state.pt)")
+    backbone_start = _backbone_start(info, backbone_weights) if backbone_weights is not None else None
+    if recipe.head_epochs < 0:
+        raise ValueError(f"head_epochs must be 0 or more, not {recipe.head_epochs}")
+    if recipe.head_epochs and not info.backbone:
+        raise ValueError(f"--head-epochs: {info.name} has no pre-trained backbone to keep frozen")
+    if recipe.head_epochs and backbone_weights is None and init_from is None and not resume:
+        raise ValueError("--head-epochs trains the head on a trained backbone: give --backbone-weights (or "
+                         "--init-from a checkpoint); a random backbone would stay random")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -396,8 +440,13 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     if soft_labels and train_data.soft_targets is None:
         raise ValueError(f"--soft-labels asked for, but {dataset} has no vote distributions (FERPlus has)")
 
-    model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config).to(dev)
-    initialised = None
+    started_backbone = {"backbone_weights": backbone_weights} if backbone_weights is not None else {}
+    model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config, **started_backbone).to(dev)
+    model.ferx_config.pop("backbone_weights", None)  # where the weights started, not how to build them (the card)
+    initialised = backbone_start
+    frozen = model.get_submodule(info.backbone) if info.backbone else None
+    inside = {id(m) for m in frozen.modules()} if frozen is not None else set()
+    model_drop = {m: m.p for m in model.modules() if isinstance(m, (nn.Dropout, nn.Dropout2d)) and id(m) not in inside}
     if init_from is not None and not resume:  # a resumed run has its weights
         initialised = _initialise_from(model, init_from, dev, recipe.model, spec, labels, info.classifier)
     memory_format = training_memory_format(model, dev)
@@ -414,7 +463,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     state = {"epoch": 0, "step": 0, "best_val_acc": -1.0, "best_val_loss": math.inf, "best_epoch": 0,
              "bad_epochs": 0, "wall_time_s": 0.0, "history": [], "initialised_from": initialised,
              "ema_decay": recipe.ema_decay, "lr": recipe.lr, "augment": recipe.augment,
-             "warmup_epochs": recipe.warmup_epochs, "soft_labels": recipe.soft_labels}
+             "warmup_epochs": recipe.warmup_epochs, "soft_labels": recipe.soft_labels,
+             "head_epochs": recipe.head_epochs}
     state_path, best_path = out / "state.pt", out / "best.pt"
     saved = {}
     if resume:
@@ -426,6 +476,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         state = json.loads(saved["progress"])
         initialised = state.get("initialised_from")  # where the run's first call started from, if anywhere
         asked = {"lr": lr, "augment": augment, "warmup_epochs": warmup_epochs, "soft_labels": soft_labels,
+                 "head_epochs": head_epochs,
                  "ema_decay": ema_decay, "init_from": init_from}
         recipe = _resumed_recipe(recipe, state, "ema" in saved, out, asked, recipes_before)
     ema = _moving_average(model, recipe.ema_decay) if recipe.ema_decay else None  # from the start or resumed weights
@@ -448,6 +499,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
             stopped = f"time budget: another epoch (~{last_epoch_s / 60:.1f} min) would not fit in {time_budget_min} min"
             break
         model.train()
+        head_only = state["epoch"] < recipe.head_epochs
+        if recipe.head_epochs:
+            _head_only(model, info.backbone, head_only, recipe.head_drop_rate, model_drop)
         order = torch.randperm(len(images), generator=gen, device=dev)
         losses = []
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {state['epoch'] + 1}/{recipe.epochs}", disable=not progress,
@@ -492,7 +546,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         state["wall_time_s"] += last_epoch_s
         row = {"epoch": state["epoch"], "train_loss": float(np.mean(losses)), **metrics,
                "lr": optimizer.param_groups[0]["lr"], "wall_time_s": round(state["wall_time_s"], 1),
-               "precision": "bf16" if bf16 else "fp32"}
+               "precision": "bf16" if bf16 else "fp32",
+               **({"trained": "head only" if head_only else "all"} if recipe.head_epochs else {})}
         state["history"].append(row)
         if fit_budget and budget_s is not None:
             left = budget_s - (time.perf_counter() - session_start) - 0.5 * last_epoch_s  # room to export

@@ -280,6 +280,51 @@ def test_convcut_recipe_runs_end_to_end_on_gray_ferplus(data_root, tmp_path):
     assert card["model"] == "convcut" and len(card["labels"]) == 8 and card["input_spec"]["channels"] == 3
 
 
+def test_convcut_trains_its_head_alone_on_a_pretrained_backbone_then_the_whole_model(data_root, tmp_path):
+    """models.md: Conv-cut's ConvNeXt-Base can start from ImageNet weights in a local file, and the head trains alone
+    (dropout 0.1) before the whole model does (dropout 0.2). The weights here stand in for ImageNet's (random,
+    float16: 103 MB), the real file is used as a user would give it, and the card names it by its sha256."""
+    import timm
+    from safetensors.torch import save_file
+
+    from ferx.checkpoint import load_checkpoint, sha256_file
+    from ferx.models import create_model
+
+    reference = timm.create_model("convnext_base", pretrained=False)
+    weights = tmp_path / "convnext_base.safetensors"
+    save_file({k: v.half().contiguous() for k, v in reference.state_dict().items()
+               if k.startswith(("stem.", "stages.0.", "stages.1.", "stages.2."))}, str(weights))
+    kwargs = dict(data_root=data_root, device=DEVICE, batch_size=8, limit_train=17, limit_val=8, input_size=112,
+                  progress=False)
+    head = train("convcut", "ferplus", tmp_path / "cc", epochs=1, head_epochs=1, backbone_weights=str(weights), **kwargs)
+    card = read_card(head["checkpoint"])
+    assert card["initialised_from"] == {"backbone_weights": weights.name, "backbone_weights_sha256": sha256_file(weights)}
+    assert "backbone_weights" not in card["config"] and card["recipe"]["head_epochs"] == 1
+    assert head["history"][0]["trained"] == "head only"
+    weights.unlink()  # the checkpoint holds every weight: it loads without the file
+    trained = load_checkpoint(head["checkpoint"], "cpu").model
+    stem = reference.stem[0].weight.half().float()
+    assert torch.equal(trained.backbone.stem[0].weight, stem)  # frozen while the head trained alone
+    assert not torch.equal(trained.head.weight, create_model("convcut", num_classes=8).head.weight)
+    whole = train("convcut", "ferplus", tmp_path / "cc", epochs=2, resume=True, **kwargs)
+    assert whole["history"][1]["trained"] == "all"
+    last = torch.load(tmp_path / "cc" / "state.pt", weights_only=True)["model"]  # the last epoch's (not the best)
+    assert not torch.equal(last["backbone.stem.0.weight"], stem)  # the whole model trains after the head's epochs
+    from ferx.train import _head_only
+
+    model = create_model("convcut", num_classes=8).train()
+    drops = {model.drop: 0.2, model.spatial_drop: 0.2}
+    _head_only(model, "backbone", True, 0.1, drops)
+    assert model.drop.p == model.spatial_drop.p == 0.1 and not model.backbone.training
+    assert not any(p.requires_grad for p in model.backbone.parameters()) and model.head.weight.requires_grad
+    _head_only(model, "backbone", False, 0.1, drops)
+    assert model.drop.p == 0.2 and model.backbone.training and all(p.requires_grad for p in model.parameters())
+    with pytest.raises(ValueError, match="--head-epochs trains the head on a trained backbone"):
+        train("convcut", "ferplus", tmp_path / "random", epochs=1, head_epochs=1, **kwargs)
+    with pytest.raises(ValueError, match="lanmsff has no pre-trained backbone"):
+        train("lanmsff", "ferplus", tmp_path / "lan", epochs=1, backbone_weights="hub", **kwargs)
+
+
 def test_cli_evaluate_writes_json_and_reports_errors(data_root, tmp_path, capsys):
     out = tmp_path / "eval.json"
     code = main(["evaluate", str(MINI), "--dataset", "fer2013", "--split", "test", "--limit", "300",

@@ -77,6 +77,9 @@ class ModelInfo:
     # where this implementation chooses what the paper leaves open (or fixes what its code gets wrong), and why:
     # one paragraph, printed on every checkpoint's card (the module docstring tells the whole story)
     design: str = ""
+    # Dotted path of the part that can start from pre-trained weights (``backbone_weights=``, a file or "hub"):
+    # what a head-only phase of training keeps frozen; "" for a model without one
+    backbone: str = ""
 
 
 MODELS: Registry[ModelInfo] = Registry("model", "models")
@@ -84,10 +87,10 @@ MODELS: Registry[ModelInfo] = Registry("model", "models")
 
 def register_model(name: str, *, input_spec: InputSpec, default_labels: str, description: str,
                    cam_target_layers: tuple[str, ...], native_maps: tuple[NativeMap, ...] = (), classifier: str = "head",
-                   design: str = ""):
+                   design: str = "", backbone: str = ""):
     def wrap(builder):
         MODELS.add(name, ModelInfo(name, builder, input_spec, default_labels, description, cam_target_layers,
-                                   native_maps, classifier, design))
+                                   native_maps, classifier, design, backbone))
         return builder
 
     return wrap

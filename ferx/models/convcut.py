@@ -195,6 +195,7 @@ def _build_convnext(backbone_weights: str | None, drop_path_rate: float) -> nn.M
            "other images in its batch and there was no spatial map: here each face is scored alone, identically in "
            "any batch. It sits on the backbone's tokens, not DET's 4x4, because a 14x14 map is fine enough to show "
            "where on the face the model looks, and before DET so that DET still sees attention-refined features.",
+    backbone="backbone",  # the truncated ConvNeXt-Base: ImageNet weights from a file or the hub when available
 )
 def convcut(num_classes: int = 7, **kwargs) -> ConvCut:
     return ConvCut(num_classes=num_classes, **kwargs)

@@ -142,6 +142,24 @@ def test_temperature_fitted_on_validation_lowers_test_nll(data_root, cache):
     assert fit_temperature(logits * 3, y) == pytest.approx(3, rel=0.1)
 
 
+def test_temperature_scaling_is_refused_on_the_faces_it_is_fitted_on(data_root, monkeypatch, capsys):
+    """`--split val --calibrate` fitted the temperature on the very faces whose ECE it then reported."""
+    from ferx.cli import main
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("refused before any model runs")
+
+    monkeypatch.setattr("ferx.analysis.runs.predict_logits_and_embeddings", no_inference)
+    assert main(["analyze", str(MINI), "--dataset", "ckplus", "--split", "val", "--calibrate", "--data-root",
+                 str(data_root), "--device", "cpu"]) == 1
+    assert capsys.readouterr().err == (
+        "ferx analyze: error: --calibrate fits its temperature on ckplus/val, and the split analysed (ckplus/val) "
+        "holds 147 of its faces: the calibration would be judged on the faces it was fitted on. Analyse a split "
+        "without them (test), or this one without --calibrate.\n")
+    with pytest.raises(ValueError, match=r"the split analysed \(ckplus/all\) holds 147 of its faces"):  # all holds val
+        analyze([MINI], "ckplus", "all", data_root=data_root, device=DEVICE, calibrate=True, progress=False)
+
+
 def test_embeddings_are_cached_and_figures_carry_sample_ids(ferplus_runs, tmp_path):
     mini = ferplus_runs[0]
     coords = project(mini, "pca", cache_dir=tmp_path)

@@ -257,6 +257,20 @@ def test_a_bundle_built_where_the_cpu_has_bf16_is_found_where_it_has_none(data_r
     assert status.endswith(f"{model} (from cache)")
 
 
+def test_temperature_scaling_of_the_val_split_is_refused_in_one_message(data_root, bank):
+    """Split 'val' with 'Temperature scaling (fitted on the val split)' ticked fitted T on the faces it scored."""
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import run_analysis
+
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
+    with pytest.raises(gr.Error) as err:
+        run_analysis(bank, cfg, "ckplus", "val", None, ["mini_xception_fer2013"], True, None, lambda *a, **k: None)
+    assert err.value.message == (
+        "Temperature scaling fits its temperature on ckplus/val, and the split analysed (ckplus/val) holds 147 of its "
+        "faces: the calibration would be judged on the faces it was fitted on. Analyse a split without them (test), "
+        "or this one without temperature scaling.")
+
+
 def test_native_attention_alone_for_a_model_without_any_says_so(bank, analysis):
     """It ended in "Something went wrong (IndexError)": no tile to put on the slider."""
     from webapp.dataset_tab import open_in_explain

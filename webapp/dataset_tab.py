@@ -253,7 +253,8 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
                  progress=gr.Progress(track_tqdm=True), faces: str = "given", face: str = "best"):
     """Run the ``chosen`` models over a configured dataset split (``name``, ``split_name``) or an
     uploaded zip (its faces and per-face results in a scratch folder deleted on return; a
-    configured split's are cached); ``calib`` fits a temperature on the val split; a zip's images
+    configured split's are cached); ``calib`` fits a temperature on the val split (refused when the
+    split analysed holds its faces: :func:`ferx.analysis.analyze.refuse_calibrating_on_itself`); a zip's images
     are faces as given, or photos whose faces are found (``faces``, ``face``: :data:`FACES`,
     :data:`FACE_CHOICES`). Stop (this session's) ends it before its next image or batch."""
     session = request.session_hash if request is not None else ""

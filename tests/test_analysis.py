@@ -80,9 +80,11 @@ def test_every_confusion_cell_resolves_to_its_samples(ferplus_runs):
 def test_cross_model_matrix_and_disagreements(ferplus_runs):
     mini, lan = ferplus_runs
     cross = cross_model_frame(mini, lan)
-    assert cross.shape == (7, 8) and cross.values.sum() == len(mini)
+    assert cross.shape == (8, 8) and cross.values.sum() == len(mini)
     assert len(cross_cell_samples(mini, lan, "happy", "neutral")) == cross.loc["happy", "neutral"]
-    assert list(cross.columns) == list(mini.model_classes) + ["contempt"]  # B's classes in A's order: agreement
+    # either model's classes on both axes, in one order: agreement is the diagonal; A never says contempt
+    assert list(cross.index) == list(cross.columns) == list(mini.model_classes) + ["contempt"]
+    assert cross.loc["contempt"].sum() == 0
     assert np.trace(cross.to_numpy()) == (np.asarray(mini.model_classes)[mini.preds]   # is the diagonal
                                           == np.asarray(lan.model_classes)[lan.preds]).sum()
     rate = agreement(mini, lan)

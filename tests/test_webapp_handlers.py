@@ -314,7 +314,7 @@ def test_without_data_the_examples_are_two_portraits_whose_face_is_found(tmp_pat
 
 
 def test_a_cross_model_cell_click_selects_the_faces_of_the_cell_shown(bank, analysis):
-    """A FER-2013 model against a FERPlus one: the matrix puts B's classes in A's order (agreement on the
+    """A FER-2013 model against a FERPlus one: both axes hold either model's classes in one order (agreement on the
     diagonal), and a click on the cell (happy, happy) selects exactly the faces both call happy."""
     from types import SimpleNamespace
 
@@ -329,6 +329,38 @@ def test_a_cross_model_cell_click_selects_the_faces_of_the_cell_shown(bank, anal
     happy_a = np.asarray(other.model_classes)[other.preds] == "happy"
     happy_b = np.asarray(analysis.runs[0].model_classes)[analysis.runs[0].preds] == "happy"
     assert sorted(chosen["ids"]) == list(np.flatnonzero(happy_a & happy_b)) and frame.iloc[row, col] == len(chosen["ids"])
+
+
+def test_the_cross_model_matrix_of_two_models_each_with_a_class_the_other_lacks_has_agreement_on_its_diagonal():
+    """FER-2013 (neutral, no contempt) against CK+ (contempt, no neutral): A's own class was the last row and B's the
+    last column, so 'A neutral, B contempt', a disagreement, sat on the diagonal (trace 10 of 10 faces, agreement 4)."""
+    from types import SimpleNamespace
+
+    from ferx.analysis import agreement, cross_model_frame
+    from ferx.analysis.runs import ModelRun
+    from ferx.data.labels import CKPLUS_7, FER2013_7
+    from webapp.dataset_tab import Analysis, cross_click, show_cross
+
+    def run(name, classes, said):
+        logits = np.where(np.asarray(classes)[None] == np.asarray(said)[:, None], 5.0, -5.0).astype(np.float32)
+        return ModelRun(name, "", "", classes, "ckplus", "test", "fp", CKPLUS_7.classes,
+                        np.array([f"{i}.png" for i in range(len(said))]), np.zeros(len(said), np.int64), logits,
+                        np.zeros((len(said), 2), np.float32))
+
+    fer = run("fer", FER2013_7.classes, ["neutral"] * 6 + ["happy"] * 4)
+    ck = run("ck", CKPLUS_7.classes, ["contempt"] * 6 + ["happy"] * 4)
+    frame = cross_model_frame(fer, ck)
+    assert list(frame.index) == list(frame.columns) == ["angry", "disgust", "fear", "happy", "sad", "surprise",
+                                                        "neutral", "contempt"]
+    assert np.trace(frame.to_numpy()) == 4 == agreement(fer, ck) * 10 and frame.loc["neutral", "contempt"] == 6
+    analysis = Analysis([fer, ck], None)
+    table, line = show_cross(analysis, "fer", "ck")
+    shown = table.data.set_index(table.data.columns[0])  # as the app shows it: row labels in its first column
+    assert np.trace(shown.to_numpy()) == 4 and "they agree on **40.0%** of the faces" in line
+    row, col = list(shown.index).index("neutral"), list(shown.columns).index("contempt")
+    chosen = cross_click(analysis, "fer", "ck", SimpleNamespace(index=(row, col + 1)))
+    assert chosen["ids"] == [0, 1, 2, 3, 4, 5] and "fer (A) says *neutral*, ck (B) says *contempt*" in chosen["title"]
+    assert cross_click(analysis, "fer", "ck", SimpleNamespace(index=(col, col + 1)))["ids"] == []  # contempt twice
 
 
 def test_every_handler_of_the_app_turns_errors_into_one_message(bank, data_root):

@@ -57,8 +57,9 @@ ANALYSIS_BATCH = 64
 HELP = {
     "confusion": "Rows are the true class, columns the predicted one; the diagonal is correct. A cell's shade is its "
                  "share of the row (white 0 → dark blue 1). Click a cell to see its faces.",
-    "cross": "Rows: model A's prediction, columns: model B's. Off-diagonal cells are faces the models disagree on; "
-             "click one to see them.",
+    "cross": "Rows: model A's prediction, columns: model B's, both over the classes of either model (a class one "
+             "lacks is a row or column of zeros). The diagonal is where they agree; off-diagonal cells are faces they "
+             "disagree on: click one to see them.",
     "embedding": "Each point is a face placed by its embedding (similar faces land close). Drag a lasso (or choose "
                  "box select in the plot's toolbar) around points: exactly those faces fill the gallery. Faces chosen "
                  "in a matrix or a ranking are ringed in black here. Double-click clears the selection.",

@@ -501,16 +501,44 @@ def test_cli_analyze_says_its_precision_and_keys_its_cache_by_it(data_root, tmp_
         assert "(mini_xception_fer2013: bf16, computed)" in capsys.readouterr().out
 
 
+def _ckplus_folder(data_root, out, classes, per_class):
+    """``per_class`` CK+48 test faces of each of ``classes`` as an image folder ``out``."""
+    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    for name in classes:
+        (out / name).mkdir(parents=True)
+        for i in np.flatnonzero(packed.targets == packed.classes.index(name))[:per_class]:
+            Image.fromarray(packed.images[i]).save(out / name / f"{i}.png")
+    return out
+
+
 @pytest.fixture(scope="module")
 def tiny_folder(data_root, tmp_path_factory):
     """Two CK+48 test faces of each of two classes as an image folder: the CLI's map studies in seconds."""
-    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
-    out = tmp_path_factory.mktemp("tiny")
-    for name in ("happy", "surprise"):
-        (out / name).mkdir()
-        for i in np.flatnonzero(packed.targets == packed.classes.index(name))[:2]:
-            Image.fromarray(packed.images[i]).save(out / name / f"{i}.png")
-    return out
+    return _ckplus_folder(data_root, tmp_path_factory.mktemp("tiny"), ("happy", "surprise"), 2)
+
+
+def test_faces_of_no_class_a_model_knows_are_one_line_for_evaluate_and_a_blank_row_for_analyze(data_root, tmp_path,
+                                                                                            monkeypatch, capsys):
+    """CK+ contempt faces scored by a FER-2013 model (it has no contempt): `ferx analyze` ended in scikit-learn's
+    "Found empty input array", `ferx evaluate` in "no images to run the model on". Now evaluate says why in one
+    line; analyze gives that model a row of n 0 and blank measures beside a model that knows contempt."""
+    from ferx.cli import main
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    folder = str(_ckplus_folder(data_root, tmp_path / "contempt", ("contempt",), 3))
+    assert main(["evaluate", str(MINI), "--dataset", folder, "--split", "all", "--device", "cpu"]) == 1
+    assert capsys.readouterr().err == ("ferx evaluate: error: none of these 3 faces (contempt) is of a class mini_xception "
+                                       "(mini_xception_fer2013) knows (angry, disgust, fear, happy, sad, surprise, "
+                                       "neutral)\n")
+    ferplus = CHECKPOINTS / "lanmsff_ferplus"
+    assert main(["analyze", str(MINI), str(ferplus), "--dataset", folder, "--split", "all", "--device", "cpu",
+                 "--top", "1"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[2].split()[:7] == ["n", "n_excluded", "accuracy", "macro_f1", "nll", "ece", "temperature"]
+    assert printed[4].split()[:7] == ["mini_xception_fer2013", "0", "3", "NaN", "NaN", "NaN", "NaN"]
+    assert printed[5].split()[:3] == ["lanmsff_ferplus", "3", "0"]
+    per_class = per_class_table(analyze([MINI], folder, "all", device="cpu", progress=False)[0])
+    assert (per_class["support"] == 0).all() and per_class[["precision", "recall", "f1"]].isna().all().all()
 
 
 def test_cli_analyze_prints_the_attention_and_map_agreement_tables(tiny_folder, tmp_path, monkeypatch, capsys):

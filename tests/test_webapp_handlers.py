@@ -271,6 +271,30 @@ def test_temperature_scaling_of_the_val_split_is_refused_in_one_message(data_roo
         "or this one without temperature scaling.")
 
 
+def test_a_zip_of_faces_of_a_class_one_model_lacks_gives_it_a_blank_row_not_an_error(data_root, bank, tmp_path):
+    """CK+ contempt faces, a FER-2013 model (no contempt) beside a FERPlus one: the analysis ended in scikit-learn's
+    "Found empty input array"; now the FER-2013 row has n 0 and blank measures, its views open."""
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import run_analysis, show_matrix
+
+    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    archive = tmp_path / "contempt.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i in np.flatnonzero(packed.targets == packed.classes.index("contempt"))[:3]:
+            buf = io.BytesIO()
+            Image.fromarray(packed.images[i]).save(buf, "PNG")
+            z.writestr(f"contempt/{i}.png", buf.getvalue())
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
+    fer = "mini_xception_fer2013"
+    out = run_analysis(bank, cfg, None, "test", str(archive), [fer, MODEL], False, None, lambda *a, **k: None)
+    summary = out[2].set_index("model")
+    assert summary.loc[fer, ["n", "n_excluded"]].tolist() == [0, 3]
+    assert summary.loc[fer, ["accuracy", "macro_f1", "nll", "ece"]].isna().all()  # blank
+    assert summary.loc[MODEL, "n"] == 3 and summary.loc[MODEL, ["accuracy", "ece"]].notna().all()
+    per_class = show_matrix(out[0], fer, False)[1].value
+    assert all(row[4] == 0 for row in per_class["data"])  # no face of any of its classes
+
+
 def test_native_attention_alone_for_a_model_without_any_says_so(bank, analysis):
     """It ended in "Something went wrong (IndexError)": no tile to put on the slider."""
     from webapp.dataset_tab import open_in_explain

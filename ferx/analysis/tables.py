@@ -17,16 +17,20 @@ def _scored(run: ModelRun):
 
 def summary_table(runs: list[ModelRun]) -> pd.DataFrame:
     """One row per model: images scored and left out, accuracy, macro-F1, NLL, ECE, temperature and the
-    precision the model ran at (fp32, or bf16 autocast)."""
+    precision the model ran at (fp32, or bf16 autocast). A model that scores none of the faces (none is of
+    a class it knows) has n 0 and blank measures."""
     rows = []
     for run in runs:
         y, probs, logits = _scored(run)
         m = classification_metrics(y, probs, run.model_classes)
         rows.append({"model": run.name, "n": m["n"], "n_excluded": int((~run.scored).sum()),
                      "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                     "nll": negative_log_likelihood(logits, y, run.temperature), "ece": m["ece"],
+                     "nll": negative_log_likelihood(logits, y, run.temperature) if m["n"] else None, "ece": m["ece"],
                      "temperature": run.temperature, "precision": run.compute_dtype})
-    return pd.DataFrame(rows).set_index("model")
+    table = pd.DataFrame(rows).set_index("model")
+    measures = ["accuracy", "macro_f1", "nll", "ece"]
+    table[measures] = table[measures].astype(float)  # None: NaN, blank
+    return table
 
 
 def per_class_table(run: ModelRun) -> pd.DataFrame:

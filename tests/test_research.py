@@ -194,7 +194,8 @@ def test_disagreement_explorer_compares_both_models_maps_where_they_disagree(ban
     assert len(frame) == min(40, len(differ)) and set(frame.index) <= set(differ)
     assert (frame[f"pred_{a.name}"] != frame[f"pred_{b.name}"]).all() and frame["spearman"].is_monotonic_increasing
     assert maps_a.shape == (len(frame), 48, 48) and (maps_a >= 0).all()
-    same = gradcam_maps(la, analysis.packed, frame.index[:3], cache_dir=maps)  # recomputed for another id set
+    same = gradcam_maps(la, analysis.packed, frame.index[:3], a.preds[frame.index[:3]],  # recomputed for another
+                        cache_dir=maps)                                                 # id set
     assert np.allclose(same, maps_a[:3], atol=2e-3 * maps_a.max())  # the rows follow the frame's order
     from ferx.explain.faithfulness import map_agreement
 
@@ -207,6 +208,46 @@ def test_disagreement_explorer_compares_both_models_maps_where_they_disagree(ban
     assert ((table["labels agree"] >= 0) & (table["labels agree"] <= 1)).all()
     with pytest.raises(ValueError, match="two different models"):
         disagreement_frame(la, la, a, a, analysis.packed)
+
+
+def test_the_maps_beside_a_runs_prediction_explain_that_prediction(bank, analysis, tmp_path):
+    """A bf16 run's prediction is not always the fp32 one (convcut_ferplus on CK+ test, face 42: the run says one
+    class, fp32 another); the disagreement explorer's and the region breakdown's Grad-CAM explained the fp32
+    argmax beside the run's label. Here a run whose top two classes are swapped on every face stands for it."""
+    import dataclasses
+
+    from ferx.analysis.disagreement import class_agreement, disagreement_frame
+    from ferx.analysis.regions import region_shares
+    from ferx.data.preprocess import to_model_input
+    from ferx.explain.cam import cam_maps
+    from ferx.explain.maps import resize_map
+    from webapp.dataset_tab import Analysis, show_regions
+
+    a, b = analysis.runs[0], analysis.runs[-1]
+    la, packed = bank.models[a.name], analysis.packed
+    logits = a.logits.copy()
+    top2 = np.argsort(-logits, 1)[:, :2]
+    rows = np.arange(len(logits))
+    logits[rows, top2[:, 0]], logits[rows, top2[:, 1]] = a.logits[rows, top2[:, 1]], a.logits[rows, top2[:, 0]]
+    second = dataclasses.replace(a, logits=logits)
+    assert (second.preds != a.preds).all()
+
+    def map_of(face, target):
+        x = to_model_input(packed.images[face:face + 1], la.input_spec)
+        return resize_map(cam_maps(la.model, x, "gradcam", targets=target)[0].values, packed.images.shape[1:3])
+
+    frame, maps_a, _ = disagreement_frame(la, bank.models[b.name], second, b, packed, limit=3, cache_dir=tmp_path)
+    face = int(frame.index[0])
+    assert frame.loc[face, f"pred_{a.name}"] == a.model_classes[second.preds[face]]  # the label shown beside the map
+    assert np.allclose(maps_a[0], map_of(face, int(second.preds[face])), atol=1e-3 * maps_a[0].max())
+    assert not np.allclose(maps_a[0], map_of(face, int(a.preds[face])), atol=1e-3 * maps_a[0].max())
+    assert len(class_agreement(la, bank.models[b.name], second, b, packed, per_class=1, cache_dir=tmp_path))
+    shares = region_shares(la, packed, preds=second.preds, per_class=1, cache_dir=tmp_path)
+    gradcam = shares[shares["map"] == "gradcam"]
+    assert (gradcam["predicted"].to_numpy() == np.asarray(a.model_classes)[second.preds[gradcam["sample"]]]).all()
+    shown = show_regions(bank, Analysis([second], packed), 1, set(), progress=lambda *args, **kwargs: None)[0]
+    own = show_regions(bank, Analysis([a], packed), 1, set(), progress=lambda *args, **kwargs: None)[0]
+    assert not np.allclose(shown.select_dtypes("number"), own.select_dtypes("number"))  # the run's classes explained
 
 
 def test_the_disagreement_view_shows_face_and_both_maps_with_scores(bank, analysis):

@@ -647,7 +647,7 @@ def show_regions(bank: ModelBank, analysis, per_class, swept: set, progress=gr.P
 
         report(0.0)
         with study_cache(analysis) as cache:
-            shares = at_low_priority(region_shares, bank.models[run.name], analysis.packed,
+            shares = at_low_priority(region_shares, bank.models[run.name], analysis.packed, preds=run.preds,
                                      per_class=int(per_class or 50), batch_size=ANALYSIS_BATCH,
                                      hold=functools.partial(bank.batch_hold, bank.models[run.name]), progress=report,
                                      cache_dir=cache)

@@ -276,6 +276,27 @@ def test_the_disagreement_view_shows_face_and_both_maps_with_scores(bank, analys
     assert sel.columns.str.startswith("votes_").sum() == len(analysis.runs[0].dataset_classes)
 
 
+def test_a_flat_map_has_no_top_10_percent_to_overlap_and_the_view_says_so(bank, analysis, tmp_path, monkeypatch):
+    """Model B's Grad-CAM flat (all zero, as a map whose every gradient weight is negative is): its top-10 % IoU
+    with A's map read 0.0-ish numbers made of tie order; now it is blank in the table and CSV, "IoU —" on a tile."""
+    from ferx.analysis import disagreement
+    from webapp import dataset_tab
+
+    a, b = analysis.runs[0].name, analysis.runs[-1].name
+    real = disagreement.gradcam_maps
+
+    def b_flat(loaded, packed, ids, targets, **kwargs):
+        maps = real(loaded, packed, ids, targets, **kwargs)
+        return np.zeros_like(maps) if loaded is bank.models[b] else maps
+
+    monkeypatch.setattr(disagreement, "gradcam_maps", b_flat)
+    monkeypatch.setattr(dataset_tab, "study_cache", lambda analysis: __import__("contextlib").nullcontext(tmp_path))
+    items, table, classes, csv, _, _ = dataset_tab.show_disagreement(bank, analysis, a, b, "least top-10 % overlap",
+                                                                     4, 2, set())
+    assert table["top_k_iou"].isna().all() and items[0][1].endswith("· IoU —")
+    assert pd.read_csv(csv)["top_k_iou"].isna().all() and classes["top-10 % IoU"].isna().all()
+
+
 def test_native_attention_and_gradcam_face_the_same_faithfulness_test(bank, analysis, tmp_path, monkeypatch):
     """Two faces (the test costs ~8 s per face and model on 2 cores): the table has every native map the
     registry declares and Grad-CAM, AUCs in [0, 1]; the app's view reads the cache the core wrote."""

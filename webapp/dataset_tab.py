@@ -35,7 +35,7 @@ from ferx.data.datasets import (FACE_CHOICES, FACES, SPLITS, available_datasets,
                                 list_datasets, load_split, split_title)
 from ferx.data.packed import PackedSplit, faces_note, left_out, pack_options, pack_split
 from ferx.paths import cache_root
-from ferx.text import choices_text, plural
+from ferx.text import choices_text, number, plural
 from webapp.app_context import AppContext
 from webapp.config import AppConfig
 from webapp.errors import user_errors
@@ -771,11 +771,11 @@ def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, s
     progress(0.6, desc="map agreement per class")
     per_class_table = maps_of(class_agreement, per_class=int(per_class or 20))
     items = [(under_caption(pair_tile(analysis.packed.images[int(i)], maps_a[j], maps_b[j], names=(a, b),
-                        lines=(f"#{int(i)} true {row['true']}\nρ {row['spearman']:.2f} · IoU {row['top_k_iou']:.2f}",
+                        lines=(f"#{int(i)} true {row['true']}\nρ {number(row['spearman'])} · IoU {number(row['top_k_iou'])}",
                                f"→ {row[f'pred_{a}']} {row[f'confidence_{a}']:.2f}",
                                f"→ {row[f'pred_{b}']} {row[f'confidence_{b}']:.2f}"))),
               f"#{int(i)} {row['true']} · A {row[f'pred_{a}']} {row[f'confidence_{a}']:.2f} · B {row[f'pred_{b}']} "
-              f"{row[f'confidence_{b}']:.2f} · ρ {row['spearman']:.2f} · IoU {row['top_k_iou']:.2f}")
+              f"{row[f'confidence_{b}']:.2f} · ρ {number(row['spearman'])} · IoU {number(row['top_k_iou'])}")
              for j, (i, row) in enumerate(frame.head(DISAGREE_TILES).iterrows())]
     path = write_csv(frame, export_folder() / f"ferx_disagreement_{a}_vs_{b}.csv")
     swept.add(str(path))

@@ -81,7 +81,8 @@ def agreement_scores(maps_a: np.ndarray, maps_b: np.ndarray, top_k: float = TOP_
     from ferx.explain.faithfulness import map_agreement
 
     rows = [map_agreement(a, b, top_k) for a, b in zip(maps_a, maps_b)]
-    return pd.DataFrame({"spearman": [r["spearman"] for r in rows], "top_k_iou": [r["top_k_iou"] for r in rows]})
+    return pd.DataFrame({"spearman": [r["spearman"] for r in rows], "top_k_iou": [r["top_k_iou"] for r in rows]},
+                        dtype=float)  # an IoU of a constant map, None: NaN (blank; last in a sort)
 
 
 def disagreeing(a: ModelRun, b: ModelRun, limit: int | None = 200) -> np.ndarray:

@@ -86,6 +86,27 @@ def test_a_test_face_lands_on_itself_among_its_own_dataset(mini, run, packed, ca
     assert "tsne" not in place(mini, run, packed.images[0], methods=("tsne",), cache_dir=cache / "empty").coords
 
 
+def test_a_dimension_constant_over_the_faces_does_not_throw_a_new_face_far_away(mini, run, packed, cache):
+    """Conv-cut's FERPlus checkpoint on CK+ has 11 of its 32 embedding dimensions constant over the faces; the
+    standardiser divided them by 1e-8, so a photo one bf16 step (0.004) off there landed ~4e5 away, "unlike
+    anything in the data". Scikit-learn's StandardScaler keeps scale 1 for such a dimension."""
+    import dataclasses
+
+    from ferx.analysis.embeddings import standardiser
+    from ferx.analysis.placement import embed, place
+
+    sample = 17
+    own = embed(mini, packed.images[sample], run.compute_dtype)[1]
+    embeddings = run.embeddings.copy()
+    embeddings[:, 0] = own[0] + 0.004  # every face of the run one bf16 step from the photo in dimension 0
+    dead = dataclasses.replace(run, embeddings=embeddings, key="")
+    where = place(mini, dead, packed.images[sample], k=4, methods=("pca",), cache_dir=cache / "embeddings-dead")
+    assert where.neighbours.index[0] == sample and where.neighbours["distance"].iloc[0] < 0.01
+    assert not where.unlike_the_data
+    z = standardiser(embeddings)(np.stack([embeddings[0], own]))
+    assert np.allclose(z[:, 0], [0, -0.004], atol=1e-6)  # the constant dimension: centred, not scaled
+
+
 def test_a_face_lands_on_itself_in_a_bf16_analysis(mini, packed, cache):
     """A run computed in bf16 (what --precision auto gives a checkpoint whose card shows bf16 agrees)
     embeds the uploaded face in bf16 too: in fp32 it would land far from its own copy."""

@@ -481,7 +481,8 @@ def test_projection_time_estimate_learns_this_machines_rate(tmp_path):
 
 
 def test_cli_analyze_says_its_precision_and_keys_its_cache_by_it(data_root, tmp_path, monkeypatch, capsys):
-    """`ferx analyze --precision`: the header and the summary table say the precision the models ran at;
+    """`ferx analyze --precision`: the header and the summary table say the precision the models ran at (its column
+    'compute_dtype', as on the cards: 'precision' beside accuracy and macro-F1 read as a classification metric);
     a second fp32 run is served from the cache, a bf16 one (where this CPU has native bf16) is not."""
     from ferx.cli import main
     from ferx.device import cpu_has_bf16
@@ -493,7 +494,7 @@ def test_cli_analyze_says_its_precision_and_keys_its_cache_by_it(data_root, tmp_
     out = capsys.readouterr().out
     assert "ckplus/test: 144 faces (mini_xception_fer2013: fp32, computed)" in out
     header, _, row = out.split("\n\n")[1].splitlines()[:3]
-    assert header.split()[-1] == "precision" and row.split()[0] == "mini_xception_fer2013" and row.split()[-1] == "fp32"
+    assert header.split()[-1] == "compute_dtype" and row.split()[0] == "mini_xception_fer2013" and row.split()[-1] == "fp32"
     assert main(args + ["--precision", "fp32"]) == 0
     assert "(mini_xception_fer2013: fp32, cache)" in capsys.readouterr().out
     if cpu_has_bf16():

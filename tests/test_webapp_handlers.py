@@ -291,6 +291,7 @@ def test_a_zip_of_faces_of_a_class_one_model_lacks_gives_it_a_blank_row_not_an_e
     assert summary.loc[fer, ["n", "n_excluded"]].tolist() == [0, 3]
     assert summary.loc[fer, ["accuracy", "macro_f1", "nll", "ece"]].isna().all()  # blank
     assert summary.loc[MODEL, "n"] == 3 and summary.loc[MODEL, ["accuracy", "ece"]].notna().all()
+    assert summary.columns[-1] == "compute_dtype" and "precision" not in summary.columns  # not a classification metric
     per_class = show_matrix(out[0], fer, False)[1].value
     assert all(row[4] == 0 for row in per_class["data"])  # no face of any of its classes
 

@@ -17,7 +17,7 @@ def _scored(run: ModelRun):
 
 def summary_table(runs: list[ModelRun]) -> pd.DataFrame:
     """One row per model: images scored and left out, accuracy, macro-F1, NLL, ECE, temperature and the
-    precision the model ran at (fp32, or bf16 autocast). A model that scores none of the faces (none is of
+    number format the model computed in (``compute_dtype``, as on its card: fp32, or bf16 autocast). A model that scores none of the faces (none is of
     a class it knows) has n 0 and blank measures."""
     rows = []
     for run in runs:
@@ -26,7 +26,7 @@ def summary_table(runs: list[ModelRun]) -> pd.DataFrame:
         rows.append({"model": run.name, "n": m["n"], "n_excluded": int((~run.scored).sum()),
                      "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                      "nll": negative_log_likelihood(logits, y, run.temperature) if m["n"] else None, "ece": m["ece"],
-                     "temperature": run.temperature, "precision": run.compute_dtype})
+                     "temperature": run.temperature, "compute_dtype": run.compute_dtype})
     table = pd.DataFrame(rows).set_index("model")
     measures = ["accuracy", "macro_f1", "nll", "ece"]
     table[measures] = table[measures].astype(float)  # None: NaN, blank

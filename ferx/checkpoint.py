@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from ferx.data.labels import LabelSet, get_label_set
 from ferx.device import BF16_MIN_AGREEMENT, autocast_bf16
 from ferx.models import InputSpec, create_model, get_model_info, list_models
+from ferx.text import number
 
 FORMAT = "ferx-checkpoint/1"
 CARD = "card.json"
@@ -260,7 +261,7 @@ class DeferredModel(LoadedModel):
 
 
 def _fmt(v) -> str:
-    return "—" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+    return number(v, 4) if v is None or isinstance(v, float) else str(v)
 
 
 def render_card(card: dict, summary: bool = True) -> str:

@@ -32,6 +32,10 @@ def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256
     to_model = label_mapping(packed.labels, loaded.labels)
     targets = to_model[packed.targets]
     keep = targets >= 0
+    if not keep.any():  # nothing to measure: no accuracy, no F1, no ECE
+        theirs = in_canonical_order(dict.fromkeys(np.asarray(packed.classes)[packed.targets]))
+        raise ValueError(f"none of these {len(packed)} faces ({', '.join(theirs)}) is of a class {loaded.display} "
+                         f"knows ({', '.join(in_canonical_order(loaded.labels.classes))})")
     probs = predict_probs(loaded.model, loaded.input_spec, packed.images[keep], batch_size, progress,
                           loaded.compute_dtype(precision))
     metrics = classification_metrics(targets[keep], probs, loaded.labels.classes)

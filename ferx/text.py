@@ -14,6 +14,11 @@ def unbroken(*parts) -> str:
     return "\u00a0".join(str(p) for p in parts)
 
 
+def number(value, digits: int = 2) -> str:
+    """``value`` to ``digits`` decimals, or "—" where there is nothing to measure (None, NaN)."""
+    return "—" if value is None or value != value else f"{value:.{digits}f}"
+
+
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
     """'1 face', '3 faces', '0 faces'."""
     return f"{n:,} {noun if n == 1 else plural_form or noun + 's'}"

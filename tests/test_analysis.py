@@ -80,9 +80,11 @@ def test_every_confusion_cell_resolves_to_its_samples(ferplus_runs):
 def test_cross_model_matrix_and_disagreements(ferplus_runs):
     mini, lan = ferplus_runs
     cross = cross_model_frame(mini, lan)
-    assert cross.shape == (7, 8) and cross.values.sum() == len(mini)
+    assert cross.shape == (8, 8) and cross.values.sum() == len(mini)
     assert len(cross_cell_samples(mini, lan, "happy", "neutral")) == cross.loc["happy", "neutral"]
-    assert list(cross.columns) == list(mini.model_classes) + ["contempt"]  # B's classes in A's order: agreement
+    # either model's classes on both axes, in one order: agreement is the diagonal; A never says contempt
+    assert list(cross.index) == list(cross.columns) == list(mini.model_classes) + ["contempt"]
+    assert cross.loc["contempt"].sum() == 0
     assert np.trace(cross.to_numpy()) == (np.asarray(mini.model_classes)[mini.preds]   # is the diagonal
                                           == np.asarray(lan.model_classes)[lan.preds]).sum()
     rate = agreement(mini, lan)
@@ -140,6 +142,24 @@ def test_temperature_fitted_on_validation_lowers_test_nll(data_root, cache):
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     y = np.array([rng.choice(5, p=p) for p in probs])
     assert fit_temperature(logits * 3, y) == pytest.approx(3, rel=0.1)
+
+
+def test_temperature_scaling_is_refused_on_the_faces_it_is_fitted_on(data_root, monkeypatch, capsys):
+    """`--split val --calibrate` fitted the temperature on the very faces whose ECE it then reported."""
+    from ferx.cli import main
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("refused before any model runs")
+
+    monkeypatch.setattr("ferx.analysis.runs.predict_logits_and_embeddings", no_inference)
+    assert main(["analyze", str(MINI), "--dataset", "ckplus", "--split", "val", "--calibrate", "--data-root",
+                 str(data_root), "--device", "cpu"]) == 1
+    assert capsys.readouterr().err == (
+        "ferx analyze: error: --calibrate fits its temperature on ckplus/val, and the split analysed (ckplus/val) "
+        "holds 147 of its faces: the calibration would be judged on the faces it was fitted on. Analyse a split "
+        "without them (test), or this one without --calibrate.\n")
+    with pytest.raises(ValueError, match=r"the split analysed \(ckplus/all\) holds 147 of its faces"):  # all holds val
+        analyze([MINI], "ckplus", "all", data_root=data_root, device=DEVICE, calibrate=True, progress=False)
 
 
 def test_embeddings_are_cached_and_figures_carry_sample_ids(ferplus_runs, tmp_path):
@@ -461,7 +481,8 @@ def test_projection_time_estimate_learns_this_machines_rate(tmp_path):
 
 
 def test_cli_analyze_says_its_precision_and_keys_its_cache_by_it(data_root, tmp_path, monkeypatch, capsys):
-    """`ferx analyze --precision`: the header and the summary table say the precision the models ran at;
+    """`ferx analyze --precision`: the header and the summary table say the precision the models ran at (its column
+    'compute_dtype', as on the cards: 'precision' beside accuracy and macro-F1 read as a classification metric);
     a second fp32 run is served from the cache, a bf16 one (where this CPU has native bf16) is not."""
     from ferx.cli import main
     from ferx.device import cpu_has_bf16
@@ -473,7 +494,7 @@ def test_cli_analyze_says_its_precision_and_keys_its_cache_by_it(data_root, tmp_
     out = capsys.readouterr().out
     assert "ckplus/test: 144 faces (mini_xception_fer2013: fp32, computed)" in out
     header, _, row = out.split("\n\n")[1].splitlines()[:3]
-    assert header.split()[-1] == "precision" and row.split()[0] == "mini_xception_fer2013" and row.split()[-1] == "fp32"
+    assert header.split()[-1] == "compute_dtype" and row.split()[0] == "mini_xception_fer2013" and row.split()[-1] == "fp32"
     assert main(args + ["--precision", "fp32"]) == 0
     assert "(mini_xception_fer2013: fp32, cache)" in capsys.readouterr().out
     if cpu_has_bf16():
@@ -481,16 +502,44 @@ def test_cli_analyze_says_its_precision_and_keys_its_cache_by_it(data_root, tmp_
         assert "(mini_xception_fer2013: bf16, computed)" in capsys.readouterr().out
 
 
+def _ckplus_folder(data_root, out, classes, per_class):
+    """``per_class`` CK+48 test faces of each of ``classes`` as an image folder ``out``."""
+    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    for name in classes:
+        (out / name).mkdir(parents=True)
+        for i in np.flatnonzero(packed.targets == packed.classes.index(name))[:per_class]:
+            Image.fromarray(packed.images[i]).save(out / name / f"{i}.png")
+    return out
+
+
 @pytest.fixture(scope="module")
 def tiny_folder(data_root, tmp_path_factory):
     """Two CK+48 test faces of each of two classes as an image folder: the CLI's map studies in seconds."""
-    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
-    out = tmp_path_factory.mktemp("tiny")
-    for name in ("happy", "surprise"):
-        (out / name).mkdir()
-        for i in np.flatnonzero(packed.targets == packed.classes.index(name))[:2]:
-            Image.fromarray(packed.images[i]).save(out / name / f"{i}.png")
-    return out
+    return _ckplus_folder(data_root, tmp_path_factory.mktemp("tiny"), ("happy", "surprise"), 2)
+
+
+def test_faces_of_no_class_a_model_knows_are_one_line_for_evaluate_and_a_blank_row_for_analyze(data_root, tmp_path,
+                                                                                            monkeypatch, capsys):
+    """CK+ contempt faces scored by a FER-2013 model (it has no contempt): `ferx analyze` ended in scikit-learn's
+    "Found empty input array", `ferx evaluate` in "no images to run the model on". Now evaluate says why in one
+    line; analyze gives that model a row of n 0 and blank measures beside a model that knows contempt."""
+    from ferx.cli import main
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    folder = str(_ckplus_folder(data_root, tmp_path / "contempt", ("contempt",), 3))
+    assert main(["evaluate", str(MINI), "--dataset", folder, "--split", "all", "--device", "cpu"]) == 1
+    assert capsys.readouterr().err == ("ferx evaluate: error: none of these 3 faces (contempt) is of a class mini_xception "
+                                       "(mini_xception_fer2013) knows (angry, disgust, fear, happy, sad, surprise, "
+                                       "neutral)\n")
+    ferplus = CHECKPOINTS / "lanmsff_ferplus"
+    assert main(["analyze", str(MINI), str(ferplus), "--dataset", folder, "--split", "all", "--device", "cpu",
+                 "--top", "1"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[2].split()[:7] == ["n", "n_excluded", "accuracy", "macro_f1", "nll", "ece", "temperature"]
+    assert printed[4].split()[:7] == ["mini_xception_fer2013", "0", "3", "NaN", "NaN", "NaN", "NaN"]
+    assert printed[5].split()[:3] == ["lanmsff_ferplus", "3", "0"]
+    per_class = per_class_table(analyze([MINI], folder, "all", device="cpu", progress=False)[0])
+    assert (per_class["support"] == 0).all() and per_class[["precision", "recall", "f1"]].isna().all().all()
 
 
 def test_cli_analyze_prints_the_attention_and_map_agreement_tables(tiny_folder, tmp_path, monkeypatch, capsys):

@@ -1,6 +1,7 @@
 """Explanations on real FER-2013 test faces with the trained mini-Xception, and on LANMSFF /
 Conv-cut with random weights (no trained checkpoints exist for them yet)."""
 
+import json
 import os
 
 import numpy as np
@@ -213,6 +214,16 @@ def test_agreement_and_overlay_scales():
     assert map_agreement(a, a) == {"spearman": pytest.approx(1.0), "top_k": 0.1, "top_k_iou": 1.0}
     opposite = map_agreement(a, -a)
     assert opposite["spearman"] == pytest.approx(-1.0) and opposite["top_k_iou"] == 0.0
+    # ties: the top 10 % took the lowest pixel indices among equal values, so two different constant maps
+    # overlapped fully (1.0) and two disjoint 16-pixel blobs by 0.87 (their zeros filled both tops)
+    flat = map_agreement(np.zeros((48, 48)), np.full((48, 48), 3.0))
+    assert flat["top_k_iou"] is None and json.loads(json.dumps(flat))["top_k_iou"] is None  # no top: null
+    low, high = np.zeros((48, 48)), np.zeros((48, 48))
+    low[40:44, 40:44], high[0:4, 40:44] = 1, 1
+    assert map_agreement(low, high)["top_k_iou"] == 0.0
+    wide, shifted = np.zeros((48, 48)), np.zeros((48, 48))  # 300 tied pixels each (more than 10 %), 150 shared
+    wide[:20, :15], shifted[10:30, :15] = 1, 1
+    assert map_agreement(wide, shifted)["top_k_iou"] == pytest.approx(150 / 450)
     spiky = a.copy()
     spiky[0, 0] = 1000.0
     assert map_scale([spiky], clip_percentile=99).vmax < 2  # one outlier does not set the top

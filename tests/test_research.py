@@ -108,6 +108,27 @@ def test_a_test_face_lands_on_itself_among_its_own_dataset(mini, run, packed, ca
     assert "tsne" not in place(mini, run, packed.images[0], methods=("tsne",), cache_dir=cache / "empty").coords
 
 
+def test_a_dimension_constant_over_the_faces_does_not_throw_a_new_face_far_away(mini, run, packed, cache):
+    """Conv-cut's FERPlus checkpoint on CK+ has 11 of its 32 embedding dimensions constant over the faces; the
+    standardiser divided them by 1e-8, so a photo one bf16 step (0.004) off there landed ~4e5 away, "unlike
+    anything in the data". Scikit-learn's StandardScaler keeps scale 1 for such a dimension."""
+    import dataclasses
+
+    from ferx.analysis.embeddings import standardiser
+    from ferx.analysis.placement import embed, place
+
+    sample = 17
+    own = embed(mini, packed.images[sample], run.compute_dtype)[1]
+    embeddings = run.embeddings.copy()
+    embeddings[:, 0] = own[0] + 0.004  # every face of the run one bf16 step from the photo in dimension 0
+    dead = dataclasses.replace(run, embeddings=embeddings, key="")
+    where = place(mini, dead, packed.images[sample], k=4, methods=("pca",), cache_dir=cache / "embeddings-dead")
+    assert where.neighbours.index[0] == sample and where.neighbours["distance"].iloc[0] < 0.01
+    assert not where.unlike_the_data
+    z = standardiser(embeddings)(np.stack([embeddings[0], own]))
+    assert np.allclose(z[:, 0], [0, -0.004], atol=1e-6)  # the constant dimension: centred, not scaled
+
+
 def test_a_face_lands_on_itself_in_a_bf16_analysis(mini, packed, cache):
     """A run computed in bf16 (what --precision auto gives a checkpoint whose card shows bf16 agrees)
     embeds the uploaded face in bf16 too: in fp32 it would land far from its own copy."""
@@ -220,7 +241,8 @@ def test_disagreement_explorer_compares_both_models_maps_where_they_disagree(ban
     assert len(frame) == min(40, len(differ)) and set(frame.index) <= set(differ)
     assert (frame[f"pred_{a.name}"] != frame[f"pred_{b.name}"]).all() and frame["spearman"].is_monotonic_increasing
     assert maps_a.shape == (len(frame), 48, 48) and (maps_a >= 0).all()
-    same = gradcam_maps(la, analysis.packed, frame.index[:3], cache_dir=maps)  # recomputed for another id set
+    same = gradcam_maps(la, analysis.packed, frame.index[:3], a.preds[frame.index[:3]],  # recomputed for another
+                        cache_dir=maps)                                                 # id set
     assert np.allclose(same, maps_a[:3], atol=2e-3 * maps_a.max())  # the rows follow the frame's order
     from ferx.explain.faithfulness import map_agreement
 
@@ -233,6 +255,46 @@ def test_disagreement_explorer_compares_both_models_maps_where_they_disagree(ban
     assert ((table["labels agree"] >= 0) & (table["labels agree"] <= 1)).all()
     with pytest.raises(ValueError, match="two different models"):
         disagreement_frame(la, la, a, a, analysis.packed)
+
+
+def test_the_maps_beside_a_runs_prediction_explain_that_prediction(bank, analysis, tmp_path):
+    """A bf16 run's prediction is not always the fp32 one (convcut_ferplus on CK+ test, face 42: the run says one
+    class, fp32 another); the disagreement explorer's and the region breakdown's Grad-CAM explained the fp32
+    argmax beside the run's label. Here a run whose top two classes are swapped on every face stands for it."""
+    import dataclasses
+
+    from ferx.analysis.disagreement import class_agreement, disagreement_frame
+    from ferx.analysis.regions import region_shares
+    from ferx.data.preprocess import to_model_input
+    from ferx.explain.cam import cam_maps
+    from ferx.explain.maps import resize_map
+    from webapp.dataset_tab import Analysis, show_regions
+
+    a, b = analysis.runs[0], analysis.runs[-1]
+    la, packed = bank.models[a.name], analysis.packed
+    logits = a.logits.copy()
+    top2 = np.argsort(-logits, 1)[:, :2]
+    rows = np.arange(len(logits))
+    logits[rows, top2[:, 0]], logits[rows, top2[:, 1]] = a.logits[rows, top2[:, 1]], a.logits[rows, top2[:, 0]]
+    second = dataclasses.replace(a, logits=logits)
+    assert (second.preds != a.preds).all()
+
+    def map_of(face, target):
+        x = to_model_input(packed.images[face:face + 1], la.input_spec)
+        return resize_map(cam_maps(la.model, x, "gradcam", targets=target)[0].values, packed.images.shape[1:3])
+
+    frame, maps_a, _ = disagreement_frame(la, bank.models[b.name], second, b, packed, limit=3, cache_dir=tmp_path)
+    face = int(frame.index[0])
+    assert frame.loc[face, f"pred_{a.name}"] == a.model_classes[second.preds[face]]  # the label shown beside the map
+    assert np.allclose(maps_a[0], map_of(face, int(second.preds[face])), atol=1e-3 * maps_a[0].max())
+    assert not np.allclose(maps_a[0], map_of(face, int(a.preds[face])), atol=1e-3 * maps_a[0].max())
+    assert len(class_agreement(la, bank.models[b.name], second, b, packed, per_class=1, cache_dir=tmp_path))
+    shares = region_shares(la, packed, preds=second.preds, per_class=1, cache_dir=tmp_path)
+    gradcam = shares[shares["map"] == "gradcam"]
+    assert (gradcam["predicted"].to_numpy() == np.asarray(a.model_classes)[second.preds[gradcam["sample"]]]).all()
+    shown = show_regions(bank, Analysis([second], packed), 1, set(), progress=lambda *args, **kwargs: None)[0]
+    own = show_regions(bank, Analysis([a], packed), 1, set(), progress=lambda *args, **kwargs: None)[0]
+    assert not np.allclose(shown.select_dtypes("number"), own.select_dtypes("number"))  # the run's classes explained
 
 
 def test_the_disagreement_view_shows_face_and_both_maps_with_scores(bank, analysis):
@@ -259,6 +321,27 @@ def test_the_disagreement_view_shows_face_and_both_maps_with_scores(bank, analys
         assert {f"confidence_{name}", f"loss_{name}"} <= set(sel.columns)
     assert "pred" not in sel.columns and sel.columns.tolist()[:2] == ["path", "true"]
     assert sel.columns.str.startswith("votes_").sum() == len(analysis.runs[0].dataset_classes)
+
+
+def test_a_flat_map_has_no_top_10_percent_to_overlap_and_the_view_says_so(bank, analysis, tmp_path, monkeypatch):
+    """Model B's Grad-CAM flat (all zero, as a map whose every gradient weight is negative is): its top-10 % IoU
+    with A's map read 0.0-ish numbers made of tie order; now it is blank in the table and CSV, "IoU —" on a tile."""
+    from ferx.analysis import disagreement
+    from webapp import dataset_tab
+
+    a, b = analysis.runs[0].name, analysis.runs[-1].name
+    real = disagreement.gradcam_maps
+
+    def b_flat(loaded, packed, ids, targets, **kwargs):
+        maps = real(loaded, packed, ids, targets, **kwargs)
+        return np.zeros_like(maps) if loaded is bank.models[b] else maps
+
+    monkeypatch.setattr(disagreement, "gradcam_maps", b_flat)
+    monkeypatch.setattr(dataset_tab, "study_cache", lambda analysis: __import__("contextlib").nullcontext(tmp_path))
+    items, table, classes, csv, _, _ = dataset_tab.show_disagreement(bank, analysis, a, b, "least top-10 % overlap",
+                                                                     4, 2, set())
+    assert table["top_k_iou"].isna().all() and items[0][1].endswith("· IoU —")
+    assert pd.read_csv(csv)["top_k_iou"].isna().all() and classes["top-10 % IoU"].isna().all()
 
 
 def test_native_attention_and_gradcam_face_the_same_faithfulness_test(bank, analysis, tmp_path, monkeypatch):

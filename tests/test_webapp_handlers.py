@@ -257,6 +257,45 @@ def test_a_bundle_built_where_the_cpu_has_bf16_is_found_where_it_has_none(data_r
     assert status.endswith(f"{model} (from cache)")
 
 
+def test_temperature_scaling_of_the_val_split_is_refused_in_one_message(data_root, bank):
+    """Split 'val' with 'Temperature scaling (fitted on the val split)' ticked fitted T on the faces it scored."""
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import run_analysis
+
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
+    with pytest.raises(gr.Error) as err:
+        run_analysis(bank, cfg, "ckplus", "val", None, ["mini_xception_fer2013"], True, None, lambda *a, **k: None)
+    assert err.value.message == (
+        "Temperature scaling fits its temperature on ckplus/val, and the split analysed (ckplus/val) holds 147 of its "
+        "faces: the calibration would be judged on the faces it was fitted on. Analyse a split without them (test), "
+        "or this one without temperature scaling.")
+
+
+def test_a_zip_of_faces_of_a_class_one_model_lacks_gives_it_a_blank_row_not_an_error(data_root, bank, tmp_path):
+    """CK+ contempt faces, a FER-2013 model (no contempt) beside a FERPlus one: the analysis ended in scikit-learn's
+    "Found empty input array"; now the FER-2013 row has n 0 and blank measures, its views open."""
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import run_analysis, show_matrix
+
+    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    archive = tmp_path / "contempt.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i in np.flatnonzero(packed.targets == packed.classes.index("contempt"))[:3]:
+            buf = io.BytesIO()
+            Image.fromarray(packed.images[i]).save(buf, "PNG")
+            z.writestr(f"contempt/{i}.png", buf.getvalue())
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
+    fer = "mini_xception_fer2013"
+    out = run_analysis(bank, cfg, None, "test", str(archive), [fer, MODEL], False, None, lambda *a, **k: None)
+    summary = out[2].set_index("model")
+    assert summary.loc[fer, ["n", "n_excluded"]].tolist() == [0, 3]
+    assert summary.loc[fer, ["accuracy", "macro_f1", "nll", "ece"]].isna().all()  # blank
+    assert summary.loc[MODEL, "n"] == 3 and summary.loc[MODEL, ["accuracy", "ece"]].notna().all()
+    assert summary.columns[-1] == "compute_dtype" and "precision" not in summary.columns  # not a classification metric
+    per_class = show_matrix(out[0], fer, False)[1].value
+    assert all(row[4] == 0 for row in per_class["data"])  # no face of any of its classes
+
+
 def test_native_attention_alone_for_a_model_without_any_says_so(bank, analysis):
     """It ended in "Something went wrong (IndexError)": no tile to put on the slider."""
     from webapp.dataset_tab import open_in_explain
@@ -300,7 +339,7 @@ def test_without_data_the_examples_are_two_portraits_whose_face_is_found(tmp_pat
 
 
 def test_a_cross_model_cell_click_selects_the_faces_of_the_cell_shown(bank, analysis):
-    """A FER-2013 model against a FERPlus one: the matrix puts B's classes in A's order (agreement on the
+    """A FER-2013 model against a FERPlus one: both axes hold either model's classes in one order (agreement on the
     diagonal), and a click on the cell (happy, happy) selects exactly the faces both call happy."""
     from types import SimpleNamespace
 
@@ -315,6 +354,38 @@ def test_a_cross_model_cell_click_selects_the_faces_of_the_cell_shown(bank, anal
     happy_a = np.asarray(other.model_classes)[other.preds] == "happy"
     happy_b = np.asarray(analysis.runs[0].model_classes)[analysis.runs[0].preds] == "happy"
     assert sorted(chosen["ids"]) == list(np.flatnonzero(happy_a & happy_b)) and frame.iloc[row, col] == len(chosen["ids"])
+
+
+def test_the_cross_model_matrix_of_two_models_each_with_a_class_the_other_lacks_has_agreement_on_its_diagonal():
+    """FER-2013 (neutral, no contempt) against CK+ (contempt, no neutral): A's own class was the last row and B's the
+    last column, so 'A neutral, B contempt', a disagreement, sat on the diagonal (trace 10 of 10 faces, agreement 4)."""
+    from types import SimpleNamespace
+
+    from ferx.analysis import agreement, cross_model_frame
+    from ferx.analysis.runs import ModelRun
+    from ferx.data.labels import CKPLUS_7, FER2013_7
+    from webapp.dataset_tab import Analysis, cross_click, show_cross
+
+    def run(name, classes, said):
+        logits = np.where(np.asarray(classes)[None] == np.asarray(said)[:, None], 5.0, -5.0).astype(np.float32)
+        return ModelRun(name, "", "", classes, "ckplus", "test", "fp", CKPLUS_7.classes,
+                        np.array([f"{i}.png" for i in range(len(said))]), np.zeros(len(said), np.int64), logits,
+                        np.zeros((len(said), 2), np.float32))
+
+    fer = run("fer", FER2013_7.classes, ["neutral"] * 6 + ["happy"] * 4)
+    ck = run("ck", CKPLUS_7.classes, ["contempt"] * 6 + ["happy"] * 4)
+    frame = cross_model_frame(fer, ck)
+    assert list(frame.index) == list(frame.columns) == ["angry", "disgust", "fear", "happy", "sad", "surprise",
+                                                        "neutral", "contempt"]
+    assert np.trace(frame.to_numpy()) == 4 == agreement(fer, ck) * 10 and frame.loc["neutral", "contempt"] == 6
+    analysis = Analysis([fer, ck], None)
+    table, line = show_cross(analysis, "fer", "ck")
+    shown = table.data.set_index(table.data.columns[0])  # as the app shows it: row labels in its first column
+    assert np.trace(shown.to_numpy()) == 4 and "they agree on **40.0%** of the faces" in line
+    row, col = list(shown.index).index("neutral"), list(shown.columns).index("contempt")
+    chosen = cross_click(analysis, "fer", "ck", SimpleNamespace(index=(row, col + 1)))
+    assert chosen["ids"] == [0, 1, 2, 3, 4, 5] and "fer (A) says *neutral*, ck (B) says *contempt*" in chosen["title"]
+    assert cross_click(analysis, "fer", "ck", SimpleNamespace(index=(col, col + 1)))["ids"] == []  # contempt twice
 
 
 def test_every_handler_of_the_app_turns_errors_into_one_message(bank, data_root):

@@ -35,7 +35,7 @@ from ferx.data.datasets import (FACE_CHOICES, FACES, SPLITS, available_datasets,
                                 list_datasets, load_split, split_title)
 from ferx.data.packed import PackedSplit, faces_note, left_out, pack_options, pack_split
 from ferx.paths import cache_root
-from ferx.text import choices_text, plural
+from ferx.text import choices_text, number, plural
 from webapp.app_context import AppContext
 from webapp.config import AppConfig
 from webapp.errors import user_errors
@@ -57,8 +57,9 @@ ANALYSIS_BATCH = 64
 HELP = {
     "confusion": "Rows are the true class, columns the predicted one; the diagonal is correct. A cell's shade is its "
                  "share of the row (white 0 → dark blue 1). Click a cell to see its faces.",
-    "cross": "Rows: model A's prediction, columns: model B's. Off-diagonal cells are faces the models disagree on; "
-             "click one to see them.",
+    "cross": "Rows: model A's prediction, columns: model B's, both over the classes of either model (a class one "
+             "lacks is a row or column of zeros). The diagonal is where they agree; off-diagonal cells are faces they "
+             "disagree on: click one to see them.",
     "embedding": "Each point is a face placed by its embedding (similar faces land close). Drag a lasso (or choose "
                  "box select in the plot's toolbar) around points: exactly those faces fill the gallery. Faces chosen "
                  "in a matrix or a ranking are ringed in black here. Double-click clears the selection.",
@@ -253,7 +254,8 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
                  progress=gr.Progress(track_tqdm=True), faces: str = "given", face: str = "best"):
     """Run the ``chosen`` models over a configured dataset split (``name``, ``split_name``) or an
     uploaded zip (its faces and per-face results in a scratch folder deleted on return; a
-    configured split's are cached); ``calib`` fits a temperature on the val split; a zip's images
+    configured split's are cached); ``calib`` fits a temperature on the val split (refused when the
+    split analysed holds its faces: :func:`ferx.analysis.analyze.refuse_calibrating_on_itself`); a zip's images
     are faces as given, or photos whose faces are found (``faces``, ``face``: :data:`FACES`,
     :data:`FACE_CHOICES`). Stop (this session's) ends it before its next image or batch."""
     session = request.session_hash if request is not None else ""
@@ -646,7 +648,7 @@ def show_regions(bank: ModelBank, analysis, per_class, swept: set, progress=gr.P
 
         report(0.0)
         with study_cache(analysis) as cache:
-            shares = at_low_priority(region_shares, bank.models[run.name], analysis.packed,
+            shares = at_low_priority(region_shares, bank.models[run.name], analysis.packed, preds=run.preds,
                                      per_class=int(per_class or 50), batch_size=ANALYSIS_BATCH,
                                      hold=functools.partial(bank.batch_hold, bank.models[run.name]), progress=report,
                                      cache_dir=cache)
@@ -770,11 +772,11 @@ def show_disagreement(bank: ModelBank, analysis, a, b, sort, limit, per_class, s
     progress(0.6, desc="map agreement per class")
     per_class_table = maps_of(class_agreement, per_class=int(per_class or 20))
     items = [(under_caption(pair_tile(analysis.packed.images[int(i)], maps_a[j], maps_b[j], names=(a, b),
-                        lines=(f"#{int(i)} true {row['true']}\nρ {row['spearman']:.2f} · IoU {row['top_k_iou']:.2f}",
+                        lines=(f"#{int(i)} true {row['true']}\nρ {number(row['spearman'])} · IoU {number(row['top_k_iou'])}",
                                f"→ {row[f'pred_{a}']} {row[f'confidence_{a}']:.2f}",
                                f"→ {row[f'pred_{b}']} {row[f'confidence_{b}']:.2f}"))),
               f"#{int(i)} {row['true']} · A {row[f'pred_{a}']} {row[f'confidence_{a}']:.2f} · B {row[f'pred_{b}']} "
-              f"{row[f'confidence_{b}']:.2f} · ρ {row['spearman']:.2f} · IoU {row['top_k_iou']:.2f}")
+              f"{row[f'confidence_{b}']:.2f} · ρ {number(row['spearman'])} · IoU {number(row['top_k_iou'])}")
              for j, (i, row) in enumerate(frame.head(DISAGREE_TILES).iterrows())]
     path = write_csv(frame, export_folder() / f"ferx_disagreement_{a}_vs_{b}.csv")
     swept.add(str(path))

@@ -1,7 +1,8 @@
 """Where two models disagree, do they also look at different places?
 
 For faces of one packed split, each model's Grad-CAM of *its own* predicted class (what its decision
-used) is computed at the face's size and cached (by checkpoint, split and the faces chosen). Two
+used: the run's prediction, bf16 where the run was) is computed at the face's size and cached (by
+checkpoint, split, the faces chosen and their classes). Two
 models' maps are compared with :func:`ferx.explain.faithfulness.map_agreement`: Spearman rank
 correlation of their pixels and the overlap (IoU) of their top 10 % pixels.
 
@@ -35,17 +36,19 @@ SORTS = {"both most confident": ("min_confidence", False), "maps least alike": (
          "least top-10 % overlap": ("top_k_iou", True), "maps most alike": ("spearman", False)}
 
 
-def gradcam_maps(loaded, packed, ids, *, batch_size: int = 64, hold: Callable[[], ContextManager] = nullcontext,
-                 cache_dir: str | Path | None = None) -> np.ndarray:
-    """Grad-CAM of the predicted class for faces ``ids`` of ``packed``: len(ids) x S x S (S: the packed
-    face size), cached by checkpoint, split and ids."""
+def gradcam_maps(loaded, packed, ids, targets, *, batch_size: int = 64,
+                 hold: Callable[[], ContextManager] = nullcontext, cache_dir: str | Path | None = None) -> np.ndarray:
+    """Grad-CAM of class ``targets[i]`` for face ``ids[i]`` of ``packed`` — the run's prediction, which a map
+    computed in fp32 beside a bf16 run would not always explain: len(ids) x S x S (S: the packed face size),
+    cached by checkpoint, split, ids and targets."""
     from ferx.data.preprocess import to_model_input
     from ferx.explain.cam import cam_maps
     from ferx.explain.maps import resize_map
 
-    ids = np.asarray(ids, dtype=np.int64)
+    ids, targets = np.asarray(ids, dtype=np.int64), np.asarray(targets, dtype=np.int64)
     size = packed.images.shape[1]
-    key = cache_key(MAPS_VERSION, loaded.sha256, packed.fingerprint, loaded.input_spec.to_dict(), ids.tolist())
+    key = cache_key(MAPS_VERSION, loaded.sha256, packed.fingerprint, loaded.input_spec.to_dict(), ids.tolist(),
+                    targets.tolist())
     path = Path(cache_dir or default_cache_dir("maps")) / f"{key[:32]}.npz"
 
     def build() -> np.ndarray:
@@ -55,7 +58,7 @@ def gradcam_maps(loaded, packed, ids, *, batch_size: int = 64, hold: Callable[[]
             batch = ids[start:start + batch_size]
             with hold():
                 x = to_model_input(packed.images[batch], loaded.input_spec).to(device)
-                maps = cam_maps(loaded.model, x, "gradcam")
+                maps = cam_maps(loaded.model, x, "gradcam", targets=targets[start:start + batch_size].tolist())
             for i, m in enumerate(maps):
                 out[start + i] = resize_map(m.values, (size, size))
         return out
@@ -78,7 +81,8 @@ def agreement_scores(maps_a: np.ndarray, maps_b: np.ndarray, top_k: float = TOP_
     from ferx.explain.faithfulness import map_agreement
 
     rows = [map_agreement(a, b, top_k) for a, b in zip(maps_a, maps_b)]
-    return pd.DataFrame({"spearman": [r["spearman"] for r in rows], "top_k_iou": [r["top_k_iou"] for r in rows]})
+    return pd.DataFrame({"spearman": [r["spearman"] for r in rows], "top_k_iou": [r["top_k_iou"] for r in rows]},
+                        dtype=float)  # an IoU of a constant map, None: NaN (blank; last in a sort)
 
 
 def disagreeing(a: ModelRun, b: ModelRun, limit: int | None = 200) -> np.ndarray:
@@ -99,10 +103,12 @@ def _pair_frame(a: ModelRun, b: ModelRun, ids: np.ndarray, scores: pd.DataFrame)
     return frame
 
 
-def _both_maps(loaded_a, loaded_b, packed, ids, hold, options) -> tuple[np.ndarray, np.ndarray]:
-    """Both models' maps of ``ids``; ``hold(loaded)`` is entered around each batch of that model."""
-    return tuple(gradcam_maps(m, packed, ids, hold=functools.partial(hold, m) if hold else nullcontext, **options)
-                 for m in (loaded_a, loaded_b))
+def _both_maps(loaded_a, loaded_b, a: ModelRun, b: ModelRun, packed, ids, hold,
+               options) -> tuple[np.ndarray, np.ndarray]:
+    """Both models' maps of ``ids``, each of its run's prediction; ``hold(loaded)`` is entered around each batch
+    of that model."""
+    return tuple(gradcam_maps(m, packed, ids, run.preds[ids], hold=functools.partial(hold, m) if hold else nullcontext,
+                              **options) for m, run in ((loaded_a, a), (loaded_b, b)))
 
 
 def disagreement_frame(loaded_a, loaded_b, a: ModelRun, b: ModelRun, packed, *, limit: int = 200,
@@ -119,7 +125,7 @@ def disagreement_frame(loaded_a, loaded_b, a: ModelRun, b: ModelRun, packed, *, 
     if not len(ids):
         raise ValueError(f"{a.name} and {b.name} agree on every face")
     ids_sorted = np.sort(ids)  # the cache key does not depend on the order asked for
-    maps_a, maps_b = _both_maps(loaded_a, loaded_b, packed, ids_sorted, hold, options)
+    maps_a, maps_b = _both_maps(loaded_a, loaded_b, a, b, packed, ids_sorted, hold, options)
     frame = _pair_frame(a, b, ids_sorted, agreement_scores(maps_a, maps_b))
     column, ascending = SORTS[sort]
     order = np.argsort(frame[column].to_numpy() * (1 if ascending else -1), kind="stable")
@@ -132,7 +138,7 @@ def class_agreement(loaded_a, loaded_b, a: ModelRun, b: ModelRun, packed, *, per
     agreement (Spearman, top-10 % IoU) on all of them, on the faces they agree on and on the others."""
     _check_aligned(a, b)
     ids = packed.per_class(per_class)
-    frame = _pair_frame(a, b, ids, agreement_scores(*_both_maps(loaded_a, loaded_b, packed, ids, hold, options)))
+    frame = _pair_frame(a, b, ids, agreement_scores(*_both_maps(loaded_a, loaded_b, a, b, packed, ids, hold, options)))
     frame["labels agree"] = frame[f"pred_{a.name}"] == frame[f"pred_{b.name}"]
     rows = []
     groups = dict(list(frame.groupby("true", sort=False)))

@@ -35,10 +35,12 @@ def _numba_cache() -> None:
 
 def standardiser(embeddings: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """The map into the space the projections start from: each dimension less the dataset's mean, over
-    its spread (a new face placed among the dataset's goes through the same map)."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    mean, std = x.mean(0), x.std(0) + 1e-8
-    return lambda e: (np.asarray(e, dtype=np.float64) - mean) / std
+    its spread (scikit-learn's StandardScaler: a dimension constant over the dataset keeps scale 1, so a new
+    face placed among the dataset's, through the same map, differs there by what it differs)."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(np.asarray(embeddings, dtype=np.float64))
+    return lambda e: scaler.transform(np.asarray(e, dtype=np.float64))
 
 
 def fit_pca(x: np.ndarray, seed: int = 0):

@@ -26,27 +26,33 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: tuple
     table), not 0: the recall and F1 of a class without faces (CK+'s neutral), the precision of a class never
     predicted. Macro-F1 averages the classes that have faces in ``y_true``: a class of
     the model's that the data lacks (CK+ has no neutral) would add an F1 of 0 and say nothing about the
-    model (faces wrongly given it already cost their own class's recall); ``macro_f1_classes`` counts them."""
+    model (faces wrongly given it already cost their own class's recall); ``macro_f1_classes`` counts them.
+    No face at all (none of a class the model knows): ``n`` 0, every value None (scikit-learn refuses it)."""
     # here, not at the top: the app imports this module as it starts, and scikit-learn took 0.66 s of it
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     labels = list(range(len(classes)))
     y_pred = probs.argmax(1)
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    present = [i for i in labels if support[i] > 0] or labels
+    n = int(len(y_true))
+    if n:
+        precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    else:
+        precision = recall = f1 = support = np.zeros(len(labels))
+    present = [i for i in labels if support[i] > 0]
     predicted = np.bincount(y_pred, minlength=len(labels))
     return {
-        "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "n": n,
+        "accuracy": float(accuracy_score(y_true, y_pred)) if n else None,
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)) if n else None,
         "macro_f1_classes": len(present),
-        "ece": expected_calibration_error(probs, y_true, n_bins),
+        "ece": expected_calibration_error(probs, y_true, n_bins) if n else None,
         "ece_bins": n_bins,
         "per_class": {c: {"precision": float(precision[i]) if predicted[i] else None,
                           "recall": float(recall[i]) if support[i] else None,
                           "f1": float(f1[i]) if support[i] else None,
                           "support": int(support[i])} for i, c in enumerate(classes)},
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "confusion_matrix": (confusion_matrix(y_true, y_pred, labels=labels) if n
+                             else np.zeros((len(labels), len(labels)), np.int64)).tolist(),
         "classes": list(classes),
     }
 

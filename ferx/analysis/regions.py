@@ -52,19 +52,23 @@ def template_areas(size: int) -> dict[str, float]:
     return dict(zip(REGIONS, np.bincount(labels, minlength=len(REGIONS)) / labels.size))
 
 
-def region_shares(loaded, packed, *, per_class: int | None = 100, batch_size: int = 64,
-                  hold: Callable[[], ContextManager] = nullcontext, cache_dir: str | Path | None = None,
-                  progress: Callable[[float], None] | None = None) -> pd.DataFrame:
+def region_shares(loaded, packed, *, preds: np.ndarray | None = None, per_class: int | None = 100,
+                  batch_size: int = 64, hold: Callable[[], ContextManager] = nullcontext,
+                  cache_dir: str | Path | None = None, progress: Callable[[float], None] | None = None) -> pd.DataFrame:
     """One row per face and map: ``model, map, sample, true, predicted, input_px`` (the side of the input the
-    template was placed on) and the mass share of every region.
+    template was placed on) and the mass share of every region. ``preds``: an analysis run's prediction of
+    every face of ``packed`` (``run.preds``), the class each Grad-CAM explains (a bf16 run's prediction is
+    not always the fp32 one); None: the model's own prediction here.
     ``progress(fraction)`` is called after each batch (not when the shares come from the cache)."""
     from ferx.data.preprocess import to_model_input
     from ferx.explain.cam import cam_maps
     from ferx.explain.native import has_native_attention, native_attention
 
     idx = packed.per_class(per_class)
+    targets = None if preds is None else np.asarray(preds, dtype=np.int64)[idx]
     model, spec = loaded.model, loaded.input_spec
-    key = cache_key(REGIONS_VERSION, loaded.sha256, packed.fingerprint, spec.to_dict(), idx.tolist(), MAPS)
+    key = cache_key(REGIONS_VERSION, loaded.sha256, packed.fingerprint, spec.to_dict(), idx.tolist(), MAPS,
+                    *([] if targets is None else [targets.tolist()]))
     path = Path(cache_dir or default_cache_dir("regions")) / f"{key[:32]}.npz"
     onehot = np.eye(len(REGIONS))[template_labels(spec.size)]  # the template on the model's input
 
@@ -75,7 +79,8 @@ def region_shares(loaded, packed, *, per_class: int | None = 100, batch_size: in
             batch = idx[start:start + batch_size]
             with hold():
                 x = to_model_input(packed.images[batch], spec).to(device)
-                maps = {"gradcam": cam_maps(model, x, "gradcam")}  # target: the predicted class
+                chosen = None if targets is None else targets[start:start + batch_size].tolist()
+                maps = {"gradcam": cam_maps(model, x, "gradcam", targets=chosen)}  # target: the predicted class
                 if has_native_attention(model):
                     for native in native_attention(model, x):
                         for m in native.maps:

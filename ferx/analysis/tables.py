@@ -17,16 +17,20 @@ def _scored(run: ModelRun):
 
 def summary_table(runs: list[ModelRun]) -> pd.DataFrame:
     """One row per model: images scored and left out, accuracy, macro-F1, NLL, ECE, temperature and the
-    precision the model ran at (fp32, or bf16 autocast)."""
+    number format the model computed in (``compute_dtype``, as on its card: fp32, or bf16 autocast). A model that scores none of the faces (none is of
+    a class it knows) has n 0 and blank measures."""
     rows = []
     for run in runs:
         y, probs, logits = _scored(run)
         m = classification_metrics(y, probs, run.model_classes)
         rows.append({"model": run.name, "n": m["n"], "n_excluded": int((~run.scored).sum()),
                      "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                     "nll": negative_log_likelihood(logits, y, run.temperature), "ece": m["ece"],
-                     "temperature": run.temperature, "precision": run.compute_dtype})
-    return pd.DataFrame(rows).set_index("model")
+                     "nll": negative_log_likelihood(logits, y, run.temperature) if m["n"] else None, "ece": m["ece"],
+                     "temperature": run.temperature, "compute_dtype": run.compute_dtype})
+    table = pd.DataFrame(rows).set_index("model")
+    measures = ["accuracy", "macro_f1", "nll", "ece"]
+    table[measures] = table[measures].astype(float)  # None: NaN, blank
+    return table
 
 
 def per_class_table(run: ModelRun) -> pd.DataFrame:
@@ -73,19 +77,17 @@ def _check_aligned(a: ModelRun, b: ModelRun) -> None:
 
 
 def cross_model_frame(a: ModelRun, b: ModelRun) -> pd.DataFrame:
-    """Rows: model A's prediction, columns: model B's prediction, counts over every sample. The classes
-    both have come first, in the canonical order, on both axes, then each model's own: agreement is the
-    diagonal whatever order or classes their label sets have (FERPlus starts with neutral and has contempt,
-    FER-2013 starts with angry; CK+ has contempt and no neutral)."""
+    """Rows: model A's prediction, columns: model B's prediction, counts over every sample. Both axes hold
+    the classes of either model, in the canonical order (a class one model lacks: its row or column is
+    zeros), so agreement is the diagonal whatever order or classes their label sets have (FERPlus starts
+    with neutral and has contempt, FER-2013 starts with angry; CK+ has contempt and no neutral)."""
+    from sklearn.metrics import confusion_matrix  # not at the top: the app imports this module as it starts
+
     _check_aligned(a, b)
-    counts = np.zeros((len(a.model_classes), len(b.model_classes)), dtype=np.int64)
-    np.add.at(counts, (a.preds, b.preds), 1)
-    shared = [c for c in in_canonical_order(a.model_classes) if c in b.model_classes]
-    rows = shared + [c for c in in_canonical_order(a.model_classes) if c not in shared]
-    columns = shared + [c for c in in_canonical_order(b.model_classes) if c not in shared]
-    frame = pd.DataFrame(counts, index=pd.Index(a.model_classes, name=f"{a.name} predicted"),
-                         columns=pd.Index(b.model_classes, name=f"{b.name} predicted"))
-    return frame.loc[rows, columns]
+    classes = in_canonical_order(dict.fromkeys(a.model_classes + b.model_classes))
+    counts = confusion_matrix(predicted_names(a), predicted_names(b), labels=classes)
+    return pd.DataFrame(counts, index=pd.Index(classes, name=f"{a.name} predicted"),
+                        columns=pd.Index(classes, name=f"{b.name} predicted"))
 
 
 def predicted_names(run: ModelRun) -> np.ndarray:

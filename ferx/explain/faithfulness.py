@@ -154,21 +154,30 @@ def deletion_insertion(model: nn.Module, x: torch.Tensor, explanation: Explanati
         n_steps=n_steps, n_random=n_random, elapsed_s=time.perf_counter() - start)
 
 
+def top_region(values: np.ndarray, top_k: float = TOP_K) -> np.ndarray | None:
+    """A map's top ``top_k`` fraction of pixels as a flat mask, ties included: every pixel at least the k-th
+    largest value, none at the map's lowest value (a ReLU'd map's zeros are no evidence: a map with fewer than
+    k pixels above it has only those on top). None for a constant map, which has no top."""
+    v = np.asarray(values).reshape(-1)
+    k = max(1, int(round(top_k * v.size)))
+    region = (v >= np.partition(v, v.size - k)[v.size - k]) & (v > v.min())
+    return region if region.any() else None
+
+
 def map_agreement(a: ExplanationMap | np.ndarray, b: ExplanationMap | np.ndarray, top_k: float = TOP_K) -> dict:
     """How much two maps agree: Spearman rank correlation of their pixels, and the IoU of their
-    top ``top_k`` fraction of pixels. Maps are compared at the first map's resolution (the model
-    input size for two ExplanationMaps of one model; use ``crop_values`` for two models)."""
+    top ``top_k`` fraction of pixels (:func:`top_region`; None, null in JSON, when either map is constant).
+    Maps are compared at the first map's resolution (the model input size for two ExplanationMaps of one
+    model; use ``crop_values`` for two models)."""
     from scipy.stats import spearmanr
+    from sklearn.metrics import jaccard_score
 
     va = a.values if isinstance(a, ExplanationMap) else np.asarray(a, dtype=np.float32)
     vb = b.values if isinstance(b, ExplanationMap) else np.asarray(b, dtype=np.float32)
     if vb.shape != va.shape:
         vb = resize_map(vb, va.shape)
-    k = max(1, int(round(top_k * va.size)))
-    top_a = np.argsort(-va.reshape(-1), kind="stable")[:k]
-    top_b = np.argsort(-vb.reshape(-1), kind="stable")[:k]
-    inter = len(np.intersect1d(top_a, top_b))
+    top_a, top_b = top_region(va, top_k), top_region(vb, top_k)
     # a constant map (e.g. Grad-CAM of a randomised head) ranks nothing: 0, without scipy's warning
     rho = spearmanr(va.reshape(-1), vb.reshape(-1)).statistic if np.ptp(va) and np.ptp(vb) else np.nan
     return {"spearman": float(rho) if np.isfinite(rho) else 0.0, "top_k": top_k,
-            "top_k_iou": inter / (2 * k - inter)}
+            "top_k_iou": None if top_a is None or top_b is None else float(jaccard_score(top_a, top_b))}

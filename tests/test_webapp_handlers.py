@@ -63,6 +63,42 @@ def test_gallery_face_opens_in_explain_with_the_analysed_pixels_and_label(bank, 
     assert probs.argmax() == run.probs[3].argmax()
 
 
+def test_a_dataset_face_explained_again_in_other_colours_is_redrawn_not_recomputed(bank, analysis, tmp_path,
+                                                                                    monkeypatch):
+    """The explanation of a dataset face is kept (by face, checkpoint hashes and the settings that change a
+    number): another colormap, opacity or scale redraws it; another method is computed; an upload is never kept."""
+    import shutil
+
+    import webapp.explain_tab as tab
+    from webapp.dataset_tab import open_in_explain
+
+    computed = []
+
+    def counting(*args, **kwargs):
+        computed.append(args[3])
+        return real(*args, **kwargs)
+
+    real = tab.explain_photo
+    monkeypatch.setattr(tab, "explain_photo", counting)
+    monkeypatch.setattr(tab, "EXPLAINED", tab.Explained())
+    path, whole, index, source, models, _ = open_in_explain(analysis, [5], 0, set())
+
+    def run(path, cmap, cam, source=source):
+        return tab.explain(bank, path, whole, index, [MODEL], False, [cam], [], "predicted", "none", 0.5, cmap, 99,
+                           True, False, "blur", source=source)
+
+    first, again = run(path, "auto", "gradcam"), run(path, "magma", "gradcam")
+    assert computed == [["gradcam"]]  # the second, in magma, from the kept explanation
+    assert first[3] == again[3] and not np.array_equal(first[1][0][0], again[1][0][0])  # same numbers, new colours
+    run(path, "auto", "hirescam")
+    assert computed == [["gradcam"], ["hirescam"]]
+    upload = tmp_path / "my_face.png"
+    shutil.copy(path, upload)
+    run(str(upload), "auto", "gradcam", source=None)
+    run(str(upload), "magma", "gradcam", source=None)
+    assert len(computed) == 4  # an upload's explanation is computed each time: it is not kept
+
+
 def test_zip_reports_non_image_files(data_root, tmp_path):
     from ferx.data.packed import left_out
     from webapp.dataset_tab import read_faces

@@ -125,6 +125,11 @@ def test_a_file_that_is_not_an_image_is_one_message_not_an_error_on_every_panel(
         close.click()  # out of the later tests' way
 
 
+# how far a gallery's first caption sits below its image (px; negative: it covers the image, as gradio's overlay did)
+CAPTION_BELOW = """g => { const i = g.querySelector('.thumbnail-item img'), c = g.querySelector('.caption-label');
+  return c.getBoundingClientRect().top - i.getBoundingClientRect().bottom; }"""
+
+
 def test_dataset_analysis_renders_and_a_cell_click_fills_the_gallery(page):
     page.get_by_role("tab", name="Dataset").click()
     page.get_by_label("Dataset (configured)").click()
@@ -138,6 +143,7 @@ def test_dataset_analysis_renders_and_a_cell_click_fills_the_gallery(page):
     happy.click()
     page.get_by_text(f"{plural(expected, 'face')} of true class happy").wait_for()
     assert page.locator("#dataset-gallery img").count() == min(expected, 60)
+    assert page.locator("#dataset-gallery").evaluate(CAPTION_BELOW) >= -0.5  # a face's caption does not cover it
     style = happy.evaluate("c => getComputedStyle(c.closest('td') || c).backgroundColor")
     assert style not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)")  # the clickable matrix is the coloured one
     # the clicked cell keeps its number legible: behind the text is the cell's own colour (gradio painted the
@@ -162,6 +168,8 @@ def test_a_gallery_face_opens_in_explain_and_runs_with_its_true_label(page):
     assert tiles.count() >= 2
     fit = tiles.first.evaluate("i => getComputedStyle(i).objectFit")
     assert fit == "contain"  # tiles shown whole: face, colour bar and its numbers
+    assert "deletion" in page.locator("#explain-gallery .caption-label").first.inner_text()  # faithfulness beside it
+    assert page.locator("#explain-gallery").evaluate(CAPTION_BELOW) >= -0.5  # under the map, not over its mouth
     page.screenshot(path=str(SHOTS / "explain_from_dataset.png"), full_page=True)
 
 

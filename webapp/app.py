@@ -79,10 +79,15 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
 # A photo input fills its box, small photos too: gradio draws an image no larger than its own pixels, and a
 # 48-px face (the examples, a FER-2013 face) was a speck in a 300-px box.
 # A face's caption in the Dataset gallery wraps rather than being cut: two models' labels ("#3367 surprise ·
-# A surprise 0.85 · B neutral 0.85") lost B's to an ellipsis; so does a map's in Explain (its faithfulness).
+# A surprise 0.85 · B neutral 0.85") lost B's to an ellipsis; so does a map's in Explain (its faithfulness). Both
+# sit under their image, not over it (gradio's overlay hid a map's mouth and its colour bar's lowest number).
+CAPTIONED = ("#dataset-gallery", "#explain-gallery")
 CSS = (".body-cell.cell-selected span.text { background: transparent !important; }\n"
        ".ferx-photo .image-frame img { object-fit: contain; }\n"
-       "#dataset-gallery .caption-label, #explain-gallery .caption-label { white-space: normal; }")
+       + "".join(f"{g} .thumbnail-item {{ display: flex; flex-direction: column; }}\n"
+                 f"{g} .thumbnail-item img {{ min-height: 0; flex: 1 1 auto; }}\n"
+                 f"{g} .caption-label {{ white-space: normal; position: static; max-width: 100%; }}\n"
+                 for g in CAPTIONED))
 
 
 def launch_options(cfg: AppConfig) -> dict:

@@ -825,8 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "Hugging Face hub answers; the card names the file and its sha256")
     tr.add_argument("--head-epochs", type=non_negative_int, default=None, metavar="N",
                     help="train the head alone for the first N epochs (the pre-trained backbone frozen, dropout 0.1), "
-                         "then the whole model (dropout 0.2), as models.md describes Conv-cut's; needs "
-                         "--backbone-weights or --init-from")
+                         "then the whole model (dropout 0.2), as models.md describes Conv-cut's (N at least --epochs: "
+                         "the backbone stays frozen throughout, as in the paper); needs --backbone-weights or --init-from")
     tr.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                     help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 also on a CPU with native bf16 "
                          "(AVX512-BF16 or AMX; refused elsewhere, where it is emulated and slower); validation runs alike")

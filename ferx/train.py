@@ -257,8 +257,8 @@ def _backbone_start(info, weights: str) -> dict:
     if not info.backbone:
         raise ValueError(f"--backbone-weights: {info.name} has no pre-trained backbone to start from "
                          f"({', '.join(n for n in list_models() if get_model_info(n).backbone)} has)")
-    if weights == "hub":
-        return {"backbone_weights": "hub (timm convnext_base.fb_in22k_ft_in1k, if the hub answered; else random)"}
+    if weights == "hub":  # the build refuses to fall back to random weights (backbone_fallback=False)
+        return {"backbone_weights": "hub (the architecture's ImageNet weights from the Hugging Face hub)"}
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"--backbone-weights: {weights}: file not found")
@@ -311,7 +311,8 @@ def _resumed_recipe(recipe: Recipe, state: dict, has_ema: bool, out: Path, asked
     if asked["init_from"] is not None:  # the weights come from state.pt: a different start would be silently ignored
         start = load_checkpoint(asked["init_from"], "cpu", expect_model=recipe.model, defer=True).sha256  # card only
         if initialised.get("checkpoint_sha256") != start:
-            raise ValueError(f"{out} was started from {initialised.get('checkpoint') or 'random weights'}, "
+            began = initialised.get("checkpoint") or initialised.get("backbone_weights") or "random weights"
+            raise ValueError(f"{out} was started from {began}, "
                              f"not from {asked['init_from']}: resume it without --init-from, or start a new run "
                              f"(another --out)")
     if "fitted_epochs" in state:  # a budget-fitted schedule keeps its length across calls
@@ -440,9 +441,11 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     if soft_labels and train_data.soft_targets is None:
         raise ValueError(f"--soft-labels asked for, but {dataset} has no vote distributions (FERPlus has)")
 
-    started_backbone = {"backbone_weights": backbone_weights} if backbone_weights is not None else {}
+    started_backbone = ({"backbone_weights": backbone_weights, "backbone_fallback": False}
+                        if backbone_weights is not None else {})  # the hub unreachable: an error, not random weights
     model = create_model(recipe.model, num_classes=len(labels), **recipe.model_config, **started_backbone).to(dev)
-    model.ferx_config.pop("backbone_weights", None)  # where the weights started, not how to build them (the card)
+    for key in started_backbone:  # where the weights started, not how to build them: the card says it
+        model.ferx_config.pop(key)
     initialised = backbone_start
     frozen = model.get_submodule(info.backbone) if info.backbone else None
     inside = {id(m) for m in frozen.modules()} if frozen is not None else set()

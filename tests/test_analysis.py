@@ -217,11 +217,11 @@ def test_a_class_the_split_lacks_is_a_blank_row_of_the_matrix_and_the_title_says
         assert np.trace(cross_model_frame(a, b).to_numpy()) == both
 
 
-def test_an_ece_of_no_faces_is_zero_and_a_table_csv_keeps_its_index_names(tmp_path):
+def test_an_ece_of_no_faces_is_none_and_a_table_csv_keeps_its_index_names(tmp_path):
     from ferx.analysis.metrics import expected_calibration_error
     from ferx.analysis.selection import write_csv
 
-    assert expected_calibration_error(np.zeros((0, 7)), np.zeros(0, int)) == 0.0  # not NaN in evaluate's JSON
+    assert expected_calibration_error(np.zeros((0, 7)), np.zeros(0, int)) is None  # null in JSON: not a perfect 0
     index = pd.MultiIndex.from_tuples([("m", "gradcam", "happy")], names=["model", "map", "true"])
     path = write_csv(pd.DataFrame({"faces": [3], "mouth": [0.41]}, index=index), tmp_path / "regions.csv")
     assert path.read_text().splitlines()[0] == "model,map,true,faces,mouth"  # a column name for every column
@@ -538,8 +538,13 @@ def test_faces_of_no_class_a_model_knows_are_one_line_for_evaluate_and_a_blank_r
     assert printed[2].split()[:7] == ["n", "n_excluded", "accuracy", "macro_f1", "nll", "ece", "temperature"]
     assert printed[4].split()[:7] == ["mini_xception_fer2013", "0", "3", "NaN", "NaN", "NaN", "NaN"]
     assert printed[5].split()[:3] == ["lanmsff_ferplus", "3", "0"]
-    per_class = per_class_table(analyze([MINI], folder, "all", device="cpu", progress=False)[0])
+    runs = analyze([MINI, ferplus], folder, "all", device="cpu", progress=False)
+    per_class = per_class_table(runs[0])
     assert (per_class["support"] == 0).all() and per_class[["precision", "recall", "f1"]].isna().all().all()
+    from ferx.analysis.figures import reliability_figure
+
+    legend = [trace.name for trace in reliability_figure(runs).data if trace.name != "perfectly calibrated"]
+    assert legend[0] == "mini_xception_fer2013: 0 faces, ECE —" and legend[1].startswith("lanmsff_ferplus: 3 faces, ECE 0.")
 
 
 def test_cli_analyze_prints_the_attention_and_map_agreement_tables(tiny_folder, tmp_path, monkeypatch, capsys):

@@ -1,5 +1,8 @@
 """Links that restore an Explain view: the face a link names is found again, and nothing else is opened."""
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,14 +13,17 @@ from webapp.links import face_of, restore_face, restore_settings, view_link
 
 
 def test_a_dataset_face_link_reopens_its_exact_pixels(data_root):
-    source = {"dataset": "ckplus", "split": "test", "sample": 7, "true": "anything"}
-    link = view_link("http://host:7860/?old=1", face_of("/tmp/x.png", source, []), {"chosen": ["a", "b"], "opacity": 0.5})
-    assert link.startswith("http://host:7860/?view=explain&dataset=ckplus&split=test&sample=7&chosen=")
     swept = set()
     path, restored = restore_face({"dataset": "ckplus", "split": "test", "sample": "7"}, data_root, [], swept)
     packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
     assert np.array_equal(np.asarray(Image.open(path)), packed.images[7]) and swept == {path}
-    assert restored == {"dataset": "ckplus", "split": "test", "sample": 7, "true": packed.classes[packed.targets[7]]}
+    assert restored == {"dataset": "ckplus", "split": "test", "sample": 7, "true": packed.classes[packed.targets[7]],
+                        "png_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    link = view_link("http://host:7860/?old=1", face_of(path, restored, []), {"chosen": ["a", "b"], "opacity": 0.5})
+    assert link.startswith("http://host:7860/?view=explain&dataset=ckplus&split=test&sample=7&chosen=")
+    other = Path(swept.pop()).with_name("mine.png")  # other bytes under a face's origin (one left from before)
+    Image.fromarray(packed.images[8]).save(other)
+    assert face_of(str(other), restored, []) is None
 
 
 def test_a_ferplus_face_link_brings_its_annotators_votes_as_the_gallery_does(data_root):

@@ -73,6 +73,8 @@ def test_a_selection_is_sorted_summarised_and_exported(run, packed, tmp_path):
     assert s["vote_weighted_accuracy"] == pytest.approx(mixed.loc[[3, 5], "vote_pred"].mean())
     assert f"accuracy **{s['accuracy']:.1%}** (of the 2 faces of its classes)" in summary_text(mixed, run.name)
     assert "no accuracy" in summary_text(selection_frame(run, left_out[:2]), run.name)
+    unjudged = selection_frame(run, left_out[:1]).iloc[0]
+    assert caption(int(left_out[0]), unjudged) == f"#{left_out[0]} contempt · {unjudged['pred']} {unjudged['confidence']:.2f}"
     from ferx.analysis.figures import point_colours
 
     colours = point_colours(run, "correct")

@@ -41,6 +41,23 @@ def test_the_readme_is_the_card_as_rendered_now_with_its_architectures_design(ck
 
 
 @pytest.mark.parametrize("ckpt,dataset,split", MEASURED, ids=lambda v: getattr(v, "name", v))
+def test_the_cards_per_class_figures_are_its_confusion_matrix_under_todays_rules(ckpt, dataset, split):
+    """Precision, recall and F1 per class follow from the matrix ferx evaluate measured: a card written before a
+    rule changed (a never-predicted class's precision is null, not 0) is caught here, not only in its README."""
+    import numpy as np
+
+    from ferx.analysis.metrics import classification_metrics
+
+    entry = next(m for m in read_card(ckpt)["metrics"] if (m["dataset"], m["split"]) == (dataset, split))
+    cm = np.asarray(entry["confusion_matrix"])
+    rows, cols = np.nonzero(cm)
+    y_true, y_pred = np.repeat(rows, cm[rows, cols]), np.repeat(cols, cm[rows, cols])
+    again = classification_metrics(y_true, np.eye(len(cm))[y_pred], list(entry["per_class"]))
+    assert again["per_class"] == entry["per_class"]
+    assert again["accuracy"] == pytest.approx(entry["accuracy"]) and again["macro_f1"] == pytest.approx(entry["macro_f1"])
+
+
+@pytest.mark.parametrize("ckpt,dataset,split", MEASURED, ids=lambda v: getattr(v, "name", v))
 def test_checkpoint_scores_its_card_on_a_fixed_slice(ckpt, dataset, split, data_root):
     entry = next(m for m in read_card(ckpt)["metrics"] if (m["dataset"], m["split"]) == (dataset, split))
     precision = entry.get("compute_dtype", "fp32")  # re-measured as measured (cards before bf16 were fp32)

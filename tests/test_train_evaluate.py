@@ -321,6 +321,8 @@ def test_convcut_trains_its_head_alone_on_a_pretrained_backbone_then_the_whole_m
     assert model.drop.p == 0.2 and model.backbone.training and all(p.requires_grad for p in model.parameters())
     with pytest.raises(ValueError, match="--head-epochs trains the head on a trained backbone"):
         train("convcut", "ferplus", tmp_path / "random", epochs=1, head_epochs=1, **kwargs)
+    with pytest.raises(RuntimeError, match="not available from the Hugging Face hub"):  # offline: not random weights
+        train("convcut", "ferplus", tmp_path / "hub", epochs=1, head_epochs=1, backbone_weights="hub", **kwargs)
     with pytest.raises(ValueError, match="lanmsff has no pre-trained backbone"):
         train("lanmsff", "ferplus", tmp_path / "lan", epochs=1, backbone_weights="hub", **kwargs)
 

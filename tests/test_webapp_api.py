@@ -62,7 +62,7 @@ def test_predict_and_explain_endpoints(server, face_png, tmp_path):
     for item, m in zip(gallery, maps):  # each map's faithfulness beside it, in its caption
         caption = item["caption"]
         f = m["faithfulness"]
-        assert f"deletion {f['deletion_auc']:.2f} vs random {f['random_deletion_auc']:.2f}" in caption, caption
+        assert f"deletion {f['deletion_auc']:.3f} vs random {f['random_deletion_auc']:.3f}" in caption, caption
 
 
 def test_bad_inputs_become_clear_errors_and_the_server_survives(server, face_png, tmp_path):

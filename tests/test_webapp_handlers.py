@@ -2,6 +2,7 @@
 very pixels the analysis scored (same probabilities), with its origin and true label; a zip's non-image
 files are counted; the clickable confusion matrix is the coloured one; a wrong face number is one message."""
 
+import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -44,7 +45,8 @@ def test_gallery_face_opens_in_explain_with_the_analysed_pixels_and_label(bank, 
     assert swept == {path}  # deleted with the uploads (webapp/uploads.py)
     true = analysis.packed.classes[analysis.packed.targets[3]]
     votes = {c: round(float(v), 3) for c, v in zip(analysis.packed.classes, analysis.packed.soft_targets[3]) if v > 0}
-    assert source == {"dataset": "ferplus", "split": "test", "sample": 3, "true": true, "votes": votes}
+    assert source == {"dataset": "ferplus", "split": "test", "sample": 3, "true": true, "votes": votes,
+                      "png_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}  # the file it is the origin of
     assert max(votes, key=votes.get) == true  # the annotators' majority is the label
     assert np.array_equal(np.asarray(Image.open(path)), analysis.packed.images[3])  # lossless, not a thumbnail
     assert whole is True and index == 0
@@ -97,6 +99,12 @@ def test_a_dataset_face_explained_again_in_other_colours_is_redrawn_not_recomput
     run(str(upload), "auto", "gradcam", source=None)
     run(str(upload), "magma", "gradcam", source=None)
     assert len(computed) == 4  # an upload's explanation is computed each time: it is not kept
+    # another photo while the first face's origin is still set (an example clicked, a link's face): not face #5's
+    other, *_ = open_in_explain(analysis, [7], 0, set())
+    status = run(other, "auto", "gradcam")[0]
+    assert len(computed) == 5 and "face #5" not in status
+    assert run(path, "auto", "gradcam")[0].startswith("ferplus/test face #5")  # face #5 itself: kept, with its origin
+    assert len(computed) == 5
 
 
 def test_zip_reports_non_image_files(data_root, tmp_path):
@@ -734,16 +742,28 @@ def test_stop_while_an_analysis_waits_in_the_queue_stops_it_and_a_failed_one_lea
 def test_what_a_tab_keeps_of_a_photo_is_dropped_within_two_minutes_as_its_files_are(bank, data_root):
     """The intro says the server's copies of a photo are deleted within two minutes: the session state that
     holds a face's pixels (Explain's slider tiles and card, Live's last face) lives that long, not the 30
-    minutes of a session's other state (an analysis)."""
+    minutes of a session's other state (an analysis), and goes when its page closes (gradio would keep a
+    closed page's state an hour, whatever its time_to_live)."""
+    from gradio.routes import App
+
     from webapp.app import build_app
     from webapp.config import AppConfig
-    from webapp.uploads import PHOTO_KEPT_S
+    from webapp.uploads import MAX_AGE_S, PHOTO_KEPT_S, SWEEP_EVERY_S
 
     cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
     demo = build_app(cfg, bank)
     fns = {f.api_name: f for f in demo.fns.values() if f.api_name}
     held = [o for o in fns["explain"].outputs if isinstance(o, gr.State)]
     held += [i for name in ("card", "live_maps") for i in fns[name].inputs if isinstance(i, gr.State)]
-    assert len(held) == 4 and {s.time_to_live for s in held} == {PHOTO_KEPT_S} and PHOTO_KEPT_S <= 120
+    assert len(held) == 4 and {s.time_to_live for s in held} == {PHOTO_KEPT_S} == {MAX_AGE_S + SWEEP_EVERY_S}
     intro = next(b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b.value.startswith("# ferx"))
-    assert cfg.state_ttl_s == 1800 and "until 30 minutes after your last click" in intro
+    assert "deleted within 2 minutes" in intro and "30 minutes from when it was run" in intro
+    App.create_app(demo)  # as launch does: the page's sessions
+    session = demo.state_holder["closing-page"]
+    others = [s for s in (demo.blocks[i] for i in demo.blocks) if isinstance(s, gr.State) and s not in held]
+    for state in held + others:
+        session[state._id] = "kept"
+    closed = next(f for f in demo.fns.values() if getattr(f.fn, "__name__", None) == "forget_photos")
+    assert [t[1] for t in closed.targets] == ["unload"]
+    closed.fn(gr.Request(session_hash="closing-page"))
+    assert not any(s._id in session.state_data for s in held) and all(s._id in session.state_data for s in others)

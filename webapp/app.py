@@ -25,7 +25,7 @@ from webapp.models_tab import build_models_tab
 from webapp.occlusion_tab import build_occlusion_tab
 from webapp.sanity_tab import build_sanity_tab
 from webapp.stability_tab import build_stability_tab
-from webapp.uploads import sweeping
+from webapp.uploads import KEPT_AT_MOST, forget_photos_on_close, sweeping
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ def intro(cfg: AppConfig) -> str:
     return ("# ferx — facial-expression recognition, explained\n"
             "Compare models on a photo, see what each one looked at, and analyse whole datasets. "
             "Uploaded images are processed in memory: the server's copies of a photo (its files, and what a tab "
-            "keeps for your next click) are deleted within two minutes; an uploaded zip's analysis is kept while you "
-            f"explore it, until {cfg.state_ttl_s / 60:g} minutes after your last click.")
+            f"keeps for your next click) are deleted within {KEPT_AT_MOST}; an uploaded "
+            f"zip's analysis is kept while you explore it, {cfg.state_ttl_s / 60:g} minutes from when it was run.")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
                 with gr.Tab(tab.label, id=tab.id):
                     tab.build(ctx)
         wire_restore(app, ctx)  # a link (?view=explain&...) reopens an Explain view
+        forget_photos_on_close(app, ctx.photo_states)
     app.queue(default_concurrency_limit=cfg.concurrency, max_size=64)
     return app
 

@@ -18,3 +18,4 @@ class AppContext:
     cfg: AppConfig
     tabs: gr.Tabs
     shared: dict[str, object] = field(default_factory=dict)  # name -> component(s) a tab offers to later tabs
+    photo_states: list[gr.State] = field(default_factory=list)  # states holding a face's pixels (webapp.uploads)

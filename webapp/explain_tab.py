@@ -31,7 +31,7 @@ from webapp.links import face_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
 from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, faithfulness_tag, found_line, from_png,
                                offer_examples, photo_inputs, png_bytes, search_faces, tile, verdict)
-from webapp.uploads import PHOTO_KEPT_S, user_temp_dir
+from webapp.uploads import KEPT_AT_MOST, photo_state, user_temp_dir
 
 COLORMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "RdBu_r", "coolwarm"]
 
@@ -108,6 +108,8 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     slow = " (slow methods take several seconds)" if set(methods) & set(list_methods(cost="heavy")) else ""
     scale = "shared" if shared_scale else "per-map"
     face = face_of(path, source, examples)  # a dataset face or an example (an upload: None, never kept)
+    if source and not (face and "dataset" in face):
+        source = None  # the origin of a dataset face opened earlier: this photo is another (an example, a link's)
     key = face and (json.dumps(face, sort_keys=True), bool(whole_image), index, tuple(methods), target_name,
                     contrast_name, bool(faithfulness), baseline_kind,
                     tuple((name, bank.models[name].sha256) for name in chosen if name in bank.models))
@@ -179,8 +181,8 @@ def kept_for_card(result):
 def explanation_card(bank, swept: set, card, base_url: str):
     """The card of the explanation on screen (PNG, PDF, JSON) and the link that restores the view."""
     if not card:
-        raise gr.Error("Explain a face first: the card shows the explanation on screen (a photo is kept two minutes "
-                       "for its card, then dropped: explain it again).")
+        raise gr.Error("Explain a face first: the card shows the explanation on screen (a photo is kept at most "
+                       f"{KEPT_AT_MOST} for its card, then dropped: explain it again).")
     s = card["settings"]
     link = view_link(base_url, card["face"], s) if card["face"] else None
     folder = user_temp_dir("cards") / uuid.uuid4().hex
@@ -212,10 +214,10 @@ def source_line(source: dict | None) -> str:
 def compare_two(tiles, a, b):
     """The slider's two maps, from the session's tiles (kept PNG-encoded: a session holds ~0.4 MiB of them,
     not ~1.7 MiB of arrays, and up to FERX_MAX_SESSIONS sessions are kept)."""
-    lookup = {caption: data for data, caption in tiles}
+    lookup = {caption: data for data, caption in tiles or ()}
     if not tiles and (a or b):
-        gr.Info("The maps of this face were dropped two minutes after they were drawn (a photo is not kept): press "
-                "Explain again to compare them.")
+        gr.Info(f"The maps of this face were dropped within {KEPT_AT_MOST} of being drawn (a photo is not kept): "
+                "press Explain again to compare them.")
     if a not in lookup or b not in lookup:
         return gr.skip()
     return from_png(lookup[a]), from_png(lookup[b])
@@ -283,8 +285,7 @@ def build_explain_tab(ctx) -> None:
             card_files = gr.File(label="The card: PNG, PDF and its JSON", file_count="multiple",
                                  elem_id="explain-card-files")
             card_png = gr.Image(label="The card", interactive=False, elem_id="explain-card-png")
-    tiles_state = gr.State([], time_to_live=PHOTO_KEPT_S)  # the face's pixels: kept as briefly as its files
-    card_state = gr.State(None, time_to_live=PHOTO_KEPT_S)
+    tiles_state, card_state = photo_state(ctx), photo_state(ctx)  # the face's pixels: kept as briefly as its files
     source = gr.State(None, time_to_live=ctx.cfg.state_ttl_s)  # a dataset face's origin, until the next upload
     run = SimpleNamespace(fn=functools.partial(explain, bank, examples=ctx.shared.get("examples")), inputs_kwargs=dict(
         path=image, whole_image=whole, index=face_index, chosen=models, use_native=native, cam_methods=cams,

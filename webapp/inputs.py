@@ -26,14 +26,15 @@ import gradio as gr
 from gradio.processing_utils import save_base64_to_cache
 
 from webapp.errors import user_errors
+from webapp.uploads import KEPT_AT_MOST
 
 log = logging.getLogger(__name__)
 
 
 def expired(name: str) -> gr.Error:
     """The message for an upload the sweep deleted (one log line, no traceback: webapp/errors.py)."""
-    message = (f"{name}: the server no longer has this upload (uploads are deleted within two minutes and never "
-               "stored): upload it again.")
+    message = (f"{name}: the server no longer has this photo (its files are deleted within {KEPT_AT_MOST} and never "
+               "stored): upload it again, or open it again from the Dataset tab, an example or a link.")
     log.info("upload refused: %s", message)
     return gr.Error(message, print_exception=False)
 

@@ -42,8 +42,10 @@ def _digest(path) -> str:
 
 def face_of(path: str | None, source: dict | None, examples) -> dict | None:
     """How a link names the face at ``path``: a dataset face by its origin, an example by its file
-    name (only when the bytes are the example's own); None for an upload."""
-    if source and source.get("dataset") in DATASETS:
+    name (each only when the bytes are its own: an origin left from an earlier photo, or an upload named
+    like a dataset face, is not it); None for an upload."""
+    if (source and source.get("dataset") in DATASETS and path and Path(path).is_file()
+            and _digest(path) == source.get("png_sha256")):
         return {"dataset": source["dataset"], "split": source["split"], "sample": int(source["sample"])}
     for example, _ in examples or ():
         if path and Path(path).name == Path(example).name and _digest(path) == _digest(example):
@@ -91,7 +93,8 @@ def dataset_face_file(packed, sample: int, swept: set) -> tuple[str, dict]:
     path = user_temp_dir("faces") / name  # the same face has the same pixels: concurrent opens may share the file
     Image.fromarray(packed.images[sample]).save(path)
     swept.add(str(path))
-    source = {"dataset": packed.dataset, "split": packed.split, "sample": sample, "true": true}
+    source = {"dataset": packed.dataset, "split": packed.split, "sample": sample, "true": true,
+              "png_sha256": _digest(path)}  # which file it is the origin of (face_of)
     if packed.soft_targets is not None:  # FERPlus: the annotators' votes, shown beside the models' probabilities
         source["votes"] = {c: round(float(v), 3) for c, v in zip(packed.classes, packed.soft_targets[sample]) if v > 0}
     return str(path), source

@@ -19,7 +19,7 @@ from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.explaining import tile, verdict
 from webapp.inputs import Photo
-from webapp.uploads import PHOTO_KEPT_S
+from webapp.uploads import KEPT_AT_MOST, photo_state
 
 STREAM_LIMIT_S = 600  # one stream runs at most ten minutes; pressing record again starts another
 INTRO = ("### Live: the webcam, for a classroom\n"
@@ -27,7 +27,7 @@ INTRO = ("### Live: the webcam, for a classroom\n"
          "it (the person nearest the camera) is found and scored by each chosen model. Frames that arrive while "
          "the server is still busy are dropped, so the answers keep up with the faces. No map is drawn while "
          "streaming (a map costs more than a frame): press **Maps of this moment** for each model's Grad-CAM of the "
-         "last face. Frames are not kept (the last face is, for two minutes, for those maps); a stream stops after "
+         f"last face. Frames are not kept (the last face is, for at most {KEPT_AT_MOST}, for those maps); a stream stops after "
          f"{STREAM_LIMIT_S // 60} minutes.")
 
 
@@ -60,7 +60,7 @@ def live_maps(bank, face, chosen):
     any face was streamed (a natural first click), a hint, not an error: the gallery stays as it was."""
     if face is None:
         gr.Info("Start the webcam stream first (allow the webcam, press record): the maps are of the last face "
-                "it scored in the last two minutes.")
+                f"it scored in the last {KEPT_AT_MOST}.")
         return gr.skip()
     if not chosen:
         raise gr.Error("Choose at least one model.")
@@ -94,7 +94,7 @@ def build_live_tab(ctx: AppContext) -> None:
     maps = gr.Gallery(label="Maps of the last face (on demand)", columns=max(1, len(bank.names)), height=320,
                       object_fit="contain", elem_id="live-maps")
     pacer = gr.State(None, time_to_live=ctx.cfg.state_ttl_s)
-    last_face = gr.State(None, time_to_live=PHOTO_KEPT_S)  # the face's pixels: kept as briefly as its files
+    last_face = photo_state(ctx)  # the face's pixels: kept as briefly as its files
     webcam.stream(functools.partial(live_step, bank), [webcam, models, pacer], [status, crop, *labels, pacer, last_face],
                   stream_every=FRAME_INTERVAL_S, time_limit=STREAM_LIMIT_S, api_name="live")
     map_button.click(functools.partial(live_maps, bank), [last_face, models], maps, api_name="live_maps")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -19,12 +20,40 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import gradio as gr
+
+from webapp.errors import user_errors
+
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30
 MAX_AGE_S = 60
 # what a tab keeps of a photo in memory for the next click (an explanation's card and slider tiles, the webcam's
-# last face): dropped two minutes after it was made, as the files are (a session's other state lives longer)
-PHOTO_KEPT_S = 120
+# last face) lives as long as a file at most (a session's other state lives longer): photo_state
+PHOTO_KEPT_S = MAX_AGE_S + SWEEP_EVERY_S
+KEPT_AT_MOST = f"{math.ceil(PHOTO_KEPT_S / 60)} minutes"  # what the app tells its users: "within 2 minutes"
+
+
+def photo_state(ctx) -> gr.State:
+    """A session state that will hold a face's pixels: dropped :data:`PHOTO_KEPT_S` after it was last set, and
+    as soon as its page is closed (:func:`forget_photos_on_close`)."""
+    state = gr.State(None, time_to_live=PHOTO_KEPT_S)
+    ctx.photo_states.append(state)
+    return state
+
+
+def forget_photos_on_close(app: gr.Blocks, states) -> None:
+    """When a page closes, drop its photo states at once: gradio keeps a closed page's state for an hour,
+    whatever its own ``time_to_live``."""
+    ids = [s._id for s in states]
+
+    @user_errors
+    def forget_photos(request: gr.Request):
+        session = app.state_holder.session_data.get(request.session_hash)
+        if session is not None:
+            for i in ids:
+                session.state_data.pop(i, None)
+
+    app.unload(forget_photos)
 
 
 def user_temp_dir(kind: str) -> Path:

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from ferx.analysis.runs import ModelRun
 from ferx.data.datasets import split_title
 from ferx.data.labels import CLASS_COLOURS, in_canonical_order
+from ferx.text import number
 
 
 def confusion_figure(counts: pd.DataFrame, normalized: pd.DataFrame | None = None, title: str = "") -> go.Figure:
@@ -49,7 +50,7 @@ def reliability_figure(runs: list[ModelRun]) -> go.Figure:
         name = run.name + (f", T = {run.temperature:.2f}" if scaled else "")
         size = 5 + 17 * np.sqrt(t["count"] / t["count"].max())
         fig.add_trace(go.Scatter(x=t["confidence"], y=t["accuracy"], mode="lines+markers",
-                                 name=f"{name}: {int(t['count'].sum())} faces, ECE {table_ece(table):.3f}",
+                                 name=f"{name}: {int(t['count'].sum())} faces, ECE {number(table_ece(table), 3)}",
                                  marker=dict(size=size),
                                  customdata=t["count"], hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}"
                                                                       "<br>%{customdata} faces<extra></extra>"))

@@ -6,16 +6,17 @@ import numpy as np
 import pandas as pd
 
 
-def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float | None:
     """ECE with equal-width confidence bins: sum over bins of |accuracy - confidence| x bin share."""
     return table_ece(reliability_table(probs, y_true, n_bins))
 
 
-def table_ece(table: pd.DataFrame) -> float:
-    """The ECE of a :func:`reliability_table` (its empty bins weigh nothing)."""
+def table_ece(table: pd.DataFrame) -> float | None:
+    """The ECE of a :func:`reliability_table` (its empty bins weigh nothing); None without a face: nothing to
+    measure (null in JSON, "—" in a legend), not a perfect calibration."""
     t = table[table["count"] > 0]
-    if t.empty:  # no face scored: no calibration error to speak of (and no NaN in a JSON)
-        return 0.0
+    if t.empty:
+        return None
     return float((t["count"] * (t["accuracy"] - t["confidence"]).abs()).sum() / t["count"].sum())
 
 

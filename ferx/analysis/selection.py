@@ -112,7 +112,8 @@ def caption(sample: int, row: pd.Series, other: pd.Series | None = None) -> str:
         a = unbroken("A", row["pred"], f"{row['confidence']:.2f}")
         b = unbroken("B", other["pred"], f"{other['confidence']:.2f}")
         return f"{unbroken(f'#{sample}', row['true'])} · {a} · {b}"
-    said = "✓" if row["correct"] else f"→ {row['pred']}"
+    # a face of a class the model lacks is neither right nor wrong: its prediction, unjudged
+    said = f"· {row['pred']}" if not row.get("scored", True) else "✓" if row["correct"] else f"→ {row['pred']}"
     return f"#{sample} {row['true']} {said} {row['confidence']:.2f}"
 
 

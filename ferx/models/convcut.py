@@ -105,10 +105,10 @@ class DetailExtraction(nn.Module):
 
 class ConvCut(nn.Module):
     def __init__(self, num_classes: int = 7, drop_rate: float = 0.2, drop_path_rate: float = 0.0,
-                 attn_heads: int = 8, backbone_weights: str | None = None):
+                 attn_heads: int = 8, backbone_weights: str | None = None, backbone_fallback: bool = True):
         super().__init__()
         self.num_classes = num_classes
-        self.backbone = ConvNeXtCut(_build_convnext(backbone_weights, drop_path_rate))
+        self.backbone = ConvNeXtCut(_build_convnext(backbone_weights, drop_path_rate, backbone_fallback))
         self.attention = SpatialSelfAttention(self.backbone.num_features, attn_heads)
         self.det = DetailExtraction(self.backbone.num_features, 256)
         self.spatial_drop = nn.Dropout2d(drop_rate)
@@ -144,14 +144,21 @@ class ConvCut(nn.Module):
                 "params": {"convcut_attention": {"aggregation": aggregation, "tokens": [h, w]}}}
 
 
-def _build_convnext(backbone_weights: str | None, drop_path_rate: float) -> nn.Module:
-    """timm convnext_base, with ImageNet weights from a local file, from the hub ('hub'), or none."""
+HUB_WEIGHTS = "convnext_base.fb_in22k_ft_in1k"  # the paper's ImageNet-22k -> 1k backbone, as timm names it
+
+
+def _build_convnext(backbone_weights: str | None, drop_path_rate: float, fallback: bool = True) -> nn.Module:
+    """timm convnext_base, with ImageNet weights from a local file, from the hub ('hub'), or none; the hub's
+    unavailable falls back to random weights with a warning, or (``fallback`` False: training) is an error."""
     import timm
 
     if backbone_weights == "hub":
         try:
-            return timm.create_model("convnext_base.fb_in22k_ft_in1k", pretrained=True, drop_path_rate=drop_path_rate)
+            return timm.create_model(HUB_WEIGHTS, pretrained=True, drop_path_rate=drop_path_rate)
         except Exception as err:  # offline, no cache, HF_HUB_OFFLINE=1 ...
+            if not fallback:
+                raise RuntimeError(f"the ImageNet ConvNeXt-Base weights ({HUB_WEIGHTS}) are not available from the "
+                                   f"Hugging Face hub ({type(err).__name__}): give a local file instead") from None
             log.warning("Conv-cut: ImageNet ConvNeXt-Base weights are not available from the hub (%s); "
                         "the backbone starts from random initialisation.", type(err).__name__)
             return timm.create_model("convnext_base", pretrained=False, drop_path_rate=drop_path_rate)

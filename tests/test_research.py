@@ -323,6 +323,13 @@ def test_the_disagreement_view_shows_face_and_both_maps_with_scores(bank, analys
         assert {f"confidence_{name}", f"loss_{name}"} <= set(sel.columns)
     assert "pred" not in sel.columns and sel.columns.tolist()[:2] == ["path", "true"]
     assert sel.columns.str.startswith("votes_").sum() == len(analysis.runs[0].dataset_classes)
+    from ferx.analysis.selection import pair_frame
+
+    plus, fer = (next(r for r in analysis.runs if r.name == n) for n in ("lanmsff_ferplus", "mini_xception_fer2013"))
+    both = pair_frame(plus, fer, [0, 1])  # FERPlus's own order starts neutral, happy; FER-2013's angry, disgust
+    p_a, p_b = ([c.removeprefix("p_").removesuffix(f"_{r.name}") for c in both.columns
+                 if c.startswith("p_") and c.endswith(r.name)] for r in (plus, fer))
+    assert p_a[:7] == p_b == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # one class order
 
 
 def test_a_flat_map_has_no_top_10_percent_to_overlap_and_the_view_says_so(bank, analysis, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ferx.analysis.runs import ModelRun
+from ferx.data.labels import in_canonical_order
 from ferx.text import plural, unbroken
 
 # name shown to the user -> (column, ascending); "as given": the view's own order (a ranking's, or sample ids)
@@ -63,7 +64,7 @@ def pair_frame(a: ModelRun, b: ModelRun, ids, sort: str = "as given", votes: np.
     shared = [c for c in frames[0].columns if c in ("path", "true", "vote_top", "vote_top_share")
               or c.startswith("votes_")]
     own = [f.drop(columns=shared).rename(columns=lambda c, n=run.name: f"{c}_{n}") for f, run in zip(frames, (a, b))]
-    probs = [c for f in own for c in f.columns if c.startswith("p_")]
+    probs = [f"p_{c}_{run.name}" for run in (a, b) for c in in_canonical_order(run.model_classes)]  # side by side
     joined = frames[0][shared].join(own)
     rest = [c for c in joined.columns if c not in probs and not c.startswith("votes_")]
     return joined[rest + probs + [c for c in shared if c.startswith("votes_")]]

@@ -335,7 +335,7 @@ def _cmd_analyze(args) -> int:
         for kind in FAILURE_KINDS:
             print(f"{run.name} {kind.replace('_', ' ')} (top {args.top}):\n"
                   f"{failures(run, kind, args.top)[['path', 'true', 'pred', 'confidence', 'loss']].to_string()}\n")
-    votes = _votes(args)
+    votes = _votes(args, runs[0].paths)
     if votes is not None:
         from ferx.analysis.labelnoise import RANKINGS, ranking, vote_metrics
 
@@ -423,14 +423,20 @@ def _map_studies(args, runs) -> dict:
     return out
 
 
-def _votes(args):
-    """The split's annotator vote shares (FERPlus), or None: read from its label file, no pixels."""
+def _votes(args, paths):
+    """The annotator vote shares (FERPlus) of the faces analysed, read from the split's label file (no pixels)
+    and matched by file: an unreadable image left out, or several faces of one photo, keep every row its own
+    votes; None for a split without votes (or a face whose file the label file does not name)."""
     from ferx.data.datasets import load_split
 
     try:
-        return load_split(args.dataset, args.split, args.data_root).soft_targets
+        split = load_split(args.dataset, args.split, args.data_root)
     except (ValueError, OSError):
         return None
+    row = {str(p): i for i, p in enumerate(split.paths)}
+    if split.soft_targets is None or not all(str(p) in row for p in paths):
+        return None
+    return split.soft_targets[[row[str(p)] for p in paths]]
 
 
 def _cmd_bundle(args) -> int:

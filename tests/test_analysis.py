@@ -633,3 +633,19 @@ def test_cli_analyze_projects_a_handful_of_faces(tiny_folder, tmp_path, monkeypa
     assert printed.err.strip().splitlines()[-1] == "ferx analyze: error: umap needs at least 4 faces, not 3"
     assert "per class" not in printed.out
     assert not (tmp_path / "few_out").exists()
+
+
+def test_the_cli_matches_each_analysed_face_to_its_own_votes(data_root):
+    """`ferx analyze` reads FERPlus's votes from the label file: a face left out of the analysis (an unreadable
+    image) must not shift every later face onto its neighbour's votes (vote_metrics refused the counts after the
+    whole analysis had run)."""
+    from types import SimpleNamespace
+
+    from ferx.cli import _votes
+
+    split = load_split("ferplus", "test", data_root)
+    args = SimpleNamespace(dataset="ferplus", split="test", data_root=data_root)
+    kept = [split.paths[i] for i in (0, 2, 3, 7)]  # face 1 left out
+    assert np.array_equal(_votes(args, kept), split.soft_targets[[0, 2, 3, 7]])
+    assert _votes(args, kept + ["elsewhere/mine.png"]) is None  # a file the label file does not name: no votes
+    assert _votes(SimpleNamespace(dataset="ckplus", split="test", data_root=data_root), kept) is None

@@ -162,6 +162,7 @@ def test_every_map_of_an_explanation_carries_its_region_breakdown(fer_test):
 
 def test_dataset_region_table_has_every_class_and_both_kinds_of_map(fer_test, tmp_path):
     from ferx.analysis.regions import AREA_ROW, region_figure, region_shares, region_table, template_areas
+    from ferx.explain.regions import REGIONS
     from ferx.checkpoint import load_checkpoint
 
     seen = []
@@ -183,6 +184,12 @@ def test_dataset_region_table_has_every_class_and_both_kinds_of_map(fer_test, tm
     assert np.allclose(again.select_dtypes("number"), shares.select_dtypes("number"), equal_nan=True)
     fig = region_figure(table)
     assert len(fig.data) == len(maps)
+    # a map without positive mass (a flat Grad-CAM) has no shares: it is not one of the faces its row's mean is over
+    flat = shares.copy()
+    first = flat.index[(flat["map"] == "gradcam")][0]
+    flat.loc[first, list(REGIONS)] = np.nan
+    row = region_table(flat).loc[("lanmsff_fer2013", "gradcam", flat.loc[first, "true"])]
+    assert row["faces"] == 2 and np.isclose(row.drop("faces").sum(), 1)
     # two models' shares in one frame (each placed the template on its own input: 64 and 112 px) keep an
     # "(area)" row each, at its own input size (the areas travelled in DataFrame.attrs: concat kept the first's)
     convcut = region_shares(load_checkpoint(CHECKPOINTS / "convcut_ferplus", "cpu"), fer_test, per_class=1,

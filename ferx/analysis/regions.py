@@ -128,7 +128,9 @@ def region_table(shares: pd.DataFrame) -> pd.DataFrame:
     extra = pd.DataFrame([{"model": model, "map": name, "true": AREA_ROW, **template_areas(int(side))}
                           for (model, name), side in sides.items()]).set_index(["model", "map", "true"])
     table = pd.concat([extra, table]).sort_index(level=["model", "map"], sort_remaining=False)
-    counts = shares.groupby(["model", "map", "true"], sort=False).size()
+    # the faces a mean is over: a map with no positive mass has no shares (NaN) and is left out of it
+    counts = shares[list(REGIONS)].notna().any(axis=1).groupby([shares["model"], shares["map"], shares["true"]],
+                                                               sort=False).sum()
     table.insert(0, "faces", counts.reindex(table.index).fillna(0).astype(int))
     return table
 

@@ -258,7 +258,7 @@ def _backbone_start(info, weights: str) -> dict:
         raise ValueError(f"--backbone-weights: {info.name} has no pre-trained backbone to start from "
                          f"({', '.join(n for n in list_models() if get_model_info(n).backbone)} has)")
     if weights == "hub":  # the build refuses to fall back to random weights (backbone_fallback=False)
-        return {"backbone_weights": "hub (the architecture's ImageNet weights from the Hugging Face hub)"}
+        return {"backbone_weights": f"hub: {info.backbone_hub} (Hugging Face)"}
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"--backbone-weights: {weights}: file not found")

@@ -12,7 +12,7 @@ from ferx.data.datasets import load_split
 from webapp.links import face_of, restore_face, restore_settings, view_link
 
 
-def test_a_dataset_face_link_reopens_its_exact_pixels(data_root):
+def test_a_dataset_face_link_reopens_its_exact_pixels(data_root, tmp_path):
     swept = set()
     path, restored = restore_face({"dataset": "ckplus", "split": "test", "sample": "7"}, data_root, [], swept)
     packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
@@ -21,7 +21,7 @@ def test_a_dataset_face_link_reopens_its_exact_pixels(data_root):
                         "png_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
     link = view_link("http://host:7860/?old=1", face_of(path, restored, []), {"chosen": ["a", "b"], "opacity": 0.5})
     assert link.startswith("http://host:7860/?view=explain&dataset=ckplus&split=test&sample=7&chosen=")
-    other = Path(swept.pop()).with_name("mine.png")  # other bytes under a face's origin (one left from before)
+    other = tmp_path / "mine.png"  # other bytes under a face's origin (one left from before)
     Image.fromarray(packed.images[8]).save(other)
     assert face_of(str(other), restored, []) is None
 

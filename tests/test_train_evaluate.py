@@ -280,7 +280,7 @@ def test_convcut_recipe_runs_end_to_end_on_gray_ferplus(data_root, tmp_path):
     assert card["model"] == "convcut" and len(card["labels"]) == 8 and card["input_spec"]["channels"] == 3
 
 
-def test_convcut_trains_its_head_alone_on_a_pretrained_backbone_then_the_whole_model(data_root, tmp_path):
+def test_convcut_trains_its_head_alone_on_a_pretrained_backbone_then_the_whole_model(data_root, tmp_path, monkeypatch):
     """models.md: Conv-cut's ConvNeXt-Base can start from ImageNet weights in a local file, and the head trains alone
     (dropout 0.1) before the whole model does (dropout 0.2). The weights here stand in for ImageNet's (random,
     float16: 103 MB), the real file is used as a user would give it, and the card names it by its sha256."""
@@ -321,7 +321,14 @@ def test_convcut_trains_its_head_alone_on_a_pretrained_backbone_then_the_whole_m
     assert model.drop.p == 0.2 and model.backbone.training and all(p.requires_grad for p in model.parameters())
     with pytest.raises(ValueError, match="--head-epochs trains the head on a trained backbone"):
         train("convcut", "ferplus", tmp_path / "random", epochs=1, head_epochs=1, **kwargs)
-    with pytest.raises(RuntimeError, match="not available from the Hugging Face hub"):  # offline: not random weights
+    def unreachable(name, pretrained=False, **kw):  # the hub does not answer (offline, no cached copy)
+        if pretrained:
+            raise OSError("no connection to the hub")
+        return real(name, **kw)
+
+    real = timm.create_model
+    with monkeypatch.context() as patched, pytest.raises(RuntimeError, match="not available from the Hugging Face hub"):
+        patched.setattr(timm, "create_model", unreachable)  # an error, not a frozen random backbone
         train("convcut", "ferplus", tmp_path / "hub", epochs=1, head_epochs=1, backbone_weights="hub", **kwargs)
     with pytest.raises(ValueError, match="lanmsff has no pre-trained backbone"):
         train("lanmsff", "ferplus", tmp_path / "lan", epochs=1, backbone_weights="hub", **kwargs)

@@ -27,7 +27,7 @@ from ferx.explain.regions import REGIONS, breakdown_line
 from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
 from webapp.errors import user_errors
-from webapp.links import face_of, linked_settings, view_link
+from webapp.links import face_of, is_origin_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
 from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, faithfulness_tag, found_line, from_png,
                                offer_examples, photo_inputs, png_bytes, search_faces, tile, verdict)
@@ -107,9 +107,9 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
         return [f"**{err}**"] + [gr.skip()] * 8
     slow = " (slow methods take several seconds)" if set(methods) & set(list_methods(cost="heavy")) else ""
     scale = "shared" if shared_scale else "per-map"
-    face = face_of(path, source, examples)  # a dataset face or an example (an upload: None, never kept)
-    if source and not (face and "dataset" in face):
-        source = None  # the origin of a dataset face opened earlier: this photo is another (an example, a link's)
+    if not is_origin_of(source, path):
+        source = None  # the origin of a face opened earlier: this photo is another (an example, a link's)
+    face = face_of(path, source, examples)  # a dataset face or an example (an upload or a zip's: None, not kept)
     key = face and (json.dumps(face, sort_keys=True), bool(whole_image), index, tuple(methods), target_name,
                     contrast_name, bool(faithfulness), baseline_kind,
                     tuple((name, bank.models[name].sha256) for name in chosen if name in bank.models))

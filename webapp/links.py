@@ -40,12 +40,17 @@ def _digest(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def is_origin_of(source: dict | None, path: str | None) -> bool:
+    """Whether ``source`` (a dataset or zip face's origin, :func:`dataset_face_file`) describes the file at ``path``:
+    an origin left from a face opened earlier does not describe the photo shown since (an example, a link's)."""
+    return bool(source and path and Path(path).is_file() and _digest(path) == source.get("png_sha256"))
+
+
 def face_of(path: str | None, source: dict | None, examples) -> dict | None:
     """How a link names the face at ``path``: a dataset face by its origin, an example by its file
     name (each only when the bytes are its own: an origin left from an earlier photo, or an upload named
     like a dataset face, is not it); None for an upload."""
-    if (source and source.get("dataset") in DATASETS and path and Path(path).is_file()
-            and _digest(path) == source.get("png_sha256")):
+    if source and source.get("dataset") in DATASETS and is_origin_of(source, path):
         return {"dataset": source["dataset"], "split": source["split"], "sample": int(source["sample"])}
     for example, _ in examples or ():
         if path and Path(path).name == Path(example).name and _digest(path) == _digest(example):

@@ -10,6 +10,7 @@ its start to its shutdown (which deletes everything left): files live at most
 
 from __future__ import annotations
 
+import datetime
 import getpass
 import logging
 import math
@@ -43,8 +44,10 @@ def photo_state(ctx) -> gr.State:
 
 def forget_photos_on_close(app: gr.Blocks, states) -> None:
     """When a page closes, drop its photo states at once: gradio keeps a closed page's state for an hour,
-    whatever its own ``time_to_live``."""
+    whatever its own ``time_to_live``. (A handler still running when the page closed writes its outputs after
+    this: :func:`drop_photos`, run by the sweep, drops them.)"""
     ids = [s._id for s in states]
+    app.ferx_photo_states = ids  # for drop_photos
 
     @user_errors
     def forget_photos(request: gr.Request):
@@ -88,6 +91,24 @@ def sweep(blocks, max_age_s: float | None = MAX_AGE_S) -> int:
     return removed
 
 
+def drop_photos(blocks) -> int:
+    """Drop every session's photo states older than :data:`PHOTO_KEPT_S`, or of a closed page (gradio's own expiry
+    gives a closed page's states an hour, and a state written after its page closed met no unload); how many."""
+    holder, ids = getattr(blocks, "state_holder", None), getattr(blocks, "ferx_photo_states", ())
+    if holder is None or not ids:
+        return 0
+    now, dropped = datetime.datetime.now(), 0
+    for session in list(holder.session_data.values()):
+        for i in ids:
+            if i not in session.state_data:
+                continue
+            _, made = session._state_ttl.get(i, (None, now))
+            if session.is_closed or (now - made).total_seconds() > PHOTO_KEPT_S:
+                session.state_data.pop(i, None)
+                dropped += 1
+    return dropped
+
+
 def _drop_if_empty(folder: str) -> None:
     """The one-download folder ferx made for a file (``/tmp/ferx-cards-<user>/<uuid>/``, an export's
     ``mkdtemp``), once empty; gradio's own folders and the ``ferx-*`` roots stay."""
@@ -107,6 +128,7 @@ async def sweeping(app):
         while not stop.wait(SWEEP_EVERY_S):
             try:
                 sweep(blocks)
+                drop_photos(blocks)
             except Exception:  # noqa: BLE001 - the next sweep must still run
                 log.exception("upload sweep failed; trying again in %d s", SWEEP_EVERY_S)
 

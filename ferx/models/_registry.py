@@ -80,6 +80,7 @@ class ModelInfo:
     # Dotted path of the part that can start from pre-trained weights (``backbone_weights=``, a file or "hub"):
     # what a head-only phase of training keeps frozen; "" for a model without one
     backbone: str = ""
+    backbone_hub: str = ""  # the hub's name of those weights (``backbone_weights="hub"``), as timm names them
 
 
 MODELS: Registry[ModelInfo] = Registry("model", "models")
@@ -87,10 +88,10 @@ MODELS: Registry[ModelInfo] = Registry("model", "models")
 
 def register_model(name: str, *, input_spec: InputSpec, default_labels: str, description: str,
                    cam_target_layers: tuple[str, ...], native_maps: tuple[NativeMap, ...] = (), classifier: str = "head",
-                   design: str = "", backbone: str = ""):
+                   design: str = "", backbone: str = "", backbone_hub: str = ""):
     def wrap(builder):
         MODELS.add(name, ModelInfo(name, builder, input_spec, default_labels, description, cam_target_layers,
-                                   native_maps, classifier, design, backbone))
+                                   native_maps, classifier, design, backbone, backbone_hub))
         return builder
 
     return wrap

@@ -203,6 +203,7 @@ def _build_convnext(backbone_weights: str | None, drop_path_rate: float, fallbac
            "any batch. It sits on the backbone's tokens, not DET's 4x4, because a 14x14 map is fine enough to show "
            "where on the face the model looks, and before DET so that DET still sees attention-refined features.",
     backbone="backbone",  # the truncated ConvNeXt-Base: ImageNet weights from a file or the hub when available
+    backbone_hub=HUB_WEIGHTS,
 )
 def convcut(num_classes: int = 7, **kwargs) -> ConvCut:
     return ConvCut(num_classes=num_classes, **kwargs)

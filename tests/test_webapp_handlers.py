@@ -137,6 +137,12 @@ def test_zip_reports_non_image_files(data_root, tmp_path):
                      True, False, "blur", source=source)[0]
     true = packed.classes[packed.targets[2]]
     assert status.startswith(f"zip:mine/all face #2 (its exact pixels) · true label **{true}**"), status
+    from dataclasses import replace
+
+    other = replace(packed, images=255 - packed.images)  # another user's zip of the same name and labels, other pixels
+    theirs, _, _, their_source, _, _ = open_in_explain(Analysis(analysis.runs, other), [2], 0, set())
+    assert theirs != path and np.array_equal(np.asarray(Image.open(path)), packed.images[2])  # neither overwritten
+    assert np.array_equal(np.asarray(Image.open(theirs)), other.images[2])
 
 
 def brightness(style: str) -> int:

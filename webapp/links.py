@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import logging
+import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -95,7 +96,10 @@ def dataset_face_file(packed, sample: int, swept: set) -> tuple[str, dict]:
     beside it: dataset, split, sample, true label and, for FERPlus, the annotators' votes."""
     true = packed.classes[packed.targets[sample]]
     name = f"{packed.dataset}_{packed.split}_{sample}_{true}.png".replace("/", "_").replace(":", "_")
-    path = user_temp_dir("faces") / name  # the same face has the same pixels: concurrent opens may share the file
+    # a configured dataset's face has the same pixels for everyone: concurrent opens may share the file; two users'
+    # zips of the same name do not, so a zip's face gets a folder of its own (emptied folders go with the sweep)
+    folder = user_temp_dir("faces")
+    path = (folder if packed.dataset in DATASETS else Path(tempfile.mkdtemp(dir=folder))) / name
     Image.fromarray(packed.images[sample]).save(path)
     swept.add(str(path))
     source = {"dataset": packed.dataset, "split": packed.split, "sample": sample, "true": true,

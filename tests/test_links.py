@@ -73,3 +73,26 @@ def test_a_hand_edited_setting_out_of_its_range_is_left_out_by_name(monkeypatch)
                      "this link's faithfulness 1 is not true or false; left out"]
     assert restore_settings({"opacity": "0.6", "index": "-1"}, components) == {"opacity": 0.6}
     assert shown[-1] == "this link's index -1 is below 0; left out"
+
+
+def test_a_bundle_face_link_reopens_on_a_server_without_the_data(data_root, tmp_path, monkeypatch):
+    """A Space has no dataset, only its precomputed bundle: a link made there to one of the bundle's faces (named as
+    the dataset's face, which it is) opens the same pixels from the bundle."""
+    import json
+
+    from ferx.analysis.bundle import MANIFEST
+    from ferx.data.packed import PackedSplit
+
+    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    bundle = tmp_path / "bundle"
+    PackedSplit.save(packed, bundle / "faces" / "ckplus-test.npz")
+    (bundle / MANIFEST).write_text(json.dumps({"splits": {"ckplus/test": "faces/ckplus-test.npz"}}))
+    no_data = tmp_path / "no-data"
+    no_data.mkdir()
+    params = {"dataset": "ckplus", "split": "test", "sample": "11"}
+    with pytest.raises(ValueError, match="comes from ckplus/test, which this server does not have"):
+        restore_face(params, no_data, [], set())  # no bundle either
+    monkeypatch.setenv("FERX_CACHE_DIR", str(bundle))
+    path, restored = restore_face(params, no_data, [], set())
+    assert np.array_equal(np.asarray(Image.open(path)), packed.images[11])
+    assert face_of(path, restored, []) == {"dataset": "ckplus", "split": "test", "sample": 11}

@@ -2,7 +2,8 @@
 
 URL parameters survive a server restart by themselves (``gr.BrowserState`` would need a fixed secret).
 The face can only be one the server can find again without storing anything: a face of a configured
-dataset (dataset, split and sample number) or one of the bundled examples (by file name). Uploads are
+dataset or of the precomputed bundle a Space shows (dataset, split and sample number) or one of the bundled
+examples (by file name). Uploads are
 not stored, so their links carry the settings only. Every value read from a link is checked: a
 dataset must be a registered one (never a path), a choice one the component offers.
 """
@@ -21,7 +22,9 @@ import gradio as gr
 from PIL import Image
 
 from ferx.data.datasets import DATASETS, SPLITS, load_split
-from ferx.data.packed import pack_split
+from ferx.analysis.bundle import bundled_splits
+from ferx.data.packed import PackedSplit, pack_split
+from ferx.paths import cache_root
 from webapp.errors import user_errors
 from webapp.uploads import user_temp_dir
 
@@ -66,8 +69,16 @@ def view_link(base: str, face: dict | None, settings: dict) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _packed(dataset: str, split: str, data_root: str):
-    return pack_split(load_split(dataset, split, data_root), progress=False)
+def _packed(dataset: str, split: str, data_root: str, bundle: str):
+    """The split's faces from the data root, else from the precomputed bundle in ``bundle`` (a Space has no data:
+    its Dataset tab shows the bundle's faces, and a link made there names them as the dataset's)."""
+    try:
+        return pack_split(load_split(dataset, split, data_root), progress=False)
+    except (ValueError, OSError):
+        bundled = bundled_splits(bundle).get(f"{dataset}/{split}")
+        if bundled is None:
+            raise
+        return PackedSplit.load(bundled)
 
 
 def restore_face(params: dict, data_root: Path, examples, swept: set) -> tuple[str, dict | None]:
@@ -81,7 +92,7 @@ def restore_face(params: dict, data_root: Path, examples, swept: set) -> tuple[s
     if dataset not in DATASETS or split not in SPLITS:
         raise ValueError("this link names no face this server can open (a dataset face or an example)")
     try:
-        packed = _packed(dataset, split, str(data_root))
+        packed = _packed(dataset, split, str(data_root), str(cache_root()))
     except (ValueError, OSError):
         raise ValueError(f"this link's face comes from {dataset}/{split}, which this server does not have") from None
     raw = str(params.get("sample", ""))

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ferx.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from ferx.checkpoint import CARD, load_checkpoint, save_checkpoint, sha256_file
 from ferx.data.carry import read_carry
 from ferx.data.datasets import load_split
 from ferx.data.labels import LabelSet, label_mapping
@@ -303,6 +303,24 @@ def _initialise_from(model: nn.Module, init_from: str | Path, dev, architecture:
     return initialised  # ``start``, a second copy of the model (Conv-cut: 200 MB), goes with this frame
 
 
+RUN_FILES = ("state.pt", "best.pt", "metrics.jsonl")  # what a run writes in its folder (and checkpoint/)
+
+
+def _refuse_earlier_run(out: Path, checkpoint_dir: str | Path | None) -> None:
+    """ValueError where a new run would overwrite an earlier one: ``out`` holding a run's files (its
+    ``state.pt``, ``best.pt`` and exported checkpoint were replaced and its ``metrics.jsonl`` went on with
+    the new run's epochs), or the checkpoint folder it exports to already holding a checkpoint."""
+    held = [name for name in RUN_FILES if (out / name).is_file()]
+    if held:
+        raise ValueError(f"--out {out} already holds a run ({', '.join(held)}): pass --resume to continue it, or "
+                         "choose another --out")
+    export = Path(checkpoint_dir) if checkpoint_dir is not None else out / "checkpoint"
+    if (export / CARD).is_file():
+        option = "--checkpoint-dir" if checkpoint_dir is not None else "--out"
+        raise ValueError(f"{export} already holds a checkpoint (its card and the metrics recorded on it): the new run "
+                         f"would replace it; choose another {option}")
+
+
 def _resumed_recipe(recipe: Recipe, state: dict, has_ema: bool, out: Path, asked: dict, recipes_before: dict) -> Recipe:
     """The recipe a resumed run goes on with: the one it began with (its ``state``, updated to say so).
     A setting ``asked`` for now that differs from the run's (its start, peak learning rate, warm-up,
@@ -390,6 +408,8 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     if resume and not (Path(out_dir) / "state.pt").is_file():  # before any data is packed or any folder made
         raise ValueError(f"--resume: {out_dir} has no state.pt to resume from (no run was saved there); "
                          "leave out --resume to start a new run")
+    if not resume:  # a new run in the folder of another: it replaced that run's state.pt, best.pt and checkpoint
+        _refuse_earlier_run(Path(out_dir), checkpoint_dir)
     budget_s = None if time_budget_min is None else time_budget_min * 60
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     # what a run started before --warmup-epochs / --soft-labels existed warmed up over and trained on

@@ -82,6 +82,33 @@ def test_short_real_training_lowers_the_loss_and_resumes(data_root, tmp_path):
     assert card["data"]["train_images"] == 256 and card["wall_time_s"] > 0 and card["parameters"] == 356_294
 
 
+def test_a_new_run_never_overwrites_an_earlier_run_or_a_checkpoint(data_root, tmp_path, capsys):
+    """``ferx train --out`` a folder holding a run, without --resume, replaced its state.pt, best.pt and
+    checkpoint and appended the new run's epochs to its metrics.jsonl (epochs 1, 2, 1); ``--checkpoint-dir`` a
+    checkpoint folder replaced that checkpoint and the metrics on its card. Both are refused before any work."""
+    import shutil
+
+    kwargs = dict(data_root=data_root, device=DEVICE, limit_train=64, limit_val=32, progress=False)
+    train("mini_xception", "ckplus", tmp_path / "run", epochs=1, **kwargs)
+    state = (tmp_path / "run" / "state.pt").read_bytes()
+    card = (tmp_path / "run" / "checkpoint" / "card.json").read_text()
+    with pytest.raises(ValueError, match=r"already holds a run \(state.pt, best.pt, metrics.jsonl\): pass --resume"):
+        train("mini_xception", "ckplus", tmp_path / "run", epochs=1, seed=3, **kwargs)
+    assert (tmp_path / "run" / "state.pt").read_bytes() == state
+    assert (tmp_path / "run" / "checkpoint" / "card.json").read_text() == card
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+
+    shipped = tmp_path / "mini_xception_fer2013"
+    shutil.copytree(MINI, shipped)
+    before = (shipped / "card.json").read_text()
+    assert main(["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--data-root", str(data_root),
+                 "--out", str(tmp_path / "other"), "--checkpoint-dir", str(shipped), "--epochs", "1",
+                 "--limit-train", "64", "--limit-val", "32"]) == 1
+    err = capsys.readouterr().err
+    assert f"{shipped} already holds a checkpoint" in err and "choose another --checkpoint-dir" in err
+    assert (shipped / "card.json").read_text() == before and not (tmp_path / "other").exists()
+
+
 def test_a_further_schedule_starts_from_a_checkpoints_weights(data_root, tmp_path):
     """--init-from: training starts where the shipped mini-Xception is (its validation accuracy, not a random
     network's), the card names the checkpoint it started from; another model's checkpoint is refused."""

@@ -152,6 +152,25 @@ def checkpoint_folder(text: str) -> Path:
     return path
 
 
+def distinct_checkpoints(given) -> None:
+    """Refuse checkpoints a command could not tell apart: its rows, JSON entries and files are named by each
+    checkpoint's folder name, so ``runs/a/checkpoint`` and ``runs/b/checkpoint`` (every ``ferx train`` run exports
+    to ``OUT/checkpoint``) came out as two rows called "checkpoint", the second one's files written over the
+    first's; the same checkpoint given twice (by name and by folder) is refused too."""
+    by_name: dict[str, str] = {}
+    for value in map(str, given):
+        path = Path(value)
+        name = path.name
+        if name in by_name:
+            first = by_name[name]
+            if Path(first).resolve() == path.resolve():
+                raise ValueError(f"{value} is given twice" + (f" (as {first} and {value})" if first != value else ""))
+            raise ValueError(f"{first} and {value} are both named {name!r}: rows and files are named by the "
+                             "checkpoint's folder, so one would replace the other; copy or link one under another "
+                             "name (ferx train --checkpoint-dir names a run's export)")
+        by_name[name] = value
+
+
 def port_number(text: str) -> int:
     from webapp.config import PORTS, in_range, range_text  # light: FERX_PORT is checked against the same range
 
@@ -310,6 +329,7 @@ def _cmd_analyze(args) -> int:
     from ferx.data.packed import faces_note, left_out
 
     faces_chosen(args)  # before the analysis, not after it
+    distinct_checkpoints(args.checkpoints)
     if args.color_by not in COLOUR_BY:
         raise ValueError(f"--color-by {args.color_by}: choose {', '.join(COLOUR_BY)}")
     if args.out:
@@ -487,6 +507,7 @@ def _cmd_explain(args) -> int:
     if args.card and args.out and Path(args.out).suffix.lower() not in ("", ".png"):  # k.svg wrote k.png, k.pdf ...
         raise ValueError(f"--out {args.out}: a card is written as PNG, PDF and JSON: give a .png path (the .pdf and "
                          ".json go beside it)")
+    distinct_checkpoints(args.model)
     out = figure_path(args.out, f"{Path(args.photo).stem}_{'card' if args.card else 'explain'}.png")
     written = output_files((out, out.with_suffix(".json")))  # a card's three are checked once ferx.explain loads
     # The faces are found and reported before torch, the models and the explanation libraries load:
@@ -562,6 +583,7 @@ def _cmd_regions(args) -> int:
     from ferx.data.packed import pack_split
     from ferx.device import resolve_device
 
+    distinct_checkpoints(args.checkpoints)
     if args.out:
         output_folder(args.out)
     packed = pack_split(load_split(args.dataset, args.split, args.data_root))
@@ -592,6 +614,7 @@ def _cmd_occlude(args) -> int:
     from ferx.explain.report import open_model
     from ferx.faces import load_photo
 
+    distinct_checkpoints(args.model)
     out = None
     if args.out:  # --out x.png, x.json or x: x.json and x.png, neither over the other
         if Path(args.out).suffix.lower() not in ("", ".json", ".png"):

@@ -296,6 +296,30 @@ def test_app_help_shows_the_defaults_and_where_they_come_from(monkeypatch, capsy
     assert "default 8000 (from $FERX_PORT)" in " ".join(capsys.readouterr().out.split())
 
 
+def test_two_checkpoints_a_command_would_name_alike_are_refused(data_root, tmp_path, capsys):
+    """Rows and files are named by each checkpoint's folder: two training runs' exports (runs/a/checkpoint,
+    runs/b/checkpoint) came out of ferx analyze as two rows called 'checkpoint', and --out wrote the second's
+    samples_checkpoint.csv, confusion_checkpoint.html ... over the first's (4 figures for 2 models). The same
+    checkpoint given twice (by name and by folder) was analysed twice and compared with itself."""
+    import shutil
+
+    a, b = tmp_path / "a" / "checkpoint", tmp_path / "b" / "checkpoint"
+    shutil.copytree(MINI, a)
+    shutil.copytree(CHECKPOINTS / "lanmsff_fer2013", b)
+    out = tmp_path / "analysis"
+    assert main(["analyze", str(a), str(b), "--dataset", "ckplus", "--data-root", str(data_root), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{a} and {b} are both named 'checkpoint'" in err and "one would replace the other" in err
+    assert not out.exists()
+    assert main(["analyze", "mini_xception_fer2013", MINI, "--dataset", "ckplus", "--data-root", str(data_root)]) == 1
+    assert f"{MINI} is given twice" in capsys.readouterr().err
+    assert main(["regions", str(a), str(b), "--dataset", "ckplus", "--data-root", str(data_root),
+                 "--per-class", "1"]) == 1
+    assert "are both named 'checkpoint'" in capsys.readouterr().err
+    assert main(["explain", "face.png", "--model", "lanmsff", "--model", "lanmsff", "--untrained"]) == 1
+    assert "ferx explain: error: lanmsff is given twice\n" == capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["explain", "{photo}", "--model", MINI, "--out", "ro/x.png"], "--out ro/x.png: cannot write in ro (Permission denied)"),
     (["explain", "{photo}", "--model", MINI, "--out", "ro/new/x.png"], "--out ro/new/x.png: cannot write in ro (Permission"),

@@ -327,6 +327,7 @@ def _cmd_analyze(args) -> int:
     from ferx.analysis.tables import FAILURE_KINDS
     from ferx.data.datasets import split_title
     from ferx.data.packed import faces_note, left_out
+    from ferx.device import resolve_device
 
     faces_chosen(args)  # before the analysis, not after it
     distinct_checkpoints(args.checkpoints)
@@ -344,7 +345,7 @@ def _cmd_analyze(args) -> int:
     cached = ", ".join(f"{r.name}: {r.compute_dtype}, {'cache' if r.from_cache else 'computed'}" for r in runs)
     print(f"{split_title(runs[0].dataset, runs[0].split)}: {len(runs[0])} faces{left_out(runs[0].skipped)}"
           f"{faces_note(runs[0].faces, runs[0].no_face)} "
-          f"({cached})\n")
+          f"({cached}) on {resolve_device(args.device)}\n")  # the device analyze() ran on (a cached run: would run on)
     print(summary_table([r.with_temperature(1.0) for r in runs]).to_string(), "\n")
     if args.calibrate:
         print("after temperature scaling fitted on the val split:")
@@ -599,7 +600,7 @@ def _cmd_regions(args) -> int:
     table = pd.concat(tables)
     pd.set_option("display.width", 200, "display.max_columns", 20)
     print(f"{split_title(packed.dataset, packed.split)}: mean share of each map's positive mass per facial region "
-          f"(mean-face template; '(area)': the regions' area shares)\n{table.round(3).to_string()}")
+          f"(maps on {dev}; mean-face template; '(area)': the regions' area shares)\n{table.round(3).to_string()}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -824,7 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--fit-budget", action="store_true",
                     help="size the schedule to --time-budget after the first epochs (at most --epochs), so a cosine "
                          "schedule completes instead of being cut")
-    tr.add_argument("--device", default="auto")
+    tr.add_argument("--device", default="auto", help=DEVICE_HELP)
     tr.add_argument("--data-root", **data_root)
     tr.add_argument("--carried", default=None, metavar="FILE",
                     help="read the train and val splits from a carry file (ferx data carry) instead of the data root")

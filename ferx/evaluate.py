@@ -107,9 +107,10 @@ def summary_line(result: dict) -> str:
     over = f" (over the {len(result['per_class']) - absent} classes with faces)" if absent else ""
     excluded = f" ({result['n_excluded']} excluded: class not in the model's label set)" if result["n_excluded"] else ""
     found = faces_note(result.get("faces", "given"), result.get("no_face", 0))
+    device = f" on {result['device']}" if result.get("device") else ""  # what --device auto chose
     name = f"{Path(result['checkpoint']).name} ({result['model']})"  # the checkpoint: two may share an architecture
     return (f"{name} on {split_title(result['dataset'], result['split'])}: {result['n']} images{left_out(result.get('unreadable_skipped', 0))}{excluded}{found}\n"
-            f"  accuracy {100 * result['accuracy']:.2f} % ({result.get('compute_dtype', 'fp32')})  macro-F1 {result['macro_f1']:.4f}{over}  ECE {result['ece']:.4f}\n"
+            f"  accuracy {100 * result['accuracy']:.2f} % ({result.get('compute_dtype', 'fp32')}{device})  macro-F1 {result['macro_f1']:.4f}{over}  ECE {result['ece']:.4f}\n"
             f"  recall: {recall}")
 
 

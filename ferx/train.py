@@ -513,6 +513,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     saved = None  # the resumed tensors (a second copy of the weights and Adam's moments) are in place now
     autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
 
+    if progress:  # the device --device auto chose, said before hours of epochs rather than only on the card
+        print(f"training {recipe.model} ({recipe.name} recipe) on {dev}: {describe_hardware(dev)}, "
+              f"{'bf16' if bf16 else 'fp32'}; {len(train_data):,} training and {len(val_data):,} validation faces")
     stopped = None
     last_epoch_s = 0.0
     most_epochs = recipe.epochs  # the cap a budget-fitted schedule stays under

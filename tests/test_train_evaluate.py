@@ -109,6 +109,28 @@ def test_a_new_run_never_overwrites_an_earlier_run_or_a_checkpoint(data_root, tm
     assert (shipped / "card.json").read_text() == before and not (tmp_path / "other").exists()
 
 
+def test_the_device_auto_chose_is_said_by_train_evaluate_analyze_and_regions(data_root, tmp_path, capsys):
+    """--device auto (the default) ran on CUDA or the CPU without a word: train's epochs, evaluate's summary, analyze's
+    and regions' tables did not say which (only evaluate's JSON and the card did)."""
+    from ferx.device import resolve_device
+
+    used = str(resolve_device("auto"))
+    root = ["--data-root", str(data_root)]
+    assert main(["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", str(tmp_path / "run"),
+                 "--epochs", "1", "--limit-train", "32", "--limit-val", "16", *root]) == 0
+    out = capsys.readouterr().out
+    assert f"training mini_xception (mini_xception recipe) on {used}: " in out
+    assert "; 32 training and 16 validation faces" in out
+    assert main(["evaluate", str(MINI), "--dataset", "ckplus", "--limit", "20", *root]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["device"] == used and f"% (fp32 on {used})" in printed.err
+    assert main(["analyze", str(MINI), "--dataset", "ckplus", "--top", "1", *root]) == 0
+    assert re.search(rf"^ckplus/test: 144 faces \(mini_xception_fer2013: fp32, \w+\) on {used}$",
+                     capsys.readouterr().out, re.M)
+    assert main(["regions", str(MINI), "--dataset", "ckplus", "--per-class", "1", *root]) == 0
+    assert f"(maps on {used}; mean-face template" in capsys.readouterr().out
+
+
 def test_a_further_schedule_starts_from_a_checkpoints_weights(data_root, tmp_path):
     """--init-from: training starts where the shipped mini-Xception is (its validation accuracy, not a random
     network's), the card names the checkpoint it started from; another model's checkpoint is refused."""

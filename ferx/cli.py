@@ -566,6 +566,8 @@ def _cmd_explain(args) -> int:
         top = row.classes[row.predicted]
         print(f"{row.model}: {top} {row.probs[row.predicted]:.3f} (margin {row.margin:.2f}, {row.certainty}); "
               + "; ".join(f"{map_caption(m)} {m.elapsed_s * 1000:.0f} ms" for m in row.maps))
+        for note in row.notes:  # a method asked for and not drawn: the panel and the JSON said so, the terminal not
+            print(f"  note: {note}")
         for m in row.maps:  # facial-region breakdown: share of the map's positive mass (share of the crop's area)
             print(f"  {map_caption(m)} regions: {breakdown_line(m.regions, top=len(REGIONS))}")
             if m.regions and m.regions["warning"]:

@@ -70,7 +70,11 @@ def test_explain_writes_a_panel_and_the_numbers(photo, tmp_path, capsys):
     assert {"a", "b", "spearman", "top_k_iou"} <= set(mini["agreement"][0])
     (cross,) = [a for a in report["agreement_across_models"] if a["method"] == "gradcam"]
     assert -1 <= cross["spearman"] <= 1 and "UNTRAINED" in cross["b"]
-    assert "UNTRAINED" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "UNTRAINED" in printed
+    # the native maps asked for and skipped are said in the terminal too, under the model's line (they were not)
+    assert re.search(r"^mini_xception \(mini_xception_fer2013\): .*\n  note: mini_xception has no native attention; "
+                     r"native maps skipped$", printed, re.M)
 
 
 @pytest.mark.parametrize("args, message", [

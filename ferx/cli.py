@@ -188,7 +188,7 @@ def percentile(text: str) -> float:
 
 
 CHECKPOINT_HELP = "a checkpoint folder, or its name under the project's checkpoints/ (ferx models lists them)"
-DEVICE_HELP = "auto (CUDA when present), cpu or cuda"
+DEVICE_HELP = "auto (CUDA when present, else the CPU), cpu, cuda or cuda:N"
 EXPLAIN_METHODS = ("native", "gradcam")  # ferx explain's maps unless --method says: the model's own, and a CAM
 DATA_ROOT = dict(default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
 
@@ -740,7 +740,7 @@ class _RegistryHelp(argparse.HelpFormatter):
 
 
 def _inference_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="faces per forward pass (default: %(default)s)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--data-root", **DATA_ROOT)
 
@@ -786,14 +786,14 @@ def build_parser() -> argparse.ArgumentParser:
     prep.set_defaults(func=_cmd_data_prepare)
     info = data.add_parser("info", help="image and class counts of a dataset's splits")
     info.add_argument("dataset", help=f"{datasets}, or a path to an image folder or zip")
-    info.add_argument("--splits", nargs="+", default=["train", "val", "test"])
+    info.add_argument("--splits", nargs="+", default=["train", "val", "test"], help="default: train val test")
     info.add_argument("--data-root", **data_root)
     info.set_defaults(func=_cmd_data_info)
 
     carry = data.add_parser("carry", help="pack splits into one lossless file for a machine without the datasets "
                                           "(ferx train --carried)")
     carry.add_argument("dataset")
-    carry.add_argument("--splits", nargs="+", default=["train", "val"])
+    carry.add_argument("--splits", nargs="+", default=["train", "val"], help="default: train val")
     carry.add_argument("--out", required=True)
     carry.add_argument("--limit", type=positive_int, default=None, help="a fixed random subset of each split (dry runs)")
     carry.add_argument("--seed", type=int, default=0)
@@ -869,7 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class metrics, confusion matrix and ECE as JSON")
     ev.add_argument("checkpoint", type=checkpoint_folder, help=CHECKPOINT_HELP)
     ev.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
-    ev.add_argument("--split", default="test", help="train, val or test (a folder without split folders: all)")
+    ev.add_argument("--split", default="test", help="train, val or test (default: %(default)s; a folder without split folders: all)")
     ev.add_argument("--limit", type=positive_int, default=None,
                     help="score only N images spread evenly over the split (a fixed slice with every class)")
     ev.add_argument("--out", default=None, help="write the JSON here (default: print it)")
@@ -882,14 +882,14 @@ def build_parser() -> argparse.ArgumentParser:
     an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")
     an.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
     an.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
-    an.add_argument("--split", default="test")
+    an.add_argument("--split", default="test", help="default: %(default)s (a folder without split folders: all)")
     an.add_argument("--calibrate", action="store_true", help="fit a temperature on the val split and apply it")
     an.add_argument("--embeddings", nargs="*", default=["pca"], choices=["pca", "tsne", "umap"],
                     help="2-D projections to draw (cached); default: pca")
     an.add_argument("--color-by", default="true",
                     help="colour the embeddings by true, pred, correct, confidence or disagreement (with the other "
                          "models)")
-    an.add_argument("--top", type=positive_int, default=10, help="failure cases listed per ranking")
+    an.add_argument("--top", type=positive_int, default=10, help="failure cases listed per ranking (default: %(default)s)")
     an.add_argument("--attention", type=non_negative_int, default=0, metavar="N",
                     help="is attention an explanation? deletion/insertion of each native map vs Grad-CAM vs random "
                          "maps on N evenly spaced faces, for the models with native maps (cached; ~8 s per face and "
@@ -898,7 +898,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="for each pair of models, Grad-CAM map agreement on N faces per true class and on the faces "
                          "they disagree on (cached); default 0: off")
     an.add_argument("--out", default=None, help="folder for CSV tables and figures")
-    an.add_argument("--format", nargs="+", default=["html"], choices=["html", "png"])
+    an.add_argument("--format", nargs="+", default=["html"], choices=["html", "png"],
+                    help="figure files (default: html; png needs Chrome or Chromium)")
     _inference_options(an)
     _face_options(an)
     _precision_option(an)
@@ -908,18 +909,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "true class (mean-face template)")
     rg.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
     rg.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
-    rg.add_argument("--split", default="test")
-    rg.add_argument("--per-class", type=non_negative_int, default=100, help="faces per true class (the first in split order; 0: all)")
+    rg.add_argument("--split", default="test", help="default: %(default)s (a folder without split folders: all)")
+    rg.add_argument("--per-class", type=non_negative_int, default=100, help="faces per true class (the first in split order; 0: all; default: %(default)s)")
     rg.add_argument("--out", default=None, help="folder for regions.csv and regions.html")
     _inference_options(rg)
     rg.set_defaults(func=_cmd_regions, batch_size=64)
 
     bu = sub.add_parser("bundle", help="precompute a Dataset-tab bundle (faces, runs, projections) for a Space")
     bu.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
-    bu.add_argument("--dataset", required=True)
-    bu.add_argument("--split", default="test")
-    bu.add_argument("--out", default="spaces/bundle")
-    bu.add_argument("--embeddings", nargs="*", default=["pca", "tsne", "umap"], choices=["pca", "tsne", "umap"])
+    bu.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
+    bu.add_argument("--split", default="test", help="default: %(default)s")
+    bu.add_argument("--out", default="spaces/bundle",
+                    help="bundle folder (default: %(default)s, from the current folder); a split already in it is replaced")
+    bu.add_argument("--embeddings", nargs="*", default=["pca", "tsne", "umap"], choices=["pca", "tsne", "umap"],
+                    help="2-D projections to precompute (default: all three)")
     bu.add_argument("--data-root", **data_root)
     bu.set_defaults(func=_cmd_bundle)
 
@@ -1014,7 +1017,19 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--host", default=None, help=f"default {setting_text('host')}; 0.0.0.0 to serve the network")
     app.add_argument("--port", type=port_number, default=None, help=f"default {setting_text('port')}")
     app.set_defaults(func=_cmd_app)
+    _say_defaults(p)
     return p
+
+
+def _say_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option that takes a value and has a default says it in its help (where the help does not already)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _say_defaults(sub)
+        elif (action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+              and "default" not in (action.help or "")):
+            action.help = f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
 
 
 def main(argv: list[str] | None = None) -> int:

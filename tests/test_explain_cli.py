@@ -266,6 +266,28 @@ def test_the_clis_options_offer_what_the_core_declares():
         assert all(re.search(rf"\b{re.escape(n)}\b", said) for n in names), (flag, said)
 
 
+def test_every_options_default_is_in_its_help():
+    """Help said nothing of several defaults: regions' --per-class 100 and --batch-size 64 (256 elsewhere), bundle's
+    --out spaces/bundle (from the current folder), analyze's --top 10, every --split's test. An option with a value
+    and a default other than None says it, or names it in words (e.g. 'default: pca')."""
+    from ferx.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    commands = {**{k: v for k, v in commands.items() if k != "data"},
+                **{f"data {k}": v for k, v in next(a for a in commands["data"]._actions
+                                                   if isinstance(a, argparse._SubParsersAction)).choices.items()}}
+    silent = []
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if (action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)
+                    and "default" not in (action.help or "")):
+                silent.append(f"ferx {name} {action.option_strings[-1]}")
+    assert silent == []
+    regions = " ".join(commands["regions"].format_help().split())
+    assert "default: 100)" in regions and "faces per forward pass (default: 64)" in regions
+    assert "(default: spaces/bundle, from the current folder)" in " ".join(commands["bundle"].format_help().split())
+
+
 @pytest.mark.parametrize("variable, value", [("FERX_PORT", "abc"), ("FERX_PORT", "99999"), ("FERX_CONCURRENCY", "0"),
                                              ("FERX_MAX_UPLOAD_MB", "1.5"), ("FERX_MAX_ZIP_FILES", "-1"),
                                              ("FERX_MAX_SESSIONS", "x"), ("FERX_STATE_TTL_S", "ten")])

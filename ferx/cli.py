@@ -118,6 +118,20 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_number(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):  # NaN too
+        raise argparse.ArgumentTypeError(f"{value:g} is not a positive number")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):  # NaN too
+        raise argparse.ArgumentTypeError(f"{value:g} is not a number of 0 or more")
+    return value
+
+
 def fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:  # NaN too
@@ -822,7 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--limit-val", type=positive_int, default=None)
     tr.add_argument("--resume", action="store_true", help="continue from OUT/state.pt (refused where there is none)")
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+    tr.add_argument("--time-budget", type=positive_number, default=None, metavar="MINUTES",
                     help="stop before an epoch that would not fit, export the best epoch so far, keep state for --resume")
     tr.add_argument("--fit-budget", action="store_true",
                     help="size the schedule to --time-budget after the first epochs (at most --epochs), so a cosine "
@@ -831,18 +845,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data-root", **data_root)
     tr.add_argument("--carried", default=None, metavar="FILE",
                     help="read the train and val splits from a carry file (ferx data carry) instead of the data root")
-    tr.add_argument("--input-size", type=int, default=None,
+    tr.add_argument("--input-size", type=positive_int, default=None,
                     help="train at this input size instead of the model's (e.g. 112 for Conv-cut; the card records it)")
     tr.add_argument("--init-from", default=None, metavar="CHECKPOINT", type=checkpoint_folder,
                     help="start from this checkpoint's weights (same model; a folder or a name `ferx models` lists): "
                          "a further schedule for a run that ended "
                          "still improving, or a checkpoint with other labels (its classifier rows are taken by class "
                          "name); the card names it")
-    tr.add_argument("--lr", type=float, default=None, help="peak learning rate instead of the recipe's")
-    tr.add_argument("--warmup-epochs", type=float, default=None, metavar="EPOCHS",
+    tr.add_argument("--lr", type=positive_number, default=None, help="peak learning rate instead of the recipe's")
+    tr.add_argument("--warmup-epochs", type=non_negative_number, default=None, metavar="EPOCHS",
                     help="linear warm-up before the cosine instead of the recipe's, cosine recipes only (e.g. 0.25 for a "
                          "further schedule from trained weights)")
-    tr.add_argument("--ema-decay", type=float, default=None, metavar="DECAY",
+    tr.add_argument("--ema-decay", type=fraction, default=None, metavar="DECAY",
                     help="keep a moving average of the weights (e.g. 0.998) and validate, select and export it "
                          "instead of the last weights; each epoch also logs the raw weights' val accuracy")
     tr.add_argument("--augment", default=None,

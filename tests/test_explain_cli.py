@@ -186,6 +186,20 @@ def test_numbers_out_of_range_are_refused_by_argparse(argv, capsys):
     (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--limit-val", "0"], "--limit-val: 0 is not"),
     (["train", "--recipe", "foo", "--dataset", "ckplus", "--out", "r"],
      "argument --recipe: unknown recipe 'foo': choose lanmsff, lanmsff_short, convcut, mini_xception"),
+    # --input-size 0 trained at the model's size without a word, -8 ended after the packing in torch's "Input and
+    # output sizes should be greater than 0"; --time-budget 0 or -5 packed the data, then "no epoch finished inside
+    # the time budget of -5.0 min"; --lr -1 ended in torch's "Invalid learning rate", --lr 0 trained nothing
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--input-size", "0"], "--input-size: 0 is not"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--input-size", "-8"], "--input-size: -8 is"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--time-budget", "0"],
+     "--time-budget: 0 is not a positive number"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--time-budget", "-5"], "--time-budget: -5 is"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--lr", "-1"], "--lr: -1 is not a positive"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--lr", "0"], "--lr: 0 is not a positive"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--lr", "nan"], "--lr: nan is not a positive"),
+    (["train", "--recipe", "convcut", "--dataset", "ckplus", "--out", "r", "--warmup-epochs", "-1"], "--warmup-epochs: -1 is not"),
+    (["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--out", "r", "--ema-decay", "2"],
+     "--ema-decay: 2 is not a fraction in [0, 1]"),
 ])
 def test_option_values_out_of_range_are_refused_by_argparse_naming_the_option(argv, message, tmp_path, monkeypatch,
                                                                              capsys):

@@ -316,7 +316,8 @@ def _cmd_evaluate(args) -> int:
         card_worthy(args.dataset, args.split, args.limit, args.faces)
     result = evaluate_checkpoint(args.checkpoint, args.dataset, args.split, args.data_root, args.device, args.limit,
                                  args.batch_size, faces=args.faces, face=args.face, precision=args.precision)
-    print(summary_line(result), file=sys.stdout if args.out else sys.stderr)  # stdout: only the JSON, for a pipe
+    said = sys.stdout if args.out else sys.stderr  # without --out, stdout is only the JSON, for a pipe
+    print(summary_line(result), file=said)
     if args.out:
         with written_together(Path(args.out)) as (tmp,):  # whole or not at all
             tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -325,7 +326,7 @@ def _cmd_evaluate(args) -> int:
         print(json.dumps(result, indent=2))
     if args.update_card:
         record_on_card(args.checkpoint, result)
-        print(f"recorded on the card of {args.checkpoint}")
+        print(f"recorded on the card of {args.checkpoint}", file=said)
     return 0
 
 

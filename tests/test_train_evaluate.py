@@ -131,6 +131,22 @@ def test_the_device_auto_chose_is_said_by_train_evaluate_analyze_and_regions(dat
     assert f"(maps on {used}; mean-face template" in capsys.readouterr().out
 
 
+def test_evaluate_update_card_keeps_stdout_the_json_alone(data_root, tmp_path, capsys):
+    """Without --out, stdout is only the JSON (for a pipe), the rest on stderr: --update-card printed 'recorded on the
+    card of ...' on stdout after the JSON, which a JSON reader then refused ('Extra data')."""
+    import shutil
+
+    ckpt = tmp_path / "mini"
+    shutil.copytree(MINI, ckpt)
+    assert main(["evaluate", str(ckpt), "--dataset", "ckplus", "--split", "test", "--update-card",
+                 "--data-root", str(data_root)]) == 0
+    printed = capsys.readouterr()
+    result = json.loads(printed.out)
+    assert f"recorded on the card of {ckpt}" in printed.err
+    recorded = next(m for m in read_card(ckpt)["metrics"] if (m["dataset"], m["split"]) == ("ckplus", "test"))
+    assert recorded["accuracy"] == result["accuracy"] and recorded["n"] == 138
+
+
 def test_a_further_schedule_starts_from_a_checkpoints_weights(data_root, tmp_path):
     """--init-from: training starts where the shipped mini-Xception is (its validation accuracy, not a random
     network's), the card names the checkpoint it started from; another model's checkpoint is refused."""

@@ -126,7 +126,9 @@ def save_checkpoint(model: nn.Module, out_dir: str | Path, *, labels: LabelSet, 
     shards = _shards(state, None if shard_mib is None else int(shard_mib * 2**20))
     files = (["model.safetensors"] if len(shards) == 1
              else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
-    meta = {"format": FORMAT, "model": name, "labels": ",".join(labels.classes)}
+    # what the file says of itself, read by nothing here (the card is), as ONE key: safetensors writes several in a
+    # random order (its issue #584), so the same weights got another sha256 each save and missed every cache
+    meta = {"ferx": json.dumps({"format": FORMAT, "model": name, "labels": list(labels.classes)}, sort_keys=True)}
     for fname, shard in zip(files, shards):
         save_file(shard, str(out / fname), metadata=meta)
     full = {

@@ -71,6 +71,20 @@ def test_an_architecture_with_a_tensor_it_does_not_save_still_loads(tmp_path):
         MODELS.remove("scaled_test")
 
 
+def test_the_same_weights_saved_again_have_the_same_hash(lanmsff_ckpt, tmp_path):
+    """The analysis cache is keyed by the weights' sha256: saving the same model again (a second identical run, a
+    card rewritten) must give the same bytes; safetensors wrote several metadata keys in a random order."""
+    model, path = lanmsff_ckpt
+    hashes = {load_checkpoint(save_checkpoint(model, tmp_path / f"again{i}", labels=FERPLUS_8), "cpu").sha256
+              for i in range(8)}
+    assert hashes == {load_checkpoint(path, "cpu").sha256}
+    from safetensors import safe_open
+
+    with safe_open(path / "model.safetensors", "pt") as f:  # what the file says of itself, for one who has only it
+        assert json.loads(f.metadata()["ferx"]) == {"format": "ferx-checkpoint/1", "model": "lanmsff",
+                                                    "labels": list(FERPLUS_8.classes)}
+
+
 def test_sharded_save_loads_and_each_shard_is_small(tmp_path):
     model = create_model("lanmsff", num_classes=7).eval()
     path = save_checkpoint(model, tmp_path / "sharded", labels=FER2013_7, shard_mib=0.25, dtype=torch.float16)

@@ -797,3 +797,25 @@ def test_what_a_tab_keeps_of_a_photo_is_dropped_within_two_minutes_as_its_files_
     assert drop_photos(demo) == len(held) + 1
     assert not any(s._id in late.state_data for s in held) and all(s._id in late.state_data for s in others)
     assert stale not in open_page.state_data and all(s._id in open_page.state_data for s in held[1:])
+
+
+def test_the_occlusion_brush_shows_a_small_face_large_enough_to_see_the_paint(bank, data_root, tmp_path):
+    """The strip of the face crop, unpainted and occluded, drew a 48-px face (every example) at 48 px in a
+    200-px-high box; it is enlarged by a whole factor now, each pixel a block, the paint where it was."""
+    from webapp.occlusion_tab import occlude_view
+
+    packed = pack_split(load_split("fer2013", "test", data_root), progress=False)
+    face = packed.images[int(np.flatnonzero(packed.targets == packed.classes.index("happy"))[0])]
+    photo, layer = tmp_path / "smile.png", tmp_path / "layer.png"
+    Image.fromarray(face).save(photo)
+    paint = np.zeros((48, 48, 4), np.uint8)
+    paint[32:42, 12:36] = (255, 0, 255, 255)  # a stroke over the mouth
+    Image.fromarray(paint).save(layer)
+    edited = {"background": str(photo), "layers": [str(layer)], "name": "smile.png"}
+    status, strip, *per_model = occlude_view(bank, edited, True, 0, "black", ["mini_xception_fer2013"], False)
+    assert status.startswith("10% of the face crop painted over (black)")
+    k = strip.shape[0] // 48
+    assert strip.shape[0] >= 160 and strip.shape == (48 * k, 2 * 48 * k + 6, 3)
+    unpainted, occluded = strip[:, :48 * k], strip[:, 48 * k + 6:]
+    assert np.array_equal(unpainted[::k, ::k], np.repeat(face[..., None], 3, 2))  # the face, pixel for pixel
+    assert (occluded[32 * k:42 * k, 12 * k:36 * k] == 0).all() and np.array_equal(occluded[:32 * k], unpainted[:32 * k])

@@ -819,3 +819,22 @@ def test_the_occlusion_brush_shows_a_small_face_large_enough_to_see_the_paint(ba
     unpainted, occluded = strip[:, :48 * k], strip[:, 48 * k + 6:]
     assert np.array_equal(unpainted[::k, ::k], np.repeat(face[..., None], 3, 2))  # the face, pixel for pixel
     assert (occluded[32 * k:42 * k, 12 * k:36 * k] == 0).all() and np.array_equal(occluded[:32 * k], unpainted[:32 * k])
+
+
+@pytest.mark.parametrize("tab", ["sanity", "stability"])
+def test_a_photo_without_a_face_is_named_in_the_teaching_tabs_message(bank, tmp_path, tab):
+    """"No face found." did not say in which photo (the Occlusion brush and the command line name it)."""
+    import skimage.data
+
+    from webapp.sanity_tab import run_sanity
+    from webapp.stability_tab import run_stability
+
+    photo = tmp_path / "coffee_cup.png"
+    Image.fromarray(skimage.data.coffee()).save(photo)  # a cup, no face
+    with pytest.raises(gr.Error) as err:
+        if tab == "sanity":
+            run_sanity(bank, str(photo), False, 0, "mini_xception_fer2013", ["gradcam"], 2)
+        else:
+            run_stability(bank, str(photo), False, 0, ["mini_xception_fer2013"])
+    assert err.value.message.startswith("No face found in coffee_cup.png. Tick 'Score the whole image as a face'")
+    assert str(tmp_path) not in err.value.message

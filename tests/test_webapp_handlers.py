@@ -838,3 +838,17 @@ def test_a_photo_without_a_face_is_named_in_the_teaching_tabs_message(bank, tmp_
             run_stability(bank, str(photo), False, 0, ["mini_xception_fer2013"])
     assert err.value.message.startswith("No face found in coffee_cup.png. Tick 'Score the whole image as a face'")
     assert str(tmp_path) not in err.value.message
+
+
+def test_the_sanity_checks_progress_moves_with_each_randomisation_step(bank, data_root):
+    """The progress bar was told once, at 0, and sat there for the whole check (a minute for Conv-cut with several
+    methods); it is told before each step now."""
+    from webapp.sanity_tab import run_sanity
+
+    told = []
+    photo = data_root / "ferplus" / "data" / "FER2013Test" / "fer0032220.png"
+    verdicts, _, table = run_sanity(bank, str(photo), True, 0, "mini_xception_fer2013", ["gradcam"], 3,
+                                    progress=lambda fraction, desc=None: told.append((fraction, desc)))
+    fractions = [f for f, _ in told]
+    assert len(table) == 4 and fractions == sorted(fractions) and len(set(fractions)) >= 4, told
+    assert all(desc.startswith("mini_xception_fer2013: ") for _, desc in told), told

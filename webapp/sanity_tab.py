@@ -40,7 +40,8 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
         chosen = applicable_methods(loaded.model, methods, model_name)
         x = face.model_input(loaded.input_spec).to(next(loaded.model.parameters()).device)
         check = cascading_randomization(loaded.model, x, chosen, n_steps=int(n_steps), name=loaded.display,
-                                        classes=loaded.classes)
+                                        classes=loaded.classes,  # the bar moves with each step (it sat at 0)
+                                        progress=lambda fraction, what: progress(fraction, desc=f"{model_name}: {what}"))
     figure = check.figure(face=face.crop)
     # one row per step (how far down it randomised), one column per map: a few narrow columns, however
     # long the layer names, instead of a table wider than the panel

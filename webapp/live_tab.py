@@ -36,7 +36,10 @@ def live_step(bank, frame, chosen, pacer):
     """One streamed frame: the status, the face, each model's probabilities, the pacer, the face kept for maps."""
     pacer = pacer or Pacer()
     n_out = 2 + len(bank.names)
-    if not frame or not chosen or not pacer.due():  # a frame that arrived while the last was scored: dropped
+    if frame and not chosen:  # every model unticked: said, and the last answers cleared (they stood as if live)
+        return (["No model chosen: tick one to score the faces in view.", None] + [None] * len(bank.names)
+                + [pacer, None])
+    if not frame or not pacer.due():  # a frame that arrived while the last was scored: dropped
         return [gr.skip()] * n_out + [pacer, gr.skip()]
     try:
         result = score_frame(chosen, frame, using=bank.using, name="webcam frame")

@@ -852,3 +852,26 @@ def test_the_sanity_checks_progress_moves_with_each_randomisation_step(bank, dat
     fractions = [f for f, _ in told]
     assert len(table) == 4 and fractions == sorted(fractions) and len(set(fractions)) >= 4, told
     assert all(desc.startswith("mini_xception_fer2013: ") for _, desc in told), told
+
+
+def test_every_switch_of_the_occlusion_brush_rescores_the_painted_face(bank, data_root):
+    """Only the editor and the fill re-scored: a model unticked kept its column's old probabilities and maps (it
+    read as if still scored), unticking the maps kept them, and the whole-image switch changed nothing shown,
+    until the next stroke or the button."""
+    import functools
+
+    from webapp.app import build_app
+    from webapp.config import AppConfig
+
+    demo = build_app(AppConfig(data_root=data_root, checkpoints=CHECKPOINTS), bank)
+    rescoring, switches = set(), None
+    for block_fn in demo.fns.values():
+        fn = block_fn.fn.func if isinstance(block_fn.fn, functools.partial) else block_fn.fn
+        if getattr(fn, "__name__", "") in ("rescore", "occlude_view"):
+            rescoring |= {(getattr(block, "_id", block), event) for block, event in block_fn.targets}
+            # its inputs: the editor, whole image, face number, fill, models, maps
+            whole, _, _, models, maps = block_fn.inputs[1:6]
+            switches = {"whole image": whole._id, "models": models._id, "maps": maps._id}
+    assert switches is not None
+    for name, block in switches.items():
+        assert (block, "input") in rescoring, (name, rescoring)

@@ -144,6 +144,7 @@ def build_occlusion_tab(ctx: AppContext) -> None:
         return handler(edited, *rest) if edited else [gr.skip()] * len(outputs)
 
     # an upload and every stroke re-score (the editor's change event); strokes made while a request runs are
-    # folded into the next one
-    for trigger in (editor.upload, editor.change, fill.input):
+    # folded into the next one. So does every switch beside them: a model unticked kept its column's old
+    # results, the maps unticked kept theirs, the whole-image switch scored nothing until the next stroke
+    for trigger in (editor.upload, editor.change, fill.input, models.input, with_maps.input, whole.input):
         trigger(rescore, inputs, outputs, trigger_mode="always_last", api_visibility="undocumented")

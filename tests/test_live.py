@@ -84,3 +84,14 @@ def test_maps_pressed_before_any_stream_is_a_hint_not_an_error(bank, monkeypatch
     monkeypatch.setattr(gr, "Info", hints.append)
     assert live_maps(bank, None, ["mini_xception_fer2013"]) == gr.skip()
     assert len(hints) == 1 and hints[0].startswith("Start the webcam stream first")
+
+
+def test_a_stream_with_every_model_unticked_says_so_and_clears_the_last_answers(bank, frame):
+    """Unticking every model mid-stream dropped each frame silently: the last status and probabilities stayed on
+    screen as if they were live."""
+    from webapp.live_tab import live_step
+
+    status, crop, *rest = live_step(bank, str(frame), [], None)
+    labels, (pacer, face) = rest[:-2], rest[-2:]
+    assert status == "No model chosen: tick one to score the faces in view."
+    assert crop is None and labels == [None] * len(bank.names) and face is None and pacer.scored == 0

@@ -112,3 +112,28 @@ def test_cli_refuses_more_steps_than_the_model_has_layers_before_any_map(tmp_pat
     err = capsys.readouterr().err.strip()
     assert err == ("ferx sanity: error: --steps 38: mini_xception (mini_xception_fer2013) has 37 layers with weights, "
                    "so at most 37 steps (one layer each)")
+
+
+def test_an_early_blocks_attention_is_judged_on_the_steps_that_reach_it(happy_face):
+    """LANMSFF's block-2 attention is computed before the layers the cascade randomises first: it was the trained
+    map itself (ρ 1.00) at 3 of the 6 default steps, then 0.14 at each step that randomised its block, and the
+    mean over all six (0.57) flagged it as not depending on the model, on every face. The mean is over the steps
+    from the first that changes a map; a map no step changes is still flagged."""
+    loaded = load_checkpoint(CHECKPOINTS / "lanmsff_ferplus", DEVICE)
+    x = to_model_input(torch.as_tensor(happy_face[None]), loaded.input_spec).to(DEVICE)
+    check = cascading_randomization(loaded.model, x, ["native"])  # the app's default 6 steps
+    name = "massatt_block2_spatial"
+    block2 = check.frame().set_index(["map", "step"]).loc[name]
+    trained = check.steps[0].maps[name].values
+    untouched = [s.index for s in check.steps[1:] if np.array_equal(s.maps[name].values, trained)]
+    assert untouched == [1, 2, 3] and (block2.loc[untouched, "spearman"] > 0.999).all()  # the trained map itself
+    reached = block2.loc[4:, "spearman"]
+    assert check.mean_similarity()[name] == pytest.approx(reached.mean())
+    assert check.independent()[name] is False, block2
+
+    face = happy_face.astype(np.float32)
+    rng = np.random.default_rng(0)
+    late = SanityCheck("m", 0, _steps([face, face, face] + [rng.random(face.shape) for _ in range(3)]))
+    never = SanityCheck("m", 0, _steps([face] * 5))
+    assert late.mean_similarity()["edges"] < 0.1 and late.independent() == {"edges": False}
+    assert never.mean_similarity()["edges"] == pytest.approx(1.0) and never.independent() == {"edges": True}

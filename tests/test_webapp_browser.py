@@ -457,3 +457,13 @@ def test_live_mode_streams_the_webcam_face_and_draws_maps_on_demand(page):
     page.locator("#live-maps img").nth(2).wait_for()
     print(f"maps of this moment (3 models): {time.perf_counter() - start:.2f} s")
     page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
+    # each map whole, its caption (the model, its verdict) under it and inside the gallery's box: at a fixed 320 px
+    # the tiles' lower parts were cut off and every caption was below the fold, three maps nobody could tell apart
+    shown = page.evaluate("""() => { const g = document.querySelector('#live-maps').getBoundingClientRect();
+        const inside = e => { const r = e.getBoundingClientRect(); return r.height > 0 && r.bottom <= g.bottom + 1; };
+        return [...document.querySelectorAll('#live-maps .thumbnail-item')].map(t => [
+            t.querySelector('.caption-label') ? t.querySelector('.caption-label').innerText : '',
+            inside(t.querySelector('img')), !!t.querySelector('.caption-label') && inside(t.querySelector('.caption-label'))]);
+    }""")
+    assert len(shown) == len(streamed) and all(image and caption for _, image, caption in shown), shown
+    assert [text.split(" · ")[0] for text, _, _ in shown] == [p.name for p in small], shown

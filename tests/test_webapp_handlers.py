@@ -797,3 +797,81 @@ def test_what_a_tab_keeps_of_a_photo_is_dropped_within_two_minutes_as_its_files_
     assert drop_photos(demo) == len(held) + 1
     assert not any(s._id in late.state_data for s in held) and all(s._id in late.state_data for s in others)
     assert stale not in open_page.state_data and all(s._id in open_page.state_data for s in held[1:])
+
+
+def test_the_occlusion_brush_shows_a_small_face_large_enough_to_see_the_paint(bank, data_root, tmp_path):
+    """The strip of the face crop, unpainted and occluded, drew a 48-px face (every example) at 48 px in a
+    200-px-high box; it is enlarged by a whole factor now, each pixel a block, the paint where it was."""
+    from webapp.occlusion_tab import occlude_view
+
+    packed = pack_split(load_split("fer2013", "test", data_root), progress=False)
+    face = packed.images[int(np.flatnonzero(packed.targets == packed.classes.index("happy"))[0])]
+    photo, layer = tmp_path / "smile.png", tmp_path / "layer.png"
+    Image.fromarray(face).save(photo)
+    paint = np.zeros((48, 48, 4), np.uint8)
+    paint[32:42, 12:36] = (255, 0, 255, 255)  # a stroke over the mouth
+    Image.fromarray(paint).save(layer)
+    edited = {"background": str(photo), "layers": [str(layer)], "name": "smile.png"}
+    status, strip, *per_model = occlude_view(bank, edited, True, 0, "black", ["mini_xception_fer2013"], False)
+    assert status.startswith("10% of the face crop painted over (black)")
+    k = strip.shape[0] // 48
+    assert strip.shape[0] >= 160 and strip.shape == (48 * k, 2 * 48 * k + 6, 3)
+    unpainted, occluded = strip[:, :48 * k], strip[:, 48 * k + 6:]
+    assert np.array_equal(unpainted[::k, ::k], np.repeat(face[..., None], 3, 2))  # the face, pixel for pixel
+    assert (occluded[32 * k:42 * k, 12 * k:36 * k] == 0).all() and np.array_equal(occluded[:32 * k], unpainted[:32 * k])
+
+
+@pytest.mark.parametrize("tab", ["sanity", "stability"])
+def test_a_photo_without_a_face_is_named_in_the_teaching_tabs_message(bank, tmp_path, tab):
+    """"No face found." did not say in which photo (the Occlusion brush and the command line name it)."""
+    import skimage.data
+
+    from webapp.sanity_tab import run_sanity
+    from webapp.stability_tab import run_stability
+
+    photo = tmp_path / "coffee_cup.png"
+    Image.fromarray(skimage.data.coffee()).save(photo)  # a cup, no face
+    with pytest.raises(gr.Error) as err:
+        if tab == "sanity":
+            run_sanity(bank, str(photo), False, 0, "mini_xception_fer2013", ["gradcam"], 2)
+        else:
+            run_stability(bank, str(photo), False, 0, ["mini_xception_fer2013"])
+    assert err.value.message.startswith("No face found in coffee_cup.png. Tick 'Score the whole image as a face'")
+    assert str(tmp_path) not in err.value.message
+
+
+def test_the_sanity_checks_progress_moves_with_each_randomisation_step(bank, data_root):
+    """The progress bar was told once, at 0, and sat there for the whole check (a minute for Conv-cut with several
+    methods); it is told before each step now."""
+    from webapp.sanity_tab import run_sanity
+
+    told = []
+    photo = data_root / "ferplus" / "data" / "FER2013Test" / "fer0032220.png"
+    verdicts, _, table = run_sanity(bank, str(photo), True, 0, "mini_xception_fer2013", ["gradcam"], 3,
+                                    progress=lambda fraction, desc=None: told.append((fraction, desc)))
+    fractions = [f for f, _ in told]
+    assert len(table) == 4 and fractions == sorted(fractions) and len(set(fractions)) >= 4, told
+    assert all(desc.startswith("mini_xception_fer2013: ") for _, desc in told), told
+
+
+def test_every_switch_of_the_occlusion_brush_rescores_the_painted_face(bank, data_root):
+    """Only the editor and the fill re-scored: a model unticked kept its column's old probabilities and maps (it
+    read as if still scored), unticking the maps kept them, and the whole-image switch changed nothing shown,
+    until the next stroke or the button."""
+    import functools
+
+    from webapp.app import build_app
+    from webapp.config import AppConfig
+
+    demo = build_app(AppConfig(data_root=data_root, checkpoints=CHECKPOINTS), bank)
+    rescoring, switches = set(), None
+    for block_fn in demo.fns.values():
+        fn = block_fn.fn.func if isinstance(block_fn.fn, functools.partial) else block_fn.fn
+        if getattr(fn, "__name__", "") in ("rescore", "occlude_view"):
+            rescoring |= {(getattr(block, "_id", block), event) for block, event in block_fn.targets}
+            # its inputs: the editor, whole image, face number, fill, models, maps
+            whole, _, _, models, maps = block_fn.inputs[1:6]
+            switches = {"whole image": whole._id, "models": models._id, "maps": maps._id}
+    assert switches is not None
+    for name, block in switches.items():
+        assert (block, "input") in rescoring, (name, rescoring)

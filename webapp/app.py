@@ -82,7 +82,7 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
 # A face's caption in the Dataset gallery wraps rather than being cut: two models' labels ("#3367 surprise ·
 # A surprise 0.85 · B neutral 0.85") lost B's to an ellipsis; so does a map's in Explain (its faithfulness). Both
 # sit under their image, not over it (gradio's overlay hid a map's mouth and its colour bar's lowest number).
-CAPTIONED = ("#dataset-gallery", "#explain-gallery")
+CAPTIONED = ("#dataset-gallery", "#explain-gallery", "#live-maps")
 CSS = (".body-cell.cell-selected span.text { background: transparent !important; }\n"
        ".ferx-photo .image-frame img { object-fit: contain; }\n"
        + "".join(f"{g} .thumbnail-item {{ display: flex; flex-direction: column; }}\n"

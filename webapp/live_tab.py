@@ -36,7 +36,10 @@ def live_step(bank, frame, chosen, pacer):
     """One streamed frame: the status, the face, each model's probabilities, the pacer, the face kept for maps."""
     pacer = pacer or Pacer()
     n_out = 2 + len(bank.names)
-    if not frame or not chosen or not pacer.due():  # a frame that arrived while the last was scored: dropped
+    if frame and not chosen:  # every model unticked: said, and the last answers cleared (they stood as if live)
+        return (["No model chosen: tick one to score the faces in view.", None] + [None] * len(bank.names)
+                + [pacer, None])
+    if not frame or not pacer.due():  # a frame that arrived while the last was scored: dropped
         return [gr.skip()] * n_out + [pacer, gr.skip()]
     try:
         result = score_frame(chosen, frame, using=bank.using, name="webcam frame")
@@ -91,8 +94,10 @@ def build_live_tab(ctx: AppContext) -> None:
                             buttons=[])
             with gr.Row():
                 labels = [gr.Label(num_top_classes=3, label=name, elem_classes=["live-probs"]) for name in bank.names]
-    maps = gr.Gallery(label="Maps of the last face (on demand)", columns=max(1, len(bank.names)), height=320,
-                      object_fit="contain", elem_id="live-maps")
+    # as tall as its tiles and their captions (which model, its verdict), under them (webapp/app.py CSS): at 320 px
+    # the tiles' chins and colour bars' lowest numbers were cut off and every caption was below the fold
+    maps = gr.Gallery(label="Maps of the last face (on demand)", columns=max(1, len(bank.names)), height="auto",
+                      object_fit="contain", elem_id="live-maps", allow_preview=False)
     pacer = gr.State(None, time_to_live=ctx.cfg.state_ttl_s)
     last_face = photo_state(ctx)  # the face's pixels: kept as briefly as its files
     webcam.stream(functools.partial(live_step, bank), [webcam, models, pacer], [status, crop, *labels, pacer, last_face],

@@ -87,8 +87,19 @@ def occlude_view(bank, edited, whole_image, index, fill, chosen, with_maps):
     painted = ("nothing painted yet: paint over part of the face" if not mask.any() else
                f"{occluded.covered:.0%} of the face crop painted over ({FILLS[fill]})")
     status = f"{painted} · {time.perf_counter() - start:.2f} s"
-    strip = np.concatenate([occluded.crop, np.full((occluded.crop.shape[0], 6, 3), 255, np.uint8), occluded.occluded], 1)
-    return [status, strip] + outputs
+    return [status, crop_pair(occluded.crop, occluded.occluded)] + outputs
+
+
+STRIP_MIN_SIDE = 192  # the strip's box is 200 px high: a 48-px face (the examples) was drawn at 48 px, a speck in it
+
+
+def crop_pair(crop: np.ndarray, occluded: np.ndarray) -> np.ndarray:
+    """The unpainted and the occluded crop side by side, a small crop enlarged by a whole factor (each of its pixels
+    a block, so the painted pixels stay exactly where they were) to at least :data:`STRIP_MIN_SIDE`."""
+    k = -(-STRIP_MIN_SIDE // crop.shape[0])
+    if k > 1:
+        crop, occluded = (np.repeat(np.repeat(a, k, 0), k, 1) for a in (crop, occluded))
+    return np.concatenate([crop, np.full((crop.shape[0], 6, 3), 255, np.uint8), occluded], 1)
 
 
 def build_occlusion_tab(ctx: AppContext) -> None:
@@ -133,6 +144,7 @@ def build_occlusion_tab(ctx: AppContext) -> None:
         return handler(edited, *rest) if edited else [gr.skip()] * len(outputs)
 
     # an upload and every stroke re-score (the editor's change event); strokes made while a request runs are
-    # folded into the next one
-    for trigger in (editor.upload, editor.change, fill.input):
+    # folded into the next one. So does every switch beside them: a model unticked kept its column's old
+    # results, the maps unticked kept theirs, the whole-image switch scored nothing until the next stroke
+    for trigger in (editor.upload, editor.change, fill.input, models.input, with_maps.input, whole.input):
         trigger(rescore, inputs, outputs, trigger_mode="always_last", api_visibility="undocumented")

@@ -24,7 +24,9 @@ INTRO = ("### Sanity check: does each map depend on the model?\n"
          "saliency maps*, 2018). This check keeps the photo and the class fixed, replaces the model's learned "
          "weights by random ones from the head down, one group of layers more at each step, and redraws every map. "
          "A map that depends on the model changes; one whose mean rank correlation (Spearman ρ) with the trained "
-         f"map stays at or above {INDEPENDENT_SPEARMAN} is flagged. The trained model itself is never changed "
+         f"map stays at or above {INDEPENDENT_SPEARMAN} is flagged (the mean over the steps from the first that "
+         "changes it: an early block's own attention stays the same until the randomisation reaches its block). "
+         "The trained model itself is never changed "
          "(the check works on a copy) and the randomisation is seeded, so the same settings give the same result.")
 
 
@@ -40,7 +42,8 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
         chosen = applicable_methods(loaded.model, methods, model_name)
         x = face.model_input(loaded.input_spec).to(next(loaded.model.parameters()).device)
         check = cascading_randomization(loaded.model, x, chosen, n_steps=int(n_steps), name=loaded.display,
-                                        classes=loaded.classes)
+                                        classes=loaded.classes,  # the bar moves with each step (it sat at 0)
+                                        progress=lambda fraction, what: progress(fraction, desc=f"{model_name}: {what}"))
     figure = check.figure(face=face.crop)
     # one row per step (how far down it randomised), one column per map: a few narrow columns, however
     # long the layer names, instead of a table wider than the panel

@@ -195,14 +195,12 @@ def _face_in_a_wide_photo(data_root, tmp_path, size, side):
     return photo, mask
 
 
-def test_the_blur_fill_is_at_the_faces_scale_and_a_stroke_on_a_phone_photo_takes_well_under_a_second(data_root,
-                                                                                                      tmp_path):
+def test_the_blur_fill_is_at_the_faces_scale_and_blurs_only_around_the_face_of_a_phone_photo(data_root, tmp_path,
+                                                                                              monkeypatch):
     """The blur's sigma was a twelfth of the whole photo's side, computed over the whole photo: 15 s a stroke on a
     phone photo (2048 working px, sigma 170, the face's mouth blurred into the background), 3 s on a 1024x768 one.
     It is a twelfth of the face crop's side now, computed around the crop: the crop is exactly that of blurring the
     whole photo with that sigma."""
-    import time
-
     import cv2
 
     from ferx.faces import square_crop
@@ -218,7 +216,13 @@ def test_the_blur_fill_is_at_the_faces_scale_and_a_stroke_on_a_phone_photo_takes
     assert np.array_equal(face.crop, square_crop(photo.rgb, box)[0]) and 0.1 < face.covered < 0.3
 
     photo, mask = _face_in_a_wide_photo(data_root, tmp_path, (2048, 1536), 420)
-    start = time.perf_counter()
+    blurred_sizes, blur = [], cv2.GaussianBlur
+
+    def recorded(image, *args, **kwargs):
+        blurred_sizes.append(image.shape[0] * image.shape[1])
+        return blur(image, *args, **kwargs)
+
+    monkeypatch.setattr(cv2, "GaussianBlur", recorded)
     face = occlude_face(photo, mask, fill="blur")
-    elapsed = time.perf_counter() - start
-    assert 0.1 < face.covered < 0.3 and elapsed < 4.0, elapsed  # the face search included; 15 s before
+    # the window around the crop, not the 2048 x 1536 working photo (15 s a stroke; bench/ has no timing of it)
+    assert 0.1 < face.covered < 0.3 and blurred_sizes and max(blurred_sizes) < 0.3 * photo.rgb.shape[0] * photo.rgb.shape[1]

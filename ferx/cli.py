@@ -330,6 +330,20 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+ANALYSIS_FILES = "analysis_files.json"  # what `ferx analyze --out` wrote in its folder
+
+
+def _earlier_analysis(out: Path) -> list[str]:
+    """The files an earlier ``ferx analyze`` wrote in ``out`` (its ANALYSIS_FILES): the next one removes those it
+    does not write again, so a folder never holds one analysis's tables beside another's (a model no longer
+    analysed, another split); nothing else in the folder is touched."""
+    try:
+        names = json.loads((out / ANALYSIS_FILES).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")]
+
+
 def _cmd_analyze(args) -> int:
     import itertools
 
@@ -343,6 +357,7 @@ def _cmd_analyze(args) -> int:
     from ferx.data.datasets import split_title
     from ferx.data.packed import faces_note, left_out
     from ferx.device import resolve_device
+    from ferx.text import plural
 
     faces_chosen(args)  # before the analysis, not after it
     distinct_checkpoints(args.checkpoints)
@@ -388,16 +403,24 @@ def _cmd_analyze(args) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        summary_table(runs).to_csv(out / "summary.csv")
+        earlier, written = _earlier_analysis(out), []
+
+        def put(name: str) -> Path:  # a file of this analysis, listed in the folder's ANALYSIS_FILES
+            written.append(name)
+            return out / name
+
+        summary_table([r.with_temperature(1.0) for r in runs]).to_csv(put("summary.csv"))
+        if args.calibrate:
+            summary_table(runs).to_csv(put("summary_calibrated.csv"))
         figures = {"reliability": reliability_figure(runs)}
         if votes is not None:
-            vote_metrics(runs, votes).to_csv(out / "vote_metrics.csv")
+            vote_metrics(runs, votes).to_csv(put("vote_metrics.csv"))
             for run in runs:
                 for kind in RANKINGS:
-                    ranking(run, votes, kind, len(run)).to_csv(out / f"{kind.replace(' ', '_')}_{run.name}.csv")
+                    ranking(run, votes, kind, len(run)).to_csv(put(f"{kind.replace(' ', '_')}_{run.name}.csv"))
         for run in runs:
-            run.frame().to_csv(out / f"samples_{run.name}.csv")
-            per_class_table(run).to_csv(out / f"per_class_{run.name}.csv")
+            run.frame().to_csv(put(f"samples_{run.name}.csv"))
+            per_class_table(run).to_csv(put(f"per_class_{run.name}.csv"))
             figures[f"confusion_{run.name}"] = confusion_figure(confusion_frame(run), confusion_frame(run, True),
                                                                f"{run.name} on {split_title(run.dataset, run.split)}<br>"
                                                                f"<sub>{run.scored_text()}</sub>")
@@ -409,14 +432,20 @@ def _cmd_analyze(args) -> int:
                 cross_model_frame(a, b), title=f"{a.name} vs {b.name}: agreement {agreement(a, b):.3f}<br>"
                                                f"<sub>{split_title(a.dataset, a.split)}, {len(a)} faces (every face, whatever its label)</sub>")
         for name, (table, fig) in research.items():
-            table.to_csv(out / f"{name}.csv")
+            table.to_csv(put(f"{name}.csv"))
             if fig is not None:
                 figures[name] = fig
         for name, fig in figures.items():
             for fmt in args.format:
-                write_figure(fig, out / f"{name}.{fmt}", shared_js=True)
+                write_figure(fig, put(f"{name}.{fmt}"), shared_js=True)
+        stale = sorted(set(earlier) - set(written))  # an earlier analysis's files this one did not replace
+        for name in stale:
+            (out / name).unlink(missing_ok=True)
+        (out / ANALYSIS_FILES).write_text(json.dumps({"command": "ferx analyze", "files": sorted(written)}, indent=1))
         shared = " (the HTML files load plotly.min.js from there: move the folder as a whole)" if "html" in args.format else ""
-        print(f"wrote tables and {len(figures)} figure(s) ({', '.join(args.format)}) to {out}{shared}")
+        print(f"wrote tables and {len(figures)} figure(s) ({', '.join(args.format)}) to {out}{shared}"
+              + (f"; removed {plural(len(stale), 'file')} of the earlier analysis there ({', '.join(stale[:4])}"
+                 f"{' ...' if len(stale) > 4 else ''})" if stale else ""))
     return 0
 
 

@@ -649,3 +649,39 @@ def test_the_cli_matches_each_analysed_face_to_its_own_votes(data_root):
     assert np.array_equal(_votes(args, kept), split.soft_targets[[0, 2, 3, 7]])
     assert _votes(args, kept + ["elsewhere/mine.png"]) is None  # a file the label file does not name: no votes
     assert _votes(SimpleNamespace(dataset="ckplus", split="test", data_root=data_root), kept) is None
+
+
+def test_analyze_out_over_an_earlier_analysis_keeps_no_file_of_it_and_saves_both_summaries(tiny_folder, data_root,
+                                                                                          tmp_path, monkeypatch, capsys):
+    """`ferx analyze --out` into the folder of an earlier analysis left that analysis's files of a model no longer
+    analysed beside the new ones (samples, per-class, confusion, embedding of a model it did not run), one folder
+    mixing two analyses; with --calibrate, summary.csv held only the calibrated metrics. A user's own file stays."""
+    import pandas as pd
+
+    from ferx.cli import main
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "analysis"
+    lanmsff = CHECKPOINTS / "lanmsff_ferplus"
+    common = ["--dataset", str(tiny_folder), "--split", "all", "--device", "cpu", "--top", "1", "--out", str(out)]
+    assert main(["analyze", str(MINI), str(lanmsff)] + common) == 0
+    first = {p.name for p in out.iterdir()}
+    assert {"samples_lanmsff_ferplus.csv", "confusion_lanmsff_ferplus.html",
+            "cross_mini_xception_fer2013_vs_lanmsff_ferplus.html", "analysis_files.json"} <= first
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["analyze", str(MINI)] + common) == 0
+    assert "removed 5 files of the earlier analysis there (" in capsys.readouterr().out
+    now = {p.name for p in out.iterdir()}
+    assert not any("lanmsff" in name for name in now) and "notes.txt" in now and "samples_mini_xception_fer2013.csv" in now
+    assert set(json.loads((out / "analysis_files.json").read_text())["files"]) == now - {"notes.txt", "plotly.min.js",
+                                                                                           "analysis_files.json"}
+    summary = pd.read_csv(out / "summary.csv", index_col=0)
+    assert list(summary.index) == ["mini_xception_fer2013"] and summary["temperature"].iloc[0] == 1.0
+    calibrated = tmp_path / "calibrated"
+    assert main(["analyze", str(MINI), "--dataset", "ckplus", "--split", "test", "--data-root", str(data_root),
+                 "--device", "cpu", "--top", "1", "--calibrate", "--out", str(calibrated)]) == 0
+    as_measured = pd.read_csv(calibrated / "summary.csv", index_col=0).iloc[0]
+    after = pd.read_csv(calibrated / "summary_calibrated.csv", index_col=0).iloc[0]
+    assert as_measured["temperature"] == 1.0 and after["temperature"] != 1.0 and after["ece"] != as_measured["ece"]
+    assert after["accuracy"] == as_measured["accuracy"]  # a temperature does not change an argmax

@@ -850,8 +850,13 @@ def test_the_sanity_checks_progress_moves_with_each_randomisation_step(bank, dat
     verdicts, _, table = run_sanity(bank, str(photo), True, 0, "mini_xception_fer2013", ["gradcam"], 3,
                                     progress=lambda fraction, desc=None: told.append((fraction, desc)))
     fractions = [f for f, _ in told]
-    assert len(table) == 4 and fractions == sorted(fractions) and len(set(fractions)) >= 4, told
+    assert len(table.data) == 4 and fractions == sorted(fractions) and len(set(fractions)) >= 4, told
     assert all(desc.startswith("mini_xception_fer2013: ") for _, desc in told), told
+    import gradio as gr
+
+    shown = gr.Dataframe(interactive=False).postprocess(table)  # ρ with two decimals, as the figure and verdicts
+    assert shown.data[0][1] == 1.0 and shown.metadata["display_value"][0][1] == "1.00"  # it read "1"
+    assert all(len(cell.split(".")[-1]) == 2 for row in shown.metadata["display_value"] for cell in row[1:])
 
 
 def test_every_switch_of_the_occlusion_brush_rescores_the_painted_face(bank, data_root):

@@ -55,7 +55,8 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
     for name, flag in check.independent().items():
         lines.append(f"- **{map_title(name)}**: mean ρ {mean[name]:.2f} — "
                      + ("**does not depend on the model** (flagged)" if flag else "changes with the model (passes)"))
-    return "\n".join(lines), figure, table
+    # two decimals, as the figure and the verdicts give ρ (the numbers stay numbers: "1", "0", "-0.2" otherwise)
+    return "\n".join(lines), figure, table.style.format(precision=2)
 
 
 def build_sanity_tab(ctx: AppContext) -> None:

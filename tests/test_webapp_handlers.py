@@ -875,3 +875,28 @@ def test_every_switch_of_the_occlusion_brush_rescores_the_painted_face(bank, dat
     assert switches is not None
     for name, block in switches.items():
         assert (block, "input") in rescoring, (name, rescoring)
+
+
+def test_a_tiny_image_taken_as_a_face_is_said_so_in_stability_sanity_and_live(bank, tmp_path):
+    """Compare says when an image under SMALL_FACE_SIDE px is scored as an already-cropped face; Stability, Sanity
+    check and Live scored a 1x1 PNG as a face ("sad 33%", "1 face(s) in view") without a word. Each shows the
+    face search's own note now (ferx.faces.find_faces declares it)."""
+    import skimage.data
+
+    from ferx.faces import find_faces, load_photo
+    from webapp.live_tab import live_step
+    from webapp.sanity_tab import run_sanity
+    from webapp.stability_tab import run_stability
+
+    dot = tmp_path / "dot.png"
+    Image.fromarray(np.full((1, 1), 128, np.uint8)).save(dot)
+    note = find_faces(load_photo(dot)).note
+    assert note and "scored as an already-cropped face" in note
+    model = "mini_xception_fer2013"
+    assert note in run_stability(bank, str(dot), False, 0, [model])[0]
+    assert note in run_sanity(bank, str(dot), False, 0, model, ["gradcam"], 2, progress=lambda *a, **k: None)[0]
+    assert note in live_step(bank, str(dot), [model], None)[0]
+    # a photo searched for faces has no such note, and says nothing more
+    portrait = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(portrait)
+    assert "already-cropped" not in run_stability(bank, str(portrait), False, 0, [model])[0]

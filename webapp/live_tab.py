@@ -53,7 +53,7 @@ def live_step(bank, frame, chosen, pacer):
               for n in bank.names]
     rate = "" if pacer.rate is None else f" · {pacer.rate:.1f} frames/s held, {pacer.dropped} dropped"
     status = (f"{result.n_faces} face(s) in view; scoring the largest · {result.elapsed_s:.2f} s for this frame "
-              f"(one asked every {FRAME_INTERVAL_S:g} s){rate}")
+              f"(one asked every {FRAME_INTERVAL_S:g} s){rate}" + (f"  \n_{result.note}_" if result.note else ""))
     return [status, result.face.crop] + labels + [pacer, result.face]
 
 

@@ -900,3 +900,43 @@ def test_a_tiny_image_taken_as_a_face_is_said_so_in_stability_sanity_and_live(ba
     portrait = tmp_path / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(portrait)
     assert "already-cropped" not in run_stability(bank, str(portrait), False, 0, [model])[0]
+
+
+def test_a_new_photo_in_the_occlusion_brush_is_scored_once_though_the_editor_fires_several_events(bank, data_root,
+                                                                                                  tmp_path):
+    """One upload fires the editor's upload and change events (and an example its upload twice): each listener
+    scored the photo, so every new photo was scored twice (4 models and their maps, on a 2-vCPU Space). Run
+    here as gradio runs them, one listener call per event fired, the state carried from call to call: the photo
+    is scored once, and a stroke after it once more."""
+    import functools
+
+    from webapp.app import build_app
+    from webapp.config import AppConfig
+
+    demo = build_app(AppConfig(data_root=data_root, checkpoints=CHECKPOINTS), bank)
+    editor = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "occlusion-editor")
+    listeners = [(f, event) for f in demo.fns.values() for block, event in f.targets
+                 if getattr(block, "_id", block) == editor._id and event in ("upload", "change")]
+    assert {event for _, event in listeners} == {"upload", "change"}
+    photo = data_root / "ferplus" / "data" / "FER2013Test" / "fer0032220.png"
+    paint = np.zeros((48, 48, 4), np.uint8)
+    paint[32:42, 12:36] = (255, 0, 255, 255)
+    Image.fromarray(paint).save(tmp_path / "layer.png")
+    state = {}
+
+    def fire(layers):  # every listener of the events one edit fires; how many scored the face
+        scored = 0
+        for f, _ in listeners:
+            fn = f.fn.func if isinstance(f.fn, functools.partial) else f.fn
+            edited = {"background": str(photo), "layers": layers, "name": "fer0032220.png"}
+            args = [edited, True, 0, "black", ["mini_xception_fer2013"], False]
+            held = [i for i in f.inputs if isinstance(i, gr.State)]
+            out = (f.fn if fn is f.fn else functools.partial(fn, *f.fn.args))(*args, *(state.get(s._id) for s in held))
+            if isinstance(out[0], str):
+                scored += 1
+                for s, value in zip([o for o in f.outputs if isinstance(o, gr.State)], out[len(f.outputs) - len(held):]):
+                    state[s._id] = value
+        return scored
+
+    assert fire([]) == 1  # the photo, unpainted
+    assert fire([str(tmp_path / "layer.png")]) == 1  # a stroke

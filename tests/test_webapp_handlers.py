@@ -940,3 +940,20 @@ def test_a_new_photo_in_the_occlusion_brush_is_scored_once_though_the_editor_fir
 
     assert fire([]) == 1  # the photo, unpainted
     assert fire([str(tmp_path / "layer.png")]) == 1  # a stroke
+
+
+def test_paint_outside_the_face_crop_is_said_to_be_elsewhere_in_the_photo(bank, tmp_path):
+    """Paint beside the face read "0% of the face crop painted over" with no reason (ferx occlude warns that the
+    mask paints elsewhere in the photo); the status says so now."""
+    import skimage.data
+
+    from webapp.occlusion_tab import occlude_view
+
+    photo, layer = tmp_path / "astronaut.png", tmp_path / "layer.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    paint = np.zeros((512, 512, 4), np.uint8)
+    paint[450:500, 400:500] = (255, 0, 255, 255)  # the bottom-right corner, far from her face
+    Image.fromarray(paint).save(layer)
+    edited = {"background": str(photo), "layers": [str(layer)], "name": "astronaut.png"}
+    status = occlude_view(bank, edited, False, 0, "black", ["mini_xception_fer2013"], False)[0]
+    assert status.startswith("nothing painted over face 0: the paint is elsewhere in the photo"), status

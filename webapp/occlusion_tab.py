@@ -94,7 +94,8 @@ def occlusion_outputs(bank, photo, mask, whole_image, index, fill, chosen, with_
         outputs += [{c: float(p) for c, p in zip(result.after.classes, result.after.probs)}, change_line(result),
                     pair_tiles(result.before, result.after, (occluded.crop, occluded.occluded))]
     said = ("nothing painted yet: paint over part of the face" if not mask.any() else
-            f"{occluded.covered:.0%} of the face crop painted over ({FILLS[fill]})")
+            f"nothing painted over face {int(index or 0)}: the paint is elsewhere in the photo, outside its crop"
+            if not occluded.covered else f"{occluded.covered:.0%} of the face crop painted over ({FILLS[fill]})")
     status = f"{said} · {time.perf_counter() - start:.2f} s"
     return [status, crop_pair(occluded.crop, occluded.occluded)] + outputs
 

@@ -61,6 +61,7 @@ class Pacer:
 class LiveFrame:
     face: Face | None  # the largest face, None when the frame has none
     n_faces: int
+    note: str | None = None  # how the faces were found, when it needs saying (ferx.faces.FaceSearch.note)
     probs: dict[str, np.ndarray] = field(default_factory=dict)  # model name -> probabilities
     classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     elapsed_s: float = 0.0
@@ -70,12 +71,13 @@ class LiveFrame:
         return self.classes[name][int(p.argmax())], float(p.max())
 
 
-def largest_face(photo) -> tuple[Face | None, int]:
-    """The largest face of a :class:`~ferx.faces.Photo` (by box area) and how many faces it holds."""
+def largest_face(photo) -> tuple[Face | None, int, str | None]:
+    """The largest face of a :class:`~ferx.faces.Photo` (by box area), how many faces it holds, and the search's
+    note (a small image taken as an already-cropped face: :attr:`~ferx.faces.FaceSearch.note`)."""
     search = find_faces(photo)
     if search.no_face:
-        return None, 0
-    return search.faces[search.largest()], len(search.faces)
+        return None, 0, search.note
+    return search.faces[search.largest()], len(search.faces), search.note
 
 
 def score_frame(models: Iterable, frame, *, using: Callable = nullcontext, name: str = "frame") -> LiveFrame:
@@ -88,8 +90,8 @@ def score_frame(models: Iterable, frame, *, using: Callable = nullcontext, name:
     start = time.perf_counter()
     photo = load_photo(Image.fromarray(frame) if isinstance(frame, np.ndarray) else frame, name=name,
                        work_side=LIVE_SIDE)
-    face, n = largest_face(photo)
-    out = LiveFrame(face, n)
+    out = LiveFrame(*largest_face(photo))
+    face = out.face
     if face is not None:
         for handle in models:
             with using(handle) as em:

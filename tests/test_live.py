@@ -95,3 +95,18 @@ def test_a_stream_with_every_model_unticked_says_so_and_clears_the_last_answers(
     labels, (pacer, face) = rest[:-2], rest[-2:]
     assert status == "No model chosen: tick one to score the faces in view."
     assert crop is None and labels == [None] * len(bank.names) and face is None and pacer.scored == 0
+
+
+def test_maps_pressed_while_the_stream_shows_no_face_say_no_face_is_in_view(bank, monkeypatch, tmp_path):
+    """Pressed while streaming a frame without a face, "Maps of this moment" said "Start the webcam stream
+    first" (the stream was running); it says no face is in view now, and the gallery keeps what it showed."""
+    from webapp.live_tab import live_maps, live_step
+
+    wall = tmp_path / "wall.jpg"
+    Image.new("RGB", (640, 480), (200, 200, 190)).save(wall)
+    status, *_, pacer, face = live_step(bank, str(wall), ["mini_xception_fer2013"], None)
+    assert status == "No face in view." and pacer.scored == 1
+    hints = []
+    monkeypatch.setattr(gr, "Info", hints.append)
+    assert live_maps(bank, face, ["mini_xception_fer2013"]) == gr.skip()
+    assert len(hints) == 1 and hints[0].startswith("No face in view"), hints

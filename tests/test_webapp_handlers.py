@@ -880,3 +880,85 @@ def test_every_switch_of_the_occlusion_brush_rescores_the_painted_face(bank, dat
     assert switches is not None
     for name, block in switches.items():
         assert (block, "input") in rescoring, (name, rescoring)
+
+
+def test_a_tiny_image_taken_as_a_face_is_said_so_in_stability_sanity_and_live(bank, tmp_path):
+    """Compare says when an image under SMALL_FACE_SIDE px is scored as an already-cropped face; Stability, Sanity
+    check and Live scored a 1x1 PNG as a face ("sad 33%", "1 face(s) in view") without a word. Each shows the
+    face search's own note now (ferx.faces.find_faces declares it)."""
+    import skimage.data
+
+    from ferx.faces import find_faces, load_photo
+    from webapp.live_tab import live_step
+    from webapp.sanity_tab import run_sanity
+    from webapp.stability_tab import run_stability
+
+    dot = tmp_path / "dot.png"
+    Image.fromarray(np.full((1, 1), 128, np.uint8)).save(dot)
+    note = find_faces(load_photo(dot)).note
+    assert note and "scored as an already-cropped face" in note
+    model = "mini_xception_fer2013"
+    assert note in run_stability(bank, str(dot), False, 0, [model])[0]
+    assert note in run_sanity(bank, str(dot), False, 0, model, ["gradcam"], 2, progress=lambda *a, **k: None)[0]
+    assert note in live_step(bank, str(dot), [model], None)[0]
+    # a photo searched for faces has no such note, and says nothing more
+    portrait = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(portrait)
+    assert "already-cropped" not in run_stability(bank, str(portrait), False, 0, [model])[0]
+
+
+def test_a_new_photo_in_the_occlusion_brush_is_scored_once_though_the_editor_fires_several_events(bank, data_root,
+                                                                                                  tmp_path):
+    """One upload fires the editor's upload and change events (and an example its upload twice): each listener
+    scored the photo, so every new photo was scored twice (4 models and their maps, on a 2-vCPU Space). Run
+    here as gradio runs them, one listener call per event fired, the state carried from call to call: the photo
+    is scored once, and a stroke after it once more."""
+    import functools
+
+    from webapp.app import build_app
+    from webapp.config import AppConfig
+
+    demo = build_app(AppConfig(data_root=data_root, checkpoints=CHECKPOINTS), bank)
+    editor = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "occlusion-editor")
+    listeners = [(f, event) for f in demo.fns.values() for block, event in f.targets
+                 if getattr(block, "_id", block) == editor._id and event in ("upload", "change")]
+    assert {event for _, event in listeners} == {"upload", "change"}
+    photo = data_root / "ferplus" / "data" / "FER2013Test" / "fer0032220.png"
+    paint = np.zeros((48, 48, 4), np.uint8)
+    paint[32:42, 12:36] = (255, 0, 255, 255)
+    Image.fromarray(paint).save(tmp_path / "layer.png")
+    state = {}
+
+    def fire(layers):  # every listener of the events one edit fires; how many scored the face
+        scored = 0
+        for f, _ in listeners:
+            fn = f.fn.func if isinstance(f.fn, functools.partial) else f.fn
+            edited = {"background": str(photo), "layers": layers, "name": "fer0032220.png"}
+            args = [edited, True, 0, "black", ["mini_xception_fer2013"], False]
+            held = [i for i in f.inputs if isinstance(i, gr.State)]
+            out = (f.fn if fn is f.fn else functools.partial(fn, *f.fn.args))(*args, *(state.get(s._id) for s in held))
+            if isinstance(out[0], str):
+                scored += 1
+                for s, value in zip([o for o in f.outputs if isinstance(o, gr.State)], out[len(f.outputs) - len(held):]):
+                    state[s._id] = value
+        return scored
+
+    assert fire([]) == 1  # the photo, unpainted
+    assert fire([str(tmp_path / "layer.png")]) == 1  # a stroke
+
+
+def test_paint_outside_the_face_crop_is_said_to_be_elsewhere_in_the_photo(bank, tmp_path):
+    """Paint beside the face read "0% of the face crop painted over" with no reason (ferx occlude warns that the
+    mask paints elsewhere in the photo); the status says so now."""
+    import skimage.data
+
+    from webapp.occlusion_tab import occlude_view
+
+    photo, layer = tmp_path / "astronaut.png", tmp_path / "layer.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    paint = np.zeros((512, 512, 4), np.uint8)
+    paint[450:500, 400:500] = (255, 0, 255, 255)  # the bottom-right corner, far from her face
+    Image.fromarray(paint).save(layer)
+    edited = {"background": str(photo), "layers": [str(layer)], "name": "astronaut.png"}
+    status = occlude_view(bank, edited, False, 0, "black", ["mini_xception_fer2013"], False)[0]
+    assert status.startswith("nothing painted over face 0: the paint is elsewhere in the photo"), status

@@ -32,12 +32,18 @@ def search_faces(path: str, whole_image: bool) -> FaceSearch:
 
 def chosen_face(path, whole_image, index, *, to: str = "check it"):
     """The face a teaching view works on: the upload's face number ``index``, or one clear message."""
+    return face_and_note(path, whole_image, index, to=to)[0]
+
+
+def face_and_note(path, whole_image, index, *, to: str = "check it"):
+    """:func:`chosen_face` and the search's note (:attr:`ferx.faces.FaceSearch.note`: a small image taken as an
+    already-cropped face), or None."""
     if not path:
         raise gr.Error("Upload a photo first.")
     search = search_faces(path, bool(whole_image))
     if search.no_face:
         raise gr.Error(f"No face found in {search.photo.name}. Tick 'Score the whole image as a face' to {to} anyway.")
-    return search.faces[search.pick(index)]
+    return search.faces[search.pick(index)], search.note
 
 
 def photo_inputs(label: str, elem_id: str, height: int):

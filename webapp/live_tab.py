@@ -21,6 +21,7 @@ from webapp.explaining import tile, verdict
 from webapp.inputs import Photo
 from webapp.uploads import KEPT_AT_MOST, photo_state
 
+NO_FACE = "no face in view"  # what the last face's state holds when the last frame scored had none
 STREAM_LIMIT_S = 600  # one stream runs at most ten minutes; pressing record again starts another
 INTRO = ("### Live: the webcam, for a classroom\n"
          f"Allow the webcam and press record: about every {FRAME_INTERVAL_S:g} s a frame is sent, the largest face in "
@@ -48,19 +49,24 @@ def live_step(bank, frame, chosen, pacer):
     finally:
         pacer.done()
     if result.face is None:
-        return ["No face in view.", None] + [None] * len(bank.names) + [pacer, None]
+        return ["No face in view.", None] + [None] * len(bank.names) + [pacer, NO_FACE]
     labels = [{c: float(p) for c, p in zip(result.classes[n], result.probs[n])} if n in result.probs else None
               for n in bank.names]
     rate = "" if pacer.rate is None else f" · {pacer.rate:.1f} frames/s held, {pacer.dropped} dropped"
     status = (f"{result.n_faces} face(s) in view; scoring the largest · {result.elapsed_s:.2f} s for this frame "
-              f"(one asked every {FRAME_INTERVAL_S:g} s){rate}")
+              f"(one asked every {FRAME_INTERVAL_S:g} s){rate}" + (f"  \n_{result.note}_" if result.note else ""))
     return [status, result.face.crop] + labels + [pacer, result.face]
 
 
 @user_errors
 def live_maps(bank, face, chosen):
     """Grad-CAM of each chosen model's prediction on the last streamed face, with its verdict. Pressed before
-    any face was streamed (a natural first click), a hint, not an error: the gallery stays as it was."""
+    any face was streamed (a natural first click), or while the stream shows no face, a hint, not an error: the
+    gallery stays as it was."""
+    if face == NO_FACE:
+        gr.Info("No face in view: the last frame the stream scored had none. Face the camera, then press "
+                "Maps of this moment again.")
+        return gr.skip()
     if face is None:
         gr.Info("Start the webcam stream first (allow the webcam, press record): the maps are of the last face "
                 f"it scored in the last {KEPT_AT_MOST}.")

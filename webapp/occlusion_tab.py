@@ -9,6 +9,7 @@ This tab only decodes the editor's payload and draws the result.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 
 import gradio as gr
@@ -63,17 +64,25 @@ def change_line(result) -> str:
                                                                               if result.after.maps else ""))
 
 
+def painted(edited):
+    """The editor's payload as the photo and its painted mask."""
+    if not edited:
+        raise gr.Error("Upload a photo, then paint over part of the face.")
+    photo = load_photo(edited["background"], name=edited["name"])
+    return photo, read_masks(edited["layers"], photo.original_size, edited["name"])
+
+
 @user_errors
 def occlude_view(bank, edited, whole_image, index, fill, chosen, with_maps):
     """Status, the two crops side by side, then per model: the occluded face's probabilities, the
     change line and the before/after maps."""
-    if not edited:
-        raise gr.Error("Upload a photo, then paint over part of the face.")
+    start = time.perf_counter()
+    return occlusion_outputs(bank, *painted(edited), whole_image, index, fill, chosen, with_maps, start)
+
+
+def occlusion_outputs(bank, photo, mask, whole_image, index, fill, chosen, with_maps, start):
     if not chosen:
         raise gr.Error("Choose at least one model.")
-    start = time.perf_counter()
-    photo = load_photo(edited["background"], name=edited["name"])
-    mask = read_masks(edited["layers"], photo.original_size, edited["name"])
     occluded = occlude_face(photo, mask, face=int(index or 0), whole_image=bool(whole_image), fill=fill)
     outputs = []
     for name in bank.names:
@@ -84,10 +93,35 @@ def occlude_view(bank, edited, whole_image, index, fill, chosen, with_maps):
             result = explain_occlusion(loaded, occluded, METHODS if with_maps else ())
         outputs += [{c: float(p) for c, p in zip(result.after.classes, result.after.probs)}, change_line(result),
                     pair_tiles(result.before, result.after, (occluded.crop, occluded.occluded))]
-    painted = ("nothing painted yet: paint over part of the face" if not mask.any() else
-               f"{occluded.covered:.0%} of the face crop painted over ({FILLS[fill]})")
-    status = f"{painted} · {time.perf_counter() - start:.2f} s"
+    said = ("nothing painted yet: paint over part of the face" if not mask.any() else
+            f"nothing painted over face {int(index or 0)}: the paint is elsewhere in the photo, outside its crop"
+            if not occluded.covered else f"{occluded.covered:.0%} of the face crop painted over ({FILLS[fill]})")
+    status = f"{said} · {time.perf_counter() - start:.2f} s"
     return [status, crop_pair(occluded.crop, occluded.occluded)] + outputs
+
+
+def request_digest(photo, mask, *settings) -> str:
+    """What one scoring of the editor depends on, as a digest: the photo's pixels, the paint and the switches."""
+    h = hashlib.sha256(repr((photo.rgb.shape, mask.shape, settings)).encode())
+    h.update(photo.rgb.tobytes())
+    h.update(np.packbits(mask).tobytes())
+    return h.hexdigest()
+
+
+def score_edit(bank, edited, whole_image, index, fill, chosen, with_maps, last):
+    """What the editor's events and the switches beside it run: :func:`occlude_view`'s outputs and the digest
+    of what they score (:func:`request_digest`), or nothing new for an empty editor (cleared, or mid-upload) or
+    a request the same as the last one scored (``last``): one new photo fires the editor's upload, change and
+    input events, up to four times in all, and each was scored (4 models and their maps, on 2 CPU cores)."""
+    if not edited:
+        return None
+    start = time.perf_counter()
+    photo, mask = painted(edited)
+    digest = request_digest(photo, mask, bool(whole_image), int(index or 0), fill, tuple(chosen or ()),
+                            bool(with_maps))
+    if digest == last:
+        return None
+    return occlusion_outputs(bank, photo, mask, whole_image, index, fill, chosen, with_maps, start) + [digest]
 
 
 STRIP_MIN_SIDE = 192  # the strip's box is 200 px high: a 48-px face (the examples) was drawn at 48 px, a speck in it
@@ -139,12 +173,15 @@ def build_occlusion_tab(ctx: AppContext) -> None:
     outputs = [status, strip] + columns
     button.click(handler, inputs, outputs, api_name="occlude")
 
-    @user_errors
-    def rescore(edited, *rest):  # an emptied editor (cleared, or mid-upload) just waits for a photo
-        return handler(edited, *rest) if edited else [gr.skip()] * len(outputs)
+    last = gr.State(None)  # the digest of what the editor's events last had scored in this session (not a photo)
 
-    # an upload and every stroke re-score (the editor's change event); strokes made while a request runs are
-    # folded into the next one. So does every switch beside them: a model unticked kept its column's old
-    # results, the maps unticked kept theirs, the whole-image switch scored nothing until the next stroke
-    for trigger in (editor.upload, editor.change, fill.input, models.input, with_maps.input, whole.input):
-        trigger(rescore, inputs, outputs, trigger_mode="always_last", api_visibility="undocumented")
+    @user_errors
+    def rescore(*args):
+        return score_edit(bank, *args) or [gr.skip()] * (len(outputs) + 1)
+
+    # a new photo (an upload or an example), every stroke and every switch beside them re-score, once: the
+    # editor fires upload, change and input for one photo (an example picked after the first fires input alone),
+    # so all of them trigger one listener, and a request the same as the last scored is not scored again.
+    # Strokes made while a request runs are folded into the next one
+    gr.on([editor.upload, editor.change, editor.input, fill.input, models.input, with_maps.input, whole.input],
+          rescore, inputs + [last], outputs + [last], trigger_mode="always_last", api_visibility="undocumented")

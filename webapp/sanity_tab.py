@@ -17,7 +17,7 @@ from ferx.explain.sanity import (DEFAULT_METHODS, DEFAULT_STEPS, INDEPENDENT_SPE
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.tables import result_table
-from webapp.explaining import chosen_face, offer_examples, photo_inputs
+from webapp.explaining import face_and_note, offer_examples, photo_inputs
 
 INTRO = ("### Sanity check: does each map depend on the model?\n"
          "Some saliency maps look the same whatever the network learned (Adebayo et al., *Sanity checks for "
@@ -36,7 +36,7 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
         raise gr.Error("Choose a model.")
     if not methods:
         raise gr.Error("Choose at least one method.")
-    face = chosen_face(path, whole_image, index, to="check it")
+    face, note = face_and_note(path, whole_image, index, to="check it")
     progress(0, desc=f"{model_name}: {len(methods)} method(s) × {int(n_steps) + 1} versions of the model")
     with bank.using(model_name) as loaded:
         chosen = applicable_methods(loaded.model, methods, model_name)
@@ -56,7 +56,7 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
         lines.append(f"- **{map_title(name)}**: mean ρ {mean[name]:.2f} — "
                      + ("**does not depend on the model** (flagged)" if flag else "changes with the model (passes)"))
     # two decimals, as the figure and the verdicts give ρ (the numbers stay numbers: "1", "0", "-0.2" otherwise)
-    return "\n".join(lines), figure, table.style.format(precision=2)
+    return "\n".join(lines) + (f"\n\n_{note}_" if note else ""), figure, table.style.format(precision=2)
 
 
 def build_sanity_tab(ctx: AppContext) -> None:

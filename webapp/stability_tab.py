@@ -16,7 +16,7 @@ from ferx.text import unbroken
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.tables import result_table
-from webapp.explaining import chosen_face, offer_examples, photo_inputs
+from webapp.explaining import face_and_note, offer_examples, photo_inputs
 
 INTRO = ("### Stability probe: the same face, as a camera might take it again\n"
          f"The face is changed the way a second shot would change it ({', '.join(v.name for v in VARIANTS)}); "
@@ -39,7 +39,7 @@ def version_cell(row, label: str) -> str:
 def run_stability(bank, path, whole_image, index, chosen):
     if not chosen:
         raise gr.Error("Choose at least one model.")
-    face = chosen_face(path, whole_image, index, to="probe it")
+    face, note = face_and_note(path, whole_image, index, to="probe it")
     columns, summary = {}, []
     probe = None
     for name in chosen:
@@ -52,7 +52,7 @@ def run_stability(bank, path, whole_image, index, chosen):
     # a narrow first column wraps between words, not between a number and its unit ("crop shifted 6" / "%")
     table = pd.DataFrame({"version": [v.name.replace(" %", "\u00a0%") for v in VARIANTS], **columns})
     thumbnails = [(img, name) for name, img in probe.thumbnails.items()]
-    return "\n".join(summary), table, [(face.crop, "original")] + thumbnails
+    return "\n".join(summary) + (f"\n\n_{note}_" if note else ""), table, [(face.crop, "original")] + thumbnails
 
 
 def build_stability_tab(ctx: AppContext) -> None:

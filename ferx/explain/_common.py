@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ferx.memory_format import contiguous_for_backward, fast_forward
+from ferx.memory_format import contiguous_for_backward, evaluating, fast_forward
 
 
 def as_batch(x: torch.Tensor) -> torch.Tensor:
@@ -37,9 +37,11 @@ def check_classes(model: nn.Module, *classes) -> None:
             raise ValueError(f"class index {c} out of range: the model has {k} classes (0..{k - 1})")
 
 
-@torch.no_grad()
 def predicted_classes(model: nn.Module, x: torch.Tensor) -> list[int]:
-    return model(x).argmax(1).tolist()
+    """The class each image of ``x`` is predicted (in eval mode: a model in training mode keeps its mode and its
+    batch-norm statistics)."""
+    with evaluating(model), torch.no_grad():
+        return model(x).argmax(1).tolist()
 
 
 def resolve_targets(model: nn.Module, x: torch.Tensor, targets: int | Sequence[int] | None) -> list[int]:
@@ -63,11 +65,9 @@ def gradient_safe(model: nn.Module):
     activation/input gradients a method needs (no weight gradients: faster) and leaves no ``.grad``
     on any parameter. Restores ``requires_grad``, the training flag and the memory format on exit.
     """
-    was_training = model.training
     flags = [(p, p.requires_grad, p.grad) for p in model.parameters()]
-    with contiguous_for_backward(model):
+    with contiguous_for_backward(model), evaluating(model):
         with torch.inference_mode(False):
-            model.eval()
             for p, _, _ in flags:
                 p.requires_grad_(False)
         try:
@@ -77,7 +77,6 @@ def gradient_safe(model: nn.Module):
             for p, flag, grad in flags:
                 p.requires_grad_(flag)
                 p.grad = grad  # frozen parameters gained none; put back whatever a caller had
-            model.train(was_training)
 
 
 class LogitTarget:

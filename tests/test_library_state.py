@@ -1,0 +1,75 @@
+"""ferx as a library in a notebook: the same model object is predicted with, explained, sanity-checked and
+occluded again and again, so no call may leave it changed — its training flags (every module's), its weights and
+batch-norm statistics, its hooks — and misuse gets one message naming the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CHECKPOINTS, DEVICE
+from ferx.checkpoint import load_checkpoint
+from ferx.data import load_split, pack_split, to_model_input
+from ferx.explain import cam_maps, deletion_insertion, get_method, native_attention
+from ferx.explain.occlusion import OccludedFace, occlusion_effect
+from ferx.explain.sanity import cascading_randomization
+from ferx.explain.stability import stability_probe
+from ferx.inference import predict_logits
+
+
+@pytest.fixture(scope="module")
+def lanmsff():
+    return load_checkpoint(CHECKPOINTS / "lanmsff_fer2013", DEVICE)
+
+
+@pytest.fixture(scope="module")
+def ckplus(data_root):
+    return pack_split(load_split("ckplus", "test", data_root), progress=False)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _modes(model):
+    return {name: m.training for name, m in model.named_modules()}
+
+
+def test_a_model_in_training_mode_leaves_every_call_as_it_came(lanmsff, ckplus):
+    """A model being fine-tuned (train mode, one batch-norm layer frozen in eval mode) keeps every module's
+    mode and every buffer: native attention and deletion/insertion left it in eval mode, the sanity check ran
+    its prediction through it in train mode (60 batch-norm statistics changed), Grad-CAM put the frozen
+    layer back in train mode."""
+    model, spec = lanmsff.model, lanmsff.input_spec
+    x = to_model_input(ckplus.images[70:71], spec).to(DEVICE)
+    crop = np.repeat(ckplus.images[70][..., None], 3, axis=2)
+    gradcam = cam_maps(model, x, "gradcam")[0]
+    calls = {
+        "native_attention": lambda: native_attention(model, x),
+        "gradcam": lambda: cam_maps(model, x, "gradcam"),
+        "saliency": lambda: get_method("saliency")(model, x),
+        "deletion_insertion": lambda: deletion_insertion(model, x, gradcam, n_steps=4, n_random=1),
+        "sanity": lambda: cascading_randomization(model, x, ["gradcam"], n_steps=2),
+        "occlusion_effect": lambda: occlusion_effect(model, spec, list(lanmsff.classes),
+                                                     OccludedFace(crop, crop[::-1].copy(), 0.5)),
+        "stability_probe": lambda: stability_probe(model, spec, list(lanmsff.classes), crop),
+        "predict_logits": lambda: predict_logits(model, spec, ckplus.images[:4]),
+    }
+    try:
+        for what, call in calls.items():
+            model.train()
+            model.block1.conv1[1].eval()  # a frozen batch norm, as fine-tuning often has
+            modes = _modes(model)
+            state = {k: v.clone() for k, v in model.state_dict().items()}
+            call()
+            assert _modes(model) == modes, f"{what} changed the model's training flags"
+            changed = [k for k, v in model.state_dict().items() if not torch.equal(v, state[k])]
+            assert not changed, f"{what} changed {len(changed)} weights or statistics, e.g. {changed[:2]}"
+    finally:
+        model.eval()
+

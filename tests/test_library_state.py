@@ -73,3 +73,49 @@ def test_a_model_in_training_mode_leaves_every_call_as_it_came(lanmsff, ckplus):
     finally:
         model.eval()
 
+
+def test_a_class_index_of_any_integer_type_is_a_target(lanmsff, ckplus):
+    """``run.preds[i]`` is a numpy integer and ``logits.argmax()`` a 0-d tensor: both name a class
+    ('numpy.int64' object is not iterable before); a class name or a float is refused by name."""
+    x = to_model_input(ckplus.images[70:72], lanmsff.input_spec).to(DEVICE)
+    expected = [m.values for m in cam_maps(lanmsff.model, x, "gradcam", targets=3)]
+    for target in (np.int64(3), torch.tensor(3), np.array([3, 3]), [np.int64(3), 3]):
+        maps = cam_maps(lanmsff.model, x, "gradcam", targets=target)
+        assert [m.target for m in maps] == [3, 3]
+        assert all(np.array_equal(a.values, b) for a, b in zip(maps, expected))
+    assert [m.target for m in get_method("saliency")(lanmsff.model, x, targets=np.int64(3))] == [3, 3]
+    with pytest.raises(TypeError, match=r"targets: a class index \(int\) expected, not 'happy'"):
+        cam_maps(lanmsff.model, x, "gradcam", targets="happy")
+    with pytest.raises(TypeError, match="not 1.5"):
+        cam_maps(lanmsff.model, x, "gradcam", targets=[1.5, 2])
+
+
+@pytest.mark.parametrize("call", ["gradcam", "saliency", "native", "deletion", "sanity"])
+def test_an_input_that_does_not_fit_the_model_is_named(lanmsff, ckplus, call):
+    """Every explanation entry point checks its input against the model: numpy, uint8 pixels, float64, another
+    device, RGB for a gray model each get one message (a convolution's 'expected input[1, 3, 64, 64] to have 1
+    channels' or 'Input type (unsigned char) and bias type (float)' from 19 frames down before)."""
+    model = lanmsff.model
+    x = to_model_input(ckplus.images[70:71], lanmsff.input_spec).to(DEVICE)
+    run = {"gradcam": lambda v: cam_maps(model, v, "gradcam"),
+           "saliency": lambda v: get_method("saliency")(model, v),
+           "native": lambda v: native_attention(model, v),
+           "deletion": lambda v: deletion_insertion(model, v, np.ones((8, 8), np.float32)),
+           "sanity": lambda v: cascading_randomization(model, v, ["gradcam"], n_steps=1)}[call]
+    with pytest.raises(TypeError, match="as a torch.Tensor, not numpy.ndarray"):
+        run(x.cpu().numpy())
+    with pytest.raises(TypeError, match="float model input, got torch.uint8"):
+        run(torch.as_tensor(ckplus.images[70:71])[:, None].to(DEVICE))
+    with pytest.raises(TypeError, match="the input is torch.float64 and lanmsff's weights torch.float32"):
+        run(x.double())
+    with pytest.raises(ValueError, match="the input is on meta and lanmsff on"):
+        run(x.to("meta"))
+    with pytest.raises(ValueError, match="lanmsff reads 1-channel images, the input has 3 channels"):
+        run(x.expand(-1, 3, -1, -1))
+
+
+def test_sanity_check_refuses_a_batch_by_name(lanmsff, ckplus):
+    x = to_model_input(ckplus.images[70:72], lanmsff.input_spec).to(DEVICE)
+    with pytest.raises(ValueError, match="one image .* not a batch of 2"):
+        cascading_randomization(lanmsff.model, x, ["gradcam"], n_steps=1)
+

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ferx.explain._common import resolve_targets
+from ferx.explain._common import as_batch, resolve_targets
 from ferx.explain.faithfulness import map_agreement
 from ferx.explain.maps import ExplanationMap
 from ferx.explain.methods import get_method, map_title
@@ -240,8 +240,9 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, methods: Sequence
     then after randomising the top layer group, the top two, ... down to every layer (``n_steps``
     groups). ``target`` defaults to the trained model's prediction and stays fixed. ``progress(fraction,
     what)`` is told before each step."""
-    if x.ndim == 3:
-        x = x.unsqueeze(0)
+    x = as_batch(x, model)
+    if x.shape[0] != 1:
+        raise ValueError(f"the sanity check takes one image (1 x C x H x W), not a batch of {x.shape[0]}")
     target = resolve_targets(model, x, target)[0]
     report = progress or (lambda fraction, what: None)
     report(0.0, "maps of the trained model")

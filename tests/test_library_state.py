@@ -119,3 +119,13 @@ def test_sanity_check_refuses_a_batch_by_name(lanmsff, ckplus):
     with pytest.raises(ValueError, match="one image .* not a batch of 2"):
         cascading_randomization(lanmsff.model, x, ["gradcam"], n_steps=1)
 
+
+def test_to_model_input_refuses_one_image_instead_of_misreading_it(lanmsff, ckplus):
+    """One H x W x 3 crop was read as a batch of H images 3 pixels wide (120 'faces' from one 120-px crop);
+    one H x W face failed in a permute."""
+    with pytest.raises(ValueError, match=r"got shape \(120, 120, 3\): one image\? pass images\[None\]"):
+        to_model_input(np.zeros((120, 120, 3), np.uint8), lanmsff.input_spec)
+    with pytest.raises(ValueError, match=r"got shape \(48, 48\): one image\?"):
+        to_model_input(ckplus.images[70], lanmsff.input_spec)
+    assert to_model_input(ckplus.images[70][None], lanmsff.input_spec).shape == (1, 1, 64, 64)
+    assert to_model_input(np.zeros((2, 120, 120, 3), np.uint8), lanmsff.input_spec).shape == (2, 1, 64, 64)

@@ -129,3 +129,17 @@ def test_to_model_input_refuses_one_image_instead_of_misreading_it(lanmsff, ckpl
         to_model_input(ckplus.images[70], lanmsff.input_spec)
     assert to_model_input(ckplus.images[70][None], lanmsff.input_spec).shape == (1, 1, 64, 64)
     assert to_model_input(np.zeros((2, 120, 120, 3), np.uint8), lanmsff.input_spec).shape == (2, 1, 64, 64)
+
+
+def test_load_checkpoint_takes_a_checkpoint_by_name_from_any_folder(tmp_path, monkeypatch):
+    """``ferx models`` lists checkpoints by name and every command takes the name; in Python
+    ``load_checkpoint("mini_xception_fer2013")`` (and ``ferx.analysis.analyze([...])``) failed outside the
+    repository ("is not a ferx checkpoint: card.json not found")."""
+    monkeypatch.delenv("FERX_CHECKPOINTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    loaded = load_checkpoint("mini_xception_fer2013")
+    assert loaded.path == CHECKPOINTS / "mini_xception_fer2013" and loaded.trained
+    from ferx.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="nosuch is not a ferx checkpoint"):
+        load_checkpoint("nosuch")

@@ -143,3 +143,21 @@ def test_load_checkpoint_takes_a_checkpoint_by_name_from_any_folder(tmp_path, mo
 
     with pytest.raises(CheckpointError, match="nosuch is not a ferx checkpoint"):
         load_checkpoint("nosuch")
+
+
+def test_explanations_inside_a_callers_inference_mode_give_the_same_maps(lanmsff, ckplus):
+    """A notebook cell under ``torch.inference_mode()`` (as one scores faces): a gradient method raised
+    'element 0 of tensors does not require grad', the sanity check 'Inference tensors cannot be saved for
+    backward'; now the maps are those drawn outside it."""
+    model = lanmsff.model
+    x = to_model_input(ckplus.images[70:71], lanmsff.input_spec).to(DEVICE)
+    methods = ("gradcam", "saliency", "integrated_gradients")
+    outside = {m: get_method(m)(model, x)[0].values for m in methods}
+    check = cascading_randomization(model, x, ["gradcam"], n_steps=2).spearman_table()
+    with torch.inference_mode():
+        xi = to_model_input(ckplus.images[70:71], lanmsff.input_spec).to(DEVICE)
+        for m in methods:
+            assert np.array_equal(get_method(m)(model, xi)[0].values, outside[m]), m
+        assert cascading_randomization(model, xi, ["gradcam"], n_steps=2).spearman_table().equals(check)
+        assert torch.is_inference_mode_enabled()
+    assert not any(p.is_inference() for p in model.parameters())

@@ -26,6 +26,9 @@ def as_batch(x: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
         raise ValueError(f"expected an N x C x H x W (or C x H x W) model input, got shape {tuple(x.shape)}")
     if model is not None:
         _check_input(model, x)
+    if x.is_inference():  # made under torch.inference_mode: a copy autograd may use (gradient_safe)
+        with torch.inference_mode(False):
+            return x.clone(memory_format=torch.contiguous_format)
     return x.detach().contiguous()  # a backward may run on it: see ferx.memory_format
 
 
@@ -103,8 +106,9 @@ def fast_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 @contextmanager
 def gradient_safe(model: nn.Module):
-    """Eval mode, parameters frozen and contiguous (:func:`ferx.memory_format.contiguous_for_backward`)
-    for the duration of one explanation. Frozen parameters: backward then computes only the
+    """Eval mode, parameters frozen and contiguous (:func:`ferx.memory_format.contiguous_for_backward`), gradients
+    on (even inside a caller's ``torch.no_grad`` or ``torch.inference_mode``) for the duration of one explanation.
+    Frozen parameters: backward then computes only the
     activation/input gradients a method needs (no weight gradients: faster) and leaves no ``.grad``
     on any parameter. Restores ``requires_grad``, the training flag and the memory format on exit.
     """
@@ -114,7 +118,7 @@ def gradient_safe(model: nn.Module):
             for p, _, _ in flags:
                 p.requires_grad_(False)
         try:
-            with torch.enable_grad():
+            with torch.inference_mode(False), torch.enable_grad():  # also inside a caller's inference_mode
                 yield model
         finally:
             for p, flag, grad in flags:

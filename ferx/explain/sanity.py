@@ -247,7 +247,8 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, methods: Sequence
     report = progress or (lambda fraction, what: None)
     report(0.0, "maps of the trained model")
     steps = [SanityStep(0, [], _maps(model, x, methods, target))]
-    work = copy.deepcopy(model)  # the caller's model is never changed
+    with torch.inference_mode(False):  # weights autograd can use, also inside a caller's inference_mode
+        work = copy.deepcopy(model)  # the caller's model is never changed
     modules = dict(work.named_modules())
     generator_state = torch.random.get_rng_state()
     try:
@@ -255,8 +256,9 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, methods: Sequence
         groups = layer_groups(work, n_steps)
         for i, group in enumerate(groups, start=1):
             report(i / (len(groups) + 1), f"step {i}: random down to {group[-1]}")
-            for layer in group:
-                _randomise(modules[layer])
+            with torch.inference_mode(False):
+                for layer in group:
+                    _randomise(modules[layer])
             steps.append(SanityStep(i, list(group), _maps(work, x, methods, target)))
     finally:
         torch.random.set_rng_state(generator_state)  # the check leaves torch's random stream as it found it

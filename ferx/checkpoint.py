@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from ferx.data.labels import LabelSet, get_label_set
 from ferx.device import BF16_MIN_AGREEMENT, autocast_bf16
 from ferx.models import InputSpec, create_model, get_model_info, list_models
+from ferx.paths import checkpoint_path
 from ferx.text import number
 
 FORMAT = "ferx-checkpoint/1"
@@ -168,11 +169,13 @@ def write_card(ckpt_dir: str | Path, card: dict) -> None:
 
 def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *, expect_model: str | None = None,
                     expect_labels: LabelSet | None = None, verify_hash: bool = True, defer: bool = False) -> LoadedModel:
-    """Build the model of a checkpoint folder and load its weights, in eval mode on ``device``.
+    """Build the model of a checkpoint folder and load its weights, in eval mode on ``device``. ``ckpt_dir``: a
+    folder, or the name of one under the checkpoints root (``"lanmsff_ferplus"``, as ``ferx models`` lists it and
+    every command takes it: :func:`ferx.paths.checkpoint_path`), from any working directory.
 
     ``defer=True`` checks the card and the weight files now and builds the model at the first use of
     ``.model`` (a :class:`DeferredModel`), so a server can start before its models are built."""
-    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir = checkpoint_path(ckpt_dir)
     card = read_card(ckpt_dir)
     name = card["model"]
     if expect_model and name != expect_model:

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ferx.data.preprocess import to_model_input
 from ferx.device import autocast_bf16
-from ferx.memory_format import channels_last, fast_forward
+from ferx.memory_format import channels_last, evaluating, fast_forward
 from ferx.models import InputSpec
 
 
@@ -29,8 +29,7 @@ def _run_batches(model: nn.Module, spec: InputSpec, images, batch_size: int, pro
     outputs: list[list[torch.Tensor]] = []
     # disable=None: a bar only where stderr is a terminal (none in a log or a pipe)
     for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=None if progress else True, leave=False):
-        with hold(), channels_last(model), torch.inference_mode():
-            model.eval()
+        with hold(), channels_last(model), evaluating(model), torch.inference_mode():
             batch = torch.as_tensor(images[start:start + batch_size]).to(device, non_blocking=True)
             x = to_model_input(batch, spec).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

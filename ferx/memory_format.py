@@ -91,6 +91,19 @@ def contiguous_for_backward(model: nn.Module):
 
 
 @contextmanager
+def evaluating(model: nn.Module):
+    """``model`` (every submodule) in eval mode for the block, each module's own training flag put back after:
+    a model a caller is training or fine-tuning leaves a prediction or an explanation as it came in."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+@contextmanager
 def cpu_threads(n: int | None):
     """Run with ``n`` torch threads (None: unchanged). torch's OpenMP thread count belongs to the
     calling thread, so a request served on one thread does not change another's."""
@@ -134,18 +147,19 @@ def fast_inference(model: nn.Module, x: torch.Tensor):
     (converting the model costs more than channels-last saves: mini-Xception 55 ms to convert, 3.2 vs
     2.1 ms a face on one thread); a larger batch runs channels-last and the model's format is restored
     afterwards. The model is never left channels-last: a later backward outside
-    :func:`contiguous_for_backward` would hit the strided 1x1 convolution crash."""
-    model.eval()
-    if not _small_on_cpu(model, x):
-        with torch.inference_mode():
-            yield x
-    elif x.shape[0] <= SMALL_BATCH:
-        layout = torch.channels_last if is_channels_last(model) else torch.contiguous_format
-        with cpu_threads(1), torch.inference_mode():
-            yield x.contiguous(memory_format=layout)
-    else:
-        with channels_last(model), torch.inference_mode():
-            yield x.contiguous(memory_format=torch.channels_last)
+    :func:`contiguous_for_backward` would hit the strided 1x1 convolution crash. It runs in eval mode and is
+    left in the mode it came in (:func:`evaluating`)."""
+    with evaluating(model):
+        if not _small_on_cpu(model, x):
+            with torch.inference_mode():
+                yield x
+        elif x.shape[0] <= SMALL_BATCH:
+            layout = torch.channels_last if is_channels_last(model) else torch.contiguous_format
+            with cpu_threads(1), torch.inference_mode():
+                yield x.contiguous(memory_format=layout)
+        else:
+            with channels_last(model), torch.inference_mode():
+                yield x.contiguous(memory_format=torch.channels_last)
 
 
 @dataclass

@@ -35,6 +35,12 @@ def _scaled(images: torch.Tensor | np.ndarray, spec: InputSpec) -> torch.Tensor:
     x = torch.as_tensor(images)
     if x.dtype != torch.uint8:
         raise TypeError(f"expected uint8 images, got {x.dtype}")
+    # a batch: N x H x W gray or N x H x W x 3 RGB. One image (H x W, or H x W x 3, whose rows would be taken for
+    # a batch of images 3 pixels wide) is refused, not misread
+    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] != 3) or (x.ndim == 3 and x.shape[-1] == 3):
+        one = x.ndim == 2 or (x.ndim == 3 and x.shape[-1] == 3)
+        raise ValueError(f"expected a batch of images, N x H x W (gray) or N x H x W x 3 (RGB), got shape "
+                         f"{tuple(x.shape)}" + (": one image? pass images[None]" if one else ""))
     x = x.float().div_(255)
     if x.ndim == 3:
         x = x.unsqueeze(1)

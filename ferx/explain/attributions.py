@@ -146,7 +146,7 @@ def attribution_maps(model: nn.Module, x: torch.Tensor, method: str = "integrate
     """
     method = canonical_attribution(method)
     captum, signed = _CAPTUM[method], get_method(method).signed
-    x = as_batch(x)
+    x = as_batch(x, model)
     n, size = x.shape[0], x.shape[-1]
     name = getattr(model, "ferx_name", type(model).__name__)
     window = window or max(2, size // 8)

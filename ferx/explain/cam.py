@@ -134,7 +134,7 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
     if method not in _CAM_CLASSES:
         raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(_CAM_CLASSES)}")
     agnostic = get_method(method).class_agnostic
-    x = as_batch(x)
+    x = as_batch(x, model)
     n, size = x.shape[0], x.shape[-1]
     layers, layer_names = resolve_target_layers(model, target_layers)
     targets_in = per_image(targets, n, "targets")

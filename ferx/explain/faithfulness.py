@@ -105,7 +105,7 @@ def deletion_insertion(model: nn.Module, x: torch.Tensor, explanation: Explanati
     """
     if n_steps < 1 or n_random < 0:
         raise ValueError(f"deletion/insertion takes 1 step or more and 0 random maps or more, not {n_steps} and {n_random}")
-    x = as_batch(x)
+    x = as_batch(x, model)
     if x.shape[0] != 1:
         raise ValueError("deletion_insertion scores one image at a time (its steps form the batch)")
     h, w = x.shape[-2:]

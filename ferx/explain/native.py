@@ -56,7 +56,7 @@ def native_attention(model: nn.Module, x: torch.Tensor) -> list[NativeAttention]
     if not has_native_attention(model):
         raise NoNativeAttention(f"{name} has no native attention maps (use a post-hoc method such as gradcam)")
     declared = get_model_info(name).native_maps
-    x = as_batch(x)
+    x = as_batch(x, model)
     size = x.shape[-1]
     start = time.perf_counter()
     with fast_inference(model, x) as xi:

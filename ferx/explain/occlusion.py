@@ -20,6 +20,7 @@ import torch
 from ferx.data.preprocess import to_model_input
 from ferx.explain.report import ModelExplanation, explain_face
 from ferx.faces import DEFAULT_MARGIN, Face, Photo, find_faces, square_crop
+from ferx.memory_format import evaluating
 
 FILLS = {"blur": "blurred", "mean": "mean grey", "black": "black"}  # fill -> how the user reads it
 
@@ -168,8 +169,7 @@ class OcclusionEffect:
 def occlusion_effect(model: torch.nn.Module, spec, classes: list[str], face: OccludedFace) -> OcclusionEffect:
     """Both crops in one batch through ``model``."""
     x = to_model_input(torch.as_tensor(np.stack([face.crop, face.occluded])), spec)
-    with torch.inference_mode():
-        model.eval()
+    with evaluating(model), torch.inference_mode():
         probs = torch.softmax(model(x.to(next(model.parameters()).device)).float(), dim=1).cpu().numpy()
     return OcclusionEffect(list(classes), probs[0], probs[1])
 

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ferx.explain._common import resolve_targets
+from ferx.explain._common import as_batch, resolve_targets
 from ferx.explain.faithfulness import map_agreement
 from ferx.explain.maps import ExplanationMap
 from ferx.explain.methods import get_method, map_title
@@ -240,13 +240,15 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, methods: Sequence
     then after randomising the top layer group, the top two, ... down to every layer (``n_steps``
     groups). ``target`` defaults to the trained model's prediction and stays fixed. ``progress(fraction,
     what)`` is told before each step."""
-    if x.ndim == 3:
-        x = x.unsqueeze(0)
+    x = as_batch(x, model)
+    if x.shape[0] != 1:
+        raise ValueError(f"the sanity check takes one image (1 x C x H x W), not a batch of {x.shape[0]}")
     target = resolve_targets(model, x, target)[0]
     report = progress or (lambda fraction, what: None)
     report(0.0, "maps of the trained model")
     steps = [SanityStep(0, [], _maps(model, x, methods, target))]
-    work = copy.deepcopy(model)  # the caller's model is never changed
+    with torch.inference_mode(False):  # weights autograd can use, also inside a caller's inference_mode
+        work = copy.deepcopy(model)  # the caller's model is never changed
     modules = dict(work.named_modules())
     generator_state = torch.random.get_rng_state()
     try:
@@ -254,8 +256,9 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, methods: Sequence
         groups = layer_groups(work, n_steps)
         for i, group in enumerate(groups, start=1):
             report(i / (len(groups) + 1), f"step {i}: random down to {group[-1]}")
-            for layer in group:
-                _randomise(modules[layer])
+            with torch.inference_mode(False):
+                for layer in group:
+                    _randomise(modules[layer])
             steps.append(SanityStep(i, list(group), _maps(work, x, methods, target)))
     finally:
         torch.random.set_rng_state(generator_state)  # the check leaves torch's random stream as it found it

@@ -21,6 +21,7 @@ import torch
 from ferx.data.preprocess import to_model_input
 from ferx.explain.faithfulness import map_agreement
 from ferx.explain.methods import get_method
+from ferx.memory_format import evaluating
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,7 @@ def stability_probe(model: torch.nn.Module, spec, classes: list[str], crop: np.n
     images = np.stack([crop] + [v.apply(crop) for v in variants])
     device = next(model.parameters()).device
     x = to_model_input(torch.as_tensor(images), spec).to(device)
-    with torch.inference_mode():
-        model.eval()
+    with evaluating(model), torch.inference_mode():
         probs = torch.softmax(model(x).float(), dim=1).cpu().numpy()
     label = int(probs[0].argmax())
     maps = get_method(method)(model, x, targets=[label] * len(images))  # every map explains the original label

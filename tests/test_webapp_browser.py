@@ -359,6 +359,9 @@ def test_the_occlusion_brush_on_a_happy_face_costs_happy(page, data_root, tmp_pa
     assert page.locator(".occlusion-probs").count() == len(TRAINED)  # every model, chosen by default
     painted = int(status.inner_text().split("%")[0])
     assert painted <= 60, f"{painted} % of the face painted by three strokes over the mouth"  # the eyes stay
+    title, crops = page.locator("#occlusion-strip-title").bounding_box(), page.locator("#occlusion-strip img").bounding_box()
+    assert title["y"] + title["height"] <= crops["y"]  # the strip's title above its faces: gradio's label hid their top
+    assert not page.locator("#occlusion-strip [data-testid=block-label]").first.is_visible()
     page.screenshot(path=str(SHOTS / "occlusion.png"), full_page=True)
 
 

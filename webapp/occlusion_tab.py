@@ -154,8 +154,10 @@ def build_occlusion_tab(ctx: AppContext) -> None:
             offer_examples(ctx, editor, "Examples (FER-2013 test faces, two portraits)")
         with gr.Column(scale=3):
             status = gr.Markdown(elem_id="occlusion-status")
-            strip = gr.Image(label="The face crop, unpainted and occluded (what the models score)", interactive=False,
-                             height=200, buttons=[])
+            # its title above it, not gradio's label: drawn over the image, that hid the top of the enlarged face
+            gr.Markdown("The face crop, unpainted and occluded (what the models score)", elem_id="occlusion-strip-title")
+            strip = gr.Image(label="The face crop, unpainted and occluded (what the models score)", show_label=False,
+                             interactive=False, height=200, buttons=[], elem_id="occlusion-strip")
     columns = []
     with gr.Row():
         for name in bank.names:

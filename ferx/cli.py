@@ -676,6 +676,8 @@ def _cmd_occlude(args) -> int:
               "any pixel above alpha 0); the face is scored as it is", file=sys.stderr)
     models = [open_model(path, device=args.device) for path in args.model]
     face = occlude_face(photo, mask, face=args.face, whole_image=args.whole_image, fill=args.fill)
+    if face.note:  # a small image taken as an already-cropped face, as ferx explain says
+        print(f"note: {face.note}")
     print(f"{face.covered:.0%} of face {args.face}'s crop painted over ({FILLS[args.fill]})")
     if mask.any() and not face.covered:
         print(f"warning: nothing painted over face {args.face}: --mask {args.mask} paints elsewhere in the photo",

@@ -177,6 +177,11 @@ def test_ferx_occlude_refuses_a_bad_fill_and_out_and_warns_of_an_empty_mask(happ
                                    "with alpha, any pixel above alpha 0); the face is scored as it is")
     assert "0% of face 0's crop painted over" in printed.out and "wrote o.json and o.png" in printed.out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["black.png", "happy.png", "o.json", "o.png"]
+    assert "note:" not in printed.out  # a 192-px photo is searched for faces
+    Image.fromarray(happy_photo.rgb).resize((48, 48)).save("small.png")  # as FER stores a face
+    Image.new("L", (48, 48), 0).save("black48.png")
+    assert main(["occlude", "small.png", "--mask", "black48.png", "--model", "mini_xception_fer2013"]) == 0
+    assert "note: 48x48 px, under 96 px: scored as an already-cropped face" in capsys.readouterr().out
 
 
 def _face_in_a_wide_photo(data_root, tmp_path, size, side):

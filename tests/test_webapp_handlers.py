@@ -882,7 +882,7 @@ def test_every_switch_of_the_occlusion_brush_rescores_the_painted_face(bank, dat
         assert (block, "input") in rescoring, (name, rescoring)
 
 
-def test_a_tiny_image_taken_as_a_face_is_said_so_in_stability_sanity_and_live(bank, tmp_path):
+def test_a_tiny_image_taken_as_a_face_is_said_so_in_stability_sanity_live_and_the_brush(bank, tmp_path):
     """Compare says when an image under SMALL_FACE_SIDE px is scored as an already-cropped face; Stability, Sanity
     check and Live scored a 1x1 PNG as a face ("sad 33%", "1 face(s) in view") without a word. Each shows the
     face search's own note now (ferx.faces.find_faces declares it)."""
@@ -901,6 +901,10 @@ def test_a_tiny_image_taken_as_a_face_is_said_so_in_stability_sanity_and_live(ba
     assert note in run_stability(bank, str(dot), False, 0, [model])[0]
     assert note in run_sanity(bank, str(dot), False, 0, model, ["gradcam"], 2, progress=lambda *a, **k: None)[0]
     assert note in live_step(bank, str(dot), [model], None)[0]
+    from webapp.occlusion_tab import occlude_view
+
+    edited = {"background": str(dot), "layers": [], "name": "dot.png"}
+    assert occlude_view(bank, edited, False, 0, "blur", [model], False)[0].endswith(f"_{note}_")  # the brush too
     # a photo searched for faces has no such note, and says nothing more
     portrait = tmp_path / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(portrait)

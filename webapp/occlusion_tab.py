@@ -96,7 +96,7 @@ def occlusion_outputs(bank, photo, mask, whole_image, index, fill, chosen, with_
     said = ("nothing painted yet: paint over part of the face" if not mask.any() else
             f"nothing painted over face {int(index or 0)}: the paint is elsewhere in the photo, outside its crop"
             if not occluded.covered else f"{occluded.covered:.0%} of the face crop painted over ({FILLS[fill]})")
-    status = f"{said} · {time.perf_counter() - start:.2f} s"
+    status = f"{said} · {time.perf_counter() - start:.2f} s" + (f"\n\n_{occluded.note}_" if occluded.note else "")
     return [status, crop_pair(occluded.crop, occluded.occluded)] + outputs
 
 

@@ -104,6 +104,7 @@ class OccludedFace:
     covered: float  # share of the crop's pixels that were painted over
     face: Face | None = None  # the face found on the unpainted photo (its landmarks place the facial regions)
     fill: str = "blur"
+    note: str | None = None  # the face search's (ferx.faces.FaceSearch.note: a small image taken as a cropped face)
 
     def faces(self) -> tuple[Face, Face]:
         """The face unpainted and occluded, as :class:`Face` objects any explanation takes."""
@@ -139,7 +140,7 @@ def occlude_face(photo: Photo, mask: np.ndarray, *, face: int = 0, whole_image: 
                                            grey=int(round(float(rgb.mean()))))
     occluded = square_crop(filled, box, pad)[0]
     covered = square_crop(np.repeat(mask.astype(np.uint8)[..., None] * 255, 3, 2), box, pad)[0][..., 0] > 127
-    return OccludedFace(crop, occluded, float(covered.mean()), chosen, fill)
+    return OccludedFace(crop, occluded, float(covered.mean()), chosen, fill, search.note)
 
 
 @dataclass

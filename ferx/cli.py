@@ -331,17 +331,23 @@ def _cmd_evaluate(args) -> int:
 
 
 ANALYSIS_FILES = "analysis_files.json"  # what `ferx analyze --out` wrote in its folder
+ANALYSIS_SUFFIXES = (".csv", ".html", ".png")  # the kinds of file it writes there: tables and figures
 
 
 def _earlier_analysis(out: Path) -> list[str]:
     """The files an earlier ``ferx analyze`` wrote in ``out`` (its ANALYSIS_FILES): the next one removes those it
     does not write again, so a folder never holds one analysis's tables beside another's (a model no longer
-    analysed, another split); nothing else in the folder is touched."""
+    analysed, another split); nothing else in the folder is touched. Only names of the kinds it writes (a table or
+    a figure) that are files there are taken from the list: a hand-edited one naming notes.txt or a folder removed
+    that file, or ended the analysis in 'Is a directory' after it had written everything."""
     try:
         names = json.loads((out / ANALYSIS_FILES).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    return [n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")]
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")
+            and Path(n).suffix.lower() in ANALYSIS_SUFFIXES and (out / n).is_file()]
 
 
 def _cmd_analyze(args) -> int:

@@ -685,3 +685,21 @@ def test_analyze_out_over_an_earlier_analysis_keeps_no_file_of_it_and_saves_both
     after = pd.read_csv(calibrated / "summary_calibrated.csv", index_col=0).iloc[0]
     assert as_measured["temperature"] == 1.0 and after["temperature"] != 1.0 and after["ece"] != as_measured["ece"]
     assert after["accuracy"] == as_measured["accuracy"]  # a temperature does not change an argmax
+
+
+def test_an_earlier_analysis_list_names_only_tables_and_figures_that_are_files_there(tmp_path):
+    """analysis_files.json is read back to remove an earlier analysis's files: a hand-edited (or foreign) list naming
+    a user's notes.txt removed it, and one naming a folder ended `ferx analyze --out` in 'Is a directory' after the
+    whole analysis was written (its new list never saved). Only table and figure files there are taken."""
+    from ferx.cli import ANALYSIS_FILES, _earlier_analysis
+
+    out = tmp_path / "analysis"
+    (out / "figures.html").mkdir(parents=True)
+    for name in ("notes.txt", "summary.csv", "reliability.html", "confusion_a.png"):
+        (out / name).write_text("x")
+    listed = ["notes.txt", "figures.html", "summary.csv", "reliability.html", "confusion_a.png", "gone.csv",
+              "../outside.csv", ANALYSIS_FILES]
+    (out / ANALYSIS_FILES).write_text(json.dumps({"command": "ferx analyze", "files": listed}))
+    assert _earlier_analysis(out) == ["summary.csv", "reliability.html", "confusion_a.png"]
+    (out / ANALYSIS_FILES).write_text(json.dumps({"files": "summary.csv"}))  # not a list: its letters are no names
+    assert _earlier_analysis(out) == []

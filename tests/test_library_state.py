@@ -114,6 +114,19 @@ def test_an_input_that_does_not_fit_the_model_is_named(lanmsff, ckplus, call):
         run(x.expand(-1, 3, -1, -1))
 
 
+def test_a_model_built_for_other_channels_is_checked_against_its_own(ckplus):
+    """create_model takes the architecture's options (LANMSFF and mini-Xception: in_chans): a LANMSFF built for RGB
+    was refused its own 3-channel input ('lanmsff reads 1-channel images') by the check against the registry's
+    channels, and a gray input reached the convolution."""
+    from ferx.models import create_model
+
+    model = create_model("lanmsff", num_classes=7, in_chans=3).eval().to(DEVICE)
+    x = torch.randn(1, 3, 64, 64, device=DEVICE)
+    assert cam_maps(model, x, "gradcam")[0].values.shape == (64, 64)
+    with pytest.raises(ValueError, match="lanmsff reads 3-channel images, the input has 1 channels"):
+        cam_maps(model, x[:, :1], "gradcam")
+
+
 def test_sanity_check_refuses_a_batch_by_name(lanmsff, ckplus):
     x = to_model_input(ckplus.images[70:72], lanmsff.input_spec).to(DEVICE)
     with pytest.raises(ValueError, match="one image .* not a batch of 2"):

@@ -47,9 +47,12 @@ def _check_input(model: nn.Module, x: torch.Tensor) -> None:
     if getattr(model, "ferx_name", None) is not None:
         from ferx.models import get_model_info
 
-        spec = get_model_info(model.ferx_name).input_spec
-        if x.shape[1] != spec.channels:
-            raise ValueError(f"{name} reads {spec.channels}-channel images, the input has {x.shape[1]} channels "
+        # the channels this model was built for: the registry's, unless it was built with others
+        # (create_model("lanmsff", in_chans=3) reads RGB; its ferx_config says so)
+        channels = (getattr(model, "ferx_config", None) or {}).get("in_chans",
+                                                                    get_model_info(model.ferx_name).input_spec.channels)
+        if x.shape[1] != channels:
+            raise ValueError(f"{name} reads {channels}-channel images, the input has {x.shape[1]} channels "
                              f"(shape {tuple(x.shape)}): ferx.data.to_model_input(images, loaded.input_spec) makes "
                              "the model's input")
 

@@ -177,7 +177,7 @@ def distinct_checkpoints(given) -> None:
         name = path.name
         if name in by_name:
             first = by_name[name]
-            if Path(first).resolve() == path.resolve():
+            if checkpoint_path(first).resolve() == checkpoint_path(value).resolve():  # a name is no path from here
                 raise ValueError(f"{value} is given twice" + (f" (as {first} and {value})" if first != value else ""))
             raise ValueError(f"{first} and {value} are both named {name!r}: rows and files are named by the "
                              "checkpoint's folder, so one would replace the other; copy or link one under another "

@@ -360,6 +360,18 @@ def test_two_checkpoints_a_command_would_name_alike_are_refused(data_root, tmp_p
     assert "ferx explain: error: lanmsff is given twice\n" == capsys.readouterr().err
 
 
+def test_one_checkpoint_by_its_name_and_its_folder_is_said_given_twice_from_any_folder(tmp_path, monkeypatch, capsys):
+    """ferx explain and occlude take --model as given: outside the project a checkpoint's name was compared as a path
+    of the current folder, so the same checkpoint by name and by folder read 'are both named ...: copy or link one
+    under another name', advice for two checkpoints."""
+    monkeypatch.chdir(tmp_path)
+    folder = str(CHECKPOINTS / "mini_xception_fer2013")
+    assert main(["occlude", "face.png", "--mask", "mask.png", "--model", "mini_xception_fer2013",
+                 "--model", folder]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder} is given twice (as mini_xception_fer2013 and {folder})" in err and "both named" not in err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["explain", "{photo}", "--model", MINI, "--out", "ro/x.png"], "--out ro/x.png: cannot write in ro (Permission denied)"),
     (["explain", "{photo}", "--model", MINI, "--out", "ro/new/x.png"], "--out ro/new/x.png: cannot write in ro (Permission"),

@@ -97,6 +97,19 @@ def test_a_stream_with_every_model_unticked_says_so_and_clears_the_last_answers(
     assert crop is None and labels == [None] * len(bank.names) and face is None and pacer.scored == 0
 
 
+def test_maps_pressed_with_every_model_unticked_mid_stream_ask_for_a_model(bank, frame, monkeypatch):
+    """Unticking every model clears the last face, so "Maps of this moment" then said "Start the webcam stream
+    first" while the stream ran; it asks for a model, as it did before the last face was cleared."""
+    from webapp.live_tab import live_maps, live_step
+
+    *_, face = live_step(bank, str(frame), [], None)
+    hints = []
+    monkeypatch.setattr(gr, "Info", hints.append)
+    with pytest.raises(gr.Error, match="Choose at least one model"):
+        live_maps(bank, face, [])
+    assert hints == []
+
+
 def test_maps_pressed_while_the_stream_shows_no_face_say_no_face_is_in_view(bank, monkeypatch, tmp_path):
     """Pressed while streaming a frame without a face, "Maps of this moment" said "Start the webcam stream
     first" (the stream was running); it says no face is in view now, and the gallery keeps what it showed."""

@@ -63,6 +63,8 @@ def live_maps(bank, face, chosen):
     """Grad-CAM of each chosen model's prediction on the last streamed face, with its verdict. Pressed before
     any face was streamed (a natural first click), or while the stream shows no face, a hint, not an error: the
     gallery stays as it was."""
+    if not chosen:  # first: every model unticked mid-stream also clears the last face (live_step)
+        raise gr.Error("Choose at least one model.")
     if face == NO_FACE:
         gr.Info("No face in view: the last frame the stream scored had none. Face the camera, then press "
                 "Maps of this moment again.")
@@ -71,8 +73,6 @@ def live_maps(bank, face, chosen):
         gr.Info("Start the webcam stream first (allow the webcam, press record): the maps are of the last face "
                 f"it scored in the last {KEPT_AT_MOST}.")
         return gr.skip()
-    if not chosen:
-        raise gr.Error("Choose at least one model.")
     tiles = []
     for name in chosen:
         with bank.using(name) as loaded:

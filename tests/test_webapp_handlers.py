@@ -877,9 +877,12 @@ def test_every_switch_of_the_occlusion_brush_rescores_the_painted_face(bank, dat
             # its inputs: the editor, whole image, face number, fill, models, maps
             whole, _, _, models, maps = block_fn.inputs[1:6]
             switches = {"whole image": whole._id, "models": models._id, "maps": maps._id}
+            face_number = block_fn.inputs[2]._id
     assert switches is not None
     for name, block in switches.items():
         assert (block, "input") in rescoring, (name, rescoring)
+    # the face number: once the user leaves its box or presses Enter (the previous face's result stood until a stroke)
+    assert {(face_number, "blur"), (face_number, "submit")} <= rescoring
 
 
 def test_a_tiny_image_taken_as_a_face_is_said_so_in_stability_sanity_live_and_the_brush(bank, tmp_path):

@@ -185,5 +185,6 @@ def build_occlusion_tab(ctx: AppContext) -> None:
     # editor fires upload, change and input for one photo (an example picked after the first fires input alone),
     # so all of them trigger one listener, and a request the same as the last scored is not scored again.
     # Strokes made while a request runs are folded into the next one
-    gr.on([editor.upload, editor.change, editor.input, fill.input, models.input, with_maps.input, whole.input],
-          rescore, inputs + [last], outputs + [last], trigger_mode="always_last", api_visibility="undocumented")
+    # The face number re-scores once the user leaves its box or presses Enter (its value then is the one used)
+    gr.on([editor.upload, editor.change, editor.input, fill.input, models.input, with_maps.input, whole.input,
+           face_index.blur, face_index.submit], rescore, inputs + [last], outputs + [last], trigger_mode="always_last", api_visibility="undocumented")

@@ -346,7 +346,7 @@ def _earlier_analysis(out: Path) -> list[str]:
         return []
     if not isinstance(names, list):
         return []
-    return [n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")
+    return [n for n in names if isinstance(n, str) and n == Path(n).name
             and Path(n).suffix.lower() in ANALYSIS_SUFFIXES and (out / n).is_file()]
 
 
@@ -792,7 +792,7 @@ class _RegistryHelp(argparse.HelpFormatter):
 
 
 def _inference_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=positive_int, default=256, help="faces per forward pass (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="faces per forward pass")  # its default: _say_defaults
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--data-root", **DATA_ROOT)
 
@@ -941,7 +941,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--color-by", default="true",
                     help="colour the embeddings by true, pred, correct, confidence or disagreement (with the other "
                          "models)")
-    an.add_argument("--top", type=positive_int, default=10, help="failure cases listed per ranking (default: %(default)s)")
+    an.add_argument("--top", type=positive_int, default=10, help="failure cases listed per ranking")
     an.add_argument("--attention", type=non_negative_int, default=0, metavar="N",
                     help="is attention an explanation? deletion/insertion of each native map vs Grad-CAM vs random "
                          "maps on N evenly spaced faces, for the models with native maps (cached; ~8 s per face and "
@@ -970,7 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
     bu = sub.add_parser("bundle", help="precompute a Dataset-tab bundle (faces, runs, projections) for a Space")
     bu.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
     bu.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
-    bu.add_argument("--split", default="test", help="default: %(default)s")
+    bu.add_argument("--split", default="test")
     bu.add_argument("--out", default="spaces/bundle",
                     help="bundle folder (default: %(default)s, from the current folder); a split already in it is replaced")
     bu.add_argument("--embeddings", nargs="*", default=["pca", "tsne", "umap"], choices=["pca", "tsne", "umap"],

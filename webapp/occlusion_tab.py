@@ -184,7 +184,8 @@ def build_occlusion_tab(ctx: AppContext) -> None:
     # a new photo (an upload or an example), every stroke and every switch beside them re-score, once: the
     # editor fires upload, change and input for one photo (an example picked after the first fires input alone),
     # so all of them trigger one listener, and a request the same as the last scored is not scored again.
-    # Strokes made while a request runs are folded into the next one
-    # The face number re-scores once the user leaves its box or presses Enter (its value then is the one used)
+    # Strokes made while a request runs are folded into the next one. The face number re-scores once the user
+    # leaves its box or presses Enter (its value then is the one used)
     gr.on([editor.upload, editor.change, editor.input, fill.input, models.input, with_maps.input, whole.input,
-           face_index.blur, face_index.submit], rescore, inputs + [last], outputs + [last], trigger_mode="always_last", api_visibility="undocumented")
+           face_index.blur, face_index.submit], rescore, inputs + [last], outputs + [last],
+          trigger_mode="always_last", api_visibility="undocumented")

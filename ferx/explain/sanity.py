@@ -97,9 +97,9 @@ class SanityCheck:
         rows = []
         for name in self.map_names:
             original = self.steps[0].maps[name].values
+            scale = float(np.abs(original).max()) or 1.0
             for step in self.steps:
                 values = step.maps[name].values
-                scale = float(np.abs(original).max()) or 1.0
                 rows.append({"map": name, "step": step.index, "randomised": step.label,
                              # whether the randomisation so far changed this map at all (not: it depends only
                              # on layers below those randomised yet)

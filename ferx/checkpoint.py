@@ -67,10 +67,14 @@ class LoadedModel:
         agreement = (self.card.get("bf16") or {}).get("top1_agreement") or {}
         return bool(agreement) and min(agreement.values()) >= BF16_MIN_AGREEMENT
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are (where it was loaded: ``--device auto`` resolved)."""
+        return next(self.model.parameters()).device
+
     def compute_dtype(self, precision: str = "auto") -> str:
         """"bf16" or "fp32": what ``precision`` means for this model on its device (:func:`ferx.device.autocast_bf16`)."""
-        device = next(self.model.parameters()).device
-        return "bf16" if autocast_bf16(device, precision, self.bf16_agrees) else "fp32"
+        return "bf16" if autocast_bf16(self.device, precision, self.bf16_agrees) else "fp32"
 
     @property
     def display(self) -> str:

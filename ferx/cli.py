@@ -594,6 +594,7 @@ def _cmd_explain(args) -> int:
         written = output_files(CardFiles.beside(out))
     methods = [canonical_method(m) for m in (args.method or EXPLAIN_METHODS)]
     models = [open_model(m, untrained=args.untrained, device=args.device) for m in args.model]
+    print(f"{plural(len(models), 'model')} loaded on {models[0].device}")  # where the timings below were measured
     if args.threads:
         torch.set_num_threads(args.threads)
     with terminal_progress() as progress:  # a bar with the step under way, where stderr is a terminal
@@ -666,6 +667,7 @@ def _cmd_occlude(args) -> int:
     from ferx.explain.occlusion import FILLS, occlude_face, occlusion_effect, occlusion_figure, read_masks
     from ferx.explain.report import open_model
     from ferx.faces import load_photo
+    from ferx.text import plural
 
     distinct_checkpoints(args.model)
     out = None
@@ -681,6 +683,7 @@ def _cmd_occlude(args) -> int:
         print(f"warning: nothing painted: --mask {args.mask} has no pixel brighter than mid-grey (nor, with alpha, "
               "any pixel above alpha 0); the face is scored as it is", file=sys.stderr)
     models = [open_model(path, device=args.device) for path in args.model]
+    print(f"{plural(len(models), 'model')} loaded on {models[0].device}")
     face = occlude_face(photo, mask, face=args.face, whole_image=args.whole_image, fill=args.fill)
     if face.note:  # a small image taken as an already-cropped face, as ferx explain says
         print(f"note: {face.note}")
@@ -707,7 +710,6 @@ def _cmd_occlude(args) -> int:
 
 
 def _cmd_sanity(args) -> int:
-    from ferx.device import resolve_device
     from ferx.explain.report import canonical_method, open_model, resolve_class
     from ferx.explain.sanity import DEFAULT_STEPS, applicable_methods, cascading_randomization, max_steps
     from ferx.faces import find_faces, load_photo
@@ -715,6 +717,7 @@ def _cmd_sanity(args) -> int:
     out = figure_path(args.out, f"{Path(args.photo).stem}_sanity.png")
     output_files((out, out.with_suffix(".json")))
     loaded = open_model(args.model, device=args.device)
+    print(f"{loaded.display} loaded on {loaded.device}")
     if args.steps and args.steps > max_steps(loaded.model):  # it was cut to the maximum, silently
         raise ValueError(f"--steps {args.steps}: {loaded.display} has {max_steps(loaded.model)} layers with weights, "
                          f"so at most {max_steps(loaded.model)} steps (one layer each)")
@@ -724,7 +727,7 @@ def _cmd_sanity(args) -> int:
     if search.no_face:
         raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
     face = search.faces[search.pick(args.face)]
-    x = face.model_input(loaded.input_spec).to(resolve_device(args.device))
+    x = face.model_input(loaded.input_spec).to(loaded.device)
     with terminal_progress() as progress:
         check = cascading_randomization(loaded.model, x, methods, target=resolve_class(args.target, loaded.classes),
                                         n_steps=args.steps or DEFAULT_STEPS, seed=args.seed, name=loaded.display,

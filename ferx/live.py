@@ -95,7 +95,7 @@ def score_frame(models: Iterable, frame, *, using: Callable = nullcontext, name:
     if face is not None:
         for handle in models:
             with using(handle) as em:
-                x = face.model_input(em.input_spec).to(next(em.model.parameters()).device)
+                x = face.model_input(em.input_spec).to(em.device)
                 logits = fast_logits(em.model, x)[0].cpu().numpy()
                 p = np.exp(logits - logits.max())
                 key = handle if isinstance(handle, str) else em.display

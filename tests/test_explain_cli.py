@@ -72,6 +72,7 @@ def test_explain_writes_a_panel_and_the_numbers(photo, tmp_path, capsys):
     assert -1 <= cross["spearman"] <= 1 and "UNTRAINED" in cross["b"]
     printed = capsys.readouterr().out
     assert "UNTRAINED" in printed
+    assert "\n2 models loaded on cpu\n" in printed  # where the timings were measured (it was not said)
     # the native maps asked for and skipped are said in the terminal too, under the model's line (they were not)
     assert re.search(r"^mini_xception \(mini_xception_fer2013\): .*\n  note: mini_xception has no native attention; "
                      r"native maps skipped$", printed, re.M)

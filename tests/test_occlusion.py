@@ -176,6 +176,7 @@ def test_ferx_occlude_refuses_a_bad_fill_and_out_and_warns_of_an_empty_mask(happ
     assert printed.err.strip() == ("warning: nothing painted: --mask black.png has no pixel brighter than mid-grey (nor, "
                                    "with alpha, any pixel above alpha 0); the face is scored as it is")
     assert "0% of face 0's crop painted over" in printed.out and "wrote o.json and o.png" in printed.out
+    assert "1 model loaded on cpu\n" in printed.out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["black.png", "happy.png", "o.json", "o.png"]
     assert "note:" not in printed.out  # a 192-px photo is searched for faces
     Image.fromarray(happy_photo.rgb).resize((48, 48)).save("small.png")  # as FER stores a face

@@ -83,6 +83,7 @@ def test_cli_writes_the_figure_and_json(happy_face, tmp_path, capsys):
     assert {"massatt_block4_spatial", "gradcam", "saliency"} <= set(report["independent_of_model"])
     assert report["target_label"] == "happy" and len(report["steps"]) == 4
     assert "gradcam: mean rho" in printed and "depends on the model" in printed
+    assert printed.startswith("lanmsff (lanmsff_ferplus) loaded on cpu\n")
 
 
 def test_the_figure_says_when_a_randomised_map_is_flat(happy_face):

@@ -50,7 +50,7 @@ def attention_faithfulness(loaded, packed, n: int = 50, *, hold: Callable[[], Co
     key = cache_key(ATTENTION_VERSION, loaded.sha256, packed.fingerprint, loaded.input_spec.to_dict(), ids.tolist(),
                     N_STEPS, N_RANDOM)
     path = Path(cache_dir or default_cache_dir("attention")) / f"{key[:32]}.csv"
-    device = next(loaded.model.parameters()).device
+    device = loaded.device
 
     def build() -> pd.DataFrame:
         rows = []

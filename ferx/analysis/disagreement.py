@@ -53,7 +53,7 @@ def gradcam_maps(loaded, packed, ids, targets, *, batch_size: int = 64,
 
     def build() -> np.ndarray:
         out = np.zeros((len(ids), size, size), np.float32)
-        device = next(loaded.model.parameters()).device
+        device = loaded.device
         for start in range(0, len(ids), batch_size):
             batch = ids[start:start + batch_size]
             with hold():

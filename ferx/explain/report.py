@@ -148,7 +148,7 @@ def explain_face(em: LoadedModel, face, methods, *, target: int | None = None, c
     default_steps, default_random = deletion_budget(em.model)
     deletion_steps = deletion_steps if deletion_steps is not None else default_steps  # 0 is refused, not replaced
     n_random = n_random if n_random is not None else default_random
-    x = face.model_input(em.input_spec).to(next(em.model.parameters()).device)
+    x = face.model_input(em.input_spec).to(em.device)
     maps, channel_weights, notes = [], {}, []
     if native_asked and has_native_attention(em.model):
         native = native_attention(em.model, x)[0]  # the same pass gives the prediction

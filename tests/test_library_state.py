@@ -76,10 +76,11 @@ def test_a_model_in_training_mode_leaves_every_call_as_it_came(lanmsff, ckplus):
 
 def test_a_class_index_of_any_integer_type_is_a_target(lanmsff, ckplus):
     """``run.preds[i]`` is a numpy integer and ``logits.argmax()`` a 0-d tensor: both name a class
-    ('numpy.int64' object is not iterable before); a class name or a float is refused by name."""
+    ('numpy.int64' object is not iterable before), and a generator is one per image as a list is (it was refused);
+    a class name, a float or a boolean is refused by name."""
     x = to_model_input(ckplus.images[70:72], lanmsff.input_spec).to(DEVICE)
     expected = [m.values for m in cam_maps(lanmsff.model, x, "gradcam", targets=3)]
-    for target in (np.int64(3), torch.tensor(3), np.array([3, 3]), [np.int64(3), 3]):
+    for target in (np.int64(3), torch.tensor(3), np.array([3, 3]), [np.int64(3), 3], (t for t in (3, 3))):
         maps = cam_maps(lanmsff.model, x, "gradcam", targets=target)
         assert [m.target for m in maps] == [3, 3]
         assert all(np.array_equal(a.values, b) for a, b in zip(maps, expected))
@@ -88,6 +89,9 @@ def test_a_class_index_of_any_integer_type_is_a_target(lanmsff, ckplus):
         cam_maps(lanmsff.model, x, "gradcam", targets="happy")
     with pytest.raises(TypeError, match="not 1.5"):
         cam_maps(lanmsff.model, x, "gradcam", targets=[1.5, 2])
+    for flag in (True, np.bool_(True), torch.tensor([True, False])):  # Python's True is an int: it was class 1
+        with pytest.raises(TypeError, match=r"a class index \(int\) expected, not (np\.)?(True|tensor\(True\))"):
+            cam_maps(lanmsff.model, x, "gradcam", targets=flag)
 
 
 @pytest.mark.parametrize("call", ["gradcam", "saliency", "native", "deletion", "sanity"])

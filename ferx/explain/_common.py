@@ -7,6 +7,7 @@ import operator
 from contextlib import contextmanager
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -60,6 +61,8 @@ def _check_input(model: nn.Module, x: torch.Tensor) -> None:
 def _class_index(value, name: str) -> int:
     """A class index given as any integer (Python's, numpy's, a 0-d integer tensor: ``run.preds[i]``)."""
     try:
+        if isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) in (torch.bool, np.bool_):
+            raise TypeError  # True is an int to Python, and was class 1
         return operator.index(value)
     except TypeError:
         hint = f" (a class's index: loaded.classes.index({value!r}))" if isinstance(value, str) else ""
@@ -71,8 +74,8 @@ def per_image(value, n: int, name: str) -> list:
     list of length n. An index may be any integer type (numpy's, a 0-d tensor's)."""
     if value is None:
         return [None] * n
-    if isinstance(value, str) or not hasattr(value, "__len__") or getattr(value, "ndim", 1) == 0:
-        return [_class_index(value, name)] * n
+    if isinstance(value, str) or not hasattr(value, "__iter__") or getattr(value, "ndim", 1) == 0:
+        return [_class_index(value, name)] * n  # a generator is one per image, as a list is
     value = [None if v is None else _class_index(v, name) for v in value]
     if len(value) != n:
         raise ValueError(f"{name}: {len(value)} given for {n} images")

@@ -821,23 +821,34 @@ def test_the_occlusion_brush_shows_a_small_face_large_enough_to_see_the_paint(ba
     assert (occluded[32 * k:42 * k, 12 * k:36 * k] == 0).all() and np.array_equal(occluded[:32 * k], unpainted[:32 * k])
 
 
-@pytest.mark.parametrize("tab", ["sanity", "stability"])
-def test_a_photo_without_a_face_is_named_in_the_teaching_tabs_message(bank, tmp_path, tab):
+@pytest.mark.parametrize("tab", ["sanity", "stability", "explain", "compare"])
+def test_a_photo_without_a_face_is_named_in_the_tabs_message(bank, tmp_path, tab):
     """"No face found." did not say in which photo (the Occlusion brush and the command line name it)."""
     import skimage.data
 
+    from webapp.compare_tab import compare
+    from webapp.explain_tab import explain, show_faces
     from webapp.sanity_tab import run_sanity
     from webapp.stability_tab import run_stability
 
     photo = tmp_path / "coffee_cup.png"
     Image.fromarray(skimage.data.coffee()).save(photo)  # a cup, no face
-    with pytest.raises(gr.Error) as err:
-        if tab == "sanity":
-            run_sanity(bank, str(photo), False, 0, "mini_xception_fer2013", ["gradcam"], 2)
-        else:
-            run_stability(bank, str(photo), False, 0, ["mini_xception_fer2013"])
-    assert err.value.message.startswith("No face found in coffee_cup.png. Tick 'Score the whole image as a face'")
-    assert str(tmp_path) not in err.value.message
+    if tab == "compare":  # the status line, with the photo's boxes (none) still drawn
+        message = compare(bank, str(photo), False, 0)[0].replace("**", "'")
+    else:
+        with pytest.raises(gr.Error) as err:
+            if tab == "sanity":
+                run_sanity(bank, str(photo), False, 0, "mini_xception_fer2013", ["gradcam"], 2)
+            elif tab == "stability":
+                run_stability(bank, str(photo), False, 0, ["mini_xception_fer2013"])
+            else:
+                explain(bank, str(photo), False, 0, ["mini_xception_fer2013"], False, ["gradcam"], [], "predicted",
+                        "none", 0.5, "jet", 99, False, False, "blur")
+        message = err.value.message
+    assert message.startswith("No face found in coffee_cup.png. Tick 'Score the whole image as a face'")
+    assert str(tmp_path) not in message
+    if tab == "explain":  # the line under the photo, as it is uploaded
+        assert show_faces(str(photo), False) == "No face found in coffee_cup.png: tick 'Score the whole image as a face'."
 
 
 def test_the_sanity_checks_progress_moves_with_each_randomisation_step(bank, data_root):

@@ -89,8 +89,8 @@ def compare(bank: ModelBank, path, whole_image, index):
     start = time.perf_counter()
     search = search_faces(path, bool(whole_image))
     if search.no_face:
-        gr.Warning("No face found. Tick 'Score the whole image as a face' to score it anyway.")
-        return ["No face found in this photo. Tick **Score the whole image as a face** to score it anyway.",
+        gr.Warning(f"No face found in {search.photo.name}. Tick 'Score the whole image as a face' to score it anyway.")
+        return [f"No face found in {search.photo.name}. Tick **Score the whole image as a face** to score it anyway.",
                 annotate(search), None] + [None] * (4 * len(bank.names))
     try:
         index = search.pick(index)

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
@@ -41,6 +42,14 @@ def linked_settings(fn) -> tuple[str, ...]:
 
 
 def _digest(path) -> str:
+    """The file's sha256, read once per version of the file (is_origin_of and face_of ask for the same photo, and
+    face_of for every example, on each explanation)."""
+    stat = os.stat(path)
+    return _file_digest(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 

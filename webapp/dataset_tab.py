@@ -166,8 +166,24 @@ def matrix_table(frame: pd.DataFrame, counts: pd.DataFrame | None = None):
     table = frame.copy()
     table.insert(0, f"{frame.index.name} \\ {frame.columns.name}", frame.index)
     table = table.reset_index(drop=True)
-    return table.style.background_gradient(cmap="Blues", subset=list(table.columns[1:]), axis=None, gmap=shares,
-                                           vmin=0.0, vmax=1.0).format(precision=3)
+    cells = list(table.columns[1:])
+    return table.style.apply(lambda shown: pd.DataFrame(shades(shares), index=shown.index, columns=shown.columns),
+                             axis=None, subset=cells).format(precision=3)
+
+
+def shades(shares: np.ndarray) -> np.ndarray:
+    """Each cell's CSS: its share on the Blues scale (white 0 → dark blue 1) and black or white text, whichever
+    contrasts more with it, at least 4.58:1 (WCAG AA asks 4.5): pandas' background_gradient wrote #f1f1f1 on
+    the mid blues, 2.1:1."""
+    import matplotlib
+
+    rgb = matplotlib.colormaps["Blues"](np.clip(shares, 0.0, 1.0))[..., :3]
+    linear = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    luminance = linear @ [0.2126, 0.7152, 0.0722]
+    on_white = 1.05 / (luminance + 0.05) > (luminance + 0.05) / 0.05  # white text contrasts more than black
+    hexes = np.apply_along_axis(matplotlib.colors.to_hex, -1, rgb)
+    return np.char.add(np.char.add("background-color: ", hexes),
+                       np.where(on_white, "; color: #ffffff", "; color: #000000"))
 
 
 def embedding_coords(analysis: Analysis, model: str, method: str, progress=None) -> np.ndarray:

@@ -223,6 +223,27 @@ def test_a_box_selection_in_the_embedding_shows_exactly_the_faces_inside_it(page
     page.screenshot(path=str(SHOTS / "dataset_box_selection.png"), full_page=True)
 
 
+def test_the_embedding_keeps_its_height_when_the_window_changes_size(page):
+    """A window resized (a projector's 1024 x 768, a phone turned, a browser zoomed) left the embedding 80 px high,
+    its points gone, until the next analysis: plotly's responsive resize took the height of the plot's box."""
+    page.get_by_role("tab", name="Dataset").click()
+    if not page.evaluate(PLOT_READY):  # run alone: analyse the small split
+        page.get_by_label("Dataset (configured)").click()
+        page.get_by_role("option", name="ckplus").click()
+        page.get_by_role("button", name="Run analysis").click()
+        page.wait_for_function(PLOT_READY, timeout=300_000)
+    plot = page.locator("#dataset-embedding .ferx-plot")
+    drawn = plot.bounding_box()["height"]
+    assert drawn >= 500
+    try:
+        for width, height in ((1024, 768), (390, 844), (1400, 1800)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(1000)  # plotly redraws on the window's resize event
+            assert plot.bounding_box()["height"] == drawn, f"{width} x {height}"
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1800})
+
+
 def test_an_uploaded_face_lands_on_itself_among_the_analysed_faces(page, data_root, tmp_path):
     faces = pack_split(load_split("ckplus", "test", data_root), progress=False)
     sample = 100

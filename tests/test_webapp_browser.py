@@ -415,7 +415,7 @@ def test_the_card_and_its_link_restore_the_explain_view(page):
         other.locator("#explain-gallery img").first.wait_for()
         print(f"link to the restored view, explained: {time.perf_counter() - start:.2f} s")
         assert restored.inner_text() == face  # the same dataset face, sample number and true label
-        assert other.get_by_label("Colormap (auto: jet, RdBu_r for signed)").input_value() == "viridis"
+        assert other.get_by_label("Colormap (auto: inferno, RdBu_r for signed)").input_value() == "viridis"
         other.screenshot(path=str(SHOTS / "explain_from_link.png"), full_page=True)
     finally:
         visitor.close()

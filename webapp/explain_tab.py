@@ -33,7 +33,7 @@ from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, f
                                offer_examples, photo_inputs, png_bytes, search_faces, tile, verdict)
 from webapp.uploads import KEPT_AT_MOST, photo_state, user_temp_dir
 
-COLORMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "RdBu_r", "coolwarm"]
+COLORMAPS = ["inferno", "viridis", "magma", "jet", "turbo", "RdBu_r", "coolwarm"]
 
 
 def help_text() -> str:

@@ -66,6 +66,21 @@ def test_gallery_face_opens_in_explain_with_the_analysed_pixels_and_label(bank, 
     assert probs.argmax() == run.probs[3].argmax()
 
 
+def test_every_tile_explain_draws_is_explained_under_the_maps(bank, analysis):
+    """The readings under the gallery say what each tile shows (product.md: the app must explain what every map
+    means): LANMSFF's channel-weight chart was drawn with no word on what its bars are."""
+    from webapp.dataset_tab import open_in_explain
+    from webapp.explain_tab import explain
+
+    path, whole, index, source, _, _ = open_in_explain(analysis, [3], 0, set())
+    _, tiles, readings, *_ = explain(bank, path, whole, index, [MODEL], True, [], [], "predicted", "none", 0.5,
+                                     "auto", 99, True, False, "blur", source=source)
+    captions = [caption.split(" · deletion")[0] for _, caption in tiles]  # less the faithfulness tag
+    assert f"{MODEL} · MassAtt channel weights" in captions
+    for caption in captions:
+        assert f"*{caption}*" in readings, caption
+
+
 def test_a_dataset_face_explained_again_in_other_colours_is_redrawn_not_recomputed(bank, analysis, tmp_path,
                                                                                     monkeypatch):
     """The explanation of a dataset face is kept (by face, checkpoint hashes and the settings that change a

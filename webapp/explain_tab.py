@@ -29,8 +29,9 @@ from ferx.models import get_model_info, list_models
 from webapp.errors import user_errors
 from webapp.links import face_of, is_origin_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
-from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, faithfulness_tag, found_line, from_png,
-                               offer_examples, photo_inputs, png_bytes, search_faces, tile, verdict)
+from webapp.explaining import (CHANNEL_READING, baseline_line, channel_tile, faithfulness_line, faithfulness_tag,
+                               found_line, from_png, offer_examples, photo_inputs, png_bytes, search_faces, tile,
+                               verdict)
 from webapp.uploads import KEPT_AT_MOST, photo_state, user_temp_dir
 
 COLORMAPS = ["inferno", "viridis", "magma", "jet", "turbo", "RdBu_r", "coolwarm"]
@@ -143,6 +144,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
         if ex.channel_weights:  # the channel half of MassAtt, beside its spatial maps
             tiles.append((channel_tile(ex.channel_weights), f"{name} · MassAtt channel weights"))
             shown.append(tiles[-1][1])
+            lines.append(f"- *{tiles[-1][1]}*: {CHANNEL_READING}")
     if not tiles:  # only native attention was asked for, of models without any
         raise gr.Error(f"No map to draw: {', '.join(chosen)} {'has' if len(chosen) == 1 else 'have'} no native "
                        "attention. Tick Grad-CAM or a Captum method as well.")

@@ -91,6 +91,25 @@ def test_first_page_has_examples_datasets_and_says_which_models_are_compared(pag
     page.get_by_role("tab", name="Compare").click()
 
 
+def test_every_tab_names_its_examples_and_one_is_chosen_with_the_keyboard(page):
+    """A screen reader names each example of every tab, as Compare's (Explain, Sanity check, Stability and the
+    Occlusion brush offered six thumbnails read out as "button", without a name), and the keyboard picks one."""
+    try:
+        for tab, photo in (("Explain", "#explain-photo"), ("Sanity check", "#sanity-photo"),
+                           ("Stability", "#stability-photo"), ("Occlusion brush", "#occlusion-editor")):
+            page.get_by_role("tab", name=tab).click()
+            panel = page.get_by_role("tabpanel")
+            assert panel.get_by_role("row", name=re.compile(r"true label: happy$")).count() == 1, tab
+            assert panel.get_by_role("row", name=re.compile("Grace Hopper")).count() == 1, tab
+        page.get_by_role("tab", name="Explain").click()
+        page.get_by_role("tabpanel").get_by_role("gridcell").first.focus()
+        page.keyboard.press("Enter")
+        page.locator("#explain-photo img").first.wait_for()
+        assert "fer2013_test" in page.locator("#explain-photo img").first.get_attribute("src")
+    finally:
+        page.get_by_role("tab", name="Compare").click()
+
+
 def test_upload_a_face_shows_probabilities_and_maps(page, data_root, tmp_path):
     packed = pack_split(load_fer2013(data_root, "test"), progress=False)
     face = tmp_path / "face.png"

@@ -56,9 +56,11 @@ def photo_inputs(label: str, elem_id: str, height: int):
 
 def offer_examples(ctx, photo, label: str = "Examples") -> None:
     """The Compare tab's example photos (``ctx.shared["examples"]``, when it has any) offered to another tab's
-    ``photo`` input, as thumbnails."""
+    ``photo`` input, each beside its caption as in Compare: thumbnails alone were buttons without a name (a screen
+    reader said "button" six times) and without the face's true label."""
     if ctx.shared.get("examples"):
-        gr.Examples([[path] for path, _ in ctx.shared["examples"]], inputs=[photo], label=label)
+        caption = gr.Textbox(visible=False, label="What it is")  # shown beside each example's thumbnail
+        gr.Examples([list(example) for example in ctx.shared["examples"]], inputs=[photo, caption], label=label)
 
 
 def face_controls(elem_prefix: str | None = None):

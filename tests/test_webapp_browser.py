@@ -149,6 +149,28 @@ CAPTION_BELOW = """g => { const i = g.querySelector('.thumbnail-item img'), c = 
   return c.getBoundingClientRect().top - i.getBoundingClientRect().bottom; }"""
 
 
+def test_the_stability_versions_are_captioned_whole_under_their_faces(page):
+    """At 1,024 px the last version's caption read "crop shifte…" over the face's corner: gradio cuts a caption to
+    one line and draws it over the image."""
+    page.set_viewport_size({"width": 1024, "height": 768})
+    try:
+        page.get_by_role("tab", name="Stability").click()
+        page.get_by_role("tabpanel").get_by_role("row", name=re.compile(r"true label: happy$")).click()
+        page.locator("#stability-photo img").first.wait_for()
+        page.get_by_role("button", name="Probe stability").click()
+        page.locator("#stability-summary").get_by_text("mean").first.wait_for(timeout=180_000)
+        gallery = page.locator("#stability-gallery")
+        gallery.locator(".caption-label").first.wait_for()
+        cut = gallery.locator(".caption-label").evaluate_all(
+            "cs => cs.filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.innerText)")
+        assert not cut and "crop shifted 6 %" in gallery.inner_text()
+        assert gallery.evaluate(CAPTION_BELOW) >= -0.5
+        page.screenshot(path=str(SHOTS / "stability_1024.png"), full_page=True)
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1800})
+        page.get_by_role("tab", name="Compare").click()
+
+
 def test_dataset_analysis_renders_and_a_cell_click_fills_the_gallery(page):
     page.get_by_role("tab", name="Dataset").click()
     page.get_by_label("Dataset (configured)").click()

@@ -81,8 +81,9 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
 # 48-px face (the examples, a FER-2013 face) was a speck in a 300-px box.
 # A face's caption in the Dataset gallery wraps rather than being cut: two models' labels ("#3367 surprise ·
 # A surprise 0.85 · B neutral 0.85") lost B's to an ellipsis; so does a map's in Explain (its faithfulness). Both
-# sit under their image, not over it (gradio's overlay hid a map's mouth and its colour bar's lowest number).
-CAPTIONED = ("#dataset-gallery", "#explain-gallery", "#live-maps")
+# sit under their image, not over it (gradio's overlay hid a map's mouth and its colour bar's lowest number). So does
+# a version's in Stability ("crop shifte…" at 1,024 px).
+CAPTIONED = ("#dataset-gallery", "#explain-gallery", "#live-maps", "#stability-gallery")
 CSS = (".body-cell.cell-selected span.text { background: transparent !important; }\n"
        ".ferx-photo .image-frame img { object-fit: contain; }\n"
        + "".join(f"{g} .thumbnail-item {{ display: flex; flex-direction: column; }}\n"

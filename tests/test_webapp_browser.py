@@ -129,6 +129,22 @@ def test_upload_a_face_shows_probabilities_and_maps(page, data_root, tmp_path):
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)  # every model's maps drawn
 
 
+def test_a_screen_reader_is_told_what_each_image_of_a_comparison_shows(page):
+    """Every image Compare draws (the faces found, the crops, each model's maps) has alt text that says what it is,
+    naming its model: gradio's is empty, so a screen reader said "image" sixteen times, or nothing."""
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("gridcell", name=re.compile(r"true label: surprise$")).click()
+    page.wait_for_function("() => document.querySelector('#compare-photo img')?.src.includes('surprise')")
+    page.get_by_role("button", name="Compare models").click()
+    page.locator("#compare-status").get_by_text("scoring face 0").wait_for()
+    page.locator(".compare-probs").first.get_by_text("surprise").first.wait_for()
+    alts = page.evaluate("() => [...document.querySelectorAll('img[src*=\"/file=\"]')].filter(i => "
+                         "i.getClientRects().length && !i.closest('#compare-photo, [role=grid]')).map(i => i.alt)")
+    maps = [alt for alt in alts if "colour bar" in alt]
+    assert len(alts) >= 2 + len(TRAINED) and all(alts), alts  # the faces found, the crops and every model's maps
+    assert all(any(alt.startswith(f"{p.name}: Grad-CAM") for alt in maps) for p in TRAINED)
+
+
 def test_a_file_that_is_not_an_image_is_one_message_not_an_error_on_every_panel(page, tmp_path):
     """Compare models on it put gradio's red "Error" badge on each of the 16 panels, one over the message."""
     fake = tmp_path / "holiday.jpg"

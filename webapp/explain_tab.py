@@ -286,7 +286,10 @@ def build_explain_tab(ctx) -> None:
                                   elem_id="explain-card-url", visible=False)  # shown when there is a link
             card_files = gr.File(label="The card: PNG, PDF and its JSON", file_count="multiple",
                                  elem_id="explain-card-files")
-            card_png = gr.Image(label="The card", interactive=False, elem_id="explain-card-png")
+            card_png = gr.Image(label="The card", interactive=False, elem_id="explain-card-png",
+                                alt_text="The explanation card: the photo, each model's crop, probabilities and maps "
+                                "with their colour bars and faithfulness, and the settings (the JSON beside it holds "
+                                "its numbers)")
     tiles_state, card_state = photo_state(ctx), photo_state(ctx)  # the face's pixels: kept as briefly as its files
     source = gr.State(None, time_to_live=ctx.cfg.state_ttl_s)  # a dataset face's origin, until the next upload
     run = SimpleNamespace(fn=functools.partial(explain, bank, examples=ctx.shared.get("examples")), inputs_kwargs=dict(

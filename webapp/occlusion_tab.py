@@ -157,7 +157,8 @@ def build_occlusion_tab(ctx: AppContext) -> None:
             # its title above it, not gradio's label: drawn over the image, that hid the top of the enlarged face
             gr.Markdown("The face crop, unpainted and occluded (what the models score)", elem_id="occlusion-strip-title")
             strip = gr.Image(label="The face crop, unpainted and occluded (what the models score)", show_label=False,
-                             interactive=False, height=200, buttons=[], elem_id="occlusion-strip")
+                             interactive=False, height=200, buttons=[], elem_id="occlusion-strip",
+                             alt_text="The face crop unpainted (left) and occluded (right), as the models score it")
     columns = []
     with gr.Row():
         for name in bank.names:
@@ -169,7 +170,8 @@ def build_occlusion_tab(ctx: AppContext) -> None:
                             # no label drawn over it: it hid the first colour bar's top number (the line above
                             # names the maps and says which side is which)
                             gr.Image(label="Maps: unpainted | occluded", show_label=False, interactive=False,
-                                     buttons=[])]
+                                     buttons=[], alt_text=f"{name}: each map of the unpainted face (left) beside the "
+                                     "occluded face's (right), one colour scale per row (named above)")]
     handler = functools.partial(occlude_view, bank)
     inputs = [editor, whole, face_index, fill, models, with_maps]
     outputs = [status, strip] + columns

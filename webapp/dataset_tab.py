@@ -43,7 +43,7 @@ from webapp.tables import result_table
 from webapp.inputs import count_box
 from webapp.links import dataset_face_file
 from webapp.model_bank import ModelBank
-from webapp.narrow import scroll_to_on_narrow
+from webapp.narrow import WIDE_PAGE_PX, scroll_to_on_narrow
 from webapp.plotly_select import selectable_plot
 from webapp.uploads import user_temp_dir
 
@@ -51,6 +51,11 @@ FAILURE_VIEWS = {**{kind.replace("_", " ").capitalize(): kind for kind in FAILUR
                  "Model A vs B disagreement": "disagreement"}
 SPLIT_CHOICES = [s for s in reversed(SPLITS) if s != "all"]  # test, val, train: the split to analyse first
 GALLERY_LIMIT = 60  # faces per gallery page
+# the narrowest the matrices' column may be: an 8-class matrix's table is 691 px wide. Beside the gallery at a 1,024-px
+# window (a projector) or at 200 % zoom it had 564 or 366 px and hid its last two or five columns (neutral, contempt)
+# behind a sideways scroll. With the gallery's 320 px, the two share a row from a 1,280-px window up
+# (webapp.narrow.WIDE_PAGE_PX); below it the gallery goes under the matrices and a click scrolls to it
+MATRIX_COLUMN_PX = 700
 # faces per model call in an analysis: the model lock is held one batch at a time, so /predict waits
 # at most one batch (64 faces, ~0.5 s for LANMSFF on 2 cores) rather than 256
 ANALYSIS_BATCH = 64
@@ -889,7 +894,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
     placed = gr.State(None, time_to_live=ttl)  # a placed photo's positions: model -> method -> (x, y)
     src = _source_inputs(bank.names, ctx.cfg.data_root)
     with gr.Row():
-        with gr.Column(scale=3):
+        with gr.Column(scale=3, min_width=MATRIX_COLUMN_PX):  # narrower, the gallery goes below the matrices
             mx = _matrix_views(bank.names)
         with gr.Column(scale=2):
             gal = _gallery_views()
@@ -940,8 +945,8 @@ def build_dataset_tab(ctx: AppContext) -> None:
         for trigger in triggers:
             trigger.input(handler, *io)
     for view in (mx.confusion, mx.cross, mx.embedding):  # on a phone the gallery is below every view
-        scroll_to_on_narrow(view.select, "dataset-gallery")
-    scroll_to_on_narrow(gal.failure_button.click, "dataset-gallery")
+        scroll_to_on_narrow(view.select, "dataset-gallery", below=WIDE_PAGE_PX)  # stacked below the matrices
+    scroll_to_on_narrow(gal.failure_button.click, "dataset-gallery", below=WIDE_PAGE_PX)
     # every view makes a selection; the gallery shows its first page and the embedding rings its faces
     for event in (mx.confusion.select(confusion_click, [state, mx.matrix_model], chosen),
                   mx.cross.select(cross_click, [state, mx.model_a, mx.model_b], chosen),

@@ -110,6 +110,27 @@ def test_every_tab_names_its_examples_and_one_is_chosen_with_the_keyboard(page):
         page.get_by_role("tab", name="Compare").click()
 
 
+def test_explain_shows_each_maps_caption_whole_on_a_projector(page):
+    """At 1,024 px a map's caption (its name, 'nearly flat', its faithfulness) wraps to two or three lines in a
+    square tile that clipped them: the last line of every caption was cut by 5 px, "no better" lost from one."""
+    page.set_viewport_size({"width": 1024, "height": 768})
+    try:
+        page.get_by_role("tab", name="Explain").click()
+        page.get_by_role("tabpanel").get_by_role("row", name=re.compile(r"true label: happy$")).click()
+        page.wait_for_function("() => document.querySelector('#explain-photo img')?.src.includes('happy')")
+        page.get_by_role("button", name="Explain", exact=True).click()
+        page.locator("#explain-results").get_by_text("explaining face 0").wait_for(timeout=300_000)
+        captions = page.locator("#explain-gallery .caption-label")
+        captions.first.wait_for()
+        cut = captions.evaluate_all("cs => cs.filter(c => c.scrollHeight > c.clientHeight + 1 || "
+                                    "c.getBoundingClientRect().bottom > c.closest('.thumbnail-item')"
+                                    ".getBoundingClientRect().bottom + 1).map(c => c.innerText)")
+        assert captions.count() >= 2 and not cut, cut
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1800})
+        page.get_by_role("tab", name="Compare").click()
+
+
 def test_upload_a_face_shows_probabilities_and_maps(page, data_root, tmp_path):
     packed = pack_split(load_fer2013(data_root, "test"), progress=False)
     face = tmp_path / "face.png"

@@ -498,6 +498,25 @@ def test_the_occlusion_brush_on_a_happy_face_costs_happy(page, data_root, tmp_pa
     page.screenshot(path=str(SHOTS / "occlusion.png"), full_page=True)
 
 
+def test_the_occlusion_brush_says_what_each_of_its_maps_means(page):
+    """Compare explains every map under it; the Occlusion brush drew the same maps (native attention, Grad-CAM)
+    before and after the paint and only named them."""
+    from ferx.explain.methods import reading
+    from ferx.models import get_model_info
+
+    page.get_by_role("tab", name="Occlusion brush").click()
+    try:
+        readings = page.locator(".occlusion-readings").filter(has_not=page.locator(".occlusion-readings"))  # innermost
+        readings.first.wait_for()
+        texts = readings.all_inner_texts()
+        assert len(texts) == len(TRAINED) and all(reading("gradcam") in t for t in texts)
+        for checkpoint, text in zip(sorted(TRAINED), texts):
+            for native in get_model_info(read_card(checkpoint)["model"]).native_maps:
+                assert native.reading in text, checkpoint.name
+    finally:
+        page.get_by_role("tab", name="Compare").click()
+
+
 def test_the_card_and_its_link_restore_the_explain_view(page):
     page.get_by_role("tab", name="Explain").click()
     status = page.locator("#explain-results")

@@ -15,10 +15,11 @@ import time
 import gradio as gr
 import numpy as np
 
-from ferx.explain.methods import map_caption
+from ferx.explain.methods import map_caption, reading, units
 from ferx.explain.occlusion import FILLS, explain_occlusion, occlude_face, read_masks
 from ferx.explain.overlay import map_scales
 from ferx.faces import load_photo
+from ferx.models import get_model_info
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.explaining import MODEL_COLUMN_PX, face_controls, offer_examples, tile
@@ -62,6 +63,14 @@ def change_line(result) -> str:
             + (f" · now **{new}** {e.after.max():.0%}" if new != label else " · still the top class")
             + "  \n" + " · ".join(map_caption(m) for m in result.after.maps) + (" (left: unpainted, right: occluded)"
                                                                               if result.after.maps else ""))
+
+
+def map_readings(architecture: str) -> str:
+    """What each row of a model's maps means, in their order (its native maps, then Grad-CAM), as Compare says it
+    under its maps: the tab named them and nothing more."""
+    rows = [(m.reading, m.units) for m in get_model_info(architecture).native_maps]  # each reading names its map
+    rows.append((reading("gradcam"), units("gradcam")))
+    return "  \n".join(f"{what} Colour bar: {bar}." for what, bar in rows)
 
 
 def painted(edited):
@@ -172,6 +181,7 @@ def build_occlusion_tab(ctx: AppContext) -> None:
                             gr.Image(label="Maps: unpainted | occluded", show_label=False, interactive=False,
                                      buttons=[], alt_text=f"{name}: each map of the unpainted face (left) beside the "
                                      "occluded face's (right), one colour scale per row (named above)")]
+                gr.Markdown(map_readings(bank.models[name].name), elem_classes=["occlusion-readings"])
     handler = functools.partial(occlude_view, bank)
     inputs = [editor, whole, face_index, fill, models, with_maps]
     outputs = [status, strip] + columns

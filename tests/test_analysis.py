@@ -199,6 +199,34 @@ def test_every_table_and_figure_shows_the_classes_in_one_order_and_one_colour_ea
         assert all(t.marker.color == CLASS_COLOURS[t.name] for t in fig.data)
 
 
+# Machado, Oliveira & Fernandes (2009), severity 1: linear-RGB matrices that simulate deuteranopia and protanopia
+DICHROMACY = {"deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                               [-0.011820, 0.042940, 0.968881]],
+              "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                             [-0.003882, -0.048116, 1.051998]]}
+
+
+def test_the_class_colours_stay_apart_for_colour_blind_readers():
+    """Every two classes' colours differ by at least 15 CIELAB units as a deuteranope or protanope sees them (10 is
+    a difference seen at a glance): with tab10, angry and disgust (red, green) came 7.3 apart for deuteranopia and
+    disgust and happy 4.6 for protanopia, fear and sad 8.0 and 5.7: the pairs an embedding is read for."""
+    from itertools import combinations
+
+    from skimage.color import rgb2lab
+
+    from ferx.data.labels import CANONICAL, CLASS_COLOURS
+
+    rgb = np.array([[int(CLASS_COLOURS[c][i:i + 2], 16) / 255 for i in (1, 3, 5)] for c in CANONICAL])
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    for vision, matrix in {"normal": np.eye(3), **DICHROMACY}.items():
+        seen = np.clip(linear @ np.asarray(matrix).T, 0, 1)
+        seen = np.where(seen <= 0.0031308, 12.92 * seen, 1.055 * seen ** (1 / 2.4) - 0.055)
+        lab = rgb2lab(seen[None])[0]
+        gap, a, b = min((float(np.linalg.norm(lab[i] - lab[j])), CANONICAL[i], CANONICAL[j])
+                        for i, j in combinations(range(len(CANONICAL)), 2))
+        assert gap >= 15, f"{vision}: {a} and {b} are {gap:.1f} apart"
+
+
 def test_a_class_the_split_lacks_is_a_blank_row_of_the_matrix_and_the_title_says_what_was_left_out(ferplus_runs):
     from ferx.analysis.figures import confusion_figure
 

@@ -1,6 +1,7 @@
 """Explanations on real FER-2013 test faces with the trained mini-Xception, and on LANMSFF /
 Conv-cut with random weights (no trained checkpoints exist for them yet)."""
 
+import inspect
 import json
 import os
 
@@ -241,6 +242,22 @@ def test_agreement_and_overlay_scales():
     assert coloured.reshape(-1, 3).std(0).max() > 10
     with pytest.raises(ValueError, match="differ in size"):
         overlay(face, np.zeros((8, 8)))
+
+
+def test_the_default_map_colours_run_dark_to_bright_evenly():
+    """An unsigned map's colours are ordered by lightness, in even steps, so "bright = kept, dark = suppressed" (the
+    MassAtt reading) and "warm" read true, in grey print and for colour-blind readers alike: jet (the default) went
+    dark blue → bright cyan/yellow → dark red, its top as dark as its bottom (CIELAB L* 13 at 0, 96, 25 at 1)."""
+    from skimage.color import rgb2lab
+
+    from ferx.analysis.disagreement import pair_tile
+    from ferx.explain.overlay import DEFAULT_CMAP, colormap
+
+    for name in (DEFAULT_CMAP, inspect.signature(pair_tile).parameters["cmap"].default or DEFAULT_CMAP):
+        lightness = rgb2lab(colormap(name)(np.linspace(0, 1, 64))[None, :, :3])[0, :, 0]
+        steps = np.diff(lightness)
+        assert steps.min() > 0, f"{name}: lightness falls from {lightness[steps.argmin()]:.0f}"
+        assert steps.max() < 3 * steps.mean(), f"{name}: uneven steps"  # perceptually even, not one jump
 
 
 def test_gradients_never_run_on_a_channels_last_model(lanmsff):

@@ -97,6 +97,18 @@ def test_the_figure_says_when_a_randomised_map_is_flat(happy_face):
     assert texts == ["flat: every\nvalue 0"]  # the flat map only
 
 
+def test_the_figure_says_what_each_number_under_a_map_is(happy_face):
+    """Under every map the figure gives ρ and SSIM; its title said what ρ is, nowhere what SSIM is, nor which end of
+    a map's colours is high (product.md: the app explains what every map means)."""
+    face = happy_face.astype(np.float32)
+    fig = SanityCheck("m", 0, _steps([face, face + 1.0, np.flipud(face)])).figure(face=happy_face)
+    labels = {ax.get_xlabel().split(" ")[0] for ax in fig.axes if ax.get_xlabel()}
+    title = " ".join(fig._suptitle.get_text().split())
+    assert labels == {"ρ"} and "· SSIM" in fig.axes[1].get_xlabel()
+    assert "ρ = Spearman" in title and "SSIM = structural similarity" in title
+    assert "dark = low, bright = high" in title
+
+
 def test_cli_refuses_more_steps_than_the_model_has_layers_before_any_map(tmp_path, monkeypatch, capsys):
     """--steps 99 on mini-Xception was cut to its 37 layers with weights, silently; now it is refused, naming the
     maximum, before the photo is read or any map computed."""

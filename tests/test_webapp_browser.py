@@ -91,6 +91,46 @@ def test_first_page_has_examples_datasets_and_says_which_models_are_compared(pag
     page.get_by_role("tab", name="Compare").click()
 
 
+def test_every_tab_names_its_examples_and_one_is_chosen_with_the_keyboard(page):
+    """A screen reader names each example of every tab, as Compare's (Explain, Sanity check, Stability and the
+    Occlusion brush offered six thumbnails read out as "button", without a name), and the keyboard picks one."""
+    try:
+        for tab, photo in (("Explain", "#explain-photo"), ("Sanity check", "#sanity-photo"),
+                           ("Stability", "#stability-photo"), ("Occlusion brush", "#occlusion-editor")):
+            page.get_by_role("tab", name=tab).click()
+            panel = page.get_by_role("tabpanel")
+            assert panel.get_by_role("row", name=re.compile(r"true label: happy$")).count() == 1, tab
+            assert panel.get_by_role("row", name=re.compile("Grace Hopper")).count() == 1, tab
+        page.get_by_role("tab", name="Explain").click()
+        page.get_by_role("tabpanel").get_by_role("gridcell").first.focus()
+        page.keyboard.press("Enter")
+        page.locator("#explain-photo img").first.wait_for()
+        assert "fer2013_test" in page.locator("#explain-photo img").first.get_attribute("src")
+    finally:
+        page.get_by_role("tab", name="Compare").click()
+
+
+def test_explain_shows_each_maps_caption_whole_on_a_projector(page):
+    """At 1,024 px a map's caption (its name, 'nearly flat', its faithfulness) wraps to two or three lines in a
+    square tile that clipped them: the last line of every caption was cut by 5 px, "no better" lost from one."""
+    page.set_viewport_size({"width": 1024, "height": 768})
+    try:
+        page.get_by_role("tab", name="Explain").click()
+        page.get_by_role("tabpanel").get_by_role("row", name=re.compile(r"true label: happy$")).click()
+        page.wait_for_function("() => document.querySelector('#explain-photo img')?.src.includes('happy')")
+        page.get_by_role("button", name="Explain", exact=True).click()
+        page.locator("#explain-results").get_by_text("explaining face 0").wait_for(timeout=300_000)
+        captions = page.locator("#explain-gallery .caption-label")
+        captions.first.wait_for()
+        cut = captions.evaluate_all("cs => cs.filter(c => c.scrollHeight > c.clientHeight + 1 || "
+                                    "c.getBoundingClientRect().bottom > c.closest('.thumbnail-item')"
+                                    ".getBoundingClientRect().bottom + 1).map(c => c.innerText)")
+        assert captions.count() >= 2 and not cut, cut
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1800})
+        page.get_by_role("tab", name="Compare").click()
+
+
 def test_upload_a_face_shows_probabilities_and_maps(page, data_root, tmp_path):
     packed = pack_split(load_fer2013(data_root, "test"), progress=False)
     face = tmp_path / "face.png"
@@ -108,6 +148,22 @@ def test_upload_a_face_shows_probabilities_and_maps(page, data_root, tmp_path):
                            "&& i.getClientRects().length).every(i => i.complete && i.naturalWidth > 0)")
     page.mouse.wheel(0, -8000)
     page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)  # every model's maps drawn
+
+
+def test_a_screen_reader_is_told_what_each_image_of_a_comparison_shows(page):
+    """Every image Compare draws (the faces found, the crops, each model's maps) has alt text that says what it is,
+    naming its model: gradio's is empty, so a screen reader said "image" sixteen times, or nothing."""
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("gridcell", name=re.compile(r"true label: surprise$")).click()
+    page.wait_for_function("() => document.querySelector('#compare-photo img')?.src.includes('surprise')")
+    page.get_by_role("button", name="Compare models").click()
+    page.locator("#compare-status").get_by_text("scoring face 0").wait_for()
+    page.locator(".compare-probs").first.get_by_text("surprise").first.wait_for()
+    alts = page.evaluate("() => [...document.querySelectorAll('img[src*=\"/file=\"]')].filter(i => "
+                         "i.getClientRects().length && !i.closest('#compare-photo, [role=grid]')).map(i => i.alt)")
+    maps = [alt for alt in alts if "colour bar" in alt]
+    assert len(alts) >= 2 + len(TRAINED) and all(alts), alts  # the faces found, the crops and every model's maps
+    assert all(any(alt.startswith(f"{p.name}: Grad-CAM") for alt in maps) for p in TRAINED)
 
 
 def test_a_file_that_is_not_an_image_is_one_message_not_an_error_on_every_panel(page, tmp_path):
@@ -128,6 +184,28 @@ def test_a_file_that_is_not_an_image_is_one_message_not_an_error_on_every_panel(
 # how far a gallery's first caption sits below its image (px; negative: it covers the image, as gradio's overlay did)
 CAPTION_BELOW = """g => { const i = g.querySelector('.thumbnail-item img'), c = g.querySelector('.caption-label');
   return c.getBoundingClientRect().top - i.getBoundingClientRect().bottom; }"""
+
+
+def test_the_stability_versions_are_captioned_whole_under_their_faces(page):
+    """At 1,024 px the last version's caption read "crop shifte…" over the face's corner: gradio cuts a caption to
+    one line and draws it over the image."""
+    page.set_viewport_size({"width": 1024, "height": 768})
+    try:
+        page.get_by_role("tab", name="Stability").click()
+        page.get_by_role("tabpanel").get_by_role("row", name=re.compile(r"true label: happy$")).click()
+        page.locator("#stability-photo img").first.wait_for()
+        page.get_by_role("button", name="Probe stability").click()
+        page.locator("#stability-summary").get_by_text("mean").first.wait_for(timeout=180_000)
+        gallery = page.locator("#stability-gallery")
+        gallery.locator(".caption-label").first.wait_for()
+        cut = gallery.locator(".caption-label").evaluate_all(
+            "cs => cs.filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.innerText)")
+        assert not cut and "crop shifted 6 %" in gallery.inner_text()
+        assert gallery.evaluate(CAPTION_BELOW) >= -0.5
+        page.screenshot(path=str(SHOTS / "stability_1024.png"), full_page=True)
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1800})
+        page.get_by_role("tab", name="Compare").click()
 
 
 def test_dataset_analysis_renders_and_a_cell_click_fills_the_gallery(page):
@@ -223,6 +301,27 @@ def test_a_box_selection_in_the_embedding_shows_exactly_the_faces_inside_it(page
     page.screenshot(path=str(SHOTS / "dataset_box_selection.png"), full_page=True)
 
 
+def test_the_embedding_keeps_its_height_when_the_window_changes_size(page):
+    """A window resized (a projector's 1024 x 768, a phone turned, a browser zoomed) left the embedding 80 px high,
+    its points gone, until the next analysis: plotly's responsive resize took the height of the plot's box."""
+    page.get_by_role("tab", name="Dataset").click()
+    if not page.evaluate(PLOT_READY):  # run alone: analyse the small split
+        page.get_by_label("Dataset (configured)").click()
+        page.get_by_role("option", name="ckplus").click()
+        page.get_by_role("button", name="Run analysis").click()
+        page.wait_for_function(PLOT_READY, timeout=300_000)
+    plot = page.locator("#dataset-embedding .ferx-plot")
+    drawn = plot.bounding_box()["height"]
+    assert drawn >= 500
+    try:
+        for width, height in ((1024, 768), (390, 844), (1400, 1800)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.wait_for_timeout(1000)  # plotly redraws on the window's resize event
+            assert plot.bounding_box()["height"] == drawn, f"{width} x {height}"
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1800})
+
+
 def test_an_uploaded_face_lands_on_itself_among_the_analysed_faces(page, data_root, tmp_path):
     faces = pack_split(load_split("ckplus", "test", data_root), progress=False)
     sample = 100
@@ -284,6 +383,40 @@ def test_on_a_phone_a_tapped_cell_brings_its_faces_into_view(page):
                                " return r.top >= -5 && r.top < window.innerHeight / 2; }", timeout=10_000)
         page.screenshot(path=str(SHOTS / "dataset_phone.png"))
         assert gallery.is_visible()
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1800})
+
+
+SIDEWAYS = """v => [...v.querySelectorAll('*')].filter(e => getComputedStyle(e).overflowX !== 'visible')
+  .map(e => e.scrollWidth - e.clientWidth).reduce((a, b) => Math.max(a, b), 0)"""
+
+
+def test_on_a_projector_the_matrices_show_every_column_and_a_click_brings_the_faces(page):
+    """In a 1,024 x 768 window the matrices, beside the gallery, were 564 px wide for a 691-px table: neutral and
+    contempt (the largest column of mistakes) were behind a sideways scroll. Now the gallery goes below them, and a
+    clicked cell scrolls to its faces."""
+    page.wait_for_timeout(500)  # a tab clicked as the tab bar unfolds from a phone's menu can land on its neighbour
+    page.get_by_role("tab", name="Dataset").click()
+    page.get_by_role("tab", name="Dataset", selected=True).wait_for()
+    if not page.evaluate(PLOT_READY):  # run alone: analyse the small split
+        page.get_by_label("Dataset (configured)").click()
+        page.get_by_role("option", name="ckplus").click()
+        page.get_by_role("button", name="Run analysis").click()
+        page.wait_for_function(PLOT_READY, timeout=300_000)
+    page.set_viewport_size({"width": 1024, "height": 768})
+    try:
+        page.wait_for_timeout(1000)
+        for view in ("#confusion-matrix", "#cross-matrix"):
+            page.locator(view).get_by_role("gridcell").first.wait_for()  # shown, so its widths are measured
+            assert page.locator(view).evaluate(SIDEWAYS) <= 1, view
+        page.locator("#confusion-matrix").wait_for()
+        page.locator("#confusion-matrix").scroll_into_view_if_needed()
+        happy = diagonal_cell(page, "happy")
+        happy.click()
+        page.get_by_text("of true class happy").wait_for()
+        page.wait_for_function("() => { const r = document.getElementById('dataset-gallery').getBoundingClientRect();"
+                               " return r.top >= -5 && r.top < window.innerHeight / 2; }", timeout=10_000)
+        page.screenshot(path=str(SHOTS / "dataset_1024.png"), full_page=True)
     finally:
         page.set_viewport_size({"width": 1400, "height": 1800})
 
@@ -365,6 +498,25 @@ def test_the_occlusion_brush_on_a_happy_face_costs_happy(page, data_root, tmp_pa
     page.screenshot(path=str(SHOTS / "occlusion.png"), full_page=True)
 
 
+def test_the_occlusion_brush_says_what_each_of_its_maps_means(page):
+    """Compare explains every map under it; the Occlusion brush drew the same maps (native attention, Grad-CAM)
+    before and after the paint and only named them."""
+    from ferx.explain.methods import reading
+    from ferx.models import get_model_info
+
+    page.get_by_role("tab", name="Occlusion brush").click()
+    try:
+        readings = page.locator(".occlusion-readings").filter(has_not=page.locator(".occlusion-readings"))  # innermost
+        readings.first.wait_for()
+        texts = readings.all_inner_texts()
+        assert len(texts) == len(TRAINED) and all(reading("gradcam") in t for t in texts)
+        for checkpoint, text in zip(sorted(TRAINED), texts):
+            for native in get_model_info(read_card(checkpoint)["model"]).native_maps:
+                assert native.reading in text, checkpoint.name
+    finally:
+        page.get_by_role("tab", name="Compare").click()
+
+
 def test_the_card_and_its_link_restore_the_explain_view(page):
     page.get_by_role("tab", name="Explain").click()
     status = page.locator("#explain-results")
@@ -394,7 +546,7 @@ def test_the_card_and_its_link_restore_the_explain_view(page):
         other.locator("#explain-gallery img").first.wait_for()
         print(f"link to the restored view, explained: {time.perf_counter() - start:.2f} s")
         assert restored.inner_text() == face  # the same dataset face, sample number and true label
-        assert other.get_by_label("Colormap (auto: jet, RdBu_r for signed)").input_value() == "viridis"
+        assert other.get_by_label("Colormap (auto: inferno, RdBu_r for signed)").input_value() == "viridis"
         other.screenshot(path=str(SHOTS / "explain_from_link.png"), full_page=True)
     finally:
         visitor.close()

@@ -66,6 +66,21 @@ def test_gallery_face_opens_in_explain_with_the_analysed_pixels_and_label(bank, 
     assert probs.argmax() == run.probs[3].argmax()
 
 
+def test_every_tile_explain_draws_is_explained_under_the_maps(bank, analysis):
+    """The readings under the gallery say what each tile shows (product.md: the app must explain what every map
+    means): LANMSFF's channel-weight chart was drawn with no word on what its bars are."""
+    from webapp.dataset_tab import open_in_explain
+    from webapp.explain_tab import explain
+
+    path, whole, index, source, _, _ = open_in_explain(analysis, [3], 0, set())
+    _, tiles, readings, *_ = explain(bank, path, whole, index, [MODEL], True, [], [], "predicted", "none", 0.5,
+                                     "auto", 99, True, False, "blur", source=source)
+    captions = [caption.split(" · deletion")[0] for _, caption in tiles]  # less the faithfulness tag
+    assert f"{MODEL} · MassAtt channel weights" in captions
+    for caption in captions:
+        assert f"*{caption}*" in readings, caption
+
+
 def test_a_dataset_face_explained_again_in_other_colours_is_redrawn_not_recomputed(bank, analysis, tmp_path,
                                                                                     monkeypatch):
     """The explanation of a dataset face is kept (by face, checkpoint hashes and the settings that change a
@@ -166,6 +181,32 @@ def test_confusion_matrix_is_clickable_and_coloured_by_row_share(analysis):
         assert brightness(styles[r][full + 1]) < brightness(styles[r][empty + 1])  # the larger share is darker
         if row.iloc[empty] == 0:
             assert styles[r][empty + 1].startswith("background-color: #f7fbff")  # an empty cell: the scale's white
+
+
+def contrast(style: str) -> float:
+    """The WCAG contrast ratio of a cell's text colour and its background, from its CSS."""
+    def luminance(hex_colour):
+        c = np.array([int(hex_colour[i:i + 2], 16) for i in (0, 2, 4)]) / 255
+        c = np.where(c <= 0.03928, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        return float(c @ [0.2126, 0.7152, 0.0722])
+
+    css = dict(p.strip().split(": ") for p in style.split(";") if p.strip())
+    lum = sorted((luminance(css["background-color"][1:7]), luminance(css["color"][1:7])))
+    return (lum[1] + 0.05) / (lum[0] + 0.05)
+
+
+def test_every_matrix_cell_number_has_aa_contrast_with_its_shade():
+    """A cell's count stays readable at every share of its row (WCAG AA, 4.5:1): pandas wrote #f1f1f1 on the mid
+    blues, 2.7:1 for a 32 of 54 (light and dark theme alike: the cells carry their own colours)."""
+    import pandas as pd
+
+    from webapp.dataset_tab import matrix_table
+
+    counts = pd.DataFrame([[k, 100 - k] for k in range(101)], columns=pd.Index(["happy", "sad"], name="predicted"),
+                          index=pd.Index([f"r{k}" for k in range(101)], name="true"))
+    styles = gr.Dataframe(interactive=False).postprocess(matrix_table(counts)).metadata["styling"]
+    ratios = [contrast(style) for row in styles for style in row[1:]]
+    assert len(ratios) == 202 and min(ratios) >= 4.5, f"lowest contrast {min(ratios):.2f}:1"
 
 
 def test_controls_a_source_cannot_honour_are_disabled_and_say_why():

@@ -81,14 +81,19 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
 # 48-px face (the examples, a FER-2013 face) was a speck in a 300-px box.
 # A face's caption in the Dataset gallery wraps rather than being cut: two models' labels ("#3367 surprise ·
 # A surprise 0.85 · B neutral 0.85") lost B's to an ellipsis; so does a map's in Explain (its faithfulness). Both
-# sit under their image, not over it (gradio's overlay hid a map's mouth and its colour bar's lowest number).
-CAPTIONED = ("#dataset-gallery", "#explain-gallery", "#live-maps")
+# sit under their image, not over it (gradio's overlay hid a map's mouth and its colour bar's lowest number). So does
+# a version's in Stability ("crop shifte…" at 1,024 px). A map's tile in Explain grows with its caption (two or three
+# lines at 1,024 px: a square tile clipped the last line of every caption by 5 px, and "no better" of one).
+CAPTIONED = ("#dataset-gallery", "#explain-gallery", "#live-maps", "#stability-gallery")
+GROWING = ("#explain-gallery",)
 CSS = (".body-cell.cell-selected span.text { background: transparent !important; }\n"
        ".ferx-photo .image-frame img { object-fit: contain; }\n"
        + "".join(f"{g} .thumbnail-item {{ display: flex; flex-direction: column; }}\n"
                  f"{g} .thumbnail-item img {{ min-height: 0; flex: 1 1 auto; }}\n"
                  f"{g} .caption-label {{ white-space: normal; position: static; max-width: 100%; }}\n"
-                 for g in CAPTIONED))
+                 for g in CAPTIONED)
+       + "".join(f"{g} .thumbnail-item {{ aspect-ratio: auto; }}\n{g} .caption-label {{ overflow: visible; }}\n"
+                 for g in GROWING))
 
 
 def launch_options(cfg: AppConfig) -> dict:

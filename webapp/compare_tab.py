@@ -159,10 +159,12 @@ def build_compare_tab(ctx: AppContext) -> None:
                         label="Examples (FER-2013 test faces when the data root has them; two portrait photos)")
         with gr.Column(scale=3, elem_id="compare-results"):
             status = gr.Markdown(elem_id="compare-status")
+            # alt_text: what a screen reader says of each image (gradio's is empty: "image", or nothing)
             boxes = gr.Image(label="Detected faces (orange: the one scored; click a box to score it)", interactive=False, height=300,
-                             elem_id="compare-boxes")
+                             elem_id="compare-boxes", alt_text="The photo with a numbered box on each face found; "
+                             "the scored face's box is orange")
             crops = gr.Image(label="Face crops, as cropped for the models (numbered)", interactive=False,
-                             height=160)
+                             height=160, alt_text="Each face's crop, numbered, as the models are given it")
     columns = []
     with gr.Row():
         for name in bank.names:
@@ -175,9 +177,12 @@ def build_compare_tab(ctx: AppContext) -> None:
                 # no empty panel for an architecture without attention of its own
                 # no download/share buttons: they would cover the colour bar's maximum
                 native = gr.Image(label="Native attention", interactive=False, height=220, visible=has_native,
-                                  buttons=[])
+                                  buttons=[], alt_text=f"{name}: its own attention over the face crop, with its colour "
+                                  "bar (read below)")
                 gr.Markdown(native_line(bank.models[name].name), visible=has_native)
-                gradcam = gr.Image(label="Grad-CAM (predicted class)", interactive=False, height=220, buttons=[])
+                gradcam = gr.Image(label="Grad-CAM (predicted class)", interactive=False, height=220, buttons=[],
+                                   alt_text=f"{name}: Grad-CAM of its predicted class over the face crop, with its "
+                                   "colour bar (read below)")
                 gr.Markdown(f"{reading(POST_HOC)} Colour bar: {units(POST_HOC)}.")
                 columns += [label, summary, native, gradcam]
     if untrained_line(bank):

@@ -43,7 +43,7 @@ from webapp.tables import result_table
 from webapp.inputs import count_box
 from webapp.links import dataset_face_file
 from webapp.model_bank import ModelBank
-from webapp.narrow import scroll_to_on_narrow
+from webapp.narrow import WIDE_PAGE_PX, scroll_to_on_narrow
 from webapp.plotly_select import selectable_plot
 from webapp.uploads import user_temp_dir
 
@@ -51,6 +51,11 @@ FAILURE_VIEWS = {**{kind.replace("_", " ").capitalize(): kind for kind in FAILUR
                  "Model A vs B disagreement": "disagreement"}
 SPLIT_CHOICES = [s for s in reversed(SPLITS) if s != "all"]  # test, val, train: the split to analyse first
 GALLERY_LIMIT = 60  # faces per gallery page
+# the narrowest the matrices' column may be: an 8-class matrix's table is 691 px wide. Beside the gallery at a 1,024-px
+# window (a projector) or at 200 % zoom it had 564 or 366 px and hid its last two or five columns (neutral, contempt)
+# behind a sideways scroll. With the gallery's 320 px, the two share a row from a 1,280-px window up
+# (webapp.narrow.WIDE_PAGE_PX); below it the gallery goes under the matrices and a click scrolls to it
+MATRIX_COLUMN_PX = 700
 # faces per model call in an analysis: the model lock is held one batch at a time, so /predict waits
 # at most one batch (64 faces, ~0.5 s for LANMSFF on 2 cores) rather than 256
 ANALYSIS_BATCH = 64
@@ -166,8 +171,24 @@ def matrix_table(frame: pd.DataFrame, counts: pd.DataFrame | None = None):
     table = frame.copy()
     table.insert(0, f"{frame.index.name} \\ {frame.columns.name}", frame.index)
     table = table.reset_index(drop=True)
-    return table.style.background_gradient(cmap="Blues", subset=list(table.columns[1:]), axis=None, gmap=shares,
-                                           vmin=0.0, vmax=1.0).format(precision=3)
+    cells = list(table.columns[1:])
+    return table.style.apply(lambda shown: pd.DataFrame(shades(shares), index=shown.index, columns=shown.columns),
+                             axis=None, subset=cells).format(precision=3)
+
+
+def shades(shares: np.ndarray) -> np.ndarray:
+    """Each cell's CSS: its share on the Blues scale (white 0 → dark blue 1) and black or white text, whichever
+    contrasts more with it, at least 4.58:1 (WCAG AA asks 4.5): pandas' background_gradient wrote #f1f1f1 on
+    the mid blues, 2.1:1."""
+    import matplotlib
+
+    rgb = matplotlib.colormaps["Blues"](np.clip(shares, 0.0, 1.0))[..., :3]
+    linear = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    luminance = linear @ [0.2126, 0.7152, 0.0722]
+    on_white = 1.05 / (luminance + 0.05) > (luminance + 0.05) / 0.05  # white text contrasts more than black
+    hexes = np.apply_along_axis(matplotlib.colors.to_hex, -1, rgb)
+    return np.char.add(np.char.add("background-color: ", hexes),
+                       np.where(on_white, "; color: #ffffff", "; color: #000000"))
 
 
 def embedding_coords(analysis: Analysis, model: str, method: str, progress=None) -> np.ndarray:
@@ -733,8 +754,8 @@ def _noise_views(names: list[str]) -> SimpleNamespace:
 
 
 DISAGREE_HELP = ("The faces model A and model B (chosen above) label differently, each with its Grad-CAM of its own "
-                 "prediction: face, A's map, B's map, on one scale (each map's share of its own mass per pixel; red: "
-                 "most). **ρ**: Spearman rank correlation of the two maps' pixels; **IoU**: overlap of their top 10 % "
+                 "prediction: face, A's map, B's map, on one scale (each map's share of its own mass per pixel; dark: "
+                 "least, bright yellow: most). **ρ**: Spearman rank correlation of the two maps' pixels; **IoU**: overlap of their top 10 % "
                  "pixels. The per-class table compares the maps on the first faces of every true class, whether or not "
                  "the labels agree. Grad-CAM is computed once per face, then cached.")
 DISAGREE_TILES = 24  # faces drawn with both maps (the table and CSV hold them all)
@@ -873,7 +894,7 @@ def build_dataset_tab(ctx: AppContext) -> None:
     placed = gr.State(None, time_to_live=ttl)  # a placed photo's positions: model -> method -> (x, y)
     src = _source_inputs(bank.names, ctx.cfg.data_root)
     with gr.Row():
-        with gr.Column(scale=3):
+        with gr.Column(scale=3, min_width=MATRIX_COLUMN_PX):  # narrower, the gallery goes below the matrices
             mx = _matrix_views(bank.names)
         with gr.Column(scale=2):
             gal = _gallery_views()
@@ -924,8 +945,8 @@ def build_dataset_tab(ctx: AppContext) -> None:
         for trigger in triggers:
             trigger.input(handler, *io)
     for view in (mx.confusion, mx.cross, mx.embedding):  # on a phone the gallery is below every view
-        scroll_to_on_narrow(view.select, "dataset-gallery")
-    scroll_to_on_narrow(gal.failure_button.click, "dataset-gallery")
+        scroll_to_on_narrow(view.select, "dataset-gallery", below=WIDE_PAGE_PX)  # stacked below the matrices
+    scroll_to_on_narrow(gal.failure_button.click, "dataset-gallery", below=WIDE_PAGE_PX)
     # every view makes a selection; the gallery shows its first page and the embedding rings its faces
     for event in (mx.confusion.select(confusion_click, [state, mx.matrix_model], chosen),
                   mx.cross.select(cross_click, [state, mx.model_a, mx.model_b], chosen),

@@ -29,11 +29,12 @@ from ferx.models import get_model_info, list_models
 from webapp.errors import user_errors
 from webapp.links import face_of, is_origin_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
-from webapp.explaining import (baseline_line, channel_tile, faithfulness_line, faithfulness_tag, found_line, from_png,
-                               offer_examples, photo_inputs, png_bytes, search_faces, tile, verdict)
+from webapp.explaining import (CHANNEL_READING, baseline_line, channel_tile, faithfulness_line, faithfulness_tag,
+                               found_line, from_png, offer_examples, photo_inputs, png_bytes, search_faces, tile,
+                               verdict)
 from webapp.uploads import KEPT_AT_MOST, photo_state, user_temp_dir
 
-COLORMAPS = ["jet", "viridis", "inferno", "magma", "turbo", "RdBu_r", "coolwarm"]
+COLORMAPS = ["inferno", "viridis", "magma", "jet", "turbo", "RdBu_r", "coolwarm"]
 
 
 def help_text() -> str:
@@ -144,6 +145,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
         if ex.channel_weights:  # the channel half of MassAtt, beside its spatial maps
             tiles.append((channel_tile(ex.channel_weights), f"{name} · MassAtt channel weights"))
             shown.append(tiles[-1][1])
+            lines.append(f"- *{tiles[-1][1]}*: {CHANNEL_READING}")
     if not tiles:  # only native attention was asked for, of models without any
         raise gr.Error(f"No map to draw: {', '.join(chosen)} {'has' if len(chosen) == 1 else 'have'} no native "
                        "attention. Tick Grad-CAM or a Captum method as well.")
@@ -285,7 +287,10 @@ def build_explain_tab(ctx) -> None:
                                   elem_id="explain-card-url", visible=False)  # shown when there is a link
             card_files = gr.File(label="The card: PNG, PDF and its JSON", file_count="multiple",
                                  elem_id="explain-card-files")
-            card_png = gr.Image(label="The card", interactive=False, elem_id="explain-card-png")
+            card_png = gr.Image(label="The card", interactive=False, elem_id="explain-card-png",
+                                alt_text="The explanation card: the photo, each model's crop, probabilities and maps "
+                                "with their colour bars and faithfulness, and the settings (the JSON beside it holds "
+                                "its numbers)")
     tiles_state, card_state = photo_state(ctx), photo_state(ctx)  # the face's pixels: kept as briefly as its files
     source = gr.State(None, time_to_live=ctx.cfg.state_ttl_s)  # a dataset face's origin, until the next upload
     run = SimpleNamespace(fn=functools.partial(explain, bank, examples=ctx.shared.get("examples")), inputs_kwargs=dict(

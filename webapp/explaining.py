@@ -56,9 +56,11 @@ def photo_inputs(label: str, elem_id: str, height: int):
 
 def offer_examples(ctx, photo, label: str = "Examples") -> None:
     """The Compare tab's example photos (``ctx.shared["examples"]``, when it has any) offered to another tab's
-    ``photo`` input, as thumbnails."""
+    ``photo`` input, each beside its caption as in Compare: thumbnails alone were buttons without a name (a screen
+    reader said "button" six times) and without the face's true label."""
     if ctx.shared.get("examples"):
-        gr.Examples([[path] for path, _ in ctx.shared["examples"]], inputs=[photo], label=label)
+        caption = gr.Textbox(visible=False, label="What it is")  # shown beside each example's thumbnail
+        gr.Examples([list(example) for example in ctx.shared["examples"]], inputs=[photo, caption], label=label)
 
 
 def face_controls(elem_prefix: str | None = None):
@@ -153,8 +155,17 @@ def tile(crop: np.ndarray, values: np.ndarray, scale: MapScale, cmap: str | None
     return np.concatenate([over, gap, bar, labels], 1)
 
 
+# what channel_tile draws, for the readings under the gallery (ferx.models.lanmsff.MassAtt computes it)
+CHANNEL_READING = ("LANMSFF's own channel attention (MassAtt, native), for this face: the 0–1 weight each block "
+                   "multiplies each of its feature channels by, one bar per channel (numbered as the network stores "
+                   "them: their order means nothing). Near 1: the channel passes; near 0: it is suppressed. The "
+                   "block's features are multiplied by these weights and by its spatial map (the MassAtt map of the "
+                   "same block).")
+
+
 def channel_tile(channel_weights: dict[str, np.ndarray], height: int = TILE_MIN) -> np.ndarray:
-    """MassAtt channel weights M_c (one bar per channel, per block) as an image for the map gallery."""
+    """MassAtt channel weights M_c (one bar per channel, per block) as an image for the map gallery. Its text is
+    10 and 9 pt (7 and 6 were 5-6 px high once the gallery fitted the tile into its column)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -164,8 +175,8 @@ def channel_tile(channel_weights: dict[str, np.ndarray], height: int = TILE_MIN)
     for ax, (block, w) in zip(axes[:, 0], channel_weights.items()):
         ax.bar(np.arange(len(w)), w, width=1.0, color="tab:orange")
         ax.set_ylim(0, 1)
-        ax.set_title(f"{block}: weight per channel (0-1)", fontsize=7)
-        ax.tick_params(labelsize=6)
+        ax.set_title(f"{block}: weight per channel (0-1)", fontsize=10)
+        ax.tick_params(labelsize=9)
     fig.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

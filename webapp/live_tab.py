@@ -97,7 +97,7 @@ def build_live_tab(ctx: AppContext) -> None:
         with gr.Column(scale=3):
             status = gr.Markdown("Waiting for the webcam.", elem_id="live-status")
             crop = gr.Image(label="The largest face, as the models score it", interactive=False, height=160,
-                            buttons=[])
+                            buttons=[], alt_text="The largest face of the webcam's last frame, as the models score it")
             with gr.Row():
                 labels = [gr.Label(num_top_classes=3, label=name, elem_classes=["live-probs"]) for name in bank.names]
     # as tall as its tiles and their captions (which model, its verdict), under them (webapp/app.py CSS): at 320 px

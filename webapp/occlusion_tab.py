@@ -15,10 +15,11 @@ import time
 import gradio as gr
 import numpy as np
 
-from ferx.explain.methods import map_caption
+from ferx.explain.methods import map_caption, reading, units
 from ferx.explain.occlusion import FILLS, explain_occlusion, occlude_face, read_masks
 from ferx.explain.overlay import map_scales
 from ferx.faces import load_photo
+from ferx.models import get_model_info
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
 from webapp.explaining import MODEL_COLUMN_PX, face_controls, offer_examples, tile
@@ -62,6 +63,14 @@ def change_line(result) -> str:
             + (f" · now **{new}** {e.after.max():.0%}" if new != label else " · still the top class")
             + "  \n" + " · ".join(map_caption(m) for m in result.after.maps) + (" (left: unpainted, right: occluded)"
                                                                               if result.after.maps else ""))
+
+
+def map_readings(architecture: str) -> str:
+    """What each row of a model's maps means, in their order (its native maps, then Grad-CAM), as Compare says it
+    under its maps: the tab named them and nothing more."""
+    rows = [(m.reading, m.units) for m in get_model_info(architecture).native_maps]  # each reading names its map
+    rows.append((reading("gradcam"), units("gradcam")))
+    return "  \n".join(f"{what} Colour bar: {bar}." for what, bar in rows)
 
 
 def painted(edited):
@@ -157,7 +166,8 @@ def build_occlusion_tab(ctx: AppContext) -> None:
             # its title above it, not gradio's label: drawn over the image, that hid the top of the enlarged face
             gr.Markdown("The face crop, unpainted and occluded (what the models score)", elem_id="occlusion-strip-title")
             strip = gr.Image(label="The face crop, unpainted and occluded (what the models score)", show_label=False,
-                             interactive=False, height=200, buttons=[], elem_id="occlusion-strip")
+                             interactive=False, height=200, buttons=[], elem_id="occlusion-strip",
+                             alt_text="The face crop unpainted (left) and occluded (right), as the models score it")
     columns = []
     with gr.Row():
         for name in bank.names:
@@ -169,7 +179,9 @@ def build_occlusion_tab(ctx: AppContext) -> None:
                             # no label drawn over it: it hid the first colour bar's top number (the line above
                             # names the maps and says which side is which)
                             gr.Image(label="Maps: unpainted | occluded", show_label=False, interactive=False,
-                                     buttons=[])]
+                                     buttons=[], alt_text=f"{name}: each map of the unpainted face (left) beside the "
+                                     "occluded face's (right), one colour scale per row (named above)")]
+                gr.Markdown(map_readings(bank.models[name].name), elem_classes=["occlusion-readings"])
     handler = functools.partial(occlude_view, bank)
     inputs = [editor, whole, face_index, fill, models, with_maps]
     outputs = [status, strip] + columns

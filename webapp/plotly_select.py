@@ -26,8 +26,11 @@ const draw = () => {
   if (!window.Plotly) { setTimeout(draw, 50); return; }
   const el = element.querySelector('.ferx-plot');
   if (!el) return;
-  if (!props.value) { window.Plotly.purge(el); el.innerHTML = ''; el.dataset.ready = ''; return; }
+  if (!props.value) { window.Plotly.purge(el); el.innerHTML = ''; el.style.height = ''; el.dataset.ready = ''; return; }
   const fig = JSON.parse(props.value);
+  // the box as high as the figure: plotly's responsive resize takes the box's height, which was the plot's own
+  // until a window resize (1024 x 768, a zoom) shrank it to the 80-px minimum for good
+  el.style.height = fig.layout.height ? `${fig.layout.height}px` : '';
   window.Plotly.react(el, fig.data, fig.layout, {responsive: true, displaylogo: false,
     toImageButtonOptions: {format: 'png', scale: 2, filename: 'ferx_embedding'}}).then(() => {
     if (!el._ferxBound) {

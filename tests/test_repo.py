@@ -57,3 +57,15 @@ def test_torchvision_retry_hook_stubs_the_failing_meta_registrations(tmp_path, m
         import othervision  # noqa: F401
     for name in [m for m in sys.modules if m.split(".")[0] in ("fakevision", "othervision")]:
         del sys.modules[name]
+
+
+def test_python_dash_m_ferx_is_the_ferx_command(tmp_path):
+    """Where the ``ferx`` script is not on the PATH, ``python -m ferx app`` said "No module named ferx.__main__"."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ferx", "evaluate"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 2 and done.stderr.startswith("usage: ferx evaluate")
+    assert "the following arguments are required: checkpoint, --dataset" in done.stderr

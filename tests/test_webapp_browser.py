@@ -101,6 +101,9 @@ def test_every_tab_names_its_examples_and_one_is_chosen_with_the_keyboard(page):
             panel = page.get_by_role("tabpanel")
             assert panel.get_by_role("row", name=re.compile(r"true label: happy$")).count() == 1, tab
             assert panel.get_by_role("row", name=re.compile("Grace Hopper")).count() == 1, tab
+            # the photo input's own label was the header: the brush's long one squeezed the captions to 5 lines
+            headers = [h.strip() for h in panel.get_by_role("columnheader").all_inner_texts()]
+            assert headers[:2] == ["Photo", "What it is"], tab
         page.get_by_role("tab", name="Explain").click()
         page.get_by_role("tabpanel").get_by_role("gridcell").first.focus()
         page.keyboard.press("Enter")

@@ -20,8 +20,8 @@ from ferx.explain.report import explain_photo
 from ferx.models import get_model_info
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
-from webapp.explaining import (MODEL_COLUMN_PX, annotate, crop_strip, found_line, photo_inputs, search_faces, tile,
-                               verdict)
+from webapp.explaining import (MODEL_COLUMN_PX, annotate, crop_strip, found_line, offer_examples, photo_inputs,
+                               search_faces, tile, verdict)
 from webapp.model_bank import ModelBank
 from webapp.narrow import scroll_to_on_narrow
 from webapp.uploads import user_temp_dir
@@ -153,10 +153,8 @@ def build_compare_tab(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             photo, whole, face_index = photo_inputs("Photo", "compare-photo", 360)
             button = gr.Button("Compare models", variant="primary")
-            examples = ctx.shared["examples"] = example_photos(ctx.cfg.data_root)  # later tabs offer them too
-            caption = gr.Textbox(visible=False, label="What it is")  # shown beside each example's thumbnail
-            gr.Examples([list(example) for example in examples], inputs=[photo, caption],
-                        label="Examples (FER-2013 test faces when the data root has them; two portrait photos)")
+            ctx.shared["examples"] = example_photos(ctx.cfg.data_root)  # later tabs offer them too
+            offer_examples(ctx, photo, "Examples (FER-2013 test faces when the data root has them; two portrait photos)")
         with gr.Column(scale=3, elem_id="compare-results"):
             status = gr.Markdown(elem_id="compare-status")
             # alt_text: what a screen reader says of each image (gradio's is empty: "image", or nothing)

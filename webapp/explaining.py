@@ -57,10 +57,14 @@ def photo_inputs(label: str, elem_id: str, height: int):
 def offer_examples(ctx, photo, label: str = "Examples") -> None:
     """The Compare tab's example photos (``ctx.shared["examples"]``, when it has any) offered to another tab's
     ``photo`` input, each beside its caption as in Compare: thumbnails alone were buttons without a name (a screen
-    reader said "button" six times) and without the face's true label."""
+    reader said "button" six times) and without the face's true label. The table's headers are "Photo" and
+    "What it is", whatever the photo input's own label (the Occlusion brush's long one squeezed the captions to five
+    lines at 1,024 px)."""
     if ctx.shared.get("examples"):
         caption = gr.Textbox(visible=False, label="What it is")  # shown beside each example's thumbnail
-        gr.Examples([list(example) for example in ctx.shared["examples"]], inputs=[photo, caption], label=label)
+        examples = gr.Examples([list(example) for example in ctx.shared["examples"]], inputs=[photo, caption],
+                               label=label)
+        examples.dataset.headers = ["Photo", caption.label]
 
 
 def face_controls(elem_prefix: str | None = None):

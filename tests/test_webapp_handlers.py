@@ -969,3 +969,24 @@ def test_paint_outside_the_face_crop_is_said_to_be_elsewhere_in_the_photo(bank, 
     edited = {"background": str(photo), "layers": [str(layer)], "name": "astronaut.png"}
     status = occlude_view(bank, edited, False, 0, "black", ["mini_xception_fer2013"], False)[0]
     assert status.startswith("nothing painted over face 0: the paint is elsewhere in the photo"), status
+
+
+def test_a_thin_strip_of_an_image_is_scored_shown_and_explained_not_a_failure(bank, tmp_path):
+    """A 3x10000 PNG (1x2048 at work size) is taken as a face, but Compare drew it enlarged to 240x491,520 (354 MB),
+    which gradio could not encode: "Could not postprocess output component at index 1"; Explain said "Something went
+    wrong (error)": the card's copy of the photo was resized to 0x1024."""
+    from webapp.compare_tab import compare
+    from webapp.explain_tab import explain
+
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.full((10_000, 3, 3), 150, np.uint8)).save(strip)
+    out = compare(bank, str(strip), False, 0)
+    assert "scoring face 0 (whole image)" in out[0] and "already-cropped face" in out[0]
+    shown = out[1]
+    assert max(shown.shape[:2]) <= 2048 and shown.shape[1] >= 1  # drawn at most as large as the work size
+    gr.Image(format="webp").postprocess(shown)  # what gradio does with it before it reaches the page
+    out = explain(bank, str(strip), False, 0, ["mini_xception_fer2013"], False, ["gradcam"], [], "predicted", "none",
+                  0.5, "auto", 99, True, False, "blur")
+    assert "explaining face 0 (whole image)" in out[0]
+    card_photo = out[-1]["result"].search.photo.rgb
+    assert card_photo.shape[0] == 1024 and card_photo.shape[1] >= 1

@@ -171,8 +171,10 @@ def kept_for_card(result):
     redraws them from the maps' own resolution)."""
     photo = result.search.photo
     k = CARD_PHOTO_SIDE / max(photo.rgb.shape[:2])
-    if k < 1:
-        photo = replace(photo, rgb=cv2.resize(photo.rgb, None, fx=k, fy=k, interpolation=cv2.INTER_AREA))
+    if k < 1:  # each side at least 1 px: a 1x2048 strip is 1x1024, not 0x1024 (cv2 refused it: "went wrong")
+        h, w = photo.rgb.shape[:2]
+        size = (max(1, round(w * k)), max(1, round(h * k)))
+        photo = replace(photo, rgb=cv2.resize(photo.rgb, size, interpolation=cv2.INTER_AREA))
     rows = [replace(row, maps=[replace(m, crop_values=None) for m in row.maps]) for row in result.rows]
     return replace(result, search=replace(result.search, photo=photo), rows=rows)
 

@@ -990,3 +990,16 @@ def test_a_thin_strip_of_an_image_is_scored_shown_and_explained_not_a_failure(ba
     assert "explaining face 0 (whole image)" in out[0]
     card_photo = out[-1]["result"].search.photo.rgb
     assert card_photo.shape[0] == 1024 and card_photo.shape[1] >= 1
+
+
+def test_no_face_in_the_first_frame_of_an_animation_says_only_that_frame_was_searched(bank, tmp_path):
+    """'No face found in clip.gif' did not say that only the first of its frames was looked at."""
+    from webapp.compare_tab import compare
+    from webapp.stability_tab import run_stability
+
+    clip = tmp_path / "clip.gif"
+    Image.new("L", (200, 200), 0).save(clip, save_all=True, append_images=[Image.new("L", (200, 200), 255)])
+    said = "clip.gif has 2 frames: only the first frame is used"
+    assert said in compare(bank, str(clip), False, 0)[0]
+    with pytest.raises(gr.Error, match=f"No face found in clip.gif. .*{said}"):
+        run_stability(bank, str(clip), False, 0, ["mini_xception_fer2013"])

@@ -42,7 +42,8 @@ def face_and_note(path, whole_image, index, *, to: str = "check it"):
         raise gr.Error("Upload a photo first.")
     search = search_faces(path, bool(whole_image))
     if search.no_face:
-        raise gr.Error(f"No face found in {search.photo.name}. Tick 'Score the whole image as a face' to {to} anyway.")
+        raise gr.Error(f"No face found in {search.photo.name}. Tick 'Score the whole image as a face' to {to} anyway."
+                       + (f" ({search.note})" if search.note else ""))
     return search.faces[search.pick(index)], search.note
 
 

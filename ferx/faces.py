@@ -37,7 +37,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ferx.paths import IMAGE_FORMATS
 from ferx.text import plural
 
-# Refused before decoding: more pixels than any camera makes (48 MP phones: 8000 x 6000).
+# Refused before decoding: more pixels than a photo is decoded into (60 MP: 180 MB of RGB). A large JPEG is decoded
+# at 1/2, 1/4 or 1/8 scale (draft), so the limit is on those pixels: a 108 MP phone photo (12000 x 9000, 0.3-0.9 s)
+# was refused as a "possible decompression bomb"; Pillow's own limit (2 x 89 MP) still refuses a larger one unread.
 MAX_PIXELS = 60_000_000
 # Working resolution: photos are decoded/resized so their longer side is at most this.
 WORK_SIDE = 2048
@@ -135,7 +137,12 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes:
     width, height = im.size  # read from the header; no pixels decoded yet
     if width < 1 or height < 1:
         raise ImageError(f"{name}: image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
+    file_format, file_mode = im.format, im.mode  # as the file has them (draft may change the mode it decodes to)
+    if im.format == "JPEG" and max(width, height) > work_side:
+        # decode big JPEGs at 1/2, 1/4 or 1/8 scale directly (draft keeps both sides >= the request; no pixels read)
+        f = work_side / max(width, height)
+        im.draft("RGB", (math.ceil(width * f), math.ceil(height * f)))
+    if im.size[0] * im.size[1] > max_pixels:  # the pixels it would decode
         raise ImageError(f"{name}: declares {width}x{height} = {width * height / 1e6:.0f} MP, above the "
                          f"{max_pixels / 1e6:.0f} MP limit; refusing to decode it (possible decompression bomb)")
     blocks = math.ceil(width / 8) * math.ceil(height / 8)
@@ -143,17 +150,12 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes:
         # every 8x8 block costs a JPEG at least one bit; libjpeg fills what is missing with gray and only warns
         raise ImageError(f"{name}: declares {width}x{height} in {nbytes:,} bytes, less than one bit per 8x8 block "
                          "— truncated or corrupt file")
-    file_format, file_mode = im.format, im.mode
     try:
         # the EXIF Orientation tag (Pillow reads an XMP one into it too), before load(): Pillow's TIFF loader
         # turns the image itself and drops the tag
         orientation = im.getexif().get(0x0112, 1)
         note = _first_frame_note(im, name)  # before load(): counting frames reads their headers, not their pixels
         turned = orientation in (2, 3, 4, 5, 6, 7, 8)  # anything else (1, none, a malformed value) is shown as stored
-        if file_format == "JPEG" and max(width, height) > work_side:
-            # decode big JPEGs at 1/2, 1/4 or 1/8 scale directly (draft keeps both sides >= the request)
-            f = work_side / max(width, height)
-            im.draft("RGB", (math.ceil(width * f), math.ceil(height * f)))
         im.load()
         # exif_transpose copies an upright image whole (0.23 ms of a 256-px JPEG's 0.6): only what it turns
         upright = ImageOps.exif_transpose(im) if turned else im

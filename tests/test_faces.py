@@ -160,6 +160,18 @@ def test_huge_but_legal_photo_is_decoded_downscaled(tmp_path):
     assert max(photo.rgb.shape[:2]) <= 2048 and photo.rgb.shape[1] / photo.rgb.shape[0] == pytest.approx(1.5, abs=0.01)
 
 
+def test_a_108_mp_phone_photo_is_decoded_downscaled_and_a_png_of_its_size_is_refused(tmp_path):
+    """A 12000x9000 JPEG (what 108 MP phone cameras make) was refused as a "possible decompression bomb": the
+    60 MP limit applied to the declared size, though a JPEG this large is decoded at 1/4 scale (3000x2250). The
+    limit is on the pixels decoded; a PNG of that size is decoded whole, and still refused unread."""
+    Image.new("L", (12_000, 9_000), 128).save(tmp_path / "phone.jpg", quality=50)
+    photo = load_photo(tmp_path / "phone.jpg", name="phone.jpg")
+    assert photo.original_size == (12_000, 9_000) and photo.size == (2048, 1536) and photo.mode == "L"
+    write_png_bomb(tmp_path / "phone.png", 10_500)  # 110 MP
+    with pytest.raises(ImageError, match="phone.png: declares 10500x10500 = 110 MP, above the 60 MP limit"):
+        load_photo(tmp_path / "phone.png", name="phone.png")
+
+
 def test_no_face_is_flagged_and_the_whole_image_can_be_scored(fer_test):
     rng = np.random.default_rng(0)
     noise = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))

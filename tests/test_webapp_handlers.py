@@ -821,11 +821,12 @@ def test_the_occlusion_brush_shows_a_small_face_large_enough_to_see_the_paint(ba
     assert (occluded[32 * k:42 * k, 12 * k:36 * k] == 0).all() and np.array_equal(occluded[:32 * k], unpainted[:32 * k])
 
 
-@pytest.mark.parametrize("tab", ["sanity", "stability"])
+@pytest.mark.parametrize("tab", ["sanity", "stability", "explain"])
 def test_a_photo_without_a_face_is_named_in_the_teaching_tabs_message(bank, tmp_path, tab):
     """"No face found." did not say in which photo (the Occlusion brush and the command line name it)."""
     import skimage.data
 
+    from webapp.explain_tab import explain
     from webapp.sanity_tab import run_sanity
     from webapp.stability_tab import run_stability
 
@@ -834,6 +835,9 @@ def test_a_photo_without_a_face_is_named_in_the_teaching_tabs_message(bank, tmp_
     with pytest.raises(gr.Error) as err:
         if tab == "sanity":
             run_sanity(bank, str(photo), False, 0, "mini_xception_fer2013", ["gradcam"], 2)
+        elif tab == "explain":
+            explain(bank, str(photo), False, 0, ["mini_xception_fer2013"], False, ["gradcam"], [], "predicted", "none",
+                    0.5, "auto", 99, True, False, "blur")
         else:
             run_stability(bank, str(photo), False, 0, ["mini_xception_fer2013"])
     assert err.value.message.startswith("No face found in coffee_cup.png. Tick 'Score the whole image as a face'")

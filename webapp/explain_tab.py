@@ -99,8 +99,8 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
         raise gr.Error("Choose at least one method.")
     search = search_faces(path, bool(whole_image))
     if search.no_face:
-        raise gr.Error("No face found. Tick 'Score the whole image as a face' to explain it anyway."
-                       + (f" ({search.note})" if search.note else ""))
+        raise gr.Error(f"No face found in {search.photo.name}. Tick 'Score the whole image as a face' to explain it "
+                       "anyway." + (f" ({search.note})" if search.note else ""))
     try:
         index = search.pick(index)
     except ValueError as err:  # one message; the maps shown stay (not a red "Error" in every panel)

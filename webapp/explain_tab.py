@@ -117,7 +117,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     kept = EXPLAINED.get(key) if key else None
     result = replace(kept, search=search) if kept else None  # this photo's file and name, the same pixels
     if result is None:
-        result = explain_photo(chosen, search, index, methods, using=bank.using,
+        result = explain_photo(chosen, search, index, methods, using=bank.own_copy,  # others' Compare does not wait
                                progress=lambda fraction, what: progress(fraction, desc=f"{what}{slow}"),
                                target=None if target_name == "predicted" else target_name,
                                contrast=None if contrast_name == "none" else contrast_name,

@@ -724,6 +724,8 @@ def _cmd_sanity(args) -> int:
     methods = applicable_methods(loaded.model, [canonical_method(m) for m in args.method or ()],
                                  loaded.display)
     search = find_faces(load_photo(args.photo), whole_image=args.whole_image)
+    if search.note:  # as ferx explain says it
+        print(f"note: {search.note}")
     if search.no_face:
         raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
     face = search.faces[search.pick(args.face)]

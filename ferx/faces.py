@@ -37,7 +37,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ferx.paths import IMAGE_FORMATS
 from ferx.text import plural
 
-# Refused before decoding: more pixels than any camera makes (48 MP phones: 8000 x 6000).
+# Refused before decoding: more pixels than a photo is decoded into (60 MP: 180 MB of RGB). A large JPEG is decoded
+# at 1/2, 1/4 or 1/8 scale (draft), so the limit is on those pixels: a 108 MP phone photo (12000 x 9000, 0.3-0.9 s)
+# was refused as a "possible decompression bomb"; Pillow's own limit (2 x 89 MP) still refuses a larger one unread.
 MAX_PIXELS = 60_000_000
 # Working resolution: photos are decoded/resized so their longer side is at most this.
 WORK_SIDE = 2048
@@ -65,6 +67,8 @@ class Photo:
     mode: str  # PIL mode of the file ("RGB", "CMYK", "I;16", "P", ...)
     original_size: tuple[int, int]  # (width, height) after EXIF rotation, before downscaling
     exif_rotated: bool
+    # what was decided for the user: only the first frame of an animated GIF or WebP, or page of a TIFF, is used
+    note: str | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -77,7 +81,7 @@ class Photo:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "format": self.format, "mode": self.mode, "original_size": list(self.original_size),
-                "working_size": list(self.size), "exif_rotated": self.exif_rotated}
+                "working_size": list(self.size), "exif_rotated": self.exif_rotated, "note": self.note}
 
 
 def load_photo(source: str | Path | bytes | Image.Image, *, max_pixels: int = MAX_PIXELS,
@@ -133,7 +137,12 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes:
     width, height = im.size  # read from the header; no pixels decoded yet
     if width < 1 or height < 1:
         raise ImageError(f"{name}: image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
+    file_format, file_mode = im.format, im.mode  # as the file has them (draft may change the mode it decodes to)
+    if im.format == "JPEG" and max(width, height) > work_side:
+        # decode big JPEGs at 1/2, 1/4 or 1/8 scale directly (draft keeps both sides >= the request; no pixels read)
+        f = work_side / max(width, height)
+        im.draft("RGB", (math.ceil(width * f), math.ceil(height * f)))
+    if im.size[0] * im.size[1] > max_pixels:  # the pixels it would decode
         raise ImageError(f"{name}: declares {width}x{height} = {width * height / 1e6:.0f} MP, above the "
                          f"{max_pixels / 1e6:.0f} MP limit; refusing to decode it (possible decompression bomb)")
     blocks = math.ceil(width / 8) * math.ceil(height / 8)
@@ -141,16 +150,12 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes:
         # every 8x8 block costs a JPEG at least one bit; libjpeg fills what is missing with gray and only warns
         raise ImageError(f"{name}: declares {width}x{height} in {nbytes:,} bytes, less than one bit per 8x8 block "
                          "— truncated or corrupt file")
-    file_format, file_mode = im.format, im.mode
     try:
         # the EXIF Orientation tag (Pillow reads an XMP one into it too), before load(): Pillow's TIFF loader
         # turns the image itself and drops the tag
         orientation = im.getexif().get(0x0112, 1)
+        note = _first_frame_note(im, name)  # before load(): counting frames reads their headers, not their pixels
         turned = orientation in (2, 3, 4, 5, 6, 7, 8)  # anything else (1, none, a malformed value) is shown as stored
-        if file_format == "JPEG" and max(width, height) > work_side:
-            # decode big JPEGs at 1/2, 1/4 or 1/8 scale directly (draft keeps both sides >= the request)
-            f = work_side / max(width, height)
-            im.draft("RGB", (math.ceil(width * f), math.ceil(height * f)))
         im.load()
         # exif_transpose copies an upright image whole (0.23 ms of a 256-px JPEG's 0.6): only what it turns
         upright = ImageOps.exif_transpose(im) if turned else im
@@ -167,7 +172,17 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes:
         size = (max(1, round(rgb.shape[1] * f)), max(1, round(rgb.shape[0] * f)))
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
     rgb = np.ascontiguousarray(rgb) if rgb.flags.writeable else np.array(rgb)  # PIL's arrays are read-only
-    return Photo(rgb, name, file_format, file_mode, original, turned)
+    return Photo(rgb, name, file_format, file_mode, original, turned, note)
+
+
+def _first_frame_note(im: Image.Image, name: str) -> str | None:
+    """What the user is told of a file of several frames or pages (the first is decoded, as Pillow opens it):
+    a GIF whose first frame is blank had "no face found" and no word that there was more to it."""
+    if not getattr(im, "is_animated", False):
+        return None
+    kind = "page" if im.format == "TIFF" else "frame"
+    return f"{name} has {im.n_frames} {kind}s: only the first {kind} is used"
+
 
 
 def undecodable(name: str, err: Exception) -> ImageError:
@@ -272,7 +287,9 @@ class FaceSearch:
     photo: Photo
     faces: list[Face] = field(default_factory=list)  # best first (detector confidence and size)
     no_face: bool = False  # the detector found nothing (and the whole image was not asked for)
-    note: str | None = None  # how the faces were found, when it is not plain detection (a small image)
+    # how the faces were found, when it is not plain detection (a small image), and the photo's own note (only its
+    # first frame used); a message saying no face was found says it too
+    note: str | None = None
 
     def to_dict(self) -> dict:
         return {"photo": self.photo.to_dict(), "no_face": self.no_face, "note": self.note,
@@ -400,8 +417,12 @@ def find_faces(photo: Photo, *, whole_image: bool = False, margin: float = DEFAU
             ow, oh = photo.original_size
             note = (f"{ow}x{oh} px, under {SMALL_FACE_SIDE} px: scored as an already-cropped face "
                     f"(landmarks: {'detected' if best is not None else 'mean-face template'})")
-        return FaceSearch(photo, [face], note=note)
+        return FaceSearch(photo, [face], note=_notes(photo.note, note))
     min_face_frac = max(min_face_frac, MIN_FACE_PX / min(photo.original_size))
     faces = [_face(rgb, d.box, d.landmarks, d.detector, margin, align, to_original, inv, score=round(d.confidence, 4),
                    rank=d.rank) for d in detect(rgb, detector, min_face_frac=min_face_frac)]
-    return FaceSearch(photo, faces, no_face=not faces)
+    return FaceSearch(photo, faces, no_face=not faces, note=photo.note)
+
+
+def _notes(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None

@@ -219,3 +219,23 @@ def test_data_info_of_a_folder_without_splits_says_it_once(tmp_path, capsys):
         "  (no split folders: every image is in split all)"]
     assert main(["data", "info", str(tmp_path / "faces"), "--splits", "all"]) == 0
     assert capsys.readouterr().out.splitlines() == ["folder:faces/all: 2 images (happy 1, sad 1)"]
+
+
+def test_a_class_folders_images_in_sub_folders_are_its_faces_in_a_folder_and_a_zip(tmp_path):
+    """A zip of happy/x.png and happy/2019/y.png was analysed as its top-level images alone, without a word: the
+    sub-folders' faces were left out (torchvision's ImageFolder takes them, at any depth). A hidden folder is not."""
+    import zipfile
+
+    layout = ["test/happy/a.png", "test/happy/2019/b.png", "test/happy/2019/june/c.png", "test/sad/d.png",
+              "test/sad/.thumbnails/e.png"]
+    with zipfile.ZipFile(tmp_path / "faces.zip", "w") as z:
+        for i, name in enumerate(layout):
+            path = tmp_path / "folder" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("L", (48, 48), 40 * i).save(path)
+            z.write(path, name)
+    expected = ["happy/2019/b.png", "happy/2019/june/c.png", "happy/a.png", "sad/d.png"]
+    for data in (load_image_folder(tmp_path / "folder", "test"),
+                 load_split(str(tmp_path / "faces.zip"), "test", tmp_path, cache_dir=tmp_path / "zips")):
+        assert sorted(str(p).split("test/", 1)[1] for p in data.paths) == expected
+        assert [data.labels.classes[t] for t in data.targets] == ["happy", "happy", "happy", "sad"]

@@ -160,6 +160,18 @@ def test_huge_but_legal_photo_is_decoded_downscaled(tmp_path):
     assert max(photo.rgb.shape[:2]) <= 2048 and photo.rgb.shape[1] / photo.rgb.shape[0] == pytest.approx(1.5, abs=0.01)
 
 
+def test_a_108_mp_phone_photo_is_decoded_downscaled_and_a_png_of_its_size_is_refused(tmp_path):
+    """A 12000x9000 JPEG (what 108 MP phone cameras make) was refused as a "possible decompression bomb": the
+    60 MP limit applied to the declared size, though a JPEG this large is decoded at 1/4 scale (3000x2250). The
+    limit is on the pixels decoded; a PNG of that size is decoded whole, and still refused unread."""
+    Image.new("L", (12_000, 9_000), 128).save(tmp_path / "phone.jpg", quality=50)
+    photo = load_photo(tmp_path / "phone.jpg", name="phone.jpg")
+    assert photo.original_size == (12_000, 9_000) and photo.size == (2048, 1536) and photo.mode == "L"
+    write_png_bomb(tmp_path / "phone.png", 10_500)  # 110 MP
+    with pytest.raises(ImageError, match="phone.png: declares 10500x10500 = 110 MP, above the 60 MP limit"):
+        load_photo(tmp_path / "phone.png", name="phone.png")
+
+
 def test_no_face_is_flagged_and_the_whole_image_can_be_scored(fer_test):
     rng = np.random.default_rng(0)
     noise = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
@@ -375,3 +387,27 @@ def test_a_folder_of_photos_packs_the_same_two_photos_at_a_time(fer_test, tmp_pa
     loop = [(rel, f) for rel in split.paths for f in packing.read_faces(split.root / rel, 64, "L", "all")]
     assert [rel for rel, _ in loop] == [p.split("#face")[0] for p in two.paths]  # a plain loop, photo by photo
     assert np.array_equal(np.stack([f for _, f in loop]), two.images)
+
+
+def test_a_file_of_several_frames_or_pages_says_only_the_first_is_used(tmp_path, fer_test):
+    """An animated GIF or WebP, or a multi-page TIFF, is scored on its first frame: a GIF whose first frame was
+    blank had 'no face found' and no word that there was more to it. The note is the photo's and the search's, which
+    every message of 'no face found' carries (webapp/explaining.py, ferx explain/sanity/occlude)."""
+    face = Image.new("RGB", (256, 256), (120, 130, 140))
+    face.paste(face_rgb(fer_test, size=192), (32, 32))
+    blank = Image.new("RGB", (256, 256), (0, 0, 0))
+    for name, kwargs in (("clip.gif", {"duration": 100, "loop": 0}), ("clip.webp", {"duration": 100}),
+                         ("scan.tiff", {})):
+        blank.save(tmp_path / name, save_all=True, append_images=[face, face.rotate(10)], **kwargs)
+        photo = load_photo(tmp_path / name, name=name)
+        kind = "page" if name.endswith("tiff") else "frame"
+        assert photo.note == f"{name} has 3 {kind}s: only the first {kind} is used"
+        assert photo.rgb.max() == 0  # the first frame's pixels
+        search = find_faces(photo)
+        assert search.no_face and search.note == photo.note
+    face.save(tmp_path / "still.gif")
+    assert load_photo(tmp_path / "still.gif").note is None and find_faces(load_photo(tmp_path / "still.gif")).note is None
+    tiny = tmp_path / "tiny.gif"
+    Image.new("L", (40, 40), 0).save(tiny, save_all=True, append_images=[Image.new("L", (40, 40), 255)])
+    note = find_faces(load_photo(tiny, name="tiny.gif")).note  # both notes, the photo's first
+    assert note.startswith("tiny.gif has 2 frames: only the first frame is used; 40x40 px, under 96 px")

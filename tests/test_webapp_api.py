@@ -221,6 +221,36 @@ def test_stop_ends_the_analysis_work_not_only_the_request(server, tmp_path, monk
     assert not list((tmp_path / "cache").glob("analysis/*"))  # nothing of the stopped run was kept
 
 
+def test_a_page_closed_during_its_analysis_stops_the_analysis_work(server, tmp_path, monkeypatch):
+    """A closed tab (its client gone: gradio runs the page's unload) left its analysis running to the end for
+    nobody, holding both cores: a 600-photo zip ran 35 s on after its page had gone."""
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))  # a first-time analysis: a minute of batches
+    page = subprocess.Popen([sys.executable, "-c", f"""
+from gradio_client import Client
+Client({server!r}, verbose=False).predict(name="ferplus", split_name="test", zip_file=None,
+    chosen=["lanmsff_ferplus", "mini_xception_fer2013"], calib=False, api_name="/analyze")
+"""])
+    try:
+        deadline = time.time() + 60
+        while not _analysis_threads() and time.time() < deadline:
+            time.sleep(0.1)
+        assert _analysis_threads(), "the analysis never started"
+        time.sleep(1)
+    finally:
+        page.kill()  # the tab is closed: its connections drop
+        page.wait()
+    deadline, quiet_since = time.time() + 30, None
+    while time.time() < deadline and (quiet_since is None or time.time() - quiet_since < 2):
+        quiet_since = (quiet_since or time.time()) if not _analysis_threads() else None
+        time.sleep(0.1)
+    assert not _analysis_threads(), "the analysis of the closed page is still running"
+    assert not list((tmp_path / "cache").glob("analysis/*"))  # nothing of the stopped run was kept
+
+
 def test_sanity_check_through_the_api(server, face_png):
     from gradio_client import Client, handle_file
 

@@ -1021,3 +1021,78 @@ def test_paint_outside_the_face_crop_is_said_to_be_elsewhere_in_the_photo(bank, 
     edited = {"background": str(photo), "layers": [str(layer)], "name": "astronaut.png"}
     status = occlude_view(bank, edited, False, 0, "black", ["mini_xception_fer2013"], False)[0]
     assert status.startswith("nothing painted over face 0: the paint is elsewhere in the photo"), status
+
+
+def test_a_thin_strip_of_an_image_is_scored_shown_and_explained_not_a_failure(bank, tmp_path):
+    """A 3x10000 PNG (1x2048 at work size) is taken as a face, but Compare drew it enlarged to 240x491,520 (354 MB),
+    which gradio could not encode: "Could not postprocess output component at index 1"; Explain said "Something went
+    wrong (error)": the card's copy of the photo was resized to 0x1024."""
+    from webapp.compare_tab import compare
+    from webapp.explain_tab import explain
+
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.full((10_000, 3, 3), 150, np.uint8)).save(strip)
+    out = compare(bank, str(strip), False, 0)
+    assert "scoring face 0 (whole image)" in out[0] and "already-cropped face" in out[0]
+    shown = out[1]
+    assert max(shown.shape[:2]) <= 2048 and shown.shape[1] >= 1  # drawn at most as large as the work size
+    gr.Image(format="webp").postprocess(shown)  # what gradio does with it before it reaches the page
+    out = explain(bank, str(strip), False, 0, ["mini_xception_fer2013"], False, ["gradcam"], [], "predicted", "none",
+                  0.5, "auto", 99, True, False, "blur")
+    assert "explaining face 0 (whole image)" in out[0]
+    card_photo = out[-1]["result"].search.photo.rgb
+    assert card_photo.shape[0] == 1024 and card_photo.shape[1] >= 1
+
+
+def test_no_face_in_the_first_frame_of_an_animation_says_only_that_frame_was_searched(bank, tmp_path):
+    """'No face found in clip.gif' did not say that only the first of its frames was looked at."""
+    from webapp.compare_tab import compare
+    from webapp.stability_tab import run_stability
+
+    clip = tmp_path / "clip.gif"
+    Image.new("L", (200, 200), 0).save(clip, save_all=True, append_images=[Image.new("L", (200, 200), 255)])
+    said = "clip.gif has 2 frames: only the first frame is used"
+    assert said in compare(bank, str(clip), False, 0)[0]
+    with pytest.raises(gr.Error, match=f"No face found in clip.gif. .*{said}"):
+        run_stability(bank, str(clip), False, 0, ["mini_xception_fer2013"])
+
+
+def test_the_sanity_check_leaves_its_model_free_for_other_users_while_it_runs(bank, data_root):
+    """The check held the shared model from its first map to its last: every other user's Compare (which needs every
+    model) waited for it, 17.3 s instead of 1.3 s during a Conv-cut check of 8 steps. It holds the model only to copy
+    it now, and its numbers are the core's on the shared model itself."""
+    from ferx.explain.sanity import cascading_randomization
+    from ferx.faces import find_faces, load_photo
+    from webapp.sanity_tab import run_sanity
+
+    model = "mini_xception_fer2013"
+    photo = data_root / "ferplus" / "data" / "FER2013Test" / "fer0032220.png"
+    held = []
+    _, _, table = run_sanity(bank, str(photo), True, 0, model, ["gradcam"], 3,
+                             progress=lambda fraction, desc=None: held.append(model in bank._gate._busy))
+    assert held and not any(held), held  # at no step of the check is the shared model taken
+    loaded = bank.models[model]
+    face = find_faces(load_photo(photo), whole_image=True).faces[0]
+    core = cascading_randomization(loaded.model, face.model_input(loaded.input_spec), ["gradcam"], n_steps=3)
+    assert np.allclose(table.data.iloc[:, 1].to_numpy(float), core.spearman_table().loc["gradcam"].to_numpy(float))
+
+
+def test_an_explanation_leaves_its_models_free_for_other_users_and_draws_the_same_maps(bank, data_root):
+    """Explain held each chosen model for all of its methods: another user's Compare waited 117 s for an Explain of
+    Conv-cut with Score-CAM, occlusion and faithfulness (1.6 s alone). Each model's methods run on a copy now."""
+    from ferx.explain.report import explain_photo
+    from webapp.explain_tab import explain
+    from webapp.explaining import search_faces
+
+    photo = str(data_root / "ferplus" / "data" / "FER2013Test" / "fer0032220.png")
+    model = "lanmsff_ferplus"
+    held = []
+    out = explain(bank, photo, True, 0, [model], True, ["gradcam"], ["saliency"], "predicted", "none", 0.5, "auto", 99,
+                  True, False, "blur", progress=lambda fraction, desc=None: held.append(model in bank._gate._busy))
+    assert held and not any(held), held  # at no method is the shared model taken
+    shared = explain_photo([model], search_faces(photo, True), 0, ["native", "gradcam", "saliency"], using=bank.using,
+                           faithfulness=False).rows[0]
+    got = out[-1]["result"].rows[0]
+    assert np.allclose(got.probs, shared.probs)
+    assert [m.method for m in got.maps] == [m.method for m in shared.maps]
+    assert all(np.allclose(g.values, s.values) for g, s in zip(got.maps, shared.maps))

@@ -15,7 +15,7 @@ import gradio as gr
 from webapp.app_context import AppContext
 from webapp.compare_tab import build_compare_tab
 from webapp.config import AppConfig
-from webapp.dataset_tab import build_dataset_tab
+from webapp.dataset_tab import build_dataset_tab, stop_when_closed
 from webapp.errors import SERVER_FOLDERS
 from webapp.explain_tab import build_explain_tab
 from webapp.links import wire_restore
@@ -71,6 +71,7 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
                     tab.build(ctx)
         wire_restore(app, ctx)  # a link (?view=explain&...) reopens an Explain view
         forget_photos_on_close(app, ctx.photo_states)
+        stop_when_closed(app)  # an analysis of a closed page
     app.queue(default_concurrency_limit=cfg.concurrency, max_size=64)
     return app
 

@@ -90,7 +90,8 @@ def compare(bank: ModelBank, path, whole_image, index):
     search = search_faces(path, bool(whole_image))
     if search.no_face:
         gr.Warning(f"No face found in {search.photo.name}. Tick 'Score the whole image as a face' to score it anyway.")
-        return [f"No face found in {search.photo.name}. Tick **Score the whole image as a face** to score it anyway.",
+        return [f"No face found in {search.photo.name}. Tick **Score the whole image as a face** to score it anyway."
+                + (f"  \n_{search.note}_" if search.note else ""),
                 annotate(search), None] + [None] * (4 * len(bank.names))
     try:
         index = search.pick(index)

@@ -9,6 +9,7 @@ gallery face opens in the Explain tab.
 from __future__ import annotations
 
 import functools
+import logging
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -46,6 +47,8 @@ from webapp.model_bank import ModelBank
 from webapp.narrow import WIDE_PAGE_PX, scroll_to_on_narrow
 from webapp.plotly_select import selectable_plot
 from webapp.uploads import user_temp_dir
+
+log = logging.getLogger(__name__)
 
 FAILURE_VIEWS = {**{kind.replace("_", " ").capitalize(): kind for kind in FAILURE_KINDS},
                  "Model A vs B disagreement": "disagreement"}
@@ -230,9 +233,10 @@ class StopRequests:
             self._under_way.add(session)
 
     def end(self, session: str) -> None:
-        """``session``'s analysis returned, failed or was stopped."""
+        """``session``'s analysis returned, failed or was stopped (a stop it never met has nothing left to stop)."""
         with self._lock:
             self._under_way.discard(session)
+            self._stopped.discard(session)
 
     def stop(self, session: str) -> bool:
         """Stop ``session``'s analysis (a queued one is dropped by ``cancels=``); False when none is under way."""
@@ -260,6 +264,18 @@ STOPS = StopRequests()
 @user_errors
 def analysis_asked(request: gr.Request):
     STOPS.begin(request.session_hash)
+
+
+def stop_when_closed(app: gr.Blocks) -> None:
+    """A page closed (or reloaded) during its analysis stops it, as Stop does: its thread ran on to the end for
+    nobody, both cores busy (a 600-photo zip: 35 s at 4.3 CPU-s every 5 s after the tab was gone)."""
+
+    @user_errors
+    def stop_closed(request: gr.Request):
+        if STOPS.stop(request.session_hash):
+            log.info("a page closed during its analysis: stopped")
+
+    app.unload(stop_closed)
 
 
 @user_errors

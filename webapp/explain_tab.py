@@ -101,7 +101,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     search = search_faces(path, bool(whole_image))
     if search.no_face:
         raise gr.Error(f"No face found in {search.photo.name}. Tick 'Score the whole image as a face' to explain it "
-                       "anyway.")
+                       "anyway." + (f" ({search.note})" if search.note else ""))
     try:
         index = search.pick(index)
     except ValueError as err:  # one message; the maps shown stay (not a red "Error" in every panel)
@@ -118,7 +118,7 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     kept = EXPLAINED.get(key) if key else None
     result = replace(kept, search=search) if kept else None  # this photo's file and name, the same pixels
     if result is None:
-        result = explain_photo(chosen, search, index, methods, using=bank.using,
+        result = explain_photo(chosen, search, index, methods, using=bank.own_copy,  # others' Compare does not wait
                                progress=lambda fraction, what: progress(fraction, desc=f"{what}{slow}"),
                                target=None if target_name == "predicted" else target_name,
                                contrast=None if contrast_name == "none" else contrast_name,
@@ -174,8 +174,10 @@ def kept_for_card(result):
     redraws them from the maps' own resolution)."""
     photo = result.search.photo
     k = CARD_PHOTO_SIDE / max(photo.rgb.shape[:2])
-    if k < 1:
-        photo = replace(photo, rgb=cv2.resize(photo.rgb, None, fx=k, fy=k, interpolation=cv2.INTER_AREA))
+    if k < 1:  # each side at least 1 px: a 1x2048 strip is 1x1024, not 0x1024 (cv2 refused it: "went wrong")
+        h, w = photo.rgb.shape[:2]
+        size = (max(1, round(w * k)), max(1, round(h * k)))
+        photo = replace(photo, rgb=cv2.resize(photo.rgb, size, interpolation=cv2.INTER_AREA))
     rows = [replace(row, maps=[replace(m, crop_values=None) for m in row.maps]) for row in result.rows]
     return replace(result, search=replace(result.search, photo=photo), rows=rows)
 
@@ -232,7 +234,8 @@ def show_faces(path, whole_image):
         return gr.skip()
     search = search_faces(path, bool(whole_image))
     if search.no_face:
-        return f"No face found in {search.photo.name}: tick 'Score the whole image as a face'."
+        return (f"No face found in {search.photo.name}: tick 'Score the whole image as a face'."
+                + (f" ({search.note})" if search.note else ""))
     return found_line(search) + (f" — {search.note}" if search.note else "")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, overlay
 from ferx.explain.report import ModelExplanation
-from ferx.faces import FaceSearch, find_faces, load_photo
+from ferx.faces import WORK_SIDE, FaceSearch, find_faces, load_photo
 from ferx.text import plural
 from webapp.inputs import Photo, count_box
 
@@ -42,7 +42,8 @@ def face_and_note(path, whole_image, index, *, to: str = "check it"):
         raise gr.Error("Upload a photo first.")
     search = search_faces(path, bool(whole_image))
     if search.no_face:
-        raise gr.Error(f"No face found in {search.photo.name}. Tick 'Score the whole image as a face' to {to} anyway.")
+        raise gr.Error(f"No face found in {search.photo.name}. Tick 'Score the whole image as a face' to {to} anyway."
+                       + (f" ({search.note})" if search.note else ""))
     return search.faces[search.pick(index)], search.note
 
 
@@ -94,7 +95,9 @@ def annotate(search: FaceSearch, selected: int = 0) -> np.ndarray:
     img = search.photo.rgb.copy()
     scale = search.photo.scale
     if min(img.shape[:2]) < SHOWN_MIN_SIDE:
-        k = -(-SHOWN_MIN_SIDE // min(img.shape[:2]))
+        # at most WORK_SIDE long: a 3x10000 strip (1x2048 at work size) was drawn 240x491,520 (354 MB), which
+        # gradio could not encode ("Could not postprocess output component", no result)
+        k = max(1, min(-(-SHOWN_MIN_SIDE // min(img.shape[:2])), WORK_SIDE // max(img.shape[:2])))
         img = cv2.resize(img, (img.shape[1] * k, img.shape[0] * k), interpolation=cv2.INTER_NEAREST)
         scale *= k
     thickness = max(2, int(round(max(img.shape[:2]) / 300)))

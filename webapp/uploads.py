@@ -70,11 +70,13 @@ def user_temp_dir(kind: str) -> Path:
 def sweep(blocks, max_age_s: float | None = MAX_AGE_S) -> int:
     """Delete the files ``blocks`` wrote or received more than ``max_age_s`` ago (None: all of them),
     except the ones gradio keeps (examples); returns how many were deleted."""
+    components = [*blocks.blocks.values(), *_session_copies(blocks)]
     keep = set()
-    for component in list(blocks.blocks.values()):
+    for component in components:
         keep.update(getattr(component, "keep_in_cache", ()))
     now, removed = time.time(), 0
-    for files in list(blocks.temp_file_sets):
+    file_sets = [*blocks.temp_file_sets, *(c.temp_files for c in components if getattr(c, "temp_files", None) is not None)]
+    for files in {id(s): s for s in file_sets}.values():
         for file in files.copy():
             if file in keep:
                 continue
@@ -89,6 +91,18 @@ def sweep(blocks, max_age_s: float | None = MAX_AGE_S) -> int:
             except OSError as err:
                 log.warning("could not delete %s: %s", file, err)
     return removed
+
+
+def _session_copies(blocks) -> list:
+    """The outputs gradio rebuilt for a session: a handler's update of an output, even ``gr.skip()``, gives the session
+    its own copy, whose files gradio lists in that copy's set alone (not in ``blocks.temp_file_sets``). Unswept,
+    7 of Compare's 9 images of every photo after a face number past the last stayed on disk for good."""
+    holder = getattr(blocks, "state_holder", None)
+    if holder is None:
+        return []
+    own = blocks.blocks
+    return [c for session in list(holder.session_data.values())
+            for key, c in list(session.blocks_config.blocks.items()) if c is not own.get(key)]
 
 
 def drop_photos(blocks) -> int:

@@ -120,8 +120,12 @@ def _find(root: Path, *names: str) -> Path:
     return candidate if candidate.is_dir() else root
 
 
-def _images(folder: Path):
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+def _images(folder: Path, nested: bool = False):
+    """The image files in ``folder``; ``nested``: in its sub-folders too, at any depth, as torchvision's
+    ``ImageFolder`` takes a class folder's images (a hidden folder's left out)."""
+    found = folder.rglob("*") if nested else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1]))
 
 
 def _layout_error(dataset: str, root: Path, expected: str, prepare: bool = True) -> DatasetLayoutError:
@@ -301,7 +305,7 @@ def load_image_folder(root: str | Path, split: str = "all", labels: LabelSet | N
     for d, name in zip(class_dirs, names):
         if name not in labels.classes:
             raise DatasetLayoutError(f"{d}: class {name!r} is not in the label set {labels.classes}")
-        for p in _images(d):
+        for p in _images(d, nested=True):  # happy/2019/x.jpg is a happy face: it was left out without a word
             paths.append(str(p.relative_to(root)))
             targets.append(labels.classes.index(name))
     if not paths:

@@ -118,7 +118,8 @@ def occlude_face(photo: Photo, mask: np.ndarray, *, face: int = 0, whole_image: 
     may be at the photo's original or working size."""
     search = find_faces(photo, whole_image=whole_image, margin=margin)
     if search.no_face:
-        raise ValueError(f"no face found in {photo.name}; score the whole image as a face instead")
+        raise ValueError(f"no face found in {photo.name}; score the whole image as a face instead"
+                         + (f" ({search.note})" if search.note else ""))
     chosen = search.faces[search.pick(face)]
     rgb = photo.rgb
     if mask.shape[:2] != rgb.shape[:2]:

@@ -237,11 +237,13 @@ def _maps(model: nn.Module, x: torch.Tensor, methods: Sequence[str], target: int
 def cascading_randomization(model: nn.Module, x: torch.Tensor, methods: Sequence[str], *, target: int | None = None,
                             n_steps: int = DEFAULT_STEPS, seed: int = 0, name: str | None = None,
                             classes: Sequence[str] | None = None,
-                            progress: Callable[[float, str], None] | None = None) -> SanityCheck:
+                            progress: Callable[[float, str], None] | None = None,
+                            copy_model: bool = True) -> SanityCheck:
     """Maps of one image ``x`` (1 x C x H x W, the model's input) by ``methods`` on the trained model,
     then after randomising the top layer group, the top two, ... down to every layer (``n_steps``
     groups). ``target`` defaults to the trained model's prediction and stays fixed. ``progress(fraction,
-    what)`` is told before each step."""
+    what)`` is told before each step. ``copy_model=False``: ``model`` is a copy the caller gives away, randomised
+    in place (the app copies a shared model and lets others use it during the check)."""
     x = as_batch(x, model)
     if x.shape[0] != 1:
         raise ValueError(f"the sanity check takes one image (1 x C x H x W), not a batch of {x.shape[0]}")
@@ -250,7 +252,7 @@ def cascading_randomization(model: nn.Module, x: torch.Tensor, methods: Sequence
     report(0.0, "maps of the trained model")
     steps = [SanityStep(0, [], _maps(model, x, methods, target))]
     with torch.inference_mode(False):  # weights autograd can use, also inside a caller's inference_mode
-        work = copy.deepcopy(model)  # the caller's model is never changed
+        work = copy.deepcopy(model) if copy_model else model  # the caller's model is never changed
     modules = dict(work.named_modules())
     generator_state = torch.random.get_rng_state()
     try:

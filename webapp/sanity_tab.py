@@ -40,7 +40,7 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
     progress(0, desc=f"{model_name}: {len(methods)} method(s) × {int(n_steps) + 1} versions of the model")
     with bank.own_copy(model_name) as loaded:  # randomised in place: the shared model is free during the check
         chosen = applicable_methods(loaded.model, methods, model_name)
-        x = face.model_input(loaded.input_spec).to(next(loaded.model.parameters()).device)
+        x = face.model_input(loaded.input_spec).to(loaded.device)
         check = cascading_randomization(loaded.model, x, chosen, n_steps=int(n_steps), name=loaded.display,
                                         classes=loaded.classes,  # the bar moves with each step (it sat at 0)
                                         progress=lambda fraction, what: progress(fraction, desc=f"{model_name}: {what}"),

@@ -25,6 +25,9 @@ def test_mini_xception_port_scores_on_the_whole_fer2013_private_test(data_root):
     card_entry = next(m for m in read_card(MINI)["metrics"] if (m["dataset"], m["split"]) == ("fer2013", "test"))
     assert abs(result["accuracy"] - card_entry["accuracy"]) < 0.005
     assert np.sum(result["confusion_matrix"]) == 3_589
+    # the card's quick re-check: 500 faces spread over the split (its files are ordered by class), not the first 500
+    assert result["check_slice"]["n"] == 500
+    assert abs(result["check_slice"]["accuracy"] - card_entry["check_slice"]["accuracy"]) < 0.005
 
 
 def test_seven_class_model_on_ferplus_excludes_contempt(data_root):

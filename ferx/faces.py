@@ -184,7 +184,6 @@ def _first_frame_note(im: Image.Image, name: str) -> str | None:
     return f"{name} has {im.n_frames} {kind}s: only the first {kind} is used"
 
 
-
 def undecodable(name: str, err: Exception) -> ImageError:
     """The error for an image whose header reads but whose pixels do not decode (a photo or a painted mask)."""
     return ImageError(f"{name}: cannot decode ({_reason(err)}) — truncated or corrupt file?")

@@ -7,8 +7,6 @@ of a table intact (bins shifted by one, a sort reversed, a column from the wrong
 the models: the FER-2013 mini-Xception (angry first) and an 8-class one with random weights (FERPlus's order,
 neutral first), cheap enough to run on every face."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest

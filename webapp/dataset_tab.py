@@ -771,8 +771,8 @@ def _noise_views(names: list[str]) -> SimpleNamespace:
 
 DISAGREE_HELP = ("The faces model A and model B (chosen above) label differently, each with its Grad-CAM of its own "
                  "prediction: face, A's map, B's map, on one scale (each map's share of its own mass per pixel; dark: "
-                 "least, bright yellow: most). **ρ**: Spearman rank correlation of the two maps' pixels; **IoU**: overlap of their top 10 % "
-                 "pixels. The per-class table compares the maps on the first faces of every true class, whether or not "
+                 "least, bright yellow: most). **ρ**: Spearman rank correlation of the two maps' pixels; **IoU**: "
+                 "overlap of their top 10 % pixels. The per-class table compares the maps on the first faces of every true class, whether or not "
                  "the labels agree. Grad-CAM is computed once per face, then cached.")
 DISAGREE_TILES = 24  # faces drawn with both maps (the table and CSV hold them all)
 

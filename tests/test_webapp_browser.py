@@ -169,6 +169,46 @@ def test_a_screen_reader_is_told_what_each_image_of_a_comparison_shows(page):
     assert all(any(alt.startswith(f"{p.name}: Grad-CAM") for alt in maps) for p in TRAINED)
 
 
+def test_on_a_projector_the_models_sit_side_by_side_with_their_maps_titled_above_them(page):
+    """At 1,024 px the fourth model's column wrapped onto a full-width row of its own (its maps twice the others'
+    size), and each map's title ("Native attention", "Grad-CAM") was drawn over the top left of the face."""
+    page.set_viewport_size({"width": 1024, "height": 768})
+    try:
+        page.get_by_role("tab", name="Compare").click()
+        page.get_by_role("gridcell", name=re.compile(r"true label: sad$")).click()
+        page.wait_for_function("() => document.querySelector('#compare-photo img')?.src.includes('sad')")
+        shown = page.locator("#compare-boxes img")
+        before = shown.first.get_attribute("src") if shown.count() else ""  # an earlier test's comparison
+        page.get_by_role("button", name="Compare models").click()
+        page.wait_for_function("b => (document.querySelector('#compare-boxes img')?.src || b) !== b", arg=before)
+        page.locator("img[alt*=': Grad-CAM']").nth(len(TRAINED) - 1).wait_for(state="attached")
+        for image in page.locator("img[alt*='colour bar']").all():  # drawn only once scrolled to (lazy)
+            image.scroll_into_view_if_needed()
+            page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=image.element_handle())
+        columns = [p.locator("xpath=ancestor::div[contains(@class, 'column')][1]")
+                   for p in page.locator(".compare-probs").all()]  # each model's
+        boxes = [c.bounding_box() for c in columns]
+        assert len(boxes) == len(TRAINED) >= 4
+        assert len({round(b["y"]) for b in boxes}) == 1, boxes  # one row
+        assert all(b["x"] >= 0 and b["x"] + b["width"] <= 1024 for b in boxes), boxes
+        assert max(b["width"] for b in boxes) - min(b["width"] for b in boxes) <= 1, boxes  # maps of one size
+        for column in columns:
+            for title, alt in (("Native attention", ": its own attention"), ("Grad-CAM (predicted class)", ": Grad-CAM")):
+                image = column.locator(f"img[alt*='{alt}']")
+                if not image.count():
+                    continue  # an architecture without attention of its own has no native map
+                texts = column.get_by_text(title, exact=True).all() + column.get_by_text(title.split(" (")[0],
+                                                                                          exact=True).all()
+                shown = [t.bounding_box() for t in texts if t.is_visible()]
+                assert shown, title
+                i = image.bounding_box()
+                for t in shown:  # the title clear of the map, above it
+                    assert t["y"] + t["height"] <= i["y"] + 1, (title, t, i)
+        page.screenshot(path=str(SHOTS / "compare_1024.png"), full_page=True)
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1800})
+
+
 def test_a_file_that_is_not_an_image_is_one_message_not_an_error_on_every_panel(page, tmp_path):
     """Compare models on it put gradio's red "Error" badge on each of the 16 panels, one over the message."""
     fake = tmp_path / "holiday.jpg"

@@ -175,13 +175,16 @@ def build_compare_tab(ctx: AppContext) -> None:
                 summary = gr.Markdown()
                 # no empty panel for an architecture without attention of its own
                 # no download/share buttons: they would cover the colour bar's maximum
-                native = gr.Image(label="Native attention", interactive=False, height=220, visible=has_native,
-                                  buttons=[], alt_text=f"{name}: its own attention over the face crop, with its colour "
-                                  "bar (read below)")
+                # each map's title above it, not gradio's label: drawn over the map, that hid the face's top left
+                gr.Markdown("**Native attention**", visible=has_native, elem_classes=["compare-map-title"])
+                native = gr.Image(label="Native attention", show_label=False, interactive=False, height=220,
+                                  visible=has_native, buttons=[], alt_text=f"{name}: its own attention over the face "
+                                  "crop, with its colour bar (read below)")
                 gr.Markdown(native_line(bank.models[name].name), visible=has_native)
-                gradcam = gr.Image(label="Grad-CAM (predicted class)", interactive=False, height=220, buttons=[],
-                                   alt_text=f"{name}: Grad-CAM of its predicted class over the face crop, with its "
-                                   "colour bar (read below)")
+                gr.Markdown("**Grad-CAM** (predicted class)", elem_classes=["compare-map-title"])
+                gradcam = gr.Image(label="Grad-CAM (predicted class)", show_label=False, interactive=False, height=220,
+                                   buttons=[], alt_text=f"{name}: Grad-CAM of its predicted class over the face crop, "
+                                   "with its colour bar (read below)")
                 gr.Markdown(f"{reading(POST_HOC)} Colour bar: {units(POST_HOC)}.")
                 columns += [label, summary, native, gradcam]
     if untrained_line(bank):

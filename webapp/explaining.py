@@ -19,9 +19,10 @@ from ferx.text import plural
 from webapp.inputs import Photo, count_box
 
 
-# the narrowest a model's column of results may be (Compare, Occlusion): four models side by side in a 1,280-px
-# window; gradio's default, 320 px, put the fourth alone on a full-width row, its maps twice the others' size
-MODEL_COLUMN_PX = 240
+# the narrowest a model's column of results may be (Compare, Occlusion): four models side by side in a 1,024-px
+# window (a projector's), whose page is 960 px wide: 4 x 220 + 3 gaps of 16 = 928. gradio's default, 320 px, and
+# then 240 (4 x 240 + 48 = 1,008) put the fourth alone on a full-width row, its maps twice the others' size
+MODEL_COLUMN_PX = 220
 
 
 def search_faces(path: str, whole_image: bool) -> FaceSearch:

@@ -150,3 +150,35 @@ def test_an_early_blocks_attention_is_judged_on_the_steps_that_reach_it(happy_fa
     never = SanityCheck("m", 0, _steps([face] * 5))
     assert late.mean_similarity()["edges"] < 0.1 and late.independent() == {"edges": False}
     assert never.mean_similarity()["edges"] == pytest.approx(1.0) and never.independent() == {"edges": True}
+
+
+def test_the_figure_is_legible_in_the_app_on_a_projector(happy_face):
+    """The app shows the default check (the face, the trained model, 6 steps) 958 px wide in a 1,024-px window: its
+    6–8 pt text came out 6–8 px high there. Every text is now at least 10 px high at that width, none overlaps
+    another or leaves the figure (the longest layer names of ferx's models, four levels deep)."""
+    from ferx.explain.sanity import DEFAULT_STEPS
+
+    face = happy_face.astype(np.float32)
+    names = ["trained", "backbone.stages.2.blocks.20", "backbone.blocks.14.norm", "backbone.stages.1.blocks",
+             "massatt_block4.spatial.conv", "backbone.stem.0", "features.0.conv"]
+    rng = np.random.default_rng(0)
+    maps = [face] + [rng.random(face.shape) for _ in range(DEFAULT_STEPS)]
+    steps = [SanityStep(i, [] if i == 0 else [names[i]],
+                        {m: ExplanationMap(raw=v, values=v, method=m, kind="attribution", model="m", target=0,
+                                           signed=False) for m in ("native", "gradcam", "saliency")})
+             for i, v in enumerate(maps)]
+    fig = SanityCheck("convcut (convcut_ferplus)", 3, steps, classes=["a", "b", "c", "happy"]).figure(
+        face=happy_face, photo="fer2013_test_1074_happy.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    shown = 958 / fig.bbox.width  # the app's plot width over the figure's own, at its 100 dpi
+    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_fontsize"))
+             if t.get_visible() and t.get_text().strip()]
+    assert min(t.get_fontsize() * fig.dpi / 72 * shown for t in texts) >= 10
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    assert all(b.x0 >= 0 and b.y0 >= 0 and b.x1 <= fig.bbox.width and b.y1 <= fig.bbox.height for _, b in boxes)
+    overlapping = [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
+    assert not overlapping, overlapping

@@ -209,6 +209,34 @@ def test_on_a_projector_the_models_sit_side_by_side_with_their_maps_titled_above
         page.set_viewport_size({"width": 1400, "height": 1800})
 
 
+def test_on_a_projector_the_sanity_table_shows_every_map_and_the_figure_the_tabs_width(page):
+    """At 1,024 px the ρ table (662 px in a 566-px panel) hid its Grad-CAM and Saliency columns behind a sideways
+    scroll. The figure fills the tab's width there (958 px: tests/test_sanity.py reads its text at that width)."""
+    page.set_viewport_size({"width": 1024, "height": 768})
+    try:
+        page.get_by_role("tab", name="Sanity check").click()
+        page.get_by_role("tabpanel").get_by_role("row", name=re.compile(r"true label: happy$")).click()
+        page.wait_for_function("() => document.querySelector('#sanity-photo img')?.src.includes('happy')")
+        page.get_by_role("button", name="Run the sanity check").click()
+        page.locator("#sanity-verdicts").get_by_text("mean ρ").first.wait_for(timeout=300_000)
+        table = page.locator("#sanity-table")
+        table.get_by_role("columnheader", name="Saliency").first.wait_for()
+        panel = table.bounding_box()
+        headers = [h.bounding_box() for h in table.locator("th").all() if h.is_visible()]
+        assert len(headers) == 4  # the steps, the native attention, Grad-CAM, Saliency
+        assert all(h["x"] >= panel["x"] and h["x"] + h["width"] <= panel["x"] + panel["width"] + 1 for h in headers)
+        wide = table.locator(".table-wrap").evaluate_all("ws => ws.filter(w => w.scrollWidth > w.clientWidth + 1)"
+                                                         ".map(w => [w.scrollWidth, w.clientWidth])")
+        assert not wide, wide
+        figure = page.locator("#sanity-figure img").first
+        figure.scroll_into_view_if_needed()
+        assert figure.bounding_box()["width"] >= 950
+        page.screenshot(path=str(SHOTS / "sanity_1024.png"), full_page=True)
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1800})
+        page.get_by_role("tab", name="Compare").click()
+
+
 def test_a_file_that_is_not_an_image_is_one_message_not_an_error_on_every_panel(page, tmp_path):
     """Compare models on it put gradio's red "Error" badge on each of the 16 panels, one over the message."""
     fake = tmp_path / "holiday.jpg"

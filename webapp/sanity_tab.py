@@ -8,6 +8,7 @@ which methods are flagged.
 from __future__ import annotations
 
 import functools
+import re
 
 import gradio as gr
 
@@ -60,6 +61,27 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, pro
     return "\n".join(lines) + (f"\n\n_{note}_" if note else ""), figure, table.style.format(precision=2)
 
 
+@user_errors
+def fit_columns(table):
+    """The widths of a new result's columns (:func:`column_widths`), set in the browser once it arrives: the
+    ``/sanity`` API answers with the table itself, as before."""
+    return gr.skip() if table is None or table.empty or len(table.columns) < 2 else \
+        gr.Dataframe(column_widths=column_widths(table))
+
+
+def column_widths(table) -> list[str]:
+    """Each column's share of the table's width, after the longest run of its text that cannot wrap (a layer's
+    name; a word of a header, which breaks after a hyphen), so that the table fits its panel: gradio's own widths
+    gave the layers' column 271 px of the panel's 566 at 1,024 px, and the maps' names broke inside words
+    ("Salienc-y")."""
+    def longest(texts) -> int:
+        return max(len(run) for text in texts for run in re.split(r"\s+|(?<=-)", str(text)))
+
+    # ρ as shown (two decimals); two characters more a column for its padding
+    runs = [longest([name] + [v if isinstance(v, str) else f"{v:.2f}" for v in table[name]]) + 2 for name in table]
+    return [f"{100 * r / sum(runs):.2f}%" for r in runs]
+
+
 def build_sanity_tab(ctx: AppContext) -> None:
     bank = ctx.bank
     gr.Markdown(INTRO)
@@ -76,8 +98,12 @@ def build_sanity_tab(ctx: AppContext) -> None:
             button = gr.Button("Run the sanity check", variant="primary")
         with gr.Column(scale=3):
             verdicts = gr.Markdown(elem_id="sanity-verdicts")
+            # each cell wraps in its column: at 1,024 px the table (662 px) hid its last maps' columns (Grad-CAM,
+            # Saliency) behind a sideways scroll in its 566-px panel
             table = result_table("Spearman ρ with the trained map, per step (rows: what was randomised)",
-                                 "Run the sanity check: one row per step, one column per map")
-    plot = gr.Plot(show_label=False)  # the figure's own title says what it shows
+                                 "Run the sanity check: one row per step, one column per map", wrap=True,
+                                 elem_id="sanity-table")
+    plot = gr.Plot(show_label=False, elem_id="sanity-figure")  # the figure's own title says what it shows
     button.click(functools.partial(run_sanity, bank), [photo, whole, face_index, model, methods, steps],
                  [verdicts, plot, table], api_name="sanity")
+    table.change(fit_columns, table, table, api_visibility="undocumented")

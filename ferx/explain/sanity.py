@@ -144,6 +144,9 @@ class SanityCheck:
 
         from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP
 
+        # every text at 11 pt (the title 12): the app shows the default check (8 columns, 12.8 in, 1,280 px at
+        # 100 dpi) 958 px wide in a 1,024-px window, where the 6–8 pt it had came out 6–8 px high; 11 pt is 11 px
+        text = 11
         frame, flags, mean = self.frame().set_index(["map", "step"]), self.independent(), self.mean_similarity()
         names = self.map_names
         first = 1 if face is not None else 0  # the face's column
@@ -156,7 +159,7 @@ class SanityCheck:
             for r in range(len(names)):
                 grid[r][0].imshow(face, cmap="gray" if face.ndim == 2 else None)
                 grid[r][0].set_xticks([]), grid[r][0].set_yticks([])
-            grid[0][0].set_title("face", fontsize=6)
+            grid[0][0].set_title("face", fontsize=text)
         for r, name in enumerate(names):
             for c, step in enumerate(self.steps):
                 ax = axes[r][c]
@@ -169,21 +172,22 @@ class SanityCheck:
                 ax.set_xticks([]), ax.set_yticks([])
                 if np.ptp(m.values) <= 1e-9 * max(1.0, float(np.abs(m.values).max())):  # one colour: say why
                     ax.text(0.5, 0.5, f"flat: every\nvalue {float(m.values.flat[0]):.3g}", transform=ax.transAxes,
-                            ha="center", va="center", fontsize=7,  # boxed: legible on any colour (a flat signed
+                            ha="center", va="center", fontsize=text,  # boxed: legible on any colour (a flat signed
                             bbox=dict(boxstyle="round", facecolor="white", alpha=0.85, linewidth=0))  # map is white)
                 sim = frame.loc[(name, step.index)]
-                ax.set_xlabel(f"ρ {sim.spearman:.2f} · SSIM {sim.ssim:.2f}", fontsize=7)
-                if r == 0:
-                    ax.set_title("trained" if c == 0 else f"random down to\n{step.label}", fontsize=6)
+                ax.set_xlabel(f"ρ {sim.spearman:.2f} · SSIM {sim.ssim:.2f}", fontsize=text)
+                if r == 0:  # a layer's name broken after its dots, in the column's width
+                    ax.set_title("trained" if c == 0 else f"random down to\n{_wrap_dotted(step.label, 15)}",
+                                 fontsize=text)
             flag = "\n(independent of\nthe model!)" if flags[name] else ""
-            grid[r][0].set_ylabel(f"{map_title(name)}\nmean ρ {mean[name]:.2f}{flag}", fontsize=7,
-                                  color="crimson" if flags[name] else "black")
+            grid[r][0].set_ylabel(f"{textwrap.fill(map_title(name), 14)}\nmean ρ {mean[name]:.2f}{flag}",
+                                  fontsize=text, color="crimson" if flags[name] else "black")
         title = (f"Sanity check, {self.model}{f', {photo}' if photo else ''}: layers randomised from the head down "
                  f"(class {self.target_label}); each map on its own colour range (dark = low, bright = high; signed "
                  f"maps blue < 0 < red); ρ = Spearman with the trained map; SSIM = structural similarity with it, "
                  f"both scaled to 0–1 (1: the same picture); flagged when the mean ρ over the steps that changed it "
                  f"≥ {self.threshold}")
-        fig.suptitle(textwrap.fill(title, int(width * 15)), fontsize=8)  # ~15 characters of 8 pt an inch
+        fig.suptitle(textwrap.fill(title, int(width * 10)), fontsize=text + 1)  # ~10 characters of 12 pt an inch
         return fig
 
     def to_dict(self) -> dict:
@@ -194,6 +198,16 @@ class SanityCheck:
                 "similarity": self.frame().round(4).to_dict(orient="records"),
                 "mean_spearman": {k: round(float(v), 4) for k, v in self.mean_similarity().items()},
                 "independent_of_model": flags}
+
+
+def _wrap_dotted(name: str, width: int) -> str:
+    """A dotted layer name on lines of at most ``width`` characters where it can, broken after its dots."""
+    lines = [""]
+    for part in name.replace(".", ".\n").split("\n"):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
 
 
 def _unit(values: np.ndarray) -> np.ndarray:

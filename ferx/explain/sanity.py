@@ -144,8 +144,9 @@ class SanityCheck:
 
         from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP
 
-        # every text at 11 pt (the title 12): the app shows the default check (8 columns, 12.8 in, 1,280 px at
-        # 100 dpi) 958 px wide in a 1,024-px window, where the 6–8 pt it had came out 6–8 px high; 11 pt is 11 px
+        # every text at 11 pt (the title 12, the numbers under the maps 10): the app shows the default check
+        # (8 columns, 12.8 in, 1,280 px at 100 dpi) 958 px wide in a 1,024-px window, where the 6–8 pt it had came
+        # out 6–8 px high; 11 pt is 11 px there, 10 pt 10
         text = 11
         frame, flags, mean = self.frame().set_index(["map", "step"]), self.independent(), self.mean_similarity()
         names = self.map_names
@@ -175,7 +176,8 @@ class SanityCheck:
                             ha="center", va="center", fontsize=text,  # boxed: legible on any colour (a flat signed
                             bbox=dict(boxstyle="round", facecolor="white", alpha=0.85, linewidth=0))  # map is white)
                 sim = frame.loc[(name, step.index)]
-                ax.set_xlabel(f"ρ {sim.spearman:.2f} · SSIM {sim.ssim:.2f}", fontsize=text)
+                # 10 pt: two negative numbers ("ρ -0.46 · SSIM -0.05") at 11 touched the next column's
+                ax.set_xlabel(f"ρ {sim.spearman:.2f} · SSIM {sim.ssim:.2f}", fontsize=text - 1)
                 if r == 0:  # a layer's name broken after its dots, in the column's width
                     ax.set_title("trained" if c == 0 else f"random down to\n{_wrap_dotted(step.label, 15)}",
                                  fontsize=text)

@@ -1,6 +1,7 @@
 import logging
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,6 +128,10 @@ def test_image_folder_with_aliases_and_unreadable_files(data_root, tmp_path, cap
         packed = pack_split(data, cache_dir=tmp_path / "cache", progress=False)
     assert len(packed) == 12 and packed.skipped == 1
     assert "1 unreadable image(s) skipped" in caplog.text and "broken.png" in caplog.text
+    # its name, relative to the dataset's root, is kept with the pack and its cached copy (the app names it)
+    assert len(packed.unreadable) == 1 and packed.unreadable[0].endswith("broken.png")
+    assert not Path(packed.unreadable[0]).is_absolute()
+    assert pack_split(data, cache_dir=tmp_path / "cache", progress=False).unreadable == packed.unreadable
     assert data.mode == "L"  # CK+ frames are gray
     (tmp_path / "bad" / "smiles").mkdir(parents=True)
     with pytest.raises(DatasetLayoutError, match="class folders named by expression"):

@@ -18,6 +18,27 @@ from ferx.analysis import analyze_packed, confusion_frame
 from ferx.data import load_split, pack_split
 from webapp.model_bank import ModelBank
 
+def test_a_zips_unreadable_images_are_named_by_their_paths_inside_it(data_root, bank, tmp_path):
+    """A zip with a broken image and a text file named .jpg: the status said "2 unreadable images skipped", and
+    which ones reached only the server's log. Now it names them by their paths inside the zip, no server path."""
+    from webapp.config import AppConfig
+    from webapp.dataset_tab import run_analysis
+
+    faces = pack_split(load_split("ferplus", "test", data_root), progress=False).head(4)
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i, image in enumerate(faces.images):
+            buf = io.BytesIO()
+            Image.fromarray(image).save(buf, "PNG")
+            z.writestr(f"test/{faces.classes[faces.targets[i]]}/{i}.png", buf.getvalue())
+        z.writestr("test/happy/broken.jpg", b"\xff\xd8\xff\xe0 cut short")
+        z.writestr("test/sad/notes.jpg", "my notes, not a photo")
+    cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
+    status = run_analysis(bank, cfg, None, "test", str(archive), [MODEL], False, None, lambda *a, **k: None)[1]
+    assert ": 4 faces (2 unreadable images skipped: test/happy/broken.jpg, test/sad/notes.jpg) — " in status, status
+    assert str(tmp_path) not in status and "/tmp" not in status
+
+
 MODEL = "lanmsff_ferplus"
 
 

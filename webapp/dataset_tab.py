@@ -329,7 +329,9 @@ def _analyse(bank, cfg, name, split_name, zip_file, chosen, calib, session, prog
     cached = ", ".join(f"{r.name} ({'from cache' if r.from_cache else 'computed'})" for r in runs)
     first = runs[0].name
     second = runs[1].name if len(runs) > 1 else first
-    skipped = left_out(packed.skipped, non_images) + faces_note(packed.faces, packed.no_face)
+    # the unreadable files named by their paths in the dataset (a zip's: inside it), not only counted: their names
+    # reached the server's log alone
+    skipped = left_out(packed.skipped, non_images, packed.unreadable) + faces_note(packed.faces, packed.no_face)
     return (Analysis(runs, packed), f"**{split_title(packed.dataset, packed.split)}**: {len(packed)} faces{skipped} — {cached}",
             summary_table(runs).round(4).reset_index(), gr.update(choices=chosen, value=first),
             gr.update(choices=chosen, value=first), gr.update(choices=chosen, value=second),

@@ -19,7 +19,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -57,6 +57,7 @@ class PackedSplit:
     skipped: int = 0  # unreadable files left out
     no_face: int = 0  # photos without a face (faces="detect"), left out
     faces: str = "given"  # "given": each image is a face; "detect:<face>:<detector>": faces found in photos
+    unreadable: tuple[str, ...] = ()  # the unreadable files' paths, relative to the dataset root (a zip: inside it)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -72,7 +73,7 @@ class PackedSplit:
         return PackedSplit(self.dataset, self.split, f"{self.fingerprint}+take{len(idx)}:{tag}", self.classes,
                            self.images[idx], self.targets[idx], self.paths[idx],
                            None if self.soft_targets is None else self.soft_targets[idx], self.skipped,
-                           self.no_face, self.faces)
+                           self.no_face, self.faces, self.unreadable)
 
     def head(self, n: int | None) -> "PackedSplit":
         """The first ``n`` samples (a fixed, deterministic slice)."""
@@ -94,7 +95,8 @@ class PackedSplit:
     def save(self, path: Path) -> None:
         arrays = dict(images_dx=_delta_encode(self.images), targets=self.targets, paths=self.paths.astype(str),
                       classes=np.asarray(self.classes), meta=np.asarray([PACK_VERSION, self.skipped, self.no_face]),
-                      ident=np.asarray([self.dataset, self.split, self.fingerprint, self.faces]))
+                      ident=np.asarray([self.dataset, self.split, self.fingerprint, self.faces]),
+                      unreadable=np.asarray(self.unreadable, dtype=str))
         if self.soft_targets is not None:
             arrays["soft_targets"] = self.soft_targets
         with atomic_path(path) as tmp:
@@ -111,7 +113,8 @@ class PackedSplit:
                 raise ValueError("paths and targets differ in length")
             return cls(dataset, split, fingerprint, tuple(str(c) for c in z["classes"]), _delta_decode(z["images_dx"]),
                        z["targets"], z["paths"], z["soft_targets"] if "soft_targets" in z else None, skipped,
-                       no_face[0] if no_face else 0, faces[0] if faces else "given")
+                       no_face[0] if no_face else 0, faces[0] if faces else "given",
+                       tuple(str(p) for p in z["unreadable"]) if "unreadable" in z else ())
 
 
 def _delta_encode(images: np.ndarray) -> np.ndarray:
@@ -199,9 +202,19 @@ def faces_note(faces: str, no_face: int) -> str:
     return f" (faces found by {detector}: {FACE_CHOICES[face]}; {plural(no_face, 'photo')} without a face left out)"
 
 
-def left_out(unreadable: int, non_images: int = 0) -> str:
+# the unreadable files a summary names (the rest are counted)
+NAMED_UNREADABLE = 3
+
+
+def left_out(unreadable: int, non_images: int = 0, names: Sequence[str] = ()) -> str:
     """What a pack did not score, in words (empty when it scored everything): unreadable images (and, for a
-    zip, files that are not images), said after the count of faces by the CLI's summaries and the app's."""
+    zip, files that are not images), said after the count of faces by the CLI's summaries and the app's. ``names``:
+    the unreadable files' paths as the user knows them (a zip's: inside it), the first few named."""
+    if names:
+        shown = ", ".join(names[:NAMED_UNREADABLE]) + (", …" if len(names) > NAMED_UNREADABLE else "")
+        parts = [f"{plural(unreadable, 'unreadable image')} skipped: {shown}"] + (
+            [f"{not_images(non_images)} skipped"] if non_images else [])
+        return f" ({'; '.join(parts)})"
     parts = ([f"{plural(unreadable, 'unreadable image')}"] if unreadable else []) + (
         [not_images(non_images)] if non_images else [])
     return f" ({' and '.join(parts)} skipped)" if parts else ""
@@ -266,7 +279,7 @@ def _searched(paths: list[Path], search: Callable[[Path], list], check: Callable
 
 def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: bool, faces: str = "given",
             check: Callable[[], None] | None = None) -> PackedSplit:
-    images, keep, bad, names, no_face = [], [], [], [], 0
+    images, keep, bad, unreadable, names, no_face = [], [], [], [], [], 0
     _, face, detector = (faces.split(":") + ["", ""])[:3]
     found_faces = (_searched([split.root / rel for rel in split.paths],
                              lambda path: read_faces(path, size, mode, face, detector), check)
@@ -290,6 +303,7 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
                 names += [rel] * len(found) if face != "all" else [f"{rel}#face{k}" for k in range(len(found))]
             except ImageError as err:  # skipped and counted: one bad file never fails the split
                 bad.append(str(err))
+                unreadable.append(str(rel))
     finally:
         if found_faces is not None:
             found_faces.close()  # a Stop or an error: the photos in flight are finished or dropped
@@ -306,4 +320,4 @@ def _decode(split: FaceSplit, size: int, mode: str, fingerprint: str, progress: 
         raise ValueError(f"no {what} in {where}" + (f" ({'; '.join(why)})" if why else ""))
     sub = split.subset(keep)
     return PackedSplit(split.dataset, split.split, fingerprint, split.labels.classes, np.stack(images), sub.targets,
-                       np.asarray(names), sub.soft_targets, len(bad), no_face, faces)
+                       np.asarray(names), sub.soft_targets, len(bad), no_face, faces, tuple(unreadable))

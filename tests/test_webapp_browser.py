@@ -193,7 +193,8 @@ def test_on_a_projector_the_models_sit_side_by_side_with_their_maps_titled_above
         assert all(b["x"] >= 0 and b["x"] + b["width"] <= 1024 for b in boxes), boxes
         assert max(b["width"] for b in boxes) - min(b["width"] for b in boxes) <= 1, boxes  # maps of one size
         for column in columns:
-            for title, alt in (("Native attention", ": its own attention"), ("Grad-CAM (predicted class)", ": Grad-CAM")):
+            for title, alt in (("Native attention", ": its own attention"),
+                               ("Grad-CAM (predicted class)", ": Grad-CAM")):
                 image = column.locator(f"img[alt*='{alt}']")
                 if not image.count():
                     continue  # an architecture without attention of its own has no native map

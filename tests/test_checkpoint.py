@@ -71,6 +71,21 @@ def test_an_architecture_with_a_tensor_it_does_not_save_still_loads(tmp_path):
         MODELS.remove("scaled_test")
 
 
+@pytest.mark.parametrize("name", ["mini_xception_fer2013", "convcut_ferplus"])
+def test_a_checkpoints_hash_is_the_hash_of_its_weight_files_hashes(name):
+    """The hash ferx evaluate reports and the analysis cache is keyed by: sha256 of the weight files' own sha256s in
+    the card's order, read here from the files' bytes (hashing the file names gave every one-file checkpoint the
+    same hash, and the suite passed); two checkpoints with the same file names differ."""
+    import hashlib
+
+    card = read_card(CHECKPOINTS / name)
+    files = [hashlib.sha256((CHECKPOINTS / name / f).read_bytes()).hexdigest() for f in card["weights"]["files"]]
+    assert load_checkpoint(CHECKPOINTS / name, "cpu").sha256 == hashlib.sha256("".join(files).encode()).hexdigest()
+    a, b = CHECKPOINTS / "lanmsff_fer2013", CHECKPOINTS / "lanmsff_ferplus"
+    assert read_card(a)["weights"]["files"] == read_card(b)["weights"]["files"]
+    assert load_checkpoint(a).sha256 != load_checkpoint(b).sha256
+
+
 def test_the_same_weights_saved_again_have_the_same_hash(lanmsff_ckpt, tmp_path):
     """The analysis cache is keyed by the weights' sha256: saving the same model again (a second identical run, a
     card rewritten) must give the same bytes; safetensors wrote several metadata keys in a random order."""

@@ -30,6 +30,16 @@ def test_label_aliases_and_mappings():
     assert get_label_set(["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"]) is CKPLUS_7
 
 
+def test_every_spelling_of_a_class_folder_names_its_own_class():
+    """A folder named by a noun, adjective or participle of an expression, in any case, is that expression (a
+    "Scared" folder was free to be read as surprise: no test named it)."""
+    spellings = {"angry": ["Angry", "anger"], "disgust": ["disgust", "Disgusted"], "fear": ["fear", "fearful", "Scared"],
+                 "happy": ["happy", "Happiness", "joy"], "sad": ["sad", "sadness"], "surprise": ["surprise", "surprised"],
+                 "neutral": ["Neutral"], "contempt": ["contempt"]}
+    assert {name: canonical_name(name) for names in spellings.values() for name in names} == \
+        {name: c for c, names in spellings.items() for name in names}
+
+
 # ------------------------------------------------------------------ real archives
 
 def test_fer2013_counts(data_root):

@@ -322,3 +322,16 @@ def test_a_nearly_constant_map_is_called_flat_where_its_own_colour_range_would_h
     gate = 0.157 + 0.003 * rng.standard_normal((32, 32))  # a MassAtt gate at about 0.16 everywhere
     assert flat_range(gate).startswith("nearly flat: 0.14") and flat_range(np.outer(np.hanning(8), np.hanning(8))) is None
     assert flat_range(np.zeros((4, 4))) is None and flat_range(-gate) is not None  # all zero: nothing to call flat
+
+
+def test_a_conv_cut_sized_model_takes_the_smaller_deletion_budget():
+    """``ferx explain --deletion-steps`` says "32; 16 for Conv-cut-sized models" and 3 / 1 random maps: Conv-cut
+    (parameters counted here) gets 16 and 1, mini-Xception and LANMSFF 32 and 3."""
+    from ferx.explain.faithfulness import deletion_budget
+    from ferx.models import create_model
+
+    budgets = {}
+    for name in ("mini_xception", "lanmsff", "convcut"):
+        model = create_model(name, num_classes=8)
+        budgets[name] = (sum(p.numel() for p in model.parameters()) > 5_000_000, deletion_budget(model))
+    assert budgets == {"mini_xception": (False, (32, 3)), "lanmsff": (False, (32, 3)), "convcut": (True, (16, 1))}

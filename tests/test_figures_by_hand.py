@@ -228,6 +228,25 @@ def test_a_faces_vote_figure_puts_each_classs_votes_and_probabilities_on_its_own
                                      for c in classes])
 
 
+def test_the_pca_and_tsne_maps_of_the_embeddings_recomputed_by_hand(mini):
+    """The embedding maps: PCA's 2 axes of the standardised embeddings (each dimension over its spread), t-SNE from
+    their first 50 principal components, both recomputed with scikit-learn on 200 real faces."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+    from sklearn.preprocessing import StandardScaler
+
+    from ferx.analysis.embeddings import compute_projection
+
+    z = mini.embeddings[:200]
+    x = StandardScaler().fit_transform(z.astype(np.float64))
+    assert z.shape[1] > 50 and np.ptp(z.std(0)) > 0.1  # dimensions of different spreads: scaling them matters
+    pca = PCA(2, random_state=0).fit_transform(x)
+    got = compute_projection(z, "pca")
+    assert got * np.sign((got * pca).sum(0)) == pytest.approx(pca, abs=1e-6)  # each axis up to its sign
+    tsne = TSNE(2, perplexity=30, init="pca", random_state=0).fit_transform(PCA(50, random_state=0).fit_transform(x))
+    assert compute_projection(z, "tsne") == pytest.approx(tsne, abs=1e-4)
+
+
 def test_a_new_face_is_placed_among_the_data_by_its_nearest_faces_measured_by_hand(models, mini, packed, data_root):
     """Faces of the FERPlus test split outside the 600: their neighbours, typicality and verdict by numpy."""
     from ferx.analysis.placement import place
@@ -300,6 +319,20 @@ def test_a_deletion_and_insertion_curve_and_their_auc_recomputed_by_hand(models,
     assert other.deletion_auc != f.deletion_auc
 
 
+def test_a_coarse_maps_random_references_are_drawn_at_its_own_resolution(models, packed):
+    """A 6 x 6 map (a Grad-CAM's cells) is compared with random 6 x 6 maps upsampled as it is, not with pixel noise:
+    a map that is the test's own first random draw (seed 0) scores as its reference does. (Drawing the references at
+    the input's 64 x 64 passed the suite; it moves the deletion AUC here from 0.56 to 0.67.)"""
+    from ferx.data.preprocess import to_model_input
+    from ferx.explain.faithfulness import deletion_insertion
+
+    model, spec = models[0].model.eval(), models[0].input_spec
+    x = to_model_input(packed.images[1:2], spec)
+    coarse = np.random.default_rng(0).random((6, 6)).astype(np.float32)
+    f = deletion_insertion(model, x, coarse, target=3, n_steps=8, n_random=1)
+    assert (f.random_deletion_auc, f.random_insertion_auc) == pytest.approx((f.deletion_auc, f.insertion_auc), abs=1e-3)
+
+
 def gradcam(loaded, packed, faces, targets):
     """Grad-CAM of class ``targets[i]`` on face ``faces[i]``, at the packed faces' size."""
     from ferx.data.preprocess import to_model_input
@@ -327,6 +360,19 @@ def top_iou(m, n):
         k = round(0.1 * v.size)
         tops.append((v >= np.sort(v)[-k]) & (v > v.min()))
     return (tops[0] & tops[1]).sum() / (tops[0] | tops[1]).sum() if tops[0].any() and tops[1].any() else np.nan
+
+
+def test_two_maps_agreement_is_their_rank_correlation_and_top_10_percent_iou_by_hand(models, packed):
+    """The agreement of two maps (Compare's, the disagreement view's): Spearman's rho of their pixels and the IoU of
+    their top 10 % pixels, recomputed with scipy and numpy on Grad-CAM maps of real faces."""
+    from ferx.explain.faithfulness import map_agreement
+
+    # neutral and sad on one face (top-10 % IoU 0.21), happy on it and neutral on another (0.14)
+    maps = gradcam(models[0], packed, [1, 1, 1, 3], [6, 4, 3, 6])
+    for a, b in ((maps[0], maps[1]), (maps[2], maps[3])):
+        got = map_agreement(a, b)
+        assert got["top_k"] == 0.1 and 0 < top_iou(a, b) < 1
+        assert got["top_k_iou"] == pytest.approx(top_iou(a, b)) and got["spearman"] == pytest.approx(spearman(a, b), abs=1e-6)
 
 
 def test_each_models_map_where_two_models_disagree_explains_its_own_label(models, runs, packed, tmp_path):

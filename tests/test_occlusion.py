@@ -232,3 +232,31 @@ def test_the_blur_fill_is_at_the_faces_scale_and_blurs_only_around_the_face_of_a
     face = occlude_face(photo, mask, fill="blur")
     # the window around the crop, not the 2048 x 1536 working photo (15 s a stroke; bench/ has no timing of it)
     assert 0.1 < face.covered < 0.3 and blurred_sizes and max(blurred_sizes) < 0.3 * photo.rgb.shape[0] * photo.rgb.shape[1]
+
+
+def test_the_occlusion_figure_draws_each_classs_bars_before_and_after_on_its_own_row(happy_photo):
+    """A FERPlus model's classes (neutral first) drawn in the canonical order (angry first): each row's grey bar is
+    that class's probability on the unpainted face, its blue bar on the occluded one, both recomputed here from the
+    model; the JSON's new top class is the occluded face's. (The grey bars were drawn in the model's order, the blue
+    ones in the canonical order, and new_top1 could be read from the unpainted face: no test saw either.)"""
+    import torch
+
+    from ferx.data.preprocess import to_model_input
+    from ferx.explain.occlusion import occlusion_figure
+
+    loaded = load_checkpoint(CHECKPOINTS / "lanmsff_ferplus", DEVICE)
+    face = occlude_face(happy_photo, _mouth(happy_photo.rgb.shape), whole_image=True, fill="black")
+    effect = occlusion_effect(loaded.model, loaded.input_spec, loaded.classes, face)
+    x = to_model_input(np.stack([face.crop, face.occluded]), loaded.input_spec).to(DEVICE)
+    with torch.no_grad():
+        p = torch.softmax(loaded.model.eval()(x).float(), 1).cpu().numpy()
+    ax = occlusion_figure(face, [effect], ["LANMSFF"]).axes[2]
+    shown = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt")
+    first = loaded.classes[int(p[0].argmax())]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [c + (" *" if c == first else "") for c in shown]
+    before, after = ax.containers
+    for bars, probs in ((before, p[0]), (after, p[1])):
+        assert [b.get_width() for b in bars] == pytest.approx([probs[loaded.classes.index(c)] for c in shown], abs=1e-4)
+    k = loaded.classes.index(first)
+    assert ax.get_title().endswith(f"{first} {p[0, k]:.2f} → {p[1, k]:.2f} ({p[1, k] - p[0, k]:+.2f})")
+    assert effect.to_dict()["new_top1"] == loaded.classes[int(p[1].argmax())] != first == "happy"  # the smile covered

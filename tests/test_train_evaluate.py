@@ -150,6 +150,30 @@ def test_evaluate_update_card_keeps_stdout_the_json_alone(data_root, tmp_path, c
     assert recorded["accuracy"] == result["accuracy"] and recorded["n"] == 138
 
 
+def test_a_cards_entry_is_replaced_per_split_and_the_other_splits_of_its_dataset_stay(data_root, tmp_path):
+    """Recording CK+ test on a card that holds CK+ validation replaces only CK+ test: the validation entry, and the
+    FER-2013 and FERPlus ones shipped with the model, stay as they were. (Replacing every entry of the dataset
+    passed the suite.)"""
+    import shutil
+
+    from ferx.evaluate import record_on_card
+
+    ckpt = tmp_path / "mini"
+    shutil.copytree(MINI, ckpt)
+    shipped = read_card(ckpt)["metrics"]
+    val = evaluate_checkpoint(ckpt, "ckplus", "val", data_root, device=DEVICE, progress=False)
+    record_on_card(ckpt, val)
+    test = evaluate_checkpoint(ckpt, "ckplus", "test", data_root, device=DEVICE, progress=False)
+    record_on_card(ckpt, test)
+    record_on_card(ckpt, test)  # measured again: still one entry of it
+    metrics = read_card(ckpt)["metrics"]
+    assert [(m["dataset"], m["split"]) for m in metrics] == \
+        [(m["dataset"], m["split"]) for m in shipped] + [("ckplus", "val"), ("ckplus", "test")]
+    assert metrics[:len(shipped)] == shipped
+    fingerprints = [m["dataset_fingerprint"] for m in metrics[-2:]]
+    assert fingerprints == [val["dataset_fingerprint"], test["dataset_fingerprint"]] and len(set(fingerprints)) == 2
+
+
 def test_a_further_schedule_starts_from_a_checkpoints_weights(data_root, tmp_path):
     """--init-from: training starts where the shipped mini-Xception is (its validation accuracy, not a random
     network's), the card names the checkpoint it started from; another model's checkpoint is refused."""

@@ -184,8 +184,8 @@ def cam_maps(model: nn.Module, x: torch.Tensor, method: str = "gradcam", *,
 
 
 register_cam("gradcam", "GradCAM", "Grad-CAM",
-             "Grad-CAM: feature maps of the last conv block weighted by the gradient of the target score; warm = "
-             "regions whose features raise it.")
+             "Grad-CAM: feature maps of the last conv block weighted by the gradient of the target score; the top of "
+             "its colour bar = regions whose features raise it.")
 register_cam("gradcam++", "GradCAMPlusPlus", "Grad-CAM++",
              "Grad-CAM++: like Grad-CAM with higher-order gradient weights; better with several evidence regions.")
 register_cam("hirescam", "HiResCAM", "HiResCAM",

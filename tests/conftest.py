@@ -31,3 +31,27 @@ def data_root() -> Path:
 
     prepare_datasets(REPO / "datasets", SHARED / "datasets")
     return REPO / "datasets"
+
+
+def faces_of(packed, indices, folder: str = "") -> dict:
+    """``packed``'s faces ``indices`` named as a class-folder zip names them: {'<folder>/<class>/<i>.png': pixels}."""
+    prefix = f"{folder}/" if folder else ""
+    return {f"{prefix}{packed.classes[packed.targets[i]]}/{i}.png": packed.images[i] for i in indices}
+
+
+def face_zip(path: Path, faces: dict, extra=()) -> Path:
+    """A zip at ``path`` of ``faces`` ({name inside it: uint8 pixels}, saved as PNG) plus ``extra`` entries
+    ((name, bytes or text), written as they are); returns ``path``."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, pixels in faces.items():
+            buf = io.BytesIO()
+            Image.fromarray(pixels).save(buf, "PNG")
+            z.writestr(name, buf.getvalue())
+        for name, data in extra:
+            z.writestr(name, data)
+    return path

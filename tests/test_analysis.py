@@ -1,4 +1,3 @@
-import io
 import json
 import shutil
 import struct
@@ -22,7 +21,7 @@ from ferx.data import FERPLUS_8, DatasetLayoutError, load_split, pack_split
 from ferx.data.archive import ArchiveError, extract_images
 from ferx.models import create_model
 
-from conftest import CHECKPOINTS, DEVICE
+from conftest import CHECKPOINTS, DEVICE, face_zip
 
 MINI = CHECKPOINTS / "mini_xception_fer2013"
 
@@ -341,18 +340,6 @@ def _write(path, data):
     return path
 
 
-def _face_zip(path, faces, extra=()):
-    """A zip of ``faces`` ({'happy/a.png': uint8 array}) plus ``extra`` (name, bytes) entries."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for name, pixels in faces.items():
-            buf = io.BytesIO()
-            Image.fromarray(pixels).save(buf, "PNG")
-            z.writestr(name, buf.getvalue())
-        for name, data in extra:
-            z.writestr(name, data)
-    return path
-
-
 def _patch(path, old: bytes, new: bytes, count: int = 1):
     data = path.read_bytes()
     assert data.count(old) >= count
@@ -378,14 +365,14 @@ def test_hostile_zips_are_refused_by_name_and_leave_nothing_behind(tmp_path):
         z.writestr("happy/a.pgm", b"P5 4 4 255\n" + bytes(range(16)))
     refused(_patch(stored, bytes(range(16)), bytes(range(1, 17))), "'happy/a.pgm' is damaged.*CRC")
 
-    lying = _face_zip(tmp_path / "lying.zip", {"happy/a.png": face})
+    lying = face_zip(tmp_path / "lying.zip", {"happy/a.png": face})
     info = zipfile.ZipFile(lying).getinfo("happy/a.png")
     size = struct.pack("<I", info.file_size)
     refused(_patch(lying, size, struct.pack("<I", info.file_size - 10), 2), "damaged")  # local + central header
-    lying = _face_zip(tmp_path / "lying_big.zip", {"happy/a.png": face})
+    lying = face_zip(tmp_path / "lying_big.zip", {"happy/a.png": face})
     refused(_patch(lying, size, struct.pack("<I", info.file_size + 5000), 2), "damaged")
 
-    encrypted = _face_zip(tmp_path / "encrypted.zip", {"happy/a.png": face})
+    encrypted = face_zip(tmp_path / "encrypted.zip", {"happy/a.png": face})
     flags = zipfile.ZipFile(encrypted).getinfo("happy/a.png").flag_bits
     data = bytearray(encrypted.read_bytes())
     for sig, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # the flag word of both headers
@@ -394,7 +381,7 @@ def test_hostile_zips_are_refused_by_name_and_leave_nothing_behind(tmp_path):
     encrypted.write_bytes(bytes(data))
     refused(encrypted, "'happy/a.png' is encrypted")
 
-    deflate64 = _face_zip(tmp_path / "deflate64.zip", {"happy/a.png": face})
+    deflate64 = face_zip(tmp_path / "deflate64.zip", {"happy/a.png": face})
     data = bytearray(deflate64.read_bytes())
     for sig, at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # compression method 9 = Deflate64
         i = data.find(sig)
@@ -422,7 +409,7 @@ def test_a_zip_with_a_bomb_image_skips_and_counts_it(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     faces = {f"{s}/{c}/{i}.png": rng.integers(0, 256, (48, 48), dtype=np.uint8)
              for s, n in (("train", 2), ("test", 3)) for c in ("happy", "sad") for i in range(n)}
-    path = _face_zip(tmp_path / "faces.zip", faces, [("test/happy/bomb.png", (tmp_path / "bomb.png").read_bytes())])
+    path = face_zip(tmp_path / "faces.zip", faces, [("test/happy/bomb.png", (tmp_path / "bomb.png").read_bytes())])
     with pytest.raises(DatasetLayoutError, match="faces.zip does not look like an image folder: expected a split"):
         load_split(str(path), "all")
     split = load_split(str(path), "test")
@@ -487,7 +474,7 @@ def test_an_unwritable_cache_costs_only_speed_or_one_line(tmp_path, monkeypatch,
     monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "file" / "cache"))
     rng = np.random.default_rng(0)
     faces = {f"{c}/{i}.png": rng.integers(0, 256, (48, 48), dtype=np.uint8) for c in ("happy", "sad") for i in range(3)}
-    path = _face_zip(tmp_path / "faces.zip", faces)
+    path = face_zip(tmp_path / "faces.zip", faces)
     zipfile.ZipFile(path).extractall(tmp_path / "faces")
     assert main(["analyze", str(MINI), "--dataset", str(tmp_path / "faces"), "--split", "all", "--device", "cpu"]) == 0
     assert "6 faces" in capsys.readouterr().out

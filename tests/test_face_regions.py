@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import CHECKPOINTS
+from conftest import CHECKPOINTS, face_zip, faces_of
 from ferx.data import load_fer2013, pack_split
 from ferx.face_detectors import Detection, rank_detections
 from ferx.faces import MEAN_FACE, find_faces, load_photo
@@ -204,7 +204,6 @@ def test_dataset_region_table_has_every_class_and_both_kinds_of_map(fer_test, tm
 def test_the_app_scores_a_48_px_face_unticked_and_shows_regions(data_root, fer_test, tmp_path):
     """Through the API: Compare scores a 48-px upload as a face (with the note and a region line under the maps);
     the Dataset tab's region breakdown answers for the analysed faces."""
-    import zipfile
 
     from gradio_client import Client, handle_file
 
@@ -212,13 +211,8 @@ def test_the_app_scores_a_48_px_face_unticked_and_shows_regions(data_root, fer_t
 
     face = tmp_path / "face48.png"
     Image.fromarray(_happy(fer_test)).save(face)
-    archive = tmp_path / "faces.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for c, name in enumerate(fer_test.classes):
-            for i in np.flatnonzero(fer_test.targets == c)[:2]:
-                buf = io.BytesIO()
-                Image.fromarray(fer_test.images[i]).save(buf, "PNG")
-                z.writestr(f"{name}/{i}.png", buf.getvalue())
+    two_of_each = [i for c in range(len(fer_test.classes)) for i in np.flatnonzero(fer_test.targets == c)[:2]]
+    archive = face_zip(tmp_path / "faces.zip", faces_of(fer_test, two_of_each))
     with running_app(data_root) as url:
         client = Client(url, verbose=False)
         out = client.predict(path=handle_file(str(face)), whole_image=False, index=0, api_name="/predict")

@@ -1,6 +1,5 @@
 """The app's API as a client sees it: gradio_client against the real server on loopback."""
 
-import io
 import json
 import re
 from pathlib import Path
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from conftest import CHECKPOINTS
+from conftest import CHECKPOINTS, face_zip, faces_of
 from ferx.checkpoint import load_checkpoint, read_card
 from ferx.data import load_fer2013, pack_split
 from webapp_server import running_app
@@ -157,12 +156,7 @@ def test_an_uploaded_zip_is_analysed_by_split_and_leaves_no_faces_on_disk(server
 
     packed = pack_split(load_fer2013(data_root, "test"), progress=False)
     path = tmp_path / "my_faces.zip"
-    with zipfile.ZipFile(path, "w") as z:
-        for split, first in (("train", 0), ("test", 100)):
-            for i in range(first, first + 12):
-                buf = io.BytesIO()
-                Image.fromarray(packed.images[i]).save(buf, "PNG")
-                z.writestr(f"{split}/{packed.classes[packed.targets[i]]}/{i}.png", buf.getvalue())
+    face_zip(path, faces_of(packed, range(12), "train") | faces_of(packed, range(100, 112), "test"))
     before = set(cache_dir("zips").glob("*")), set(cache_dir("packed").glob("*zip*"))
     scratch_before = set(Path(tempfile.gettempdir()).glob("ferx-upload-*"))
     client = Client(server, verbose=False)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CHECKPOINTS, REPO
+from conftest import CHECKPOINTS, REPO, face_zip, faces_of
 from ferx.checkpoint import read_card
 from ferx.memory_format import SMALL_MODEL
 from ferx.data import load_fer2013, load_split, pack_split
@@ -534,16 +534,9 @@ def test_a_face_uploaded_while_another_user_analyses_a_zip_is_answered_first(pag
     """Item 2 of the walkthrough: one user's dataset analysis must not freeze another user's Compare.
     The zip (1,200 real faces, never cached) takes far longer to analyse than one face takes to score;
     the second user's answer must arrive while the analysis is still running."""
-    import io
-    import zipfile
 
     packed = pack_split(load_fer2013(data_root, "test"), progress=False)
-    archive = tmp_path / "class_faces.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for i in range(1200):
-            buf = io.BytesIO()
-            Image.fromarray(packed.images[i]).save(buf, "PNG")
-            z.writestr(f"{packed.classes[packed.targets[i]]}/{i}.png", buf.getvalue())
+    archive = face_zip(tmp_path / "class_faces.zip", faces_of(packed, range(1200)))
     face = tmp_path / "another_face.png"
     Image.fromarray(packed.images[int(np.flatnonzero(packed.targets == 3)[1])]).resize((240, 240)).save(face)
 

@@ -4,7 +4,6 @@ files are counted; the clickable confusion matrix is the coloured one; a wrong f
 
 import datetime
 import hashlib
-import io
 import zipfile
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CHECKPOINTS
+from conftest import CHECKPOINTS, face_zip, faces_of
 from ferx.analysis import analyze_packed, confusion_frame
 from ferx.data import load_split, pack_split
 from webapp.model_bank import ModelBank
@@ -25,14 +24,9 @@ def test_a_zips_unreadable_images_are_named_by_their_paths_inside_it(data_root, 
     from webapp.dataset_tab import run_analysis
 
     faces = pack_split(load_split("ferplus", "test", data_root), progress=False).head(4)
-    archive = tmp_path / "class.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for i, image in enumerate(faces.images):
-            buf = io.BytesIO()
-            Image.fromarray(image).save(buf, "PNG")
-            z.writestr(f"test/{faces.classes[faces.targets[i]]}/{i}.png", buf.getvalue())
-        z.writestr("test/happy/broken.jpg", b"\xff\xd8\xff\xe0 cut short")
-        z.writestr("test/sad/notes.jpg", "my notes, not a photo")
+    archive = face_zip(tmp_path / "class.zip", faces_of(faces, range(4), "test"),
+                       [("test/happy/broken.jpg", b"\xff\xd8\xff\xe0 cut short"),
+                        ("test/sad/notes.jpg", "my notes, not a photo")])
     cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
     status = run_analysis(bank, cfg, None, "test", str(archive), [MODEL], False, None, lambda *a, **k: None)[1]
     assert ": 4 faces (2 unreadable images skipped: test/happy/broken.jpg, test/sad/notes.jpg) — " in status, status
@@ -149,15 +143,9 @@ def test_zip_reports_non_image_files(data_root, tmp_path):
     from webapp.dataset_tab import read_faces
 
     faces = pack_split(load_split("ferplus", "test", data_root), progress=False).head(6)
-    archive = tmp_path / "mine.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for i, image in enumerate(faces.images):
-            png = tmp_path / f"{i}.png"
-            Image.fromarray(image).save(png)
-            z.write(png, f"{faces.classes[faces.targets[i]]}/{i}.png")
-        z.writestr("README.txt", "my faces")
-        z.writestr("happy/notes.docx", "not an image")
-        z.writestr("happy/broken.png", b"not a png")
+    archive = face_zip(tmp_path / "mine.zip", faces_of(faces, range(6)),
+                       [("README.txt", "my faces"), ("happy/notes.docx", "not an image"),
+                        ("happy/broken.png", b"not a png")])
     packed, non_images = read_faces("", "test", data_root, str(archive), tmp_path / "scratch", 100)
     assert len(packed) == 6 and non_images == 2 and packed.skipped == 1
     assert left_out(packed.skipped, non_images) == " (1 unreadable image and 2 files that are not an image skipped)"
@@ -402,12 +390,8 @@ def test_a_zip_of_faces_of_a_class_one_model_lacks_gives_it_a_blank_row_not_an_e
     from webapp.dataset_tab import run_analysis, show_matrix
 
     packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
-    archive = tmp_path / "contempt.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for i in np.flatnonzero(packed.targets == packed.classes.index("contempt"))[:3]:
-            buf = io.BytesIO()
-            Image.fromarray(packed.images[i]).save(buf, "PNG")
-            z.writestr(f"contempt/{i}.png", buf.getvalue())
+    contempt = np.flatnonzero(packed.targets == packed.classes.index("contempt"))[:3]
+    archive = face_zip(tmp_path / "contempt.zip", faces_of(packed, contempt))
     cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
     fer = "mini_xception_fer2013"
     out = run_analysis(bank, cfg, None, "test", str(archive), [fer, MODEL], False, None, lambda *a, **k: None)
@@ -574,12 +558,7 @@ def test_studies_of_a_zips_faces_leave_nothing_in_the_cache(data_root, bank, tmp
 
     faces = pack_split(load_split("ferplus", "test", data_root), progress=False).head(16)
     monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
-    archive = tmp_path / "mine.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for i, image in enumerate(faces.images):
-            buf = io.BytesIO()
-            Image.fromarray(image).save(buf, "PNG")
-            z.writestr(f"{faces.classes[faces.targets[i]]}/{i}.png", buf.getvalue())
+    archive = face_zip(tmp_path / "mine.zip", faces_of(faces, range(16)))
     scratch_before = set(Path(tempfile.gettempdir()).glob("ferx-study-*"))
     cfg = AppConfig(data_root=data_root, checkpoints=CHECKPOINTS)
     quiet = lambda *a, **k: None  # noqa: E731 (gr.Progress outside a request)

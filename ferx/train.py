@@ -258,11 +258,26 @@ def _backbone_start(info, weights: str) -> dict:
         raise ValueError(f"--backbone-weights: {info.name} has no pre-trained backbone to start from "
                          f"({', '.join(n for n in list_models() if get_model_info(n).backbone)} has)")
     if weights == "hub":  # the build refuses to fall back to random weights (backbone_fallback=False)
+        _check_hub(info.backbone_hub)
         return {"backbone_weights": f"hub: {info.backbone_hub} (Hugging Face)"}
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"--backbone-weights: {weights}: file not found")
     return {"backbone_weights": path.name, "backbone_weights_sha256": sha256_file(path)}
+
+
+def _check_hub(name: str) -> None:
+    """Offline (HF_HUB_OFFLINE) without the hub's weights ``name`` in the local cache: said before any data is
+    packed, not after (the build would refuse them then, as it does when the hub does not answer)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    if not constants.HF_HUB_OFFLINE:
+        return
+    repo = get_pretrained_cfg(name).hf_hub_id
+    if not any(isinstance(try_to_load_from_cache(repo, file), str) for file in ("model.safetensors", "pytorch_model.bin")):
+        raise RuntimeError(f"--backbone-weights hub: the weights {name} are not available from the Hugging Face hub "
+                           "(HF_HUB_OFFLINE is set and they are not in the local cache): give a local file instead")
 
 
 def _overrides(recipe: Recipe) -> dict | None:

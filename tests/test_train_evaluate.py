@@ -413,6 +413,18 @@ def test_convcut_trains_its_head_alone_on_a_pretrained_backbone_then_the_whole_m
     assert model.drop.p == 0.2 and model.backbone.training and all(p.requires_grad for p in model.parameters())
     with pytest.raises(ValueError, match="--head-epochs trains the head on a trained backbone"):
         train("convcut", "ferplus", tmp_path / "random", epochs=1, head_epochs=1, **kwargs)
+    import ferx.train as training
+
+    def packed(*args, **kw):
+        raise AssertionError("the data was packed before the hub's weights were found missing")
+
+    with monkeypatch.context() as patched, pytest.raises(RuntimeError, match="HF_HUB_OFFLINE is set and they are not"):
+        patched.setattr(training, "_packed_splits", packed)  # offline (the tests are), no cached copy: said first
+        train("convcut", "ferplus", tmp_path / "offline", epochs=1, head_epochs=1, backbone_weights="hub", **kwargs)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # online, but the hub does not answer
+
     def unreachable(name, pretrained=False, **kw):  # the hub does not answer (offline, no cached copy)
         if pretrained:
             raise OSError("no connection to the hub")

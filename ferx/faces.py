@@ -76,8 +76,9 @@ class Photo:
 
     @property
     def scale(self) -> float:
-        """Working pixels per original pixel (1.0 unless the photo was downscaled)."""
-        return self.rgb.shape[1] / self.original_size[0]
+        """Working pixels per original pixel (1.0 unless the photo was downscaled), taken along the longer side:
+        the shorter side's rounding (a 3 x 10,000 photo is 1 x 2,048 pixels at work) would misplace every box."""
+        return max(self.rgb.shape[:2]) / max(self.original_size)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "format": self.format, "mode": self.mode, "original_size": list(self.original_size),

@@ -160,6 +160,17 @@ def test_huge_but_legal_photo_is_decoded_downscaled(tmp_path):
     assert max(photo.rgb.shape[:2]) <= 2048 and photo.rgb.shape[1] / photo.rgb.shape[0] == pytest.approx(1.5, abs=0.01)
 
 
+def test_a_thin_photos_whole_image_box_is_the_photo_in_its_own_pixels():
+    """A 3 x 10,000 photo is 1 x 2,048 pixels at work: the scale was read off the width (1/3, not 0.2048), and the
+    whole image's box in the original's pixels (ferx explain's JSON, the CLI's boxes) ended at y = 6,144."""
+    from ferx.faces import find_faces
+
+    photo = load_photo(Image.fromarray(np.full((10_000, 3, 3), 128, np.uint8)))
+    assert photo.size == (1, 2048) and photo.scale == pytest.approx(0.2048)
+    face = find_faces(photo, whole_image=True).faces[0]
+    assert face.box[1::2] == (0, 10_000) and abs(face.box[2] - 3) <= 2  # the width: 1 working px is 4.9 original
+
+
 def test_a_108_mp_phone_photo_is_decoded_downscaled_and_a_png_of_its_size_is_refused(tmp_path):
     """A 12000x9000 JPEG (what 108 MP phone cameras make) was refused as a "possible decompression bomb": the
     60 MP limit applied to the declared size, though a JPEG this large is decoded at 1/4 scale (3000x2250). The

@@ -205,25 +205,51 @@ DICHROMACY = {"deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672
                              [-0.003882, -0.048116, 1.051998]]}
 
 
-def test_the_class_colours_stay_apart_for_colour_blind_readers():
-    """Every two classes' colours differ by at least 15 CIELAB units as a deuteranope or protanope sees them (10 is
-    a difference seen at a glance): with tab10, angry and disgust (red, green) came 7.3 apart for deuteranopia and
-    disgust and happy 4.6 for protanopia, fear and sad 8.0 and 5.7: the pairs an embedding is read for."""
+def assert_apart_for_colour_blind_readers(colours: dict, least: float = 15):
+    """Every two of ``colours`` ({name: '#rrggbb'}) at least ``least`` CIELAB units apart as a deuteranope, a
+    protanope and a reader with normal vision see them (10 is a difference seen at a glance)."""
     from itertools import combinations
 
     from skimage.color import rgb2lab
 
-    from ferx.data.labels import CANONICAL, CLASS_COLOURS
-
-    rgb = np.array([[int(CLASS_COLOURS[c][i:i + 2], 16) / 255 for i in (1, 3, 5)] for c in CANONICAL])
+    names = list(colours)
+    rgb = np.array([[int(colours[c][i:i + 2], 16) / 255 for i in (1, 3, 5)] for c in names])
     linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
     for vision, matrix in {"normal": np.eye(3), **DICHROMACY}.items():
         seen = np.clip(linear @ np.asarray(matrix).T, 0, 1)
         seen = np.where(seen <= 0.0031308, 12.92 * seen, 1.055 * seen ** (1 / 2.4) - 0.055)
         lab = rgb2lab(seen[None])[0]
-        gap, a, b = min((float(np.linalg.norm(lab[i] - lab[j])), CANONICAL[i], CANONICAL[j])
-                        for i, j in combinations(range(len(CANONICAL)), 2))
-        assert gap >= 15, f"{vision}: {a} and {b} are {gap:.1f} apart"
+        gap, a, b = min((float(np.linalg.norm(lab[i] - lab[j])), names[i], names[j])
+                        for i, j in combinations(range(len(names)), 2))
+        assert gap >= least, f"{vision}: {a} and {b} are {gap:.1f} apart"
+
+
+def test_the_class_colours_stay_apart_for_colour_blind_readers():
+    """Every two classes' colours differ by at least 15 CIELAB units as a deuteranope or protanope sees them: with
+    tab10, angry and disgust (red, green) came 7.3 apart for deuteranopia and disgust and happy 4.6 for protanopia,
+    fear and sad 8.0 and 5.7: the pairs an embedding is read for."""
+    from ferx.data.labels import CANONICAL, CLASS_COLOURS
+
+    assert_apart_for_colour_blind_readers({c: CLASS_COLOURS[c] for c in CANONICAL})
+
+
+def test_the_models_of_a_figure_are_told_apart_with_and_without_colour(ferplus_runs):
+    """The reliability curves and the vote-vs-model bars took plotly's colour cycle, whose first and fourth colours
+    (blue #636efa, purple #ab63fa) are 1.6 CIELAB units apart for protanopes and 12.4 for deuteranopes, and nothing
+    but colour told the models apart. Four models (the app's count): colours 15+ apart (17.9 at least), each its own
+    marker, dash and bar pattern."""
+    from ferx.analysis.figures import reliability_figure
+    from ferx.analysis.labelnoise import votes_figure
+
+    runs = [*ferplus_runs, *(r.with_temperature(1.5) for r in ferplus_runs)]
+    curves = [t for t in reliability_figure(runs).data if t.name != "perfectly calibrated"]
+    assert len(curves) == 4 and all(t.line.color == t.marker.color for t in curves)
+    assert_apart_for_colour_blind_readers({t.name: t.marker.color for t in curves})
+    assert len({t.marker.symbol for t in curves}) == len({t.line.dash for t in curves}) == 4
+    soft = np.full((len(runs[0].probs), len(runs[0].dataset_classes)), 1 / len(runs[0].dataset_classes))
+    bars = votes_figure(0, runs, soft).data[1:]
+    assert [b.marker.color for b in bars] == [t.marker.color for t in curves]  # a model is drawn alike in both
+    assert len({b.marker.pattern.shape for b in bars}) == 4
 
 
 def test_a_class_the_split_lacks_is_a_blank_row_of_the_matrix_and_the_title_says_what_was_left_out(ferplus_runs):

@@ -33,6 +33,19 @@ def confusion_figure(counts: pd.DataFrame, normalized: pd.DataFrame | None = Non
     return fig
 
 
+# how the i-th model of a figure that draws several is drawn (the reliability curves, the vote-vs-model bars): Okabe &
+# Ito's colours (the first four 17.9 CIELAB units apart or more for dichromats; plotly's cycle has a blue and a purple
+# 1.6 apart for protanopes), and a marker, dash and bar pattern of its own, to tell the models apart without colour
+MODEL_LOOKS = (("#0072b2", "circle", "solid", ""), ("#e69f00", "square", "dash", "/"),
+               ("#009e73", "diamond", "dot", "x"), ("#cc79a7", "triangle-up", "dashdot", "."),
+               ("#56b4e9", "cross", "longdash", "\\"), ("#d55e00", "star", "longdashdot", "+"))
+
+
+def model_look(i: int) -> dict:
+    """The i-th model's colour, marker symbol, line dash and bar pattern (from :data:`MODEL_LOOKS`, cycled)."""
+    return dict(zip(("colour", "symbol", "dash", "pattern"), MODEL_LOOKS[i % len(MODEL_LOOKS)]))
+
+
 def reliability_figure(runs: list[ModelRun]) -> go.Figure:
     """Accuracy against confidence per bin, one line per model run on one split (its ECE in the legend;
     a marker's diameter grows with the square root of its bin's face count, so its area with the count:
@@ -44,14 +57,16 @@ def reliability_figure(runs: list[ModelRun]) -> go.Figure:
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="gray"),
                                name="perfectly calibrated"))
     scaled = any(r.temperature != 1.0 for r in runs)
-    for run in runs:
+    for i, run in enumerate(runs):
         table = reliability(run)
+        look = model_look(i)
         t = table[table["count"] > 0]
         name = run.name + (f", T = {run.temperature:.2f}" if scaled else "")
         size = 5 + 17 * np.sqrt(t["count"] / t["count"].max())
         fig.add_trace(go.Scatter(x=t["confidence"], y=t["accuracy"], mode="lines+markers",
                                  name=f"{name}: {int(t['count'].sum())} faces, ECE {number(table_ece(table), 3)}",
-                                 marker=dict(size=size),
+                                 marker=dict(size=size, symbol=look["symbol"], color=look["colour"]),
+                                 line=dict(color=look["colour"], dash=look["dash"]),
                                  customdata=t["count"], hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}"
                                                                       "<br>%{customdata} faces<extra></extra>"))
     title = f"Reliability on {split_title(runs[0].dataset, runs[0].split)}" + (" (temperature-scaled)" if scaled else "")

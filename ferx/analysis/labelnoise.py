@@ -102,13 +102,17 @@ def votes_figure(sample: int, runs: list[ModelRun], soft_targets: np.ndarray):
     """One face: the annotators' vote shares beside every model's probabilities, class by class."""
     import plotly.graph_objects as go
 
+    from ferx.analysis.figures import model_look
+
     classes = in_canonical_order(runs[0].dataset_classes)
     votes = dict(zip(runs[0].dataset_classes, soft_targets[sample]))
     fig = go.Figure(go.Bar(x=classes, y=[votes[c] for c in classes], name="annotators (vote share)",
                            marker_color="black", opacity=0.75))
-    for run in runs:
+    for i, run in enumerate(runs):
         probs = dict(zip((canonical_name(c) for c in run.model_classes), run.probs[sample]))
-        fig.add_trace(go.Bar(x=classes, y=[probs.get(canonical_name(c), 0.0) for c in classes], name=run.name))
+        look = model_look(i)
+        fig.add_trace(go.Bar(x=classes, y=[probs.get(canonical_name(c), 0.0) for c in classes], name=run.name,
+                             marker=dict(color=look["colour"], pattern_shape=look["pattern"])))
     fig.update_layout(barmode="group", title=f"Face #{sample}: annotators' votes and each model's probabilities",
                       yaxis=dict(range=[0, 1], title="share / probability"), height=360,
                       margin=dict(l=40, r=20, t=50, b=40))

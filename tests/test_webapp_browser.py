@@ -91,6 +91,28 @@ def test_first_page_has_examples_datasets_and_says_which_models_are_compared(pag
     page.get_by_role("tab", name="Compare").click()
 
 
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two CSS colours as the browser computes them ('rgb(r, g, b)')."""
+    def luminance(css):
+        rgb = np.array([float(v) for v in re.findall(r"[\d.]+", css)[:3]]) / 255
+        linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        return float(linear @ [0.2126, 0.7152, 0.0722])
+
+    high, low = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_the_primary_buttons_text_is_legible(page):
+    """White on gradio's orange-500 'Compare models' button was 2.8:1 (3.6:1 on hover), below WCAG AA's 4.5:1."""
+    button = page.get_by_role("button", name="Compare models")
+    colours = "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]"
+    assert contrast(*button.evaluate(colours)) >= 4.5
+    button.hover()
+    page.wait_for_timeout(300)  # the hover colour's transition
+    assert contrast(*button.evaluate(colours)) >= 4.5
+    page.mouse.move(0, 0)
+
+
 def test_every_tab_names_its_examples_and_one_is_chosen_with_the_keyboard(page):
     """A screen reader names each example of every tab, as Compare's (Explain, Sanity check, Stability and the
     Occlusion brush offered six thumbnails read out as "button", without a name), and the keyboard picks one."""

@@ -4,6 +4,7 @@ files are counted; the clickable confusion matrix is the coloured one; a wrong f
 
 import datetime
 import hashlib
+import inspect
 import zipfile
 from pathlib import Path
 
@@ -1096,3 +1097,43 @@ def test_an_explanation_leaves_its_models_free_for_other_users_and_draws_the_sam
     assert np.allclose(got.probs, shared.probs)
     assert [m.method for m in got.maps] == [m.method for m in shared.maps]
     assert all(np.allclose(g.values, s.values) for g, s in zip(got.maps, shared.maps))
+
+
+def test_closing_the_page_stops_its_explanation_and_sanity_check_at_their_next_step(bank, data_root):
+    """A page closed during an Explain or a sanity check left it running to its end for nobody (only a dataset
+    analysis was stopped by the page's unload). Each stops at its next step now; gradio gives the wired handlers
+    the page's session (a partial's gr.Request parameter stayed None)."""
+    import types
+
+    from gradio.helpers import special_args
+
+    from webapp.errors import given
+    from webapp.explain_tab import explain
+    from webapp.sanity_tab import run_sanity
+    from webapp.stops import STOPS
+
+    photo = str(data_root / "ferplus" / "data" / "FER2013Test" / "fer0032220.png")
+    model, page = "lanmsff_ferplus", types.SimpleNamespace(session_hash="closing-page")
+    runs = {"explanation": lambda step: explain(bank, photo, True, 0, [model], True, ["gradcam", "scorecam"],
+                                                ["saliency", "integrated_gradients"], "predicted", "none", 0.5, "auto",
+                                                99, True, False, "blur", request=page, progress=step),
+            "sanity check": lambda step: run_sanity(bank, photo, True, 0, model, ["gradcam"], 4, request=page,
+                                                    progress=step)}
+    for task, run in runs.items():
+        steps, closed_at = [], []
+
+        def close_the_page_at_its_first_step(fraction, desc=None):
+            steps.append(desc)
+            if not closed_at and STOPS.stop(page.session_hash):  # what the page's unload does (stop_when_closed)
+                closed_at.append(len(steps))
+
+        with pytest.raises(gr.Error, match=f"The {task} was stopped"):
+            run(close_the_page_at_its_first_step)
+        assert closed_at and len(steps) == closed_at[0], (task, steps)  # not one step more
+        whole = []
+        run(lambda fraction, desc=None: whole.append(desc))  # the page open: it runs to its end
+        assert len(whole) > len(steps) + 1, (task, whole)
+    for handler in (given(explain, bank), given(run_sanity, bank)):
+        inputs = [None] * len([p for p in inspect.signature(handler).parameters if p not in ("request", "progress")])
+        filled = special_args(handler, inputs, request=gr.Request(session_hash="a-page"))[0]
+        assert any(getattr(v, "session_hash", None) == "a-page" for v in filled)

@@ -15,7 +15,7 @@ import gradio as gr
 from webapp.app_context import AppContext
 from webapp.compare_tab import build_compare_tab
 from webapp.config import AppConfig
-from webapp.dataset_tab import build_dataset_tab, stop_when_closed
+from webapp.dataset_tab import build_dataset_tab
 from webapp.errors import SERVER_FOLDERS
 from webapp.explain_tab import build_explain_tab
 from webapp.links import wire_restore
@@ -25,6 +25,7 @@ from webapp.models_tab import build_models_tab
 from webapp.occlusion_tab import build_occlusion_tab
 from webapp.sanity_tab import build_sanity_tab
 from webapp.stability_tab import build_stability_tab
+from webapp.stops import stop_when_closed
 from webapp.uploads import KEPT_AT_MOST, forget_photos_on_close, sweeping
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
                     tab.build(ctx)
         wire_restore(app, ctx)  # a link (?view=explain&...) reopens an Explain view
         forget_photos_on_close(app, ctx.photo_states)
-        stop_when_closed(app)  # an analysis of a closed page
+        stop_when_closed(app)  # the analysis, Explain or sanity check of a closed page
     app.queue(default_concurrency_limit=cfg.concurrency, max_size=64)
     return app
 

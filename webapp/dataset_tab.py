@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import tempfile
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from ferx.data.packed import PackedSplit, faces_note, left_out, pack_options, pa
 from ferx.paths import cache_root
 from ferx.text import choices_text, number, plural
 from webapp.app_context import AppContext
+from webapp.stops import STOPS, stoppable
 from webapp.config import AppConfig
 from webapp.errors import user_errors
 from webapp.tables import result_table
@@ -217,70 +217,17 @@ def embedding_view(analysis: Analysis, model: str, method: str, colour_by: str, 
                             photo=photo)
 
 
-class StopRequests:
-    """The sessions with an analysis asked for (queued or running) and those whose user pressed Stop.
-    gradio's ``cancels=`` only drops the request: the analysis thread would run on and hold the cores,
-    so it checks here before every batch. A session with none under way has nothing to stop (a Stop
-    pressed just after the results came said it had stopped them)."""
-
-    def __init__(self) -> None:
-        self._lock, self._stopped, self._under_way = threading.Lock(), set(), set()
-
-    def begin(self, session: str) -> None:
-        """``session`` asked for an analysis (on the click, before the queue; again as it starts)."""
-        with self._lock:
-            self._stopped.discard(session)
-            self._under_way.add(session)
-
-    def end(self, session: str) -> None:
-        """``session``'s analysis returned, failed or was stopped (a stop it never met has nothing left to stop)."""
-        with self._lock:
-            self._under_way.discard(session)
-            self._stopped.discard(session)
-
-    def stop(self, session: str) -> bool:
-        """Stop ``session``'s analysis (a queued one is dropped by ``cancels=``); False when none is under way."""
-        with self._lock:
-            if session not in self._under_way:
-                return False
-            self._under_way.discard(session)
-            self._stopped.add(session)
-            return True
-
-    def check(self, session: str) -> None:
-        with self._lock:
-            if session in self._stopped:
-                self._stopped.discard(session)  # handled: the set holds only stops not yet acted on
-                raise AnalysisStopped("The analysis was stopped.")
-
-
-class AnalysisStopped(gr.Error):
-    pass
-
-
-STOPS = StopRequests()
+ANALYSIS = "analysis"  # the Stop button's task (webapp.stops)
 
 
 @user_errors
 def analysis_asked(request: gr.Request):
-    STOPS.begin(request.session_hash)
-
-
-def stop_when_closed(app: gr.Blocks) -> None:
-    """A page closed (or reloaded) during its analysis stops it, as Stop does: its thread ran on to the end for
-    nobody, both cores busy (a 600-photo zip: 35 s at 4.3 CPU-s every 5 s after the tab was gone)."""
-
-    @user_errors
-    def stop_closed(request: gr.Request):
-        if STOPS.stop(request.session_hash):
-            log.info("a page closed during its analysis: stopped")
-
-    app.unload(stop_closed)
+    STOPS.begin(request.session_hash, ANALYSIS)
 
 
 @user_errors
 def stop_analysis(request: gr.Request):
-    if not STOPS.stop(request.session_hash):  # e.g. just after the results came: they stay, and so does their line
+    if not STOPS.stop(request.session_hash, ANALYSIS):  # e.g. just after the results came: they stay, and so does their line
         gr.Info("Nothing to stop: no analysis is under way (the last one finished; its results are shown).")
         return gr.skip()
     return "Analysis stopped: nothing was kept."
@@ -295,15 +242,11 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
     split analysed holds its faces: :func:`ferx.analysis.analyze.refuse_calibrating_on_itself`); a zip's images
     are faces as given, or photos whose faces are found (``faces``, ``face``: :data:`FACES`,
     :data:`FACE_CHOICES`). Stop (this session's) ends it before its next image or batch."""
-    session = request.session_hash if request is not None else ""
-    STOPS.begin(session)
-    try:
-        return _analyse(bank, cfg, name, split_name, zip_file, chosen, calib, session, progress, faces, face)
-    finally:
-        STOPS.end(session)
+    with stoppable(request, ANALYSIS) as check:
+        return _analyse(bank, cfg, name, split_name, zip_file, chosen, calib, check, progress, faces, face)
 
 
-def _analyse(bank, cfg, name, split_name, zip_file, chosen, calib, session, progress, faces, face):
+def _analyse(bank, cfg, name, split_name, zip_file, chosen, calib, check, progress, faces, face):
     if not chosen:
         raise gr.Error("Choose at least one model.")
     if not (zip_file or name):
@@ -314,13 +257,13 @@ def _analyse(bank, cfg, name, split_name, zip_file, chosen, calib, session, prog
         # batch work runs below interactive requests' priority (ferx.background): Compare stays fast meanwhile
         packed, non_images = at_low_priority(read_faces, name, split_name, cfg.data_root, zip_file, scratch,
                                              cfg.max_zip_files, [bank.models[m].input_spec for m in chosen], faces, face,
-                                             lambda: STOPS.check(session))
+                                             check)
         val = None
         if calib and not zip_file and name in list_datasets():
             val = at_low_priority(pack_split, load_split(name, "val", cfg.data_root))
         # each model is ours alone for one batch at a time: /predict and /explain wait for a batch, not a dataset
         def stoppable_hold(loaded):
-            STOPS.check(session)  # before every batch: Stop ends the work, not only the request
+            check()  # before every batch: Stop ends the work, not only the request
             return bank.batch_hold(loaded)
 
         runs = at_low_priority(analyze_packed, [bank.models[m] for m in chosen], packed, val,

@@ -65,3 +65,16 @@ def user_errors(fn):
     wrapper.__signature__ = inspect.signature(fn)  # gradio reads it (gr.Progress defaults)
     wrapper.refuses_user_errors = True  # tests/test_webapp_handlers.py checks that every handler of the app has it
     return wrapper
+
+
+def given(fn, *args, **kwargs):
+    """``functools.partial(fn, *args, **kwargs)`` as gradio reads a handler: it passes ``gr.Request`` (or event data)
+    to a parameter annotated so, and finds the annotations of a function, not of a partial (whose ``request`` stayed
+    None)."""
+
+    @functools.wraps(fn)
+    def bound(*more, **named):
+        return fn(*args, *more, **kwargs, **named)
+
+    bound.__signature__ = inspect.signature(functools.partial(fn, *args, **kwargs))
+    return bound

@@ -7,7 +7,6 @@ The method choices, their readings and which of them are slow come from the meth
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import uuid
@@ -26,12 +25,13 @@ from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, describe_sca
 from ferx.explain.regions import REGIONS, breakdown_line
 from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
-from webapp.errors import user_errors
+from webapp.errors import given, user_errors
 from webapp.links import face_of, is_origin_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
 from webapp.explaining import (CHANNEL_READING, baseline_line, channel_tile, faithfulness_line, faithfulness_tag,
                                found_line, from_png, offer_examples, photo_inputs, png_bytes, search_faces, tile,
                                verdict)
+from webapp.stops import stoppable
 from webapp.uploads import KEPT_AT_MOST, photo_state, user_temp_dir
 
 COLORMAPS = ["inferno", "viridis", "magma", "jet", "turbo", "RdBu_r", "coolwarm"]
@@ -80,7 +80,7 @@ EXPLAINED = Explained()
 @user_errors
 def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, captum_methods, target_name,
             contrast_name, opacity, colormap_name, clip_pct, shared_scale, faithfulness, baseline_kind,
-            source=None, examples=(), progress=gr.Progress(track_tqdm=True)):
+            source=None, examples=(), request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
     """Explain face ``index`` of a photo with the ``chosen`` models and methods.
 
     Returns the status line, the captioned map tiles, the readings (with faithfulness), the numbers
@@ -88,7 +88,8 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     "predicted"; ``contrast_name`` a class name or "none". ``source`` describes a dataset face opened
     from the Dataset tab (dataset, split, sample, true label; see :func:`source_line`). The last output
     is what the explanation card draws (:func:`explanation_card`): the result, these settings, and the
-    face as a link names it (None for an upload).
+    face as a link names it (None for an upload). Closing the page stops the run between its steps
+    (:mod:`webapp.stops`).
     """
     settings = {k: v for k, v in locals().items() if k in LINKED}  # as the user set them: the card and link say so
     if not path:
@@ -118,11 +119,15 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     kept = EXPLAINED.get(key) if key else None
     result = replace(kept, search=search) if kept else None  # this photo's file and name, the same pixels
     if result is None:
-        result = explain_photo(chosen, search, index, methods, using=bank.own_copy,  # others' Compare does not wait
-                               progress=lambda fraction, what: progress(fraction, desc=f"{what}{slow}"),
-                               target=None if target_name == "predicted" else target_name,
-                               contrast=None if contrast_name == "none" else contrast_name,
-                               faithfulness=bool(faithfulness), baseline=baseline_kind)
+        def step(fraction, what):
+            check()  # the page was closed: no one waits for the rest
+            progress(fraction, desc=f"{what}{slow}")
+
+        with stoppable(request, "explanation") as check:
+            result = explain_photo(chosen, search, index, methods, using=bank.own_copy,  # others' Compare does not wait
+                                   progress=step, target=None if target_name == "predicted" else target_name,
+                                   contrast=None if contrast_name == "none" else contrast_name,
+                                   faithfulness=bool(faithfulness), baseline=baseline_kind)
         if key:
             EXPLAINED.put(key, result)
     scales = map_scales(result.rows, scale, float(clip_pct))
@@ -296,7 +301,7 @@ def build_explain_tab(ctx) -> None:
                                 "its numbers)")
     tiles_state, card_state = photo_state(ctx), photo_state(ctx)  # the face's pixels: kept as briefly as its files
     source = gr.State(None, time_to_live=ctx.cfg.state_ttl_s)  # a dataset face's origin, until the next upload
-    run = SimpleNamespace(fn=functools.partial(explain, bank, examples=ctx.shared.get("examples")), inputs_kwargs=dict(
+    run = SimpleNamespace(fn=given(explain, bank, examples=ctx.shared.get("examples")), inputs_kwargs=dict(
         path=image, whole_image=whole, index=face_index, chosen=models, use_native=native, cam_methods=cams,
         captum_methods=captum, target_name=target, contrast_name=contrast, opacity=alpha, colormap_name=cmap,
         clip_pct=clip, shared_scale=shared, faithfulness=faithful, baseline_kind=baseline, source=source),

@@ -7,7 +7,6 @@ which methods are flagged.
 
 from __future__ import annotations
 
-import functools
 import re
 
 import gradio as gr
@@ -16,9 +15,10 @@ from ferx.explain.methods import get_method, list_methods, map_title
 from ferx.explain.sanity import (DEFAULT_METHODS, DEFAULT_STEPS, INDEPENDENT_SPEARMAN, applicable_methods,
                                  cascading_randomization)
 from webapp.app_context import AppContext
-from webapp.errors import user_errors
+from webapp.errors import given, user_errors
 from webapp.tables import result_table
 from webapp.explaining import face_and_note, offer_examples, photo_inputs
+from webapp.stops import stoppable
 
 INTRO = ("### Sanity check: does each map depend on the model?\n"
          "Some saliency maps look the same whatever the network learned (Adebayo et al., *Sanity checks for "
@@ -32,20 +32,25 @@ INTRO = ("### Sanity check: does each map depend on the model?\n"
 
 
 @user_errors
-def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, progress=gr.Progress()):
+def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, request: gr.Request = None,
+               progress=gr.Progress()):
+    """Closing the page stops the check between its steps (:mod:`webapp.stops`)."""
     if not model_name:
         raise gr.Error("Choose a model.")
     if not methods:
         raise gr.Error("Choose at least one method.")
     face, note = face_and_note(path, whole_image, index, to="check it")
     progress(0, desc=f"{model_name}: {len(methods)} method(s) × {int(n_steps) + 1} versions of the model")
-    with bank.own_copy(model_name) as loaded:  # randomised in place: the shared model is free during the check
+    def step(fraction, what):
+        stopped()  # the page was closed: no one waits for the rest
+        progress(fraction, desc=f"{model_name}: {what}")  # the bar moves with each step (it sat at 0)
+
+    # randomised in place: the shared model is free during the check
+    with stoppable(request, "sanity check") as stopped, bank.own_copy(model_name) as loaded:
         chosen = applicable_methods(loaded.model, methods, model_name)
         x = face.model_input(loaded.input_spec).to(loaded.device)
         check = cascading_randomization(loaded.model, x, chosen, n_steps=int(n_steps), name=loaded.display,
-                                        classes=loaded.classes,  # the bar moves with each step (it sat at 0)
-                                        progress=lambda fraction, what: progress(fraction, desc=f"{model_name}: {what}"),
-                                        copy_model=False)
+                                        classes=loaded.classes, progress=step, copy_model=False)
     figure = check.figure(face=face.crop)
     # one row per step (how far down it randomised), one column per map: a few narrow columns, however
     # long the layer names, instead of a table wider than the panel
@@ -104,6 +109,6 @@ def build_sanity_tab(ctx: AppContext) -> None:
                                  "Run the sanity check: one row per step, one column per map", wrap=True,
                                  elem_id="sanity-table")
     plot = gr.Plot(show_label=False, elem_id="sanity-figure")  # the figure's own title says what it shows
-    button.click(functools.partial(run_sanity, bank), [photo, whole, face_index, model, methods, steps],
+    button.click(given(run_sanity, bank), [photo, whole, face_index, model, methods, steps],
                  [verdicts, plot, table], api_name="sanity")
     table.change(fit_columns, table, table, api_visibility="undocumented")

@@ -340,3 +340,19 @@ def test_the_explanation_card_of_what_is_on_screen(server, face_png):
         load_checkpoint(CHECKPOINTS / "lanmsff_ferplus").sha256
     assert card["photo"]["name"] == "happy_face.png" and "/" not in json.dumps(card["photo"])  # no server path
     assert link == "" and "an uploaded photo is not stored" in note  # an upload has no link
+
+
+def test_the_api_offers_no_click_handler_and_keeps_its_endpoints(server):
+    """The handlers of clicks on the page (a matrix cell, an embedding selection, a gallery face, a detected face's
+    box) were API endpoints that failed inside gradio without a click ("'NoneType' object is not subscriptable",
+    a traceback in the server log). The API lists none of them now; the endpoints that work through it stay."""
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    named = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    clicks = {"/confusion_click", "/cross_click", "/embedding_select", "/noise_row_click", "/open_face",
+              "/open_pair_face"}
+    assert not named & clicks, named & clicks
+    assert {"/predict", "/explain", "/analyze", "/sanity", "/stability", "/occlude", "/card"} <= named
+    with pytest.raises(ValueError, match="Cannot find a function with `api_name`: /confusion_click"):
+        client.predict(None, None, api_name="/confusion_click")

@@ -73,8 +73,20 @@ def build_app(cfg: AppConfig, bank: ModelBank | None = None) -> gr.Blocks:
         wire_restore(app, ctx)  # a link (?view=explain&...) reopens an Explain view
         forget_photos_on_close(app, ctx.photo_states)
         stop_when_closed(app)  # the analysis, Explain or sanity check of a closed page
+    clicks_are_not_endpoints(app)
     app.queue(default_concurrency_limit=cfg.concurrency, max_size=64)
     return app
+
+
+def clicks_are_not_endpoints(app: gr.Blocks) -> None:
+    """A handler of a click on the page (its gr.SelectData parameter: a matrix cell, a gallery face, a box) is no
+    API endpoint: called through the API, without a click, it failed inside gradio ("'NoneType' object is not
+    subscriptable", logged with a traceback). They are private: the page calls them, the API lists none."""
+    from gradio.utils import get_type_hints
+
+    for fn in app.fns.values():
+        if fn.fn is not None and gr.SelectData in get_type_hints(fn.fn).values():
+            fn.api_visibility = "private"
 
 
 # A clicked cell of a read-only table keeps its number legible: gradio paints the selected cell's text on

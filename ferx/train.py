@@ -275,7 +275,8 @@ def _check_hub(name: str) -> None:
     if not constants.HF_HUB_OFFLINE:
         return
     repo = get_pretrained_cfg(name).hf_hub_id
-    if not any(isinstance(try_to_load_from_cache(repo, file), str) for file in ("model.safetensors", "pytorch_model.bin")):
+    cached = (try_to_load_from_cache(repo, file) for file in ("model.safetensors", "pytorch_model.bin"))
+    if not any(isinstance(path, str) for path in cached):
         raise RuntimeError(f"--backbone-weights hub: the weights {name} are not available from the Hugging Face hub "
                            "(HF_HUB_OFFLINE is set and they are not in the local cache): give a local file instead")
 

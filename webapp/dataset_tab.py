@@ -37,7 +37,6 @@ from ferx.data.packed import PackedSplit, faces_note, left_out, pack_options, pa
 from ferx.paths import cache_root
 from ferx.text import choices_text, number, plural
 from webapp.app_context import AppContext
-from webapp.stops import STOPS, stoppable
 from webapp.config import AppConfig
 from webapp.errors import user_errors
 from webapp.tables import result_table
@@ -46,6 +45,7 @@ from webapp.links import dataset_face_file
 from webapp.model_bank import ModelBank
 from webapp.narrow import WIDE_PAGE_PX, scroll_to_on_narrow
 from webapp.plotly_select import selectable_plot
+from webapp.stops import STOPS, stoppable
 from webapp.uploads import user_temp_dir
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,8 @@ def analysis_asked(request: gr.Request):
 
 @user_errors
 def stop_analysis(request: gr.Request):
-    if not STOPS.stop(request.session_hash, ANALYSIS):  # e.g. just after the results came: they stay, and so does their line
+    # none under way: e.g. just after the results came (they stay, and so does their line)
+    if not STOPS.stop(request.session_hash, ANALYSIS):
         gr.Info("Nothing to stop: no analysis is under way (the last one finished; its results are shown).")
         return gr.skip()
     return "Analysis stopped: nothing was kept."

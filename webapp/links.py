@@ -31,7 +31,8 @@ from webapp.uploads import user_temp_dir
 
 log = logging.getLogger(__name__)
 VIEW = "explain"
-NOT_SETTINGS = ("bank", "path", "source", "examples", "request", "progress")  # explain() parameters a link does not carry
+# explain()'s parameters that a link does not carry
+NOT_SETTINGS = ("bank", "path", "source", "examples", "request", "progress")
 
 
 def linked_settings(fn) -> tuple[str, ...]:

@@ -85,6 +85,36 @@ def test_short_real_training_lowers_the_loss_and_resumes(data_root, tmp_path):
     assert card["data"]["train_images"] == 256 and card["wall_time_s"] > 0 and card["parameters"] == 356_294
 
 
+def test_a_save_cut_short_keeps_the_run_it_would_have_replaced(data_root, tmp_path):
+    """A disk that fills while an epoch's state.pt is written (here: at most 400 kB a file, RLIMIT_FSIZE; state.pt
+    is 758 kB) truncated state.pt in place, saying 'unexpected pos 395584 vs 395476': the run was lost, and --resume
+    said only 'PytorchStreamReader failed reading zip archive: failed finding central directory', naming no file. The last whole state.pt stays now, the
+    next --resume goes on from it, metrics.jsonl holds each epoch once, and a damaged state.pt is named."""
+    import resource
+
+    kwargs = dict(data_root=data_root, device=DEVICE, limit_train=64, limit_val=32, progress=False)
+    run = tmp_path / "run"
+    train("mini_xception", "ckplus", run, epochs=1, **kwargs)
+    state = (run / "state.pt").read_bytes()
+    assert len(state) > 400_000
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, hard))  # Python ignores SIGXFSZ: a write fails with EFBIG
+    try:
+        with pytest.raises(OSError, match=rf"state.pt in {re.escape(str(run))} could not be written in full"):
+            train("mini_xception", "ckplus", run, epochs=2, resume=True, **kwargs)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert (run / "state.pt").read_bytes() == state
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "checkpoint", "metrics.jsonl", "state.pt"]
+    resumed = train("mini_xception", "ckplus", run, epochs=2, resume=True, **kwargs)
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+    (run / "state.pt").write_bytes(state[:300_000])  # cut short by something else (a copy, a crash of the disk)
+    with pytest.raises(ValueError, match=rf"state.pt in {re.escape(str(run))} is damaged and cannot be read"):
+        train("mini_xception", "ckplus", run, epochs=3, resume=True, **kwargs)
+
+
 def test_a_new_run_never_overwrites_an_earlier_run_or_a_checkpoint(data_root, tmp_path, capsys):
     """``ferx train --out`` a folder holding a run, without --resume, replaced its state.pt, best.pt and
     checkpoint and appended the new run's epochs to its metrics.jsonl (epochs 1, 2, 1); ``--checkpoint-dir`` a

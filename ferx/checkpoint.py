@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from ferx.cache import atomic_path
 from ferx.data.labels import LabelSet, get_label_set
 from ferx.device import BF16_MIN_AGREEMENT, autocast_bf16
 from ferx.models import InputSpec, create_model, get_model_info, list_models
@@ -166,9 +167,13 @@ def read_card(ckpt_dir: str | Path) -> dict:
 
 
 def write_card(ckpt_dir: str | Path, card: dict) -> None:
+    """The card and its README, both or neither: written in place, a full disk left card.json cut at 8,192 bytes
+    and the checkpoint unusable ('card.json is not valid JSON')."""
     ckpt_dir = Path(ckpt_dir)
-    (ckpt_dir / CARD).write_text(json.dumps(card, indent=2) + "\n")
-    (ckpt_dir / "README.md").write_text(render_card(card))
+    with atomic_path(ckpt_dir / CARD) as card_tmp:  # each write inside its own file's block, so an error names it
+        card_tmp.write_text(json.dumps(card, indent=2) + "\n")
+        with atomic_path(ckpt_dir / "README.md") as readme_tmp:
+            readme_tmp.write_text(render_card(card))
 
 
 def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *, expect_model: str | None = None,

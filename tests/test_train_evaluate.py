@@ -180,6 +180,34 @@ def test_evaluate_update_card_keeps_stdout_the_json_alone(data_root, tmp_path, c
     assert recorded["accuracy"] == result["accuracy"] and recorded["n"] == 138
 
 
+def test_a_card_that_cannot_be_written_in_full_stays_as_it_was(data_root, tmp_path, capsys):
+    """--update-card on a full disk (here at most 8,192 bytes a file, RLIMIT_FSIZE; the card grows from 7,463 to
+    ~10,000) wrote card.json in place: it was left cut at 8,192 bytes, the checkpoint unusable ('card.json is not
+    valid JSON') and the error, '[Errno 27] File too large', named no file. The card and its README stay whole now,
+    the error names card.json, and the next --update-card records the result."""
+    import resource
+    import shutil
+
+    ckpt = tmp_path / "mini"
+    shutil.copytree(MINI, ckpt)
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    argv = ["evaluate", str(ckpt), "--dataset", "ckplus", "--split", "test", "--update-card", "--data-root",
+            str(data_root)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8192, hard))  # Python ignores SIGXFSZ: a write fails with EFBIG
+    try:
+        assert main(argv) == 1
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert {p.name: len(p.read_bytes()) for p in ckpt.iterdir()} == {n: len(b) for n, b in before.items()}
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before  # no half card, no temporary file
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"ferx evaluate: error: [Errno 27] File too large: '{ckpt / 'card.json'}'"
+    assert main(argv) == 0
+    assert [m["n"] for m in read_card(ckpt)["metrics"] if (m["dataset"], m["split"]) == ("ckplus", "test")] == [138]
+    assert "ckplus" in (ckpt / "README.md").read_text().lower()
+
+
 def test_a_cards_entry_is_replaced_per_split_and_the_other_splits_of_its_dataset_stay(data_root, tmp_path):
     """Recording CK+ test on a card that holds CK+ validation replaces only CK+ test: the validation entry, and the
     FER-2013 and FERPlus ones shipped with the model, stay as they were. (Replacing every entry of the dataset

@@ -254,3 +254,28 @@ def test_a_class_folders_images_in_sub_folders_are_its_faces_in_a_folder_and_a_z
                  load_split(str(tmp_path / "faces.zip"), "test", tmp_path, cache_dir=tmp_path / "zips")):
         assert sorted(str(p).split("test/", 1)[1] for p in data.paths) == expected
         assert [data.labels.classes[t] for t in data.targets] == ["happy", "happy", "happy", "sad"]
+
+
+def test_prepare_refuses_a_cut_short_archive_by_name_and_keeps_nothing_of_it(tmp_path, capsys):
+    """``ferx data prepare`` of an archive cut short (a copy interrupted) ended in a traceback ('tarfile.ReadError:
+    unexpected end of data') and left the half it had unpacked in the data root. It names the archive now, keeps
+    nothing of it, and the whole archive then unpacks."""
+    from ferx.cli import main
+    from ferx.data.datasets import get_dataset_info
+    from ferx.data.prepare import DEFAULT_SOURCE
+
+    archive = DEFAULT_SOURCE / get_dataset_info("ckplus").archive
+    if not archive.is_file():
+        pytest.skip(f"{archive} not found")
+    source, root = tmp_path / "source", tmp_path / "data"
+    source.mkdir()
+    (source / archive.name).write_bytes(archive.read_bytes()[:1_200_000])
+    argv = ["data", "prepare", "ckplus", "--source", str(source), "--data-root", str(root)]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip() == (f"ferx data prepare: error: {archive.name} is damaged or cut short "
+                                               "(unexpected end of data): nothing of it was unpacked; copy the archive "
+                                               "again")
+    assert list(root.iterdir()) == []
+    (source / archive.name).write_bytes(archive.read_bytes())
+    assert main(argv) == 0
+    assert sum(1 for p in (root / get_dataset_info("ckplus").folder).rglob("*.png")) == 981

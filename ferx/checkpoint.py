@@ -161,8 +161,24 @@ def read_card(ckpt_dir: str | Path) -> dict:
         card = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{path}: a card is a JSON object, not a {type(card).__name__}")
     if card.get("format") != FORMAT:
         raise CheckpointError(f"{path}: unsupported checkpoint format {card.get('format')!r} (expected {FORMAT})")
+    # what loading reads; one missing said only "error: 'weights'" (a KeyError), and stopped `ferx models` and the app
+    wrong = [f"{key} ({what})" for key, what, ok in (
+        ("model", "a name", isinstance(card.get("model"), str)),
+        ("config", "an object with num_classes", isinstance(card.get("config"), dict)
+         and isinstance(card["config"].get("num_classes"), int)),
+        ("labels", "a list of class names", isinstance(card.get("labels"), list)
+         and all(isinstance(c, str) for c in card["labels"])),
+        ("input_spec", "an object", isinstance(card.get("input_spec"), dict)),
+        ("weights", "an object with files and the sha256 of each", isinstance(card.get("weights"), dict)
+         and isinstance(card["weights"].get("files"), list) and isinstance(card["weights"].get("sha256"), dict)
+         and all(isinstance(f, str) and f in card["weights"]["sha256"] for f in card["weights"]["files"])))
+        if not ok]
+    if wrong:
+        raise CheckpointError(f"{path}: missing or malformed {', '.join(wrong)}")
     return card
 
 
@@ -189,7 +205,11 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *,
     name = card["model"]
     if expect_model and name != expect_model:
         raise CheckpointError(f"{ckpt_dir} holds a {name!r} model, not {expect_model!r}")
-    labels = get_label_set(card["labels"])
+    try:
+        labels = get_label_set(card["labels"])
+        spec = InputSpec.from_dict(card["input_spec"])
+    except (KeyError, TypeError) as err:  # a label no spelling knows; an input spec with other fields
+        raise CheckpointError(f"{ckpt_dir / CARD}: {err.args[0] if isinstance(err, KeyError) else err}") from None
     if expect_labels and labels.classes != expect_labels.classes:
         raise CheckpointError(f"{ckpt_dir} predicts {list(labels.classes)}, not {list(expect_labels.classes)}")
     try:
@@ -205,7 +225,6 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *,
     if card["config"]["num_classes"] != len(labels):
         raise CheckpointError(f"{ckpt_dir}: config says {card['config']['num_classes']} classes but the card lists "
                               f"{len(labels)} labels")
-    spec = InputSpec.from_dict(card["input_spec"])
     if defer:
         return DeferredModel(None, name, labels, spec, card, ckpt_dir, device=device)
     return LoadedModel(_build(ckpt_dir, card, device), name, labels, spec, card, ckpt_dir)

@@ -115,6 +115,31 @@ def test_a_save_cut_short_keeps_the_run_it_would_have_replaced(data_root, tmp_pa
         train("mini_xception", "ckplus", run, epochs=3, resume=True, **kwargs)
 
 
+def test_ctrl_c_stops_a_run_in_one_line_and_resume_goes_on(data_root, tmp_path):
+    """Ctrl-C during a ferx command printed 88 lines of traceback (ending inside torch's F.linear) and exit status -2.
+    One line now, 130 as a shell reports it; a training run stopped so goes on with --resume."""
+    import signal
+    import subprocess
+    import sys
+
+    argv = ["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--data-root", str(data_root), "--out",
+            str(tmp_path / "run"), "--device", DEVICE, "--limit-train", "64", "--limit-val", "32", "--epochs", "50"]
+    run = subprocess.Popen([sys.executable, "-m", "ferx", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    for line in run.stdout:  # stopped after its first epoch was saved, in the second
+        if line.startswith("epoch 1:"):
+            break
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 130
+    assert err.strip().splitlines()[-1].split("\r")[-1] == (
+        "ferx train: stopped (Ctrl-C); the same command with --resume goes on from its last finished epoch (--out's "
+        "state.pt), if one finished")
+    resumed = train("mini_xception", "ckplus", tmp_path / "run", data_root=data_root, device=DEVICE, limit_train=64,
+                    limit_val=32, progress=False, epochs=3, resume=True)
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3]
+
+
 def test_a_new_run_never_overwrites_an_earlier_run_or_a_checkpoint(data_root, tmp_path, capsys):
     """``ferx train --out`` a folder holding a run, without --resume, replaced its state.pt, best.pt and
     checkpoint and appended the new run's epochs to its metrics.jsonl (epochs 1, 2, 1); ``--checkpoint-dir`` a

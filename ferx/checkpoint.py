@@ -19,11 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ferx.cache import atomic_path
@@ -127,29 +129,36 @@ def save_checkpoint(model: nn.Module, out_dir: str | Path, *, labels: LabelSet, 
         raise CheckpointError(f"{name} has {model.num_classes} outputs but the label set has {len(labels)} classes")
     state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in model.state_dict().items()}
-    for old in out.glob("model*.safetensors"):
-        old.unlink()
     shards = _shards(state, None if shard_mib is None else int(shard_mib * 2**20))
     files = (["model.safetensors"] if len(shards) == 1
              else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
     # what the file says of itself, read by nothing here (the card is), as ONE key: safetensors writes several in a
     # random order (its issue #584), so the same weights got another sha256 each save and missed every cache
     meta = {"ferx": json.dumps({"format": FORMAT, "model": name, "labels": list(labels.classes)}, sort_keys=True)}
-    for fname, shard in zip(files, shards):
-        save_file(shard, str(out / fname), metadata=meta)
-    full = {
-        "format": FORMAT,
-        "model": name,
-        "config": dict(model.ferx_config),
-        "labels": list(labels.classes),
-        "label_set": labels.name,
-        "input_spec": spec.to_dict(),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        **(card or {}),
-        "weights": {"dtype": str(dtype).replace("torch.", ""), "files": files,
-                    "sha256": {f: sha256_file(out / f) for f in files}},
-    }
-    write_card(out, full)
+    # the weights under temporary names, renamed once the card is written: the old ones were deleted first, and a
+    # full disk then left a folder without weights (and a traceback: safetensors' error is no OSError)
+    with ExitStack() as renamed:
+        temps = [renamed.enter_context(atomic_path(out / fname)) for fname in files]
+        for fname, tmp, shard in zip(files, temps, shards):
+            try:
+                save_file(shard, str(tmp), metadata=meta)
+            except SafetensorError as err:
+                raise OSError(f"{out / fname} could not be written ({err}); the checkpoint there is as it was") from None
+        write_card(out, {
+            "format": FORMAT,
+            "model": name,
+            "config": dict(model.ferx_config),
+            "labels": list(labels.classes),
+            "label_set": labels.name,
+            "input_spec": spec.to_dict(),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            **(card or {}),
+            "weights": {"dtype": str(dtype).replace("torch.", ""), "files": files,
+                        "sha256": {f: sha256_file(t) for f, t in zip(files, temps)}},
+        })
+    for old in out.glob("model*.safetensors"):  # an earlier save's shards this one did not write
+        if old.name not in files:
+            old.unlink()
     return out
 
 

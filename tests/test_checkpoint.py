@@ -229,3 +229,34 @@ def test_a_card_with_a_field_missing_is_named_and_the_other_checkpoints_stay_off
                                                "malformed weights (an object with files and the sha256 of each)")
     bank = ModelBank.load(root, "cpu", defer=True)
     assert list(bank.models) == ["good"] and sorted(bank.unusable) == ["a_list", "no_labels", "no_weights"]
+
+
+def test_convert_force_on_a_full_disk_keeps_the_checkpoint_it_would_replace(tmp_path, capsys):
+    """`ferx convert --force` (and every save over a checkpoint: a resumed run's export) deleted the old weights
+    before writing the new: on a full disk (here at most 200 kB a file; the weights are 241,924 bytes) the folder was
+    left without model.safetensors and the command ended in a traceback (safetensors' SafetensorError, no OSError).
+    The checkpoint stays as it was and loads, the error is one line naming the file, and the next convert works."""
+    import resource
+
+    from ferx.cli import main
+
+    h5 = SHARED / "weights" / "fer2013_mini_XCEPTION.102-0.66.hdf5"
+    if not h5.is_file():
+        pytest.skip(f"{h5} not found")
+    out = tmp_path / "mini"
+    assert main(["convert", "mini-xception", str(h5), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))  # Python ignores SIGXFSZ: a write fails with EFBIG
+    try:
+        assert main(["convert", "mini-xception", str(h5), "--out", str(out), "--force"]) == 1
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert capsys.readouterr().err.strip() == (
+        f"ferx convert: error: {out / 'model.safetensors'} could not be written (Error while serializing: I/O error: "
+        "File too large (os error 27)); the checkpoint there is as it was")
+    load_checkpoint(out)
+    assert main(["convert", "mini-xception", str(h5), "--out", str(out), "--force"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "card.json", "model.safetensors"]

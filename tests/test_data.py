@@ -301,3 +301,21 @@ def test_a_ferplus_face_without_its_row_in_label_csv_is_counted_as_left_out(data
     assert capsys.readouterr().out.strip() == (
         "ferplus/test: 3370 images (neutral 1159, happy 908, surprise 424, sad 424, angry 312, disgust 20, fear 96, "
         "contempt 27); excluded tie 174, unknown_or_not_face 28, no_row_in_label_csv 1")
+
+
+def test_a_registered_dataset_with_a_class_folder_missing_is_refused_by_name(data_root, tmp_path, capsys):
+    """CK+48 without its fear folder (a copy cut short, a folder moved) was taken as CK+48: 'fear 0' in ferx data
+    info, and ferx evaluate scored 129 test faces for 144 and would record them on a card as CK+ test."""
+    from ferx.cli import main
+
+    real = data_root / "ckplus48" / "CK+48"
+    copy = tmp_path / "ckplus48" / "CK+48"
+    copy.mkdir(parents=True)
+    for folder in real.iterdir():
+        if folder.name != "fear":
+            (copy / folder.name).symlink_to(folder)
+    assert main(["data", "info", "ckplus", "--splits", "test", "--data-root", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"ferx data info: error: {copy}: CK+48's test split has no fear face, and every split of CK+48 has faces of all "
+        "7 classes: a class folder is missing or empty. Delete ckplus48 in the data root and run `ferx data prepare` "
+        "to unpack it again")

@@ -338,7 +338,17 @@ def load_split(dataset: str, split: str, data_root: str | Path | None = None,
     folder or to a zip of one (unpacked safely, once, into ``cache_dir`` or ``cache_dir("zips")``;
     ``max_files``: the most files a zip may hold)."""
     if dataset in DATASETS:
-        return DATASETS.get(dataset).loader(Path(data_root) if data_root else default_data_root(), split)
+        info = DATASETS.get(dataset)
+        data = info.loader(Path(data_root) if data_root else default_data_root(), split)
+        # every split of a registered dataset holds every class: a class folder lost (a copy cut short, a folder moved)
+        # gave 'fear 0' and metrics of 129 CK+ test faces for 144, recorded as CK+ test
+        empty = [c for i, c in enumerate(data.labels.classes) if not np.any(np.asarray(data.targets) == i)]
+        if empty:
+            raise DatasetLayoutError(f"{data.root}: {info.title}'s {split} split has no {', '.join(empty)} face, and "
+                                     f"every split of {info.title} has faces of all {len(data.labels)} classes: a class "
+                                     f"folder is missing or empty. Delete {info.folder} in the data root and run `ferx data prepare` "
+                                     "to unpack it again")
+        return data
     path = Path(dataset)
     if path.is_file() and path.suffix.lower() == ".zip":
         return _load_zip(path, split, Path(cache_dir) if cache_dir else default_cache_dir("zips"), max_files)

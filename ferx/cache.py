@@ -40,6 +40,10 @@ def atomic_path(path: Path):
     try:
         yield tmp
         tmp.replace(path)
+    except OSError as err:  # a failed write names no file ('[Errno 28] No space left on device'): name the entry
+        if err.errno is None or err.filename not in (None, str(tmp)):  # ferx's own message, or another file's
+            raise
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
 

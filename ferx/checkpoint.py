@@ -19,13 +19,16 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ferx.cache import atomic_path
 from ferx.data.labels import LabelSet, get_label_set
 from ferx.device import BF16_MIN_AGREEMENT, autocast_bf16
 from ferx.models import InputSpec, create_model, get_model_info, list_models
@@ -126,29 +129,36 @@ def save_checkpoint(model: nn.Module, out_dir: str | Path, *, labels: LabelSet, 
         raise CheckpointError(f"{name} has {model.num_classes} outputs but the label set has {len(labels)} classes")
     state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in model.state_dict().items()}
-    for old in out.glob("model*.safetensors"):
-        old.unlink()
     shards = _shards(state, None if shard_mib is None else int(shard_mib * 2**20))
     files = (["model.safetensors"] if len(shards) == 1
              else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
     # what the file says of itself, read by nothing here (the card is), as ONE key: safetensors writes several in a
     # random order (its issue #584), so the same weights got another sha256 each save and missed every cache
     meta = {"ferx": json.dumps({"format": FORMAT, "model": name, "labels": list(labels.classes)}, sort_keys=True)}
-    for fname, shard in zip(files, shards):
-        save_file(shard, str(out / fname), metadata=meta)
-    full = {
-        "format": FORMAT,
-        "model": name,
-        "config": dict(model.ferx_config),
-        "labels": list(labels.classes),
-        "label_set": labels.name,
-        "input_spec": spec.to_dict(),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        **(card or {}),
-        "weights": {"dtype": str(dtype).replace("torch.", ""), "files": files,
-                    "sha256": {f: sha256_file(out / f) for f in files}},
-    }
-    write_card(out, full)
+    # the weights under temporary names, renamed once the card is written: the old ones were deleted first, and a
+    # full disk then left a folder without weights (and a traceback: safetensors' error is no OSError)
+    with ExitStack() as renamed:
+        temps = [renamed.enter_context(atomic_path(out / fname)) for fname in files]
+        for fname, tmp, shard in zip(files, temps, shards):
+            try:
+                save_file(shard, str(tmp), metadata=meta)
+            except SafetensorError as err:
+                raise OSError(f"{out / fname} could not be written ({err}); the checkpoint there is as it was") from None
+        write_card(out, {
+            "format": FORMAT,
+            "model": name,
+            "config": dict(model.ferx_config),
+            "labels": list(labels.classes),
+            "label_set": labels.name,
+            "input_spec": spec.to_dict(),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            **(card or {}),
+            "weights": {"dtype": str(dtype).replace("torch.", ""), "files": files,
+                        "sha256": {f: sha256_file(t) for f, t in zip(files, temps)}},
+        })
+    for old in out.glob("model*.safetensors"):  # an earlier save's shards this one did not write
+        if old.name not in files:
+            old.unlink()
     return out
 
 
@@ -160,15 +170,35 @@ def read_card(ckpt_dir: str | Path) -> dict:
         card = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{path}: a card is a JSON object, not a {type(card).__name__}")
     if card.get("format") != FORMAT:
         raise CheckpointError(f"{path}: unsupported checkpoint format {card.get('format')!r} (expected {FORMAT})")
+    # what loading reads; one missing said only "error: 'weights'" (a KeyError), and stopped `ferx models` and the app
+    wrong = [f"{key} ({what})" for key, what, ok in (
+        ("model", "a name", isinstance(card.get("model"), str)),
+        ("config", "an object with num_classes", isinstance(card.get("config"), dict)
+         and isinstance(card["config"].get("num_classes"), int)),
+        ("labels", "a list of class names", isinstance(card.get("labels"), list)
+         and all(isinstance(c, str) for c in card["labels"])),
+        ("input_spec", "an object", isinstance(card.get("input_spec"), dict)),
+        ("weights", "an object with files and the sha256 of each", isinstance(card.get("weights"), dict)
+         and isinstance(card["weights"].get("files"), list) and isinstance(card["weights"].get("sha256"), dict)
+         and all(isinstance(f, str) and f in card["weights"]["sha256"] for f in card["weights"]["files"])))
+        if not ok]
+    if wrong:
+        raise CheckpointError(f"{path}: missing or malformed {', '.join(wrong)}")
     return card
 
 
 def write_card(ckpt_dir: str | Path, card: dict) -> None:
+    """The card and its README, both or neither: written in place, a full disk left card.json cut at 8,192 bytes
+    and the checkpoint unusable ('card.json is not valid JSON')."""
     ckpt_dir = Path(ckpt_dir)
-    (ckpt_dir / CARD).write_text(json.dumps(card, indent=2) + "\n")
-    (ckpt_dir / "README.md").write_text(render_card(card))
+    with atomic_path(ckpt_dir / CARD) as card_tmp:  # each write inside its own file's block, so an error names it
+        card_tmp.write_text(json.dumps(card, indent=2) + "\n")
+        with atomic_path(ckpt_dir / "README.md") as readme_tmp:
+            readme_tmp.write_text(render_card(card))
 
 
 def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *, expect_model: str | None = None,
@@ -184,7 +214,11 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *,
     name = card["model"]
     if expect_model and name != expect_model:
         raise CheckpointError(f"{ckpt_dir} holds a {name!r} model, not {expect_model!r}")
-    labels = get_label_set(card["labels"])
+    try:
+        labels = get_label_set(card["labels"])
+        spec = InputSpec.from_dict(card["input_spec"])
+    except (KeyError, TypeError) as err:  # a label no spelling knows; an input spec with other fields
+        raise CheckpointError(f"{ckpt_dir / CARD}: {err.args[0] if isinstance(err, KeyError) else err}") from None
     if expect_labels and labels.classes != expect_labels.classes:
         raise CheckpointError(f"{ckpt_dir} predicts {list(labels.classes)}, not {list(expect_labels.classes)}")
     try:
@@ -200,7 +234,6 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *,
     if card["config"]["num_classes"] != len(labels):
         raise CheckpointError(f"{ckpt_dir}: config says {card['config']['num_classes']} classes but the card lists "
                               f"{len(labels)} labels")
-    spec = InputSpec.from_dict(card["input_spec"])
     if defer:
         return DeferredModel(None, name, labels, spec, card, ckpt_dir, device=device)
     return LoadedModel(_build(ckpt_dir, card, device), name, labels, spec, card, ckpt_dir)

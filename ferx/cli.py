@@ -1097,14 +1097,24 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "source", "unset") is None:
         from ferx.data.prepare import DEFAULT_SOURCE
         args.source = DEFAULT_SOURCE
+    command = " ".join(c for c in (args.command, getattr(args, "data_command", None)) if c)  # ferx data carry
     try:
         return args.func(args)
     except (ValueError, OSError, KeyError, RuntimeError) as err:  # user errors (a read-only folder too): one line
         if args.verbose:
             raise
-        command = " ".join(c for c in (args.command, getattr(args, "data_command", None)) if c)  # ferx data carry
         print(f"ferx {command}: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C printed 88 lines of traceback, ending inside torch's F.linear
+        if args.verbose:
+            raise
+        print(f"ferx {command}: stopped (Ctrl-C){STOPPED.get(command, '')}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
+
+
+# what a command stopped midway keeps (every cache entry is whole or absent: ferx.cache)
+STOPPED = {"train": "; the same command with --resume goes on from its last finished epoch (--out's state.pt), if "
+                    "one finished"}
 
 
 if __name__ == "__main__":

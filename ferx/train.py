@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ferx.cache import atomic_path
 from ferx.checkpoint import CARD, load_checkpoint, save_checkpoint, sha256_file
 from ferx.data.carry import read_carry
 from ferx.data.datasets import load_split
@@ -337,6 +339,29 @@ def _refuse_earlier_run(out: Path, checkpoint_dir: str | Path | None) -> None:
                          f"would replace it; choose another {option}")
 
 
+def _save_run_file(value: dict, path: Path) -> None:
+    """``torch.save`` whole or not at all: written in place, a save cut short (a full disk, Ctrl-C, a kill) left a
+    truncated state.pt or best.pt and lost the run; a failed write raised torch's 'unexpected pos 395584 vs
+    395476', naming no file."""
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(value, tmp)
+        except RuntimeError as err:
+            raise OSError(f"{path.name} in {path.parent} could not be written in full (is the disk full?); the "
+                          f"last one saved is kept ({str(err).strip()[:80]})") from None
+
+
+def _load_run_file(path: Path, dev: torch.device) -> dict:
+    """A run's ``state.pt`` or ``best.pt`` (plain tensors and numbers only), or one line naming it: torch's own
+    error for a damaged file ('PytorchStreamReader failed reading zip archive ...') named neither the file nor the run."""
+    try:
+        return torch.load(path, map_location=dev, weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as err:
+        why = (str(err).splitlines() or [type(err).__name__])[0][:120]
+        raise ValueError(f"{path.name} in {path.parent} is damaged and cannot be read, so the run cannot go on "
+                         f"from it ({why})") from None
+
+
 def _resumed_recipe(recipe: Recipe, state: dict, has_ema: bool, out: Path, asked: dict, recipes_before: dict) -> Recipe:
     """The recipe a resumed run goes on with: the one it began with (its ``state``, updated to say so).
     A setting ``asked`` for now that differs from the run's (its start, peak learning rate, warm-up,
@@ -507,12 +532,14 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
     state_path, best_path = out / "state.pt", out / "best.pt"
     saved = {}
     if resume:
-        saved = torch.load(state_path, map_location=dev, weights_only=True)  # plain tensors and numbers only
+        saved = _load_run_file(state_path, dev)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         plateau.load_state_dict(saved["plateau"])
         gen.set_state(saved["generator"].cpu())
         state = json.loads(saved["progress"])
+        with atomic_path(out / "metrics.jsonl") as tmp:  # its epochs, not also those of a save that failed after it
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in state["history"]))
         initialised = state.get("initialised_from")  # where the run's first call started from, if anywhere
         asked = {"lr": lr, "augment": augment, "warmup_epochs": warmup_epochs, "soft_labels": soft_labels,
                  "head_epochs": head_epochs,
@@ -605,14 +632,14 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
             f.write(json.dumps(row) + "\n")
         if metrics["val_acc"] > state["best_val_acc"]:  # model selection: validation accuracy
             state.update(best_val_acc=metrics["val_acc"], best_epoch=state["epoch"])
-            torch.save(judged.state_dict(), best_path)
+            _save_run_file(judged.state_dict(), best_path)
         if metrics["val_loss"] < state["best_val_loss"]:
             state.update(best_val_loss=metrics["val_loss"], bad_epochs=0)
         else:
             state["bad_epochs"] += 1
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "plateau": plateau.state_dict(),
-                    "generator": gen.get_state(), "progress": json.dumps(state),
-                    **({"ema": ema.module.state_dict()} if ema is not None else {})}, state_path)
+        _save_run_file({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "plateau": plateau.state_dict(), "generator": gen.get_state(), "progress": json.dumps(state),
+                        **({"ema": ema.module.state_dict()} if ema is not None else {})}, state_path)
         if progress:
             print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
                   f"val acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  {row['precision']}")
@@ -624,7 +651,7 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
         raise RuntimeError(f"no epoch finished inside the time budget of {time_budget_min} min: nothing to export")
     if stopped and progress:
         print(f"stopped: {stopped}")
-    model.load_state_dict(torch.load(best_path, map_location=dev, weights_only=True))
+    model.load_state_dict(_load_run_file(best_path, dev))
     model = model.to(memory_format=torch.contiguous_format)
     card = {
         "title": f"{recipe.model} trained on {dataset} ({recipe.name} recipe)",

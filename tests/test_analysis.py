@@ -744,3 +744,23 @@ def test_an_earlier_analysis_list_names_only_tables_and_figures_that_are_files_t
     assert _earlier_analysis(out) == ["summary.csv", "reliability.html", "confusion_a.png"]
     (out / ANALYSIS_FILES).write_text(json.dumps({"files": "summary.csv"}))  # not a list: its letters are no names
     assert _earlier_analysis(out) == []
+
+
+def test_analyze_out_replaces_a_plotly_js_cut_short_by_an_earlier_run(tiny_folder, tmp_path, monkeypatch):
+    """A run that hit a full disk (or was stopped) while plotly wrote ``plotly.min.js`` left 258,048 of its 4.7 MB;
+    plotly writes the file only where none is, so every later analysis in that folder kept the cut one and its HTML
+    figures drew nothing. The folder holds plotly's whole bundle after the next analysis."""
+    from plotly.offline import get_plotlyjs
+
+    from ferx.cli import main
+
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "analysis"
+    out.mkdir()
+    bundle = get_plotlyjs().encode()
+    (out / "plotly.min.js").write_bytes(bundle[:258_048])
+    assert main(["analyze", str(MINI), "--dataset", str(tiny_folder), "--split", "all", "--device", "cpu", "--top",
+                 "1", "--format", "html", "--out", str(out)]) == 0
+    assert (out / "plotly.min.js").read_bytes() == bundle
+    assert 'src="plotly.min.js"' in (out / "confusion_mini_xception_fer2013.html").read_text()
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]

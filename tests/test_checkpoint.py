@@ -195,3 +195,68 @@ def test_convert_refuses_to_overwrite_a_checkpoint_unless_forced(tmp_path, monke
     if h5.is_file():
         assert main(["convert", "mini-xception", str(h5), "--force"]) == 0
         assert read_card(shipped)["model"] == "mini_xception" and "metrics" not in read_card(shipped)
+
+
+def test_a_card_with_a_field_missing_is_named_and_the_other_checkpoints_stay_offered(tmp_path, capsys):
+    """A card without its 'weights' (or 'labels'), or one that is not a JSON object: `ferx evaluate` said only
+    "error: 'weights'", `ferx models` listed it as usable or stopped in a traceback ('list' object has no attribute
+    'get'), and the app did not start (KeyError: 'weights'), for one damaged card beside good ones. Each is named
+    with what is wrong; the others are listed and offered."""
+    import shutil
+
+    from ferx.cli import main
+    from webapp.model_bank import ModelBank
+
+    root = tmp_path / "checkpoints"
+    shutil.copytree(CHECKPOINTS / "mini_xception_fer2013", root / "good")
+    for name, edit in (("no_weights", lambda c: c.pop("weights")), ("no_labels", lambda c: c.pop("labels")),
+                       ("a_list", None)):
+        shutil.copytree(CHECKPOINTS / "mini_xception_fer2013", root / name)
+        card = json.loads((root / name / "card.json").read_text())
+        if edit:
+            edit(card)
+        (root / name / "card.json").write_text(json.dumps(card if edit else [card]))
+    assert main(["models", "--checkpoints", str(root)]) == 0
+    listed = capsys.readouterr().out.split(f"checkpoints in {root}:\n")[1].splitlines()
+    assert listed[0] == f"  a_list: unusable ({root / 'a_list' / 'card.json'}: a card is a JSON object, not a list)"
+    assert listed[1].startswith("  good                     mini_xception  64x64x1     7 classes  fer2013/test acc ")
+    assert listed[2] == (f"  no_labels: unusable ({root / 'no_labels' / 'card.json'}: missing or malformed labels (a "
+                         "list of class names))")
+    assert listed[3] == (f"  no_weights: unusable ({root / 'no_weights' / 'card.json'}: missing or malformed weights "
+                         "(an object with files and the sha256 of each))")
+    assert main(["evaluate", str(root / "no_weights"), "--dataset", "ckplus", "--limit", "5"]) == 1
+    assert capsys.readouterr().err.strip() == (f"ferx evaluate: error: {root / 'no_weights' / 'card.json'}: missing or "
+                                               "malformed weights (an object with files and the sha256 of each)")
+    bank = ModelBank.load(root, "cpu", defer=True)
+    assert list(bank.models) == ["good"] and sorted(bank.unusable) == ["a_list", "no_labels", "no_weights"]
+
+
+def test_convert_force_on_a_full_disk_keeps_the_checkpoint_it_would_replace(tmp_path, capsys):
+    """`ferx convert --force` (and every save over a checkpoint: a resumed run's export) deleted the old weights
+    before writing the new: on a full disk (here at most 200 kB a file; the weights are 241,924 bytes) the folder was
+    left without model.safetensors and the command ended in a traceback (safetensors' SafetensorError, no OSError).
+    The checkpoint stays as it was and loads, the error is one line naming the file, and the next convert works."""
+    import resource
+
+    from ferx.cli import main
+
+    h5 = SHARED / "weights" / "fer2013_mini_XCEPTION.102-0.66.hdf5"
+    if not h5.is_file():
+        pytest.skip(f"{h5} not found")
+    out = tmp_path / "mini"
+    assert main(["convert", "mini-xception", str(h5), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))  # Python ignores SIGXFSZ: a write fails with EFBIG
+    try:
+        assert main(["convert", "mini-xception", str(h5), "--out", str(out), "--force"]) == 1
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert capsys.readouterr().err.strip() == (
+        f"ferx convert: error: {out / 'model.safetensors'} could not be written (Error while serializing: I/O error: "
+        "File too large (os error 27)); the checkpoint there is as it was")
+    load_checkpoint(out)
+    assert main(["convert", "mini-xception", str(h5), "--out", str(out), "--force"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "card.json", "model.safetensors"]

@@ -85,6 +85,61 @@ def test_short_real_training_lowers_the_loss_and_resumes(data_root, tmp_path):
     assert card["data"]["train_images"] == 256 and card["wall_time_s"] > 0 and card["parameters"] == 356_294
 
 
+def test_a_save_cut_short_keeps_the_run_it_would_have_replaced(data_root, tmp_path):
+    """A disk that fills while an epoch's state.pt is written (here: at most 400 kB a file, RLIMIT_FSIZE; state.pt
+    is 758 kB) truncated state.pt in place, saying 'unexpected pos 395584 vs 395476': the run was lost, and --resume
+    said only 'PytorchStreamReader failed reading zip archive: failed finding central directory', naming no file. The last whole state.pt stays now, the
+    next --resume goes on from it, metrics.jsonl holds each epoch once, and a damaged state.pt is named."""
+    import resource
+
+    kwargs = dict(data_root=data_root, device=DEVICE, limit_train=64, limit_val=32, progress=False)
+    run = tmp_path / "run"
+    train("mini_xception", "ckplus", run, epochs=1, **kwargs)
+    state = (run / "state.pt").read_bytes()
+    assert len(state) > 400_000
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, hard))  # Python ignores SIGXFSZ: a write fails with EFBIG
+    try:
+        with pytest.raises(OSError, match=rf"state.pt in {re.escape(str(run))} could not be written in full"):
+            train("mini_xception", "ckplus", run, epochs=2, resume=True, **kwargs)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert (run / "state.pt").read_bytes() == state
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "checkpoint", "metrics.jsonl", "state.pt"]
+    resumed = train("mini_xception", "ckplus", run, epochs=2, resume=True, **kwargs)
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+    (run / "state.pt").write_bytes(state[:300_000])  # cut short by something else (a copy, a crash of the disk)
+    with pytest.raises(ValueError, match=rf"state.pt in {re.escape(str(run))} is damaged and cannot be read"):
+        train("mini_xception", "ckplus", run, epochs=3, resume=True, **kwargs)
+
+
+def test_ctrl_c_stops_a_run_in_one_line_and_resume_goes_on(data_root, tmp_path):
+    """Ctrl-C during a ferx command printed 88 lines of traceback (ending inside torch's F.linear) and exit status -2.
+    One line now, 130 as a shell reports it; a training run stopped so goes on with --resume."""
+    import signal
+    import subprocess
+    import sys
+
+    argv = ["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--data-root", str(data_root), "--out",
+            str(tmp_path / "run"), "--device", DEVICE, "--limit-train", "64", "--limit-val", "32", "--epochs", "50"]
+    run = subprocess.Popen([sys.executable, "-m", "ferx", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    for line in run.stdout:  # stopped after its first epoch was saved, in the second
+        if line.startswith("epoch 1:"):
+            break
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 130
+    assert err.strip().splitlines()[-1].split("\r")[-1] == (
+        "ferx train: stopped (Ctrl-C); the same command with --resume goes on from its last finished epoch (--out's "
+        "state.pt), if one finished")
+    resumed = train("mini_xception", "ckplus", tmp_path / "run", data_root=data_root, device=DEVICE, limit_train=64,
+                    limit_val=32, progress=False, epochs=3, resume=True)
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3]
+
+
 def test_a_new_run_never_overwrites_an_earlier_run_or_a_checkpoint(data_root, tmp_path, capsys):
     """``ferx train --out`` a folder holding a run, without --resume, replaced its state.pt, best.pt and
     checkpoint and appended the new run's epochs to its metrics.jsonl (epochs 1, 2, 1); ``--checkpoint-dir`` a
@@ -148,6 +203,34 @@ def test_evaluate_update_card_keeps_stdout_the_json_alone(data_root, tmp_path, c
     assert f"recorded on the card of {ckpt}" in printed.err
     recorded = next(m for m in read_card(ckpt)["metrics"] if (m["dataset"], m["split"]) == ("ckplus", "test"))
     assert recorded["accuracy"] == result["accuracy"] and recorded["n"] == 138
+
+
+def test_a_card_that_cannot_be_written_in_full_stays_as_it_was(data_root, tmp_path, capsys):
+    """--update-card on a full disk (here at most 8,192 bytes a file, RLIMIT_FSIZE; the card grows from 7,463 to
+    ~10,000) wrote card.json in place: it was left cut at 8,192 bytes, the checkpoint unusable ('card.json is not
+    valid JSON') and the error, '[Errno 27] File too large', named no file. The card and its README stay whole now,
+    the error names card.json, and the next --update-card records the result."""
+    import resource
+    import shutil
+
+    ckpt = tmp_path / "mini"
+    shutil.copytree(MINI, ckpt)
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    argv = ["evaluate", str(ckpt), "--dataset", "ckplus", "--split", "test", "--update-card", "--data-root",
+            str(data_root)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8192, hard))  # Python ignores SIGXFSZ: a write fails with EFBIG
+    try:
+        assert main(argv) == 1
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert {p.name: len(p.read_bytes()) for p in ckpt.iterdir()} == {n: len(b) for n, b in before.items()}
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before  # no half card, no temporary file
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"ferx evaluate: error: [Errno 27] File too large: '{ckpt / 'card.json'}'"
+    assert main(argv) == 0
+    assert [m["n"] for m in read_card(ckpt)["metrics"] if (m["dataset"], m["split"]) == ("ckplus", "test")] == [138]
+    assert "ckplus" in (ckpt / "README.md").read_text().lower()
 
 
 def test_a_cards_entry_is_replaced_per_split_and_the_other_splits_of_its_dataset_stay(data_root, tmp_path):

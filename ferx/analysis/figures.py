@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ferx.analysis.runs import ModelRun
+from ferx.cache import atomic_path
 from ferx.data.datasets import split_title
 from ferx.data.labels import CLASS_COLOURS, in_canonical_order
 from ferx.text import number
@@ -153,6 +154,20 @@ def embedding_figure(coords: np.ndarray, run: ModelRun, color_by: str = "true", 
     return fig
 
 
+def _shared_plotly_js(folder: Path) -> None:
+    """The whole ``plotly.min.js`` of this plotly in ``folder``, written atomically. plotly writes it only where no
+    file of that name is: one cut short (258,048 bytes of 4.7 MB, by a full disk or a run stopped while writing it)
+    was kept by every later analysis there, and each of its figures drew nothing."""
+    from plotly.offline import get_plotlyjs
+
+    js = get_plotlyjs().encode()
+    bundle = folder / "plotly.min.js"
+    if bundle.is_file() and bundle.stat().st_size == len(js) and bundle.read_bytes() == js:
+        return
+    with atomic_path(bundle) as tmp:
+        tmp.write_bytes(js)
+
+
 def write_figure(fig: go.Figure, path: str | Path, shared_js: bool = False) -> Path:
     """Write ``.html`` or ``.png`` (needs kaleido and a Chrome/Chromium browser). An HTML file holds
     plotly.js (4.7 MB) itself, or with ``shared_js`` loads the one ``plotly.min.js`` written beside
@@ -160,6 +175,8 @@ def write_figure(fig: go.Figure, path: str | Path, shared_js: bool = False) -> P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".html":
+        if shared_js:
+            _shared_plotly_js(path.parent)
         fig.write_html(path, include_plotlyjs="directory" if shared_js else True)
     elif path.suffix == ".png":
         try:

@@ -6,6 +6,7 @@ Which archive holds which folder is declared with each dataset's loader
 
 from __future__ import annotations
 
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -28,8 +29,16 @@ def prepare_datasets(data_root: str | Path, source: str | Path = DEFAULT_SOURCE,
                 raise FileNotFoundError(f"{archive} not found: pass --source pointing at the folder with {info.archive}")
             data_root.mkdir(parents=True, exist_ok=True)
             tmp = data_root / f".{info.folder}.partial"
-            with tarfile.open(archive) as tar:
-                tar.extractall(tmp, filter="data")  # 'data' filter: no absolute paths, links or traversal
+            try:
+                with tarfile.open(archive) as tar:
+                    tar.extractall(tmp, filter="data")  # 'data' filter: no absolute paths, links or traversal
+            except (tarfile.TarError, OSError) as err:  # a cut-short archive was a traceback, a full disk
+                shutil.rmtree(tmp, ignore_errors=True)  # '[Errno 28] No space left on device' with the half kept
+                if isinstance(err, OSError):
+                    raise OSError(err.errno, f"unpacking {archive.name} into {data_root}: {err.strerror or err}; "
+                                  "nothing of it was kept") from None
+                raise ValueError(f"{archive.name} is damaged or cut short ({err}): nothing of it was unpacked; "
+                                 "copy the archive again") from None
             (tmp / info.folder).rename(target)
             tmp.rmdir()
         out.append(target)

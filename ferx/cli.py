@@ -300,9 +300,14 @@ def _cmd_train(args) -> int:
                     ema_decay=args.ema_decay, augment=args.augment, warmup_epochs=args.warmup_epochs,
                     soft_labels=args.soft_labels, precision=args.precision,
                     backbone_weights=args.backbone_weights, head_epochs=args.head_epochs)
+    from ferx.data.datasets import list_datasets
+
+    # a card records a registered dataset's test split; a folder of one's own is measured on its test faces, if any
+    on = (f"--dataset {args.dataset} --split test --update-card" if args.dataset in list_datasets() else
+          f"--dataset {args.dataset} --split test" if (Path(args.dataset) / "test").is_dir() else
+          "--dataset FACES_IT_DID_NOT_TRAIN_ON")
     print(f"best epoch {summary['best_epoch']} (val acc {summary['best_val_acc']:.4f}); checkpoint: "
-          f"{summary['checkpoint']}\nmeasure it with: ferx evaluate {summary['checkpoint']} --dataset {args.dataset} "
-          f"--split test --update-card")
+          f"{summary['checkpoint']}\nmeasure it with: ferx evaluate {summary['checkpoint']} {on}")
     return 0
 
 

@@ -189,6 +189,36 @@ def test_the_device_auto_chose_is_said_by_train_evaluate_analyze_and_regions(dat
     assert f"(maps on {used}; mean-face template" in capsys.readouterr().out
 
 
+def test_train_on_a_folder_of_ones_own_says_how_to_measure_it_without_update_card(data_root, tmp_path, capsys):
+    """Trained on a folder of one's own, ferx train said to run `ferx evaluate ... --dataset FOLDER --split test
+    --update-card`, which refuses (only registered datasets go on a card), and of a folder without test/ the split
+    'test' falls back to all its faces, those it trained on. It names the folder's test split, or none."""
+    from PIL import Image
+
+    from ferx.data import load_split, pack_split
+
+    packed = pack_split(load_split("ckplus", "test", data_root), progress=False)
+    folder = tmp_path / "mine"
+    for k, split in enumerate(("train", "val", "test")):  # every class in each (the split is ordered by class)
+        for i in range(k, len(packed), 3):
+            path = folder / split / packed.classes[packed.targets[i]] / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(packed.images[i]).save(path)
+    argv = ["train", "--recipe", "mini_xception", "--epochs", "1", "--device", DEVICE]
+    assert main([*argv, "--dataset", str(folder), "--out", str(tmp_path / "a")]) == 0
+    hint = capsys.readouterr().out.splitlines()[-1]
+    assert hint == f"measure it with: ferx evaluate {tmp_path / 'a' / 'checkpoint'} --dataset {folder} --split test"
+    assert main(["evaluate", hint.split()[5], "--dataset", str(folder), "--split", "test"]) == 0  # as it says
+    capsys.readouterr()
+    for face in (folder / "test").rglob("*.png"):
+        face.unlink()
+    for empty in sorted((folder / "test").rglob("*"), reverse=True):
+        empty.rmdir()
+    (folder / "test").rmdir()
+    assert main([*argv, "--dataset", str(folder), "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("checkpoint --dataset FACES_IT_DID_NOT_TRAIN_ON")
+
+
 def test_evaluate_update_card_keeps_stdout_the_json_alone(data_root, tmp_path, capsys):
     """Without --out, stdout is only the JSON (for a pipe), the rest on stderr: --update-card printed 'recorded on the
     card of ...' on stdout after the JSON, which a JSON reader then refused ('Extra data')."""

@@ -324,6 +324,17 @@ def _initialise_from(model: nn.Module, init_from: str | Path, dev, architecture:
 RUN_FILES = ("state.pt", "best.pt", "metrics.jsonl")  # what a run writes in its folder (and checkpoint/)
 
 
+def _remove_half_saves(*folders: Path) -> str:
+    """Remove what a run killed while it saved (state.pt, best.pt, the checkpoint's files) left under a temporary
+    name (:func:`ferx.cache.atomic_path`): nothing reads it, and Conv-cut's state is 600 MB. Says what it removed."""
+    stale = [p for folder in folders if folder.is_dir() for p in folder.glob("*.tmp.*") if p.is_file()]
+    size = sum(p.stat().st_size for p in stale)
+    for p in stale:
+        p.unlink()
+    return (f"removed what a run killed while saving left: {', '.join(p.name for p in stale)} ({size / 2**20:.0f} MB)"
+            if stale else "")
+
+
 def _refuse_earlier_run(out: Path, checkpoint_dir: str | Path | None) -> None:
     """ValueError where a new run would overwrite an earlier one: ``out`` holding a run's files (its
     ``state.pt``, ``best.pt`` and exported checkpoint were replaced and its ``metrics.jsonl`` went on with
@@ -489,6 +500,9 @@ def train(recipe: Recipe | str, dataset: str, out_dir: str | Path, *, data_root:
                          "--init-from a checkpoint); a random backbone would stay random")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    removed = _remove_half_saves(out, Path(checkpoint_dir) if checkpoint_dir is not None else out / "checkpoint")
+    if removed and progress:
+        print(removed)
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = dev.type == "cuda"  # fixed input sizes: let cuDNN pick its fastest kernels
 

@@ -89,7 +89,8 @@ def test_a_save_cut_short_keeps_the_run_it_would_have_replaced(data_root, tmp_pa
     """A disk that fills while an epoch's state.pt is written (here: at most 400 kB a file, RLIMIT_FSIZE; state.pt
     is 758 kB) truncated state.pt in place, saying 'unexpected pos 395584 vs 395476': the run was lost, and --resume
     said only 'PytorchStreamReader failed reading zip archive: failed finding central directory', naming no file. The last whole state.pt stays now, the
-    next --resume goes on from it, metrics.jsonl holds each epoch once, and a damaged state.pt is named."""
+    next --resume goes on from it, metrics.jsonl holds each epoch once, and a damaged state.pt is named. What a run
+    killed while saving left under a temporary name (nothing reads it; 600 MB for Conv-cut) the next run removes."""
     import resource
 
     kwargs = dict(data_root=data_root, device=DEVICE, limit_train=64, limit_val=32, progress=False)
@@ -110,9 +111,18 @@ def test_a_save_cut_short_keeps_the_run_it_would_have_replaced(data_root, tmp_pa
     assert [r["epoch"] for r in resumed["history"]] == [1, 2]
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
+    # a run killed (SIGKILL) while it saved left its temporary files, which nothing reads: the next run removes them
+    half = [run / "state.3f2a9c41d0e7.tmp.pt", run / "checkpoint" / "model.0b1c2d3e4f5a.tmp.safetensors"]
+    for path in half:
+        path.write_bytes(state[:1000])
+    train("mini_xception", "ckplus", run, epochs=3, resume=True, **kwargs)
+    assert not any(path.exists() for path in half)
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "checkpoint", "metrics.jsonl", "state.pt"]
+    state = (run / "state.pt").read_bytes()
+
     (run / "state.pt").write_bytes(state[:300_000])  # cut short by something else (a copy, a crash of the disk)
     with pytest.raises(ValueError, match=rf"state.pt in {re.escape(str(run))} is damaged and cannot be read"):
-        train("mini_xception", "ckplus", run, epochs=3, resume=True, **kwargs)
+        train("mini_xception", "ckplus", run, epochs=4, resume=True, **kwargs)
 
 
 def test_ctrl_c_stops_a_run_in_one_line_and_resume_goes_on(data_root, tmp_path):

@@ -69,3 +69,16 @@ def test_python_dash_m_ferx_is_the_ferx_command(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 2 and done.stderr.startswith("usage: ferx evaluate")
     assert "the following arguments are required: checkpoint, --dataset" in done.stderr
+
+
+def test_readme_names_every_ferx_environment_variable_the_code_reads():
+    """Each FERX_* variable that ferx, the app or the tests read is in the README (FERX_CACHE_DIR, FERX_CONCURRENCY
+    and FERX_MAX_UPLOAD_MB were not), and each one the README names is read somewhere."""
+    import re
+
+    code = "\n".join(p.read_text() for folder in ("ferx", "webapp", "tests") for p in (REPO / folder).rglob("*.py")
+                     if p.name != "test_repo.py")
+    read = set(re.findall(r"\bFERX_[A-Z][A-Z_]*[A-Z]\b", code))
+    named = set(re.findall(r"\bFERX_[A-Z][A-Z_]*[A-Z]\b", (REPO / "README.md").read_text()))
+    assert read - named == set(), "read by the code, not in the README"
+    assert named - read == set(), "in the README, read by nothing"

@@ -82,3 +82,18 @@ def test_readme_names_every_ferx_environment_variable_the_code_reads():
     named = set(re.findall(r"\bFERX_[A-Z][A-Z_]*[A-Z]\b", (REPO / "README.md").read_text()))
     assert read - named == set(), "read by the code, not in the README"
     assert named - read == set(), "in the README, read by nothing"
+
+
+def test_readme_layout_names_every_folder_and_core_module():
+    """The README's Layout lists every top-level folder and every module and package of ferx/ (it lacked twelve
+    modules, ferx/checkpoint.py among them); private modules (ferx/_*.py) are one line."""
+    import subprocess
+
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    folders = {f.split("/")[0] + "/" for f in tracked if "/" in f and not f.startswith(".")}
+    core = {"/".join(f.split("/")[:2]) + ("/" if f.count("/") > 1 else "") for f in tracked if f.startswith("ferx/")}
+    core = {m for m in core if not m.split("/")[1].startswith("_")}
+    assert [name for name in sorted(folders | core) if name not in layout] == []

@@ -19,7 +19,7 @@ import numpy as np
 from ferx.explain._common import fast_logits
 from ferx.faces import Face, find_faces, load_photo
 
-# seconds between the frames live mode asks for. bench/bench_live.py, 640x480 JPEG, the three shipped models, on
+# seconds between the frames live mode asks for. bench/bench_live.py, 640x480 JPEG, the three small checkpoints, on
 # the 2 shared CPU cores of the development machine (load average ~11 from other work): 0.19 s per frame on 1
 # torch thread (decoding and detection 0.10 s), 0.77 s on 2 (the second core was busy). Two frames a second
 # leave room for that and for a second user; frames that reach the server faster are dropped (Pacer).

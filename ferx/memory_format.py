@@ -2,7 +2,7 @@
 
 Why use it: the small-channel CNNs (LANMSFF, mini-Xception) run 2-5x faster on CPU with
 channels-last tensors, and CUDA convolutions prefer it too. For Conv-cut on CPU it gains nothing,
-and converting its 52 M parameters twice per call costs (:data:`SMALL_MODEL`).
+and converting its 53 M parameters twice per call costs (:data:`SMALL_MODEL`).
 
 The hazard: on CPU, torch 2.13 corrupts the heap computing the weight gradient of a *strided 1x1*
 convolution in channels-last (mini-Xception's residual shortcuts have them). So:

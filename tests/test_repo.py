@@ -69,3 +69,31 @@ def test_python_dash_m_ferx_is_the_ferx_command(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 2 and done.stderr.startswith("usage: ferx evaluate")
     assert "the following arguments are required: checkpoint, --dataset" in done.stderr
+
+
+def test_readme_names_every_ferx_environment_variable_the_code_reads():
+    """Each FERX_* variable that ferx, the app or the tests read is in the README (FERX_CACHE_DIR, FERX_CONCURRENCY
+    and FERX_MAX_UPLOAD_MB were not), and each one the README names is read somewhere."""
+    import re
+
+    code = "\n".join(p.read_text() for folder in ("ferx", "webapp", "tests") for p in (REPO / folder).rglob("*.py")
+                     if p.name != "test_repo.py")
+    read = set(re.findall(r"\bFERX_[A-Z][A-Z_]*[A-Z]\b", code))
+    named = set(re.findall(r"\bFERX_[A-Z][A-Z_]*[A-Z]\b", (REPO / "README.md").read_text()))
+    assert read - named == set(), "read by the code, not in the README"
+    assert named - read == set(), "in the README, read by nothing"
+
+
+def test_readme_layout_names_every_folder_and_core_module():
+    """The README's Layout lists every top-level folder and every module and package of ferx/ (it lacked twelve
+    modules, ferx/checkpoint.py among them); private modules (ferx/_*.py) are one line."""
+    import subprocess
+
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    folders = {f.split("/")[0] + "/" for f in tracked if "/" in f and not f.startswith(".")}
+    core = {"/".join(f.split("/")[:2]) + ("/" if f.count("/") > 1 else "") for f in tracked if f.startswith("ferx/")}
+    core = {m for m in core if not m.split("/")[1].startswith("_")}
+    assert [name for name in sorted(folders | core) if name not in layout] == []

@@ -1,7 +1,7 @@
 """``ferx app``: the Gradio Blocks app, composed from the ferx core.
 
 The tabs are listed once, in :data:`TABS`; each builder takes an :class:`AppContext`. A new tab
-is a module with a ``build_*_tab(ctx)`` function and one line here.
+is a module with a ``build_*_tab(ctx)`` function, its import here and one line in :data:`TABS`.
 """
 
 from __future__ import annotations

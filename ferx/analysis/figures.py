@@ -170,7 +170,7 @@ def _shared_plotly_js(folder: Path) -> None:
 
 def write_figure(fig: go.Figure, path: str | Path, shared_js: bool = False) -> Path:
     """Write ``.html`` or ``.png`` (needs kaleido and a Chrome/Chromium browser). An HTML file holds
-    plotly.js (4.7 MB) itself, or with ``shared_js`` loads the one ``plotly.min.js`` written beside
+    plotly.js (4.8 MB in plotly 7.1) itself, or with ``shared_js`` loads the one ``plotly.min.js`` written beside
     it: for a folder of figures, which then opens offline as a whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

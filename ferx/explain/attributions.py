@@ -1,12 +1,13 @@
-"""Pixel attributions through Captum: Integrated Gradients, Saliency, InputXGradient, Occlusion,
-GuidedBackprop (and GradientSHAP).
+"""Pixel attributions through Captum: Integrated Gradients, Saliency, SmoothGrad, InputXGradient, Occlusion,
+GuidedBackprop (and GradientSHAP, by name only: not offered in the app).
 
 Every method explains the target logit (or logit(target) - logit(contrast) for a contrastive
 map) with respect to the normalised model input, then collapses channels to one H x W map:
 
 * signed methods (IG, InputXGradient, Occlusion, GuidedBackprop, GradientSHAP) sum the channels
   and keep the sign: positive = evidence for the target, negative = against it;
-* Saliency is |gradient| by definition (Simonyan et al.), the maximum over channels; unsigned.
+* Saliency is |gradient| by definition (Simonyan et al.), the maximum over channels; unsigned. SmoothGrad
+  averages it over noisy copies of the image (Captum's NoiseTunnel); unsigned too.
 
 Baseline (IG, Occlusion, GradientSHAP): ``"black"`` (:data:`ATTRIBUTION_BASELINE`) — pixel value 0 pushed
 through the model's own normalisation — or ``"blur"`` (the image under a Gaussian blur of sigma size/16) or

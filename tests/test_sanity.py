@@ -45,6 +45,18 @@ def test_randomising_the_model_changes_gradcam_and_leaves_the_model_as_it_was(ha
     assert check.to_dict()["independent_of_model"] == {"gradcam": False, "saliency": False}
 
 
+def test_the_check_draws_its_weights_from_its_own_seed_not_the_callers_random_state(happy_face):
+    """The same face and seed give the same numbers whatever torch's random stream held before (the app's server draws
+    from it between requests); another seed draws other weights, so other numbers."""
+    loaded = load_checkpoint(CHECKPOINTS / "mini_xception_fer2013", DEVICE)
+    x = to_model_input(torch.as_tensor(happy_face[None]), loaded.input_spec).to(DEVICE)
+    frames = []
+    for stream, seed in ((1, 0), (2, 0), (1, 1)):
+        torch.manual_seed(stream)
+        frames.append(cascading_randomization(loaded.model, x, ["gradcam", "saliency"], n_steps=2, seed=seed).frame())
+    assert frames[0].equals(frames[1]) and not frames[0].equals(frames[2])
+
+
 def _steps(maps_per_step: list[np.ndarray]) -> list[SanityStep]:
     return [SanityStep(i, [] if i == 0 else [f"layer{i}"],
                        {"edges": ExplanationMap(raw=m, values=m, method="edges", kind="attribution", model="m",

@@ -609,9 +609,13 @@ def test_the_sanity_checks_table_and_verdict_recomputed_by_hand(models, packed):
         SanityStep(s.index, s.layers, {"centred": ExplanationMap(raw=v, values=v, method="centred", kind="attribution",
                                                                  model="m", target=check.target, signed=True)})
         for s in check.steps for v in [s.maps["gradcam"].values - s.maps["gradcam"].values.mean()]])
-    for ax, step in zip(signed.figure().axes, signed.steps):
+    centred = signed.steps[0].maps["centred"].values.astype(np.float64)
+    for ax, step, ssim in zip(signed.figure().axes, signed.steps, signed.frame()["ssim"]):
         top = np.abs(step.maps["centred"].values).max()
         assert ax.images[0].get_clim() == pytest.approx((-top, top))
+        # its SSIM: both maps scaled from their own minimum (below 0 here) to their maximum
+        assert ssim == pytest.approx(structural_similarity(unit(centred), unit(step.maps["centred"].values.astype(
+            np.float64)), data_range=1.0), abs=1e-4)
 
 
 def test_each_sanity_step_is_the_trained_model_with_every_group_so_far_reinitialised(models, packed):

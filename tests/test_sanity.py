@@ -161,6 +161,10 @@ def test_an_early_blocks_attention_is_judged_on_the_steps_that_reach_it(happy_fa
     late = SanityCheck("m", 0, _steps([face, face, face] + [rng.random(face.shape) for _ in range(3)]))
     never = SanityCheck("m", 0, _steps([face] * 5))
     assert late.mean_similarity()["edges"] < 0.1 and late.independent() == {"edges": False}
+    # in any units: the same maps a billion times smaller (a gradient through a confident softmax is tiny) change at
+    # the same step, so they get the same mean
+    tiny = SanityCheck("m", 0, _steps([step.maps["edges"].values * 1e-9 for step in late.steps]))
+    assert tiny.mean_similarity()["edges"] == pytest.approx(late.mean_similarity()["edges"])
     assert never.mean_similarity()["edges"] == pytest.approx(1.0) and never.independent() == {"edges": True}
 
 

@@ -74,6 +74,9 @@ def test_a_map_that_ignores_the_model_is_flagged(happy_face):
     changed = SanityCheck("m", 0, _steps([edges] + [rng.random(edges.shape) for _ in range(4)]))
     assert same.independent() == {"edges": True}
     assert changed.independent() == {"edges": False}
+    # at the threshold (mean rho 0.5: the map itself, shifted, then a flat map, which ranks nothing): flagged
+    at = SanityCheck("m", 0, _steps([edges, edges + 1.0, np.zeros_like(edges)]))
+    assert at.mean_similarity()["edges"] == INDEPENDENT_SPEARMAN == 0.5 and at.independent() == {"edges": True}
 
 
 def test_cli_writes_the_figure_and_json(happy_face, tmp_path, capsys):

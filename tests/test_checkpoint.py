@@ -1,3 +1,4 @@
+import copy
 import json
 
 import pytest
@@ -195,6 +196,29 @@ def test_convert_refuses_to_overwrite_a_checkpoint_unless_forced(tmp_path, monke
     if h5.is_file():
         assert main(["convert", "mini-xception", str(h5), "--force"]) == 0
         assert read_card(shipped)["model"] == "mini_xception" and "metrics" not in read_card(shipped)
+
+
+def test_a_checkpoint_whose_classes_are_in_its_own_order_keeps_that_order(data_root, tmp_path):
+    """The FER-2013 mini-Xception with its 7 outputs put in reverse order, saved with its classes in that order, names
+    each output by its own card: it scores the FER-2013 test split as the shipped checkpoint does. (A card's classes
+    that are a registered label set's in another order were read as that set, in its order: passed the suite.)"""
+    from ferx.data.labels import LabelSet
+    from ferx.evaluate import evaluate_checkpoint
+
+    shipped = load_checkpoint(CHECKPOINTS / "mini_xception_fer2013", "cpu")
+    order = list(range(len(shipped.classes)))[::-1]
+    model = copy.deepcopy(shipped.model)
+    with torch.no_grad():
+        model.classifier.weight.copy_(shipped.model.classifier.weight[order])
+        model.classifier.bias.copy_(shipped.model.classifier.bias[order])
+    reversed_classes = tuple(shipped.classes[i] for i in order)
+    out = save_checkpoint(model, tmp_path / "reversed", labels=LabelSet("custom", reversed_classes),
+                          input_spec=shipped.input_spec)
+    assert load_checkpoint(out, "cpu").classes == reversed_classes
+    mine, theirs = (evaluate_checkpoint(c, "fer2013", "test", data_root, device="cpu", progress=False, limit=600)
+                    for c in (out, CHECKPOINTS / "mini_xception_fer2013"))
+    assert mine["accuracy"] == pytest.approx(theirs["accuracy"], abs=1e-9) and mine["accuracy"] > 0.5
+    assert {c: m["recall"] for c, m in mine["per_class"].items()} == {c: m["recall"] for c, m in theirs["per_class"].items()}
 
 
 def test_the_converted_keras_model_names_its_outputs_in_kaggles_order_and_scores_as_shipped(data_root, tmp_path):

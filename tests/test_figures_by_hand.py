@@ -489,8 +489,8 @@ def test_a_maps_region_breakdown_and_its_line_recomputed_by_hand():
         dense = (share_off / off.mean()) >= 1.2 * (1 - share_off) / (1 - off.mean())
         warning = region_breakdown(m, small, signed=True)["warning"]
         assert (warning is not None) == flagged == (share_off > 0.5 and dense)
-        assert not flagged or warning == (f"off-face shortcut? {share_off:.0%} of this map's positive mass lies outside "
-                                          f"the face (the off-face area is {off.mean():.0%} of the crop)")
+        assert not flagged or warning == (f"off-face shortcut? {share_off:.0%} of this map's positive mass lies "
+                                          f"outside the face (the off-face area is {off.mean():.0%} of the crop)")
     # more than half, not half: the same mass on the face (as many pixels of it at 1) as off it, denser off it
     off = labels == REGIONS.index("off-face")
     for on_face, flagged in ((off.sum(), False), (off.sum() - 1, True)):
@@ -659,7 +659,8 @@ def test_each_sanity_step_is_the_trained_model_with_every_group_so_far_reinitial
             (expected,) = get_method(name)(step, x, targets=[target])
             got = check.steps[k].maps[name]
             assert got.target == target
-            assert np.allclose(got.values, expected.values, rtol=1e-4, atol=1e-6 * np.abs(expected.values).max()), (k, name)
+            atol = 1e-6 * np.abs(expected.values).max()
+            assert np.allclose(got.values, expected.values, rtol=1e-4, atol=atol), (k, name)
 
 
 def test_the_stability_table_of_a_doubtful_face_recomputed_by_hand(models, mini, packed):

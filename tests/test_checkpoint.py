@@ -1,3 +1,4 @@
+import copy
 import json
 
 import pytest
@@ -260,3 +261,48 @@ def test_convert_force_on_a_full_disk_keeps_the_checkpoint_it_would_replace(tmp_
     load_checkpoint(out)
     assert main(["convert", "mini-xception", str(h5), "--out", str(out), "--force"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "card.json", "model.safetensors"]
+
+
+def test_a_checkpoint_whose_classes_are_in_its_own_order_keeps_that_order(data_root, tmp_path):
+    """The FER-2013 mini-Xception with its 7 outputs put in reverse order, saved with its classes in that order, names
+    each output by its own card: it scores the FER-2013 test split as the shipped checkpoint does. (A card's classes
+    that are a registered label set's in another order were read as that set, in its order: passed the suite.)"""
+    from ferx.data.labels import LabelSet
+    from ferx.evaluate import evaluate_checkpoint
+
+    shipped = load_checkpoint(CHECKPOINTS / "mini_xception_fer2013", "cpu")
+    order = list(range(len(shipped.classes)))[::-1]
+    model = copy.deepcopy(shipped.model)
+    with torch.no_grad():
+        model.classifier.weight.copy_(shipped.model.classifier.weight[order])
+        model.classifier.bias.copy_(shipped.model.classifier.bias[order])
+    reversed_classes = tuple(shipped.classes[i] for i in order)
+    out = save_checkpoint(model, tmp_path / "reversed", labels=LabelSet("custom", reversed_classes),
+                          input_spec=shipped.input_spec)
+    assert load_checkpoint(out, "cpu").classes == reversed_classes
+    mine, theirs = (evaluate_checkpoint(c, "fer2013", "test", data_root, device="cpu", progress=False, limit=600)
+                    for c in (out, CHECKPOINTS / "mini_xception_fer2013"))
+    assert mine["accuracy"] == pytest.approx(theirs["accuracy"], abs=1e-9) and mine["accuracy"] > 0.5
+    recall = [{c: m["recall"] for c, m in result["per_class"].items()} for result in (mine, theirs)]
+    assert recall[0] == recall[1]
+
+
+def test_the_converted_keras_model_names_its_outputs_in_kaggles_order_and_scores_as_shipped(data_root, tmp_path):
+    """The Keras mini-Xception's 7 outputs are FER-2013's Kaggle label ids (angry, disgust, fear, happy, sad, surprise,
+    neutral): converted, it scores the FER-2013 test split as the shipped checkpoint's card says, class by class.
+    (The label set in another order, sad and surprise swapped, passed the suite: the shipped checkpoint names its
+    classes on its card, and the conversion test checked the card's model name only.)"""
+    from ferx.cli import main
+    from ferx.evaluate import evaluate_checkpoint
+
+    h5 = SHARED / "weights" / "fer2013_mini_XCEPTION.102-0.66.hdf5"
+    if not h5.is_file():
+        pytest.skip(f"{h5.name} is not in ../shared/weights")
+    assert main(["convert", "mini-xception", str(h5), "--out", str(tmp_path / "port")]) == 0
+    result = evaluate_checkpoint(tmp_path / "port", "fer2013", "test", data_root, device="cpu", progress=False)
+    card = next(m for m in read_card(CHECKPOINTS / "mini_xception_fer2013")["metrics"]
+                if (m["dataset"], m["split"]) == ("fer2013", "test"))
+    assert read_card(tmp_path / "port")["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert result["accuracy"] == pytest.approx(card["accuracy"], abs=0.005)
+    for c in ("sad", "surprise"):
+        assert result["per_class"][c]["recall"] == pytest.approx(card["per_class"][c]["recall"], abs=0.01), c

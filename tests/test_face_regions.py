@@ -120,6 +120,23 @@ def test_alignment_levels_the_eyes_of_a_tilted_face(fer_test):
     assert abs(plain_eyes[1, 1] - plain_eyes[0, 1]) > 0.1 * plain.crop_size  # tilted without it
 
 
+def test_a_tilted_faces_regions_follow_its_own_landmarks(fer_test):
+    """Without alignment a face tilted by 20° keeps its tilt in the crop: its region template is placed from its own
+    five landmarks, so each eye's landmark lies in the eyes, its nose tip in the nose and the point between its mouth
+    corners in the mouth. (The mean face's template, upright, put its left eye and its mouth on the cheek.)"""
+    from ferx.explain.regions import REGIONS, face_labels
+
+    tilted = _background(400, 400, seed=5)
+    m = cv2.getRotationMatrix2D((110, 110), 20, 1.0)
+    tilted[90:310, 90:310] = cv2.warpAffine(_rgb(_happy(fer_test), 220), m, (220, 220), borderMode=cv2.BORDER_REPLICATE)
+    face = find_faces(load_photo(_jpeg(tilted))).faces[0]
+    labels = face_labels(face)
+    assert labels.shape == (face.crop_size, face.crop_size)
+    eyes_nose_mouth = np.vstack([face.crop_landmarks[:3], face.crop_landmarks[3:].mean(0)])
+    for (column, row), region in zip(np.floor(eyes_nose_mouth).astype(int), ("eyes", "eyes", "nose", "mouth")):
+        assert REGIONS[labels[row, column]] == region, (region, column, row)
+
+
 def test_region_breakdown_finds_a_mouth_map_and_warns_about_an_off_face_one(fer_test):
     from ferx.explain.regions import REGIONS, region_breakdown, region_labels
 

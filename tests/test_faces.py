@@ -380,6 +380,8 @@ def test_photos_are_searched_in_several_threads_at_once(fer_test):
 def test_a_folder_of_photos_packs_the_same_two_photos_at_a_time(fer_test, tmp_path, monkeypatch):
     """pack_split(faces="detect") searches PHOTO_WORKERS photos at once: the same faces, in the same order,
     and the same count of photos without a face as one photo at a time."""
+    import itertools
+
     import ferx.data.packed as packing
     from ferx.data import load_split, pack_split
     from ferx.data.photos import write_photo_folder
@@ -397,6 +399,9 @@ def test_a_folder_of_photos_packs_the_same_two_photos_at_a_time(fer_test, tmp_pa
     assert list(one.paths) == list(two.paths) and np.array_equal(one.images, two.images)
     loop = [(rel, f) for rel in split.paths for f in packing.read_faces(split.root / rel, 64, "L", "all")]
     assert [rel for rel, _ in loop] == [p.split("#face")[0] for p in two.paths]  # a plain loop, photo by photo
+    # every face found is named apart: its photo's path and #face<k>, k counting that photo's faces from 0
+    assert list(two.paths) == [f"{rel}#face{k}" for rel, faces in itertools.groupby(rel for rel, _ in loop)
+                               for k in range(len(list(faces)))]
     assert np.array_equal(np.stack([f for _, f in loop]), two.images)
 
 

@@ -444,8 +444,8 @@ def test_the_region_template_puts_each_region_where_its_geometry_says_on_a_tilte
 
     labels = region_labels(np.array([pixel(p) for p in CANONICAL]), (240, 200))
     for region, points in {"eyes": [(-0.5, 0), (0.5, 0)], "brows": [(-0.52, -0.33), (0.52, -0.33)],
-                           "nose": [(0, 0.4)], "mouth": [(0, 1.16), (0.5, 1.16)], "forehead": [(0, -0.8)],
-                           "cheeks/jaw": [(-0.8, 0.8), (0.8, 0.8), (0, 1.7)],
+                           "nose": [(0, 0.4), (0, 0.1)], "mouth": [(0, 1.16), (0.5, 1.16)], "forehead": [(0, -0.8)],
+                           "cheeks/jaw": [(-0.8, 0.8), (0.8, 0.8), (0, 1.7), (0, 0.82)],  # between nose and mouth
                            "off-face": [(-1.2, 0.35), (0, -1.4), (0, 2.1)]}.items():
         for point in points:
             column, row = np.floor(pixel(point)).astype(int)
@@ -478,7 +478,8 @@ def test_a_maps_region_breakdown_and_its_line_recomputed_by_hand():
         assert breakdown_line(out) == ", ".join(f"{REGIONS[i]} {share[i]:.0%} ({'area ' if j == 0 else ''}{area4[i]:.0%})"
                                                 for j, i in enumerate(top))
     # off the face: flagged only where the map holds more than half its mass there and is denser there than on
-    # the face; a map spread evenly over a crop that is mostly background (a small face in it) is not
+    # the face (the warning gives both shares); a map spread evenly over a crop that is mostly background (a small
+    # face in it) is not
     small = region_labels(MEAN_FACE * 32 + 16, 64)
     off = small == REGIONS.index("off-face")
     assert off.mean() > 0.5
@@ -486,7 +487,16 @@ def test_a_maps_region_breakdown_and_its_line_recomputed_by_hand():
         m = np.where(off, outside, inside)
         share_off = m[off].sum() / m.sum()
         dense = (share_off / off.mean()) >= 1.2 * (1 - share_off) / (1 - off.mean())
-        assert (region_breakdown(m, small, signed=True)["warning"] is not None) == flagged == (share_off > 0.5 and dense)
+        warning = region_breakdown(m, small, signed=True)["warning"]
+        assert (warning is not None) == flagged == (share_off > 0.5 and dense)
+        assert not flagged or warning == (f"off-face shortcut? {share_off:.0%} of this map's positive mass lies "
+                                          f"outside the face (the off-face area is {off.mean():.0%} of the crop)")
+    # more than half, not half: the same mass on the face (as many pixels of it at 1) as off it, denser off it
+    off = labels == REGIONS.index("off-face")
+    for on_face, flagged in ((off.sum(), False), (off.sum() - 1, True)):
+        m = off.astype(float)
+        m.ravel()[np.flatnonzero(~off)[:on_face]] = 1.0
+        assert off.mean() < 0.45 and (region_breakdown(m, labels, signed=True)["warning"] is not None) == flagged
 
 
 def test_the_dataset_region_table_and_its_heat_map_recomputed_by_hand(models, packed, tmp_path):
@@ -545,12 +555,15 @@ def test_the_pixels_a_model_scores_are_the_faces_own_at_its_size_and_pils_grey_o
 
 def test_the_sanity_checks_table_and_verdict_recomputed_by_hand(models, packed):
     """Each step randomises the next group of layers from the head down; each map's Spearman rho and SSIM (of the
-    maps scaled to 0..1) with the trained map; the verdict from the mean rho over the steps that changed it."""
+    maps scaled to 0..1) with the trained map; the verdict from the mean rho over the steps that changed it. The
+    figure gives each map's own rho and SSIM under it, each row's mean rho and flag beside it, and draws a signed map
+    on a colour range symmetric about 0."""
     from scipy.stats import spearmanr
     from skimage.metrics import structural_similarity
 
     from ferx.data.preprocess import to_model_input
-    from ferx.explain.sanity import INDEPENDENT_SPEARMAN, cascading_randomization
+    from ferx.explain.maps import ExplanationMap
+    from ferx.explain.sanity import INDEPENDENT_SPEARMAN, SanityCheck, SanityStep, cascading_randomization
 
     model = models[0].model
     x = to_model_input(packed.images[1:2], models[0].input_spec)
@@ -564,9 +577,12 @@ def test_the_sanity_checks_table_and_verdict_recomputed_by_hand(models, packed):
         return (v - v.min()) / (v.max() - v.min()) if v.max() > v.min() else np.zeros_like(v, dtype=np.float64)
 
     frame = check.frame().set_index(["map", "step"])
-    for name in ("gradcam", "saliency"):
+    fig = check.figure()
+    axes = np.array(fig.axes).reshape(2, len(check.steps))  # a row per map, a column per step (trained first)
+    for r, name in enumerate(("gradcam", "saliency")):
         trained = check.steps[0].maps[name].values
         rhos, changes = [], []
+        assert axes[r, 0].get_xlabel() == "ρ 1.00 · SSIM 1.00"
         for step in check.steps[1:]:
             values = step.maps[name].values
             rho = spearmanr(trained.ravel(), values.ravel()).statistic if np.ptp(values) else 0.0
@@ -576,6 +592,9 @@ def test_the_sanity_checks_table_and_verdict_recomputed_by_hand(models, packed):
                                                                       unit(values.astype(np.float64)), data_range=1.0),
                                                 abs=1e-4)
             assert check.spearman_table().loc[name, step.index] == round(rho, 2)
+            ssim = structural_similarity(unit(trained.astype(np.float64)), unit(values.astype(np.float64)),
+                                         data_range=1.0)
+            assert axes[r, step.index].get_xlabel() == f"ρ {rho:.2f} · SSIM {ssim:.2f}"
             changes.append(not np.allclose(values, trained, rtol=1e-5, atol=1e-6 * np.abs(trained).max()))
             rhos.append(rho)
             assert row["changed"] == changes[-1]
@@ -583,6 +602,65 @@ def test_the_sanity_checks_table_and_verdict_recomputed_by_hand(models, packed):
         mean = np.mean(rhos[first:])
         assert check.mean_similarity()[name] == pytest.approx(mean, abs=1e-6)
         assert check.independent()[name] == (mean >= INDEPENDENT_SPEARMAN)
+        label = axes[r, 0].get_ylabel()
+        assert f"mean ρ {mean:.2f}" in label and ("independent of" in label) == (mean >= INDEPENDENT_SPEARMAN)
+    # the same maps less their mean, as a signed map: each drawn from -max|v| to +max|v|, 0 the diverging map's middle
+    signed = SanityCheck(check.model, check.target, [
+        SanityStep(s.index, s.layers, {"centred": ExplanationMap(raw=v, values=v, method="centred", kind="attribution",
+                                                                 model="m", target=check.target, signed=True)})
+        for s in check.steps for v in [s.maps["gradcam"].values - s.maps["gradcam"].values.mean()]])
+    centred = signed.steps[0].maps["centred"].values.astype(np.float64)
+    for ax, step, ssim in zip(signed.figure().axes, signed.steps, signed.frame()["ssim"]):
+        top = np.abs(step.maps["centred"].values).max()
+        assert ax.images[0].get_clim() == pytest.approx((-top, top))
+        # its SSIM: both maps scaled from their own minimum (below 0 here) to their maximum
+        assert ssim == pytest.approx(structural_similarity(unit(centred), unit(step.maps["centred"].values.astype(
+            np.float64)), data_range=1.0), abs=1e-4)
+
+
+def test_each_sanity_step_is_the_trained_model_with_every_group_so_far_reinitialised(models, packed):
+    """Cascading randomisation, rebuilt by hand: at step k the layers of groups 1..k (from the head down) hold the
+    weights drawn for them, once, at their own step, every layer below them the trained ones, and the class
+    explained stays the trained model's prediction. Each layer is re-initialised as torch builds it (a BatchNorm:
+    weight 1, bias 0, running mean 0, running variance 1). The check randomises a copy it is given
+    (``copy_model=False``); step k's model is the trained one with groups 1..k's parameters and buffers taken from
+    that copy, and its maps are the check's maps of step k."""
+    import copy
+
+    from ferx.data.preprocess import to_model_input
+    from ferx.explain.methods import get_method
+    from ferx.explain.sanity import cascading_randomization
+
+    model = models[0].model.eval()
+    x = to_model_input(packed.images[1:2], models[0].input_spec)
+    with torch.no_grad():
+        target = int(model(x).argmax())
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    work = copy.deepcopy(model)
+    check = cascading_randomization(work, x, ["gradcam", "saliency"], n_steps=3, copy_model=False)
+    drawn = work.state_dict()
+    layers = [n for n, m in model.named_modules() if list(m.parameters(recurse=False))][::-1]  # the head first
+    groups = [set(g) for g in np.array_split(layers, 3)]
+
+    def owner(key):  # the layer a parameter or buffer belongs to
+        return key.rsplit(".", 1)[0]
+
+    assert {owner(k) for k in trained if not torch.equal(trained[k], drawn[k])} == set(layers)  # every layer, once
+    norms = [m for m in work.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(torch.equal(m.weight, torch.ones_like(m.weight)) and not m.bias.any()
+                         and not m.running_mean.any() and torch.equal(m.running_var, torch.ones_like(m.running_var))
+                         for m in norms)
+    assert check.target == target
+    for k in range(1, 4):
+        reached = set().union(*groups[:k])
+        step = copy.deepcopy(model)
+        step.load_state_dict({key: drawn[key] if owner(key) in reached else value for key, value in trained.items()})
+        for name in ("gradcam", "saliency"):
+            (expected,) = get_method(name)(step, x, targets=[target])
+            got = check.steps[k].maps[name]
+            assert got.target == target
+            atol = 1e-6 * np.abs(expected.values).max()
+            assert np.allclose(got.values, expected.values, rtol=1e-4, atol=atol), (k, name)
 
 
 def test_the_stability_table_of_a_doubtful_face_recomputed_by_hand(models, mini, packed):

@@ -45,6 +45,18 @@ def test_randomising_the_model_changes_gradcam_and_leaves_the_model_as_it_was(ha
     assert check.to_dict()["independent_of_model"] == {"gradcam": False, "saliency": False}
 
 
+def test_the_check_draws_its_weights_from_its_own_seed_not_the_callers_random_state(happy_face):
+    """The same face and seed give the same numbers whatever torch's random stream held before (the app's server draws
+    from it between requests); another seed draws other weights, so other numbers."""
+    loaded = load_checkpoint(CHECKPOINTS / "mini_xception_fer2013", DEVICE)
+    x = to_model_input(torch.as_tensor(happy_face[None]), loaded.input_spec).to(DEVICE)
+    frames = []
+    for stream, seed in ((1, 0), (2, 0), (1, 1)):
+        torch.manual_seed(stream)
+        frames.append(cascading_randomization(loaded.model, x, ["gradcam", "saliency"], n_steps=2, seed=seed).frame())
+    assert frames[0].equals(frames[1]) and not frames[0].equals(frames[2])
+
+
 def _steps(maps_per_step: list[np.ndarray]) -> list[SanityStep]:
     return [SanityStep(i, [] if i == 0 else [f"layer{i}"],
                        {"edges": ExplanationMap(raw=m, values=m, method="edges", kind="attribution", model="m",
@@ -62,6 +74,9 @@ def test_a_map_that_ignores_the_model_is_flagged(happy_face):
     changed = SanityCheck("m", 0, _steps([edges] + [rng.random(edges.shape) for _ in range(4)]))
     assert same.independent() == {"edges": True}
     assert changed.independent() == {"edges": False}
+    # at the threshold (mean rho 0.5: the map itself, shifted, then a flat map, which ranks nothing): flagged
+    at = SanityCheck("m", 0, _steps([edges, edges + 1.0, np.zeros_like(edges)]))
+    assert at.mean_similarity()["edges"] == INDEPENDENT_SPEARMAN == 0.5 and at.independent() == {"edges": True}
 
 
 def test_cli_writes_the_figure_and_json(happy_face, tmp_path, capsys):
@@ -149,6 +164,10 @@ def test_an_early_blocks_attention_is_judged_on_the_steps_that_reach_it(happy_fa
     late = SanityCheck("m", 0, _steps([face, face, face] + [rng.random(face.shape) for _ in range(3)]))
     never = SanityCheck("m", 0, _steps([face] * 5))
     assert late.mean_similarity()["edges"] < 0.1 and late.independent() == {"edges": False}
+    # in any units: the same maps a billion times smaller (a gradient through a confident softmax is tiny) change at
+    # the same step, so they get the same mean
+    tiny = SanityCheck("m", 0, _steps([step.maps["edges"].values * 1e-9 for step in late.steps]))
+    assert tiny.mean_similarity()["edges"] == pytest.approx(late.mean_similarity()["edges"])
     assert never.mean_similarity()["edges"] == pytest.approx(1.0) and never.independent() == {"edges": True}
 
 

@@ -700,6 +700,35 @@ def test_evaluate_faces_detect_scores_a_photo_folder_as_the_app_scores_each_phot
     assert detect["accuracy"] > whole["accuracy"] + 0.1
 
 
+def test_two_models_analysed_on_colour_photos_each_score_a_face_as_the_app_does(data_root, tmp_path, monkeypatch):
+    """`ferx analyze --faces detect` of mini-Xception (64 px, grey) beside Conv-cut (112 px, colour) packs each photo's
+    face once, at the larger input and in colour, so Conv-cut scores the pixels the app gives it for that photo: the
+    probabilities of the app's face 0, to rounding (mini-Xception gets those pixels resized). 12 FER-2013 test faces
+    in 256-px photos, tinted warm as a camera's are. (Packing at the smaller input, or in grey, passed the suite.)"""
+    from PIL import Image
+
+    from ferx.analysis import analyze
+    from ferx.checkpoint import load_checkpoint
+    from ferx.data import load_fer2013, pack_split
+    from ferx.data.photos import write_photo_folder
+    from ferx.faces import find_faces, load_photo
+    from ferx.inference import predict_faces
+
+    folder = tmp_path / "photos"
+    for path in write_photo_folder(pack_split(load_fer2013(data_root, "test"), progress=False), folder, 12, seed=2):
+        grey = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
+        Image.fromarray((grey * (1.0, 0.8, 0.6)).round().astype(np.uint8)).save(path, quality=95)
+    monkeypatch.setenv("FERX_CACHE_DIR", str(tmp_path / "cache"))
+    runs = analyze([MINI, CHECKPOINTS / "convcut_ferplus"], str(folder), "all", device="cpu", progress=False,
+                   faces="detect")
+    run = runs[1]
+    loaded = load_checkpoint(run.checkpoint, torch.device("cpu"))
+    assert len(run) >= 8 and loaded.input_spec.size > 64 and loaded.input_spec.channels == 3
+    for path, probs in zip(run.paths, run.probs):
+        app = predict_faces(loaded.model, loaded.input_spec, find_faces(load_photo(folder / path)).faces[:1])[0]
+        assert np.abs(probs - app).max() < 0.02, (path, np.abs(probs - app).max())
+
+
 def test_training_precision_and_soft_labels_are_chosen_recorded_and_kept(data_root, tmp_path, monkeypatch):
     """--precision bf16 trains and validates under bf16 autocast where the CPU has native bf16 (and is refused, by
     name, where it has not); auto stays fp32 on CPU. --soft-labels / --no-soft-labels override the recipe's

@@ -220,6 +220,14 @@ def test_dataset_region_table_has_every_class_and_both_kinds_of_map(fer_test, tm
     again = region_shares(load_checkpoint(CHECKPOINTS / "lanmsff_fer2013", "cpu"), fer_test, per_class=3,
                           cache_dir=tmp_path)  # from the cache, the same numbers
     assert np.allclose(again.select_dtypes("number"), shares.select_dtypes("number"), equal_nan=True)
+    import ferx.analysis.regions as regions_module
+
+    real = regions_module.template_labels
+    with pytest.MonkeyPatch.context() as mp:  # a region reshaped (the mouth's ellipse was, 2026-12-08): not the cache's
+        mp.setattr(regions_module, "template_labels", lambda size: np.roll(real(size), size))  # one row down
+        moved = region_shares(load_checkpoint(CHECKPOINTS / "lanmsff_fer2013", "cpu"), fer_test, per_class=3,
+                              cache_dir=tmp_path)
+    assert not np.allclose(moved[list(REGIONS)], shares[list(REGIONS)], equal_nan=True)
     fig = region_figure(table)
     assert len(fig.data) == len(maps)
     # a map without positive mass (a flat Grad-CAM) has no shares: it is not one of the faces its row's mean is over

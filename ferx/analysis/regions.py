@@ -13,6 +13,7 @@ for both kinds of map. Per-face shares are cached (``ferx.cache``) by checkpoint
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, ContextManager
@@ -67,10 +68,12 @@ def region_shares(loaded, packed, *, preds: np.ndarray | None = None, per_class:
     idx = packed.per_class(per_class)
     targets = None if preds is None else np.asarray(preds, dtype=np.int64)[idx]
     model, spec = loaded.model, loaded.input_spec
+    labels = template_labels(spec.size)  # the template on the model's input
+    # the template's own pixels are in the key: shares of another template (a region reshaped) are not reused
     key = cache_key(REGIONS_VERSION, loaded.sha256, packed.fingerprint, spec.to_dict(), idx.tolist(), MAPS,
-                    *([] if targets is None else [targets.tolist()]))
+                    hashlib.sha256(labels.tobytes()).hexdigest(), *([] if targets is None else [targets.tolist()]))
     path = Path(cache_dir or default_cache_dir("regions")) / f"{key[:32]}.npz"
-    onehot = np.eye(len(REGIONS))[template_labels(spec.size)]  # the template on the model's input
+    onehot = np.eye(len(REGIONS))[labels]
 
     def build():
         rows_maps, shares, preds = [], [], []

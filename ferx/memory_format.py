@@ -255,6 +255,28 @@ def _twin(model: nn.Module, x: torch.Tensor, weights: list[torch.Tensor], opencv
     return twin
 
 
+def share_twins(source: nn.Module, copy_: nn.Module) -> None:
+    """Let ``copy_``, a copy of ``source`` with the same weight values (``copy.deepcopy``), run through ``source``'s
+    twins: a copy had none, so its first :func:`fast_forward` traced and froze one (0.15-0.33 s a small model on 2
+    busy cores; three of them on every Explain of Grad-CAM, whose copies the app makes per request:
+    ``webapp.model_bank.ModelBank.own_copy``). A twin whose weights differ from the copy's is not shared, and a copy
+    changed later gets a twin of its own, as any model does (:func:`_twin`)."""
+    with _TWIN_LOCK:
+        twins = dict(_TWINS.get(source, {}))
+    if not twins:
+        return
+    params, buffers = _weights(copy_)
+    weights = params + buffers
+    signature = _signature(weights)
+    shared = {key: _Twin(signature, t.values, t.twin, t.on_opencv, t.opencv_tried) for key, t in twins.items()
+              if len(t.values) == len(weights)
+              and all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(t.values, weights))}
+    with _TWIN_LOCK:
+        own = _TWINS.setdefault(copy_, {})
+        for key, twin in shared.items():
+            own.setdefault(key, twin)
+
+
 def fast_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``model(x)`` without gradients, as fast as ferx can run it: a few faces (:data:`SMALL_BATCH`) through a
     small model on CPU run through a twin (made on the first call for that input shape and remade when the

@@ -1117,3 +1117,29 @@ def test_an_explanation_leaves_its_models_free_for_other_users_and_draws_the_sam
     assert np.allclose(got.probs, shared.probs)
     assert [m.method for m in got.maps] == [m.method for m in shared.maps]
     assert all(np.allclose(g.values, s.values) for g, s in zip(got.maps, shared.maps))
+
+
+def test_an_explanation_runs_its_model_copies_through_the_twins_the_app_made_at_start(data_root, monkeypatch):
+    """Explain works on a copy of each model (``ModelBank.own_copy``), and a copy had none of the fast twins the app
+    makes for each model as it starts (``ModelBank.build``): every Explain of Grad-CAM traced and froze one per small
+    model (three of the four shipped ones, 0.15-0.33 s each on 2 busy cores) before scoring the face. The copies
+    share the model's twins now, and give the probabilities the model itself gives."""
+    import ferx.memory_format as memory_format
+    import ferx.opencv_twin as opencv_twin
+    from ferx.explain.report import explain_photo
+    from webapp.explain_tab import explain
+    from webapp.explaining import search_faces
+
+    bank = ModelBank.load(CHECKPOINTS, "cpu", defer=True)
+    bank.build()  # as `ferx app` starts
+    photo = str(data_root / "ferplus" / "data" / "FER2013Test" / "fer0032220.png")
+    made = []
+    for module, name in [(memory_format, "_frozen_twin"), (opencv_twin, "opencv_twin")]:
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, real=real, name=name, **k: made.append(name) or real(*a, **k))
+    out = explain(bank, photo, True, 0, bank.names, False, ["gradcam"], [], "predicted", "none", 0.5, "auto", 99,
+                  True, False, "blur", progress=lambda *a, **k: None)
+    assert made == [], made  # no twin made for a request's copies
+    shared = explain_photo(bank.names, search_faces(photo, True), 0, ["gradcam"], using=bank.using, faithfulness=False)
+    # the JSON's probabilities (6 decimals): what the shared model itself gives
+    assert [m["probabilities"] for m in out[3]["models"]] == [row.to_dict()["probabilities"] for row in shared.rows]

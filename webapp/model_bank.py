@@ -146,7 +146,7 @@ class ModelBank:
 
         with self.using(name) as loaded, torch.inference_mode(False):
             model = copy.deepcopy(loaded.model)
-        share_twins(loaded.model, model)  # its fast path as made at start: not traced again for every request
+        share_twins(loaded.model, model)  # one twin for all its copies: not traced again for every request
         yield LoadedModel(model, loaded.name, loaded.labels, loaded.input_spec, loaded.card, loaded.path)
 
     def batch_hold(self, loaded):

@@ -255,6 +255,42 @@ def _twin(model: nn.Module, x: torch.Tensor, weights: list[torch.Tensor], opencv
     return twin
 
 
+_COPY_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {input shape: the twin its copies share}
+
+
+def _same_values(values: list[torch.Tensor], weights: list[torch.Tensor]) -> bool:
+    return len(values) == len(weights) and all(a.shape == b.shape and torch.equal(a, b)
+                                               for a, b in zip(values, weights))
+
+
+def share_twins(source: nn.Module, copy_: nn.Module) -> None:
+    """Let ``copy_``, a copy of ``source`` with the same weight values (``copy.deepcopy``), run a few faces through a
+    twin made once for all of ``source``'s copies, for each input shape ``source`` has a twin for. A copy had no twin,
+    so its first :func:`fast_forward` traced and froze one (0.15-0.33 s a small model on 2 busy cores; three on every
+    Explain of Grad-CAM, whose copies the app makes per request: ``webapp.model_bank.ModelBank.own_copy``). The
+    shared twin is the one each copy made (frozen: its copy gives the probabilities it gave, to the last digit); a
+    copy changed later gets a twin of its own, as any model does (:func:`_twin`)."""
+    with _TWIN_LOCK:
+        shapes = list(_TWINS.get(source, {}))
+        kept = dict(_COPY_TWINS.get(source, {}))
+    if not shapes:
+        return
+    params, buffers = _weights(copy_)
+    weights = params + buffers
+    signature = _signature(weights)
+    for shape in shapes:
+        entry = kept.get(shape)
+        if entry is None or not _same_values(entry.values, weights):  # the first copy, or the model changed since
+            with torch.autocast("cpu", enabled=False), cpu_threads(1):
+                twin = _frozen_twin(copy_, torch.zeros(shape))
+            entry = _Twin(signature, [w.detach().clone(memory_format=torch.contiguous_format) for w in weights], twin,
+                          on_opencv=False, opencv_tried=True)
+            with _TWIN_LOCK:
+                _COPY_TWINS.setdefault(source, {})[shape] = entry
+        with _TWIN_LOCK:
+            _TWINS.setdefault(copy_, {}).setdefault(shape, _Twin(signature, entry.values, entry.twin, False, True))
+
+
 def fast_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``model(x)`` without gradients, as fast as ferx can run it: a few faces (:data:`SMALL_BATCH`) through a
     small model on CPU run through a twin (made on the first call for that input shape and remade when the

@@ -142,8 +142,11 @@ class ModelBank:
         Conv-cut with Score-CAM, occlusion and faithfulness (1.6 s alone), and 17.3 s for a sanity check."""
         import torch
 
+        from ferx.memory_format import share_twins
+
         with self.using(name) as loaded, torch.inference_mode(False):
             model = copy.deepcopy(loaded.model)
+        share_twins(loaded.model, model)  # one twin for all its copies: not traced again for every request
         yield LoadedModel(model, loaded.name, loaded.labels, loaded.input_spec, loaded.card, loaded.path)
 
     def batch_hold(self, loaded):

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ferx.face_detectors import MIN_FACE_FRAC
 from ferx.paths import IMAGE_FORMATS
 from ferx.text import plural
 
@@ -317,14 +318,6 @@ class FaceSearch:
         return index
 
 
-def detect_faces(rgb: np.ndarray, *, min_face_frac: float = 0.08, detector: str | None = None) -> list[tuple[np.ndarray, float]]:
-    """Face boxes ``(x0, y0, x1, y1)`` in ``rgb``'s pixels with their confidences, best first
-    (:func:`ferx.face_detectors.detect`). Faces smaller than ``min_face_frac`` of the shorter side are ignored."""
-    from ferx.face_detectors import DEFAULT_DETECTOR, detect
-
-    return [(d.box, d.confidence) for d in detect(rgb, detector or DEFAULT_DETECTOR, min_face_frac=min_face_frac)]
-
-
 def square_crop(rgb: np.ndarray, box, margin: float = DEFAULT_MARGIN, max_side: int = CROP_SIDE):
     """The square around ``box`` (x0, y0, x1, y1) enlarged by ``margin`` of its size on each side.
     Returns the crop (edge-replicated where it leaves the image), the integer square and whether
@@ -387,7 +380,7 @@ def _face(rgb, box, landmarks, source, margin, align, to_original, inv, **fields
 
 
 def find_faces(photo: Photo, *, whole_image: bool = False, margin: float = DEFAULT_MARGIN,
-               min_face_frac: float = 0.08, align: bool = False, detector: str | None = None) -> FaceSearch:
+               min_face_frac: float = MIN_FACE_FRAC, align: bool = False, detector: str | None = None) -> FaceSearch:
     """Every face of ``photo``, best first, each with the square crop models score and its landmarks.
 
     ``whole_image=True`` skips detection and scores the whole image (padded to a square) as one

@@ -608,7 +608,8 @@ def _cmd_explain(args) -> int:
                                deletion_steps=args.deletion_steps, n_random=args.random_maps,
                                **({} if args.ig_steps is None else {"ig_steps": args.ig_steps}),
                                progress=progress)
-    view = dict(scale=args.scale, clip_percentile=args.clip_percentile, alpha=args.alpha, cmap=args.cmap)
+    view = {k: v for k, v in dict(scale=args.scale, clip_percentile=args.clip_percentile, alpha=args.alpha,
+                                  cmap=args.cmap).items() if v is not None}  # None: the drawing's own default
     if args.card:
         from ferx.explain.card import write_card
 
@@ -776,10 +777,11 @@ class _RegistryHelp(argparse.HelpFormatter):
             from ferx.explain.methods import method_help
 
             text = text.replace("{methods}", method_help())
-        if "{cmaps}" in text:
-            from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP
+        if "{cmaps}" in text or "{clip_percentile}" in text or "{alpha}" in text:
+            from ferx.explain.overlay import ALPHA, CLIP_PERCENTILE, DEFAULT_CMAP, DEFAULT_SIGNED_CMAP
 
-            text = text.replace("{cmaps}", f"{DEFAULT_CMAP}, {DEFAULT_SIGNED_CMAP} for signed maps")
+            text = (text.replace("{cmaps}", f"{DEFAULT_CMAP}, {DEFAULT_SIGNED_CMAP} for signed maps")
+                    .replace("{clip_percentile}", f"{CLIP_PERCENTILE:g}").replace("{alpha}", f"{ALPHA:g}"))
         if "{baselines}" in text:
             from ferx.explain.attributions import BASELINES, DELETION_BASELINE
 
@@ -1015,9 +1017,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "bench/bench_alignment.py measured it does not help)")
     ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",
                     help="colour scale per map, or shared by each method across models")
-    ex.add_argument("--clip-percentile", type=percentile, default=99.0,
-                    help="the colour scale's top: this percentile of the map's values (default 99)")
-    ex.add_argument("--alpha", type=fraction, default=0.5, help="map opacity, 0 to 1 (default 0.5)")
+    ex.add_argument("--clip-percentile", type=percentile, default=None,  # None: ferx.explain.overlay's default
+                    help="the colour scale's top: this percentile of the map's values (default {clip_percentile})")
+    ex.add_argument("--alpha", type=fraction, default=None, help="map opacity, 0 to 1 (default {alpha})")
     ex.add_argument("--cmap", default=None, help="matplotlib colormap (default: {cmaps})")
     ex.add_argument("--baseline", default=None,
                     help="what deleted pixels become in the deletion/insertion test: {baselines}")

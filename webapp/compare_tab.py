@@ -108,8 +108,8 @@ def compare(bank: ModelBank, path, whole_image, index):
         shown = [i for i in (native, cam) if i is not None]  # the maps drawn, and only those, are read out
         outputs += [{c: float(p) for c, p in zip(ex.classes, ex.probs)},
                     verdict(ex) + "".join(region_text(ex.maps[i], sc[i]) for i in shown),
-                    None if native is None else tile(crop, ex.maps[native].crop_values, sc[native], None, 0.5),
-                    tile(crop, ex.maps[cam].crop_values, sc[cam], None, 0.5)]
+                    None if native is None else tile(crop, ex.maps[native].crop_values, sc[native]),
+                    tile(crop, ex.maps[cam].crop_values, sc[cam])]
     note = (found_line(search, result.face)
             + f" · {time.perf_counter() - start:.2f} s" + (f"  \n_{search.note}_" if search.note else ""))
     return [note, annotate(search, result.face), crop_strip(search)] + outputs

@@ -21,7 +21,8 @@ import gradio as gr
 from ferx.explain.card import write_card
 from ferx.explain.methods import FAMILIES, get_method, list_methods, map_caption, reading, units
 from ferx.explain.attributions import BASELINES, DELETION_BASELINE
-from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, describe_scale, flat_range, map_scales
+from ferx.explain.overlay import (ALPHA, CLIP_PERCENTILE, DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, describe_scale, flat_range,
+                                  map_scales)
 from ferx.explain.regions import REGIONS, breakdown_line
 from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
@@ -266,11 +267,11 @@ def build_explain_tab(ctx) -> None:
                 contrast = gr.Dropdown(["none"] + classes, value="none", label="…over (contrastive)")
         with gr.Column(scale=3):
             with gr.Row():
-                alpha = gr.Slider(0, 1, 0.5, step=0.05, label="Opacity")
+                alpha = gr.Slider(0, 1, ALPHA, step=0.05, label="Opacity")
                 cmap = gr.Dropdown(["auto"] + COLORMAPS, value="auto",
                                    label=f"Colormap (auto: {DEFAULT_CMAP}, {DEFAULT_SIGNED_CMAP} for signed)")
             with gr.Row():
-                clip = gr.Slider(90, 100, 99, step=0.5, label="Clip at percentile")
+                clip = gr.Slider(90, 100, CLIP_PERCENTILE, step=0.5, label="Clip at percentile")
                 shared = gr.Checkbox(True, label="Shared scale (one per method across models)")
             with gr.Row():
                 faithful = gr.Checkbox(True, label="Faithfulness (deletion / insertion vs random maps)")

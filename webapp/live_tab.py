@@ -78,7 +78,7 @@ def live_maps(bank, face, chosen):
         with bank.using(name) as loaded:
             ex = map_face(loaded, face)
         scale = map_scales([ex], "per-map")[0][0]
-        tiles.append((tile(face.crop, ex.maps[0].crop_values, scale, None, 0.5),
+        tiles.append((tile(face.crop, ex.maps[0].crop_values, scale),
                       f"{name} · {map_caption(ex.maps[0])} · {verdict(ex).replace('**', '')}"))
     return tiles
 

@@ -49,7 +49,7 @@ def pair_tiles(before, after, crops) -> np.ndarray | None:
     scales = map_scales([before, after], "shared")
     rows = []
     for b, a, sb, sa in zip(before.maps, after.maps, scales[0], scales[1]):
-        left, right = tile(crops[0], b.crop_values, sb, None, 0.5), tile(crops[1], a.crop_values, sa, None, 0.5)
+        left, right = tile(crops[0], b.crop_values, sb), tile(crops[1], a.crop_values, sa)
         rows.append(np.concatenate([left, np.full((left.shape[0], 8, 3), 255, np.uint8), right], 1))
     width = max(r.shape[1] for r in rows)
     return np.concatenate([np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])

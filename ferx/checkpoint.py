@@ -32,11 +32,10 @@ from ferx.cache import atomic_path
 from ferx.data.labels import LabelSet, get_label_set
 from ferx.device import BF16_MIN_AGREEMENT, autocast_bf16
 from ferx.models import InputSpec, create_model, get_model_info, list_models
-from ferx.paths import checkpoint_path
+from ferx.paths import CARD, checkpoint_path
 from ferx.text import number
 
 FORMAT = "ferx-checkpoint/1"
-CARD = "card.json"
 
 
 class CheckpointError(ValueError):

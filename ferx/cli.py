@@ -13,7 +13,7 @@ from pathlib import Path
 
 import ferx  # noqa: F401  (torchvision compatibility before anything imports timm)
 from ferx.data.datasets import list_datasets
-from ferx.paths import checkpoint_path, no_checkpoint
+from ferx.paths import CARD, checkpoint_path, no_checkpoint
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
 
@@ -161,7 +161,7 @@ def checkpoint_folder(text: str) -> Path:
     """A checkpoint folder, or its name under the checkpoints root (:func:`ferx.paths.checkpoint_path`),
     that has a card: refused otherwise, as ``ferx explain --model`` refuses it."""
     path = checkpoint_path(text)
-    if not (path / "card.json").is_file():
+    if not (path / CARD).is_file():
         raise argparse.ArgumentTypeError(no_checkpoint(text))
     return path
 
@@ -263,7 +263,7 @@ def _cmd_convert(args) -> int:
 
     out = output_folder(args.out)
     if out.is_dir() and any(out.iterdir()) and not args.force:  # the shipped card lost its metrics this way
-        held = "a checkpoint (its card and the metrics recorded on it)" if (out / "card.json").is_file() else "files"
+        held = "a checkpoint (its card and the metrics recorded on it)" if (out / CARD).is_file() else "files"
         raise ValueError(f"--out {args.out} already holds {held}: pass --force to replace it, or choose another --out")
     model = create_model("mini_xception", num_classes=7)
     model.load_state_dict(convert_keras_h5(args.h5))

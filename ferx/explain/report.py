@@ -58,11 +58,11 @@ def open_model(model: str, *, untrained: bool | None = None, seed: int = 0, devi
     from ferx.data.labels import get_label_set
     from ferx.device import resolve_device
     from ferx.models import create_model, get_model_info, list_models
-    from ferx.paths import checkpoint_path, naming_a_checkpoint, no_checkpoint
+    from ferx.paths import CARD, checkpoint_path, naming_a_checkpoint, no_checkpoint
 
     device = resolve_device(device)
     path = checkpoint_path(model)
-    if (path / "card.json").is_file():  # a checkpoint is always its trained weights; untrained= is for names
+    if (path / CARD).is_file():  # a checkpoint is always its trained weights; untrained= is for names
         return load_checkpoint(path, device)
     if model not in list_models():  # the message every command gives for a checkpoint it cannot find
         raise ValueError(no_checkpoint(model) + (f", or a registry name ({', '.join(list_models())}) with --untrained"

@@ -38,7 +38,7 @@ from ferx.paths import cache_root
 from ferx.text import choices_text, number, plural
 from webapp.app_context import AppContext
 from webapp.config import AppConfig
-from webapp.errors import user_errors
+from webapp.errors import at_least_one, user_errors
 from webapp.tables import result_table
 from webapp.inputs import count_box
 from webapp.links import dataset_face_file
@@ -248,8 +248,7 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
 
 
 def _analyse(bank, cfg, name, split_name, zip_file, chosen, calib, check, progress, faces, face):
-    if not chosen:
-        raise gr.Error("Choose at least one model.")
+    at_least_one(chosen, "model")
     if not (zip_file or name):
         raise gr.Error(no_dataset_text(cfg.data_root))
     progress(0, desc="reading faces")

@@ -26,7 +26,7 @@ from ferx.explain.overlay import (ALPHA, CLIP_PERCENTILE, DEFAULT_CMAP, DEFAULT_
 from ferx.explain.regions import REGIONS, breakdown_line
 from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
-from webapp.errors import given, user_errors
+from webapp.errors import at_least_one, given, user_errors
 from webapp.links import face_of, is_origin_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
 from webapp.explaining import (CHANNEL_READING, baseline_line, channel_tile, faithfulness_line, faithfulness_tag,
@@ -95,11 +95,9 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     settings = {k: v for k, v in locals().items() if k in LINKED}  # as the user set them: the card and link say so
     if not path:
         raise gr.Error("Upload a photo (or open a face from the Dataset tab) first.")
-    if not chosen:
-        raise gr.Error("Choose at least one model.")
+    at_least_one(chosen, "model")
     methods = (["native"] if use_native else []) + list(cam_methods) + list(captum_methods)
-    if not methods:
-        raise gr.Error("Choose at least one method.")
+    at_least_one(methods, "method")
     search = search_faces(path, bool(whole_image))
     if search.no_face:
         raise gr.Error(f"No face found in {search.photo.name}. Tick 'Score the whole image as a face' to explain it "

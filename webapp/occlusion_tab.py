@@ -21,7 +21,7 @@ from ferx.explain.overlay import map_scales
 from ferx.faces import load_photo
 from ferx.models import get_model_info
 from webapp.app_context import AppContext
-from webapp.errors import user_errors
+from webapp.errors import at_least_one, user_errors
 from webapp.explaining import MODEL_COLUMN_PX, face_controls, offer_examples, tile
 from webapp.inputs import PaintedPhoto
 
@@ -90,8 +90,7 @@ def occlude_view(bank, edited, whole_image, index, fill, chosen, with_maps):
 
 
 def occlusion_outputs(bank, photo, mask, whole_image, index, fill, chosen, with_maps, start):
-    if not chosen:
-        raise gr.Error("Choose at least one model.")
+    at_least_one(chosen, "model")
     occluded = occlude_face(photo, mask, face=int(index or 0), whole_image=bool(whole_image), fill=fill)
     outputs = []
     for name in bank.names:

@@ -126,13 +126,18 @@ def open_image(source: str | Path | bytes, *, name: str | None = None,
     except Image.DecompressionBombError as err:  # Pillow's own limit (2 x 89 MP) fired first
         found = re.search(r"\((\d+) pixels\)", str(err))
         declared = f"declares {int(found.group(1)) / 1e6:.0f} MP" if found else str(err)
-        raise ImageError(f"{name}: {declared}, above the {max_pixels / 1e6:.0f} MP limit; refusing to decode it "
-                         "(possible decompression bomb)") from None
+        raise _bomb(name, declared, max_pixels) from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image ferx reads ({READABLE})") from None
     except Exception as err:  # OSError, or a plugin's ValueError (a PNG text chunk too large to decompress ...)
         raise ImageError(f"{name}: cannot read it ({_reason(err)})") from None
     return im, name, nbytes
+
+
+def _bomb(name: str, declared: str, max_pixels: int) -> ImageError:
+    """The refusal of an image that declares more pixels than ``max_pixels`` (Pillow's limit or ferx's own)."""
+    return ImageError(f"{name}: {declared}, above the {max_pixels / 1e6:.0f} MP limit; refusing to decode it "
+                      "(possible decompression bomb)")
 
 
 def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes: int | None = None) -> Photo:
@@ -145,8 +150,7 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes:
         f = work_side / max(width, height)
         im.draft("RGB", (math.ceil(width * f), math.ceil(height * f)))
     if im.size[0] * im.size[1] > max_pixels:  # the pixels it would decode
-        raise ImageError(f"{name}: declares {width}x{height} = {width * height / 1e6:.0f} MP, above the "
-                         f"{max_pixels / 1e6:.0f} MP limit; refusing to decode it (possible decompression bomb)")
+        raise _bomb(name, f"declares {width}x{height} = {width * height / 1e6:.0f} MP", max_pixels)
     blocks = math.ceil(width / 8) * math.ceil(height / 8)
     if im.format == "JPEG" and nbytes is not None and nbytes * 8 < blocks:
         # every 8x8 block costs a JPEG at least one bit; libjpeg fills what is missing with gray and only warns

@@ -27,8 +27,9 @@ from ferx.explain.methods import MethodOptions, get_method, map_caption
 from ferx.explain.native import has_native_attention, native_attention
 from ferx.explain.regions import face_labels, region_breakdown
 
-# deletion/insertion of one map costs about this many map computations (2 x 32 forward passes plus
-# random maps; measured in the app: 5 light methods took 1.6 s without faithfulness, 14.5 s with)
+# deletion/insertion of one map costs about this many map computations (2 x DELETION_STEPS forward passes,
+# 32 on a small model, 16 on a large one, plus RANDOM_MAPS random maps; measured in the app: 5 light methods
+# took 1.6 s without faithfulness, 14.5 s with)
 FAITHFULNESS_COST = 8
 
 

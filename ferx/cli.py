@@ -205,7 +205,7 @@ CHECKPOINT_HELP = "a checkpoint folder, or its name under the project's checkpoi
 DEVICE_HELP = "auto (CUDA when present, else the CPU), cpu, cuda or cuda:N"
 EXPLAIN_METHODS = ("native", "gradcam")  # ferx explain's maps unless --method says: the model's own, and a CAM
 DATA_ROOT = dict(default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
-PHOTO_HELP = "an image file (JPEG, PNG, WebP, BMP, ...)"  # ferx explain, sanity and occlude: a photo, its face, or all of it
+PHOTO_HELP = "an image file (JPEG, PNG, WebP, BMP, ...)"  # explain, sanity, occlude
 FACE_HELP = "which face (0 = the most face-like: detector confidence and size)"
 WHOLE_IMAGE_HELP = "skip face detection: score the whole image as a face"
 
@@ -811,7 +811,7 @@ class _RegistryHelp(argparse.HelpFormatter):
 
 
 def _inference_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=positive_int, default=256, help="faces per forward pass")  # its default: _say_defaults
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="faces per forward pass")  # ferx.inference.BATCH_SIZE (not imported: torch)
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--data-root", **DATA_ROOT)
 

@@ -551,7 +551,7 @@ def _cmd_models(args) -> int:
         size = f"{s.size}x{s.size}x{s.channels}"
         print(f"  {name:14s} {size:11s} {info.description}")
     print(f"checkpoints in {root}:")
-    for card_path in sorted(root.glob("*/card.json")):
+    for card_path in sorted(root.glob(f"*/{CARD}")):
         try:
             card = read_card(card_path.parent)
         except CheckpointError as err:

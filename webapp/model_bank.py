@@ -23,6 +23,7 @@ from pathlib import Path
 from ferx.checkpoint import CheckpointError, LoadedModel, load_checkpoint, read_card
 from ferx.device import resolve_device
 from ferx.models import list_models
+from ferx.paths import CARD
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class ModelBank:
         if not Path(checkpoints).is_dir():  # a wrong path must not read as "no trained weights"
             raise FileNotFoundError(f"checkpoint folder {Path(checkpoints).resolve()} not found: pass --checkpoints "
                                     "DIR or set FERX_CHECKPOINTS")
-        for card_path in sorted(Path(checkpoints).glob("*/card.json")):
+        for card_path in sorted(Path(checkpoints).glob(f"*/{CARD}")):
             name = card_path.parent.name
             try:
                 card = read_card(card_path.parent)

@@ -538,7 +538,7 @@ def _cmd_bundle(args) -> int:
 def _cmd_models(args) -> int:
     from ferx.checkpoint import CheckpointError, read_card
     from ferx.models import get_model_info, list_models
-    from ferx.paths import default_checkpoints
+    from ferx.paths import checkpoint_folders, default_checkpoints
 
     root = Path(args.checkpoints) if args.checkpoints else default_checkpoints()
     if not root.is_dir():  # it listed no checkpoint, exit 0, for a folder that is not there
@@ -551,16 +551,16 @@ def _cmd_models(args) -> int:
         size = f"{s.size}x{s.size}x{s.channels}"
         print(f"  {name:14s} {size:11s} {info.description}")
     print(f"checkpoints in {root}:")
-    for card_path in sorted(root.glob(f"*/{CARD}")):
+    for folder in checkpoint_folders(root):
         try:
-            card = read_card(card_path.parent)
+            card = read_card(folder)
         except CheckpointError as err:
-            print(f"  {card_path.parent.name}: unusable ({err})")
+            print(f"  {folder.name}: unusable ({err})")
             continue
         measured = "; ".join(f"{m['dataset']}/{m['split']} acc {100 * m['accuracy']:.2f} %" for m in card.get("metrics", []))
         spec = card["input_spec"]  # a checkpoint's own input (Conv-cut's was trained at 112, its architecture's 224)
         size = f"{spec['size']}x{spec['size']}x{spec['channels']}"
-        print(f"  {card_path.parent.name:24s} {card['model']:14s} {size:11s} {len(card['labels'])} classes  "
+        print(f"  {folder.name:24s} {card['model']:14s} {size:11s} {len(card['labels'])} classes  "
               f"{measured or 'not evaluated'}")
     return 0
 

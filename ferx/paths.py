@@ -45,10 +45,14 @@ def default_checkpoints() -> Path:
     return _project_folder("FERX_CHECKPOINTS", "checkpoints")
 
 
+def checkpoint_folders(root: Path) -> list[Path]:
+    """The checkpoint folders (those with a card) in ``root``, by name; none where ``root`` is no folder."""
+    return sorted(card.parent for card in Path(root).glob(f"*/{CARD}")) if Path(root).is_dir() else []
+
+
 def committed_checkpoints() -> list[str]:
-    """The names of the checkpoint folders (those with a card) under :func:`default_checkpoints`."""
-    root = default_checkpoints()
-    return sorted(card.parent.name for card in root.glob(f"*/{CARD}")) if root.is_dir() else []
+    """The names of the checkpoint folders under :func:`default_checkpoints`."""
+    return [folder.name for folder in checkpoint_folders(default_checkpoints())]
 
 
 def checkpoint_path(value: str | Path) -> Path:

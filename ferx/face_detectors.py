@@ -31,6 +31,8 @@ from typing import Callable
 
 import numpy as np
 
+from ferx.registry import Registry
+
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # as seen in the image
 MIN_CONFIDENCE = 0.85  # MTCNN O-net probability below which a box is dropped (bench: background boxes score 0.7-0.9)
 DETECT_SIDE = 1024  # faces are searched for on a copy at most this large (speed)
@@ -71,21 +73,18 @@ class DetectorInfo:
     run: Callable[[np.ndarray, int], list[Detection]]  # (rgb, min face side in its pixels) -> raw detections
 
 
-DETECTORS: dict[str, DetectorInfo] = {}
+DETECTORS: Registry[DetectorInfo] = Registry("face detector", "detectors", missing=ValueError)
 DEFAULT_DETECTOR = "mtcnn"
 
 
 def register_detector(name: str, title: str, *, landmarks: bool, source: str):
     def wrap(fn):
-        DETECTORS[name] = DetectorInfo(name, title, landmarks, source, fn)
+        DETECTORS.add(name, DetectorInfo(name, title, landmarks, source, fn))
         return fn
     return wrap
 
 
-def get_detector(name: str) -> DetectorInfo:
-    if name not in DETECTORS:
-        raise ValueError(f"unknown face detector {name!r}; choose from {', '.join(DETECTORS)}")
-    return DETECTORS[name]
+get_detector = DETECTORS.get
 
 
 _FREE: dict[str, list] = {}  # detectors not in use, by name: cv2.dnn nets and cascades cannot be shared

@@ -836,7 +836,7 @@ def faces_chosen(args) -> None:
 
 
 def _precision_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",  # ferx.device.PRECISIONS
                         help="auto: bf16 autocast on CUDA; on a CPU with native bf16 (AVX512-BF16/AMX) only for a "
                              "checkpoint whose card shows bf16 agrees with fp32 (bench/bench_bf16.py --write-cards), "
                              "else fp32; the precision used is reported (and keys analyze's cache)")
@@ -1023,7 +1023,7 @@ def build_parser() -> argparse.ArgumentParser:
                          f"(default {DEFAULT_MARGIN:g})")
     ex.add_argument("--align", action="store_true", help="rotate the face crop so the eyes are level (off by default: "
                     "bench/bench_alignment.py measured it does not help)")
-    ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",
+    ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",  # ferx.explain.overlay.SCALES
                     help="colour scale per map, or shared by each method across models")
     ex.add_argument("--clip-percentile", type=percentile, default=None,  # None: ferx.explain.overlay's default
                     help="the colour scale's top: this percentile of the map's values (default {clip_percentile})")

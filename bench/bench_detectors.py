@@ -29,10 +29,9 @@ import numpy as np
 
 import ferx  # noqa: F401  (torchvision compatibility before anything imports timm)
 from ferx.data import load_fer2013, pack_split
-from ferx.face_detectors import detect
+from ferx.face_detectors import DETECTORS, detect
 from ferx.paths import default_data_root
 
-DETECTORS = ("mtcnn", "haar")
 FACE_FREE = ("coffee", "rocket", "brick", "grass", "gravel", "coins", "moon", "page", "hubble_deep_field",
              "immunohistochemistry", "retina", "colorwheel", "text", "clock", "cell", "horse",
              "shepp_logan_phantom", "checkerboard")

@@ -29,8 +29,8 @@ BACKGROUND_NICENESS = 10  # nice 10 weighs ~1/9 of nice 0 in Linux's scheduler
 THREAD_NAME = "ferx-background"  # the batch jobs' threads (a server's shutdown can wait for them by name)
 
 
-def at_low_priority(fn: Callable[..., T], /, *args, niceness: int = BACKGROUND_NICENESS,
-                    while_waiting: Callable[[float], None] | None = None, every_s: float = 1.0, **kwargs) -> T:
+def at_low_priority(fn: Callable[..., T], /, *args, while_waiting: Callable[[float], None] | None = None,
+                    every_s: float = 1.0, **kwargs) -> T:
     """``fn(*args, **kwargs)`` in a fresh thread at a lower scheduling priority; returns its result or
     raises its exception. Context variables are carried over (gradio's ``gr.Progress(track_tqdm=True)``
     keeps reporting the job's tqdm bars); ``while_waiting(seconds so far)`` is called every ``every_s``
@@ -40,7 +40,7 @@ def at_low_priority(fn: Callable[..., T], /, *args, niceness: int = BACKGROUND_N
 
     def job() -> None:
         try:
-            lower_thread_priority(niceness)
+            lower_thread_priority()
             outcome["value"] = context.run(fn, *args, **kwargs)
         except BaseException as err:  # re-raised in the caller's thread
             outcome["error"] = err

@@ -32,11 +32,10 @@ from ferx.cache import atomic_path
 from ferx.data.labels import LabelSet, get_label_set
 from ferx.device import BF16_MIN_AGREEMENT, autocast_bf16
 from ferx.models import InputSpec, create_model, get_model_info, list_models
-from ferx.paths import checkpoint_path
+from ferx.paths import CARD, checkpoint_path
 from ferx.text import number
 
 FORMAT = "ferx-checkpoint/1"
-CARD = "card.json"
 
 
 class CheckpointError(ValueError):
@@ -202,7 +201,7 @@ def write_card(ckpt_dir: str | Path, card: dict) -> None:
 
 
 def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *, expect_model: str | None = None,
-                    expect_labels: LabelSet | None = None, verify_hash: bool = True, defer: bool = False) -> LoadedModel:
+                    defer: bool = False) -> LoadedModel:
     """Build the model of a checkpoint folder and load its weights, in eval mode on ``device``. ``ckpt_dir``: a
     folder, or the name of one under the checkpoints root (``"lanmsff_ferplus"``, as ``ferx models`` lists it and
     every command takes it: :func:`ferx.paths.checkpoint_path`), from any working directory.
@@ -219,8 +218,6 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *,
         spec = InputSpec.from_dict(card["input_spec"])
     except (KeyError, TypeError) as err:  # a label no spelling knows; an input spec with other fields
         raise CheckpointError(f"{ckpt_dir / CARD}: {err.args[0] if isinstance(err, KeyError) else err}") from None
-    if expect_labels and labels.classes != expect_labels.classes:
-        raise CheckpointError(f"{ckpt_dir} predicts {list(labels.classes)}, not {list(expect_labels.classes)}")
     try:
         get_model_info(name)
     except KeyError as err:
@@ -229,7 +226,7 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu", *,
         path = ckpt_dir / fname
         if not path.is_file():
             raise CheckpointError(f"{ckpt_dir}: weight file {fname} is missing")
-        if verify_hash and sha256_file(path) != card["weights"]["sha256"][fname]:
+        if sha256_file(path) != card["weights"]["sha256"][fname]:
             raise CheckpointError(f"{path}: sha256 does not match the card (corrupt or replaced file)")
     if card["config"]["num_classes"] != len(labels):
         raise CheckpointError(f"{ckpt_dir}: config says {card['config']['num_classes']} classes but the card lists "

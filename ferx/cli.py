@@ -13,7 +13,7 @@ from pathlib import Path
 
 import ferx  # noqa: F401  (torchvision compatibility before anything imports timm)
 from ferx.data.datasets import list_datasets
-from ferx.paths import checkpoint_path, no_checkpoint
+from ferx.paths import CARD, checkpoint_path, no_checkpoint
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg")
 
@@ -161,7 +161,7 @@ def checkpoint_folder(text: str) -> Path:
     """A checkpoint folder, or its name under the checkpoints root (:func:`ferx.paths.checkpoint_path`),
     that has a card: refused otherwise, as ``ferx explain --model`` refuses it."""
     path = checkpoint_path(text)
-    if not (path / "card.json").is_file():
+    if not (path / CARD).is_file():
         raise argparse.ArgumentTypeError(no_checkpoint(text))
     return path
 
@@ -205,6 +205,15 @@ CHECKPOINT_HELP = "a checkpoint folder, or its name under the project's checkpoi
 DEVICE_HELP = "auto (CUDA when present, else the CPU), cpu, cuda or cuda:N"
 EXPLAIN_METHODS = ("native", "gradcam")  # ferx explain's maps unless --method says: the model's own, and a CAM
 DATA_ROOT = dict(default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
+PHOTO_HELP = "an image file (JPEG, PNG, WebP, BMP, ...)"  # explain, sanity, occlude
+FACE_HELP = "which face (0 = the most face-like: detector confidence and size)"
+WHOLE_IMAGE_HELP = "skip face detection: score the whole image as a face"
+
+
+def refuse_no_face(search, photo: str) -> None:
+    """ferx explain's and sanity's one refusal of a photo where no face was found."""
+    if search.no_face:
+        raise ValueError(f"no face found in {photo}; pass --whole-image to score the whole image as a face")
 
 
 def _cmd_data_prepare(args) -> int:
@@ -263,7 +272,7 @@ def _cmd_convert(args) -> int:
 
     out = output_folder(args.out)
     if out.is_dir() and any(out.iterdir()) and not args.force:  # the shipped card lost its metrics this way
-        held = "a checkpoint (its card and the metrics recorded on it)" if (out / "card.json").is_file() else "files"
+        held = "a checkpoint (its card and the metrics recorded on it)" if (out / CARD).is_file() else "files"
         raise ValueError(f"--out {args.out} already holds {held}: pass --force to replace it, or choose another --out")
     model = create_model("mini_xception", num_classes=7)
     model.load_state_dict(convert_keras_h5(args.h5))
@@ -529,7 +538,7 @@ def _cmd_bundle(args) -> int:
 def _cmd_models(args) -> int:
     from ferx.checkpoint import CheckpointError, read_card
     from ferx.models import get_model_info, list_models
-    from ferx.paths import default_checkpoints
+    from ferx.paths import checkpoint_folders, default_checkpoints
 
     root = Path(args.checkpoints) if args.checkpoints else default_checkpoints()
     if not root.is_dir():  # it listed no checkpoint, exit 0, for a folder that is not there
@@ -542,16 +551,16 @@ def _cmd_models(args) -> int:
         size = f"{s.size}x{s.size}x{s.channels}"
         print(f"  {name:14s} {size:11s} {info.description}")
     print(f"checkpoints in {root}:")
-    for card_path in sorted(root.glob("*/card.json")):
+    for folder in checkpoint_folders(root):
         try:
-            card = read_card(card_path.parent)
+            card = read_card(folder)
         except CheckpointError as err:
-            print(f"  {card_path.parent.name}: unusable ({err})")
+            print(f"  {folder.name}: unusable ({err})")
             continue
         measured = "; ".join(f"{m['dataset']}/{m['split']} acc {100 * m['accuracy']:.2f} %" for m in card.get("metrics", []))
         spec = card["input_spec"]  # a checkpoint's own input (Conv-cut's was trained at 112, its architecture's 224)
         size = f"{spec['size']}x{spec['size']}x{spec['channels']}"
-        print(f"  {card_path.parent.name:24s} {card['model']:14s} {size:11s} {len(card['labels'])} classes  "
+        print(f"  {folder.name:24s} {card['model']:14s} {size:11s} {len(card['labels'])} classes  "
               f"{measured or 'not evaluated'}")
     return 0
 
@@ -572,8 +581,7 @@ def _cmd_explain(args) -> int:
     search = find_faces(load_photo(args.photo), whole_image=args.whole_image, margin=args.margin, align=args.align)
     if search.note:
         print(f"note: {search.note}")
-    if search.no_face:
-        raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
+    refuse_no_face(search, args.photo)
     face = search.pick(args.face)
     print(f"{args.photo}: {plural(len(search.faces), 'face')} found; explaining face {face}"
           + (" (whole image)" if search.faces[face].whole_image else "")
@@ -608,7 +616,8 @@ def _cmd_explain(args) -> int:
                                deletion_steps=args.deletion_steps, n_random=args.random_maps,
                                **({} if args.ig_steps is None else {"ig_steps": args.ig_steps}),
                                progress=progress)
-    view = dict(scale=args.scale, clip_percentile=args.clip_percentile, alpha=args.alpha, cmap=args.cmap)
+    view = {k: v for k, v in dict(scale=args.scale, clip_percentile=args.clip_percentile, alpha=args.alpha,
+                                  cmap=args.cmap).items() if v is not None}  # None: the drawing's own default
     if args.card:
         from ferx.explain.card import write_card
 
@@ -731,8 +740,7 @@ def _cmd_sanity(args) -> int:
     search = find_faces(load_photo(args.photo), whole_image=args.whole_image)
     if search.note:  # as ferx explain says it
         print(f"note: {search.note}")
-    if search.no_face:
-        raise ValueError(f"no face found in {args.photo}; pass --whole-image to score the whole image as a face")
+    refuse_no_face(search, args.photo)
     face = search.faces[search.pick(args.face)]
     x = face.model_input(loaded.input_spec).to(loaded.device)
     with terminal_progress() as progress:
@@ -776,10 +784,11 @@ class _RegistryHelp(argparse.HelpFormatter):
             from ferx.explain.methods import method_help
 
             text = text.replace("{methods}", method_help())
-        if "{cmaps}" in text:
-            from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP
+        if "{cmaps}" in text or "{clip_percentile}" in text or "{alpha}" in text:
+            from ferx.explain.overlay import ALPHA, CLIP_PERCENTILE, DEFAULT_CMAP, DEFAULT_SIGNED_CMAP
 
-            text = text.replace("{cmaps}", f"{DEFAULT_CMAP}, {DEFAULT_SIGNED_CMAP} for signed maps")
+            text = (text.replace("{cmaps}", f"{DEFAULT_CMAP}, {DEFAULT_SIGNED_CMAP} for signed maps")
+                    .replace("{clip_percentile}", f"{CLIP_PERCENTILE:g}").replace("{alpha}", f"{ALPHA:g}"))
         if "{baselines}" in text:
             from ferx.explain.attributions import BASELINES, DELETION_BASELINE
 
@@ -802,7 +811,7 @@ class _RegistryHelp(argparse.HelpFormatter):
 
 
 def _inference_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=positive_int, default=256, help="faces per forward pass")  # its default: _say_defaults
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="faces per forward pass")  # ferx.inference.BATCH_SIZE (not imported: torch)
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--data-root", **DATA_ROOT)
 
@@ -827,7 +836,7 @@ def faces_chosen(args) -> None:
 
 
 def _precision_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",  # ferx.device.PRECISIONS
                         help="auto: bf16 autocast on CUDA; on a CPU with native bf16 (AVX512-BF16/AMX) only for a "
                              "checkpoint whose card shows bf16 agrees with fp32 (bench/bench_bf16.py --write-cards), "
                              "else fp32; the precision used is reported (and keys analyze's cache)")
@@ -842,12 +851,13 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="unpack and inspect datasets").add_subparsers(dest="data_command", required=True)
     prep = data.add_parser("prepare", help="unpack the ../shared/datasets archives into the data root")
     datasets = ", ".join(list_datasets())
+    dataset_help = f"{datasets}, or a path to an image folder or zip"  # every command that reads a split
     prep.add_argument("names", nargs="*", help=f"{datasets} (default: all)")
     prep.add_argument("--source", default=None, help="folder holding the .tar archives (default: ../shared/datasets)")
     prep.add_argument("--data-root", **data_root)
     prep.set_defaults(func=_cmd_data_prepare)
     info = data.add_parser("info", help="image and class counts of a dataset's splits")
-    info.add_argument("dataset", help=f"{datasets}, or a path to an image folder or zip")
+    info.add_argument("dataset", help=dataset_help)
     info.add_argument("--splits", nargs="+", default=["train", "val", "test"], help="default: train val test")
     info.add_argument("--data-root", **data_root)
     info.set_defaults(func=_cmd_data_info)
@@ -930,7 +940,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class metrics, confusion matrix and ECE as JSON")
     ev.add_argument("checkpoint", type=checkpoint_folder, help=CHECKPOINT_HELP)
-    ev.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
+    ev.add_argument("--dataset", required=True, help=dataset_help)
     ev.add_argument("--split", default="test", help="train, val or test (default: %(default)s; a folder without split folders: all)")
     ev.add_argument("--limit", type=positive_int, default=None,
                     help="score only N images spread evenly over the split (a fixed slice with every class)")
@@ -943,7 +953,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="metrics, confusion matrices, calibration, embeddings and failure cases")
     an.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
-    an.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
+    an.add_argument("--dataset", required=True, help=dataset_help)
     an.add_argument("--split", default="test", help="default: %(default)s (a folder without split folders: all)")
     an.add_argument("--calibrate", action="store_true", help="fit a temperature on the val split and apply it")
     an.add_argument("--embeddings", nargs="*", default=["pca"], choices=["pca", "tsne", "umap"],
@@ -970,7 +980,7 @@ def build_parser() -> argparse.ArgumentParser:
     rg = sub.add_parser("regions", help="facial-region breakdown of Grad-CAM and native attention per model and "
                         "true class (mean-face template)")
     rg.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
-    rg.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
+    rg.add_argument("--dataset", required=True, help=dataset_help)
     rg.add_argument("--split", default="test", help="default: %(default)s (a folder without split folders: all)")
     rg.add_argument("--per-class", type=non_negative_int, default=100, help="faces per true class (the first in split order; 0: all; default: %(default)s)")
     rg.add_argument("--out", default=None, help="folder for regions.csv and regions.html")
@@ -979,7 +989,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bu = sub.add_parser("bundle", help="precompute a Dataset-tab bundle (faces, runs, projections) for a Space")
     bu.add_argument("checkpoints", nargs="+", type=checkpoint_folder, help=f"one or more: {CHECKPOINT_HELP}")
-    bu.add_argument("--dataset", required=True, help=f"{datasets}, or a path to an image folder or zip")
+    bu.add_argument("--dataset", required=True, help=dataset_help)
     bu.add_argument("--split", default="test")
     bu.add_argument("--out", default="spaces/bundle",
                     help="bundle folder (default: %(default)s, from the current folder); a split already in it is replaced")
@@ -996,7 +1006,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("explain", help="explain a photo: faces, maps and faithfulness as a PNG panel and JSON",
                         formatter_class=_RegistryHelp)
-    ex.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
+    ex.add_argument("photo", help=PHOTO_HELP)
     ex.add_argument("--model", action="append", required=True,
                     help=f"{CHECKPOINT_HELP}, or a registry name with --untrained; repeat for several models")
     ex.add_argument("--untrained", action="store_true",
@@ -1006,18 +1016,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--target", default=None,
                     help="class to explain, by name (every model) or index (default: each model's prediction)")
     ex.add_argument("--contrast", default=None, help="explain --target over this class")
-    ex.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
-    ex.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
+    ex.add_argument("--face", type=int, default=0, help=FACE_HELP)
+    ex.add_argument("--whole-image", action="store_true", help=WHOLE_IMAGE_HELP)
     ex.add_argument("--margin", type=crop_margin, default=DEFAULT_MARGIN,
                     help=f"crop margin, a fraction of the face box per side, {MARGINS[0]:g} to {MARGINS[1]:g} "
                          f"(default {DEFAULT_MARGIN:g})")
     ex.add_argument("--align", action="store_true", help="rotate the face crop so the eyes are level (off by default: "
                     "bench/bench_alignment.py measured it does not help)")
-    ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",
+    ex.add_argument("--scale", choices=["per-map", "shared"], default="per-map",  # ferx.explain.overlay.SCALES
                     help="colour scale per map, or shared by each method across models")
-    ex.add_argument("--clip-percentile", type=percentile, default=99.0,
-                    help="the colour scale's top: this percentile of the map's values (default 99)")
-    ex.add_argument("--alpha", type=fraction, default=0.5, help="map opacity, 0 to 1 (default 0.5)")
+    ex.add_argument("--clip-percentile", type=percentile, default=None,  # None: ferx.explain.overlay's default
+                    help="the colour scale's top: this percentile of the map's values (default {clip_percentile})")
+    ex.add_argument("--alpha", type=fraction, default=None, help="map opacity, 0 to 1 (default {alpha})")
     ex.add_argument("--cmap", default=None, help="matplotlib colormap (default: {cmaps})")
     ex.add_argument("--baseline", default=None,
                     help="what deleted pixels become in the deletion/insertion test: {baselines}")
@@ -1038,7 +1048,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sa = sub.add_parser("sanity", help="sanity check of the maps: randomise the model from the head down and see "
                         "which maps change (Adebayo et al. 2018)", formatter_class=_RegistryHelp)
-    sa.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
+    sa.add_argument("photo", help=PHOTO_HELP)
     sa.add_argument("--model", required=True, help=CHECKPOINT_HELP)
     sa.add_argument("--method", action="append", default=None,
                     help="{methods}; repeat for several (default: {sanity_methods}; native only where the model has it)")
@@ -1047,22 +1057,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="groups of layers randomised one after another (default: {sanity_steps}; at most the model's "
                          "layers with weights)")
     sa.add_argument("--seed", type=int, default=0)
-    sa.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like: detector confidence and size)")
-    sa.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
+    sa.add_argument("--face", type=int, default=0, help=FACE_HELP)
+    sa.add_argument("--whole-image", action="store_true", help=WHOLE_IMAGE_HELP)
     sa.add_argument("--out", default=None, help="PNG path (default: PHOTO_sanity.png here); the JSON goes beside it")
     sa.add_argument("--device", default="auto", help=DEVICE_HELP)
     sa.set_defaults(func=_cmd_sanity)
 
     oc = sub.add_parser("occlude", help="occlusion brush: fill the painted pixels of a photo and see each model's "
                         "probabilities change")
-    oc.add_argument("photo", help="an image file (JPEG, PNG, WebP, BMP, ...)")
+    oc.add_argument("photo", help=PHOTO_HELP)
     oc.add_argument("--mask", required=True, help="an image of the photo's size: painted where its alpha is above 0, "
                     "or (no alpha) where it is brighter than mid-grey")
     oc.add_argument("--model", action="append", required=True, help=f"{CHECKPOINT_HELP}; repeat for several")
     oc.add_argument("--fill", default="blur", choices=["blur", "mean", "black"],  # ferx.explain.occlusion.FILLS
                     help="what painted pixels become: blur, mean (grey) or black")
     oc.add_argument("--face", type=int, default=0, help="which face (0 = the most face-like)")
-    oc.add_argument("--whole-image", action="store_true", help="skip face detection: score the whole image as a face")
+    oc.add_argument("--whole-image", action="store_true", help=WHOLE_IMAGE_HELP)
     oc.add_argument("--out", default=None, help="JSON path (.json; x.png or x says the same: x.json) for every model's "
                     "probabilities before and after; a PNG of the face before and after and the probabilities goes "
                     "beside it")
@@ -1070,7 +1080,7 @@ def build_parser() -> argparse.ArgumentParser:
     oc.set_defaults(func=_cmd_occlude)
 
     app = sub.add_parser("app", help="the Gradio web UI (defaults from $FERX_* environment variables)")
-    app.add_argument("--data-root", default=None, help="dataset root (default: $FERX_DATA_ROOT, else the project's datasets/)")
+    app.add_argument("--data-root", **DATA_ROOT)
     app.add_argument("--checkpoints", default=None,
                      help="checkpoint folder (default: $FERX_CHECKPOINTS, else the project's checkpoints/)")
     from webapp.config import setting_text  # light: the defaults as $FERX_DEVICE, $FERX_HOST, $FERX_PORT say

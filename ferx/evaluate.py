@@ -13,13 +13,13 @@ from ferx.data.datasets import load_split, split_title
 from ferx.data.labels import in_canonical_order, label_mapping
 from ferx.data.packed import PackedSplit, faces_note, left_out, pack_options, pack_split, spread_indices
 from ferx.device import resolve_device
-from ferx.inference import predict_probs
+from ferx.inference import BATCH_SIZE, predict_probs
 
 
 CHECK_SLICE = 500
 
 
-def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256, progress: bool = False,
+def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = BATCH_SIZE, progress: bool = False,
                  precision: str = "auto") -> dict:
     """Metrics of a loaded checkpoint on packed images, in the model's label space.
 
@@ -48,7 +48,7 @@ def score_packed(loaded: LoadedModel, packed: PackedSplit, batch_size: int = 256
 
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str, split: str = "test", data_root: str | Path | None = None,
-                        device: str = "auto", limit: int | None = None, batch_size: int = 256,
+                        device: str = "auto", limit: int | None = None, batch_size: int = BATCH_SIZE,
                         progress: bool = True, faces: str = "given", face: str = "best",
                         detector: str | None = None, precision: str = "auto") -> dict:
     """``faces="detect"``: the dataset's images are photos; their faces are found and cropped as the app

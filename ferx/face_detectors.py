@@ -31,10 +31,13 @@ from typing import Callable
 
 import numpy as np
 
+from ferx.registry import Registry
+
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # as seen in the image
 MIN_CONFIDENCE = 0.85  # MTCNN O-net probability below which a box is dropped (bench: background boxes score 0.7-0.9)
 DETECT_SIDE = 1024  # faces are searched for on a copy at most this large (speed)
 SEARCH_MIN_SIDE = 240  # ... and at least this large on its shorter side (tiny photos need context)
+MIN_FACE_FRAC = 0.08  # faces smaller than this share of a photo's shorter side are not searched for
 BORDER = 0.12  # a border of replicated pixels (this share of the longer side) lets faces that touch the edge be found
 
 
@@ -70,21 +73,18 @@ class DetectorInfo:
     run: Callable[[np.ndarray, int], list[Detection]]  # (rgb, min face side in its pixels) -> raw detections
 
 
-DETECTORS: dict[str, DetectorInfo] = {}
+DETECTORS: Registry[DetectorInfo] = Registry("face detector", "detectors", missing=ValueError)
 DEFAULT_DETECTOR = "mtcnn"
 
 
 def register_detector(name: str, title: str, *, landmarks: bool, source: str):
     def wrap(fn):
-        DETECTORS[name] = DetectorInfo(name, title, landmarks, source, fn)
+        DETECTORS.add(name, DetectorInfo(name, title, landmarks, source, fn))
         return fn
     return wrap
 
 
-def get_detector(name: str) -> DetectorInfo:
-    if name not in DETECTORS:
-        raise ValueError(f"unknown face detector {name!r}; choose from {', '.join(DETECTORS)}")
-    return DETECTORS[name]
+get_detector = DETECTORS.get
 
 
 _FREE: dict[str, list] = {}  # detectors not in use, by name: cv2.dnn nets and cascades cannot be shared
@@ -138,12 +138,12 @@ def _make_cascade():
 
 @register_detector("haar", "Haar cascade (OpenCV)", landmarks=False,
                    source="opencv-python-headless 4.x (Apache-2.0): haarcascade_frontalface_default.xml")
-def _run_haar(rgb: np.ndarray, min_side: int, min_neighbors: int = 5) -> list[Detection]:
+def _run_haar(rgb: np.ndarray, min_side: int) -> list[Detection]:
     import cv2
 
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     with _borrowed("haar", _make_cascade) as cascade:
-        rects, _, weights = cascade.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=min_neighbors,
+        rects, _, weights = cascade.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=5,
                                                       minSize=(min_side, min_side), outputRejectLevels=True)
     return [Detection(np.array([x, y, x + w, y + h], dtype=np.float64), float(wt), None, "haar")
             for (x, y, w, h), wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1))]
@@ -199,7 +199,7 @@ def rank_detections(found: list[Detection], min_confidence: float | None = MIN_C
     return sorted(kept, key=lambda d: -d.rank)
 
 
-def detect(rgb: np.ndarray, detector: str = DEFAULT_DETECTOR, *, min_face_frac: float = 0.08) -> list[Detection]:
+def detect(rgb: np.ndarray, detector: str = DEFAULT_DETECTOR, *, min_face_frac: float = MIN_FACE_FRAC) -> list[Detection]:
     """Faces of ``rgb`` (uint8 H x W x 3), best first, in ``rgb``'s pixels. Faces smaller than
     ``min_face_frac`` of the shorter side are ignored. Haar has no probability: its boxes are
     only size-ordered (largest first) after the same plausibility check."""

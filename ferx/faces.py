@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ferx.face_detectors import MIN_FACE_FRAC
 from ferx.paths import IMAGE_FORMATS
 from ferx.text import plural
 
@@ -125,13 +126,18 @@ def open_image(source: str | Path | bytes, *, name: str | None = None,
     except Image.DecompressionBombError as err:  # Pillow's own limit (2 x 89 MP) fired first
         found = re.search(r"\((\d+) pixels\)", str(err))
         declared = f"declares {int(found.group(1)) / 1e6:.0f} MP" if found else str(err)
-        raise ImageError(f"{name}: {declared}, above the {max_pixels / 1e6:.0f} MP limit; refusing to decode it "
-                         "(possible decompression bomb)") from None
+        raise _bomb(name, declared, max_pixels) from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image ferx reads ({READABLE})") from None
     except Exception as err:  # OSError, or a plugin's ValueError (a PNG text chunk too large to decompress ...)
         raise ImageError(f"{name}: cannot read it ({_reason(err)})") from None
     return im, name, nbytes
+
+
+def _bomb(name: str, declared: str, max_pixels: int) -> ImageError:
+    """The refusal of an image that declares more pixels than ``max_pixels`` (Pillow's limit or ferx's own)."""
+    return ImageError(f"{name}: {declared}, above the {max_pixels / 1e6:.0f} MP limit; refusing to decode it "
+                      "(possible decompression bomb)")
 
 
 def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes: int | None = None) -> Photo:
@@ -144,8 +150,7 @@ def _decode(im: Image.Image, name: str, max_pixels: int, work_side: int, nbytes:
         f = work_side / max(width, height)
         im.draft("RGB", (math.ceil(width * f), math.ceil(height * f)))
     if im.size[0] * im.size[1] > max_pixels:  # the pixels it would decode
-        raise ImageError(f"{name}: declares {width}x{height} = {width * height / 1e6:.0f} MP, above the "
-                         f"{max_pixels / 1e6:.0f} MP limit; refusing to decode it (possible decompression bomb)")
+        raise _bomb(name, f"declares {width}x{height} = {width * height / 1e6:.0f} MP", max_pixels)
     blocks = math.ceil(width / 8) * math.ceil(height / 8)
     if im.format == "JPEG" and nbytes is not None and nbytes * 8 < blocks:
         # every 8x8 block costs a JPEG at least one bit; libjpeg fills what is missing with gray and only warns
@@ -317,14 +322,6 @@ class FaceSearch:
         return index
 
 
-def detect_faces(rgb: np.ndarray, *, min_face_frac: float = 0.08, detector: str | None = None) -> list[tuple[np.ndarray, float]]:
-    """Face boxes ``(x0, y0, x1, y1)`` in ``rgb``'s pixels with their confidences, best first
-    (:func:`ferx.face_detectors.detect`). Faces smaller than ``min_face_frac`` of the shorter side are ignored."""
-    from ferx.face_detectors import DEFAULT_DETECTOR, detect
-
-    return [(d.box, d.confidence) for d in detect(rgb, detector or DEFAULT_DETECTOR, min_face_frac=min_face_frac)]
-
-
 def square_crop(rgb: np.ndarray, box, margin: float = DEFAULT_MARGIN, max_side: int = CROP_SIDE):
     """The square around ``box`` (x0, y0, x1, y1) enlarged by ``margin`` of its size on each side.
     Returns the crop (edge-replicated where it leaves the image), the integer square and whether
@@ -387,7 +384,7 @@ def _face(rgb, box, landmarks, source, margin, align, to_original, inv, **fields
 
 
 def find_faces(photo: Photo, *, whole_image: bool = False, margin: float = DEFAULT_MARGIN,
-               min_face_frac: float = 0.08, align: bool = False, detector: str | None = None) -> FaceSearch:
+               min_face_frac: float = MIN_FACE_FRAC, align: bool = False, detector: str | None = None) -> FaceSearch:
     """Every face of ``photo``, best first, each with the square crop models score and its landmarks.
 
     ``whole_image=True`` skips detection and scores the whole image (padded to a square) as one

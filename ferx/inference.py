@@ -15,6 +15,8 @@ from ferx.device import autocast_bf16
 from ferx.memory_format import channels_last, evaluating, fast_forward
 from ferx.models import InputSpec
 
+BATCH_SIZE = 256  # faces per forward pass of batch inference (evaluate, analyze; their CLI --batch-size says the same)
+
 
 def _run_batches(model: nn.Module, spec: InputSpec, images, batch_size: int, progress: bool, desc: str,
                  forward: Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, ...]],
@@ -39,7 +41,7 @@ def _run_batches(model: nn.Module, spec: InputSpec, images, batch_size: int, pro
     return [torch.cat(parts) for parts in zip(*outputs)]
 
 
-def predict_logits(model: nn.Module, spec: InputSpec, images: np.ndarray | torch.Tensor, batch_size: int = 256,
+def predict_logits(model: nn.Module, spec: InputSpec, images: np.ndarray | torch.Tensor, batch_size: int = BATCH_SIZE,
                    progress: bool = False, desc: str = "predicting", precision: str = "auto") -> torch.Tensor:
     """Logits (float32, on CPU) for uint8 images, in batches on the model's device."""
     return _run_batches(model, spec, images, batch_size, progress, desc, lambda m, x: (m(x),), precision=precision)[0]
@@ -50,7 +52,7 @@ def _logits_and_embedding(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
     return model.forward_head(features), model.forward_head(features, pre_logits=True)
 
 
-def predict_logits_and_embeddings(model: nn.Module, spec: InputSpec, images, batch_size: int = 256,
+def predict_logits_and_embeddings(model: nn.Module, spec: InputSpec, images, batch_size: int = BATCH_SIZE,
                                   progress: bool = False, hold: Callable[[], ContextManager] = nullcontext,
                                   precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and the model's embedding (``forward_head(..., pre_logits=True)``) in one pass;
@@ -60,7 +62,7 @@ def predict_logits_and_embeddings(model: nn.Module, spec: InputSpec, images, bat
     return logits, embeddings
 
 
-def predict_probs(model: nn.Module, spec: InputSpec, images, batch_size: int = 256, progress: bool = False,
+def predict_probs(model: nn.Module, spec: InputSpec, images, batch_size: int = BATCH_SIZE, progress: bool = False,
                   precision: str = "auto") -> np.ndarray:
     return torch.softmax(predict_logits(model, spec, images, batch_size, progress, precision=precision), 1).numpy()
 

@@ -23,6 +23,7 @@ IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff
 # bytes never reach PostScript (Ghostscript), PDF, ICO or any other exotic plugin, whatever the
 # file's name says. PPM reads .pgm; phones' multi-picture JPEGs open through JPEG.
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM")
+CARD = "card.json"  # a checkpoint is a folder that holds its card (ferx.checkpoint writes and reads it)
 
 
 # the checkout ferx runs from (an editable install or ``python -m`` in the repository), if any
@@ -44,10 +45,14 @@ def default_checkpoints() -> Path:
     return _project_folder("FERX_CHECKPOINTS", "checkpoints")
 
 
+def checkpoint_folders(root: Path) -> list[Path]:
+    """The checkpoint folders (those with a card) in ``root``, by name; none where ``root`` is no folder."""
+    return sorted(card.parent for card in Path(root).glob(f"*/{CARD}")) if Path(root).is_dir() else []
+
+
 def committed_checkpoints() -> list[str]:
-    """The names of the checkpoint folders (those with a card) under :func:`default_checkpoints`."""
-    root = default_checkpoints()
-    return sorted(card.parent.name for card in root.glob("*/card.json")) if root.is_dir() else []
+    """The names of the checkpoint folders under :func:`default_checkpoints`."""
+    return [folder.name for folder in checkpoint_folders(default_checkpoints())]
 
 
 def checkpoint_path(value: str | Path) -> Path:
@@ -69,7 +74,7 @@ def naming_a_checkpoint() -> str:
 def no_checkpoint(value: str | Path) -> str:
     """Why ``value`` names no checkpoint, and how to name one: the one message of every command that takes
     a checkpoint (``ferx evaluate nosuch`` and ``ferx explain --model nosuch`` alike)."""
-    what = f"{value} is a folder without card.json" if checkpoint_path(value).is_dir() else f"{value}: no such checkpoint"
+    what = f"{value} is a folder without {CARD}" if checkpoint_path(value).is_dir() else f"{value}: no such checkpoint"
     return f"{what}: {naming_a_checkpoint()}"
 
 

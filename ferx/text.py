@@ -19,9 +19,9 @@ def number(value, digits: int = 2) -> str:
     return "—" if value is None or value != value else f"{value:.{digits}f}"
 
 
-def plural(n: int, noun: str, plural_form: str | None = None) -> str:
-    """'1 face', '3 faces', '0 faces'."""
-    return f"{n:,} {noun if n == 1 else plural_form or noun + 's'}"
+def plural(n: int, noun: str) -> str:
+    """'1 face', '3 faces', '0 faces' (a regular noun: every one ferx counts)."""
+    return f"{n:,} {noun if n == 1 else noun + 's'}"
 
 
 def short_count(n: int) -> str:

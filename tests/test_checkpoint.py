@@ -116,8 +116,6 @@ def test_corrupt_or_mismatched_checkpoints_are_refused(lanmsff_ckpt, tmp_path):
     _, path = lanmsff_ckpt
     with pytest.raises(CheckpointError, match="holds a 'lanmsff' model, not 'convcut'"):
         load_checkpoint(path, expect_model="convcut")
-    with pytest.raises(CheckpointError, match="predicts"):
-        load_checkpoint(path, expect_labels=FER2013_7)
     with pytest.raises(CheckpointError, match="not a ferx checkpoint"):
         load_checkpoint(tmp_path / "nowhere")
 

@@ -259,3 +259,23 @@ def test_no_module_imports_a_module_that_imports_it_back():
     assert "ferx.paths" in graph["ferx.data.datasets"] and "ferx.cache" in graph["ferx.data.packed"]  # it sees edges
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # and it sees circles
     assert cycles(graph) == []
+
+
+def test_the_command_line_offers_the_choices_and_defaults_the_library_declares():
+    """ferx's parser imports no torch (``ferx --help`` starts in 0.4 s), so a few choices and defaults of modules
+    that do are written out again in ferx/cli.py: they must stay the library's."""
+    from ferx.cli import build_parser
+    from ferx.device import PRECISIONS
+    from ferx.explain.overlay import SCALES
+    from ferx.inference import BATCH_SIZE
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+
+    def option(command: str, flag: str):
+        return next(a for a in commands[command]._actions if flag in a.option_strings)
+
+    assert option("explain", "--scale").choices == list(SCALES) and option("explain", "--scale").default == SCALES[0]
+    for command in ("evaluate", "analyze", "train"):
+        assert option(command, "--precision").choices == list(PRECISIONS), command
+    for command in ("evaluate", "analyze"):
+        assert option(command, "--batch-size").default == BATCH_SIZE, command

@@ -14,9 +14,10 @@ from ferx.data.datasets import load_fer2013
 from ferx.data.packed import pack_split
 from ferx.data.photos import example_faces
 from ferx.explain.methods import map_caption, reading, units
-from ferx.explain.overlay import flat_range, map_scales
+from ferx.explain.overlay import CLIP_PERCENTILE, flat_range, map_scales
 from ferx.explain.regions import breakdown_line
 from ferx.explain.report import explain_photo
+from ferx.faces import SMALL_FACE_SIDE
 from ferx.models import get_model_info
 from webapp.app_context import AppContext
 from webapp.errors import user_errors
@@ -28,9 +29,9 @@ from webapp.uploads import user_temp_dir
 
 HELP = ("Upload a photo, take one with the webcam, or pick an example. Faces are found with MTCNN (five landmarks; "
         "face 0 is the most face-like by detector confidence and size — click a box to score another face); images "
-        "under 96 px are scored as already-cropped faces. Each model scores the square crop shown. **Native** maps are the network's own "
+        f"under {SMALL_FACE_SIDE} px are scored as already-cropped faces. Each model scores the square crop shown. **Native** maps are the network's own "
         "attention (part of how it predicts); **Grad-CAM** is an after-the-fact explanation of the predicted "
-        "class. Each map is coloured from its own minimum to its 99th percentile (the numbers on its colour bar): "
+        f"class. Each map is coloured from its own minimum to its {CLIP_PERCENTILE:g}th percentile (the numbers on its colour bar): "
         "compare where models look, not raw magnitudes, which differ between networks.")
 POST_HOC = "gradcam"
 
@@ -108,8 +109,8 @@ def compare(bank: ModelBank, path, whole_image, index):
         shown = [i for i in (native, cam) if i is not None]  # the maps drawn, and only those, are read out
         outputs += [{c: float(p) for c, p in zip(ex.classes, ex.probs)},
                     verdict(ex) + "".join(region_text(ex.maps[i], sc[i]) for i in shown),
-                    None if native is None else tile(crop, ex.maps[native].crop_values, sc[native], None, 0.5),
-                    tile(crop, ex.maps[cam].crop_values, sc[cam], None, 0.5)]
+                    None if native is None else tile(crop, ex.maps[native].crop_values, sc[native]),
+                    tile(crop, ex.maps[cam].crop_values, sc[cam])]
     note = (found_line(search, result.face)
             + f" · {time.perf_counter() - start:.2f} s" + (f"  \n_{search.note}_" if search.note else ""))
     return [note, annotate(search, result.face), crop_strip(search)] + outputs

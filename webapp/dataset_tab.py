@@ -38,7 +38,7 @@ from ferx.paths import cache_root
 from ferx.text import choices_text, number, plural
 from webapp.app_context import AppContext
 from webapp.config import AppConfig
-from webapp.errors import user_errors
+from webapp.errors import at_least_one, user_errors
 from webapp.tables import result_table
 from webapp.inputs import count_box
 from webapp.links import dataset_face_file
@@ -54,6 +54,7 @@ FAILURE_VIEWS = {**{kind.replace("_", " ").capitalize(): kind for kind in FAILUR
                  "Model A vs B disagreement": "disagreement"}
 SPLIT_CHOICES = [s for s in reversed(SPLITS) if s != "all"]  # test, val, train: the split to analyse first
 GALLERY_LIMIT = 60  # faces per gallery page
+GALLERY_PROMPT = "Click a matrix cell, lasso embedding points or show failures: the faces appear here."  # until a selection
 # the narrowest the matrices' column may be: an 8-class matrix's table is 691 px wide. Beside the gallery at a 1,024-px
 # window (a projector) or at 200 % zoom it had 564 or 366 px and hid its last two or five columns (neutral, contempt)
 # behind a sideways scroll. With the gallery's 320 px, the two share a row from a 1,280-px window up
@@ -143,7 +144,7 @@ def gallery_page(analysis: Analysis, chosen: dict | None, sort: str, page) -> tu
     of two models: ``#12 sad · A angry 0.81 · B sad 0.64``), the sample ids shown (a click maps back through them),
     the title, the summary (of both models) and the page number."""
     if analysis is None or not chosen:
-        return [], [], "Click a matrix cell, lasso embedding points or show failures: the faces appear here.", "", 1
+        return [], [], GALLERY_PROMPT, "", 1
     votes = analysis.packed.soft_targets
     frame = selection_frame(analysis.run(chosen["model"]), chosen["ids"], sort, votes=votes)
     versus = chosen.get("versus")
@@ -248,8 +249,7 @@ def run_analysis(bank: ModelBank, cfg: AppConfig, name, split_name, zip_file, ch
 
 
 def _analyse(bank, cfg, name, split_name, zip_file, chosen, calib, check, progress, faces, face):
-    if not chosen:
-        raise gr.Error("Choose at least one model.")
+    at_least_one(chosen, "model")
     if not (zip_file or name):
         raise gr.Error(no_dataset_text(cfg.data_root))
     progress(0, desc="reading faces")
@@ -581,8 +581,7 @@ def _gallery_views() -> SimpleNamespace:
     with gr.Row():
         failure_kind = gr.Dropdown(list(FAILURE_VIEWS), value="Confident mistakes", label="Failure gallery")
         failure_button = gr.Button("Show failures")
-    title = gr.Markdown("Click a matrix cell, lasso embedding points or show failures: the faces appear here.",
-                        elem_id="dataset-gallery-title")
+    title = gr.Markdown(GALLERY_PROMPT, elem_id="dataset-gallery-title")
     summary = gr.Markdown(elem_id="dataset-selection-summary")
     with gr.Row():
         sort = gr.Dropdown(list(SORTS), value="as given", label="Sort by")

@@ -78,3 +78,9 @@ def given(fn, *args, **kwargs):
 
     bound.__signature__ = inspect.signature(functools.partial(fn, *args, **kwargs))
     return bound
+
+
+def at_least_one(chosen, what: str) -> None:
+    """The one refusal of a handler run with nothing ticked: "Choose at least one model." (or method)."""
+    if not chosen:
+        raise gr.Error(f"Choose at least one {what}.")

@@ -21,11 +21,12 @@ import gradio as gr
 from ferx.explain.card import write_card
 from ferx.explain.methods import FAMILIES, get_method, list_methods, map_caption, reading, units
 from ferx.explain.attributions import BASELINES, DELETION_BASELINE
-from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, describe_scale, flat_range, map_scales
+from ferx.explain.overlay import (ALPHA, CLIP_PERCENTILE, DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, describe_scale, flat_range,
+                                  map_scales)
 from ferx.explain.regions import REGIONS, breakdown_line
 from ferx.explain.report import FAITHFULNESS_COST, explain_photo
 from ferx.models import get_model_info, list_models
-from webapp.errors import given, user_errors
+from webapp.errors import at_least_one, given, user_errors
 from webapp.links import face_of, is_origin_of, linked_settings, view_link
 from webapp.narrow import scroll_to_on_narrow
 from webapp.explaining import (CHANNEL_READING, baseline_line, channel_tile, faithfulness_line, faithfulness_tag,
@@ -94,11 +95,9 @@ def explain(bank, path, whole_image, index, chosen, use_native, cam_methods, cap
     settings = {k: v for k, v in locals().items() if k in LINKED}  # as the user set them: the card and link say so
     if not path:
         raise gr.Error("Upload a photo (or open a face from the Dataset tab) first.")
-    if not chosen:
-        raise gr.Error("Choose at least one model.")
+    at_least_one(chosen, "model")
     methods = (["native"] if use_native else []) + list(cam_methods) + list(captum_methods)
-    if not methods:
-        raise gr.Error("Choose at least one method.")
+    at_least_one(methods, "method")
     search = search_faces(path, bool(whole_image))
     if search.no_face:
         raise gr.Error(f"No face found in {search.photo.name}. Tick 'Score the whole image as a face' to explain it "
@@ -266,11 +265,11 @@ def build_explain_tab(ctx) -> None:
                 contrast = gr.Dropdown(["none"] + classes, value="none", label="…over (contrastive)")
         with gr.Column(scale=3):
             with gr.Row():
-                alpha = gr.Slider(0, 1, 0.5, step=0.05, label="Opacity")
+                alpha = gr.Slider(0, 1, ALPHA, step=0.05, label="Opacity")
                 cmap = gr.Dropdown(["auto"] + COLORMAPS, value="auto",
                                    label=f"Colormap (auto: {DEFAULT_CMAP}, {DEFAULT_SIGNED_CMAP} for signed)")
             with gr.Row():
-                clip = gr.Slider(90, 100, 99, step=0.5, label="Clip at percentile")
+                clip = gr.Slider(90, 100, CLIP_PERCENTILE, step=0.5, label="Clip at percentile")
                 shared = gr.Checkbox(True, label="Shared scale (one per method across models)")
             with gr.Row():
                 faithful = gr.Checkbox(True, label="Faithfulness (deletion / insertion vs random maps)")

@@ -12,7 +12,7 @@ import cv2
 import gradio as gr
 import numpy as np
 
-from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, overlay
+from ferx.explain.overlay import ALPHA, DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, MapScale, colormap, overlay
 from ferx.explain.report import ModelExplanation
 from ferx.faces import WORK_SIDE, FaceSearch, find_faces, load_photo
 from ferx.text import plural
@@ -143,7 +143,8 @@ def from_png(data: bytes) -> np.ndarray:
 TILE_MIN = 256  # pixels: the smallest side a map tile is shown at
 
 
-def tile(crop: np.ndarray, values: np.ndarray, scale: MapScale, cmap: str | None, alpha: float) -> np.ndarray:
+def tile(crop: np.ndarray, values: np.ndarray, scale: MapScale, cmap: str | None = None,
+         alpha: float = ALPHA) -> np.ndarray:
     """The map over the crop with a colour bar on its right (labelled with the scale's range)."""
     over = overlay(crop, values, scale, cmap=cmap, alpha=alpha)
     if over.shape[0] < TILE_MIN:  # a 48-px FER face: enlarge, or the map is too small to read

@@ -16,7 +16,7 @@ from ferx.faces import ImageError
 from ferx.live import FRAME_INTERVAL_S, Pacer, map_face, score_frame
 from ferx.memory_format import SMALL_MODEL
 from webapp.app_context import AppContext
-from webapp.errors import user_errors
+from webapp.errors import at_least_one, user_errors
 from webapp.explaining import tile, verdict
 from webapp.inputs import Photo
 from webapp.uploads import KEPT_AT_MOST, photo_state
@@ -63,8 +63,7 @@ def live_maps(bank, face, chosen):
     """Grad-CAM of each chosen model's prediction on the last streamed face, with its verdict. Pressed before
     any face was streamed (a natural first click), or while the stream shows no face, a hint, not an error: the
     gallery stays as it was."""
-    if not chosen:  # first: every model unticked mid-stream also clears the last face (live_step)
-        raise gr.Error("Choose at least one model.")
+    at_least_one(chosen, "model")  # first: every model unticked mid-stream also clears the last face (live_step)
     if face == NO_FACE:
         gr.Info("No face in view: the last frame the stream scored had none. Face the camera, then press "
                 "Maps of this moment again.")
@@ -78,7 +77,7 @@ def live_maps(bank, face, chosen):
         with bank.using(name) as loaded:
             ex = map_face(loaded, face)
         scale = map_scales([ex], "per-map")[0][0]
-        tiles.append((tile(face.crop, ex.maps[0].crop_values, scale, None, 0.5),
+        tiles.append((tile(face.crop, ex.maps[0].crop_values, scale),
                       f"{name} · {map_caption(ex.maps[0])} · {verdict(ex).replace('**', '')}"))
     return tiles
 

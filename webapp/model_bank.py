@@ -23,6 +23,7 @@ from pathlib import Path
 from ferx.checkpoint import CheckpointError, LoadedModel, load_checkpoint, read_card
 from ferx.device import resolve_device
 from ferx.models import list_models
+from ferx.paths import checkpoint_folders
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,14 @@ class ModelBank:
         if not Path(checkpoints).is_dir():  # a wrong path must not read as "no trained weights"
             raise FileNotFoundError(f"checkpoint folder {Path(checkpoints).resolve()} not found: pass --checkpoints "
                                     "DIR or set FERX_CHECKPOINTS")
-        for card_path in sorted(Path(checkpoints).glob("*/card.json")):
-            name = card_path.parent.name
+        for folder in checkpoint_folders(checkpoints):
+            name = folder.name
             try:
-                card = read_card(card_path.parent)
+                card = read_card(folder)
                 if not card.get("metrics"):
                     bank.unusable[name] = "no measured metrics on its card (never evaluated), so not offered"
                     continue
-                bank.models[name] = load_checkpoint(card_path.parent, dev, defer=defer)
+                bank.models[name] = load_checkpoint(folder, dev, defer=defer)
             except CheckpointError as err:
                 bank.unusable[name] = str(err)
                 log.warning("checkpoint %s not offered: %s", name, err)

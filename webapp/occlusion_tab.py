@@ -21,7 +21,7 @@ from ferx.explain.overlay import map_scales
 from ferx.faces import load_photo
 from ferx.models import get_model_info
 from webapp.app_context import AppContext
-from webapp.errors import user_errors
+from webapp.errors import at_least_one, user_errors
 from webapp.explaining import MODEL_COLUMN_PX, face_controls, offer_examples, tile
 from webapp.inputs import PaintedPhoto
 
@@ -49,7 +49,7 @@ def pair_tiles(before, after, crops) -> np.ndarray | None:
     scales = map_scales([before, after], "shared")
     rows = []
     for b, a, sb, sa in zip(before.maps, after.maps, scales[0], scales[1]):
-        left, right = tile(crops[0], b.crop_values, sb, None, 0.5), tile(crops[1], a.crop_values, sa, None, 0.5)
+        left, right = tile(crops[0], b.crop_values, sb), tile(crops[1], a.crop_values, sa)
         rows.append(np.concatenate([left, np.full((left.shape[0], 8, 3), 255, np.uint8), right], 1))
     width = max(r.shape[1] for r in rows)
     return np.concatenate([np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
@@ -90,8 +90,7 @@ def occlude_view(bank, edited, whole_image, index, fill, chosen, with_maps):
 
 
 def occlusion_outputs(bank, photo, mask, whole_image, index, fill, chosen, with_maps, start):
-    if not chosen:
-        raise gr.Error("Choose at least one model.")
+    at_least_one(chosen, "model")
     occluded = occlude_face(photo, mask, face=int(index or 0), whole_image=bool(whole_image), fill=fill)
     outputs = []
     for name in bank.names:

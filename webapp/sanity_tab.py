@@ -15,7 +15,7 @@ from ferx.explain.methods import get_method, list_methods, map_title
 from ferx.explain.sanity import (DEFAULT_METHODS, DEFAULT_STEPS, INDEPENDENT_SPEARMAN, applicable_methods,
                                  cascading_randomization)
 from webapp.app_context import AppContext
-from webapp.errors import given, user_errors
+from webapp.errors import at_least_one, given, user_errors
 from webapp.tables import result_table
 from webapp.explaining import face_and_note, offer_examples, photo_inputs
 from webapp.stops import stoppable
@@ -37,8 +37,7 @@ def run_sanity(bank, path, whole_image, index, model_name, methods, n_steps, req
     """Closing the page stops the check between its steps (:mod:`webapp.stops`)."""
     if not model_name:
         raise gr.Error("Choose a model.")
-    if not methods:
-        raise gr.Error("Choose at least one method.")
+    at_least_one(methods, "method")
     face, note = face_and_note(path, whole_image, index, to="check it")
     progress(0, desc=f"{model_name}: {len(methods)} method(s) × {int(n_steps) + 1} versions of the model")
     def step(fraction, what):

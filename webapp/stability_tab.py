@@ -14,7 +14,7 @@ import pandas as pd
 from ferx.explain.stability import VARIANTS, stability_probe
 from ferx.text import unbroken
 from webapp.app_context import AppContext
-from webapp.errors import user_errors
+from webapp.errors import at_least_one, user_errors
 from webapp.tables import result_table
 from webapp.explaining import face_and_note, offer_examples, photo_inputs
 
@@ -37,8 +37,7 @@ def version_cell(row, label: str) -> str:
 
 @user_errors
 def run_stability(bank, path, whole_image, index, chosen):
-    if not chosen:
-        raise gr.Error("Choose at least one model.")
+    at_least_one(chosen, "model")
     face, note = face_and_note(path, whole_image, index, to="probe it")
     columns, summary = {}, []
     probe = None

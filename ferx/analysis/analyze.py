@@ -15,10 +15,11 @@ from ferx.checkpoint import LoadedModel, load_checkpoint
 from ferx.data.datasets import load_split, split_title
 from ferx.data.packed import PackedSplit, pack_options, pack_split
 from ferx.device import resolve_device
+from ferx.inference import BATCH_SIZE
 
 
 def analyze_packed(models: list[LoadedModel], packed: PackedSplit, val: PackedSplit | None = None, *,
-                   batch_size: int = 256, progress: bool = True, cache_dir: str | Path | None = None,
+                   batch_size: int = BATCH_SIZE, progress: bool = True, cache_dir: str | Path | None = None,
                    hold: Callable[[LoadedModel], ContextManager] | None = None,
                    precision: str = "auto", calibration: str = "temperature scaling") -> list[ModelRun]:
     """One :class:`ModelRun` per loaded model on ``packed`` (cached). With ``val``, a temperature
@@ -55,7 +56,7 @@ def refuse_calibrating_on_itself(packed: PackedSplit, val: PackedSplit, calibrat
 
 
 def analyze(checkpoints: list[str | Path], dataset: str, split: str = "test", *, data_root: str | Path | None = None,
-            device: str = "auto", batch_size: int = 256, calibrate: bool = False, val_split: str = "val",
+            device: str = "auto", batch_size: int = BATCH_SIZE, calibrate: bool = False, val_split: str = "val",
             progress: bool = True, cache_dir: str | Path | None = None, faces: str = "given", face: str = "best",
             detector: str | None = None, precision: str = "auto") -> list[ModelRun]:
     """Load ``checkpoints`` and analyse them on ``dataset``/``split``; ``calibrate`` fits a

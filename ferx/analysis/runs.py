@@ -31,7 +31,7 @@ from ferx.cache import atomic_path, cache_key, cached
 from ferx.checkpoint import LoadedModel
 from ferx.data.labels import get_label_set, label_mapping
 from ferx.data.packed import PackedSplit
-from ferx.inference import predict_logits_and_embeddings
+from ferx.inference import BATCH_SIZE, predict_logits_and_embeddings
 from ferx.paths import cache_dir as default_cache_dir
 
 ANALYSIS_VERSION = 1
@@ -166,7 +166,7 @@ class ModelRun:
         return cls(**meta, **arrays, from_cache=True)
 
 
-def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = 256, progress: bool = True,
+def run_model(loaded: LoadedModel, packed: PackedSplit, *, batch_size: int = BATCH_SIZE, progress: bool = True,
               cache_dir: str | Path | None = None,
               hold: Callable[[], ContextManager] = nullcontext, precision: str = "auto") -> ModelRun:
     """Predictions and embeddings of one checkpoint on one packed split, from the cache when valid;

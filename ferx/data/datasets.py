@@ -109,9 +109,9 @@ class FaceSplit:
                          dict(self.excluded), self.mode)
 
 
-def _check_split(split: str, allowed=SPLITS) -> None:
-    if split not in allowed:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(allowed)}")
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
 
 def _find(root: Path, *names: str) -> Path:
@@ -131,7 +131,7 @@ def _images(folder: Path, nested: bool = False):
 def _layout_error(dataset: str, root: Path, expected: str, prepare: bool = True) -> DatasetLayoutError:
     """``dataset``: a registered name (shown by its title) or what the folder was taken for; ``prepare``: a
     registered dataset, which ``ferx data prepare`` unpacks (advice a user's own folder or zip has no use for)."""
-    dataset = DATASETS.get(dataset).title if dataset in DATASETS.names() else dataset
+    dataset = DATASETS.get(dataset).title if dataset in DATASETS else dataset
     names = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
     found = (", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "") if names else
              "nothing" + ("" if root.is_dir() else " (folder does not exist)"))

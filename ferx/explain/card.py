@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from ferx.explain.overlay import ALPHA, CLIP_PERCENTILE
+
 FOOTER_PT = 7.5  # the footer's font size: legible in the PNG (ferx.explain.panel.DPI)
 
 # the distributions whose versions decide what a card shows (models, maps, faces, drawing)
@@ -123,8 +125,8 @@ def link_line(link: str | None) -> str:
     return f"link to this view (click it in the PDF; whole in the JSON's card.link): {shown}"
 
 
-def write_card(out: str | Path, result, models, *, scale: str = "per-map", clip_percentile: float = 99.0,
-               alpha: float = 0.5, cmap: str | None = None, target=None, contrast=None,
+def write_card(out: str | Path, result, models, *, scale: str = "per-map", clip_percentile: float = CLIP_PERCENTILE,
+               alpha: float = ALPHA, cmap: str | None = None, target=None, contrast=None,
                link: str | None = None) -> CardFiles:
     """``out``.png, ``out``.pdf and ``out``.json for ``result`` (a :class:`~ferx.explain.report.PhotoExplanation`)
     explained by ``models`` (the :class:`~ferx.checkpoint.LoadedModel` of each row, in order)."""

@@ -22,6 +22,7 @@ import torch.nn as nn
 from ferx.explain.maps import ExplanationMap
 from ferx.registry import Registry
 
+UNITS = "arbitrary units"  # a colour bar's numbers where a method (or native map) declares nothing else
 FAMILIES = {"native": "Native attention", "cam": "CAM family (pytorch-grad-cam)", "captum": "Captum attributions"}
 
 
@@ -46,7 +47,7 @@ class ExplanationMethod:
     cost: Literal["light", "heavy"]  # heavy: seconds per map on CPU, run only when asked for
     reading: str  # one line under every map: what it is and how to read it
     run: Runner
-    units: str = "arbitrary units"  # what its colour bar's numbers are (native maps: each model's NativeMap says)
+    units: str = UNITS  # what its colour bar's numbers are (native maps: each model's NativeMap says)
     aliases: tuple[str, ...] = ()
     offered: bool = True  # listed among the app's choices (every method stays available by name)
 
@@ -123,7 +124,7 @@ def units(map_method: str) -> str:
     if map_method in METHODS:
         return METHODS.get(map_method).units
     native = _native(map_method)
-    return native.units if native else "arbitrary units"
+    return native.units if native else UNITS
 
 
 def reading(map_method: str) -> str:

@@ -39,11 +39,6 @@ class NativeAttention:
     channel_weights: dict[str, np.ndarray] = field(default_factory=dict)  # block -> C values in (0, 1)
     elapsed_s: float = 0.0  # the whole pass (prediction and all maps)
 
-    @property
-    def probs(self) -> np.ndarray:
-        e = np.exp(self.logits - self.logits.max())
-        return e / e.sum()
-
 
 def has_native_attention(model: nn.Module) -> bool:
     name = getattr(model, "ferx_name", None)

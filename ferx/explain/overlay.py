@@ -24,6 +24,8 @@ from ferx.explain.maps import ExplanationMap
 # dark blue → bright cyan → dark red, its top as dark as its bottom, so "bright = kept" and "warm" misread it
 DEFAULT_CMAP = "inferno"
 DEFAULT_SIGNED_CMAP = "RdBu_r"
+CLIP_PERCENTILE = 99.0  # a colour scale's top: this percentile of the maps' values (--clip-percentile, the app)
+ALPHA = 0.5  # a map's opacity over the face (ferx explain --alpha, the app)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def _values(m) -> np.ndarray:
     return m.values if isinstance(m, ExplanationMap) else np.asarray(m, dtype=np.float32)
 
 
-def map_scale(maps: Iterable[ExplanationMap | np.ndarray], clip_percentile: float = 99.0,
+def map_scale(maps: Iterable[ExplanationMap | np.ndarray], clip_percentile: float = CLIP_PERCENTILE,
               signed: bool | None = None) -> MapScale:
     """One scale for all of ``maps``: unsigned [minimum, p-th percentile];
     signed [-p, p] with p the percentile of |value|."""
@@ -69,10 +71,12 @@ def map_scale(maps: Iterable[ExplanationMap | np.ndarray], clip_percentile: floa
     return MapScale(low, top, False, clip_percentile)
 
 
-SCALES = ("per-map", "shared")  # how maps share colour scales (map_scales); the CLI's --scale choices
+# how maps share colour scales (map_scales); ferx explain's --scale lists the same two (its parser does not import
+# this module: that would import torch for every command)
+SCALES = ("per-map", "shared")
 
 
-def map_scales(rows, scale: str = "per-map", clip_percentile: float = 99.0) -> list[list[MapScale]]:
+def map_scales(rows, scale: str = "per-map", clip_percentile: float = CLIP_PERCENTILE) -> list[list[MapScale]]:
     """A :class:`MapScale` per (row, map) of rows that each hold ``.maps`` (one row per model):
     each map its own (``per-map``), or one per method across all rows (``shared``: the same method
     on several models is drawn on one scale)."""
@@ -116,7 +120,7 @@ def colormap(name: str):
 
 
 def overlay(image: np.ndarray, values: np.ndarray, scale: MapScale | None = None, *, cmap: str | None = None,
-            alpha: float = 0.5) -> np.ndarray:
+            alpha: float = ALPHA) -> np.ndarray:
     """``values`` (H x W, the image's size) coloured and blended over ``image`` (uint8 H x W or
     H x W x 3). Returns uint8 H x W x 3."""
     values = np.asarray(values, dtype=np.float32)

@@ -11,7 +11,8 @@ import numpy as np
 
 from ferx.data.labels import in_canonical_order
 from ferx.explain.methods import map_caption, units
-from ferx.explain.overlay import DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, colormap, flat_range, map_scales, overlay
+from ferx.explain.overlay import (ALPHA, CLIP_PERCENTILE, DEFAULT_CMAP, DEFAULT_SIGNED_CMAP, colormap, flat_range,
+                                  map_scales, overlay)
 from ferx.explain.regions import breakdown_line
 from ferx.explain.report import ModelExplanation
 from ferx.text import plural
@@ -30,7 +31,7 @@ def render_panel(path: str | Path, search, face_index: int, rows: list[ModelExpl
 
 
 def panel_figure(search, face_index: int, rows: list[ModelExplanation], *, scale: str = "per-map",
-                 clip_percentile: float = 99.0, alpha: float = 0.5, cmap: str | None = None):
+                 clip_percentile: float = CLIP_PERCENTILE, alpha: float = ALPHA, cmap: str | None = None):
     """The panel as a matplotlib figure (not pyplot's: requests draw at once, and nothing needs closing)."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize

@@ -27,8 +27,9 @@ from ferx.explain.methods import MethodOptions, get_method, map_caption
 from ferx.explain.native import has_native_attention, native_attention
 from ferx.explain.regions import face_labels, region_breakdown
 
-# deletion/insertion of one map costs about this many map computations (2 x 32 forward passes plus
-# random maps; measured in the app: 5 light methods took 1.6 s without faithfulness, 14.5 s with)
+# deletion/insertion of one map costs about this many map computations (2 x DELETION_STEPS forward passes,
+# 32 on a small model, 16 on a large one, plus RANDOM_MAPS random maps; measured in the app: 5 light methods
+# took 1.6 s without faithfulness, 14.5 s with)
 FAITHFULNESS_COST = 8
 
 
@@ -58,11 +59,11 @@ def open_model(model: str, *, untrained: bool | None = None, seed: int = 0, devi
     from ferx.data.labels import get_label_set
     from ferx.device import resolve_device
     from ferx.models import create_model, get_model_info, list_models
-    from ferx.paths import checkpoint_path, naming_a_checkpoint, no_checkpoint
+    from ferx.paths import CARD, checkpoint_path, naming_a_checkpoint, no_checkpoint
 
     device = resolve_device(device)
     path = checkpoint_path(model)
-    if (path / "card.json").is_file():  # a checkpoint is always its trained weights; untrained= is for names
+    if (path / CARD).is_file():  # a checkpoint is always its trained weights; untrained= is for names
         return load_checkpoint(path, device)
     if model not in list_models():  # the message every command gives for a checkpoint it cannot find
         raise ValueError(no_checkpoint(model) + (f", or a registry name ({', '.join(list_models())}) with --untrained"

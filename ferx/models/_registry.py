@@ -68,7 +68,8 @@ class ModelInfo:
     default_labels: str
     description: str
     # Dotted module paths (relative to the model) whose outputs Grad-CAM should use; the first
-    # is the default. All of them produce NCHW feature maps, so no reshape transform is needed.
+    # is the default. Those registered give NCHW feature maps; any other layer's output (NHWC, tokens)
+    # is brought to NCHW by ferx.explain.cam.to_nchw.
     cam_target_layers: tuple[str, ...] = field(default_factory=tuple)
     native_maps: tuple[NativeMap, ...] = ()  # empty: no attention of its own (no forward_attention)
     # Dotted path of the module whose outputs are the classes (timm's default_cfg["classifier"]): its

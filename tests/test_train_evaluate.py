@@ -135,8 +135,11 @@ def test_ctrl_c_stops_a_run_in_one_line_and_resume_goes_on(data_root, tmp_path):
     argv = ["train", "--recipe", "mini_xception", "--dataset", "ckplus", "--data-root", str(data_root), "--out",
             str(tmp_path / "run"), "--device", DEVICE, "--limit-train", "64", "--limit-val", "32", "--epochs", "50"]
     # unbuffered: through a pipe the epoch lines came in one block when the run ended (all 50 epochs, exit 0)
+    # SIGINT at its default: a job started in the background (`cmd &`, as a CI may run the suite) inherits it
+    # ignored, and Python then installs no Ctrl-C handler (the run went on to its 50th epoch, exit 0)
     run = subprocess.Popen([sys.executable, "-u", "-m", "ferx", *argv], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in run.stdout:  # stopped after its first epoch was saved, in a later one
         if line.startswith("epoch 1:"):
             break

@@ -335,3 +335,20 @@ def test_a_conv_cut_sized_model_takes_the_smaller_deletion_budget():
         model = create_model(name, num_classes=8)
         budgets[name] = (sum(p.numel() for p in model.parameters()) > 5_000_000, deletion_budget(model))
     assert budgets == {"mini_xception": (False, (32, 3)), "lanmsff": (False, (32, 3)), "convcut": (True, (16, 1))}
+
+
+def test_score_cam_keeps_the_activations_of_its_face_not_of_every_masked_pass(mini, faces, monkeypatch):
+    """Score-CAM scores the face masked by each of the target layer's 128 channels; the library's hooks kept
+    every masked batch's activations to the end of the call (Conv-cut: 512 of them, 51 MB a request)."""
+    from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+
+    held, save = [], ActivationsAndGradients.save_activation
+
+    def counting(self, module, inputs, output):
+        save(self, module, inputs, output)
+        held.append(sum(a.shape[0] for a in self.activations))
+
+    monkeypatch.setattr(ActivationsAndGradients, "save_activation", counting)
+    before = cam_maps(mini.model, faces[:1], "scorecam", batch_size=16)[0]
+    assert max(held) == 1  # the face's own activations, read once
+    assert before.raw.shape == (4, 4) and before.values.max() > 0
